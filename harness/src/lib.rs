@@ -1,0 +1,79 @@
+//! wasmproc-harness turns YAML scenarios into tests: each scenario file becomes one
+//! libtest-mimic trial, named by its path, that loads a manifest, spawns processes through the
+//! real runtime and checks their EXIT events.
+//!
+//! It does not build guests or start the CLI; it drives `wasmproc-runtime` directly. The format
+//! is documented for users in `conformance/README.md`.
+
+mod expect;
+mod run;
+mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use libtest_mimic::{Failed, Trial};
+use wasmproc_runtime::Loader;
+
+pub use run::Failure;
+pub use scenario::{Scenario, ScenarioError};
+
+/// A scenario file is a YAML file with a top-level `scenario:` key; other YAML files (manifests)
+/// are left alone. Returned in path order.
+pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    walk(root, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) && is_scenario(&std::fs::read_to_string(&path)?)
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Textual, so that a scenario whose YAML is broken is still found (and fails with its
+/// location) instead of being skipped.
+fn is_scenario(text: &str) -> bool {
+    text.lines().any(|line| line.starts_with("scenario:"))
+}
+
+/// One trial per scenario below `root`, named by its path relative to `root` without the
+/// extension (`compute/product`), sharing one engine and compile cache.
+pub fn trials(root: &Path) -> Result<Vec<Trial>, String> {
+    let loader = Arc::new(
+        wasmproc_runtime::engine::loader().map_err(|e| format!("cannot start the engine: {e}"))?,
+    );
+    let files = discover(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let name = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .with_extension("")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let loader = loader.clone();
+            Trial::test(name, move || run_file(&file, &loader))
+        })
+        .collect())
+}
+
+fn run_file(file: &Path, loader: &Arc<Loader>) -> Result<(), Failed> {
+    let scenario = Scenario::load(file).map_err(|e| Failed::from(e.to_string()))?;
+    scenario
+        .run(loader)
+        .map_err(|f| Failed::from(f.to_string()))
+}

@@ -1,0 +1,149 @@
+//! Running a scenario against the real runtime, step by step.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime};
+
+use crate::expect::{check_error, check_event};
+use crate::scenario::{ReceiveExpectation, ReceiveStep, Scenario, SpawnStep, Step};
+
+/// Why a scenario failed: which step, what was expected, what came.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Scenario {
+    /// Runs the scenario with `loader` (shared between scenarios, so each binary compiles once).
+    pub fn run(&self, loader: &Arc<Loader>) -> Result<(), Failure> {
+        let file = self.path.display().to_string();
+        let fail = |message: String| Failure {
+            message: format!("{file}: {message}"),
+        };
+        let manifest = Manifest::load(&self.manifest_path());
+        let manifest = match (&self.manifest_error, manifest) {
+            (None, Ok(manifest)) => manifest,
+            (None, Err(e)) => return Err(fail(format!("manifest did not load: {e}"))),
+            (Some(expected), Err(e)) => {
+                return check_error(expected, e.kind, &e.to_string())
+                    .map_err(|m| fail(format!("manifest error: {m}")))
+            }
+            (Some(expected), Ok(_)) => {
+                return Err(fail(format!(
+                    "manifest loaded, but an error of kind `{}` was expected",
+                    expected.kind
+                )))
+            }
+        };
+        let runtime = Runtime::new(manifest, loader.clone());
+        // Receives wait on timers; spawns run on the manifest's hosts, not on this thread.
+        let clock = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| fail(format!("cannot start a timer: {e}")))?;
+        let mut state = RunState {
+            runtime: &runtime,
+            mailbox: Mailbox::new(),
+            pids: HashMap::new(),
+            received: Vec::new(),
+        };
+        for (i, step) in self.steps.iter().enumerate() {
+            let result = match step {
+                Step::Spawn(spawn) => state.spawn(spawn),
+                Step::Receive(receive) => clock.block_on(state.receive(receive)),
+            };
+            result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
+        }
+        Ok(())
+    }
+}
+
+struct RunState<'a> {
+    runtime: &'a Runtime,
+    mailbox: Mailbox,
+    pids: HashMap<String, Pid>,
+    /// Every event so far, shown when an expectation fails.
+    received: Vec<Exit>,
+}
+
+impl RunState<'_> {
+    fn spawn(&mut self, step: &SpawnStep) -> Result<(), String> {
+        let host = match &step.host {
+            Some(host) => host.clone(),
+            None => self
+                .runtime
+                .default_host()
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        };
+        let spawned = if step.monitor {
+            self.runtime
+                .spawn_monitored(&step.entry, &host, &step.args, &self.mailbox)
+        } else {
+            self.runtime.spawn(&step.entry, &host, &step.args)
+        };
+        match (spawned, &step.expect_error) {
+            (Ok(pid), None) => {
+                if let Some(alias) = &step.alias {
+                    self.pids.insert(alias.clone(), pid);
+                }
+                Ok(())
+            }
+            (Err(e), None) => Err(format!(
+                "spawn of `{}` was refused: error[{}]: {e}",
+                step.entry,
+                e.kind()
+            )),
+            (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
+            (Ok(pid), Some(expected)) => Err(format!(
+                "spawn of `{}` succeeded ({pid}), but an error of kind `{}` was expected",
+                step.entry, expected.kind
+            )),
+        }
+    }
+
+    async fn receive(&mut self, step: &ReceiveStep) -> Result<(), String> {
+        let event = self.mailbox.receive(step.timeout).await;
+        let result = match (&step.expect, event) {
+            (ReceiveExpectation::Nothing(_), None) => return Ok(()),
+            (ReceiveExpectation::Nothing(_), Some(Event::Exit(exit))) => {
+                let shown = show(&exit);
+                self.received.push(exit);
+                Err(format!("expected nothing, got {shown}"))
+            }
+            (ReceiveExpectation::Event(_), None) => Err(format!(
+                "expected an event, got nothing within {}",
+                humantime::format_duration(step.timeout)
+            )),
+            (ReceiveExpectation::Event(expected), Some(Event::Exit(exit))) => {
+                let result = check_event(expected, &exit, &self.pids);
+                self.received.push(exit);
+                result
+            }
+        };
+        result.map_err(|m| {
+            let mut m = m;
+            if !self.pids.is_empty() {
+                let mut names: Vec<_> = self.pids.iter().collect();
+                names.sort();
+                let _ = write!(m, "\n  aliases: ");
+                for (alias, pid) in names {
+                    let _ = write!(m, "{alias}={pid} ");
+                }
+            }
+            m
+        })
+    }
+}
+
+pub(crate) fn show(exit: &Exit) -> String {
+    serde_json::to_string(exit).unwrap_or_else(|e| format!("<unprintable EXIT: {e}>"))
+}

@@ -1,0 +1,327 @@
+//! The scenario format (documented for users in `conformance/README.md`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use wasmproc_runtime::ErrorKind;
+
+/// One scenario file: a manifest to load and steps to run against it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What the scenario shows, in a sentence.
+    pub scenario: String,
+    /// The manifest file or directory, relative to the scenario file.
+    pub manifest: PathBuf,
+    /// Set when loading the manifest must fail, and how.
+    #[serde(default)]
+    pub manifest_error: Option<ErrorExpectation>,
+    /// Steps are written `- spawn: {...}` (a one-key map), not YAML tags.
+    #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
+    pub steps: Vec<Step>,
+    /// The scenario file itself; set by [`Scenario::load`].
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    Spawn(SpawnStep),
+    Receive(ReceiveStep),
+}
+
+impl Step {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Spawn(_) => "spawn",
+            Step::Receive(_) => "receive",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnStep {
+    /// The `process.wasm` entry, `namespace:name`.
+    pub entry: String,
+    /// The `process.host`; default: the manifest's only one.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    /// Whether this scenario receives the process's EXIT (default: yes).
+    #[serde(default = "yes")]
+    pub monitor: bool,
+    /// A name for the PID, used by later steps (`from: w`).
+    #[serde(default, rename = "as")]
+    pub alias: Option<String>,
+    /// Set when the spawn must be refused, and how.
+    #[serde(default)]
+    pub expect_error: Option<ErrorExpectation>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveStep {
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    pub expect: ReceiveExpectation,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `expect: nothing` (the timeout passes with no event), or the event that must arrive.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ReceiveExpectation {
+    Nothing(Nothing),
+    Event(EventExpectation),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Nothing {
+    Nothing,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventExpectation {
+    /// Only `EXIT` exists so far.
+    #[serde(rename = "type", default = "exit")]
+    pub event_type: EventType,
+    /// The alias given by `as:` in the spawn step.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The exact return value.
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub error: Option<ErrorExpectation>,
+}
+
+fn exit() -> EventType {
+    EventType::Exit
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub enum EventType {
+    #[serde(rename = "EXIT")]
+    Exit,
+}
+
+/// An expected error: its kind, and text its message must contain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorExpectation {
+    pub kind: ErrorKind,
+    #[serde(default)]
+    pub contains: Contains,
+}
+
+/// One string or a list of strings, each of which must appear in the message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(from = "OneOrMany")]
+pub struct Contains(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for Contains {
+    fn from(value: OneOrMany) -> Self {
+        match value {
+            OneOrMany::One(s) => Contains(vec![s]),
+            OneOrMany::Many(v) => Contains(v),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}`: {e}")))
+}
+
+/// A scenario file that cannot be read or parsed, located by file, line and column.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub location: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            location: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = serde_norway::from_str(text).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            location: e.location().map(|l| (l.line(), l.column())),
+            message: strip_location(&e.to_string()),
+        })?;
+        scenario.path = path.to_path_buf();
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Mistakes serde cannot see: aliases used before they are given, contradictory fields.
+    fn check(&self) -> Result<(), ScenarioError> {
+        let fail = |step: usize, message: String| ScenarioError {
+            file: self.path.clone(),
+            location: None,
+            message: format!("steps[{step}]: {message}"),
+        };
+        if self.manifest_error.is_some() && !self.steps.is_empty() {
+            return Err(ScenarioError {
+                file: self.path.clone(),
+                location: None,
+                message: "a scenario with `manifest_error` has no steps (the manifest never loads)"
+                    .into(),
+            });
+        }
+        let mut aliases = BTreeMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Spawn(spawn) => {
+                    if let Some(alias) = &spawn.alias {
+                        if spawn.expect_error.is_some() {
+                            return Err(fail(
+                                i,
+                                format!(
+                                    "`as: {alias}` names no PID: this spawn is expected to fail"
+                                ),
+                            ));
+                        }
+                        if aliases.insert(alias.clone(), i).is_some() {
+                            return Err(fail(i, format!("alias `{alias}` is given twice")));
+                        }
+                    }
+                }
+                Step::Receive(receive) => {
+                    if let ReceiveExpectation::Event(event) = &receive.expect {
+                        if event.value.is_some() && event.error.is_some() {
+                            return Err(fail(i, "expect has both `value` and `error`".into()));
+                        }
+                        if let Some(from) = &event.from {
+                            if !aliases.contains_key(from) {
+                                return Err(fail(
+                                    i,
+                                    format!("`from: {from}` names no earlier `as:`"),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest path, resolved against the scenario's folder.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&self.manifest)
+    }
+}
+
+/// serde_norway ends messages with "at line L column C"; the location is printed in front.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let text = r#"
+scenario: compute returns the product of its arguments
+manifest: ../apps/fixtures.yaml
+steps:
+  - spawn: { entry: fixtures:compute_worker, host: fixtures:processes, args: [6, 7], as: w }
+  - receive: { timeout: 2s, expect: { type: EXIT, from: w, value: 42 } }
+  - receive: { timeout: 50ms, expect: nothing }
+"#;
+        let s = Scenario::parse(text, Path::new("conformance/compute/product.yaml")).unwrap();
+        assert_eq!(s.steps.len(), 3);
+        assert_eq!(
+            s.manifest_path(),
+            Path::new("conformance/compute/../apps/fixtures.yaml")
+        );
+        let Step::Receive(r) = &s.steps[1] else {
+            panic!("step 1 is a receive")
+        };
+        assert_eq!(r.timeout, Duration::from_secs(2));
+        assert!(matches!(
+            &s.steps[2],
+            Step::Receive(ReceiveStep {
+                expect: ReceiveExpectation::Nothing(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_line_and_column() {
+        let text = "scenario: x\nmanifest: m.yaml\nsteps:\n  - spawn: { entry: [unclosed\n";
+        let err = Scenario::parse(text, Path::new("broken.yaml")).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("broken.yaml:"), "{shown}");
+        let (line, _) = err.location.expect("a location");
+        assert!((4..=5).contains(&line), "{shown}");
+    }
+
+    #[test]
+    fn wrong_shape_names_the_field_and_its_line() {
+        let text =
+            "scenario: x\nmanifest: m.yaml\nsteps:\n  - spawn: { entry: a:b, colour: red }\n";
+        let err = Scenario::parse(text, Path::new("s.yaml")).unwrap_err();
+        assert_eq!(err.location.map(|l| l.0), Some(4), "{err}");
+        assert!(err.message.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_error_kind_lists_the_known_ones() {
+        let text = "scenario: x\nmanifest: m.yaml\nmanifest_error: { kind: bad_hash }\n";
+        let err = Scenario::parse(text, Path::new("s.yaml")).unwrap_err();
+        assert!(err.message.contains("hash_mismatch"), "{err}");
+    }
+
+    #[test]
+    fn aliases_must_be_given_before_use() {
+        let text = "scenario: x\nmanifest: m.yaml\nsteps:\n  - receive: { expect: { from: w, value: 1 } }\n";
+        let err = Scenario::parse(text, Path::new("s.yaml")).unwrap_err();
+        assert!(
+            err.message.contains("`from: w` names no earlier `as:`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+# wasmproc tasks. `just --list` shows them.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Run every test: unit tests and the conformance scenarios.
+test *args:
+    cargo test --workspace {{args}}
+
+# Run only the conformance scenarios (pass a filter or --list after it).
+conformance *args:
+    cargo test -p wasmproc-harness --test conformance -- {{args}}
+
+# Spawn a process and print its EXIT: just spawn demo/manifest.yaml myns:compute_worker 6 7
+spawn *args:
+    cargo run -q -p wasmproc -- spawn {{args}}
+
+# Build the guests into guests/dist (installs the guest toolchain when missing).
+guests:
+    guests/build.sh "$(pwd)/guests/dist"
+
+# Rebuild the guests in a scratch directory and fail if any byte differs from guests/dist.
+verify-guests:
+    guests/build.sh --verify
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,73 @@
+//! `process.host`: a scheduler that processes are spawned into. Each host owns a tokio
+//! multi-thread runtime with `workers` threads; each process is one task on it.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use wasmtime::component::Val;
+
+use crate::error::Error;
+use crate::id::EntryId;
+use crate::loader::Program;
+use crate::manifest::HostSpec;
+use crate::process::{self, Event, ExitGuard, Pid};
+
+pub struct ProcessHost {
+    id: EntryId,
+    spec: HostSpec,
+    /// `None` only while dropping.
+    scheduler: Option<tokio::runtime::Runtime>,
+}
+
+impl ProcessHost {
+    pub fn start(id: EntryId, spec: HostSpec) -> Result<Self, Error> {
+        let scheduler = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(spec.workers)
+            .thread_name(format!("wasmproc {id}"))
+            .enable_all()
+            .build()
+            .map_err(|e| Error::HostStart {
+                host: id.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::debug!(host = %id, workers = spec.workers, "host started");
+        Ok(ProcessHost {
+            id,
+            spec,
+            scheduler: Some(scheduler),
+        })
+    }
+
+    pub fn id(&self) -> &EntryId {
+        &self.id
+    }
+
+    pub fn spec(&self) -> &HostSpec {
+        &self.spec
+    }
+
+    /// Starts a process whose arguments are already converted; its EXIT goes to `monitors`.
+    pub(crate) fn spawn(
+        &self,
+        pid: Pid,
+        program: Arc<Program>,
+        params: Vec<Val>,
+        monitors: Vec<mpsc::UnboundedSender<Event>>,
+    ) {
+        // Created before the task so that even a task that never starts reports its EXIT.
+        let guard = ExitGuard::new(pid, monitors);
+        if let Some(scheduler) = &self.scheduler {
+            scheduler.spawn(process::run(program, params, guard));
+        }
+    }
+}
+
+impl Drop for ProcessHost {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks on its workers, which panics inside another runtime: let the
+        // workers go in the background. Running processes are dropped; their guards send EXIT.
+        if let Some(scheduler) = self.scheduler.take() {
+            scheduler.shutdown_background();
+        }
+    }
+}

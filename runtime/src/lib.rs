@@ -1,0 +1,26 @@
+//! wasmproc-runtime runs WebAssembly components as supervised processes.
+//!
+//! The data flow is: [`manifest`] (YAML entries, validated) → [`loader`] (read the binary, check
+//! its sha256, compile, check imports and the export) → [`host`] (a scheduler per
+//! `process.host`) → [`process`] (Init → Step → Close) → exactly one [`Exit`] per monitor.
+//!
+//! This crate does not parse command lines, run scenarios or print anything: the `wasmproc` CLI
+//! and the `wasmproc-harness` crate do. Errors are typed, with a stable [`ErrorKind`].
+
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod id;
+pub mod loader;
+pub mod manifest;
+pub mod process;
+mod runtime;
+pub mod value;
+
+pub use error::{Error, ErrorKind};
+pub use id::EntryId;
+pub use loader::Loader;
+pub use manifest::Manifest;
+pub use process::{Accounting, Event, Exit, ExitError, Mailbox, Pid};
+pub use runtime::Runtime;
+pub use serde_json::Value;

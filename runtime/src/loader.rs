@@ -1,0 +1,273 @@
+//! From an entry to something that can be spawned: read the binary from its `fs.directory`,
+//! check its sha256 *before* compiling, compile it (once per digest), refuse imports the entry
+//! does not grant, and find the export its `method` names.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
+use wasmtime::Engine;
+
+use crate::error::ErrorKind;
+use crate::id::EntryId;
+use crate::manifest::{Digest, Method, WasmSpec};
+use crate::process::ProcessState;
+use crate::value::Signature;
+
+/// Why an entry's binary cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("entry `{entry}`: cannot read {}: {source}", path.display())]
+    Unreadable {
+        entry: EntryId,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("entry `{entry}`: hash mismatch for {}: expected {expected}, actual {actual}", path.display())]
+    HashMismatch {
+        entry: EntryId,
+        path: PathBuf,
+        // Boxed: digests are 32 bytes each, and every `Result` carrying this error pays for
+        // its largest variant.
+        expected: Box<Digest>,
+        actual: Box<Digest>,
+    },
+    #[error("entry `{entry}`: {} is not a valid WebAssembly component: {reason}", path.display())]
+    InvalidBinary {
+        entry: EntryId,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("entry `{entry}`: the binary imports {} that the entry does not grant (imports: [{}])", imports.join(", "), granted.join(", "))]
+    UngrantedImports {
+        entry: EntryId,
+        imports: Vec<String>,
+        granted: Vec<String>,
+    },
+    #[error(
+        "entry `{entry}`: method `{method}` is not an exported function (exported functions: {})",
+        list_or_none(available)
+    )]
+    MissingExport {
+        entry: EntryId,
+        method: Method,
+        available: Vec<String>,
+    },
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl LoadError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LoadError::Unreadable { .. } => ErrorKind::BinaryUnreadable,
+            LoadError::HashMismatch { .. } => ErrorKind::HashMismatch,
+            LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
+            LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
+            LoadError::MissingExport { .. } => ErrorKind::MissingExport,
+        }
+    }
+}
+
+/// A verified, compiled and linked entry, ready to spawn many times.
+pub struct Program {
+    pub digest: Digest,
+    pub pre: InstancePre<ProcessState>,
+    pub export: ComponentExportIndex,
+    pub signature: Signature,
+    /// The binary's file, and what it looked like when its hash was checked: a spawn re-checks
+    /// the hash when the file changed since.
+    pub path: PathBuf,
+    pub stamp: FileStamp,
+}
+
+/// Size and modification time: cheap to read on every spawn, changes when the file does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    pub fn of(path: &Path) -> std::io::Result<FileStamp> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
+/// Compiles binaries once per digest: entries that share a binary share its machine code.
+pub struct Loader {
+    engine: Engine,
+    compiled: Mutex<HashMap<Digest, Component>>,
+}
+
+impl Loader {
+    pub fn new(engine: Engine) -> Self {
+        Loader {
+            engine,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads `entry` from the directory of its `fs` entry.
+    pub fn load(
+        &self,
+        entry: &EntryId,
+        wasm: &WasmSpec,
+        directory: &Path,
+    ) -> Result<Arc<Program>, LoadError> {
+        let path = wasm.binary_path(directory);
+        let unreadable = |source| LoadError::Unreadable {
+            entry: entry.clone(),
+            path: path.clone(),
+            source,
+        };
+        let stamp = FileStamp::of(&path).map_err(unreadable)?;
+        let bytes = std::fs::read(&path).map_err(unreadable)?;
+        let actual = Digest::of(&bytes);
+        if actual != wasm.hash {
+            return Err(LoadError::HashMismatch {
+                entry: entry.clone(),
+                path,
+                expected: Box::new(wasm.hash),
+                actual: Box::new(actual),
+            });
+        }
+        let component = self.compile(entry, &path, actual, &bytes)?;
+        check_imports(entry, wasm, &component, &self.engine)?;
+        let (export, signature) = find_export(entry, &wasm.method, &component, &self.engine)?;
+        let linker = Linker::<ProcessState>::new(&self.engine);
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::InvalidBinary {
+                entry: entry.clone(),
+                path: path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        tracing::debug!(%entry, digest = %actual, "loaded");
+        Ok(Arc::new(Program {
+            digest: actual,
+            pre,
+            export,
+            signature,
+            path,
+            stamp,
+        }))
+    }
+
+    fn compile(
+        &self,
+        entry: &EntryId,
+        path: &Path,
+        digest: Digest,
+        bytes: &[u8],
+    ) -> Result<Component, LoadError> {
+        if let Some(component) = self.lock().get(&digest) {
+            return Ok(component.clone());
+        }
+        // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
+        // wait for it. Two threads may compile the same digest once each; either result is fine.
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::InvalidBinary {
+                entry: entry.clone(),
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        self.lock().insert(digest, component.clone());
+        Ok(component)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {
+        // A poisoned cache is still a valid cache: entries are inserted whole.
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn check_imports(
+    entry: &EntryId,
+    wasm: &WasmSpec,
+    component: &Component,
+    engine: &Engine,
+) -> Result<(), LoadError> {
+    // No host interface is linked yet (WASI comes next), so every import is one the process
+    // cannot have, whatever it is granted.
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if imports.is_empty() {
+        return Ok(());
+    }
+    Err(LoadError::UngrantedImports {
+        entry: entry.clone(),
+        imports,
+        granted: wasm.imports.clone(),
+    })
+}
+
+fn find_export(
+    entry: &EntryId,
+    method: &Method,
+    component: &Component,
+    engine: &Engine,
+) -> Result<(ComponentExportIndex, Signature), LoadError> {
+    let parent = match &method.interface {
+        Some(interface) => component.get_export_index(None, interface.as_str()),
+        None => None,
+    };
+    let found = match (&method.interface, parent) {
+        (Some(_), None) => None,
+        (_, parent) => component.get_export(parent.as_ref(), method.func.as_str()),
+    };
+    match found {
+        Some((ComponentItem::ComponentFunc(func), index)) => Ok((
+            index,
+            Signature {
+                params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+                results: func.results().collect(),
+            },
+        )),
+        _ => Err(LoadError::MissingExport {
+            entry: entry.clone(),
+            method: method.clone(),
+            available: exported_functions(component, engine),
+        }),
+    }
+}
+
+/// Every function the component exports, as `method` would name it.
+pub fn exported_functions(component: &Component, engine: &Engine) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, export) in component.component_type().exports(engine) {
+        match export.ty {
+            ComponentItem::ComponentFunc(_) => names.push(name.to_string()),
+            ComponentItem::ComponentInstance(instance) => {
+                for (func, item) in instance.exports(engine) {
+                    if matches!(item.ty, ComponentItem::ComponentFunc(_)) {
+                        names.push(format!("{name}#{func}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}

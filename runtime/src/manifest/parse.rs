@@ -1,0 +1,328 @@
+//! From YAML text to typed entries. Required fields are checked by hand so that the messages
+//! are the ones users know from Wippy (`fs is required`), not serde's.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use serde_norway::{Mapping, Value};
+
+use super::entry::{Command, DirectorySpec, Entry, EntrySpec, HostSpec, Method, Origin, WasmSpec};
+use super::hash::Digest;
+use super::ManifestError;
+use crate::error::ErrorKind;
+use crate::id::EntryId;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    /// Wippy manifests carry a format version; it is accepted and not interpreted.
+    #[serde(default)]
+    #[allow(dead_code)]
+    version: Option<Value>,
+    namespace: String,
+    #[serde(default)]
+    entries: Vec<Mapping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    directory: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    meta: Option<RawMeta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWasm {
+    fs: Option<String>,
+    path: Option<String>,
+    hash: Option<String>,
+    method: Option<String>,
+    #[serde(default)]
+    imports: Vec<String>,
+    #[serde(default)]
+    meta: Option<RawMeta>,
+}
+
+/// `meta` is free-form in Wippy; only `command` means something to wasmproc.
+#[derive(Deserialize)]
+struct RawMeta {
+    #[serde(default)]
+    command: Option<RawCommand>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    name: Option<String>,
+    short: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    #[serde(default)]
+    host: Option<RawHostConfig>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    meta: Option<RawMeta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostConfig {
+    workers: Option<usize>,
+    queue_size: Option<usize>,
+}
+
+const KINDS: &str = "fs.directory, process.wasm, process.host";
+const DEFAULT_QUEUE_SIZE: usize = 1024;
+
+pub(super) fn parse_file(text: &str, file: &Path) -> Result<Vec<Entry>, ManifestError> {
+    let raw: RawManifest = serde_norway::from_str(text).map_err(|e| yaml_error(&e, file))?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let lines = EntryLines::new(text);
+    let mut entries = Vec::with_capacity(raw.entries.len());
+    let mut cursor = 0;
+    for (index, fields) in raw.entries.into_iter().enumerate() {
+        let name = fields
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let line = name.as_deref().and_then(|n| lines.find(n, &mut cursor));
+        let origin = Origin {
+            file: file.to_path_buf(),
+            line,
+        };
+        let fail = |kind: ErrorKind, entry: Option<String>, message: String| ManifestError {
+            kind,
+            file: file.to_path_buf(),
+            line,
+            column: None,
+            entry,
+            message,
+        };
+        let Some(name) = name else {
+            return Err(fail(
+                ErrorKind::InvalidEntry,
+                None,
+                format!("entries[{index}]: name is required (a string)"),
+            ));
+        };
+        let id = EntryId::parse_in(&name, &raw.namespace).map_err(|e| {
+            fail(
+                ErrorKind::InvalidEntry,
+                None,
+                format!("entries[{index}]: {e}"),
+            )
+        })?;
+        if name.contains(':') {
+            return Err(fail(
+                ErrorKind::InvalidEntry,
+                Some(name.clone()),
+                "name must not contain `:` (the namespace comes from the file)".into(),
+            ));
+        }
+        let entry_fail =
+            |kind: ErrorKind, message: String| fail(kind, Some(id.to_string()), message);
+        let spec = parse_spec(fields, &raw.namespace, base).map_err(|(k, m)| entry_fail(k, m))?;
+        entries.push(Entry { id, origin, spec });
+    }
+    Ok(entries)
+}
+
+type FieldError = (ErrorKind, String);
+
+fn invalid(message: impl Into<String>) -> FieldError {
+    (ErrorKind::InvalidEntry, message.into())
+}
+
+fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<EntrySpec, FieldError> {
+    fields.remove("name");
+    let kind = match fields.remove("kind") {
+        Some(Value::String(kind)) => kind,
+        Some(_) => return Err(invalid("kind must be a string")),
+        None => return Err(invalid("kind is required")),
+    };
+    let rest = Value::Mapping(fields);
+    let typed = |e: serde_norway::Error| invalid(format!("{kind}: {e}"));
+    match kind.as_str() {
+        "fs.directory" => {
+            let raw: RawDirectory = serde_norway::from_value(rest).map_err(typed)?;
+            let directory = required(raw.directory, "directory")?;
+            Ok(EntrySpec::Directory(DirectorySpec {
+                directory: normalize(&base.join(directory)),
+            }))
+        }
+        "process.wasm" => parse_wasm(serde_norway::from_value(rest).map_err(typed)?, namespace),
+        "process.host" => {
+            let raw: RawHost = serde_norway::from_value(rest).map_err(typed)?;
+            let config = raw.host.unwrap_or(RawHostConfig {
+                workers: None,
+                queue_size: None,
+            });
+            let workers = config.workers.unwrap_or_else(default_workers);
+            if workers == 0 {
+                return Err(invalid("host.workers must be at least 1"));
+            }
+            let queue_size = config.queue_size.unwrap_or(DEFAULT_QUEUE_SIZE);
+            if queue_size == 0 {
+                return Err(invalid("host.queue_size must be at least 1"));
+            }
+            Ok(EntrySpec::Host(HostSpec {
+                workers,
+                queue_size,
+            }))
+        }
+        other => Err((
+            ErrorKind::UnsupportedEntryKind,
+            format!("unsupported kind `{other}` (supported: {KINDS})"),
+        )),
+    }
+}
+
+fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
+    let fs = required(raw.fs, "fs")?;
+    let path = required(raw.path, "path")?;
+    let hash = required(raw.hash, "hash")?;
+    let method = raw.method.ok_or_else(|| invalid("method is required"))?;
+    let fs = EntryId::parse_in(&fs, namespace).map_err(|e| invalid(format!("fs: {e}")))?;
+    let path = binary_path(&path)?;
+    let hash = Digest::parse(&hash)?;
+    let method = Method::parse(&method).map_err(invalid)?;
+    let command = match raw.meta.and_then(|m| m.command) {
+        None => None,
+        Some(command) => Some(Command {
+            name: required(command.name, "meta.command.name")?,
+            short: command.short,
+        }),
+    };
+    Ok(EntrySpec::Wasm(WasmSpec {
+        fs,
+        path,
+        hash,
+        method,
+        imports: raw.imports,
+        command,
+    }))
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, FieldError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(invalid(format!("{field} is required"))),
+    }
+}
+
+/// `path` is inside the `fs.directory` even when written with a leading `/` (the seed writes
+/// `/worker.wasm`); `..` could leave it, so it is refused.
+fn binary_path(path: &str) -> Result<PathBuf, FieldError> {
+    let mut relative = PathBuf::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => relative.push(part),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(invalid(format!(
+                    "path `{path}` must stay inside its fs.directory (no `..`)"
+                )))
+            }
+        }
+    }
+    if relative.as_os_str().is_empty() {
+        return Err(invalid("path is required"));
+    }
+    Ok(relative)
+}
+
+/// Removes `.` and `dir/..` pairs without touching the file system, so that messages show
+/// `guests/dist/compute.wasm` rather than `conformance/apps/../../guests/dist/compute.wasm`.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn yaml_error(error: &serde_norway::Error, file: &Path) -> ManifestError {
+    let location = error.location();
+    ManifestError {
+        kind: ErrorKind::InvalidManifest,
+        file: file.to_path_buf(),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        entry: None,
+        message: strip_location(&error.to_string()),
+    }
+}
+
+/// serde_norway appends "at line L column C" to its messages; the location is printed in front
+/// instead, compiler-style, so it is dropped from the message.
+pub(crate) fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Finds the line that declares each entry (`name: <name>`), scanning forward so that entries
+/// are matched in file order. Best effort: a line number is a help, not a requirement.
+struct EntryLines<'a> {
+    lines: Vec<&'a str>,
+}
+
+impl<'a> EntryLines<'a> {
+    fn new(text: &'a str) -> Self {
+        EntryLines {
+            lines: text.lines().collect(),
+        }
+    }
+
+    fn find(&self, name: &str, cursor: &mut usize) -> Option<usize> {
+        let found = (*cursor..self.lines.len()).find(|&i| {
+            let line = self.lines[i].trim_start();
+            let line = line.strip_prefix('-').map_or(line, str::trim_start);
+            line.strip_prefix("name:")
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
+                == Some(name)
+        })?;
+        *cursor = found + 1;
+        Some(found + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+    use std::path::Path;
+
+    #[test]
+    fn normalize_folds_parent_components() {
+        assert_eq!(
+            normalize(Path::new("conformance/apps/../../guests/dist")),
+            Path::new("guests/dist")
+        );
+        assert_eq!(normalize(Path::new("./a/./b")), Path::new("a/b"));
+        assert_eq!(normalize(Path::new("../x")), Path::new("../x"));
+        assert_eq!(normalize(Path::new("a/..")), Path::new("."));
+        assert_eq!(normalize(Path::new("/a/../b")), Path::new("/b"));
+    }
+}
