@@ -182,14 +182,31 @@ impl Loader {
         if let Some(component) = self.lock().get(&digest) {
             return Ok(component.clone());
         }
+        let invalid = |reason: String| LoadError::InvalidBinary {
+            entry: entry.clone(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        // The parser's messages for these two cases are about bytes; say what the file is.
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(invalid(
+                    "it is a core WebAssembly module, not a component (core modules are not \
+                     supported yet: wrap it with `wasm-tools component new`)"
+                        .into(),
+                ))
+            }
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => {
+                return Err(invalid(
+                    "it does not start with the WebAssembly header `\\0asm`".into(),
+                ))
+            }
+        }
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
         let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::InvalidBinary {
-                entry: entry.clone(),
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
-            })?;
+            Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
         self.lock().insert(digest, component.clone());
         Ok(component)
     }

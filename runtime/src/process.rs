@@ -228,8 +228,12 @@ fn guest_error(error: wasmtime::Error) -> ExitError {
     } else {
         ErrorKind::HostFailure
     };
+    // Cause first ("wasm trap: wasm `unreachable` instruction executed"), then its context
+    // (the wasm backtrace).
+    let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
+    parts.reverse();
     ExitError {
         kind,
-        message: format!("{error:?}"),
+        message: parts.join("\n"),
     }
 }

@@ -1,0 +1,100 @@
+//! The `wasmproc` binary as a user runs it: the README's command, refusals, help.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn wasmproc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env_remove("WASMPROC_LOG")
+        .output()
+        .expect("wasmproc runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_readme_command_prints_the_exit_with_value_42() {
+    let out = wasmproc(&[
+        "spawn",
+        "demo/manifest.yaml",
+        "myns:compute_worker",
+        "6",
+        "7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exit: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(exit["type"], "EXIT");
+    assert_eq!(exit["value"], 42);
+    assert!(exit["from"].is_string(), "{exit}");
+}
+
+#[test]
+fn a_refused_spawn_exits_2_with_the_kind_on_stderr() {
+    let out = wasmproc(&[
+        "spawn",
+        "conformance/apps/fixtures.yaml",
+        "fixtures:tampered_worker",
+        "6",
+        "7",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("error[hash_mismatch]"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn arguments_are_read_as_yaml_and_checked_against_the_signature() {
+    let out = wasmproc(&[
+        "spawn",
+        "demo/manifest.yaml",
+        "myns:compute_worker",
+        "-3",
+        "[1]",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[bad_argument]") && err.contains("argument 2 (`b: s32`)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_broken_manifest_is_refused_with_its_location() {
+    let out = wasmproc(&[
+        "spawn",
+        "conformance/manifests/invalid/missing_fs.yaml",
+        "bad:worker",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("missing_fs.yaml:7: entry `bad:worker`: fs is required"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let out = wasmproc(&["--help"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("spawn"), "{}", stdout(&out));
+    let out = wasmproc(&["spawn", "--help"]);
+    let help = stdout(&out);
+    assert!(
+        help.contains("--host") && help.contains("--timeout") && help.contains("Exit status"),
+        "{help}"
+    );
+}

@@ -1,0 +1,156 @@
+//! The runtime end to end on components written in WAT: traps, refused imports, many spawns,
+//! and a binary that changes after it was verified.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use wasmproc_runtime::manifest::Digest;
+use wasmproc_runtime::{ErrorKind, Event, Exit, Mailbox, Runtime};
+
+/// `add(a, b) = a + b`, `boom()` traps with `unreachable`.
+const ARITHMETIC: &str = r#"
+(component
+  (core module $m
+    (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+    (func (export "boom") (result i32) unreachable))
+  (core instance $i (instantiate $m))
+  (func (export "add") (param "a" s32) (param "b" s32) (result s32) (canon lift (core func $i "add")))
+  (func (export "boom") (result s32) (canon lift (core func $i "boom")))
+)
+"#;
+
+/// Imports a host function no entry can grant.
+const IMPORTER: &str = r#"
+(component
+  (import "acme:telemetry/log" (func $log (param "x" s32)))
+  (core func $log' (canon lower (func $log)))
+  (core module $m
+    (import "host" "log" (func (param i32)))
+    (func (export "run") (result i32) i32.const 1))
+  (core instance $i (instantiate $m (with "host" (instance (export "log" (func $log'))))))
+  (func (export "run") (result s32) (canon lift (core func $i "run")))
+)
+"#;
+
+fn write_component(dir: &Path, file: &str, wat: &str) -> Digest {
+    let bytes = wat::parse_str(wat).expect("the WAT parses");
+    std::fs::write(dir.join(file), &bytes).unwrap();
+    Digest::of(&bytes)
+}
+
+/// A manifest with one `process.wasm` entry per (name, file, digest, method), and a host.
+fn runtime(dir: &Path, entries: &[(&str, &str, Digest, &str)]) -> Runtime {
+    let mut yaml = String::from(
+        "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n  - { name: host, kind: process.host, host: { workers: 2 } }\n",
+    );
+    for (name, file, digest, method) in entries {
+        yaml.push_str(&format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {file}, hash: \"{digest}\", method: {method} }}\n"
+        ));
+    }
+    let manifest = dir.join("manifest.yaml");
+    std::fs::write(&manifest, yaml).unwrap();
+    Runtime::load(&manifest).expect("the manifest loads")
+}
+
+fn receive(mailbox: &mut Mailbox) -> Option<Exit> {
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    clock
+        .block_on(mailbox.receive(Duration::from_secs(10)))
+        .map(|Event::Exit(exit)| exit)
+}
+
+#[test]
+fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let rt = runtime(
+        dir.path(),
+        &[
+            ("boom", "arith.wasm", digest, "boom"),
+            ("add", "arith.wasm", digest, "add"),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    let pid = rt
+        .spawn_monitored("t:boom", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.from, pid);
+    let error = exit.outcome.expect_err("a trap is an error");
+    assert_eq!(error.kind, ErrorKind::Trap);
+    assert!(error.message.contains("unreachable"), "{}", error.message);
+
+    let pid = rt
+        .spawn_monitored("t:add", "t:host", &[json!(2), json!(40)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!((exit.from, exit.outcome), (pid, Ok(json!(42))));
+}
+
+#[test]
+fn an_import_the_entry_does_not_grant_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "importer.wasm", IMPORTER);
+    let rt = runtime(dir.path(), &[("importer", "importer.wasm", digest, "run")]);
+    let err = rt.spawn("t:importer", "t:host", &[]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UngrantedImport);
+    assert!(err.to_string().contains("acme:telemetry/log"), "{err}");
+}
+
+#[test]
+fn every_monitored_spawn_gets_exactly_one_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let rt = runtime(
+        dir.path(),
+        &[
+            ("add", "arith.wasm", digest, "add"),
+            ("boom", "arith.wasm", digest, "boom"),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    let mut expected = std::collections::HashMap::new();
+    for i in 0..1000 {
+        let (entry, args, outcome) = if i % 3 == 0 {
+            ("t:boom", vec![], Err(ErrorKind::Trap))
+        } else {
+            ("t:add", vec![json!(i), json!(1)], Ok(json!(i + 1)))
+        };
+        let pid = rt
+            .spawn_monitored(entry, "t:host", &args, &mailbox)
+            .unwrap();
+        expected.insert(pid, outcome);
+    }
+    for _ in 0..1000 {
+        let exit = receive(&mut mailbox).expect("an EXIT for every spawn");
+        let want = expected
+            .remove(&exit.from)
+            .unwrap_or_else(|| panic!("a second EXIT, or one from an unknown PID: {exit:?}"));
+        assert_eq!(exit.outcome.map_err(|e| e.kind), want);
+    }
+    assert!(expected.is_empty());
+    assert_eq!(mailbox.try_receive(), None, "no EXIT beyond one per spawn");
+}
+
+#[test]
+fn a_binary_changed_after_verification_is_checked_again_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let rt = runtime(dir.path(), &[("add", "arith.wasm", digest, "add")]);
+    rt.spawn("t:add", "t:host", &[json!(1), json!(2)]).unwrap();
+    // Other bytes under the same name (and a different size, so the change is seen at once).
+    write_component(dir.path(), "arith.wasm", IMPORTER);
+    let err = rt
+        .spawn("t:add", "t:host", &[json!(1), json!(2)])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HashMismatch, "{err}");
+    assert!(
+        err.to_string().contains(&format!("expected {digest}")),
+        "{err}"
+    );
+}
