@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-guests=(compute)
+guests=(compute greet)
 wasm_tools_version=1.262.0.0
 tools=${WASMPROC_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/wasmproc/tools}
 target=${WASMPROC_GUEST_TARGET:-$tools/guest-target}
@@ -61,12 +61,15 @@ build() {
   start=$(date +%s)
   log "building ${guests[*]} (Debian rustc, build-std, target dir $target)"
   # Debian's cargo, not rustup's proxies, which shadow /usr/bin and have no wasm targets here.
+  # panic=immediate-abort: a panic traps without formatting a message, so std's stderr and
+  # environment code (and with them the adapter's wasi:filesystem and wasi:clocks imports) is
+  # not linked into guests that do not use it; a guest imports what its code uses.
   (
     cd "$here"
     env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
       CARGO_TARGET_DIR="$target" \
       CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
-      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi --remap-path-prefix=$here=/guests --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort --remap-path-prefix=$here=/guests --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
       /usr/bin/cargo build -q --locked --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort
   )
   for g in "${guests[@]}"; do

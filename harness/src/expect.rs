@@ -44,6 +44,20 @@ pub fn check_event(
             ));
         }
     }
+    let output = exit.output.clone().unwrap_or_default();
+    for (stream, want, got) in [
+        ("stdout", &expected.stdout, &output.stdout),
+        ("stderr", &expected.stderr, &output.stderr),
+    ] {
+        if let Some(want) = want {
+            if want != got {
+                return Err(format!(
+                    "expected {stream} {want:?}, got {got:?}\n  event: {}",
+                    show(exit)
+                ));
+            }
+        }
+    }
     match (&exit.outcome, &expected.value, &expected.error) {
         (Ok(value), Some(want), _) if value != want => Err(format!(
             "expected value {want}, got {value}\n  event: {}",

@@ -108,6 +108,12 @@ pub struct EventExpectation {
     pub value: Option<Value>,
     #[serde(default)]
     pub error: Option<ErrorExpectation>,
+    /// Exactly what the process wrote to its stdout.
+    #[serde(default)]
+    pub stdout: Option<String>,
+    /// Exactly what the process wrote to its stderr.
+    #[serde(default)]
+    pub stderr: Option<String>,
 }
 
 fn exit() -> EventType {

@@ -11,84 +11,74 @@ use crate::loader::LoadError;
 use crate::manifest::ManifestError;
 use crate::value::ValueError;
 
-/// What went wrong, as a word a scenario or a script can match on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// A manifest file is not YAML, or not shaped like a manifest.
-    InvalidManifest,
-    /// An entry misses a required field or has an invalid one (`fs is required`, ...).
-    InvalidEntry,
-    /// Two entries share one `namespace:name`.
-    DuplicateEntry,
-    /// An entry kind this runtime does not know.
-    UnsupportedEntryKind,
-    /// An ID names no loaded entry.
-    UnknownEntry,
-    /// An ID names an entry of another kind than the one asked for.
-    WrongEntryKind,
-    /// `hash` is not `<algorithm>:<hex digest>`.
-    InvalidHashFormat,
-    /// `hash` names an algorithm other than sha256.
-    UnsupportedHashAlgorithm,
-    /// The binary's sha256 differs from the entry's `hash`.
-    HashMismatch,
-    /// The binary could not be read from its `fs.directory`.
-    BinaryUnreadable,
-    /// The bytes are not a valid WebAssembly component.
-    InvalidBinary,
-    /// The binary imports an interface the entry does not grant.
-    UngrantedImport,
-    /// The entry's `method` is not a function exported by the binary.
-    MissingExport,
-    /// Spawn arguments do not fit the export's parameters.
-    BadArgument,
-    /// The guest trapped (unreachable, out-of-bounds access, stack overflow, ...).
-    Trap,
-    /// The host failed while running the process (a bug: reported, never swallowed).
-    HostFailure,
+/// Declares the kinds once: the enum, its list and its names cannot drift apart.
+macro_rules! error_kinds {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// What went wrong, as a word a scenario or a script can match on.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorKind {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl ErrorKind {
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 16] = [
-        ErrorKind::InvalidManifest,
-        ErrorKind::InvalidEntry,
-        ErrorKind::DuplicateEntry,
-        ErrorKind::UnsupportedEntryKind,
-        ErrorKind::UnknownEntry,
-        ErrorKind::WrongEntryKind,
-        ErrorKind::InvalidHashFormat,
-        ErrorKind::UnsupportedHashAlgorithm,
-        ErrorKind::HashMismatch,
-        ErrorKind::BinaryUnreadable,
-        ErrorKind::InvalidBinary,
-        ErrorKind::UngrantedImport,
-        ErrorKind::MissingExport,
-        ErrorKind::BadArgument,
-        ErrorKind::Trap,
-        ErrorKind::HostFailure,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidManifest => "invalid_manifest",
-            ErrorKind::InvalidEntry => "invalid_entry",
-            ErrorKind::DuplicateEntry => "duplicate_entry",
-            ErrorKind::UnsupportedEntryKind => "unsupported_entry_kind",
-            ErrorKind::UnknownEntry => "unknown_entry",
-            ErrorKind::WrongEntryKind => "wrong_entry_kind",
-            ErrorKind::InvalidHashFormat => "invalid_hash_format",
-            ErrorKind::UnsupportedHashAlgorithm => "unsupported_hash_algorithm",
-            ErrorKind::HashMismatch => "hash_mismatch",
-            ErrorKind::BinaryUnreadable => "binary_unreadable",
-            ErrorKind::InvalidBinary => "invalid_binary",
-            ErrorKind::UngrantedImport => "ungranted_import",
-            ErrorKind::MissingExport => "missing_export",
-            ErrorKind::BadArgument => "bad_argument",
-            ErrorKind::Trap => "trap",
-            ErrorKind::HostFailure => "host_failure",
-        }
-    }
+error_kinds! {
+    /// A manifest file is not YAML, or not shaped like a manifest.
+    InvalidManifest => "invalid_manifest",
+    /// An entry misses a required field or has an invalid one (`fs is required`, ...).
+    InvalidEntry => "invalid_entry",
+    /// Two entries share one `namespace:name`.
+    DuplicateEntry => "duplicate_entry",
+    /// An entry kind this runtime does not know.
+    UnsupportedEntryKind => "unsupported_entry_kind",
+    /// An ID names no loaded entry.
+    UnknownEntry => "unknown_entry",
+    /// An ID names an entry of another kind than the one asked for.
+    WrongEntryKind => "wrong_entry_kind",
+    /// No CLI command has this name.
+    UnknownCommand => "unknown_command",
+    /// A `process.host` (or, for CLI commands, a `terminal.host`) is missing or ambiguous.
+    MissingHost => "missing_host",
+    /// `hash` is not `<algorithm>:<hex digest>`.
+    InvalidHashFormat => "invalid_hash_format",
+    /// `hash` names an algorithm other than sha256.
+    UnsupportedHashAlgorithm => "unsupported_hash_algorithm",
+    /// The binary's sha256 differs from the entry's `hash`.
+    HashMismatch => "hash_mismatch",
+    /// The binary could not be read from its `fs.directory`.
+    BinaryUnreadable => "binary_unreadable",
+    /// The bytes are not a valid WebAssembly component.
+    InvalidBinary => "invalid_binary",
+    /// The binary imports an interface the entry does not grant.
+    UngrantedImport => "ungranted_import",
+    /// The binary imports an interface (or version) that wasmproc does not provide.
+    UnsupportedImport => "unsupported_import",
+    /// The entry's `method` is not a function exported by the binary.
+    MissingExport => "missing_export",
+    /// Spawn arguments do not fit the export's parameters.
+    BadArgument => "bad_argument",
+    /// A `required` environment variable has no value.
+    MissingEnv => "missing_env",
+    /// An environment variable cannot be changed (readonly, or not in a memory storage).
+    EnvNotWritable => "env_not_writable",
+    /// A mount's host directory cannot be opened.
+    MountUnavailable => "mount_unavailable",
+    /// The guest trapped (unreachable, out-of-bounds access, stack overflow, ...).
+    Trap => "trap",
+    /// The guest called `exit` with a non-zero code.
+    ExitCode => "exit_code",
+    /// The host failed while running the process (a bug: reported, never swallowed).
+    HostFailure => "host_failure",
 }
 
 impl fmt::Display for ErrorKind {
@@ -102,7 +92,8 @@ impl FromStr for ErrorKind {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ErrorKind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 let known: Vec<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -137,6 +128,27 @@ pub enum Error {
     },
     #[error("no `process.host` entry is loaded: a process needs a host to run on")]
     NoHost,
+    #[error("no `terminal.host` entry is loaded: CLI commands need a `terminal.host` and a `process.host`")]
+    NoTerminal,
+    #[error("no command `{name}` (`wasmproc run list` shows the commands)")]
+    UnknownCommand { name: String },
+    #[error(
+        "entry `{entry}`: required environment variable `{name}` (from `{variable}`) has no value"
+    )]
+    MissingEnv {
+        entry: EntryId,
+        variable: EntryId,
+        name: String,
+    },
+    #[error("env.variable `{id}` cannot be changed: {reason}")]
+    EnvNotWritable { id: EntryId, reason: String },
+    #[error("entry `{entry}`: mount `{guest}`: cannot open {}: {reason}", host.display())]
+    MountUnavailable {
+        entry: EntryId,
+        guest: String,
+        host: std::path::PathBuf,
+        reason: String,
+    },
     #[error("several `process.host` entries are loaded ({hosts}): name the one to use")]
     AmbiguousHost { hosts: String },
     #[error("the WebAssembly engine could not start: {reason}")]
@@ -149,9 +161,14 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Manifest(e) => e.kind,
-            Error::UnknownEntry { .. } | Error::NoHost | Error::AmbiguousHost { .. } => {
-                ErrorKind::UnknownEntry
+            Error::UnknownEntry { .. } => ErrorKind::UnknownEntry,
+            Error::NoHost | Error::NoTerminal | Error::AmbiguousHost { .. } => {
+                ErrorKind::MissingHost
             }
+            Error::UnknownCommand { .. } => ErrorKind::UnknownCommand,
+            Error::MissingEnv { .. } => ErrorKind::MissingEnv,
+            Error::EnvNotWritable { .. } => ErrorKind::EnvNotWritable,
+            Error::MountUnavailable { .. } => ErrorKind::MountUnavailable,
             Error::WrongEntryKind { .. } => ErrorKind::WrongEntryKind,
             Error::Load(e) => e.kind(),
             Error::BadArgument { .. } => ErrorKind::BadArgument,
@@ -166,7 +183,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_through_their_names() {
-        for kind in ErrorKind::ALL {
+        for &kind in ErrorKind::ALL {
             assert_eq!(kind.as_str().parse::<ErrorKind>(), Ok(kind));
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));

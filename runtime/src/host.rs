@@ -11,6 +11,8 @@ use crate::id::EntryId;
 use crate::loader::Program;
 use crate::manifest::HostSpec;
 use crate::process::{self, Event, ExitGuard, Pid};
+use crate::state::ProcessState;
+use crate::wasi::Captured;
 
 pub struct ProcessHost {
     id: EntryId,
@@ -46,18 +48,21 @@ impl ProcessHost {
         &self.spec
     }
 
-    /// Starts a process whose arguments are already converted; its EXIT goes to `monitors`.
+    /// Starts a process whose arguments and WASI context are ready; its EXIT goes to
+    /// `monitors`.
     pub(crate) fn spawn(
         &self,
         pid: Pid,
         program: Arc<Program>,
         params: Vec<Val>,
+        state: ProcessState,
+        captured: Option<Captured>,
         monitors: Vec<mpsc::UnboundedSender<Event>>,
     ) {
         // Created before the task so that even a task that never starts reports its EXIT.
-        let guard = ExitGuard::new(pid, monitors);
+        let guard = ExitGuard::new(pid, monitors, captured);
         if let Some(scheduler) = &self.scheduler {
-            scheduler.spawn(process::run(program, params, guard));
+            scheduler.spawn(process::run(program, params, state, guard));
         }
     }
 }

@@ -8,19 +8,24 @@
 //! and the `wasmproc-harness` crate do. Errors are typed, with a stable [`ErrorKind`].
 
 pub mod engine;
+mod env;
 pub mod error;
 pub mod host;
 pub mod id;
+pub mod imports;
 pub mod loader;
 pub mod manifest;
 pub mod process;
 mod runtime;
+pub mod state;
 pub mod value;
+pub mod wasi;
 
 pub use error::{Error, ErrorKind};
 pub use id::EntryId;
 pub use loader::Loader;
 pub use manifest::Manifest;
-pub use process::{Accounting, Event, Exit, ExitError, Mailbox, Pid};
-pub use runtime::Runtime;
+pub use process::{Accounting, Event, Exit, ExitError, Mailbox, Output, Pid};
+pub use runtime::{Runtime, SpawnOptions};
 pub use serde_json::Value;
+pub use wasi::Stdio;

@@ -13,8 +13,9 @@ use wasmtime::Engine;
 
 use crate::error::ErrorKind;
 use crate::id::EntryId;
+use crate::imports::{self, Grants};
 use crate::manifest::{Digest, Method, WasmSpec};
-use crate::process::ProcessState;
+use crate::state::ProcessState;
 use crate::value::Signature;
 
 /// Why an entry's binary cannot be run.
@@ -42,12 +43,16 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
-    #[error("entry `{entry}`: the binary imports {} that the entry does not grant (imports: [{}])", imports.join(", "), granted.join(", "))]
+    #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", imports.join(", "), advice(imports), granted.join(", "))]
     UngrantedImports {
         entry: EntryId,
         imports: Vec<String>,
         granted: Vec<String>,
     },
+    #[error(
+        "entry `{entry}`: the binary needs a host interface wasmproc does not provide: {reason}"
+    )]
+    UnsupportedImport { entry: EntryId, reason: String },
     #[error(
         "entry `{entry}`: method `{method}` is not an exported function (exported functions: {})",
         list_or_none(available)
@@ -57,6 +62,21 @@ pub enum LoadError {
         method: Method,
         available: Vec<String>,
     },
+}
+
+/// What to add to `imports:` to grant these, when they are families wasmproc knows.
+fn advice(imports: &[String]) -> String {
+    let mut families: Vec<_> = imports
+        .iter()
+        .filter_map(|i| crate::manifest::Family::of_import(i))
+        .map(|f| f.package())
+        .collect();
+    families.dedup();
+    if families.is_empty() {
+        String::new()
+    } else {
+        format!(": add {} to its imports", families.join(", "))
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -74,6 +94,7 @@ impl LoadError {
             LoadError::HashMismatch { .. } => ErrorKind::HashMismatch,
             LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
             LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
+            LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
             LoadError::MissingExport { .. } => ErrorKind::MissingExport,
         }
     }
@@ -112,6 +133,8 @@ impl FileStamp {
 pub struct Loader {
     engine: Engine,
     compiled: Mutex<HashMap<Digest, Component>>,
+    /// One linker per distinct set of grants: entries granted the same families share it.
+    linkers: Mutex<HashMap<Grants, Arc<Linker<ProcessState>>>>,
 }
 
 impl Loader {
@@ -119,6 +142,7 @@ impl Loader {
         Loader {
             engine,
             compiled: Mutex::new(HashMap::new()),
+            linkers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -151,14 +175,14 @@ impl Loader {
             });
         }
         let component = self.compile(entry, &path, actual, &bytes)?;
-        check_imports(entry, wasm, &component, &self.engine)?;
+        let grants = Grants::new(&wasm.imports);
+        check_imports(entry, wasm, &grants, &component, &self.engine)?;
         let (export, signature) = find_export(entry, &wasm.method, &component, &self.engine)?;
-        let linker = Linker::<ProcessState>::new(&self.engine);
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::InvalidBinary {
+        let pre = self
+            .linker(&grants)
+            .and_then(|linker| linker.instantiate_pre(&component))
+            .map_err(|e| LoadError::UnsupportedImport {
                 entry: entry.clone(),
-                path: path.clone(),
                 reason: format!("{e:#}"),
             })?;
         tracing::debug!(%entry, digest = %actual, "loaded");
@@ -215,28 +239,41 @@ impl Loader {
         // A poisoned cache is still a valid cache: entries are inserted whole.
         self.compiled.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ProcessState>>> {
+        let mut linkers = self.linkers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(linker) = linkers.get(grants) {
+            return Ok(linker.clone());
+        }
+        let linker = Arc::new(imports::linker(&self.engine, grants)?);
+        linkers.insert(grants.clone(), linker.clone());
+        Ok(linker)
+    }
 }
 
+/// Every import must belong to a granted family; the linker then checks that wasmproc provides
+/// that exact interface and version.
 fn check_imports(
     entry: &EntryId,
     wasm: &WasmSpec,
+    grants: &Grants,
     component: &Component,
     engine: &Engine,
 ) -> Result<(), LoadError> {
-    // No host interface is linked yet (WASI comes next), so every import is one the process
-    // cannot have, whatever it is granted.
-    let imports: Vec<String> = component
+    let ungranted: Vec<String> = component
         .component_type()
         .imports(engine)
-        .map(|(name, _)| name.to_string())
+        .map(|(name, _)| name)
+        .filter(|name| !grants.allows(name))
+        .map(str::to_string)
         .collect();
-    if imports.is_empty() {
+    if ungranted.is_empty() {
         return Ok(());
     }
     Err(LoadError::UngrantedImports {
         entry: entry.clone(),
-        imports,
-        granted: wasm.imports.clone(),
+        imports: ungranted,
+        granted: wasm.imports.iter().map(|f| f.to_string()).collect(),
     })
 }
 

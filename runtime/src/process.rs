@@ -19,11 +19,9 @@ use wasmtime::Store;
 
 use crate::error::ErrorKind;
 use crate::loader::Program;
+use crate::state::ProcessState;
 use crate::value::Signature;
-
-/// What a process's store carries. Host interfaces (WASI) and limits will live here.
-#[derive(Default)]
-pub struct ProcessState {}
+use crate::wasi::Captured;
 
 /// A process identifier, unique within one [`crate::Runtime`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -46,6 +44,26 @@ impl Serialize for Pid {
 pub struct ExitError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The code the guest passed to `exit`, for `exit_code` errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+}
+
+impl ExitError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ExitError {
+            kind,
+            message: message.into(),
+            code: None,
+        }
+    }
+}
+
+/// What a process wrote to its captured stdout and stderr (lossy UTF-8).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl fmt::Display for ExitError {
@@ -67,9 +85,12 @@ pub struct Exit {
     pub from: Pid,
     pub outcome: Result<Value, ExitError>,
     pub accounting: Accounting,
+    /// Present when the process's stdio was captured.
+    pub output: Option<Output>,
 }
 
-/// Serialized as `{ type: EXIT, from, value | error: { kind, message }, wall_time_ms }`.
+/// Serialized as `{ type: EXIT, from, value | error: { kind, message }, wall_time_ms }`, plus
+/// `stdout` / `stderr` when captured and not empty.
 impl Serialize for Exit {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -83,6 +104,14 @@ impl Serialize for Exit {
             "wall_time_ms",
             &(self.accounting.wall_time.as_micros() as f64 / 1000.0),
         )?;
+        if let Some(output) = &self.output {
+            if !output.stdout.is_empty() {
+                map.serialize_entry("stdout", &output.stdout)?;
+            }
+            if !output.stderr.is_empty() {
+                map.serialize_entry("stderr", &output.stderr)?;
+            }
+        }
         map.end()
     }
 }
@@ -144,15 +173,21 @@ pub(crate) struct ExitGuard {
     started: Instant,
     monitors: Vec<mpsc::UnboundedSender<Event>>,
     outcome: Option<Result<Value, ExitError>>,
+    captured: Option<Captured>,
 }
 
 impl ExitGuard {
-    pub(crate) fn new(pid: Pid, monitors: Vec<mpsc::UnboundedSender<Event>>) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        monitors: Vec<mpsc::UnboundedSender<Event>>,
+        captured: Option<Captured>,
+    ) -> Self {
         ExitGuard {
             pid,
             started: Instant::now(),
             monitors,
             outcome: None,
+            captured,
         }
     }
 }
@@ -160,10 +195,10 @@ impl ExitGuard {
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         let outcome = self.outcome.take().unwrap_or_else(|| {
-            Err(ExitError {
-                kind: ErrorKind::HostFailure,
-                message: "the process was dropped before it finished (its host shut down)".into(),
-            })
+            Err(ExitError::new(
+                ErrorKind::HostFailure,
+                "the process was dropped before it finished (its host shut down)",
+            ))
         });
         let exit = Exit {
             from: self.pid,
@@ -171,6 +206,7 @@ impl Drop for ExitGuard {
             accounting: Accounting {
                 wall_time: self.started.elapsed(),
             },
+            output: self.captured.as_ref().map(Captured::output),
         };
         tracing::debug!(pid = %self.pid, ok = exit.outcome.is_ok(), "exit");
         for monitor in &self.monitors {
@@ -181,8 +217,13 @@ impl Drop for ExitGuard {
 }
 
 /// Runs a process to its end; the guard delivers the EXIT.
-pub(crate) async fn run(program: Arc<Program>, params: Vec<Val>, mut guard: ExitGuard) {
-    let outcome = AssertUnwindSafe(init_step_close(&program, &params))
+pub(crate) async fn run(
+    program: Arc<Program>,
+    params: Vec<Val>,
+    state: ProcessState,
+    mut guard: ExitGuard,
+) {
+    let outcome = AssertUnwindSafe(init_step_close(&program, &params, state))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
@@ -191,17 +232,22 @@ pub(crate) async fn run(program: Arc<Program>, params: Vec<Val>, mut guard: Exit
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(ExitError {
-                kind: ErrorKind::HostFailure,
-                message: format!("host code panicked while running the process: {message}"),
-            })
+            Err(ExitError::new(
+                ErrorKind::HostFailure,
+                format!("host code panicked while running the process: {message}"),
+            ))
         });
     guard.outcome = Some(outcome);
 }
 
-async fn init_step_close(program: &Program, params: &[Val]) -> Result<Value, ExitError> {
-    // Init: a fresh store and instance; the arguments were captured by the caller.
-    let mut store = Store::new(program.pre.engine(), ProcessState::default());
+async fn init_step_close(
+    program: &Program,
+    params: &[Val],
+    state: ProcessState,
+) -> Result<Value, ExitError> {
+    // Init: a fresh store and instance; the arguments and WASI context were captured by the
+    // caller.
+    let mut store = Store::new(program.pre.engine(), state);
     let instance = program
         .pre
         .instantiate_async(&mut store)
@@ -209,20 +255,37 @@ async fn init_step_close(program: &Program, params: &[Val]) -> Result<Value, Exi
         .map_err(guest_error)?;
     let func = instance
         .get_func(&mut store, program.export)
-        .ok_or_else(|| ExitError {
-            kind: ErrorKind::HostFailure,
-            message: "the checked export vanished from the instance".into(),
+        .ok_or_else(|| {
+            ExitError::new(
+                ErrorKind::HostFailure,
+                "the checked export vanished from the instance",
+            )
         })?;
     // Step: a component function has at most one result.
     let mut results = vec![Val::Bool(false); program.signature.results.len()];
-    func.call_async(&mut store, params, &mut results)
-        .await
-        .map_err(guest_error)?;
+    match func.call_async(&mut store, params, &mut results).await {
+        Ok(()) => {}
+        // `exit(0)` is a successful end without a value.
+        Err(e)
+            if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                .is_some_and(|c| c.0 == 0) =>
+        {
+            return Ok(Value::Null)
+        }
+        Err(e) => return Err(guest_error(e)),
+    }
     // Close: the store (instance, memories, tables) is dropped on return.
     Ok(Signature::result_value(&results))
 }
 
 fn guest_error(error: wasmtime::Error) -> ExitError {
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return ExitError {
+            kind: ErrorKind::ExitCode,
+            message: format!("the guest exited with code {}", exit.0),
+            code: Some(exit.0),
+        };
+    }
     let kind = if error.downcast_ref::<wasmtime::Trap>().is_some() {
         ErrorKind::Trap
     } else {
@@ -232,8 +295,5 @@ fn guest_error(error: wasmtime::Error) -> ExitError {
     // (the wasm backtrace).
     let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     parts.reverse();
-    ExitError {
-        kind,
-        message: parts.join("\n"),
-    }
+    ExitError::new(kind, parts.join("\n"))
 }

@@ -1,23 +1,36 @@
-//! The runtime: a loaded manifest, the engine and compiled programs, the running hosts, and the
-//! spawn entry points.
+//! The runtime: a loaded manifest, the engine and compiled programs, the running hosts, the
+//! environment storages, and the spawn entry points.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::engine;
+use crate::env::EnvStore;
 use crate::error::Error;
 use crate::host::ProcessHost;
 use crate::id::EntryId;
 use crate::loader::{FileStamp, Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
-use crate::process::{Mailbox, Pid};
+use crate::process::{Event, Mailbox, Pid};
+use crate::state::ProcessState;
+use crate::wasi::{self, ResolvedMount, Stdio};
+
+/// How to spawn, beyond entry, host and arguments.
+#[derive(Clone, Debug, Default)]
+pub struct SpawnOptions {
+    pub stdio: Stdio,
+    /// Appended to the entry's `wasi.args` (the CLI's arguments after a command name).
+    pub extra_args: Vec<String>,
+}
 
 pub struct Runtime {
     manifest: Manifest,
     loader: Arc<Loader>,
+    env: EnvStore,
     programs: Mutex<HashMap<EntryId, Arc<Program>>>,
     hosts: Mutex<HashMap<EntryId, Arc<ProcessHost>>>,
     next_pid: AtomicU64,
@@ -35,6 +48,7 @@ impl Runtime {
     /// A runtime over `manifest` that shares `loader` (and its compiled code) with others.
     pub fn new(manifest: Manifest, loader: Arc<Loader>) -> Self {
         Runtime {
+            env: EnvStore::new(&manifest),
             manifest,
             loader,
             programs: Mutex::new(HashMap::new()),
@@ -55,20 +69,23 @@ impl Runtime {
         args: &[Value],
         monitor: &Mailbox,
     ) -> Result<Pid, Error> {
-        self.spawn_with(entry, host, args, vec![monitor.address()])
+        self.spawn_with(entry, host, args, &SpawnOptions::default(), Some(monitor))
     }
 
     /// Spawns `entry` on `host` with `args`, unmonitored.
     pub fn spawn(&self, entry: &str, host: &str, args: &[Value]) -> Result<Pid, Error> {
-        self.spawn_with(entry, host, args, Vec::new())
+        self.spawn_with(entry, host, args, &SpawnOptions::default(), None)
     }
 
-    fn spawn_with(
+    /// Spawns with every option; everything that can be refused is refused here, before the
+    /// process exists.
+    pub fn spawn_with(
         &self,
         entry: &str,
         host: &str,
         args: &[Value],
-        monitors: Vec<tokio::sync::mpsc::UnboundedSender<crate::Event>>,
+        options: &SpawnOptions,
+        monitor: Option<&Mailbox>,
     ) -> Result<Pid, Error> {
         let entry = self.entry_id(entry)?;
         let host = self.host(&self.entry_id(host)?)?;
@@ -80,9 +97,29 @@ impl Runtime {
                 entry: entry.clone(),
                 source: Box::new(source),
             })?;
+        let (wasm, _) = self.wasm_entry(&entry)?;
+        let env = self.resolve_env(&entry, wasm)?;
+        let mounts = self.resolve_mounts(wasm);
+        let (ctx, captured) = wasi::context(
+            &entry,
+            &wasm.wasi,
+            &options.extra_args,
+            &env,
+            &mounts,
+            options.stdio,
+        )?;
         let pid = Pid(self.next_pid.fetch_add(1, Ordering::Relaxed));
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        host.spawn(pid, program, params, monitors);
+        let monitors: Vec<mpsc::UnboundedSender<Event>> =
+            monitor.map(Mailbox::address).into_iter().collect();
+        host.spawn(
+            pid,
+            program,
+            params,
+            ProcessState::new(ctx),
+            captured,
+            monitors,
+        );
         Ok(pid)
     }
 
@@ -100,6 +137,12 @@ impl Runtime {
                     .join(", "),
             }),
         }
+    }
+
+    /// Changes an `env.variable` kept in an `env.storage.memory`; later spawns see the value.
+    pub fn set_env(&self, variable: &str, value: impl Into<String>) -> Result<(), Error> {
+        let id = self.entry_id(variable)?;
+        self.env.set(&self.manifest, &id, value.into())
     }
 
     fn entry_id(&self, id: &str) -> Result<EntryId, Error> {
@@ -136,13 +179,58 @@ impl Runtime {
                 actual: entry.spec.kind_name(),
             });
         };
-        // The manifest checked that `fs` names a loaded fs.directory.
-        match self.manifest.get(&wasm.fs).map(|e| &e.spec) {
-            Some(EntrySpec::Directory(dir)) => Ok((wasm, dir.directory.as_path())),
-            _ => Err(Error::UnknownEntry {
-                id: wasm.fs.to_string(),
-            }),
+        Ok((wasm, self.directory(&wasm.fs)?))
+    }
+
+    /// The host path of an `fs.directory` entry (the manifest checked references at load).
+    fn directory(&self, id: &EntryId) -> Result<&std::path::Path, Error> {
+        match self.manifest.get(id).map(|e| &e.spec) {
+            Some(EntrySpec::Directory(dir)) => Ok(dir.directory.as_path()),
+            _ => Err(Error::UnknownEntry { id: id.to_string() }),
         }
+    }
+
+    /// `wasi.env` as the guest will see it. A required variable without a value refuses the
+    /// spawn; an optional one is left out.
+    fn resolve_env(
+        &self,
+        entry: &EntryId,
+        wasm: &WasmSpec,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let mut env = Vec::with_capacity(wasm.wasi.env.len());
+        for binding in &wasm.wasi.env {
+            let value = match self.manifest.get(&binding.id).map(|e| &e.spec) {
+                Some(EntrySpec::EnvVariable(variable)) => self.env.value(&self.manifest, variable),
+                _ => None,
+            };
+            match value {
+                Some(value) => env.push((binding.name.clone(), value)),
+                None if binding.required => {
+                    return Err(Error::MissingEnv {
+                        entry: entry.clone(),
+                        variable: binding.id.clone(),
+                        name: binding.name.clone(),
+                    })
+                }
+                None => {}
+            }
+        }
+        Ok(env)
+    }
+
+    fn resolve_mounts(&self, wasm: &WasmSpec) -> Vec<ResolvedMount> {
+        wasm.wasi
+            .mounts
+            .iter()
+            .filter_map(|mount| {
+                let host = self.directory(&mount.fs).ok()?.to_path_buf();
+                Some(ResolvedMount {
+                    host,
+                    guest: mount.guest.clone(),
+                    read_only: mount.read_only,
+                })
+            })
+            .collect()
     }
 
     fn host(&self, id: &EntryId) -> Result<Arc<ProcessHost>, Error> {

@@ -32,8 +32,11 @@ impl std::fmt::Display for Origin {
 #[derive(Clone, Debug)]
 pub enum EntrySpec {
     Directory(DirectorySpec),
-    Wasm(WasmSpec),
+    Wasm(Box<WasmSpec>),
     Host(HostSpec),
+    EnvVariable(EnvVariableSpec),
+    EnvStorage(EnvStorageSpec),
+    Terminal,
 }
 
 impl EntrySpec {
@@ -43,6 +46,11 @@ impl EntrySpec {
             EntrySpec::Directory(_) => "fs.directory",
             EntrySpec::Wasm(_) => "process.wasm",
             EntrySpec::Host(_) => "process.host",
+            EntrySpec::EnvVariable(_) => "env.variable",
+            EntrySpec::EnvStorage(EnvStorageSpec::Os) => "env.storage.os",
+            EntrySpec::EnvStorage(EnvStorageSpec::Static(_)) => "env.storage.static",
+            EntrySpec::EnvStorage(EnvStorageSpec::Memory(_)) => "env.storage.memory",
+            EntrySpec::Terminal => "terminal.host",
         }
     }
 }
@@ -63,8 +71,129 @@ pub struct WasmSpec {
     pub hash: Digest,
     pub method: Method,
     /// Interface families granted to the process (`wasi:cli`, ...).
-    pub imports: Vec<String>,
+    pub imports: Vec<Family>,
+    pub wasi: WasiSpec,
     pub command: Option<Command>,
+}
+
+/// What the guest sees of the world through WASI.
+#[derive(Clone, Debug, Default)]
+pub struct WasiSpec {
+    /// Command-line arguments after the program name.
+    pub args: Vec<String>,
+    /// The initial working directory (absolute).
+    pub cwd: Option<String>,
+    pub env: Vec<EnvBinding>,
+    pub mounts: Vec<Mount>,
+}
+
+/// `wasi.env[]`: the guest sees the value of the `env.variable` entry `id` under `name`.
+#[derive(Clone, Debug)]
+pub struct EnvBinding {
+    pub id: EntryId,
+    pub name: String,
+    /// A required value that is missing refuses the spawn; an optional one is left out.
+    pub required: bool,
+}
+
+/// `wasi.mounts[]`: the `fs.directory` entry `fs` appears to the guest at `guest`.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    pub fs: EntryId,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// `env.variable`: a named value read from a storage.
+#[derive(Clone, Debug)]
+pub struct EnvVariableSpec {
+    /// The name looked up in the storage.
+    pub variable: String,
+    /// The `env.storage.*` entry; the host environment when absent.
+    pub storage: Option<EntryId>,
+    pub default: Option<String>,
+    /// Whether the value may be changed at run time (memory storages only).
+    pub readonly: bool,
+}
+
+/// Where `env.variable` values are read from.
+#[derive(Clone, Debug)]
+pub enum EnvStorageSpec {
+    /// The host process's environment.
+    Os,
+    /// A fixed map written in the manifest.
+    Static(std::collections::BTreeMap<String, String>),
+    /// A map that starts with these values and can be changed at run time.
+    Memory(std::collections::BTreeMap<String, String>),
+}
+
+/// A family of host interfaces an entry may be granted, named by its WIT package.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Io,
+    Cli,
+    Clocks,
+    Filesystem,
+    Random,
+    Sockets,
+    Http,
+}
+
+impl Family {
+    pub const ALL: [Family; 7] = [
+        Family::Io,
+        Family::Cli,
+        Family::Clocks,
+        Family::Filesystem,
+        Family::Random,
+        Family::Sockets,
+        Family::Http,
+    ];
+
+    /// The WIT package name, as `imports:` and import names spell it.
+    pub fn package(self) -> &'static str {
+        match self {
+            Family::Io => "wasi:io",
+            Family::Cli => "wasi:cli",
+            Family::Clocks => "wasi:clocks",
+            Family::Filesystem => "wasi:filesystem",
+            Family::Random => "wasi:random",
+            Family::Sockets => "wasi:sockets",
+            Family::Http => "wasi:http",
+        }
+    }
+
+    /// Parses a grant. `wasi:poll` is the pre-0.2 name of `wasi:io`'s poll interface.
+    pub fn parse(text: &str) -> Option<Family> {
+        let text = text.trim();
+        if text == "wasi:poll" {
+            return Some(Family::Io);
+        }
+        Family::ALL.into_iter().find(|f| f.package() == text)
+    }
+
+    /// The family of an import name: `wasi:cli/stdout@0.2.12` → `wasi:cli`.
+    pub fn of_import(import: &str) -> Option<Family> {
+        let package = import.split(['/', '@']).next().unwrap_or(import);
+        Family::ALL.into_iter().find(|f| f.package() == package)
+    }
+
+    /// Families whose types this one's interfaces use, so granting it grants them too:
+    /// `wasi:cli`'s stdout is a `wasi:io` stream, `wasi:filesystem`'s timestamps are
+    /// `wasi:clocks` datetimes, and so on.
+    pub fn implies(self) -> &'static [Family] {
+        match self {
+            Family::Io | Family::Random => &[],
+            Family::Clocks | Family::Cli => &[Family::Io],
+            Family::Filesystem | Family::Sockets | Family::Http => &[Family::Io, Family::Clocks],
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.package())
+    }
 }
 
 impl WasmSpec {

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use entry::{Command, DirectorySpec, Entry, EntrySpec, HostSpec, Method, Origin, WasmSpec};
+pub use entry::{
+    Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
+    HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+};
 pub use hash::Digest;
 
 use crate::error::ErrorKind;
@@ -113,31 +116,96 @@ impl Manifest {
         Ok(())
     }
 
-    /// Entry IDs that point at other entries must name loaded entries of the right kind.
+    /// Entry IDs that point at other entries must name loaded entries of the right kind, and
+    /// command names must be unique across every loaded file.
     fn check_references(&self) -> Result<(), ManifestError> {
+        let mut commands: BTreeMap<&str, &Entry> = BTreeMap::new();
         for entry in self.entries.values() {
-            let EntrySpec::Wasm(wasm) = &entry.spec else {
-                continue;
-            };
-            let problem = match self.entries.get(&wasm.fs) {
-                None => format!("fs: unknown entry `{}`", wasm.fs),
-                Some(target) if !matches!(target.spec, EntrySpec::Directory(_)) => format!(
-                    "fs: entry `{}` is a `{}`, expected a `fs.directory`",
-                    wasm.fs,
-                    target.spec.kind_name()
-                ),
-                Some(_) => continue,
-            };
-            return Err(ManifestError {
+            let fail = |message: String| ManifestError {
                 kind: ErrorKind::InvalidEntry,
                 file: entry.origin.file.clone(),
                 line: entry.origin.line,
                 column: None,
                 entry: Some(entry.id.to_string()),
-                message: problem,
-            });
+                message,
+            };
+            match &entry.spec {
+                EntrySpec::Wasm(wasm) => {
+                    self.expect_kind("fs", &wasm.fs, "fs.directory")
+                        .map_err(fail)?;
+                    for (i, binding) in wasm.wasi.env.iter().enumerate() {
+                        self.expect_kind(&format!("wasi.env[{i}].id"), &binding.id, "env.variable")
+                            .map_err(fail)?;
+                    }
+                    for (i, mount) in wasm.wasi.mounts.iter().enumerate() {
+                        self.expect_kind(
+                            &format!("wasi.mounts[{i}].fs"),
+                            &mount.fs,
+                            "fs.directory",
+                        )
+                        .map_err(fail)?;
+                    }
+                    if let Some(command) = &wasm.command {
+                        if let Some(other) = commands.insert(&command.name, entry) {
+                            return Err(fail(format!(
+                                "command `{}` is already registered by `{}` ({})",
+                                command.name, other.id, other.origin
+                            )));
+                        }
+                    }
+                }
+                EntrySpec::EnvVariable(variable) => {
+                    if let Some(storage) = &variable.storage {
+                        self.expect_kind("storage", storage, "env.storage.*")
+                            .map_err(fail)?;
+                    }
+                }
+                _ => {}
+            }
         }
         Ok(())
+    }
+
+    /// `field` of some entry names `id`, which must be a loaded entry of kind `expected`
+    /// (`env.storage.*` accepts any storage).
+    fn expect_kind(&self, field: &str, id: &EntryId, expected: &str) -> Result<(), String> {
+        let Some(target) = self.entries.get(id) else {
+            return Err(format!("{field}: unknown entry `{id}`"));
+        };
+        let actual = target.spec.kind_name();
+        let matches = match expected.strip_suffix('*') {
+            Some(prefix) => actual.starts_with(prefix),
+            None => actual == expected,
+        };
+        if matches {
+            Ok(())
+        } else {
+            Err(format!(
+                "{field}: entry `{id}` is a `{actual}`, expected a `{expected}`"
+            ))
+        }
+    }
+
+    /// The `process.wasm` entry registered as CLI command `name`.
+    pub fn command(&self, name: &str) -> Option<(&Entry, &WasmSpec)> {
+        self.commands()
+            .find(|(_, wasm)| wasm.command.as_ref().is_some_and(|c| c.name == name))
+    }
+
+    /// Every `process.wasm` entry that registers a CLI command, in entry order.
+    pub fn commands(&self) -> impl Iterator<Item = (&Entry, &WasmSpec)> {
+        self.entries.values().filter_map(|e| match &e.spec {
+            EntrySpec::Wasm(wasm) if wasm.command.is_some() => Some((e, wasm.as_ref())),
+            _ => None,
+        })
+    }
+
+    /// The `terminal.host` entries.
+    pub fn terminals(&self) -> impl Iterator<Item = &EntryId> {
+        self.entries.values().filter_map(|e| match &e.spec {
+            EntrySpec::Terminal => Some(&e.id),
+            _ => None,
+        })
     }
 
     pub fn get(&self, id: &EntryId) -> Option<&Entry> {

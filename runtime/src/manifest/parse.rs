@@ -6,7 +6,12 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
-use super::entry::{Command, DirectorySpec, Entry, EntrySpec, HostSpec, Method, Origin, WasmSpec};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::entry::{
+    Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
+    HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+};
 use super::hash::Digest;
 use super::ManifestError;
 use crate::error::ErrorKind;
@@ -43,6 +48,73 @@ struct RawWasm {
     #[serde(default)]
     imports: Vec<String>,
     #[serde(default)]
+    wasi: Option<RawWasi>,
+    #[serde(default)]
+    meta: Option<RawMeta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWasi {
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    env: Vec<RawEnvBinding>,
+    #[serde(default)]
+    mounts: Vec<RawMount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvBinding {
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    fs: Option<String>,
+    guest: Option<String>,
+    #[serde(default)]
+    read_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvVariable {
+    variable: Option<String>,
+    #[serde(default)]
+    storage: Option<String>,
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    readonly: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    meta: Option<RawMeta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvStorage {
+    #[serde(default)]
+    values: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    meta: Option<RawMeta>,
+}
+
+/// Kinds with nothing to configure.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlain {
+    #[serde(default)]
+    #[allow(dead_code)]
     meta: Option<RawMeta>,
 }
 
@@ -77,7 +149,8 @@ struct RawHostConfig {
     queue_size: Option<usize>,
 }
 
-const KINDS: &str = "fs.directory, process.wasm, process.host";
+const KINDS: &str = "fs.directory, process.wasm, process.host, terminal.host, env.variable, \
+                     env.storage.os, env.storage.static, env.storage.memory";
 const DEFAULT_QUEUE_SIZE: usize = 1024;
 
 pub(super) fn parse_file(text: &str, file: &Path) -> Result<Vec<Entry>, ManifestError> {
@@ -176,6 +249,39 @@ fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<Entry
                 queue_size,
             }))
         }
+        "terminal.host" => {
+            let _: RawPlain = serde_norway::from_value(rest).map_err(typed)?;
+            Ok(EntrySpec::Terminal)
+        }
+        "env.variable" => {
+            let raw: RawEnvVariable = serde_norway::from_value(rest).map_err(typed)?;
+            let storage = match raw.storage {
+                Some(s) => Some(
+                    EntryId::parse_in(&s, namespace)
+                        .map_err(|e| invalid(format!("storage: {e}")))?,
+                ),
+                None => None,
+            };
+            Ok(EntrySpec::EnvVariable(EnvVariableSpec {
+                variable: required(raw.variable, "variable")?,
+                storage,
+                default: raw.default,
+                readonly: raw.readonly,
+            }))
+        }
+        "env.storage.os" => {
+            let _: RawPlain = serde_norway::from_value(rest).map_err(typed)?;
+            Ok(EntrySpec::EnvStorage(EnvStorageSpec::Os))
+        }
+        "env.storage.static" | "env.storage.memory" => {
+            let raw: RawEnvStorage = serde_norway::from_value(rest).map_err(typed)?;
+            let values = raw.values.unwrap_or_default();
+            Ok(EntrySpec::EnvStorage(if kind == "env.storage.static" {
+                EnvStorageSpec::Static(values)
+            } else {
+                EnvStorageSpec::Memory(values)
+            }))
+        }
         other => Err((
             ErrorKind::UnsupportedEntryKind,
             format!("unsupported kind `{other}` (supported: {KINDS})"),
@@ -192,6 +298,23 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
     let path = binary_path(&path)?;
     let hash = Digest::parse(&hash)?;
     let method = Method::parse(&method).map_err(invalid)?;
+    let imports = raw
+        .imports
+        .iter()
+        .map(|grant| {
+            Family::parse(grant).ok_or_else(|| {
+                let known: Vec<_> = Family::ALL.iter().map(|f| f.package()).collect();
+                invalid(format!(
+                    "imports: unknown interface family `{grant}` (known: {})",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let wasi = match raw.wasi {
+        Some(wasi) => parse_wasi(wasi, namespace)?,
+        None => WasiSpec::default(),
+    };
     let command = match raw.meta.and_then(|m| m.command) {
         None => None,
         Some(command) => Some(Command {
@@ -199,14 +322,81 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
             short: command.short,
         }),
     };
-    Ok(EntrySpec::Wasm(WasmSpec {
+    Ok(EntrySpec::Wasm(Box::new(WasmSpec {
         fs,
         path,
         hash,
         method,
-        imports: raw.imports,
+        imports,
+        wasi,
         command,
-    }))
+    })))
+}
+
+fn parse_wasi(raw: RawWasi, namespace: &str) -> Result<WasiSpec, FieldError> {
+    if let Some(cwd) = &raw.cwd {
+        if !cwd.starts_with('/') {
+            return Err(invalid(format!("wasi.cwd must be absolute, got `{cwd}`")));
+        }
+    }
+    let mut names = BTreeSet::new();
+    let mut env = Vec::with_capacity(raw.env.len());
+    for (i, item) in raw.env.into_iter().enumerate() {
+        let id = required(item.id, &format!("wasi.env[{i}].id"))?;
+        let name = required(item.name, &format!("wasi.env[{i}].name"))?;
+        if name.contains('=') {
+            return Err(invalid(format!(
+                "wasi.env[{i}].name `{name}` must not contain `=`"
+            )));
+        }
+        if !names.insert(name.clone()) {
+            return Err(invalid(format!(
+                "wasi.env[].name must be unique: `{name}` appears twice"
+            )));
+        }
+        let id = EntryId::parse_in(&id, namespace)
+            .map_err(|e| invalid(format!("wasi.env[{i}].id: {e}")))?;
+        env.push(EnvBinding {
+            id,
+            name,
+            required: item.required,
+        });
+    }
+    let mut guests = BTreeSet::new();
+    let mut mounts = Vec::with_capacity(raw.mounts.len());
+    for (i, item) in raw.mounts.into_iter().enumerate() {
+        let fs = required(item.fs, &format!("wasi.mounts[{i}].fs"))?;
+        let guest = required(item.guest, &format!("wasi.mounts[{i}].guest"))?;
+        if !guest.starts_with('/') {
+            return Err(invalid(format!(
+                "wasi.mounts[].guest must be absolute, got `{guest}`"
+            )));
+        }
+        if guest.split('/').any(|part| part == "..") {
+            return Err(invalid(format!(
+                "wasi.mounts[{i}].guest `{guest}` must not contain `..`"
+            )));
+        }
+        let normalized = normalize(Path::new(&guest)).to_string_lossy().into_owned();
+        if !guests.insert(normalized) {
+            return Err(invalid(format!(
+                "wasi.mounts[].guest must be unique: `{guest}` appears twice"
+            )));
+        }
+        let fs = EntryId::parse_in(&fs, namespace)
+            .map_err(|e| invalid(format!("wasi.mounts[{i}].fs: {e}")))?;
+        mounts.push(Mount {
+            fs,
+            guest,
+            read_only: item.read_only,
+        });
+    }
+    Ok(WasiSpec {
+        args: raw.args,
+        cwd: raw.cwd,
+        env,
+        mounts,
+    })
 }
 
 fn required(value: Option<String>, field: &str) -> Result<String, FieldError> {

@@ -1,0 +1,139 @@
+//! The imports allowlist: an entry's `imports:` decides which host interfaces are linked for
+//! it, and a binary that imports anything outside them is refused at load.
+//!
+//! Every family is added to the linker by the same mechanism (`add`), so what the allowlist
+//! allows is exactly what gets linked.
+
+use std::collections::BTreeSet;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::Engine;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+use wasmtime_wasi::p2::bindings;
+use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
+use wasmtime_wasi::WasiView;
+
+use crate::manifest::Family;
+use crate::state::ProcessState;
+
+/// The families an entry may use: those it lists, and those their types need.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Grants(BTreeSet<Family>);
+
+impl Grants {
+    pub fn new(listed: &[Family]) -> Grants {
+        let mut set = BTreeSet::new();
+        for family in listed {
+            set.insert(*family);
+            set.extend(family.implies().iter().copied());
+        }
+        Grants(set)
+    }
+
+    pub fn allows(&self, import: &str) -> bool {
+        Family::of_import(import).is_some_and(|f| self.0.contains(&f))
+    }
+
+    pub fn families(&self) -> impl Iterator<Item = Family> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// A linker with exactly the granted families.
+pub fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<ProcessState>> {
+    let mut linker = Linker::new(engine);
+    for family in grants.families() {
+        add(&mut linker, family)?;
+    }
+    Ok(linker)
+}
+
+/// `wasi:io` resources live in the store's resource table.
+struct HasIo;
+
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+fn add(l: &mut Linker<ProcessState>, family: Family) -> wasmtime::Result<()> {
+    type T = ProcessState;
+    match family {
+        Family::Io => {
+            use wasmtime_wasi_io::bindings::wasi::io;
+            io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+            io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+            io::streams::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+        }
+        Family::Clocks => {
+            use bindings::clocks;
+            clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+            clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+        }
+        Family::Cli => {
+            use bindings::cli;
+            cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+            cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        }
+        Family::Filesystem => {
+            bindings::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+            bindings::filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+        }
+        Family::Random => {
+            use bindings::random;
+            random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
+            random::insecure::add_to_linker::<T, WasiRandom>(l, T::random)?;
+            random::insecure_seed::add_to_linker::<T, WasiRandom>(l, T::random)?;
+        }
+        Family::Sockets => {
+            use bindings::sockets;
+            sockets::tcp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+            sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+            sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+            sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+            sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+            sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
+            sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+        }
+        Family::Http => {
+            // Linked by the wasi:http capability once it lands; until then a grant of
+            // `wasi:http` links nothing and an import of it is reported as unsupported.
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_include_the_families_their_types_need() {
+        let grants = Grants::new(&[Family::Cli]);
+        assert!(grants.allows("wasi:cli/stdout@0.2.12"));
+        assert!(grants.allows("wasi:io/streams@0.2.12"));
+        assert!(!grants.allows("wasi:filesystem/preopens@0.2.12"));
+        assert!(!grants.allows("acme:telemetry/log"));
+        let grants = Grants::new(&[Family::Filesystem]);
+        assert!(grants.allows("wasi:clocks/wall-clock@0.2.0"));
+        assert!(!grants.allows("wasi:cli/environment@0.2.0"));
+        assert!(!Grants::new(&[]).allows("wasi:io/poll@0.2.0"));
+    }
+
+    #[test]
+    fn every_family_links() {
+        let engine = Engine::default();
+        let all = Grants::new(&Family::ALL);
+        linker(&engine, &all).expect("all families link together");
+    }
+}

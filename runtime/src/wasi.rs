@@ -1,0 +1,99 @@
+//! The guest's view of the world, built from its entry when it is spawned: arguments, working
+//! directory, the declared environment variables only, mounts (read-only where asked) and
+//! stdio, captured or inherited.
+
+use std::path::PathBuf;
+
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use crate::error::Error;
+use crate::id::EntryId;
+use crate::manifest::WasiSpec;
+
+/// Each captured stream keeps at most this much; a guest writing more sees a write error.
+pub const CAPTURE_LIMIT: usize = 1 << 20;
+
+/// Where a process's stdout and stderr go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stdio {
+    /// Kept in memory and delivered with the EXIT (scenarios, `spawn`).
+    #[default]
+    Capture,
+    /// The host's own stdin, stdout and stderr (`wasmproc run`).
+    Inherit,
+}
+
+/// The captured streams of a process, read when it ends.
+#[derive(Clone)]
+pub(crate) struct Captured {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl Captured {
+    pub(crate) fn output(&self) -> crate::process::Output {
+        crate::process::Output {
+            stdout: String::from_utf8_lossy(&self.stdout.contents()).into_owned(),
+            stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
+        }
+    }
+}
+
+/// A mount, resolved to its host directory.
+pub(crate) struct ResolvedMount {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// Builds the WASI context of one process of `entry`.
+pub(crate) fn context(
+    entry: &EntryId,
+    spec: &WasiSpec,
+    extra_args: &[String],
+    env: &[(String, String)],
+    mounts: &[ResolvedMount],
+    stdio: Stdio,
+) -> Result<(WasiCtx, Option<Captured>), Error> {
+    let mut builder = WasiCtxBuilder::new();
+    // argv[0] is the program's name, as a shell would pass it.
+    builder.arg(&entry.name);
+    builder.args(&spec.args);
+    builder.args(extra_args);
+    builder.envs(env);
+    if let Some(cwd) = &spec.cwd {
+        builder.initial_cwd(cwd);
+    }
+    for mount in mounts {
+        let perms = if mount.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(&mount.host, &mount.guest, perms)
+            .map_err(|e| Error::MountUnavailable {
+                entry: entry.clone(),
+                guest: mount.guest.clone(),
+                host: mount.host.clone(),
+                reason: format!("{e:#}"),
+            })?;
+    }
+    let captured = match stdio {
+        Stdio::Inherit => {
+            builder.inherit_stdio();
+            None
+        }
+        Stdio::Capture => {
+            let captured = Captured {
+                stdout: MemoryOutputPipe::new(CAPTURE_LIMIT),
+                stderr: MemoryOutputPipe::new(CAPTURE_LIMIT),
+            };
+            builder.stdout(captured.stdout.clone());
+            builder.stderr(captured.stderr.clone());
+            Some(captured)
+        }
+    };
+    Ok((builder.build(), captured))
+}
