@@ -7,7 +7,9 @@ use std::sync::Arc;
 use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime};
 
 use crate::expect::{check_error, check_event};
-use crate::scenario::{ReceiveExpectation, ReceiveStep, Scenario, SpawnStep, Step};
+use crate::scenario::{
+    FilesStep, ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step,
+};
 
 /// Why a scenario failed: which step, what was expected, what came.
 #[derive(Debug)]
@@ -43,6 +45,10 @@ impl Scenario {
                 )))
             }
         };
+        let mut manifest = manifest;
+        let directories = self
+            .bind_directories(&mut manifest)
+            .map_err(|m| fail(format!("directories: {m}")))?;
         let runtime = Runtime::new(manifest, loader.clone());
         // Receives wait on timers; spawns run on the manifest's hosts, not on this thread.
         let clock = tokio::runtime::Builder::new_current_thread()
@@ -51,6 +57,7 @@ impl Scenario {
             .map_err(|e| fail(format!("cannot start a timer: {e}")))?;
         let mut state = RunState {
             runtime: &runtime,
+            directories: &directories,
             mailbox: Mailbox::new(),
             pids: HashMap::new(),
             received: Vec::new(),
@@ -59,6 +66,8 @@ impl Scenario {
             let result = match step {
                 Step::Spawn(spawn) => state.spawn(spawn),
                 Step::Receive(receive) => clock.block_on(state.receive(receive)),
+                Step::Files(files) => state.files(files),
+                Step::SetEnv(set) => state.set_env(set),
             };
             result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
         }
@@ -66,8 +75,38 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// Creates a fresh directory for each entry under `directories`, seeds it, and points the
+    /// entry at it. The directories live as long as the returned map.
+    fn bind_directories(
+        &self,
+        manifest: &mut Manifest,
+    ) -> Result<HashMap<String, tempfile::TempDir>, String> {
+        let mut bound = HashMap::new();
+        for (id, setup) in &self.directories {
+            let entry = wasmproc_runtime::EntryId::parse(id)?;
+            let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+            for (path, content) in &setup.files {
+                let file = dir.path().join(path);
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("{path}: {e}"))?;
+                }
+                std::fs::write(&file, content).map_err(|e| format!("{path}: {e}"))?;
+            }
+            for (path, target) in &setup.symlinks {
+                std::os::unix::fs::symlink(target, dir.path().join(path))
+                    .map_err(|e| format!("{path} -> {target}: {e}"))?;
+            }
+            manifest.set_directory(&entry, dir.path().to_path_buf())?;
+            bound.insert(id.clone(), dir);
+        }
+        Ok(bound)
+    }
+}
+
 struct RunState<'a> {
     runtime: &'a Runtime,
+    directories: &'a HashMap<String, tempfile::TempDir>,
     mailbox: Mailbox,
     pids: HashMap<String, Pid>,
     /// Every event so far, shown when an expectation fails.
@@ -108,6 +147,45 @@ impl RunState<'_> {
                 step.entry, expected.kind
             )),
         }
+    }
+
+    fn set_env(&self, step: &SetEnvStep) -> Result<(), String> {
+        match (
+            self.runtime.set_env(&step.id, &step.value),
+            &step.expect_error,
+        ) {
+            (Ok(()), None) => Ok(()),
+            (Err(e), None) => Err(format!("error[{}]: {e}", e.kind())),
+            (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
+            (Ok(()), Some(expected)) => Err(format!(
+                "`{}` changed, but an error of kind `{}` was expected",
+                step.id, expected.kind
+            )),
+        }
+    }
+
+    fn files(&self, step: &FilesStep) -> Result<(), String> {
+        // Checked to be listed under `directories` when the scenario loaded.
+        let dir = self.directories[&step.dir].path();
+        for (path, want) in &step.expect {
+            let got = std::fs::read_to_string(dir.join(path))
+                .map_err(|e| format!("{}/{path}: expected a file, got: {e}", step.dir))?;
+            if &got != want {
+                return Err(format!(
+                    "{}/{path}: expected {want:?}, got {got:?}",
+                    step.dir
+                ));
+            }
+        }
+        for path in &step.absent {
+            if dir.join(path).symlink_metadata().is_ok() {
+                return Err(format!(
+                    "{}/{path}: expected no such file, but it exists",
+                    step.dir
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn receive(&mut self, step: &ReceiveStep) -> Result<(), String> {

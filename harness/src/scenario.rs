@@ -19,6 +19,10 @@ pub struct Scenario {
     /// Set when loading the manifest must fail, and how.
     #[serde(default)]
     pub manifest_error: Option<ErrorExpectation>,
+    /// `fs.directory` entries to bind to fresh temporary directories, by entry ID, each
+    /// seeded with files and symlinks.
+    #[serde(default)]
+    pub directories: BTreeMap<String, DirectorySetup>,
     /// Steps are written `- spawn: {...}` (a one-key map), not YAML tags.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
@@ -27,11 +31,23 @@ pub struct Scenario {
     pub path: PathBuf,
 }
 
+/// The content of a fresh directory: `path: text` files and `path: target` symlinks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySetup {
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub symlinks: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     Spawn(SpawnStep),
     Receive(ReceiveStep),
+    Files(FilesStep),
+    SetEnv(SetEnvStep),
 }
 
 impl Step {
@@ -39,8 +55,34 @@ impl Step {
         match self {
             Step::Spawn(_) => "spawn",
             Step::Receive(_) => "receive",
+            Step::Files(_) => "files",
+            Step::SetEnv(_) => "set_env",
         }
     }
+}
+
+/// Changes an `env.variable` (one kept in an `env.storage.memory`) for later spawns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnvStep {
+    pub id: String,
+    pub value: String,
+    #[serde(default)]
+    pub expect_error: Option<ErrorExpectation>,
+}
+
+/// Checks files in a directory the scenario bound (see `directories`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesStep {
+    /// The `fs.directory` entry, as named under `directories`.
+    pub dir: String,
+    /// `path: content` that must match exactly.
+    #[serde(default)]
+    pub expect: BTreeMap<String, String>,
+    /// Paths that must not exist.
+    #[serde(default)]
+    pub absent: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +265,15 @@ impl Scenario {
                         if aliases.insert(alias.clone(), i).is_some() {
                             return Err(fail(i, format!("alias `{alias}` is given twice")));
                         }
+                    }
+                }
+                Step::SetEnv(_) => {}
+                Step::Files(files) => {
+                    if !self.directories.contains_key(&files.dir) {
+                        return Err(fail(
+                            i,
+                            format!("`dir: {}` is not listed under `directories`", files.dir),
+                        ));
                     }
                 }
                 Step::Receive(receive) => {

@@ -208,6 +208,22 @@ impl Manifest {
         })
     }
 
+    /// Points an `fs.directory` entry at another host directory (scenarios bind entries to
+    /// fresh temporary directories this way).
+    pub fn set_directory(&mut self, id: &EntryId, directory: PathBuf) -> Result<(), String> {
+        match self.entries.get_mut(id).map(|e| &mut e.spec) {
+            Some(EntrySpec::Directory(spec)) => {
+                spec.directory = directory;
+                Ok(())
+            }
+            Some(other) => Err(format!(
+                "entry `{id}` is a `{}`, not an `fs.directory`",
+                other.kind_name()
+            )),
+            None => Err(format!("unknown entry `{id}`")),
+        }
+    }
+
     pub fn get(&self, id: &EntryId) -> Option<&Entry> {
         self.entries.get(id)
     }
