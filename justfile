@@ -9,7 +9,7 @@ test *args:
 conformance *args:
     cargo test -p wasmproc-harness --test conformance -- {{args}}
 
-# Spawn a process and print its EXIT: just spawn demo/manifest.yaml myns:compute_worker 6 7
+# Spawn a process and print its EXIT: just spawn wasmproc.yaml myns:compute_worker 6 7
 spawn *args:
     cargo run -q -p wasmproc -- spawn {{args}}
 

@@ -1,13 +1,15 @@
 //! `wasmproc`: run WebAssembly components as supervised processes from a manifest.
 
 mod args;
+mod manifest_path;
+mod run;
+mod spawn;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wasmproc_runtime::{Event, Mailbox, Runtime};
 
 #[derive(Parser)]
 #[command(
@@ -16,9 +18,9 @@ use wasmproc_runtime::{Event, Mailbox, Runtime};
     about = "Run WebAssembly components as supervised processes",
     long_about = "Run WebAssembly components as supervised processes.\n\n\
         A manifest (YAML) declares entries: `fs.directory` (where binaries live), `process.wasm` \
-        (a component, its sha256 and the export to run) and `process.host` (a scheduler). \
-        wasmproc verifies each binary's hash before compiling it, runs the export as a process \
-        and reports exactly one EXIT event with its return value or a typed error.",
+        (a component, its sha256, the export to run, its WASI grants) and `process.host` (a \
+        scheduler). wasmproc verifies each binary's hash before compiling it, runs the export as \
+        a process and reports exactly one EXIT event with its return value or a typed error.",
     after_help = "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v."
 )]
 struct Cli {
@@ -31,15 +33,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a CLI command registered by a `meta.command`, with the terminal as its stdio.
+    ///
+    /// `wasmproc run list` lists the commands. `wasmproc run <name> [args...]` runs one: the
+    /// arguments are appended to the process's WASI arguments and, when the export takes
+    /// parameters, converted to them (each read as a YAML value). The exit status mirrors the
+    /// process: 0 when it returned, the guest's code when it called exit, 1 for another error
+    /// (printed on stderr), 2 when it could not start.
+    ///
+    /// The manifest is `--manifest`, else $WASMPROC_MANIFEST, else `wasmproc.yaml` in the
+    /// current directory or the nearest parent that has one. Commands need a `terminal.host`
+    /// and a `process.host` entry.
+    #[command(
+        after_help = "Examples:\n  wasmproc run list\n  wasmproc run greet World\n  \
+        wasmproc run --exec myns:compute_worker --print-value 6 7"
+    )]
+    Run(run::RunArgs),
     /// Spawn one process, wait for its EXIT and print it as JSON.
     ///
     /// Prints `{"type":"EXIT","from":"<1>","value":42,...}` on success, or
-    /// `{"type":"EXIT",...,"error":{"kind":"trap","message":"..."}}` when the process failed.
-    /// Exit status: 0 when the process returned a value, 1 when it ended with an error, 2 when
-    /// it could not be spawned (the error, with its kind, goes to stderr).
-    #[command(
-        after_help = "Example:\n  wasmproc spawn conformance/apps/fixtures.yaml fixtures:compute_worker 6 7"
-    )]
+    /// `{"type":"EXIT",...,"error":{"kind":"trap","message":"..."}}` when the process failed;
+    /// captured stdout and stderr are included when not empty. Exit status: 0 when the process
+    /// returned a value, 1 when it ended with an error, 2 when it could not be spawned (the
+    /// error, with its kind, goes to stderr).
+    #[command(after_help = "Example:\n  wasmproc spawn wasmproc.yaml myns:compute_worker 6 7")]
     Spawn {
         /// A manifest file, or a directory: every *.yaml / *.yml below it is loaded.
         manifest: PathBuf,
@@ -62,13 +79,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Spawn {
             manifest,
             entry,
             args,
             host,
             timeout,
-        } => spawn(&manifest, &entry, &args, host.as_deref(), timeout),
+        } => spawn::spawn(&manifest, &entry, &args, host.as_deref(), timeout),
     }
 }
 
@@ -92,58 +110,21 @@ fn refused(error: &wasmproc_runtime::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn spawn(
-    manifest: &std::path::Path,
-    entry: &str,
-    args: &[String],
-    host: Option<&str>,
-    timeout: Duration,
-) -> ExitCode {
-    let runtime = match Runtime::load(manifest) {
-        Ok(runtime) => runtime,
-        Err(e) => return refused(&e),
-    };
-    let host = match host {
-        Some(host) => host.to_string(),
-        None => match runtime.default_host() {
-            Ok(id) => id.to_string(),
-            Err(e) => return refused(&e),
-        },
-    };
-    let args: Vec<_> = args.iter().map(|a| args::parse(a)).collect();
-    let mut mailbox = Mailbox::new();
-    let pid = match runtime.spawn_monitored(entry, &host, &args, &mailbox) {
-        Ok(pid) => pid,
-        Err(e) => return refused(&e),
-    };
-    let waiter = match tokio::runtime::Builder::new_current_thread()
+/// Waits for the one event of a process on a small timer runtime of its own.
+fn wait_for_exit(
+    mailbox: &mut wasmproc_runtime::Mailbox,
+    timeout: Option<Duration>,
+) -> Result<Option<wasmproc_runtime::Exit>, ExitCode> {
+    let clock = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-    {
-        Ok(waiter) => waiter,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("wasmproc: error[host_failure]: cannot start a timer: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match waiter.block_on(mailbox.receive(timeout)) {
-        Some(Event::Exit(exit)) => {
-            println!(
-                "{}",
-                serde_json::to_string(&exit).expect("an EXIT always serializes")
-            );
-            if exit.outcome.is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        None => {
-            eprintln!(
-                "wasmproc: no EXIT from {pid} within {}",
-                humantime::format_duration(timeout)
-            );
-            ExitCode::FAILURE
-        }
-    }
+            ExitCode::from(2)
+        })?;
+    // No timeout: a year is as good as forever for a command someone is watching.
+    let timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    Ok(clock
+        .block_on(mailbox.receive(timeout))
+        .map(|wasmproc_runtime::Event::Exit(exit)| exit))
 }

@@ -8,6 +8,7 @@ fn wasmproc(args: &[&str]) -> Output {
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env_remove("WASMPROC_LOG")
+        .env_remove("WASMPROC_MANIFEST")
         .output()
         .expect("wasmproc runs")
 }
@@ -22,13 +23,7 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn the_readme_command_prints_the_exit_with_value_42() {
-    let out = wasmproc(&[
-        "spawn",
-        "demo/manifest.yaml",
-        "myns:compute_worker",
-        "6",
-        "7",
-    ]);
+    let out = wasmproc(&["spawn", "wasmproc.yaml", "myns:compute_worker", "6", "7"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let exit: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(exit["type"], "EXIT");
@@ -56,13 +51,7 @@ fn a_refused_spawn_exits_2_with_the_kind_on_stderr() {
 
 #[test]
 fn arguments_are_read_as_yaml_and_checked_against_the_signature() {
-    let out = wasmproc(&[
-        "spawn",
-        "demo/manifest.yaml",
-        "myns:compute_worker",
-        "-3",
-        "[1]",
-    ]);
+    let out = wasmproc(&["spawn", "wasmproc.yaml", "myns:compute_worker", "-3", "[1]"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -96,5 +85,66 @@ fn help_explains_the_commands() {
     assert!(
         help.contains("--host") && help.contains("--timeout") && help.contains("Exit status"),
         "{help}"
+    );
+}
+
+#[test]
+fn run_greet_world_prints_the_greeting_through_the_terminal() {
+    // The README's command, from the repository root where wasmproc.yaml is.
+    let out = wasmproc(&["run", "greet", "World"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Hello, World!\n");
+}
+
+#[test]
+fn run_list_shows_commands_with_their_short_descriptions() {
+    let out = wasmproc(&["run", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["greet", "Greet", "someone", "via", "WASM"]),
+        "{listing}"
+    );
+}
+
+#[test]
+fn run_exec_runs_an_entry_without_a_command_and_can_print_its_value() {
+    let out = wasmproc(&[
+        "run",
+        "--print-value",
+        "--exec",
+        "myns:compute_worker",
+        "6",
+        "7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "42\n");
+}
+
+#[test]
+fn run_refuses_unknown_commands_and_manifests_without_a_terminal_host() {
+    let out = wasmproc(&["run", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("error[unknown_command]"),
+        "{}",
+        stderr(&out)
+    );
+    // fixtures.yaml registers greet but declares no terminal.host.
+    let out = wasmproc(&[
+        "run",
+        "--manifest",
+        "conformance/apps/fixtures.yaml",
+        "greet",
+        "World",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[missing_host]") && err.contains("terminal.host"),
+        "{err}"
     );
 }

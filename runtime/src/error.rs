@@ -137,16 +137,17 @@ pub enum Error {
     )]
     MissingEnv {
         entry: EntryId,
-        variable: EntryId,
+        /// The `env.variable` entry's ID.
+        variable: String,
         name: String,
     },
     #[error("env.variable `{id}` cannot be changed: {reason}")]
     EnvNotWritable { id: EntryId, reason: String },
-    #[error("entry `{entry}`: mount `{guest}`: cannot open {}: {reason}", host.display())]
+    /// `reason` names the host directory.
+    #[error("entry `{entry}`: mount `{guest}`: {reason}")]
     MountUnavailable {
         entry: EntryId,
         guest: String,
-        host: std::path::PathBuf,
         reason: String,
     },
     #[error("several `process.host` entries are loaded ({hosts}): name the one to use")]

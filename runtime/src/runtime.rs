@@ -208,7 +208,7 @@ impl Runtime {
                 None if binding.required => {
                     return Err(Error::MissingEnv {
                         entry: entry.clone(),
-                        variable: binding.id.clone(),
+                        variable: binding.id.to_string(),
                         name: binding.name.clone(),
                     })
                 }

@@ -76,8 +76,7 @@ pub(crate) fn context(
             .map_err(|e| Error::MountUnavailable {
                 entry: entry.clone(),
                 guest: mount.guest.clone(),
-                host: mount.host.clone(),
-                reason: format!("{e:#}"),
+                reason: format!("cannot open {}: {e:#}", mount.host.display()),
             })?;
     }
     let captured = match stdio {

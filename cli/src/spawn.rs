@@ -1,0 +1,56 @@
+//! `wasmproc spawn`: one process, its EXIT printed as JSON.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use wasmproc_runtime::{Mailbox, Runtime};
+
+use crate::{args, refused, wait_for_exit};
+
+pub fn spawn(
+    manifest: &Path,
+    entry: &str,
+    args: &[String],
+    host: Option<&str>,
+    timeout: Duration,
+) -> ExitCode {
+    let runtime = match Runtime::load(manifest) {
+        Ok(runtime) => runtime,
+        Err(e) => return refused(&e),
+    };
+    let host = match host {
+        Some(host) => host.to_string(),
+        None => match runtime.default_host() {
+            Ok(id) => id.to_string(),
+            Err(e) => return refused(&e),
+        },
+    };
+    let args: Vec<_> = args.iter().map(|a| args::parse(a)).collect();
+    let mut mailbox = Mailbox::new();
+    let pid = match runtime.spawn_monitored(entry, &host, &args, &mailbox) {
+        Ok(pid) => pid,
+        Err(e) => return refused(&e),
+    };
+    match wait_for_exit(&mut mailbox, Some(timeout)) {
+        Err(code) => code,
+        Ok(Some(exit)) => {
+            match serde_json::to_string(&exit) {
+                Ok(json) => println!("{json}"),
+                Err(e) => eprintln!("wasmproc: cannot print the EXIT of {pid}: {e}"),
+            }
+            if exit.outcome.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(None) => {
+            eprintln!(
+                "wasmproc: no EXIT from {pid} within {}",
+                humantime::format_duration(timeout)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
