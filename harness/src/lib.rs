@@ -6,6 +6,7 @@
 //! is documented for users in `conformance/README.md`.
 
 mod expect;
+mod http_server;
 mod run;
 mod scenario;
 

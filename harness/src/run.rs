@@ -7,8 +7,10 @@ use std::sync::Arc;
 use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime};
 
 use crate::expect::{check_error, check_event};
+use crate::http_server::HttpServer;
 use crate::scenario::{
-    FilesStep, ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step,
+    FilesStep, HttpRequestsStep, ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep,
+    Step,
 };
 
 /// Why a scenario failed: which step, what was expected, what came.
@@ -50,6 +52,17 @@ impl Scenario {
             .bind_directories(&mut manifest)
             .map_err(|m| fail(format!("directories: {m}")))?;
         let runtime = Runtime::new(manifest, loader.clone());
+        let server = match &self.http_server {
+            None => None,
+            Some(setup) => {
+                let server = HttpServer::start(setup.status, setup.body.clone())
+                    .map_err(|e| fail(format!("http_server: cannot listen: {e}")))?;
+                runtime
+                    .set_env(&setup.env, format!("{}{}", server.url(), setup.path))
+                    .map_err(|e| fail(format!("http_server: env `{}`: {e}", setup.env)))?;
+                Some(server)
+            }
+        };
         // Receives wait on timers; spawns run on the manifest's hosts, not on this thread.
         let clock = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -58,6 +71,7 @@ impl Scenario {
         let mut state = RunState {
             runtime: &runtime,
             directories: &directories,
+            server: server.as_ref(),
             mailbox: Mailbox::new(),
             pids: HashMap::new(),
             received: Vec::new(),
@@ -68,6 +82,7 @@ impl Scenario {
                 Step::Receive(receive) => clock.block_on(state.receive(receive)),
                 Step::Files(files) => state.files(files),
                 Step::SetEnv(set) => state.set_env(set),
+                Step::HttpRequests(step) => state.http_requests(step),
             };
             result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
         }
@@ -107,6 +122,7 @@ impl Scenario {
 struct RunState<'a> {
     runtime: &'a Runtime,
     directories: &'a HashMap<String, tempfile::TempDir>,
+    server: Option<&'a HttpServer>,
     mailbox: Mailbox,
     pids: HashMap<String, Pid>,
     /// Every event so far, shown when an expectation fails.
@@ -147,6 +163,15 @@ impl RunState<'_> {
                 step.entry, expected.kind
             )),
         }
+    }
+
+    fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), String> {
+        // Checked to have a server when the scenario loaded.
+        let got = self.server.map(HttpServer::requests).unwrap_or_default();
+        if got != step.expect {
+            return Err(format!("expected requests {:?}, got {got:?}", step.expect));
+        }
+        Ok(())
     }
 
     fn set_env(&self, step: &SetEnvStep) -> Result<(), String> {

@@ -23,12 +23,37 @@ pub struct Scenario {
     /// seeded with files and symlinks.
     #[serde(default)]
     pub directories: BTreeMap<String, DirectorySetup>,
+    /// A loopback HTTP server to start before the steps.
+    #[serde(default)]
+    pub http_server: Option<HttpServerSetup>,
     /// Steps are written `- spawn: {...}` (a one-key map), not YAML tags.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
     /// The scenario file itself; set by [`Scenario::load`].
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// Every request gets `status` and `body`; the server's URL (plus `path`) is stored in the
+/// `env.variable` `env` (one kept in an `env.storage.memory`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerSetup {
+    pub env: String,
+    #[serde(default = "root_path")]
+    pub path: String,
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+fn ok_status() -> u16 {
+    200
 }
 
 /// The content of a fresh directory: `path: text` files and `path: target` symlinks.
@@ -48,6 +73,7 @@ pub enum Step {
     Receive(ReceiveStep),
     Files(FilesStep),
     SetEnv(SetEnvStep),
+    HttpRequests(HttpRequestsStep),
 }
 
 impl Step {
@@ -57,8 +83,16 @@ impl Step {
             Step::Receive(_) => "receive",
             Step::Files(_) => "files",
             Step::SetEnv(_) => "set_env",
+            Step::HttpRequests(_) => "http_requests",
         }
     }
+}
+
+/// The request lines (`GET /path`) the scenario's HTTP server has received, in order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestsStep {
+    pub expect: Vec<String>,
 }
 
 /// Changes an `env.variable` (one kept in an `env.storage.memory`) for later spawns.
@@ -268,6 +302,11 @@ impl Scenario {
                     }
                 }
                 Step::SetEnv(_) => {}
+                Step::HttpRequests(_) => {
+                    if self.http_server.is_none() {
+                        return Err(fail(i, "`http_requests` needs an `http_server`".into()));
+                    }
+                }
                 Step::Files(files) => {
                     if !self.directories.contains_key(&files.dir) {
                         return Err(fail(

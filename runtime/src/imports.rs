@@ -105,10 +105,7 @@ fn add(l: &mut Linker<ProcessState>, family: Family) -> wasmtime::Result<()> {
             sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
             sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
         }
-        Family::Http => {
-            // Linked by the wasi:http capability once it lands; until then a grant of
-            // `wasi:http` links nothing and an import of it is reported as unsupported.
-        }
+        Family::Http => wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?,
     }
     Ok(())
 }
