@@ -33,6 +33,36 @@ const IMPORTER: &str = r#"
 )
 "#;
 
+/// `main()` returns 7; the interface `acme:math/ops` exports `double(x)`.
+const METHODS: &str = r#"
+(component
+  (core module $m
+    (func (export "double") (param i32) (result i32) local.get 0 local.get 0 i32.add)
+    (func (export "main") (result i32) i32.const 7))
+  (core instance $i (instantiate $m))
+  (func $double (param "x" s32) (result s32) (canon lift (core func $i "double")))
+  (instance $ops (export "double" (func $double)))
+  (export "acme:math/ops" (instance $ops))
+  (func (export "main") (result s32) (canon lift (core func $i "main")))
+)
+"#;
+
+/// `leave(ok)` calls `wasi:cli/exit.exit` with `ok` or `err`, then would return 5.
+const EXITER: &str = r#"
+(component
+  (import "wasi:cli/exit@0.2.0" (instance $exit (export "exit" (func (param "status" (result))))))
+  (core func $exit (canon lower (func $exit "exit")))
+  (core module $m
+    (import "wasi" "exit" (func $exit (param i32)))
+    (func (export "leave") (param i32) (result i32)
+      ;; result<_, _> lowers to its discriminant: 0 = ok, 1 = err
+      local.get 0 i32.eqz call $exit
+      i32.const 5))
+  (core instance $i (instantiate $m (with "wasi" (instance (export "exit" (func $exit))))))
+  (func (export "leave") (param "ok" bool) (result s32) (canon lift (core func $i "leave")))
+)
+"#;
+
 fn write_component(dir: &Path, file: &str, wat: &str) -> Digest {
     let bytes = wat::parse_str(wat).expect("the WAT parses");
     std::fs::write(dir.join(file), &bytes).unwrap();
@@ -152,5 +182,132 @@ fn a_binary_changed_after_verification_is_checked_again_and_refused() {
     assert!(
         err.to_string().contains(&format!("expected {digest}")),
         "{err}"
+    );
+}
+
+#[test]
+fn method_forms_plain_interface_and_empty_for_main() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "methods.wasm", METHODS);
+    let rt = runtime(
+        dir.path(),
+        &[
+            (
+                "in_interface",
+                "methods.wasm",
+                digest,
+                "\"acme:math/ops#double\"",
+            ),
+            ("empty", "methods.wasm", digest, "\"\""),
+            ("plain", "methods.wasm", digest, "main"),
+            (
+                "no_such_func",
+                "methods.wasm",
+                digest,
+                "\"acme:math/ops#triple\"",
+            ),
+            (
+                "no_such_interface",
+                "methods.wasm",
+                digest,
+                "\"acme:math/other#double\"",
+            ),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    for (entry, args, want) in [
+        ("t:in_interface", vec![json!(21)], json!(42)),
+        ("t:empty", vec![], json!(7)),
+        ("t:plain", vec![], json!(7)),
+    ] {
+        rt.spawn_monitored(entry, "t:host", &args, &mailbox)
+            .unwrap();
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        assert_eq!(exit.outcome, Ok(want), "{entry}");
+    }
+    for entry in ["t:no_such_func", "t:no_such_interface"] {
+        let err = rt.spawn(entry, "t:host", &[json!(1)]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingExport, "{err}");
+        assert!(
+            err.to_string().contains("acme:math/ops#double, main"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn env_variables_read_the_host_environment_through_an_os_storage() {
+    // Only this test reads this variable, so setting it does not race with other tests.
+    std::env::set_var("WASMPROC_TEST_OS_STORAGE", "from the host");
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let bytes = std::fs::read(dist.join("probe.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("probe.wasm"), &bytes).unwrap();
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"namespace: t
+entries:
+  - {{ name: bins, kind: fs.directory, directory: . }}
+  - {{ name: host, kind: process.host }}
+  - {{ name: os, kind: env.storage.os }}
+  - {{ name: from_os, kind: env.variable, variable: WASMPROC_TEST_OS_STORAGE, storage: os }}
+  - {{ name: implicit_os, kind: env.variable, variable: WASMPROC_TEST_OS_STORAGE }}
+  - name: probe
+    kind: process.wasm
+    fs: bins
+    path: probe.wasm
+    hash: "{}"
+    method: environment
+    imports: [wasi:cli, wasi:filesystem]
+    wasi:
+      env:
+        - {{ id: from_os, name: A }}
+        - {{ id: implicit_os, name: B }}
+"#,
+            Digest::of(&bytes)
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::load(&manifest).unwrap();
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:probe", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let value = exit.outcome.unwrap();
+    assert_eq!(
+        value["env"],
+        json!([["A", "from the host"], ["B", "from the host"]]),
+        "only the declared variables, read from the host: {value}"
+    );
+}
+
+#[test]
+fn exit_ok_is_success_and_exit_err_is_an_exit_code_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "exiter.wasm", EXITER);
+    std::fs::write(
+        dir.path().join("manifest.yaml"),
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: leave, kind: process.wasm, fs: bins, path: exiter.wasm, hash: \"{digest}\", method: leave, imports: [wasi:cli] }}\n"
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::load(&dir.path().join("manifest.yaml")).unwrap();
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:leave", "t:host", &[json!(true)], &mailbox)
+        .unwrap();
+    assert_eq!(
+        receive(&mut mailbox).unwrap().outcome,
+        Ok(serde_json::Value::Null)
+    );
+    rt.spawn_monitored("t:leave", "t:host", &[json!(false)], &mailbox)
+        .unwrap();
+    let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
+    assert_eq!(
+        (error.kind, error.code),
+        (ErrorKind::ExitCode, Some(1)),
+        "{error}"
     );
 }
