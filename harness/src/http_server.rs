@@ -29,14 +29,7 @@ impl HttpServer {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => {
-                            if let Some(line) = answer(stream, status, &body) {
-                                requests
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push(line);
-                            }
-                        }
+                        Ok((stream, _)) => answer(stream, status, &body, &requests),
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
                     }
                 }
@@ -73,8 +66,26 @@ impl Drop for HttpServer {
     }
 }
 
-/// Reads one request's head, answers it, returns its request line.
-fn answer(stream: TcpStream, status: u16, body: &str) -> Option<String> {
+/// Reads one request's head, records its request line, answers it.
+fn answer(stream: TcpStream, status: u16, body: &str, requests: &Mutex<Vec<String>>) {
+    // Recorded before the response is written: the guest may end, and the scenario check the
+    // requests, as soon as the response arrives.
+    if let Some(line) = read_head(&stream) {
+        requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
+    }
+    let response = format!(
+        "HTTP/1.1 {status} Scenario\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = stream;
+    let _ = stream.write_all(response.as_bytes());
+}
+
+/// The request line without the version (`GET /data`), once the whole head is read.
+fn read_head(stream: &TcpStream) -> Option<String> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -87,12 +98,6 @@ fn answer(stream: TcpStream, status: u16, body: &str) -> Option<String> {
             break;
         }
     }
-    let mut stream = stream;
-    let response = format!(
-        "HTTP/1.1 {status} Scenario\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).ok()?;
     let mut parts = request_line.split_whitespace();
     Some(format!("{} {}", parts.next()?, parts.next()?))
 }
