@@ -134,6 +134,7 @@ fn start(
     let options = SpawnOptions {
         stdio: Stdio::Inherit,
         extra_args: words.to_vec(),
+        ..SpawnOptions::default()
     };
     let mut mailbox = Mailbox::new();
     let pid = runtime.spawn_with(&entry, &host, &params, &options, Some(&mailbox))?;

@@ -75,6 +75,14 @@ error_kinds! {
     MountUnavailable => "mount_unavailable",
     /// The guest trapped (unreachable, out-of-bounds access, stack overflow, ...).
     Trap => "trap",
+    /// The process exceeded `max_execution_ms`, `max_memory` or `fuel`; the message names which.
+    LimitExceeded => "limit_exceeded",
+    /// The process was cancelled (`cancel(pid, reason)`).
+    Cancelled => "cancelled",
+    /// The process was terminated (`terminate(pid)`).
+    Terminated => "terminated",
+    /// A PID names no process this runtime knows.
+    UnknownProcess => "unknown_process",
     /// The guest called `exit` with a non-zero code.
     ExitCode => "exit_code",
     /// The host failed while running the process (a bug: reported, never swallowed).
@@ -141,6 +149,8 @@ pub enum Error {
         variable: String,
         name: String,
     },
+    #[error("no process {pid} (it never existed here, or ended too long ago to be remembered)")]
+    UnknownProcess { pid: crate::process::Pid },
     #[error("env.variable `{id}` cannot be changed: {reason}")]
     EnvNotWritable { id: EntryId, reason: String },
     /// `reason` names the host directory.
@@ -167,6 +177,7 @@ impl Error {
                 ErrorKind::MissingHost
             }
             Error::UnknownCommand { .. } => ErrorKind::UnknownCommand,
+            Error::UnknownProcess { .. } => ErrorKind::UnknownProcess,
             Error::MissingEnv { .. } => ErrorKind::MissingEnv,
             Error::EnvNotWritable { .. } => ErrorKind::EnvNotWritable,
             Error::MountUnavailable { .. } => ErrorKind::MountUnavailable,

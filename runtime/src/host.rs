@@ -1,18 +1,10 @@
 //! `process.host`: a scheduler that processes are spawned into. Each host owns a tokio
 //! multi-thread runtime with `workers` threads; each process is one task on it.
 
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
-use wasmtime::component::Val;
-
 use crate::error::Error;
 use crate::id::EntryId;
-use crate::loader::Program;
 use crate::manifest::HostSpec;
-use crate::process::{self, Event, ExitGuard, Pid};
-use crate::state::ProcessState;
-use crate::wasi::Captured;
+use crate::process::{self, ExitGuard, Launch};
 
 pub struct ProcessHost {
     id: EntryId,
@@ -48,21 +40,10 @@ impl ProcessHost {
         &self.spec
     }
 
-    /// Starts a process whose arguments and WASI context are ready; its EXIT goes to
-    /// `monitors`.
-    pub(crate) fn spawn(
-        &self,
-        pid: Pid,
-        program: Arc<Program>,
-        params: Vec<Val>,
-        state: ProcessState,
-        captured: Option<Captured>,
-        monitors: Vec<mpsc::UnboundedSender<Event>>,
-    ) {
-        // Created before the task so that even a task that never starts reports its EXIT.
-        let guard = ExitGuard::new(pid, monitors, captured);
+    /// Starts a process whose arguments and WASI context are ready; `guard` delivers its EXIT.
+    pub(crate) fn spawn(&self, launch: Launch, guard: ExitGuard) {
         if let Some(scheduler) = &self.scheduler {
-            scheduler.spawn(process::run(program, params, state, guard));
+            scheduler.spawn(process::run(launch, guard));
         }
     }
 }

@@ -13,9 +13,11 @@ pub mod error;
 pub mod host;
 pub mod id;
 pub mod imports;
+pub mod limits;
 pub mod loader;
 pub mod manifest;
 pub mod process;
+mod registry;
 mod runtime;
 pub mod state;
 pub mod value;
@@ -25,7 +27,10 @@ pub use error::{Error, ErrorKind};
 pub use id::EntryId;
 pub use loader::Loader;
 pub use manifest::Manifest;
-pub use process::{Accounting, Event, Exit, ExitError, Mailbox, Output, Pid};
+pub use process::{
+    Accounting, Event, Exit, ExitError, Lifecycle, Mailbox, Output, Phase, Pid, TraceSink,
+};
+pub use registry::REMEMBERED_EXITS;
 pub use runtime::{Runtime, SpawnOptions};
 pub use serde_json::Value;
 pub use wasi::Stdio;

@@ -132,6 +132,7 @@ impl FileStamp {
 /// Compiles binaries once per digest: entries that share a binary share its machine code.
 pub struct Loader {
     engine: Engine,
+    _ticker: crate::engine::EpochTicker,
     compiled: Mutex<HashMap<Digest, Component>>,
     /// One linker per distinct set of grants: entries granted the same families share it.
     linkers: Mutex<HashMap<Grants, Arc<Linker<ProcessState>>>>,
@@ -140,6 +141,7 @@ pub struct Loader {
 impl Loader {
     pub fn new(engine: Engine) -> Self {
         Loader {
+            _ticker: crate::engine::EpochTicker::start(&engine),
             engine,
             compiled: Mutex::new(HashMap::new()),
             linkers: Mutex::new(HashMap::new()),

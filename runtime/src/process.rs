@@ -5,20 +5,26 @@
 //! fires when the task panics or is dropped before it finished.
 
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Val;
 use wasmtime::Store;
 
+use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
+use crate::limits::{Limits, MemoryUsage};
 use crate::loader::Program;
+use crate::registry::{Registry, Stop};
 use crate::state::ProcessState;
 use crate::value::Signature;
 use crate::wasi::Captured;
@@ -77,6 +83,17 @@ impl fmt::Display for ExitError {
 pub struct Accounting {
     /// From Init to Close.
     pub wall_time: Duration,
+    /// When Init began and Close ended, for relations between processes (overlap, order).
+    pub started: Instant,
+    pub ended: Instant,
+    /// Runs between two suspensions: a synchronous guest has one.
+    pub steps: u32,
+    /// Suspensions: waits for I/O or timers, and preemptions.
+    pub yields: u32,
+    /// Instructions metered, when the process finished with its store (not after a timeout).
+    pub fuel_used: Option<u64>,
+    /// The largest linear memory it had, in bytes.
+    pub peak_memory: u64,
 }
 
 /// The one event a monitor receives when a process ends.
@@ -100,10 +117,14 @@ impl Serialize for Exit {
             Ok(value) => map.serialize_entry("value", value)?,
             Err(error) => map.serialize_entry("error", error)?,
         }
-        map.serialize_entry(
-            "wall_time_ms",
-            &(self.accounting.wall_time.as_micros() as f64 / 1000.0),
-        )?;
+        let a = &self.accounting;
+        map.serialize_entry("wall_time_ms", &(a.wall_time.as_micros() as f64 / 1000.0))?;
+        map.serialize_entry("steps", &a.steps)?;
+        map.serialize_entry("yields", &a.yields)?;
+        if let Some(fuel) = a.fuel_used {
+            map.serialize_entry("fuel_used", &fuel)?;
+        }
+        map.serialize_entry("peak_memory", &a.peak_memory)?;
         if let Some(output) = &self.output {
             if !output.stdout.is_empty() {
                 map.serialize_entry("stdout", &output.stdout)?;
@@ -166,27 +187,64 @@ impl Mailbox {
     }
 }
 
-/// Sends the EXIT when dropped, so that no path out of a process (return, panic, the task being
-/// dropped by a host shutting down) loses it.
+/// A process's phases, as a trace sink sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    Init,
+    Step,
+    Yield,
+    Close,
+}
+
+/// One lifecycle event, sent to the trace sink of a spawn that asked for one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub pid: Pid,
+    pub phase: Phase,
+    pub at: Instant,
+}
+
+pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
+
+/// Everything a process needs to run, captured at spawn.
+pub(crate) struct Launch {
+    pub program: Arc<Program>,
+    pub params: Vec<Val>,
+    pub state: ProcessState,
+    pub limits: Limits,
+    pub stop: oneshot::Receiver<Stop>,
+    pub trace: Option<TraceSink>,
+}
+
+/// Delivers the EXIT when dropped, so that no path out of a process (return, panic, the task
+/// being dropped by a host shutting down) loses it.
 pub(crate) struct ExitGuard {
     pid: Pid,
+    registry: Arc<Registry>,
     started: Instant,
-    monitors: Vec<mpsc::UnboundedSender<Event>>,
     outcome: Option<Result<Value, ExitError>>,
+    counters: Counters,
+    fuel_used: Option<u64>,
+    memory: Arc<MemoryUsage>,
     captured: Option<Captured>,
 }
 
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    steps: u32,
+    yields: u32,
+}
+
 impl ExitGuard {
-    pub(crate) fn new(
-        pid: Pid,
-        monitors: Vec<mpsc::UnboundedSender<Event>>,
-        captured: Option<Captured>,
-    ) -> Self {
+    pub(crate) fn new(pid: Pid, registry: Arc<Registry>, captured: Option<Captured>) -> Self {
         ExitGuard {
             pid,
+            registry,
             started: Instant::now(),
-            monitors,
             outcome: None,
+            counters: Counters::default(),
+            fuel_used: None,
+            memory: Arc::default(),
             captured,
         }
     }
@@ -200,30 +258,111 @@ impl Drop for ExitGuard {
                 "the process was dropped before it finished (its host shut down)",
             ))
         });
+        let ended = Instant::now();
         let exit = Exit {
             from: self.pid,
             outcome,
             accounting: Accounting {
-                wall_time: self.started.elapsed(),
+                wall_time: ended - self.started,
+                started: self.started,
+                ended,
+                steps: self.counters.steps,
+                yields: self.counters.yields,
+                fuel_used: self.fuel_used,
+                peak_memory: self.memory.peak(),
             },
             output: self.captured.as_ref().map(Captured::output),
         };
         tracing::debug!(pid = %self.pid, ok = exit.outcome.is_ok(), "exit");
-        for monitor in &self.monitors {
-            // A monitor that went away no longer wants the event.
-            let _ = monitor.send(Event::Exit(exit.clone()));
-        }
+        self.registry.finish(exit);
     }
 }
 
-/// Runs a process to its end; the guard delivers the EXIT.
-pub(crate) async fn run(
-    program: Arc<Program>,
-    params: Vec<Val>,
-    state: ProcessState,
-    mut guard: ExitGuard,
-) {
-    let outcome = AssertUnwindSafe(init_step_close(&program, &params, state))
+/// Counts the polls of a process's future: each poll is a Step, each `Pending` a Yield.
+struct Stepped<'a, F> {
+    inner: Pin<Box<F>>,
+    counters: &'a mut Counters,
+    pid: Pid,
+    trace: Option<&'a TraceSink>,
+}
+
+impl<F: Future> Future for Stepped<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        this.counters.steps += 1;
+        emit(this.trace, this.pid, Phase::Step);
+        let poll = this.inner.as_mut().poll(cx);
+        if poll.is_pending() {
+            this.counters.yields += 1;
+            emit(this.trace, this.pid, Phase::Yield);
+        }
+        poll
+    }
+}
+
+fn emit(trace: Option<&TraceSink>, pid: Pid, phase: Phase) {
+    if let Some(trace) = trace {
+        let _ = trace.send(Lifecycle {
+            pid,
+            phase,
+            at: Instant::now(),
+        });
+    }
+}
+
+/// Runs a process to its end (or its limit, or a stop request); the guard delivers the EXIT.
+pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
+    let Launch {
+        program,
+        params,
+        state,
+        limits,
+        stop,
+        trace,
+    } = launch;
+    let pid = guard.pid;
+    guard.memory = state.limiter.usage.clone();
+    emit(trace.as_ref(), pid, Phase::Init);
+    let mut fuel_used = None;
+    let stepped = Stepped {
+        inner: Box::pin(init_step_close(
+            &program,
+            &params,
+            state,
+            &limits,
+            &mut fuel_used,
+        )),
+        counters: &mut guard.counters,
+        pid,
+        trace: trace.as_ref(),
+    };
+    let limited = async {
+        match limits.max_execution {
+            None => stepped.await,
+            Some(limit) => tokio::time::timeout(limit, stepped)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ExitError::new(
+                        ErrorKind::LimitExceeded,
+                        format!("max_execution_ms ({} ms) exceeded", limit.as_millis()),
+                    ))
+                }),
+        }
+    };
+    let stoppable = async {
+        tokio::select! {
+            // A stop request wins over a guest that is ready at the same moment.
+            biased;
+            stop = stop_requested(stop) => Err(match stop {
+                Stop::Cancel(reason) => ExitError::new(ErrorKind::Cancelled, format!("cancelled: {reason}")),
+                Stop::Terminate => ExitError::new(ErrorKind::Terminated, "terminated"),
+            }),
+            outcome = limited => outcome,
+        }
+    };
+    let outcome = AssertUnwindSafe(stoppable)
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
@@ -237,24 +376,78 @@ pub(crate) async fn run(
                 format!("host code panicked while running the process: {message}"),
             ))
         });
-    guard.outcome = Some(outcome);
+    // Close: the store is gone by now, whichever way the process ended.
+    emit(trace.as_ref(), pid, Phase::Close);
+    guard.fuel_used = fuel_used;
+    guard.outcome = Some(match outcome {
+        Err(e) if e.kind == ErrorKind::Trap => Err(blame_limit(e, &limits, &guard.memory)),
+        other => other,
+    });
+}
+
+/// Resolves when a stop is requested; never, if the registry let go of the sender.
+async fn stop_requested(stop: oneshot::Receiver<Stop>) -> Stop {
+    match stop.await {
+        Ok(stop) => stop,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// A trap after a denied `memory.grow` is the memory limit's doing: say so, keep the trap.
+fn blame_limit(trap: ExitError, limits: &Limits, memory: &MemoryUsage) -> ExitError {
+    match (limits.max_memory, memory.denied()) {
+        (Some(max), Some(wanted)) => ExitError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "max_memory ({max} bytes) exceeded: growing to {wanted} bytes was denied, then the guest trapped: {}",
+                trap.message
+            ),
+        ),
+        _ => trap,
+    }
 }
 
 async fn init_step_close(
     program: &Program,
     params: &[Val],
     state: ProcessState,
+    limits: &Limits,
+    fuel_used: &mut Option<u64>,
 ) -> Result<Value, ExitError> {
     // Init: a fresh store and instance; the arguments and WASI context were captured by the
     // caller.
     let mut store = Store::new(program.pre.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    let fuel = limits.fuel.unwrap_or(u64::MAX);
+    store
+        .set_fuel(fuel)
+        .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
+    store.set_epoch_deadline(SLICE_TICKS);
+    store.epoch_deadline_async_yield_and_update(SLICE_TICKS);
+    let result = call(program, params, &mut store).await;
+    *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+    // Close: the store (instance, memories, tables) is dropped on return.
+    result.map_err(|e| match (e.kind, limits.fuel) {
+        (ErrorKind::Trap, Some(fuel)) if e.message.contains("all fuel consumed") => ExitError::new(
+            ErrorKind::LimitExceeded,
+            format!("fuel ({fuel}) exhausted: {}", e.message),
+        ),
+        _ => e,
+    })
+}
+
+async fn call(
+    program: &Program,
+    params: &[Val],
+    store: &mut Store<ProcessState>,
+) -> Result<Value, ExitError> {
     let instance = program
         .pre
-        .instantiate_async(&mut store)
+        .instantiate_async(&mut *store)
         .await
         .map_err(guest_error)?;
     let func = instance
-        .get_func(&mut store, program.export)
+        .get_func(&mut *store, program.export)
         .ok_or_else(|| {
             ExitError::new(
                 ErrorKind::HostFailure,
@@ -263,19 +456,17 @@ async fn init_step_close(
         })?;
     // Step: a component function has at most one result.
     let mut results = vec![Val::Bool(false); program.signature.results.len()];
-    match func.call_async(&mut store, params, &mut results).await {
-        Ok(()) => {}
+    match func.call_async(&mut *store, params, &mut results).await {
+        Ok(()) => Ok(Signature::result_value(&results)),
         // `exit(0)` is a successful end without a value.
         Err(e)
             if e.downcast_ref::<wasmtime_wasi::I32Exit>()
                 .is_some_and(|c| c.0 == 0) =>
         {
-            return Ok(Value::Null)
+            Ok(Value::Null)
         }
-        Err(e) => return Err(guest_error(e)),
+        Err(e) => Err(guest_error(e)),
     }
-    // Close: the store (instance, memories, tables) is dropped on return.
-    Ok(Signature::result_value(&results))
 }
 
 fn guest_error(error: wasmtime::Error) -> ExitError {

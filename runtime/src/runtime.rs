@@ -15,7 +15,8 @@ use crate::host::ProcessHost;
 use crate::id::EntryId;
 use crate::loader::{FileStamp, Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
-use crate::process::{Event, Mailbox, Pid};
+use crate::process::{Event, ExitGuard, Launch, Mailbox, Pid, TraceSink};
+use crate::registry::{Registry, Stop};
 use crate::state::ProcessState;
 use crate::wasi::{self, ResolvedMount, Stdio};
 
@@ -25,6 +26,8 @@ pub struct SpawnOptions {
     pub stdio: Stdio,
     /// Appended to the entry's `wasi.args` (the CLI's arguments after a command name).
     pub extra_args: Vec<String>,
+    /// Receives the process's Init, Step, Yield and Close events.
+    pub trace: Option<TraceSink>,
 }
 
 pub struct Runtime {
@@ -33,6 +36,7 @@ pub struct Runtime {
     env: EnvStore,
     programs: Mutex<HashMap<EntryId, Arc<Program>>>,
     hosts: Mutex<HashMap<EntryId, Arc<ProcessHost>>>,
+    registry: Arc<Registry>,
     next_pid: AtomicU64,
 }
 
@@ -53,6 +57,7 @@ impl Runtime {
             loader,
             programs: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashMap::new()),
+            registry: Arc::default(),
             next_pid: AtomicU64::new(1),
         }
     }
@@ -112,15 +117,34 @@ impl Runtime {
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
         let monitors: Vec<mpsc::UnboundedSender<Event>> =
             monitor.map(Mailbox::address).into_iter().collect();
-        host.spawn(
-            pid,
+        let stop = self.registry.register(pid, monitors);
+        // Created before the task so that even a task that never starts reports its EXIT.
+        let guard = ExitGuard::new(pid, self.registry.clone(), captured);
+        let launch = Launch {
             program,
             params,
-            ProcessState::new(ctx),
-            captured,
-            monitors,
-        );
+            state: ProcessState::new(ctx, wasm.limits.max_memory),
+            limits: wasm.limits.clone(),
+            stop,
+            trace: options.trace.clone(),
+        };
+        host.spawn(launch, guard);
         Ok(pid)
+    }
+
+    /// Sends `pid`'s EXIT to `monitor` when it ends, or now if it already has.
+    pub fn monitor(&self, pid: Pid, monitor: &Mailbox) -> Result<(), Error> {
+        self.registry.monitor(pid, monitor.address())
+    }
+
+    /// Stops a running process; its EXIT carries `cancelled` and the reason.
+    pub fn cancel(&self, pid: Pid, reason: impl Into<String>) -> Result<(), Error> {
+        self.registry.stop(pid, Stop::Cancel(reason.into()))
+    }
+
+    /// Stops a running process; its EXIT carries `terminated`.
+    pub fn terminate(&self, pid: Pid) -> Result<(), Error> {
+        self.registry.stop(pid, Stop::Terminate)
     }
 
     /// The only `process.host`, for front ends that let the user leave it out.

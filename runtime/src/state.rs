@@ -5,18 +5,22 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::limits::MemoryLimiter;
+
 pub struct ProcessState {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
 }
 
 impl ProcessState {
-    pub fn new(wasi: WasiCtx) -> Self {
+    pub fn new(wasi: WasiCtx, max_memory: Option<u64>) -> Self {
         ProcessState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(max_memory),
         }
     }
 }

@@ -73,6 +73,7 @@ pub struct WasmSpec {
     /// Interface families granted to the process (`wasi:cli`, ...).
     pub imports: Vec<Family>,
     pub wasi: WasiSpec,
+    pub limits: crate::limits::Limits,
     pub command: Option<Command>,
 }
 

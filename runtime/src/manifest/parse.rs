@@ -7,6 +7,9 @@ use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::limits::{parse_size, Limits};
 
 use super::entry::{
     Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
@@ -50,7 +53,21 @@ struct RawWasm {
     #[serde(default)]
     wasi: Option<RawWasi>,
     #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
     meta: Option<RawMeta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_execution_ms: Option<u64>,
+    /// Bytes, as a number or with a unit (`64MiB`).
+    #[serde(default)]
+    max_memory: Option<Value>,
+    #[serde(default)]
+    fuel: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +332,10 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
         Some(wasi) => parse_wasi(wasi, namespace)?,
         None => WasiSpec::default(),
     };
+    let limits = match raw.limits {
+        Some(limits) => parse_limits(limits)?,
+        None => Limits::default(),
+    };
     let command = match raw.meta.and_then(|m| m.command) {
         None => None,
         Some(command) => Some(Command {
@@ -329,8 +350,30 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
         method,
         imports,
         wasi,
+        limits,
         command,
     })))
+}
+
+fn parse_limits(raw: RawLimits) -> Result<Limits, FieldError> {
+    let positive = |value: Option<u64>, field: &str| match value {
+        Some(0) => Err(invalid(format!("limits.{field} must be greater than 0"))),
+        other => Ok(other),
+    };
+    let max_memory = match raw.max_memory {
+        None => None,
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => {
+            Some(parse_size(&s).map_err(|e| invalid(format!("limits.max_memory: {e}")))?)
+        }
+        Some(_) => return Err(invalid("limits.max_memory must be a size, e.g. 64MiB")),
+    };
+    Ok(Limits {
+        max_execution: positive(raw.max_execution_ms, "max_execution_ms")?
+            .map(Duration::from_millis),
+        max_memory: positive(max_memory, "max_memory")?,
+        fuel: positive(raw.fuel, "fuel")?,
+    })
 }
 
 fn parse_wasi(raw: RawWasi, namespace: &str) -> Result<WasiSpec, FieldError> {
