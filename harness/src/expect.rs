@@ -58,6 +58,19 @@ pub fn check_event(
             }
         }
     }
+    let steps = exit.accounting.steps;
+    if expected.steps.is_some_and(|want| want != steps)
+        || expected.min_steps.is_some_and(|min| steps < min)
+    {
+        return Err(format!(
+            "expected {} steps, got {steps}\n  event: {}",
+            expected.steps.map_or_else(
+                || format!("at least {}", expected.min_steps.unwrap_or(0)),
+                |n| n.to_string()
+            ),
+            show(exit)
+        ));
+    }
     match (&exit.outcome, &expected.value, &expected.error) {
         (Ok(value), Some(want), _) if value != want => Err(format!(
             "expected value {want}, got {value}\n  event: {}",

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime};
+use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, SpawnOptions};
 
 use crate::expect::{check_error, check_event};
 use crate::http_server::HttpServer;
 use crate::scenario::{
-    FilesStep, HttpRequestsStep, ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep,
-    Step,
+    FilesStep, HttpRequestsStep, LifecycleStep, ReceiveExpectation, ReceiveStep, Scenario,
+    SetEnvStep, SpawnStep, Step,
 };
 
 /// Why a scenario failed: which step, what was expected, what came.
@@ -68,7 +68,10 @@ impl Scenario {
             .enable_time()
             .build()
             .map_err(|e| fail(format!("cannot start a timer: {e}")))?;
+        let (trace, traced) = tokio::sync::mpsc::unbounded_channel();
         let mut state = RunState {
+            trace,
+            traced,
             runtime: &runtime,
             directories: &directories,
             server: server.as_ref(),
@@ -83,6 +86,25 @@ impl Scenario {
                 Step::Files(files) => state.files(files),
                 Step::SetEnv(set) => state.set_env(set),
                 Step::HttpRequests(step) => state.http_requests(step),
+                Step::Monitor(alias) => state
+                    .runtime
+                    .monitor(state.pids[alias], &state.mailbox)
+                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
+                Step::Cancel(cancel) => state
+                    .runtime
+                    .cancel(state.pids[&cancel.pid], cancel.reason.clone())
+                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
+                Step::Terminate(alias) => state
+                    .runtime
+                    .terminate(state.pids[alias])
+                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
+                Step::Sleep(duration) => {
+                    std::thread::sleep(*duration);
+                    Ok(())
+                }
+                Step::Overlap(aliases) => state.overlap(aliases),
+                Step::Order(aliases) => state.order(aliases),
+                Step::Lifecycle(step) => state.lifecycle(step),
             };
             result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
         }
@@ -120,6 +142,9 @@ impl Scenario {
 }
 
 struct RunState<'a> {
+    /// Lifecycle events of the processes spawned with `trace: true`.
+    trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
+    traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
     runtime: &'a Runtime,
     directories: &'a HashMap<String, tempfile::TempDir>,
     server: Option<&'a HttpServer>,
@@ -139,12 +164,14 @@ impl RunState<'_> {
                 .map_err(|e| e.to_string())?
                 .to_string(),
         };
-        let spawned = if step.monitor {
-            self.runtime
-                .spawn_monitored(&step.entry, &host, &step.args, &self.mailbox)
-        } else {
-            self.runtime.spawn(&step.entry, &host, &step.args)
+        let options = SpawnOptions {
+            trace: step.trace.then(|| self.trace.clone()),
+            ..SpawnOptions::default()
         };
+        let monitor = step.monitor.then_some(&self.mailbox);
+        let spawned = self
+            .runtime
+            .spawn_with(&step.entry, &host, &step.args, &options, monitor);
         match (spawned, &step.expect_error) {
             (Ok(pid), None) => {
                 if let Some(alias) = &step.alias {
@@ -163,6 +190,83 @@ impl RunState<'_> {
                 step.entry, expected.kind
             )),
         }
+    }
+
+    /// The received EXIT of each alias.
+    fn exits(&self, aliases: &[String]) -> Result<Vec<&Exit>, String> {
+        aliases
+            .iter()
+            .map(|alias| {
+                let pid = self.pids[alias];
+                self.received
+                    .iter()
+                    .find(|e| e.from == pid)
+                    .ok_or_else(|| format!("no EXIT from `{alias}` has been received yet"))
+            })
+            .collect()
+    }
+
+    fn overlap(&self, aliases: &[String]) -> Result<(), String> {
+        let exits = self.exits(aliases)?;
+        let last_start = exits.iter().map(|e| e.accounting.started).max();
+        let first_end = exits.iter().map(|e| e.accounting.ended).min();
+        match (last_start, first_end) {
+            (Some(start), Some(end)) if start < end => Ok(()),
+            _ => Err(format!(
+                "expected {aliases:?} to be alive at one moment, but one ended before another started (wall times: {:?})",
+                exits.iter().map(|e| e.accounting.wall_time).collect::<Vec<_>>()
+            )),
+        }
+    }
+
+    fn order(&self, aliases: &[String]) -> Result<(), String> {
+        let exits = self.exits(aliases)?;
+        if exits
+            .windows(2)
+            .all(|w| w[0].accounting.ended <= w[1].accounting.ended)
+        {
+            return Ok(());
+        }
+        let mut actual: Vec<_> = aliases.iter().zip(&exits).collect();
+        actual.sort_by_key(|(_, e)| e.accounting.ended);
+        Err(format!(
+            "expected them to end in the order {aliases:?}, got {:?}",
+            actual.iter().map(|(a, _)| a).collect::<Vec<_>>()
+        ))
+    }
+
+    fn lifecycle(&mut self, step: &LifecycleStep) -> Result<(), String> {
+        let pid = self.pids[&step.of];
+        let mut phases = Vec::new();
+        // The Close event is sent before the EXIT, so after a received EXIT it is all here.
+        while let Ok(event) = self.traced.try_recv() {
+            if event.pid == pid {
+                phases.push(event.phase);
+            }
+        }
+        use wasmproc_runtime::Phase::*;
+        let well_formed = phases.first() == Some(&Init)
+            && phases.last() == Some(&Close)
+            && phases.len() >= 3
+            && phases[1..phases.len() - 1]
+                .iter()
+                .enumerate()
+                .all(|(i, p)| *p == if i % 2 == 0 { Step } else { Yield });
+        let steps = phases.iter().filter(|p| **p == Step).count() as u32;
+        if !well_formed
+            || step.steps.is_some_and(|n| n != steps)
+            || step.min_steps.is_some_and(|n| steps < n)
+        {
+            return Err(format!(
+                "expected Init, Step (Yield Step)*, Close{}, got {phases:?}",
+                match (step.steps, step.min_steps) {
+                    (Some(n), _) => format!(" with {n} steps"),
+                    (None, Some(n)) => format!(" with at least {n} steps"),
+                    _ => String::new(),
+                }
+            ));
+        }
+        Ok(())
     }
 
     fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), String> {

@@ -74,6 +74,21 @@ pub enum Step {
     Files(FilesStep),
     SetEnv(SetEnvStep),
     HttpRequests(HttpRequestsStep),
+    /// Add this scenario as a monitor of a process (running or ended): `monitor: w`.
+    Monitor(String),
+    /// `cancel: { pid: w, reason: "..." }`
+    Cancel(CancelStep),
+    /// `terminate: w`
+    Terminate(String),
+    /// Let time pass: `sleep: 50ms`.
+    #[serde(deserialize_with = "duration")]
+    Sleep(Duration),
+    /// The processes (by alias, all received) were all alive at one moment.
+    Overlap(Vec<String>),
+    /// The processes (by alias, all received) ended in this order.
+    Order(Vec<String>),
+    /// The lifecycle of a traced process (`trace: true` on its spawn).
+    Lifecycle(LifecycleStep),
 }
 
 impl Step {
@@ -84,8 +99,34 @@ impl Step {
             Step::Files(_) => "files",
             Step::SetEnv(_) => "set_env",
             Step::HttpRequests(_) => "http_requests",
+            Step::Monitor(_) => "monitor",
+            Step::Cancel(_) => "cancel",
+            Step::Terminate(_) => "terminate",
+            Step::Sleep(_) => "sleep",
+            Step::Overlap(_) => "overlap",
+            Step::Order(_) => "order",
+            Step::Lifecycle(_) => "lifecycle",
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelStep {
+    pub pid: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Checks the order Init → Step (Yield Step)* → Close, and optionally how many Steps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleStep {
+    pub of: String,
+    #[serde(default)]
+    pub steps: Option<u32>,
+    #[serde(default)]
+    pub min_steps: Option<u32>,
 }
 
 /// The request lines (`GET /path`) the scenario's HTTP server has received, in order.
@@ -138,6 +179,9 @@ pub struct SpawnStep {
     /// Set when the spawn must be refused, and how.
     #[serde(default)]
     pub expect_error: Option<ErrorExpectation>,
+    /// Record the process's lifecycle (Init, Step, Yield, Close) for `lifecycle` steps.
+    #[serde(default)]
+    pub trace: bool,
 }
 
 fn yes() -> bool {
@@ -190,6 +234,12 @@ pub struct EventExpectation {
     /// Exactly what the process wrote to its stderr.
     #[serde(default)]
     pub stderr: Option<String>,
+    /// Exactly this many Steps (runs between suspensions): 1 for a synchronous guest.
+    #[serde(default)]
+    pub steps: Option<u32>,
+    /// At least this many Steps.
+    #[serde(default)]
+    pub min_steps: Option<u32>,
 }
 
 fn exit() -> EventType {
@@ -301,7 +351,20 @@ impl Scenario {
                         }
                     }
                 }
-                Step::SetEnv(_) => {}
+                Step::SetEnv(_) | Step::Sleep(_) => {}
+                Step::Monitor(alias)
+                | Step::Terminate(alias)
+                | Step::Cancel(CancelStep { pid: alias, .. })
+                | Step::Lifecycle(LifecycleStep { of: alias, .. }) => {
+                    if !aliases.contains_key(alias) {
+                        return Err(fail(i, format!("`{alias}` names no earlier `as:`")));
+                    }
+                }
+                Step::Overlap(list) | Step::Order(list) => {
+                    if let Some(alias) = list.iter().find(|a| !aliases.contains_key(*a)) {
+                        return Err(fail(i, format!("`{alias}` names no earlier `as:`")));
+                    }
+                }
                 Step::HttpRequests(_) => {
                     if self.http_server.is_none() {
                         return Err(fail(i, "`http_requests` needs an `http_server`".into()));

@@ -8,15 +8,17 @@ use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{ErrorKind, Event, Exit, Mailbox, Runtime};
 
-/// `add(a, b) = a + b`, `boom()` traps with `unreachable`.
+/// `add(a, b) = a + b`, `boom()` traps with `unreachable`, `deep()` recurses forever.
 const ARITHMETIC: &str = r#"
 (component
   (core module $m
     (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
-    (func (export "boom") (result i32) unreachable))
+    (func (export "boom") (result i32) unreachable)
+    (func $deep (export "deep") (result i32) call $deep))
   (core instance $i (instantiate $m))
   (func (export "add") (param "a" s32) (param "b" s32) (result s32) (canon lift (core func $i "add")))
   (func (export "boom") (result s32) (canon lift (core func $i "boom")))
+  (func (export "deep") (result s32) (canon lift (core func $i "deep")))
 )
 "#;
 
@@ -103,6 +105,7 @@ fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
         &[
             ("boom", "arith.wasm", digest, "boom"),
             ("add", "arith.wasm", digest, "add"),
+            ("deep", "arith.wasm", digest, "deep"),
         ],
     );
     let mut mailbox = Mailbox::new();
@@ -114,6 +117,17 @@ fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
     let error = exit.outcome.expect_err("a trap is an error");
     assert_eq!(error.kind, ErrorKind::Trap);
     assert!(error.message.contains("unreachable"), "{}", error.message);
+
+    // Unbounded recursion exhausts wasmtime's own stack limit.
+    rt.spawn_monitored("t:deep", "t:host", &[], &mailbox)
+        .unwrap();
+    let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Trap);
+    assert!(
+        error.message.contains("call stack exhausted"),
+        "{}",
+        error.message
+    );
 
     let pid = rt
         .spawn_monitored("t:add", "t:host", &[json!(2), json!(40)], &mailbox)
