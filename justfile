@@ -25,3 +25,7 @@ verify-guests:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Scheduler benchmarks (criterion), with bare-wasmtime baselines in the same run.
+bench *args:
+    cargo bench -p wasmproc-benches --bench scheduler -- {{args}}

@@ -1,0 +1,216 @@
+//! Scheduler benchmarks. Each group measures wasmproc and, in the same run, bare wasmtime doing
+//! the same work, so that the ratio means something on a shared, noisy machine.
+//!
+//! - `spawn_exit/compute`: spawn → EXIT of the compute guest (6 × 7), 64 in flight, 2 workers.
+//!   `wasmproc` is the full runtime (entry, hash-checked program, WASI context, limits, epochs,
+//!   registry, EXIT delivery); `bare_*` is `InstancePre::instantiate_async` + `call_async` of
+//!   the same component in tokio tasks, with the on-demand and the pooling allocator.
+//! - `sleepers`: 1,000 processes sleeping 100 ms at once on 2 workers, until the last EXIT;
+//!   also prints the resident memory per sleeping process.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+use wasmproc_runtime::{Mailbox, Runtime};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+const IN_FLIGHT: u64 = 64;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn clock() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// `n` spawn → EXIT round trips through the runtime, `IN_FLIGHT` at a time.
+fn wasmproc_round_trips(rt: &Runtime, entry: &str, args: &[serde_json::Value], n: u64) -> Duration {
+    let mut mailbox = Mailbox::new();
+    let clock = clock();
+    let start = Instant::now();
+    let (mut spawned, mut done) = (0, 0);
+    clock.block_on(async {
+        while done < n {
+            while spawned < n && spawned - done < IN_FLIGHT {
+                rt.spawn_monitored(entry, "bench:two_workers", args, &mailbox)
+                    .unwrap();
+                spawned += 1;
+            }
+            mailbox
+                .receive(Duration::from_secs(30))
+                .await
+                .expect("an EXIT");
+            done += 1;
+        }
+    });
+    start.elapsed()
+}
+
+struct Bare {
+    engine: Engine,
+    pre: InstancePre<()>,
+    export: ComponentExportIndex,
+    scheduler: tokio::runtime::Runtime,
+}
+
+impl Bare {
+    fn new(pooling: bool) -> Bare {
+        let mut config = Config::new();
+        if pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(1_000)
+                .total_core_instances(1_000)
+                .total_memories(1_000)
+                .total_tables(1_000)
+                .total_stacks(1_000)
+                .max_memory_size(16 << 20);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&config).unwrap();
+        let bytes = std::fs::read(root().join("../guests/dist/compute.wasm")).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let export = component.get_export_index(None, "compute").unwrap();
+        let pre = Linker::new(&engine).instantiate_pre(&component).unwrap();
+        let scheduler = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Bare {
+            engine,
+            pre,
+            export,
+            scheduler,
+        }
+    }
+
+    fn round_trips(&self, n: u64) -> Duration {
+        let start = Instant::now();
+        self.scheduler.block_on(async {
+            let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                let permit = permits.clone().acquire_owned().await.unwrap();
+                let (engine, pre, export) = (self.engine.clone(), self.pre.clone(), self.export);
+                tasks.spawn(async move {
+                    let mut store = Store::new(&engine, ());
+                    let instance = pre.instantiate_async(&mut store).await.unwrap();
+                    let func = instance.get_func(&mut store, export).unwrap();
+                    let mut result = [Val::S32(0)];
+                    func.call_async(&mut store, &[Val::S32(6), Val::S32(7)], &mut result)
+                        .await
+                        .unwrap();
+                    drop(permit);
+                    result
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        });
+        start.elapsed()
+    }
+}
+
+fn spawn_exit(c: &mut Criterion) {
+    let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
+    let args = [json!(6), json!(7)];
+    let mut group = c.benchmark_group("spawn_exit/compute");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("wasmproc", |b| {
+        b.iter_custom(|n| wasmproc_round_trips(&rt, "bench:compute", &args, n))
+    });
+    let on_demand = Bare::new(false);
+    group.bench_function("bare_on_demand", |b| {
+        b.iter_custom(|n| on_demand.round_trips(n))
+    });
+    let pooling = Bare::new(true);
+    group.bench_function("bare_pooling", |b| {
+        b.iter_custom(|n| pooling.round_trips(n))
+    });
+    group.finish();
+}
+
+/// Resident set size of this process, from /proc.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn sleepers(c: &mut Criterion) {
+    const SLEEPERS: u64 = 1_000;
+    let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
+    let clock = clock();
+    // Once: memory per sleeping process, measured while all of them sleep.
+    {
+        let mut mailbox = Mailbox::new();
+        let before = resident_bytes();
+        for _ in 0..SLEEPERS {
+            rt.spawn_monitored(
+                "bench:sleeper",
+                "bench:two_workers",
+                &[json!(1000)],
+                &mailbox,
+            )
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let during = resident_bytes();
+        clock.block_on(async {
+            for _ in 0..SLEEPERS {
+                mailbox
+                    .receive(Duration::from_secs(30))
+                    .await
+                    .expect("an EXIT");
+            }
+        });
+        eprintln!(
+            "sleepers: {SLEEPERS} sleeping at once, resident memory {:.1} KiB per process",
+            during.saturating_sub(before) as f64 / SLEEPERS as f64 / 1024.0
+        );
+    }
+    let mut group = c.benchmark_group("sleepers");
+    group.sample_size(10);
+    group.bench_function("1000_x_100ms", |b| {
+        b.iter(|| {
+            let mut mailbox = Mailbox::new();
+            for _ in 0..SLEEPERS {
+                rt.spawn_monitored(
+                    "bench:sleeper",
+                    "bench:two_workers",
+                    &[json!(100)],
+                    &mailbox,
+                )
+                .unwrap();
+            }
+            clock.block_on(async {
+                for _ in 0..SLEEPERS {
+                    mailbox
+                        .receive(Duration::from_secs(30))
+                        .await
+                        .expect("an EXIT");
+                }
+            });
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    targets = spawn_exit, sleepers
+}
+criterion_main!(benches);
