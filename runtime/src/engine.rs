@@ -18,20 +18,74 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// a spinning guest cannot starve the others.
 pub const SLICE_TICKS: u64 = 2;
 
+/// How instances get their memory, tables and stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Processes that can be instantiated at once; more wait for a slot (0: no pool, every
+    /// instance is allocated on demand).
+    pub processes: u32,
+    /// The largest linear memory a process can have: a pool slot's size.
+    pub memory: u64,
+}
+
+impl Pool {
+    /// `WASMPROC_POOL` (processes, default 1000; 0 turns the pool off) and
+    /// `WASMPROC_POOL_MEMORY` (default 64MiB).
+    pub fn from_env() -> Result<Pool, Error> {
+        let bad = |name: &str, e: String| Error::EngineStart {
+            reason: format!("{name}: {e}"),
+        };
+        let processes = match std::env::var("WASMPROC_POOL") {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| bad("WASMPROC_POOL", format!("{e}")))?,
+            Err(_) => 1_000,
+        };
+        let memory = match std::env::var("WASMPROC_POOL_MEMORY") {
+            Ok(v) => crate::limits::parse_size(&v).map_err(|e| bad("WASMPROC_POOL_MEMORY", e))?,
+            Err(_) => 64 << 20,
+        };
+        Ok(Pool { processes, memory })
+    }
+}
+
 /// An engine for asynchronous component execution with epoch preemption and fuel metering.
-pub fn new() -> Result<Engine, Error> {
+pub fn new(pool: Pool) -> Result<Engine, Error> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.consume_fuel(true);
+    if pool.processes > 0 {
+        // Sized for many small processes: a component (with the preview1 adapter) has a few
+        // core instances, memories and tables. Slots are reserved address space, touched only
+        // when used. Memories are bounds-checked (small reservations) so that thousands fit.
+        let n = pool.processes;
+        let mut pooling = wasmtime::PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(usize::try_from(pool.memory).unwrap_or(usize::MAX));
+        config.memory_reservation(pool.memory);
+        config.memory_guard_size(64 << 10);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+    }
     Engine::new(&config).map_err(|e| Error::EngineStart {
         reason: format!("{e:#}"),
     })
 }
 
-/// A loader (compile cache) over a fresh engine.
+/// A loader (compile cache) over a fresh engine, pooled as the environment says.
 pub fn loader() -> Result<Loader, Error> {
-    Ok(Loader::new(new()?))
+    loader_with(Pool::from_env()?)
+}
+
+/// A loader over a fresh engine with this pool.
+pub fn loader_with(pool: Pool) -> Result<Loader, Error> {
+    Ok(Loader::new(new(pool)?, pool))
 }
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.

@@ -53,6 +53,9 @@ pub enum LoadError {
         "entry `{entry}`: the binary needs a host interface wasmproc does not provide: {reason}"
     )]
     UnsupportedImport { entry: EntryId, reason: String },
+    /// A limit the engine cannot honour (a `max_memory` larger than a pool slot).
+    #[error("entry `{entry}`: {reason}")]
+    LimitTooLarge { entry: EntryId, reason: String },
     #[error(
         "entry `{entry}`: method `{method}` is not an exported function (exported functions: {})",
         list_or_none(available)
@@ -95,6 +98,7 @@ impl LoadError {
             LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
             LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
             LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
+            LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
             LoadError::MissingExport { .. } => ErrorKind::MissingExport,
         }
     }
@@ -132,6 +136,10 @@ impl FileStamp {
 /// Compiles binaries once per digest: entries that share a binary share its machine code.
 pub struct Loader {
     engine: Engine,
+    pool: crate::engine::Pool,
+    /// One permit per pool slot: a process waits for one before it is instantiated, so a full
+    /// pool queues processes instead of failing them.
+    admission: Option<Arc<tokio::sync::Semaphore>>,
     _ticker: crate::engine::EpochTicker,
     compiled: Mutex<HashMap<Digest, Component>>,
     /// One linker per distinct set of grants: entries granted the same families share it.
@@ -139,8 +147,11 @@ pub struct Loader {
 }
 
 impl Loader {
-    pub fn new(engine: Engine) -> Self {
+    pub fn new(engine: Engine, pool: crate::engine::Pool) -> Self {
         Loader {
+            pool,
+            admission: (pool.processes > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(pool.processes as usize))),
             _ticker: crate::engine::EpochTicker::start(&engine),
             engine,
             compiled: Mutex::new(HashMap::new()),
@@ -150,6 +161,10 @@ impl Loader {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn admission(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        self.admission.clone()
     }
 
     /// Loads `entry` from the directory of its `fs` entry.
@@ -177,6 +192,19 @@ impl Loader {
             });
         }
         let component = self.compile(entry, &path, actual, &bytes)?;
+        if let Some(max) = wasm
+            .limits
+            .max_memory
+            .filter(|&m| self.pool.processes > 0 && m > self.pool.memory)
+        {
+            return Err(LoadError::LimitTooLarge {
+                entry: entry.clone(),
+                reason: format!(
+                    "limits.max_memory ({max} bytes) is larger than a pool slot ({} bytes): raise WASMPROC_POOL_MEMORY",
+                    self.pool.memory
+                ),
+            });
+        }
         let grants = Grants::new(&wasm.imports);
         check_imports(entry, wasm, &grants, &component, &self.engine)?;
         let (export, signature) = find_export(entry, &wasm.method, &component, &self.engine)?;

@@ -208,6 +208,8 @@ pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
 
 /// Everything a process needs to run, captured at spawn.
 pub(crate) struct Launch {
+    /// A pool slot must be free before Init; `None` without a pool.
+    pub admission: Option<Arc<tokio::sync::Semaphore>>,
     pub program: Arc<Program>,
     pub params: Vec<Val>,
     pub state: ProcessState,
@@ -315,6 +317,7 @@ fn emit(trace: Option<&TraceSink>, pid: Pid, phase: Phase) {
 /// Runs a process to its end (or its limit, or a stop request); the guard delivers the EXIT.
 pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     let Launch {
+        admission,
         program,
         params,
         state,
@@ -324,6 +327,14 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     } = launch;
     let pid = guard.pid;
     guard.memory = state.limiter.usage.clone();
+    // Held until after Close, when the store has given its pool slot back.
+    // (The semaphore is never closed, so acquiring only waits.)
+    let _slot = match admission {
+        Some(slots) => slots.acquire_owned().await.ok(),
+        None => None,
+    };
+    // Wall time is Init to Close: waiting for a pool slot is not running.
+    guard.started = Instant::now();
     emit(trace.as_ref(), pid, Phase::Init);
     let mut fuel_used = None;
     let stepped = Stepped {

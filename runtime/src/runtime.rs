@@ -121,6 +121,7 @@ impl Runtime {
         // Created before the task so that even a task that never starts reports its EXIT.
         let guard = ExitGuard::new(pid, self.registry.clone(), captured);
         let launch = Launch {
+            admission: self.loader.admission(),
             program,
             params,
             state: ProcessState::new(ctx, wasm.limits.max_memory),

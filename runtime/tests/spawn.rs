@@ -325,3 +325,60 @@ fn exit_ok_is_success_and_exit_err_is_an_exit_code_error() {
         "{error}"
     );
 }
+
+/// The hostile guest's `sleep(ms)` on a host with 4 workers, over a loader with `pool`.
+fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str) -> Runtime {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4 }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks], limits: {{ max_memory: {max_memory} }} }}\n",
+        dir.keep().display(),
+        Digest::of(&bytes)
+    );
+    let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
+    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
+    Runtime::new(manifest, std::sync::Arc::new(loader))
+}
+
+#[test]
+fn a_full_pool_queues_processes_instead_of_failing_them() {
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 2,
+        memory: 16 << 20,
+    };
+    let rt = sleepers(pool, "4MiB");
+    let mut mailbox = Mailbox::new();
+    for _ in 0..5 {
+        rt.spawn_monitored("t:sleep", "t:host", &[json!(100)], &mailbox)
+            .unwrap();
+    }
+    let exits: Vec<Exit> = (0..5)
+        .map(|_| receive(&mut mailbox).expect("an EXIT"))
+        .collect();
+    assert!(
+        exits.iter().all(|e| e.outcome == Ok(json!(100))),
+        "{exits:?}"
+    );
+    // Two at a time: the five 100 ms sleeps take at least three rounds.
+    let first = exits.iter().map(|e| e.accounting.started).min().unwrap();
+    let last = exits.iter().map(|e| e.accounting.ended).max().unwrap();
+    assert!(
+        last - first >= Duration::from_millis(300),
+        "{:?}",
+        last - first
+    );
+}
+
+#[test]
+fn a_memory_limit_larger_than_a_pool_slot_is_refused() {
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 4,
+        memory: 16 << 20,
+    };
+    let rt = sleepers(pool, "32MiB");
+    let err = rt.spawn("t:sleep", "t:host", &[json!(1)]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
+    assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");
+}
