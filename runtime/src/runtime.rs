@@ -192,18 +192,29 @@ impl Runtime {
         Ok(program)
     }
 
-    fn wasm_entry(&self, id: &EntryId) -> Result<(&WasmSpec, &std::path::Path), Error> {
+    /// The entry `id`, which must be of the kind `pick` accepts (`expected` names it).
+    fn entry_of<'a, T>(
+        &'a self,
+        id: &EntryId,
+        expected: &'static str,
+        pick: impl FnOnce(&'a EntrySpec) -> Option<T>,
+    ) -> Result<T, Error> {
         let entry = self
             .manifest
             .get(id)
             .ok_or_else(|| Error::UnknownEntry { id: id.to_string() })?;
-        let EntrySpec::Wasm(wasm) = &entry.spec else {
-            return Err(Error::WrongEntryKind {
-                id: id.clone(),
-                expected: "process.wasm",
-                actual: entry.spec.kind_name(),
-            });
-        };
+        pick(&entry.spec).ok_or_else(|| Error::WrongEntryKind {
+            id: id.clone(),
+            expected,
+            actual: entry.spec.kind_name(),
+        })
+    }
+
+    fn wasm_entry(&self, id: &EntryId) -> Result<(&WasmSpec, &std::path::Path), Error> {
+        let wasm = self.entry_of(id, "process.wasm", |spec| match spec {
+            EntrySpec::Wasm(wasm) => Some(wasm.as_ref()),
+            _ => None,
+        })?;
         Ok((wasm, self.directory(&wasm.fs)?))
     }
 
@@ -259,17 +270,10 @@ impl Runtime {
     }
 
     fn host(&self, id: &EntryId) -> Result<Arc<ProcessHost>, Error> {
-        let entry = self
-            .manifest
-            .get(id)
-            .ok_or_else(|| Error::UnknownEntry { id: id.to_string() })?;
-        let EntrySpec::Host(spec) = &entry.spec else {
-            return Err(Error::WrongEntryKind {
-                id: id.clone(),
-                expected: "process.host",
-                actual: entry.spec.kind_name(),
-            });
-        };
+        let spec = self.entry_of(id, "process.host", |spec| match spec {
+            EntrySpec::Host(host) => Some(host),
+            _ => None,
+        })?;
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(host) = hosts.get(id) {
             return Ok(host.clone());
