@@ -81,6 +81,8 @@ error_kinds! {
     Cancelled => "cancelled",
     /// The process was terminated (`terminate(pid)`).
     Terminated => "terminated",
+    /// The host's queue of processes waiting to start is full (`queue_size`).
+    QueueFull => "queue_full",
     /// A PID names no process this runtime knows.
     UnknownProcess => "unknown_process",
     /// The guest called `exit` with a non-zero code.
@@ -149,6 +151,8 @@ pub enum Error {
         variable: String,
         name: String,
     },
+    #[error("host `{host}` is busy: its queue of {queue_size} processes waiting to start is full")]
+    QueueFull { host: EntryId, queue_size: usize },
     #[error("no process {pid} (it never existed here, or ended too long ago to be remembered)")]
     UnknownProcess { pid: crate::process::Pid },
     #[error("env.variable `{id}` cannot be changed: {reason}")]
@@ -178,6 +182,7 @@ impl Error {
             }
             Error::UnknownCommand { .. } => ErrorKind::UnknownCommand,
             Error::UnknownProcess { .. } => ErrorKind::UnknownProcess,
+            Error::QueueFull { .. } => ErrorKind::QueueFull,
             Error::MissingEnv { .. } => ErrorKind::MissingEnv,
             Error::EnvNotWritable { .. } => ErrorKind::EnvNotWritable,
             Error::MountUnavailable { .. } => ErrorKind::MountUnavailable,

@@ -1,6 +1,9 @@
 //! `process.host`: a scheduler that processes are spawned into. Each host owns a tokio
 //! multi-thread runtime with `workers` threads; each process is one task on it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use crate::error::Error;
 use crate::id::EntryId;
 use crate::manifest::HostSpec;
@@ -9,6 +12,9 @@ use crate::process::{self, ExitGuard, Launch};
 pub struct ProcessHost {
     id: EntryId,
     spec: HostSpec,
+    /// Processes spawned here that have not reached Init yet (waiting for a worker or a pool
+    /// slot); at most `queue_size`.
+    queued: Arc<AtomicUsize>,
     /// `None` only while dropping.
     scheduler: Option<tokio::runtime::Runtime>,
 }
@@ -28,6 +34,7 @@ impl ProcessHost {
         Ok(ProcessHost {
             id,
             spec,
+            queued: Arc::default(),
             scheduler: Some(scheduler),
         })
     }
@@ -40,11 +47,33 @@ impl ProcessHost {
         &self.spec
     }
 
+    /// Takes a place in the queue, or refuses when all `queue_size` places are taken.
+    pub(crate) fn enqueue(&self) -> Result<QueuePlace, Error> {
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel);
+        let place = QueuePlace(self.queued.clone());
+        if queued >= self.spec.queue_size {
+            return Err(Error::QueueFull {
+                host: self.id.clone(),
+                queue_size: self.spec.queue_size,
+            });
+        }
+        Ok(place)
+    }
+
     /// Starts a process whose arguments and WASI context are ready; `guard` delivers its EXIT.
     pub(crate) fn spawn(&self, launch: Launch, guard: ExitGuard) {
         if let Some(scheduler) = &self.scheduler {
             scheduler.spawn(process::run(launch, guard));
         }
+    }
+}
+
+/// A process's place in its host's queue, given back when it reaches Init (or never starts).
+pub(crate) struct QueuePlace(Arc<AtomicUsize>);
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

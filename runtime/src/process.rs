@@ -22,6 +22,7 @@ use wasmtime::Store;
 
 use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
+use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryUsage};
 use crate::loader::Program;
 use crate::registry::{Registry, Stop};
@@ -208,6 +209,8 @@ pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
 
 /// Everything a process needs to run, captured at spawn.
 pub(crate) struct Launch {
+    /// The process's place in its host's queue, left at Init.
+    pub place: QueuePlace,
     /// A pool slot must be free before Init; `None` without a pool.
     pub admission: Option<Arc<tokio::sync::Semaphore>>,
     pub program: Arc<Program>,
@@ -317,6 +320,7 @@ fn emit(trace: Option<&TraceSink>, pid: Pid, phase: Phase) {
 /// Runs a process to its end (or its limit, or a stop request); the guard delivers the EXIT.
 pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     let Launch {
+        place,
         admission,
         program,
         params,
@@ -333,6 +337,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         Some(slots) => slots.acquire_owned().await.ok(),
         None => None,
     };
+    drop(place);
     // Wall time is Init to Close: waiting for a pool slot is not running.
     guard.started = Instant::now();
     emit(trace.as_ref(), pid, Phase::Init);

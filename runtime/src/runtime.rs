@@ -94,6 +94,7 @@ impl Runtime {
     ) -> Result<Pid, Error> {
         let entry = self.entry_id(entry)?;
         let host = self.host(&self.entry_id(host)?)?;
+        let place = host.enqueue()?;
         let program = self.program(&entry)?;
         let params = program
             .signature
@@ -121,6 +122,7 @@ impl Runtime {
         // Created before the task so that even a task that never starts reports its EXIT.
         let guard = ExitGuard::new(pid, self.registry.clone(), captured);
         let launch = Launch {
+            place,
             admission: self.loader.admission(),
             program,
             params,

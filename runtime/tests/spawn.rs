@@ -74,7 +74,7 @@ fn write_component(dir: &Path, file: &str, wat: &str) -> Digest {
 /// A manifest with one `process.wasm` entry per (name, file, digest, method), and a host.
 fn runtime(dir: &Path, entries: &[(&str, &str, Digest, &str)]) -> Runtime {
     let mut yaml = String::from(
-        "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n  - { name: host, kind: process.host, host: { workers: 2 } }\n",
+        "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n  - { name: host, kind: process.host, host: { workers: 2, queue_size: 20000 } }\n",
     );
     for (name, file, digest, method) in entries {
         yaml.push_str(&format!(
@@ -327,13 +327,13 @@ fn exit_ok_is_success_and_exit_err_is_an_exit_code_error() {
 }
 
 /// The hostile guest's `sleep(ms)` on a host with 4 workers, over a loader with `pool`.
-fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str) -> Runtime {
+fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str, queue_size: u32) -> Runtime {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
     let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
     let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4 }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks], limits: {{ max_memory: {max_memory} }} }}\n",
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4, queue_size: {queue_size} }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks], limits: {{ max_memory: {max_memory} }} }}\n",
         dir.keep().display(),
         Digest::of(&bytes)
     );
@@ -348,7 +348,7 @@ fn a_full_pool_queues_processes_instead_of_failing_them() {
         processes: 2,
         memory: 16 << 20,
     };
-    let rt = sleepers(pool, "4MiB");
+    let rt = sleepers(pool, "4MiB", 100);
     let mut mailbox = Mailbox::new();
     for _ in 0..5 {
         rt.spawn_monitored("t:sleep", "t:host", &[json!(100)], &mailbox)
@@ -377,8 +377,52 @@ fn a_memory_limit_larger_than_a_pool_slot_is_refused() {
         processes: 4,
         memory: 16 << 20,
     };
-    let rt = sleepers(pool, "32MiB");
+    let rt = sleepers(pool, "32MiB", 100);
     let err = rt.spawn("t:sleep", "t:host", &[json!(1)]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
     assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");
+}
+
+#[test]
+fn a_full_queue_refuses_the_spawn_with_queue_full() {
+    // One pool slot: the first sleeper runs, the next three wait; a fifth finds the queue full.
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 1,
+        memory: 16 << 20,
+    };
+    let rt = sleepers(pool, "4MiB", 3);
+    let mut mailbox = Mailbox::new();
+    // Wait until the first has reached Init (and so holds the slot; it then sleeps 300 ms).
+    let (trace, mut traced) = tokio::sync::mpsc::unbounded_channel();
+    let options = wasmproc_runtime::SpawnOptions {
+        trace: Some(trace),
+        ..Default::default()
+    };
+    rt.spawn_with("t:sleep", "t:host", &[json!(300)], &options, Some(&mailbox))
+        .unwrap();
+    let init = traced.blocking_recv().expect("a lifecycle event");
+    assert_eq!(init.phase, wasmproc_runtime::Phase::Init);
+    for _ in 0..3 {
+        rt.spawn_monitored("t:sleep", "t:host", &[json!(300)], &mailbox)
+            .unwrap();
+    }
+    let err = rt.spawn("t:sleep", "t:host", &[json!(1)]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QueueFull, "{err}");
+    assert!(
+        err.to_string().contains("t:host") && err.to_string().contains("3 processes"),
+        "{err}"
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            receive(&mut mailbox).expect("an EXIT").outcome,
+            Ok(json!(300))
+        );
+    }
+    // Once the queue drained, spawns are accepted again.
+    rt.spawn_monitored("t:sleep", "t:host", &[json!(1)], &mailbox)
+        .unwrap();
+    assert_eq!(
+        receive(&mut mailbox).expect("an EXIT").outcome,
+        Ok(json!(1))
+    );
 }
