@@ -4,6 +4,7 @@ mod args;
 mod manifest_path;
 mod run;
 mod spawn;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,15 @@ enum Command {
         wasmproc run --exec myns:compute_worker --print-value 6 7"
     )]
     Run(run::RunArgs),
+    /// Run YAML scenarios against your own guests, with libtest's output and flags.
+    ///
+    /// Each scenario file (a YAML file with a top-level `scenario:`) is one test, named by its
+    /// path. Paths in a scenario (its manifest, and the manifest's binaries) resolve relative to
+    /// the scenario file. The format is documented in conformance/README.md. Exit status: 0 when
+    /// every scenario passed, 101 when one failed, 2 when none could be found.
+    #[command(after_help = "Examples:\n  wasmproc test my-scenarios/\n  \
+        wasmproc test my-scenarios/ --list\n  wasmproc test my-scenarios/ http --format terse")]
+    Test(test::TestArgs),
     /// Spawn one process, wait for its EXIT and print it as JSON.
     ///
     /// Prints `{"type":"EXIT","from":"<1>","value":42,...}` on success, or
@@ -80,6 +90,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Test(args) => test::test(args),
         Command::Spawn {
             manifest,
             entry,

@@ -148,3 +148,55 @@ fn run_refuses_unknown_commands_and_manifests_without_a_terminal_host() {
         "{err}"
     );
 }
+
+#[test]
+fn test_runs_scenarios_from_paths_with_libtest_flags() {
+    let out = wasmproc(&["test", "conformance/compute", "--format", "terse"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("3 passed; 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = wasmproc(&[
+        "test",
+        "conformance/compute",
+        "conformance/seed/compute.yaml",
+        "--list",
+    ]);
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("conformance/compute/product: test"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("conformance/seed/compute: test"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn test_fails_with_the_scenarios_message_when_a_guest_misbehaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/apps/fixtures.yaml")
+        .canonicalize()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("wrong.yaml"),
+        format!(
+            "scenario: expects the wrong product\nmanifest: {}\nsteps:\n  - spawn: {{ entry: fixtures:compute_worker, args: [6, 7] }}\n  - receive: {{ expect: {{ value: 43 }} }}\n",
+            fixtures.display()
+        ),
+    )
+    .unwrap();
+    let out = wasmproc(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(101), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("expected value 43, got 42"),
+        "{}",
+        stdout(&out)
+    );
+    let out = wasmproc(&["test", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -53,19 +53,44 @@ fn is_scenario(text: &str) -> bool {
 /// One trial per scenario below `root`, named by its path relative to `root` without the
 /// extension (`compute/product`), sharing one engine and compile cache.
 pub fn trials(root: &Path) -> Result<Vec<Trial>, String> {
+    let files = discover(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    make_trials(
+        files
+            .into_iter()
+            .map(|file| (trial_name(file.strip_prefix(root).unwrap_or(&file)), file))
+            .collect(),
+    )
+}
+
+/// One trial per scenario file given, or found below a directory given; named by the path as
+/// given plus the path below it, without the extension (`my-tests/http/get`).
+pub fn trials_for(paths: &[PathBuf]) -> Result<Vec<Trial>, String> {
+    let mut named = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            for file in discover(path).map_err(|e| format!("{}: {e}", path.display()))? {
+                named.push((trial_name(&file), file));
+            }
+        } else if path.is_file() {
+            named.push((trial_name(path), path.clone()));
+        } else {
+            return Err(format!("{}: no such file or directory", path.display()));
+        }
+    }
+    make_trials(named)
+}
+
+fn trial_name(path: &Path) -> String {
+    path.with_extension("").to_string_lossy().replace('\\', "/")
+}
+
+fn make_trials(named: Vec<(String, PathBuf)>) -> Result<Vec<Trial>, String> {
     let loader = Arc::new(
         wasmproc_runtime::engine::loader().map_err(|e| format!("cannot start the engine: {e}"))?,
     );
-    let files = discover(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    Ok(files
+    Ok(named
         .into_iter()
-        .map(|file| {
-            let name = file
-                .strip_prefix(root)
-                .unwrap_or(&file)
-                .with_extension("")
-                .to_string_lossy()
-                .replace('\\', "/");
+        .map(|(name, file)| {
             let loader = loader.clone();
             Trial::test(name, move || run_file(&file, &loader))
         })
