@@ -5,6 +5,7 @@ mod manifest_path;
 mod run;
 mod spawn;
 mod test;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,17 @@ enum Command {
     #[command(after_help = "Examples:\n  wasmproc test my-scenarios/\n  \
         wasmproc test my-scenarios/ --list\n  wasmproc test my-scenarios/ http --format terse")]
     Test(test::TestArgs),
+    /// Describe a binary and check it can run: kind, exports with WIT signatures, imports by
+    /// interface family, the `imports:` grants it needs, its sha256 as a manifest wants it.
+    ///
+    /// With --entry, also checks the binary against that `process.wasm` entry: hash, grants and
+    /// method. Exit status: 0 when valid, 1 when there are problems (listed), 2 when the file or
+    /// the manifest cannot be read.
+    #[command(
+        after_help = "Examples:\n  wasmproc validate guests/dist/greet.wasm\n  \
+        wasmproc validate guests/dist/greet.wasm --entry myns:greet --json"
+    )]
+    Validate(validate::ValidateArgs),
     /// Spawn one process, wait for its EXIT and print it as JSON.
     ///
     /// Prints `{"type":"EXIT","from":"<1>","value":42,...}` on success, or
@@ -91,6 +103,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::test(args),
+        Command::Validate(args) => validate::validate(args),
         Command::Spawn {
             manifest,
             entry,

@@ -200,3 +200,49 @@ fn test_fails_with_the_scenarios_message_when_a_guest_misbehaves() {
     let out = wasmproc(&["test", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn validate_describes_a_component_and_the_grants_it_needs() {
+    let out = wasmproc(&["validate", "guests/dist/greet.wasm", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["kind"], "component");
+    assert_eq!(report["exports"]["greet"], "func(name: string) -> string");
+    assert_eq!(report["grants"], serde_json::json!(["wasi:cli"]));
+    assert_eq!(
+        report["imports"]["wasi:cli"],
+        serde_json::json!(["wasi:cli/stdout@0.2.12"])
+    );
+    let sums = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist/SHA256SUMS"),
+    )
+    .unwrap();
+    let greet = sums.lines().find(|l| l.ends_with("greet.wasm")).unwrap();
+    assert_eq!(report["hash"], format!("sha256:{}", &greet[..64]));
+    assert_eq!(report["valid"], true);
+}
+
+#[test]
+fn validate_against_an_entry_lists_each_problem_and_exits_1() {
+    let out = wasmproc(&[
+        "validate",
+        "guests/dist/compute.wasm",
+        "--entry",
+        "myns:greet",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("hash mismatch") && problems.contains("method `greet` is not exported"),
+        "{problems}"
+    );
+    let out = wasmproc(&["validate", "conformance/apps/bins/truncated.wasm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("invalid component"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod host;
 pub mod id;
 pub mod imports;
+pub mod inspect;
 pub mod limits;
 pub mod loader;
 pub mod manifest;

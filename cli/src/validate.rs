@@ -1,0 +1,214 @@
+//! `wasmproc validate`: what a third-party binary is and whether an entry can run it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use wasmproc_runtime::imports::Grants;
+use wasmproc_runtime::inspect::{inspect, Inspection};
+use wasmproc_runtime::manifest::{EntrySpec, Manifest};
+use wasmproc_runtime::EntryId;
+
+use crate::manifest_path;
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// The binary: a component (or a core module, reported as such).
+    file: PathBuf,
+    /// Also check the binary against this `process.wasm` entry: hash, grants, method.
+    #[arg(long, value_name = "NS:NAME")]
+    entry: Option<String>,
+    /// The manifest holding --entry (default: wasmproc.yaml here or in a parent).
+    #[arg(long, short)]
+    manifest: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    file: PathBuf,
+    #[serde(flatten)]
+    inspection: Inspection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<EntryCheck>,
+    valid: bool,
+}
+
+#[derive(Serialize)]
+struct EntryCheck {
+    id: String,
+    method: String,
+    /// The method's WIT signature, when the binary exports it.
+    signature: Option<String>,
+}
+
+pub fn validate(args: ValidateArgs) -> ExitCode {
+    let bytes = match std::fs::read(&args.file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!(
+                "wasmproc: error[binary_unreadable]: {}: {e}",
+                args.file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match wasmproc_runtime::engine::new(wasmproc_runtime::engine::Pool {
+        processes: 0,
+        memory: 0,
+    }) {
+        Ok(engine) => engine,
+        Err(e) => return crate::refused(&e),
+    };
+    let mut inspection = inspect(&engine, &bytes);
+    let entry = match &args.entry {
+        None => None,
+        Some(id) => match check_entry(&args, id, &mut inspection) {
+            Ok(check) => Some(check),
+            Err(message) => {
+                eprintln!("wasmproc: {message}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let report = Report {
+        file: args.file.clone(),
+        valid: inspection.problems.is_empty(),
+        inspection,
+        entry,
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("wasmproc: cannot print the report: {e}"),
+        }
+    } else {
+        print_human(&report);
+    }
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Adds the entry's problems (hash, grants, method) to the inspection.
+fn check_entry(
+    args: &ValidateArgs,
+    id: &str,
+    inspection: &mut Inspection,
+) -> Result<EntryCheck, String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path = manifest_path::resolve(args.manifest.as_deref(), &cwd)?;
+    let manifest = Manifest::load(&path).map_err(|e| format!("error[{}]: {e}", e.kind))?;
+    let entry_id = EntryId::parse(id).map_err(|e| format!("error[unknown_entry]: {e}"))?;
+    let wasm = match manifest.get(&entry_id).map(|e| &e.spec) {
+        Some(EntrySpec::Wasm(wasm)) => wasm,
+        Some(other) => {
+            return Err(format!(
+                "error[wrong_entry_kind]: `{id}` is a `{}`, not a `process.wasm`",
+                other.kind_name()
+            ))
+        }
+        None => {
+            return Err(format!(
+                "error[unknown_entry]: no entry `{id}` in {}",
+                path.display()
+            ))
+        }
+    };
+    let problems = &mut inspection.problems;
+    if wasm.hash.to_string() != inspection.hash {
+        problems.push(format!(
+            "hash mismatch: the entry expects {}, the file is {}",
+            wasm.hash, inspection.hash
+        ));
+    }
+    let grants = Grants::new(&wasm.imports);
+    let ungranted: Vec<&String> = inspection
+        .imports
+        .values()
+        .flatten()
+        .filter(|import| !grants.allows(import))
+        .collect();
+    if !ungranted.is_empty() {
+        problems.push(format!(
+            "imports the entry does not grant: {} (grant: [{}])",
+            ungranted
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            inspection.grants.join(", ")
+        ));
+    }
+    let method = wasm.method.to_string();
+    let signature = inspection.exports.get(&method).cloned();
+    if signature.is_none() {
+        problems.push(format!(
+            "method `{method}` is not exported (exports: {})",
+            inspection
+                .exports
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(EntryCheck {
+        id: id.to_string(),
+        method,
+        signature,
+    })
+}
+
+fn print_human(report: &Report) {
+    let i = &report.inspection;
+    println!("file:    {}", report.file.display());
+    println!(
+        "kind:    {}",
+        serde_json::to_value(&i.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    );
+    println!("size:    {} bytes", i.size);
+    println!("hash:    {}", i.hash);
+    println!("exports:");
+    for (name, signature) in &i.exports {
+        println!("  {name}: {signature}");
+    }
+    if i.exports.is_empty() {
+        println!("  (none)");
+    }
+    println!("imports:");
+    for (family, names) in &i.imports {
+        println!("  {family}: {}", names.join(", "));
+    }
+    if i.imports.is_empty() {
+        println!("  (none)");
+    }
+    println!("grants:  imports: [{}]", i.grants.join(", "));
+    if let Some(entry) = &report.entry {
+        println!(
+            "entry:   {} method `{}`{}",
+            entry.id,
+            entry.method,
+            entry
+                .signature
+                .as_deref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default()
+        );
+    }
+    if i.problems.is_empty() {
+        println!("valid:   yes");
+    } else {
+        println!("valid:   no");
+        for problem in &i.problems {
+            println!("  - {problem}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! What a binary is, before anyone runs it: kind, exports with their WIT signatures, imports by
+//! interface family, the grants an entry needs, and its sha256 in the manifest's form. The
+//! `validate` command prints this for third-party guests.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+use crate::manifest::{Digest, Family};
+use crate::value::Signature;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinaryKind {
+    Component,
+    CoreModule,
+    Invalid,
+}
+
+/// A report on one binary.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspection {
+    pub kind: BinaryKind,
+    /// `sha256:<hex>`, ready for an entry's `hash:`.
+    pub hash: String,
+    pub size: usize,
+    /// Export name (`func` or `interface#func`) → WIT signature.
+    pub exports: BTreeMap<String, String>,
+    /// Interface family (`wasi:cli`, or the package of an unknown import) → import names.
+    pub imports: BTreeMap<String, Vec<String>>,
+    /// The smallest `imports:` list that grants every import wasmproc can provide.
+    pub grants: Vec<String>,
+    /// Imports no grant can satisfy.
+    pub unsupported_imports: Vec<String>,
+    /// Why the binary is not runnable, if it is not.
+    pub problems: Vec<String>,
+}
+
+/// Inspects `bytes` with `engine` (compiling, not instantiating).
+pub fn inspect(engine: &Engine, bytes: &[u8]) -> Inspection {
+    let mut report = Inspection {
+        kind: BinaryKind::Invalid,
+        hash: Digest::of(bytes).to_string(),
+        size: bytes.len(),
+        exports: BTreeMap::new(),
+        imports: BTreeMap::new(),
+        grants: Vec::new(),
+        unsupported_imports: Vec::new(),
+        problems: Vec::new(),
+    };
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => inspect_module(engine, bytes, &mut report),
+        Some([0, b'a', b's', b'm', ..]) => inspect_component(engine, bytes, &mut report),
+        _ => report
+            .problems
+            .push("not a WebAssembly binary (no `\\0asm` header)".into()),
+    }
+    report
+}
+
+fn inspect_component(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
+    let component = match Component::new(engine, bytes) {
+        Ok(component) => component,
+        Err(e) => {
+            report.problems.push(format!("invalid component: {e:#}"));
+            return;
+        }
+    };
+    report.kind = BinaryKind::Component;
+    let ty = component.component_type();
+    for (name, export) in ty.exports(engine) {
+        match export.ty {
+            ComponentItem::ComponentFunc(func) => {
+                report.exports.insert(name.to_string(), signature(&func));
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                for (func_name, item) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = item.ty {
+                        report
+                            .exports
+                            .insert(format!("{name}#{func_name}"), signature(&func));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut families = Vec::new();
+    for (name, _) in ty.imports(engine) {
+        let family = match Family::of_import(name) {
+            Some(family) => {
+                families.push(family);
+                family.package().to_string()
+            }
+            None => {
+                report.unsupported_imports.push(name.to_string());
+                name.split(['/', '@']).next().unwrap_or(name).to_string()
+            }
+        };
+        report
+            .imports
+            .entry(family)
+            .or_default()
+            .push(name.to_string());
+    }
+    report.grants = minimal_grants(&families);
+    if !report.unsupported_imports.is_empty() {
+        report.problems.push(format!(
+            "imports that wasmproc cannot provide: {}",
+            report.unsupported_imports.join(", ")
+        ));
+    }
+}
+
+fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
+    match Module::new(engine, bytes) {
+        Ok(module) => {
+            report.kind = BinaryKind::CoreModule;
+            for export in module.exports() {
+                report
+                    .exports
+                    .insert(export.name().to_string(), format!("{:?}", export.ty()));
+            }
+            for import in module.imports() {
+                report
+                    .imports
+                    .entry(import.module().to_string())
+                    .or_default()
+                    .push(format!("{}::{}", import.module(), import.name()));
+            }
+            report.problems.push(
+                "a core module, not a component: wasmproc runs components (wrap it with \
+                 `wasm-tools component new`, with the preview1 adapter if it uses WASI)"
+                    .into(),
+            );
+        }
+        Err(e) => report.problems.push(format!("invalid module: {e:#}")),
+    }
+}
+
+fn signature(func: &wasmtime::component::types::ComponentFunc) -> String {
+    Signature {
+        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+        results: func.results().collect(),
+    }
+    .to_string()
+}
+
+/// The families to list so that every used one is granted: those no other used family implies.
+fn minimal_grants(used: &[Family]) -> Vec<String> {
+    let mut grants: Vec<Family> = used
+        .iter()
+        .copied()
+        .filter(|f| {
+            !used
+                .iter()
+                .any(|other| other != f && other.implies().contains(f))
+        })
+        .collect();
+    grants.sort();
+    grants.dedup();
+    grants.iter().map(|f| f.package().to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_leave_out_what_other_grants_imply() {
+        assert_eq!(minimal_grants(&[Family::Io, Family::Cli]), ["wasi:cli"]);
+        assert_eq!(
+            minimal_grants(&[Family::Io, Family::Clocks, Family::Filesystem, Family::Cli]),
+            ["wasi:cli", "wasi:filesystem"]
+        );
+        assert!(minimal_grants(&[]).is_empty());
+    }
+}
