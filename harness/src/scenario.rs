@@ -484,3 +484,35 @@ steps:
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_scenario_text_never_panics(text in "\\PC{0,200}") {
+            if let Err(e) = Scenario::parse(&text, Path::new("fuzz.yaml")) {
+                prop_assert!(e.to_string().starts_with("fuzz.yaml"), "{}", e);
+            }
+        }
+
+        #[test]
+        fn scenario_shaped_text_never_panics(
+            steps in proptest::collection::vec(prop_oneof![
+                Just("  - spawn: { entry: a:b, as: w }\n"),
+                Just("  - receive: { expect: { from: w, value: 1 } }\n"),
+                Just("  - receive: { timeout: 1x, expect: nothing }\n"),
+                Just("  - cancel: { pid: q }\n"),
+                Just("  - overlap: [w, z]\n"),
+                Just("  - files: { dir: d }\n"),
+                Just("  - sleep: soon\n"),
+                Just("  - lifecycle: { of: w, steps: -1 }\n"),
+            ], 0..8)
+        ) {
+            let text = format!("scenario: s\nmanifest: m.yaml\nsteps:\n{}", steps.concat());
+            let _ = Scenario::parse(&text, Path::new("fuzz.yaml"));
+        }
+    }
+}
