@@ -4,7 +4,8 @@
 //! - `spawn_exit/compute`: spawn → EXIT of the compute guest (6 × 7), 64 in flight, 2 workers.
 //!   `wasmproc` is the full runtime (entry, hash-checked program, WASI context, limits, epochs,
 //!   registry, EXIT delivery); `bare_*` is `InstancePre::instantiate_async` + `call_async` of
-//!   the same component in tokio tasks, with the on-demand and the pooling allocator.
+//!   the same component in tokio tasks, with the on-demand and the pooling allocator, and
+//!   pooled with wasmproc's metering (fuel, epoch deadline) to show what that costs by itself.
 //! - `sleepers`: 1,000 processes sleeping 100 ms at once on 2 workers, until the last EXIT;
 //!   also prints the resident memory per sleeping process.
 
@@ -55,6 +56,9 @@ fn wasmproc_round_trips(rt: &Runtime, entry: &str, args: &[serde_json::Value], n
 }
 
 struct Bare {
+    /// Metered like wasmproc's engine (fuel, epoch deadline), to split the gap between engine
+    /// configuration and runtime work.
+    metered: bool,
     engine: Engine,
     pre: InstancePre<()>,
     export: ComponentExportIndex,
@@ -62,8 +66,11 @@ struct Bare {
 }
 
 impl Bare {
-    fn new(pooling: bool) -> Bare {
+    fn new(pooling: bool, metered: bool) -> Bare {
         let mut config = Config::new();
+        if metered {
+            config.consume_fuel(true).epoch_interruption(true);
+        }
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(1_000)
@@ -85,6 +92,7 @@ impl Bare {
             .build()
             .unwrap();
         Bare {
+            metered,
             engine,
             pre,
             export,
@@ -100,8 +108,14 @@ impl Bare {
             for _ in 0..n {
                 let permit = permits.clone().acquire_owned().await.unwrap();
                 let (engine, pre, export) = (self.engine.clone(), self.pre.clone(), self.export);
+                let metered = self.metered;
                 tasks.spawn(async move {
                     let mut store = Store::new(&engine, ());
+                    if metered {
+                        store.set_fuel(u64::MAX).unwrap();
+                        store.set_epoch_deadline(2);
+                        store.epoch_deadline_async_yield_and_update(2);
+                    }
                     let instance = pre.instantiate_async(&mut store).await.unwrap();
                     let func = instance.get_func(&mut store, export).unwrap();
                     let mut result = [Val::S32(0)];
@@ -127,13 +141,17 @@ fn spawn_exit(c: &mut Criterion) {
     group.bench_function("wasmproc", |b| {
         b.iter_custom(|n| wasmproc_round_trips(&rt, "bench:compute", &args, n))
     });
-    let on_demand = Bare::new(false);
+    let on_demand = Bare::new(false, false);
     group.bench_function("bare_on_demand", |b| {
         b.iter_custom(|n| on_demand.round_trips(n))
     });
-    let pooling = Bare::new(true);
+    let pooling = Bare::new(true, false);
     group.bench_function("bare_pooling", |b| {
         b.iter_custom(|n| pooling.round_trips(n))
+    });
+    let metered = Bare::new(true, true);
+    group.bench_function("bare_pooling_metered", |b| {
+        b.iter_custom(|n| metered.round_trips(n))
     });
     group.finish();
 }
