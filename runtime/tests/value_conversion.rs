@@ -46,9 +46,12 @@ const SHAPES: &str = r#"
 "#;
 
 fn signature(name: &str) -> Signature {
-    let engine = Engine::default();
-    let bytes = wat::parse_str(SHAPES).expect("the WAT parses");
-    let component = Component::new(&engine, bytes).expect("the component compiles");
+    // Compiled once: the property tests ask for signatures thousands of times.
+    static SHAPES_COMPONENT: std::sync::OnceLock<Component> = std::sync::OnceLock::new();
+    let component = SHAPES_COMPONENT.get_or_init(|| {
+        let bytes = wat::parse_str(SHAPES).expect("the WAT parses");
+        Component::new(&Engine::default(), bytes).expect("the component compiles")
+    });
     let Some((ComponentItem::ComponentFunc(func), _)) = component.get_export(None, name) else {
         panic!("no function export `{name}`");
     };
@@ -163,4 +166,99 @@ fn signatures_print_as_wit() {
 fn arity_is_checked() {
     let err = convert("u8", json!([])).unwrap_err();
     assert_eq!(err, "expected 1 argument(s) for func(n: u8), got 0");
+}
+
+mod random_values {
+    //! Random values of every shape the WAT component exports convert to component values and
+    //! back unchanged; values of the wrong shape are refused, never a panic.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        "\\PC{0,12}"
+    }
+
+    fn point() -> impl Strategy<Value = Value> {
+        (any::<i32>(), any::<i32>(), proptest::option::of(text()))
+            .prop_map(|(x, y, label)| json!({"x": x, "y": y, "label": label}))
+    }
+
+    fn shape() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<u32>().prop_map(|r| json!({"circle": r})),
+            Just(json!("empty")),
+        ]
+    }
+
+    fn perms() -> impl Strategy<Value = Value> {
+        (any::<bool>(), any::<bool>()).prop_map(|(r, w)| {
+            let mut set = Vec::new();
+            if r {
+                set.push("read");
+            }
+            if w {
+                set.push("write");
+            }
+            json!(set)
+        })
+    }
+
+    fn mixed() -> impl Strategy<Value = Value> {
+        (
+            proptest::collection::vec(any::<i32>(), 0..6),
+            (any::<u8>(), text()),
+            proptest::option::of(any::<i64>()),
+            prop_oneof![
+                any::<u32>().prop_map(|v| json!({"ok": v})),
+                text().prop_map(|e| json!({"err": e}))
+            ],
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..4), 0..4),
+        )
+            .prop_map(|(xs, (n, s), o, r, more)| json!([xs, [n, s], o, r, more]))
+    }
+
+    /// Any JSON-like value, mostly of the wrong shape for a given parameter.
+    fn anything() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(text(), inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip(p in point()) {
+            round_trips("take-point", json!([p]));
+        }
+
+        #[test]
+        fn variants_enums_and_flags_round_trip(s in shape(), f in perms(), green in any::<bool>()) {
+            round_trips("take-shape", json!([s]));
+            round_trips("take-perms", json!([f]));
+            round_trips("take-color", json!([if green { "green" } else { "red" }]));
+        }
+
+        #[test]
+        fn lists_tuples_options_and_results_round_trip(args in mixed()) {
+            round_trips("mixed", args);
+        }
+
+        #[test]
+        fn wrong_shapes_are_errors_not_panics(v in anything()) {
+            for name in ["u8", "boolean", "character", "take-point", "take-shape", "take-perms", "take-color"] {
+                let _ = convert(name, json!([v.clone()]));
+            }
+        }
+    }
 }
