@@ -37,6 +37,10 @@ impl Grants {
         Family::of_import(import).is_some_and(|f| self.0.contains(&f))
     }
 
+    pub fn has(&self, family: Family) -> bool {
+        self.0.contains(&family)
+    }
+
     pub fn families(&self) -> impl Iterator<Item = Family> + '_ {
         self.0.iter().copied()
     }

@@ -124,18 +124,28 @@ fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
                     .exports
                     .insert(export.name().to_string(), format!("{:?}", export.ty()));
             }
+            let mut families = Vec::new();
             for import in module.imports() {
-                report
-                    .imports
-                    .entry(import.module().to_string())
-                    .or_default()
-                    .push(format!("{}::{}", import.module(), import.name()));
+                let name = format!("{}::{}", import.module(), import.name());
+                let family = match crate::loader::p1_import_family(import.module(), import.name()) {
+                    Some(family) => {
+                        families.push(family);
+                        family.package().to_string()
+                    }
+                    None => {
+                        report.unsupported_imports.push(name.clone());
+                        import.module().to_string()
+                    }
+                };
+                report.imports.entry(family).or_default().push(name);
             }
-            report.problems.push(
-                "a core module, not a component: wasmproc runs components (wrap it with \
-                 `wasm-tools component new`, with the preview1 adapter if it uses WASI)"
-                    .into(),
-            );
+            report.grants = minimal_grants(&families);
+            if !report.unsupported_imports.is_empty() {
+                report.problems.push(format!(
+                    "imports that wasmproc cannot provide: {}",
+                    report.unsupported_imports.join(", ")
+                ));
+            }
         }
         Err(e) => report.problems.push(format!("invalid module: {e:#}")),
     }

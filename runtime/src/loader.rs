@@ -15,7 +15,7 @@ use crate::error::ErrorKind;
 use crate::id::EntryId;
 use crate::imports::{self, Grants};
 use crate::manifest::{Digest, Method, WasmSpec};
-use crate::state::ProcessState;
+use crate::state::{ModuleState, ProcessState};
 use crate::value::Signature;
 
 /// Why an entry's binary cannot be run.
@@ -107,13 +107,26 @@ impl LoadError {
 /// A verified, compiled and linked entry, ready to spawn many times.
 pub struct Program {
     pub digest: Digest,
-    pub pre: InstancePre<ProcessState>,
-    pub export: ComponentExportIndex,
+    pub target: Target,
+    /// For a core module, its core types as the matching component types (i32 as s32, ...).
     pub signature: Signature,
     /// The binary's file, and what it looked like when its hash was checked: a spawn re-checks
     /// the hash when the file changed since.
     pub path: PathBuf,
     pub stamp: FileStamp,
+}
+
+/// What a spawn instantiates and calls.
+pub enum Target {
+    Component {
+        pre: InstancePre<ProcessState>,
+        export: ComponentExportIndex,
+    },
+    /// A wasip1 core module: `func` is `_start` for a command, or another export.
+    Module {
+        pre: wasmtime::InstancePre<ModuleState>,
+        func: String,
+    },
 }
 
 /// Size and modification time: cheap to read on every spawn, changes when the file does.
@@ -191,6 +204,16 @@ impl Loader {
                 actual: Box::new(actual),
             });
         }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            let (target, signature) = self.load_module(entry, wasm, &path, &bytes)?;
+            return Ok(Arc::new(Program {
+                digest: actual,
+                target,
+                signature,
+                path,
+                stamp,
+            }));
+        }
         let component = self.compile(entry, &path, actual, &bytes)?;
         if let Some(max) = wasm
             .limits
@@ -218,12 +241,86 @@ impl Loader {
         tracing::debug!(%entry, digest = %actual, "loaded");
         Ok(Arc::new(Program {
             digest: actual,
-            pre,
-            export,
+            target: Target::Component { pre, export },
             signature,
             path,
             stamp,
         }))
+    }
+
+    /// A wasip1 core module: preview 1 WASI is linked whole (its filesystem reaches only the
+    /// entry's mounts), and its imports are checked against the grants function by function.
+    fn load_module(
+        &self,
+        entry: &EntryId,
+        wasm: &WasmSpec,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<(Target, Signature), LoadError> {
+        let invalid = |reason: String| LoadError::InvalidBinary {
+            entry: entry.clone(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        let module =
+            wasmtime::Module::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let grants = Grants::new(&wasm.imports);
+        let ungranted: Vec<String> = module
+            .imports()
+            .filter(|i| !p1_import_family(i.module(), i.name()).is_some_and(|f| grants.has(f)))
+            .map(|i| format!("{}::{}", i.module(), i.name()))
+            .collect();
+        if !ungranted.is_empty() {
+            return Err(LoadError::UngrantedImports {
+                entry: entry.clone(),
+                imports: ungranted,
+                granted: wasm.imports.iter().map(|f| f.to_string()).collect(),
+            });
+        }
+        // An empty method (`main`) runs a command's `_start`.
+        let func = match (&wasm.method.interface, wasm.method.func.as_str()) {
+            (None, "main") if module.get_export("main").is_none() => "_start".to_string(),
+            (None, name) => name.to_string(),
+            (Some(_), _) => String::new(),
+        };
+        let missing = || LoadError::MissingExport {
+            entry: entry.clone(),
+            method: wasm.method.clone(),
+            available: module
+                .exports()
+                .filter(|e| matches!(e.ty(), wasmtime::ExternType::Func(_)))
+                .map(|e| e.name().to_string())
+                .collect(),
+        };
+        let Some(wasmtime::ExternType::Func(ty)) = module.get_export(&func) else {
+            return Err(missing());
+        };
+        let core = |t: wasmtime::ValType| match t {
+            wasmtime::ValType::I32 => Some(wasmtime::component::types::Type::S32),
+            wasmtime::ValType::I64 => Some(wasmtime::component::types::Type::S64),
+            wasmtime::ValType::F32 => Some(wasmtime::component::types::Type::Float32),
+            wasmtime::ValType::F64 => Some(wasmtime::component::types::Type::Float64),
+            _ => None,
+        };
+        let params: Option<Vec<_>> = ty
+            .params()
+            .enumerate()
+            .map(|(i, t)| core(t).map(|t| (format!("p{i}"), t)))
+            .collect();
+        let results: Option<Vec<_>> = ty.results().map(core).collect();
+        let (Some(params), Some(results)) = (params, results) else {
+            return Err(invalid(format!(
+                "export `{func}` has parameter or result types a spawn cannot pass (only i32, i64, f32, f64)"
+            )));
+        };
+        let mut linker = wasmtime::Linker::<ModuleState>::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut s.p1)
+            .and_then(|_| linker.instantiate_pre(&module))
+            .map(|pre| (Target::Module { pre, func }, Signature { params, results }))
+            .map_err(|e| LoadError::UnsupportedImport {
+                entry: entry.clone(),
+                reason: format!("{e:#}"),
+            })
     }
 
     fn compile(
@@ -243,13 +340,6 @@ impl Loader {
         };
         // The parser's messages for these two cases are about bytes; say what the file is.
         match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(invalid(
-                    "it is a core WebAssembly module, not a component (core modules are not \
-                     supported yet: wrap it with `wasm-tools component new`)"
-                        .into(),
-                ))
-            }
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => {
                 return Err(invalid(
@@ -279,6 +369,24 @@ impl Loader {
         linkers.insert(grants.clone(), linker.clone());
         Ok(linker)
     }
+}
+
+/// The family a preview 1 import belongs to: stdio, args, environment and exit are `wasi:cli`;
+/// paths and directories `wasi:filesystem`; time and polling `wasi:clocks`.
+pub fn p1_import_family(module: &str, name: &str) -> Option<crate::manifest::Family> {
+    use crate::manifest::Family;
+    if module != "wasi_snapshot_preview1" {
+        return None;
+    }
+    Some(match name {
+        n if n.starts_with("path_") || n.starts_with("fd_prestat") || n == "fd_readdir" => {
+            Family::Filesystem
+        }
+        n if n.starts_with("clock_") || n == "poll_oneoff" => Family::Clocks,
+        "random_get" => Family::Random,
+        n if n.starts_with("sock_") => Family::Sockets,
+        _ => Family::Cli,
+    })
 }
 
 /// Every import must belong to a granted family; the linker then checks that wasmproc provides

@@ -24,9 +24,9 @@ use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryUsage};
-use crate::loader::Program;
+use crate::loader::{Program, Target};
 use crate::registry::{Registry, Stop};
-use crate::state::ProcessState;
+use crate::state::{GuestState, ModuleState, ProcessState};
 use crate::value::Signature;
 use crate::wasi::Captured;
 
@@ -215,7 +215,7 @@ pub(crate) struct Launch {
     pub admission: Option<Arc<tokio::sync::Semaphore>>,
     pub program: Arc<Program>,
     pub params: Vec<Val>,
-    pub state: ProcessState,
+    pub state: GuestState,
     pub limits: Limits,
     pub stop: oneshot::Receiver<Stop>,
     pub trace: Option<TraceSink>,
@@ -330,7 +330,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         trace,
     } = launch;
     let pid = guard.pid;
-    guard.memory = state.limiter.usage.clone();
+    guard.memory = state.memory_usage();
     // Held until after Close, when the store has given its pool slot back.
     // (The semaphore is never closed, so acquiring only waits.)
     let _slot = match admission {
@@ -426,23 +426,35 @@ fn blame_limit(trap: ExitError, limits: &Limits, memory: &MemoryUsage) -> ExitEr
 async fn init_step_close(
     program: &Program,
     params: &[Val],
-    state: ProcessState,
+    state: GuestState,
     limits: &Limits,
     fuel_used: &mut Option<u64>,
 ) -> Result<Value, ExitError> {
     // Init: a fresh store and instance; the arguments and WASI context were captured by the
-    // caller.
-    let mut store = Store::new(program.pre.engine(), state);
-    store.limiter(|state| &mut state.limiter);
+    // caller. Close: the store (instance, memories, tables) is dropped at the end of each arm.
     let fuel = limits.fuel.unwrap_or(u64::MAX);
-    store
-        .set_fuel(fuel)
-        .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
-    store.set_epoch_deadline(SLICE_TICKS);
-    store.epoch_deadline_async_yield_and_update(SLICE_TICKS);
-    let result = call(program, params, &mut store).await;
-    *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
-    // Close: the store (instance, memories, tables) is dropped on return.
+    let result = match (state, &program.target) {
+        (GuestState::Component(state), Target::Component { pre, export }) => {
+            let mut store = Store::new(pre.engine(), state);
+            store.limiter(|state| &mut state.limiter);
+            meter(&mut store, fuel)?;
+            let result = call(pre, *export, &program.signature, params, &mut store).await;
+            *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            result
+        }
+        (GuestState::Module(state), Target::Module { pre, func }) => {
+            let mut store = Store::new(pre.module().engine(), state);
+            store.limiter(|state| &mut state.limiter);
+            meter(&mut store, fuel)?;
+            let result = call_module(pre, func, params, &mut store).await;
+            *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            result
+        }
+        _ => Err(ExitError::new(
+            ErrorKind::HostFailure,
+            "the process's context does not match its binary's kind",
+        )),
+    };
     result.map_err(|e| match (e.kind, limits.fuel) {
         (ErrorKind::Trap, Some(fuel)) if e.message.contains("all fuel consumed") => ExitError::new(
             ErrorKind::LimitExceeded,
@@ -452,36 +464,92 @@ async fn init_step_close(
     })
 }
 
+/// Fuel, and the epoch deadline that makes the guest yield every slice.
+fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
+    store
+        .set_fuel(fuel)
+        .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
+    store.set_epoch_deadline(SLICE_TICKS);
+    store.epoch_deadline_async_yield_and_update(SLICE_TICKS);
+    Ok(())
+}
+
 async fn call(
-    program: &Program,
+    pre: &wasmtime::component::InstancePre<ProcessState>,
+    export: wasmtime::component::ComponentExportIndex,
+    signature: &Signature,
     params: &[Val],
     store: &mut Store<ProcessState>,
 ) -> Result<Value, ExitError> {
-    let instance = program
-        .pre
+    let instance = pre
         .instantiate_async(&mut *store)
         .await
         .map_err(guest_error)?;
     let func = instance
-        .get_func(&mut *store, program.export)
-        .ok_or_else(|| {
-            ExitError::new(
-                ErrorKind::HostFailure,
-                "the checked export vanished from the instance",
-            )
-        })?;
+        .get_func(&mut *store, export)
+        .ok_or_else(vanished)?;
     // Step: a component function has at most one result.
-    let mut results = vec![Val::Bool(false); program.signature.results.len()];
+    let mut results = vec![Val::Bool(false); signature.results.len()];
     match func.call_async(&mut *store, params, &mut results).await {
         Ok(()) => Ok(Signature::result_value(&results)),
-        // `exit(0)` is a successful end without a value.
-        Err(e)
-            if e.downcast_ref::<wasmtime_wasi::I32Exit>()
-                .is_some_and(|c| c.0 == 0) =>
-        {
-            Ok(Value::Null)
+        Err(e) => exited_or_failed(e),
+    }
+}
+
+/// A core module's export, with the arguments converted to its core types (the loader checked
+/// they are i32, i64, f32 or f64).
+async fn call_module(
+    pre: &wasmtime::InstancePre<ModuleState>,
+    func: &str,
+    params: &[Val],
+    store: &mut Store<ModuleState>,
+) -> Result<Value, ExitError> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(guest_error)?;
+    let func = instance.get_func(&mut *store, func).ok_or_else(vanished)?;
+    let core: Vec<wasmtime::Val> = params
+        .iter()
+        .map(|v| match v {
+            Val::S64(n) => wasmtime::Val::I64(*n),
+            Val::Float32(f) => wasmtime::Val::F32(f.to_bits()),
+            Val::Float64(f) => wasmtime::Val::F64(f.to_bits()),
+            Val::S32(n) => wasmtime::Val::I32(*n),
+            _ => wasmtime::Val::I32(0),
+        })
+        .collect();
+    let mut results = vec![wasmtime::Val::I32(0); func.ty(&*store).results().len()];
+    match func.call_async(&mut *store, &core, &mut results).await {
+        Ok(()) => {
+            let values: Vec<Val> = results
+                .iter()
+                .map(|v| match v {
+                    wasmtime::Val::I64(n) => Val::S64(*n),
+                    wasmtime::Val::F32(bits) => Val::Float32(f32::from_bits(*bits)),
+                    wasmtime::Val::F64(bits) => Val::Float64(f64::from_bits(*bits)),
+                    wasmtime::Val::I32(n) => Val::S32(*n),
+                    _ => Val::Bool(false),
+                })
+                .collect();
+            Ok(Signature::result_value(&values))
         }
-        Err(e) => Err(guest_error(e)),
+        Err(e) => exited_or_failed(e),
+    }
+}
+
+fn vanished() -> ExitError {
+    ExitError::new(
+        ErrorKind::HostFailure,
+        "the checked export vanished from the instance",
+    )
+}
+
+/// `exit(0)` is a successful end without a value; anything else is the guest's error.
+fn exited_or_failed(e: wasmtime::Error) -> Result<Value, ExitError> {
+    match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        Some(code) if code.0 == 0 => Ok(Value::Null),
+        _ => Err(guest_error(e)),
     }
 }
 

@@ -13,11 +13,14 @@ use crate::env::EnvStore;
 use crate::error::Error;
 use crate::host::ProcessHost;
 use crate::id::EntryId;
+use crate::limits::MemoryLimiter;
+use crate::loader::Target;
 use crate::loader::{FileStamp, Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
 use crate::process::{Event, ExitGuard, Launch, Mailbox, Pid, TraceSink};
 use crate::registry::{Registry, Stop};
-use crate::state::ProcessState;
+use crate::state::{GuestState, ModuleState, ProcessState};
+
 use crate::wasi::{self, ResolvedMount, Stdio};
 
 /// How to spawn, beyond entry, host and arguments.
@@ -106,7 +109,7 @@ impl Runtime {
         let (wasm, _) = self.wasm_entry(&entry)?;
         let env = self.resolve_env(&entry, wasm)?;
         let mounts = self.resolve_mounts(wasm);
-        let (ctx, captured) = wasi::context(
+        let (mut builder, captured) = wasi::context(
             &entry,
             &wasm.wasi,
             &options.extra_args,
@@ -114,6 +117,15 @@ impl Runtime {
             &mounts,
             options.stdio,
         )?;
+        let state = match program.target {
+            Target::Component { .. } => {
+                GuestState::Component(ProcessState::new(builder.build(), wasm.limits.max_memory))
+            }
+            Target::Module { .. } => GuestState::Module(ModuleState {
+                p1: builder.build_p1(),
+                limiter: MemoryLimiter::new(wasm.limits.max_memory),
+            }),
+        };
         let pid = Pid(self.next_pid.fetch_add(1, Ordering::Relaxed));
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
         let monitors: Vec<mpsc::UnboundedSender<Event>> =
@@ -126,7 +138,7 @@ impl Runtime {
             admission: self.loader.admission(),
             program,
             params,
-            state: ProcessState::new(ctx, wasm.limits.max_memory),
+            state,
             limits: wasm.limits.clone(),
             stop,
             trace: options.trace.clone(),

@@ -43,3 +43,24 @@ impl WasiView for ProcessState {
         }
     }
 }
+
+/// What a core module's store carries: its preview 1 WASI context.
+pub struct ModuleState {
+    pub(crate) p1: wasmtime_wasi::p1::WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+/// The store data of a process, by the kind of binary it runs.
+pub(crate) enum GuestState {
+    Component(ProcessState),
+    Module(ModuleState),
+}
+
+impl GuestState {
+    pub(crate) fn memory_usage(&self) -> std::sync::Arc<crate::limits::MemoryUsage> {
+        match self {
+            GuestState::Component(state) => state.limiter.usage.clone(),
+            GuestState::Module(state) => state.limiter.usage.clone(),
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::Error;
 use crate::id::EntryId;
@@ -47,7 +47,8 @@ pub(crate) struct ResolvedMount {
     pub read_only: bool,
 }
 
-/// Builds the WASI context of one process of `entry`.
+/// Prepares the WASI context of one process of `entry`; the caller builds it for a component
+/// (preview 2) or a core module (preview 1).
 pub(crate) fn context(
     entry: &EntryId,
     spec: &WasiSpec,
@@ -55,7 +56,7 @@ pub(crate) fn context(
     env: &[(String, String)],
     mounts: &[ResolvedMount],
     stdio: Stdio,
-) -> Result<(WasiCtx, Option<Captured>), Error> {
+) -> Result<(WasiCtxBuilder, Option<Captured>), Error> {
     let mut builder = WasiCtxBuilder::new();
     // argv[0] is the program's name, as a shell would pass it.
     builder.arg(&entry.name);
@@ -94,5 +95,5 @@ pub(crate) fn context(
             Some(captured)
         }
     };
-    Ok((builder.build(), captured))
+    Ok((builder, captured))
 }

@@ -426,3 +426,59 @@ fn a_full_queue_refuses_the_spawn_with_queue_full() {
         Ok(json!(1))
     );
 }
+
+/// A wasip1 core module: `_start` writes "hello from p1\n" to stdout and exits with 3; `add`
+/// is a plain function.
+const P1_COMMAND: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from p1\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 14))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $proc_exit (i32.const 3)))
+  (func (export "add") (param i64 i64) (result i64) local.get 0 local.get 1 i64.add)
+)
+"#;
+
+#[test]
+fn core_modules_run_with_preview1_wasi() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "p1.wasm", P1_COMMAND);
+    let rt = runtime(dir.path(), &[("command", "p1.wasm", digest, "\"\"")]);
+    // Without a grant, its preview 1 imports are refused by name.
+    let err = rt.spawn("t:command", "t:host", &[]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UngrantedImport, "{err}");
+    assert!(
+        err.to_string().contains("wasi_snapshot_preview1::fd_write"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "p1.wasm", P1_COMMAND);
+    std::fs::write(
+        dir.path().join("manifest.yaml"),
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: command, kind: process.wasm, fs: bins, path: p1.wasm, hash: \"{digest}\", method: \"\", imports: [wasi:cli] }}\n  - {{ name: add, kind: process.wasm, fs: bins, path: p1.wasm, hash: \"{digest}\", method: add, imports: [wasi:cli] }}\n"
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::load(&dir.path().join("manifest.yaml")).unwrap();
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:add", "t:host", &[json!(40), json!(2)], &mailbox)
+        .unwrap();
+    assert_eq!(receive(&mut mailbox).unwrap().outcome, Ok(json!(42)));
+    rt.spawn_monitored("t:command", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).unwrap();
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(
+        (error.kind, error.code),
+        (ErrorKind::ExitCode, Some(3)),
+        "{error}"
+    );
+    assert_eq!(exit.output.unwrap().stdout, "hello from p1\n");
+}
