@@ -167,61 +167,45 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
+const SLEEPERS: u64 = 1_000;
+
+/// Spawns `SLEEPERS` processes sleeping `ms`, runs `during` while they sleep, then waits for
+/// every EXIT.
+fn sleep_all(rt: &Runtime, clock: &tokio::runtime::Runtime, ms: u32, during: impl FnOnce()) {
+    let mut mailbox = Mailbox::new();
+    for _ in 0..SLEEPERS {
+        rt.spawn_monitored("bench:sleeper", "bench:two_workers", &[json!(ms)], &mailbox)
+            .unwrap();
+    }
+    during();
+    clock.block_on(async {
+        for _ in 0..SLEEPERS {
+            mailbox
+                .receive(Duration::from_secs(30))
+                .await
+                .expect("an EXIT");
+        }
+    });
+}
+
 fn sleepers(c: &mut Criterion) {
-    const SLEEPERS: u64 = 1_000;
     let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let clock = clock();
     // Once: memory per sleeping process, measured while all of them sleep.
-    {
-        let mut mailbox = Mailbox::new();
-        let before = resident_bytes();
-        for _ in 0..SLEEPERS {
-            rt.spawn_monitored(
-                "bench:sleeper",
-                "bench:two_workers",
-                &[json!(1000)],
-                &mailbox,
-            )
-            .unwrap();
-        }
+    let before = resident_bytes();
+    let mut during = 0;
+    sleep_all(&rt, &clock, 1000, || {
         std::thread::sleep(Duration::from_millis(500));
-        let during = resident_bytes();
-        clock.block_on(async {
-            for _ in 0..SLEEPERS {
-                mailbox
-                    .receive(Duration::from_secs(30))
-                    .await
-                    .expect("an EXIT");
-            }
-        });
-        eprintln!(
-            "sleepers: {SLEEPERS} sleeping at once, resident memory {:.1} KiB per process",
-            during.saturating_sub(before) as f64 / SLEEPERS as f64 / 1024.0
-        );
-    }
+        during = resident_bytes();
+    });
+    eprintln!(
+        "sleepers: {SLEEPERS} sleeping at once, resident memory {:.1} KiB per process",
+        during.saturating_sub(before) as f64 / SLEEPERS as f64 / 1024.0
+    );
     let mut group = c.benchmark_group("sleepers");
     group.sample_size(10);
     group.bench_function("1000_x_100ms", |b| {
-        b.iter(|| {
-            let mut mailbox = Mailbox::new();
-            for _ in 0..SLEEPERS {
-                rt.spawn_monitored(
-                    "bench:sleeper",
-                    "bench:two_workers",
-                    &[json!(100)],
-                    &mailbox,
-                )
-                .unwrap();
-            }
-            clock.block_on(async {
-                for _ in 0..SLEEPERS {
-                    mailbox
-                        .receive(Duration::from_secs(30))
-                        .await
-                        .expect("an EXIT");
-                }
-            });
-        })
+        b.iter(|| sleep_all(&rt, &clock, 100, || {}))
     });
     group.finish();
 }
