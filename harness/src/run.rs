@@ -72,6 +72,7 @@ impl Scenario {
         let mut state = RunState {
             trace,
             traced,
+            lifecycles: Vec::new(),
             runtime: &runtime,
             directories: &directories,
             server: server.as_ref(),
@@ -145,6 +146,8 @@ struct RunState<'a> {
     /// Lifecycle events of the processes spawned with `trace: true`.
     trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
     traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
+    /// Every lifecycle event read so far, for all traced processes.
+    lifecycles: Vec<wasmproc_runtime::Lifecycle>,
     runtime: &'a Runtime,
     directories: &'a HashMap<String, tempfile::TempDir>,
     server: Option<&'a HttpServer>,
@@ -237,13 +240,16 @@ impl RunState<'_> {
 
     fn lifecycle(&mut self, step: &LifecycleStep) -> Result<(), String> {
         let pid = self.pids[&step.of];
-        let mut phases = Vec::new();
         // The Close event is sent before the EXIT, so after a received EXIT it is all here.
         while let Ok(event) = self.traced.try_recv() {
-            if event.pid == pid {
-                phases.push(event.phase);
-            }
+            self.lifecycles.push(event);
         }
+        let phases: Vec<_> = self
+            .lifecycles
+            .iter()
+            .filter(|e| e.pid == pid)
+            .map(|e| e.phase)
+            .collect();
         use wasmproc_runtime::Phase::*;
         let well_formed = phases.first() == Some(&Init)
             && phases.last() == Some(&Close)
