@@ -333,7 +333,7 @@ fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str, queue_size: 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
     let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4, queue_size: {queue_size} }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks], limits: {{ max_memory: {max_memory} }} }}\n",
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4, queue_size: {queue_size} }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks, wasi:cli], limits: {{ max_memory: {max_memory} }} }}\n",
         dir.keep().display(),
         Digest::of(&bytes)
     );

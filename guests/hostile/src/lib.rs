@@ -38,6 +38,10 @@ impl Guest for Hostile {
         core::arch::wasm32::unreachable()
     }
 
+    fn flood(kib: u32) -> u64 {
+        Self::write_all(kib)
+    }
+
     fn recurse(depth: u32) -> u32 {
         if depth == 0 {
             return 0;
@@ -45,6 +49,25 @@ impl Guest for Hostile {
         // The buffer makes each frame big; black_box keeps the recursion from being folded.
         let frame = black_box([depth as u8; 256]);
         black_box(Self::recurse(depth - 1)) + u32::from(frame[0] & 1)
+    }
+}
+
+impl Hostile {
+    fn write_all(kib: u32) -> u64 {
+        let stdout = wasip2::cli::stdout::get_stdout();
+        // blocking-write-and-flush takes at most 4096 bytes a call.
+        let chunk = [b'x'; 4096];
+        let mut written = 0u64;
+        let mut left = u64::from(kib) * 1024;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if stdout.blocking_write_and_flush(&chunk[..n]).is_err() {
+                break;
+            }
+            written += n as u64;
+            left -= n as u64;
+        }
+        written
     }
 }
 
