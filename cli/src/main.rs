@@ -60,6 +60,16 @@ enum Command {
     #[command(after_help = "Examples:\n  wasmproc test my-scenarios/\n  \
         wasmproc test my-scenarios/ --list\n  wasmproc test my-scenarios/ http --format terse")]
     Test(test::TestArgs),
+    /// Run the official WASI test suite (its `prod/testsuite-base` layout) through wasmproc.
+    ///
+    /// Every `NAME.wasm` with a `NAME.json` spec (`args`, `env`, `dirs`, `root`, `exit_code`,
+    /// `stdout`, `stderr`) below the directories is a test named `<suite>/<NAME>` (the suite
+    /// from the directory's manifest.json). Known failures go in --expectations.
+    #[command(
+        after_help = "Example (a checkout of WebAssembly/wasi-testsuite, branch prod/testsuite-base):\n  \
+        wasmproc wasi-testsuite wasi-testsuite/tests/rust/testsuite/wasm32-wasip1 --format terse"
+    )]
+    WasiTestsuite(test::WasiTestsuiteArgs),
     /// Describe a binary and check it can run: kind, exports with WIT signatures, imports by
     /// interface family, the `imports:` grants it needs, its sha256 as a manifest wants it.
     ///
@@ -104,6 +114,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::test(args),
         Command::Validate(args) => validate::validate(args),
+        Command::WasiTestsuite(args) => test::wasi_testsuite(args),
         Command::Spawn {
             manifest,
             entry,

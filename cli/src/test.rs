@@ -20,9 +20,72 @@ pub struct TestArgs {
 }
 
 pub fn test(args: TestArgs) -> ExitCode {
+    let (paths, libtest) = split(args.words);
+    if paths.is_empty() {
+        eprintln!("wasmproc test: no scenario file or directory among the arguments");
+        return ExitCode::from(2);
+    }
+    run_trials(
+        "wasmproc test",
+        wasmproc_harness::trials_for(&paths),
+        libtest,
+    )
+}
+
+#[derive(clap::Args)]
+pub struct WasiTestsuiteArgs {
+    /// Known failures: a JSON file `{ "skip": [names], "fail": [names] }`.
+    #[arg(long, value_name = "FILE")]
+    expectations: Option<PathBuf>,
+    /// Test-suite directories (e.g. `tests/rust/testsuite/wasm32-wasip1` of a checkout),
+    /// mixed with libtest's arguments, as for `wasmproc test`.
+    #[arg(
+        value_name = "DIRS AND LIBTEST ARGS",
+        required = true,
+        allow_hyphen_values = true,
+        trailing_var_arg = true
+    )]
+    words: Vec<String>,
+}
+
+pub fn wasi_testsuite(args: WasiTestsuiteArgs) -> ExitCode {
+    let (dirs, libtest) = split(args.words);
+    if dirs.is_empty() {
+        eprintln!("wasmproc wasi-testsuite: no test-suite directory among the arguments");
+        return ExitCode::from(2);
+    }
+    let expectations = match &args.expectations {
+        None => Ok(Default::default()),
+        Some(path) => wasmproc_harness::wasi_testsuite::Expectations::load(path),
+    };
+    let trials = expectations.and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e));
+    run_trials("wasmproc wasi-testsuite", trials, libtest)
+}
+
+fn run_trials(
+    command: &str,
+    trials: Result<Vec<libtest_mimic::Trial>, String>,
+    libtest: Vec<String>,
+) -> ExitCode {
+    let arguments = libtest_mimic::Arguments::from_iter(libtest);
+    match trials {
+        Ok(trials) if trials.is_empty() => {
+            eprintln!("{command}: no test found");
+            ExitCode::from(2)
+        }
+        Ok(trials) => libtest_mimic::run(&arguments, trials).exit_code(),
+        Err(e) => {
+            eprintln!("{command}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Arguments naming existing files or directories, and the rest (libtest's, with argv[0]).
+fn split(words: Vec<String>) -> (Vec<PathBuf>, Vec<String>) {
     let mut paths = Vec::new();
-    let mut libtest = vec!["wasmproc test".to_string()];
-    let mut words = args.words.into_iter();
+    let mut libtest = vec!["wasmproc".to_string()];
+    let mut words = words.into_iter();
     while let Some(word) = words.next() {
         // Options that take a value keep it, even when it happens to name a file.
         let takes_value = matches!(
@@ -38,22 +101,5 @@ pub fn test(args: TestArgs) -> ExitCode {
             libtest.push(word);
         }
     }
-    if paths.is_empty() {
-        eprintln!("wasmproc test: no scenario file or directory among the arguments");
-        return ExitCode::from(2);
-    }
-    let arguments = libtest_mimic::Arguments::from_iter(libtest);
-    match wasmproc_harness::trials_for(&paths) {
-        Ok(trials) if trials.is_empty() => {
-            eprintln!(
-                "wasmproc test: no scenario (a YAML file with a top-level `scenario:`) found"
-            );
-            ExitCode::from(2)
-        }
-        Ok(trials) => libtest_mimic::run(&arguments, trials).exit_code(),
-        Err(e) => {
-            eprintln!("wasmproc test: {e}");
-            ExitCode::from(2)
-        }
-    }
+    (paths, libtest)
 }

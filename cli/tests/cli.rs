@@ -246,3 +246,65 @@ fn validate_against_an_entry_lists_each_problem_and_exits_1() {
         stdout(&out)
     );
 }
+
+/// A preview 1 command: prints `hello\n`, exits with `code`.
+fn p1_command(code: i32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $proc_exit (i32.const {code}))))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn wasi_testsuite_runs_specs_and_honours_expectations() {
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("tests/own/testsuite/wasm32-wasip1");
+    std::fs::create_dir_all(suite.join("data.dir")).unwrap();
+    std::fs::write(suite.join("manifest.json"), r#"{"name": "own"}"#).unwrap();
+    std::fs::write(suite.join("hello.wasm"), p1_command(0)).unwrap();
+    std::fs::write(
+        suite.join("hello.json"),
+        r#"{"stdout": "hello\n", "dirs": ["data.dir"], "args": ["a"], "env": {"K": "V"}}"#,
+    )
+    .unwrap();
+    std::fs::write(suite.join("exit3.wasm"), p1_command(3)).unwrap();
+    std::fs::write(suite.join("exit3.json"), r#"{"exit_code": 3}"#).unwrap();
+    std::fs::write(suite.join("wrong.wasm"), p1_command(3)).unwrap();
+    std::fs::write(suite.join("wrong.json"), r#"{"exit_code": 0}"#).unwrap();
+    let dir = suite.to_str().unwrap();
+
+    let out = wasmproc(&["wasi-testsuite", dir]);
+    assert_eq!(out.status.code(), Some(101), "{}", stdout(&out));
+    let report = stdout(&out);
+    assert!(report.contains("test own/hello ... ok"), "{report}");
+    assert!(report.contains("test own/exit3 ... ok"), "{report}");
+    assert!(report.contains("exit code 3, expected 0"), "{report}");
+
+    let expectations = root.path().join("expectations.json");
+    std::fs::write(
+        &expectations,
+        r#"{"fail": ["own/wrong"], "skip": ["own/exit3"]}"#,
+    )
+    .unwrap();
+    let out = wasmproc(&[
+        "wasi-testsuite",
+        "--expectations",
+        expectations.to_str().unwrap(),
+        dir,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("test own/exit3 ... ignored"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -9,6 +9,7 @@ mod expect;
 mod http_server;
 mod run;
 mod scenario;
+pub mod wasi_testsuite;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

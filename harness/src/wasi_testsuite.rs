@@ -1,0 +1,272 @@
+//! The official WASI test suite (WebAssembly/wasi-testsuite, `prod/testsuite-base` layout) run
+//! through the wasmproc runtime: every `NAME.wasm` with a `NAME.json` spec below the given
+//! directories is one trial.
+//!
+//! Spec fields: `args` (list), `env` (map), `dirs` (directories beside the test, preopened under
+//! their own name), `root` (a directory preopened as `/`), `exit_code` (default 0), `stdout`,
+//! `stderr` (exact when given). A directory's `manifest.json` `name` prefixes its trials. Known
+//! failures live in an expectations file: `{ "skip": [names], "fail": [names] }`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libtest_mimic::{Failed, Trial};
+use serde::Deserialize;
+use wasmproc_runtime::{Event, Loader, Mailbox, Manifest, Runtime, SpawnOptions, Stdio, Value};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    dirs: Vec<String>,
+    #[serde(default)]
+    root: Option<String>,
+    #[serde(default)]
+    exit_code: i32,
+    #[serde(default)]
+    stdout: Option<String>,
+    #[serde(default)]
+    stderr: Option<String>,
+}
+
+/// Known gaps, by trial name: skipped, or expected to fail (a pass is then reported).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    #[serde(default)]
+    pub skip: BTreeSet<String>,
+    #[serde(default)]
+    pub fail: BTreeSet<String>,
+}
+
+impl Expectations {
+    pub fn load(path: &Path) -> Result<Expectations, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// One trial per test found below `dirs`.
+pub fn trials(dirs: &[PathBuf], expectations: Expectations) -> Result<Vec<Trial>, String> {
+    let loader = Arc::new(
+        wasmproc_runtime::engine::loader().map_err(|e| format!("cannot start the engine: {e}"))?,
+    );
+    let expectations = Arc::new(expectations);
+    let mut trials = Vec::new();
+    for dir in dirs {
+        let mut tests = Vec::new();
+        collect(dir, &mut tests).map_err(|e| format!("{}: {e}", dir.display()))?;
+        tests.sort();
+        for wasm in tests {
+            let prefix = suite_name(wasm.parent().unwrap_or(dir));
+            let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("test");
+            let name = format!("{prefix}/{stem}");
+            let ignored = expectations.skip.contains(&name);
+            let (loader, expectations, trial_name) =
+                (loader.clone(), expectations.clone(), name.clone());
+            trials.push(
+                Trial::test(name, move || {
+                    let outcome = run(&wasm, &loader);
+                    match (expectations.fail.contains(&trial_name), outcome) {
+                        (false, outcome) => outcome.map_err(Failed::from),
+                        (true, Err(_)) => Ok(()),
+                        (true, Ok(())) => Err(Failed::from(
+                            "passed, but the expectations file lists it under `fail`",
+                        )),
+                    }
+                })
+                .with_ignored_flag(ignored),
+            );
+        }
+    }
+    Ok(trials)
+}
+
+/// `*.wasm` files with a `.json` spec beside them.
+fn collect(dir: &Path, tests: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, tests)?;
+        } else if path.extension().is_some_and(|e| e == "wasm")
+            && path.with_extension("json").is_file()
+        {
+            tests.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The `name` in the directory's manifest.json, else the directory's own name.
+fn suite_name(dir: &Path) -> String {
+    #[derive(Deserialize)]
+    struct SuiteManifest {
+        name: String,
+    }
+    std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<SuiteManifest>(&t).ok())
+        .map(|m| m.name)
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+}
+
+fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
+    let spec_path = wasm.with_extension("json");
+    let spec: Spec = serde_json::from_str(
+        &std::fs::read_to_string(&spec_path)
+            .map_err(|e| format!("{}: {e}", spec_path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let test_dir = wasm.parent().unwrap_or(Path::new("."));
+    // Tests may write into their directories: each run gets copies.
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut mounts = Vec::new();
+    for dir in &spec.dirs {
+        mounts.push((
+            copy_dir(&test_dir.join(dir), &scratch.path().join(dir))?,
+            format!("/{dir}"),
+        ));
+    }
+    if let Some(root) = &spec.root {
+        mounts.push((
+            copy_dir(&test_dir.join(root), &scratch.path().join("root"))?,
+            "/".into(),
+        ));
+    }
+    let manifest = manifest(wasm, &bytes, &spec, &mounts);
+    let manifest = Manifest::parse(&manifest, &scratch.path().join("wasi-testsuite.yaml"))
+        .map_err(|e| e.to_string())?;
+    let runtime = Runtime::new(manifest, loader.clone());
+    let mut mailbox = Mailbox::new();
+    let options = SpawnOptions {
+        stdio: Stdio::Capture,
+        ..SpawnOptions::default()
+    };
+    runtime
+        .spawn_with("wts:test", "wts:host", &[], &options, Some(&mailbox))
+        .map_err(|e| format!("error[{}]: {e}", e.kind()))?;
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let Some(Event::Exit(exit)) = clock.block_on(mailbox.receive(Duration::from_secs(60))) else {
+        return Err("no EXIT within 60 s".into());
+    };
+    let code = match &exit.outcome {
+        Ok(_) => 0,
+        Err(e) => match e.code {
+            Some(code) => code,
+            None => return Err(format!("error[{}]: {}", e.kind, e.message)),
+        },
+    };
+    let output = exit.output.clone().unwrap_or_default();
+    let mut problems = Vec::new();
+    if code != spec.exit_code {
+        problems.push(format!("exit code {code}, expected {}", spec.exit_code));
+    }
+    for (stream, want, got) in [
+        ("stdout", &spec.stdout, &output.stdout),
+        ("stderr", &spec.stderr, &output.stderr),
+    ] {
+        if let Some(want) = want {
+            if want != got {
+                problems.push(format!("{stream} {got:?}, expected {want:?}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// A manifest with the test as `wts:test` (every WASI family granted), its env in a static
+/// storage and its directories mounted.
+fn manifest(wasm: &Path, bytes: &[u8], spec: &Spec, mounts: &[(PathBuf, String)]) -> String {
+    let quote = |s: &str| Value::String(s.to_string()).to_string();
+    let mut yaml = String::from("namespace: wts\nentries:\n");
+    yaml += "  - { name: host, kind: process.host }\n";
+    yaml += &format!(
+        "  - {{ name: bins, kind: fs.directory, directory: {} }}\n",
+        quote(
+            &wasm
+                .parent()
+                .unwrap_or(Path::new("."))
+                .display()
+                .to_string()
+        )
+    );
+    let values: Vec<String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}: {}", quote(k), quote(v)))
+        .collect();
+    yaml += &format!(
+        "  - {{ name: env, kind: env.storage.static, values: {{ {} }} }}\n",
+        values.join(", ")
+    );
+    for (i, key) in spec.env.keys().enumerate() {
+        yaml += &format!(
+            "  - {{ name: var{i}, kind: env.variable, variable: {}, storage: env }}\n",
+            quote(key)
+        );
+    }
+    for (i, (host, _)) in mounts.iter().enumerate() {
+        yaml += &format!(
+            "  - {{ name: dir{i}, kind: fs.directory, directory: {} }}\n",
+            quote(&host.display().to_string())
+        );
+    }
+    let env: Vec<String> = spec
+        .env
+        .keys()
+        .enumerate()
+        .map(|(i, key)| format!("{{ id: var{i}, name: {} }}", quote(key)))
+        .collect();
+    let dirs: Vec<String> = mounts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, guest))| format!("{{ fs: dir{i}, guest: {} }}", quote(guest)))
+        .collect();
+    let args: Vec<String> = spec.args.iter().map(|a| quote(a)).collect();
+    yaml += &format!(
+        "  - name: test\n    kind: process.wasm\n    fs: bins\n    path: {}\n    hash: {}\n    method: \"\"\n    imports: [wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets]\n    wasi: {{ args: [{}], env: [{}], mounts: [{}] }}\n",
+        quote(&wasm.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+        quote(&wasmproc_runtime::manifest::Digest::of(bytes).to_string()),
+        args.join(", "),
+        env.join(", "),
+        dirs.join(", ")
+    );
+    yaml
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().map_err(|e| e.to_string())?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            std::os::unix::fs::symlink(link, &target).map_err(|e| e.to_string())?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+    }
+    Ok(to.to_path_buf())
+}
