@@ -24,6 +24,10 @@ pub struct ValidateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// With --entry: arguments to check against the method's parameters (each read as a YAML
+    /// value, as `spawn` reads them).
+    #[arg(long = "arg", value_name = "VALUE", requires = "entry")]
+    args: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -146,6 +150,9 @@ fn check_entry(
     }
     let method = wasm.method.to_string();
     let signature = inspection.exports.get(&method).cloned();
+    if signature.is_some() && !args.args.is_empty() {
+        check_args(&manifest, &entry_id, &args.args, problems);
+    }
     if signature.is_none() {
         problems.push(format!(
             "method `{method}` is not exported (exports: {})",
@@ -162,6 +169,27 @@ fn check_entry(
         method,
         signature,
     })
+}
+
+/// Converts `--arg` values to the method's parameters, as a spawn would.
+fn check_args(manifest: &Manifest, entry: &EntryId, args: &[String], problems: &mut Vec<String>) {
+    let loader = match wasmproc_runtime::engine::loader_with(wasmproc_runtime::engine::Pool {
+        processes: 0,
+        memory: 0,
+    }) {
+        Ok(loader) => std::sync::Arc::new(loader),
+        Err(e) => return problems.push(format!("cannot check the arguments: {e}")),
+    };
+    let runtime = wasmproc_runtime::Runtime::new(manifest.clone(), loader);
+    let values: Vec<_> = args.iter().map(|a| crate::args::parse(a)).collect();
+    match runtime.program(entry) {
+        Ok(program) => {
+            if let Err(e) = program.signature.args_to_vals(&values) {
+                problems.push(format!("arguments do not fit: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!("cannot load the entry's binary: {e}")),
+    }
 }
 
 fn print_human(report: &Report) {

@@ -317,3 +317,34 @@ fn wasi_testsuite_runs_specs_and_honours_expectations() {
         stdout(&out)
     );
 }
+
+#[test]
+fn validate_checks_arguments_against_the_entrys_method() {
+    let ok = wasmproc(&[
+        "validate",
+        "guests/dist/compute.wasm",
+        "--entry",
+        "myns:compute_worker",
+        "--arg",
+        "6",
+        "--arg",
+        "7",
+    ]);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    let bad = wasmproc(&[
+        "validate",
+        "guests/dist/compute.wasm",
+        "--entry",
+        "myns:compute_worker",
+        "--arg",
+        "6",
+        "--arg",
+        "seven",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stdout(&bad).contains("arguments do not fit: argument 2 (`b: s32`)"),
+        "{}",
+        stdout(&bad)
+    );
+}
