@@ -1,6 +1,7 @@
 //! `wasmproc`: run WebAssembly components as supervised processes from a manifest.
 
 mod args;
+mod lua;
 mod manifest_path;
 mod run;
 mod spawn;
@@ -51,6 +52,17 @@ enum Command {
         wasmproc run --exec myns:compute_worker --print-value 6 7"
     )]
     Run(run::RunArgs),
+    /// Run a Lua script with Wippy's `process` and `time` modules against a manifest.
+    ///
+    /// `process.spawn_monitored(entry, host, args...)` returns a PID or `nil, err`;
+    /// `process.receive(timeout_seconds)` returns the next EXIT as a table with both the seed's
+    /// shape (`type = "EXIT"`, `value`) and Wippy's current one (`kind = "pid.exit"`, `from`,
+    /// `result = { value, error }`), or nil when the timeout passes. Also `process.spawn`,
+    /// `monitor`, `cancel(pid, reason)`, `terminate`, `process.event.EXIT`, `time.seconds`,
+    /// `time.milliseconds`. Exit status 1 when the script raises an error.
+    #[command(after_help = "Example (the seed's snippet):\n  \
+        wasmproc lua examples/seed.lua --manifest conformance/apps/seed.yaml")]
+    Lua(lua::LuaArgs),
     /// Run YAML scenarios against your own guests, with libtest's output and flags.
     ///
     /// Each scenario file (a YAML file with a top-level `scenario:`) is one test, named by its
@@ -112,6 +124,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Lua(args) => lua::lua(args),
         Command::Test(args) => test::test(args),
         Command::Validate(args) => validate::validate(args),
         Command::WasiTestsuite(args) => test::wasi_testsuite(args),

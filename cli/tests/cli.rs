@@ -348,3 +348,46 @@ fn validate_checks_arguments_against_the_entrys_method() {
         stdout(&bad)
     );
 }
+
+#[test]
+fn lua_runs_the_seeds_snippet_unchanged() {
+    let out = wasmproc(&[
+        "lua",
+        "examples/seed.lua",
+        "--manifest",
+        "conformance/apps/seed.yaml",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "EXIT from <1>: 42\n");
+}
+
+#[test]
+fn lua_spawn_errors_timeouts_and_a_thousand_exits() {
+    for (script, printed) in [
+        ("examples/errors.lua", "ok\n"),
+        ("examples/thousand.lua", "1000 EXITs\n"),
+    ] {
+        let out = wasmproc(&["lua", script, "--manifest", "conformance/apps/seed.yaml"]);
+        assert!(out.status.success(), "{script}: {}", stderr(&out));
+        assert_eq!(stdout(&out), printed, "{script}");
+    }
+}
+
+#[test]
+fn a_failing_lua_script_exits_1_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fails.lua");
+    std::fs::write(&script, "local x = 1\nassert(x == 2, \"x is not 2\")\n").unwrap();
+    let out = wasmproc(&[
+        "lua",
+        script.to_str().unwrap(),
+        "--manifest",
+        "conformance/apps/seed.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("fails.lua:2") && err.contains("x is not 2"),
+        "{err}"
+    );
+}

@@ -16,6 +16,8 @@ pub mod imports;
 pub mod inspect;
 pub mod limits;
 pub mod loader;
+#[cfg(feature = "lua")]
+pub mod lua;
 pub mod manifest;
 pub mod process;
 mod registry;
