@@ -365,6 +365,7 @@ fn lua_runs_the_seeds_snippet_unchanged() {
 fn lua_spawn_errors_timeouts_and_a_thousand_exits() {
     for (script, printed) in [
         ("examples/errors.lua", "ok\n"),
+        ("examples/current_api.lua", "ok\n"),
         ("examples/thousand.lua", "1000 EXITs\n"),
     ] {
         let out = wasmproc(&["lua", script, "--manifest", "conformance/apps/seed.yaml"]);

@@ -135,6 +135,25 @@ fn install(lua: &Lua, runtime: Arc<Runtime>) -> mlua::Result<()> {
     let event = lua.create_table()?;
     event.set("EXIT", "pid.exit")?;
     process.set("event", event)?;
+    let inbox = Inbox {
+        mailbox: mailbox.clone(),
+        clock: clock.clone(),
+    };
+    {
+        let inbox = inbox.clone();
+        process.set(
+            "events",
+            lua.create_function(move |_, ()| Ok(Channel::Events(inbox.clone())))?,
+        )?;
+    }
+    let channel = lua.create_table()?;
+    {
+        let inbox = inbox.clone();
+        channel.set(
+            "select",
+            lua.create_function(move |lua, cases: mlua::Table| select(lua, &inbox, cases))?,
+        )?;
+    }
 
     let time = lua.create_table()?;
     time.set("seconds", lua.create_function(|_, n: f64| Ok(n))?)?;
@@ -142,14 +161,118 @@ fn install(lua: &Lua, runtime: Arc<Runtime>) -> mlua::Result<()> {
         "milliseconds",
         lua.create_function(|_, n: f64| Ok(n / 1000.0))?,
     )?;
+    time.set(
+        "after",
+        lua.create_function(|_, seconds: f64| {
+            Ok(Channel::Timer(
+                std::time::Instant::now() + Duration::from_secs_f64(seconds.max(0.0)),
+            ))
+        })?,
+    )?;
+    time.set(
+        "sleep",
+        lua.create_function(|_, seconds: f64| {
+            std::thread::sleep(Duration::from_secs_f64(seconds.max(0.0)));
+            Ok(())
+        })?,
+    )?;
 
     let globals = lua.globals();
     let loaded: mlua::Table = globals.get::<mlua::Table>("package")?.get("loaded")?;
     loaded.set("process", process.clone())?;
     loaded.set("time", time.clone())?;
+    loaded.set("channel", channel.clone())?;
     globals.set("process", process)?;
     globals.set("time", time)?;
+    globals.set("channel", channel)?;
     Ok(())
+}
+
+/// The script's mailbox and the clock its waits run on.
+#[derive(Clone)]
+struct Inbox {
+    mailbox: Rc<RefCell<Mailbox>>,
+    clock: Rc<tokio::runtime::Runtime>,
+}
+
+impl Inbox {
+    /// The next event before `deadline` (none: wait as long as it takes).
+    fn next(&self, deadline: Option<std::time::Instant>) -> Option<Event> {
+        let timeout = deadline
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(Duration::from_secs(86_400));
+        self.clock
+            .block_on(self.mailbox.borrow_mut().receive(timeout))
+    }
+}
+
+/// `process.events()` (this script's events) or `time.after(d)` (fires once, at a deadline).
+#[derive(Clone)]
+enum Channel {
+    Events(Inbox),
+    Timer(std::time::Instant),
+}
+
+impl UserData for Channel {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("receive", |lua, channel, ()| match channel {
+            Channel::Events(inbox) => match inbox.next(None) {
+                Some(Event::Exit(exit)) => exit_table(lua, &exit).map(LuaValue::Table),
+                None => Ok(LuaValue::Nil),
+            },
+            Channel::Timer(deadline) => {
+                std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+                Ok(LuaValue::Boolean(true))
+            }
+        });
+        methods.add_function("case_receive", |lua, this: mlua::AnyUserData| {
+            let case = lua.create_table()?;
+            case.set("channel", this)?;
+            Ok(case)
+        });
+    }
+}
+
+/// `channel.select({ a:case_receive(), b:case_receive() })`: waits for the first case that
+/// fires and returns `{ channel = ..., value = ..., ok = true }`.
+fn select(lua: &Lua, inbox: &Inbox, cases: mlua::Table) -> mlua::Result<mlua::Table> {
+    let mut events = None;
+    let mut earliest: Option<(std::time::Instant, mlua::AnyUserData)> = None;
+    for case in cases.sequence_values::<mlua::Table>() {
+        let channel: mlua::AnyUserData = case?.get("channel")?;
+        let deadline = match &*channel.borrow::<Channel>()? {
+            Channel::Events(_) => None,
+            Channel::Timer(deadline) => Some(*deadline),
+        };
+        match deadline {
+            None => events = Some(channel),
+            Some(deadline) => {
+                if earliest.as_ref().is_none_or(|(d, _)| deadline < *d) {
+                    earliest = Some((deadline, channel));
+                }
+            }
+        }
+    }
+    let fired = lua.create_table()?;
+    fired.set("ok", true)?;
+    if let Some(events_channel) = events {
+        if let Some(Event::Exit(exit)) = inbox.next(earliest.as_ref().map(|(d, _)| *d)) {
+            fired.set("channel", events_channel)?;
+            fired.set("value", exit_table(lua, &exit)?)?;
+            return Ok(fired);
+        }
+    }
+    match earliest {
+        Some((deadline, timer)) => {
+            std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+            fired.set("channel", timer)?;
+            fired.set("value", true)?;
+            Ok(fired)
+        }
+        None => Err(mlua::Error::runtime(
+            "channel.select: no case can fire (no events channel and no timer)",
+        )),
+    }
 }
 
 /// Both shapes of the EXIT event: the seed's (`type`, `value`) and Wippy's current one
