@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, SpawnOptions};
@@ -9,7 +10,7 @@ use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, Spa
 use crate::expect::{check_error, check_event};
 use crate::http_server::HttpServer;
 use crate::scenario::{
-    FilesStep, HttpRequestsStep, LifecycleStep, ReceiveExpectation, ReceiveStep, Scenario,
+    FilesStep, HttpRequestsStep, LifecycleStep, LuaStep, ReceiveExpectation, ReceiveStep, Scenario,
     SetEnvStep, SpawnStep, Step,
 };
 
@@ -51,7 +52,7 @@ impl Scenario {
         let directories = self
             .bind_directories(&mut manifest)
             .map_err(|m| fail(format!("directories: {m}")))?;
-        let runtime = Runtime::new(manifest, loader.clone());
+        let runtime = Arc::new(Runtime::new(manifest, loader.clone()));
         let server = match &self.http_server {
             None => None,
             Some(setup) => {
@@ -106,6 +107,7 @@ impl Scenario {
                 Step::Overlap(aliases) => state.overlap(aliases),
                 Step::Order(aliases) => state.order(aliases),
                 Step::Lifecycle(step) => state.lifecycle(step),
+                Step::Lua(step) => self.lua(&runtime, step),
             };
             result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
         }
@@ -139,6 +141,22 @@ impl Scenario {
             bound.insert(id.clone(), dir);
         }
         Ok(bound)
+    }
+}
+
+impl Scenario {
+    fn lua(&self, runtime: &Arc<Runtime>, step: &LuaStep) -> Result<(), String> {
+        let (source, name) = match step {
+            LuaStep::File(file) => {
+                let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (source, path.display().to_string())
+            }
+            LuaStep::Inline { code } => (code.clone(), format!("{}:lua", self.path.display())),
+        };
+        wasmproc_runtime::lua::run_script(runtime.clone(), &source, &name)
+            .map_err(|e| format!("the script failed: {e}"))
     }
 }
 

@@ -89,6 +89,16 @@ pub enum Step {
     Order(Vec<String>),
     /// The lifecycle of a traced process (`trace: true` on its spawn).
     Lifecycle(LifecycleStep),
+    /// A Lua script against the same runtime: `lua: file.lua` (relative to the scenario) or
+    /// `lua: { code: "..." }`. An `error(...)` or a failed `assert` fails the step.
+    Lua(LuaStep),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LuaStep {
+    File(PathBuf),
+    Inline { code: String },
 }
 
 impl Step {
@@ -106,6 +116,7 @@ impl Step {
             Step::Overlap(_) => "overlap",
             Step::Order(_) => "order",
             Step::Lifecycle(_) => "lifecycle",
+            Step::Lua(_) => "lua",
         }
     }
 }
@@ -351,7 +362,7 @@ impl Scenario {
                         }
                     }
                 }
-                Step::SetEnv(_) | Step::Sleep(_) => {}
+                Step::SetEnv(_) | Step::Sleep(_) | Step::Lua(_) => {}
                 Step::Monitor(alias)
                 | Step::Terminate(alias)
                 | Step::Cancel(CancelStep { pid: alias, .. })

@@ -106,3 +106,16 @@ fn a_malformed_scenario_names_file_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failing_lua_step_fails_the_scenario_with_the_scripts_message() {
+    let err = run(r#"
+scenario: lua fails on purpose
+manifest: FIXTURES
+steps:
+  - lua: { code: "assert(1 == 2, 'one is not two')" }
+"#)
+    .unwrap_err();
+    assert!(err.contains("steps[0] (lua): the script failed"), "{err}");
+    assert!(err.contains("one is not two"), "{err}");
+}
