@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 guests=(compute greet file_processor probe http_worker hostile)
 wasm_tools_version=1.262.0.0
-tools=${WASMPROC_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/wasmproc/tools}
+tools=${WASMPROC_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/wasmproc/tools}
 target=${WASMPROC_GUEST_TARGET:-$tools/guest-target}
 
 log() { printf 'guests: %s\n' "$*" >&2; }
@@ -69,7 +69,7 @@ build() {
     env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
       CARGO_TARGET_DIR="$target" \
       CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
-      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort --remap-path-prefix=$here=/guests --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo" \
+      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort --remap-path-prefix=$here=/guests --remap-path-prefix=${CARGO_HOME:-${HOME:-/root}/.cargo}=/cargo" \
       /usr/bin/cargo build -q --locked --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort
   )
   for g in "${guests[@]}"; do
