@@ -19,13 +19,9 @@ pub struct LuaArgs {
 }
 
 pub fn lua(args: LuaArgs) -> ExitCode {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let manifest = match manifest_path::resolve(args.manifest.as_deref(), &cwd) {
+    let manifest = match manifest_path::resolve_or_refuse(args.manifest.as_deref()) {
         Ok(path) => path,
-        Err(message) => {
-            eprintln!("wasmproc: error[invalid_manifest]: {message}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let source = match std::fs::read_to_string(&args.script) {
         Ok(source) => source,

@@ -24,6 +24,20 @@ pub fn resolve(given: Option<&Path>, cwd: &Path) -> Result<PathBuf, String> {
         })
 }
 
+/// `resolve` from the current directory.
+pub fn resolve_here(given: Option<&Path>) -> Result<PathBuf, String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    resolve(given, &cwd)
+}
+
+/// `resolve_here`, with a failure printed the way the CLI prints refusals (exit status 2).
+pub fn resolve_or_refuse(given: Option<&Path>) -> Result<PathBuf, std::process::ExitCode> {
+    resolve_here(given).map_err(|message| {
+        eprintln!("wasmproc: error[invalid_manifest]: {message}");
+        std::process::ExitCode::from(2)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

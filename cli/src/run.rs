@@ -39,13 +39,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let manifest = match manifest_path::resolve(args.manifest.as_deref(), &cwd) {
+    let manifest = match manifest_path::resolve_or_refuse(args.manifest.as_deref()) {
         Ok(path) => path,
-        Err(message) => {
-            eprintln!("wasmproc: error[invalid_manifest]: {message}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let runtime = match Runtime::load(&manifest) {
         Ok(runtime) => runtime,

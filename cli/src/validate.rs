@@ -104,8 +104,7 @@ fn check_entry(
     id: &str,
     inspection: &mut Inspection,
 ) -> Result<EntryCheck, String> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let path = manifest_path::resolve(args.manifest.as_deref(), &cwd)?;
+    let path = manifest_path::resolve_here(args.manifest.as_deref())?;
     let manifest = Manifest::load(&path).map_err(|e| format!("error[{}]: {e}", e.kind))?;
     let entry_id = EntryId::parse(id).map_err(|e| format!("error[unknown_entry]: {e}"))?;
     let wasm = match manifest.get(&entry_id).map(|e| &e.spec) {

@@ -322,7 +322,7 @@ impl Scenario {
         let mut scenario: Scenario = serde_norway::from_str(text).map_err(|e| ScenarioError {
             file: path.to_path_buf(),
             location: e.location().map(|l| (l.line(), l.column())),
-            message: strip_location(&e.to_string()),
+            message: wasmproc_runtime::manifest::strip_location(&e.to_string()),
         })?;
         scenario.path = path.to_path_buf();
         scenario.check()?;
@@ -415,14 +415,6 @@ impl Scenario {
             .parent()
             .unwrap_or(Path::new("."))
             .join(&self.manifest)
-    }
-}
-
-/// serde_norway ends messages with "at line L column C"; the location is printed in front.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ pub use entry::{
     HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 pub use hash::Digest;
+pub use parse::strip_location;
 
 use crate::error::ErrorKind;
 use crate::id::EntryId;

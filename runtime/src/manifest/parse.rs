@@ -509,7 +509,7 @@ fn yaml_error(error: &serde_norway::Error, file: &Path) -> ManifestError {
 
 /// serde_norway appends "at line L column C" to its messages; the location is printed in front
 /// instead, compiler-style, so it is dropped from the message.
-pub(crate) fn strip_location(message: &str) -> String {
+pub fn strip_location(message: &str) -> String {
     match message.find(" at line ") {
         Some(at) => message[..at].to_string(),
         None => message.to_string(),
