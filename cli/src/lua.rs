@@ -1,13 +1,14 @@
-//! `wasmproc lua`: run a Lua script against a manifest with Wippy's `process` and `time`
-//! modules.
+//! `wasmproc lua`: run a Lua script as a process, with Wippy's `process`, `time` and `channel`
+//! modules, against a manifest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use wasmproc_runtime::lua::ScriptError;
 use wasmproc_runtime::Runtime;
 
-use crate::{manifest_path, refused};
+use crate::{args, manifest_path, refused};
 
 #[derive(clap::Args)]
 pub struct LuaArgs {
@@ -16,6 +17,12 @@ pub struct LuaArgs {
     /// The manifest (default: wasmproc.yaml here or in a parent).
     #[arg(long, short)]
     manifest: Option<PathBuf>,
+    /// The `process.host` the script runs on (default: the manifest's only one).
+    #[arg(long)]
+    host: Option<String>,
+    /// The script's `...`, each read as YAML (`6` is a number, `hi` a string).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 pub fn lua(args: LuaArgs) -> ExitCode {
@@ -34,9 +41,17 @@ pub fn lua(args: LuaArgs) -> ExitCode {
         Ok(runtime) => Arc::new(runtime),
         Err(e) => return refused(&e),
     };
-    match wasmproc_runtime::lua::run_script(runtime, &source, &args.script.display().to_string()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let values: Vec<_> = args.args.iter().map(|a| args::parse(a)).collect();
+    let name = args.script.display().to_string();
+    match wasmproc_runtime::lua::run_script(&runtime, &source, &name, args.host.as_deref(), &values)
+    {
+        Ok(serde_json::Value::Null) => ExitCode::SUCCESS,
+        Ok(value) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Err(ScriptError::Refused(e)) => refused(&e),
+        Err(ScriptError::Failed(e)) => {
             eprintln!("wasmproc: script failed: {e}");
             ExitCode::FAILURE
         }

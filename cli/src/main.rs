@@ -52,16 +52,18 @@ enum Command {
         wasmproc run --exec myns:compute_worker --print-value 6 7"
     )]
     Run(run::RunArgs),
-    /// Run a Lua script with Wippy's `process` and `time` modules against a manifest.
+    /// Run a Lua script as a process, with Wippy's `process`, `time` and `channel` modules.
     ///
-    /// `process.spawn_monitored(entry, host, args...)` returns a PID or `nil, err`;
-    /// `process.receive(timeout_seconds)` returns the next EXIT as a table with both the seed's
-    /// shape (`type = "EXIT"`, `value`) and Wippy's current one (`kind = "pid.exit"`, `from`,
-    /// `result = { value, error }`), or nil when the timeout passes. Also `process.spawn`,
-    /// `monitor`, `cancel(pid, reason)`, `terminate`, `process.event.EXIT`, `time.seconds`,
-    /// `time.milliseconds`. Exit status 1 when the script raises an error.
-    #[command(after_help = "Example (the seed's snippet):\n  \
-        wasmproc lua examples/seed.lua --manifest conformance/apps/seed.yaml")]
+    /// The script runs on a `process.host` of the manifest and may spawn, monitor, link,
+    /// cancel and terminate processes: `process.spawn_monitored(entry, host, args...)` returns a
+    /// PID or `nil, err`; `process.receive(timeout)` returns the next event (EXIT, CANCEL,
+    /// LINK_DOWN) as a table with both the seed's shape (`type = "EXIT"`, `value`) and Wippy's
+    /// current one (`kind = "pid.exit"`, `from`, `result = { value, error }`), or nil when the
+    /// timeout passes. Arguments after the script are its `...`; what it returns is printed
+    /// (as JSON, unless nil). Exit status 1 when the script fails, 2 when it is refused.
+    #[command(after_help = "Examples:\n  \
+        wasmproc lua examples/seed.lua --manifest conformance/apps/seed.yaml\n  \
+        wasmproc lua product.lua 6 7")]
     Lua(lua::LuaArgs),
     /// Run YAML scenarios against your own guests, with libtest's output and flags.
     ///
@@ -174,5 +176,5 @@ fn wait_for_exit(
     let timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     Ok(clock
         .block_on(mailbox.receive(timeout))
-        .map(|wasmproc_runtime::Event::Exit(exit)| exit))
+        .and_then(wasmproc_runtime::Event::into_exit))
 }

@@ -358,7 +358,7 @@ fn lua_runs_the_seeds_snippet_unchanged() {
         "conformance/apps/seed.yaml",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "EXIT from <1>: 42\n");
+    assert_eq!(stdout(&out), "EXIT from <2>: 42\n");
 }
 
 #[test]
@@ -389,6 +389,50 @@ fn a_failing_lua_script_exits_1_naming_its_line() {
     let err = stderr(&out);
     assert!(
         err.contains("fails.lua:2") && err.contains("x is not 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_lua_script_gets_its_arguments_and_prints_what_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("product.lua");
+    std::fs::write(
+        &script,
+        "local a, b = ...\nlocal pid = process.spawn_monitored('myns:compute_worker', 'myns:processes', a, b)\nreturn { product = process.receive('10s').value, args = { a, b } }\n",
+    )
+    .unwrap();
+    let out = wasmproc(&[
+        "lua",
+        script.to_str().unwrap(),
+        "--manifest",
+        "conformance/apps/seed.yaml",
+        "6",
+        "7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        printed,
+        serde_json::json!({ "product": 42, "args": [6, 7] })
+    );
+}
+
+#[test]
+fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("broken.lua");
+    std::fs::write(&script, "local x = = 1\n").unwrap();
+    let out = wasmproc(&[
+        "lua",
+        script.to_str().unwrap(),
+        "--manifest",
+        "conformance/apps/seed.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[script_error]") && err.contains("broken.lua:1"),
         "{err}"
     );
 }

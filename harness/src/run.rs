@@ -10,9 +10,10 @@ use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, Spa
 use crate::expect::{check_error, check_event};
 use crate::http_server::HttpServer;
 use crate::scenario::{
-    FilesStep, HttpRequestsStep, LifecycleStep, LuaStep, ReceiveExpectation, ReceiveStep, Scenario,
-    SetEnvStep, SpawnStep, Step,
+    FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep, ReceiveExpectation,
+    ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step,
 };
+use wasmproc_runtime::lua::ScriptError;
 
 /// Why a scenario failed: which step, what was expected, what came.
 #[derive(Debug)]
@@ -107,7 +108,7 @@ impl Scenario {
                 Step::Overlap(aliases) => state.overlap(aliases),
                 Step::Order(aliases) => state.order(aliases),
                 Step::Lifecycle(step) => state.lifecycle(step),
-                Step::Lua(step) => self.lua(&runtime, step),
+                Step::Lua(step) => self.lua(&runtime, step, &mut state),
             };
             result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
         }
@@ -145,18 +146,69 @@ impl Scenario {
 }
 
 impl Scenario {
-    fn lua(&self, runtime: &Arc<Runtime>, step: &LuaStep) -> Result<(), String> {
-        let (source, name) = match step {
-            LuaStep::File(file) => {
-                let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
-                let source = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                (source, path.display().to_string())
-            }
-            LuaStep::Inline { code } => (code.clone(), format!("{}:lua", self.path.display())),
+    fn lua(
+        &self,
+        runtime: &Arc<Runtime>,
+        step: &LuaStep,
+        state: &mut RunState<'_>,
+    ) -> Result<(), String> {
+        let read = |file: &Path| {
+            let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
+            std::fs::read_to_string(&path)
+                .map(|source| (source, path.display().to_string()))
+                .map_err(|e| format!("{}: {e}", path.display()))
         };
-        wasmproc_runtime::lua::run_script(runtime.clone(), &source, &name)
-            .map_err(|e| format!("the script failed: {e}"))
+        let plain = LuaScript::default();
+        let (script, (source, name)) = match step {
+            LuaStep::File(file) => (&plain, read(file)?),
+            LuaStep::Script(script) => match (&script.file, &script.code) {
+                (Some(file), _) => (script, read(file)?),
+                (None, code) => (
+                    script,
+                    (
+                        code.clone().unwrap_or_default(),
+                        format!("{}:lua", self.path.display()),
+                    ),
+                ),
+            },
+        };
+        let host = match &script.host {
+            Some(host) => host.clone(),
+            None => runtime
+                .default_host()
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        };
+        if let Some(alias) = &script.alias {
+            let pid = runtime
+                .spawn_lua(
+                    &source,
+                    &name,
+                    &host,
+                    &script.args,
+                    &SpawnOptions::default(),
+                    Some(&state.mailbox),
+                )
+                .map_err(|e| format!("the script was refused: error[{}]: {e}", e.kind()))?;
+            state.pids.insert(alias.clone(), pid);
+            return Ok(());
+        }
+        let ran =
+            wasmproc_runtime::lua::run_script(runtime, &source, &name, Some(&host), &script.args);
+        match (ran, &script.expect_error) {
+            (Ok(_), None) => Ok(()),
+            (Err(e), None) => Err(format!("the script failed: {e}")),
+            (Err(ScriptError::Failed(e)), Some(expected)) => {
+                check_error(expected, e.kind, &e.message)
+            }
+            (Err(ScriptError::Refused(e)), Some(expected)) => {
+                check_error(expected, e.kind(), &e.to_string())
+            }
+            (Ok(value), Some(expected)) => Err(format!(
+                "the script returned {value}, but an error of kind `{}` was expected",
+                expected.kind
+            )),
+        }
     }
 }
 
@@ -359,6 +411,14 @@ impl RunState<'_> {
                 self.received.push(exit);
                 result
             }
+            (_, Some(other)) => Err(format!(
+                "expected {}, got a {} event (only a Lua script's own mailbox gets those)",
+                match step.expect {
+                    ReceiveExpectation::Nothing(_) => "nothing",
+                    ReceiveExpectation::Event(_) => "an EXIT",
+                },
+                other.kind()
+            )),
         };
         result.map_err(|m| {
             let mut m = m;

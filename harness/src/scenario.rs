@@ -89,8 +89,10 @@ pub enum Step {
     Order(Vec<String>),
     /// The lifecycle of a traced process (`trace: true` on its spawn).
     Lifecycle(LifecycleStep),
-    /// A Lua script against the same runtime: `lua: file.lua` (relative to the scenario) or
-    /// `lua: { code: "..." }`. An `error(...)` or a failed `assert` fails the step.
+    /// A Lua script, run as a process on the manifest's host: `lua: file.lua` (relative to the
+    /// scenario) or `lua: { code: "..." }` (or `{ file: ... }`). The step waits for its end, and
+    /// an `error(...)` or a failed `assert` fails it; with `as: name`, the script runs in the
+    /// background and its EXIT arrives like a spawned process's.
     Lua(LuaStep),
 }
 
@@ -98,7 +100,29 @@ pub enum Step {
 #[serde(untagged)]
 pub enum LuaStep {
     File(PathBuf),
-    Inline { code: String },
+    Script(LuaScript),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuaScript {
+    /// Exactly one of `file` (relative to the scenario) and `code`.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The script's `...`.
+    #[serde(default)]
+    pub args: Vec<Value>,
+    /// The `process.host`; default: the manifest's only one.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Run in the background under this name (for `receive`, `cancel`, `terminate`, ...).
+    #[serde(default, rename = "as")]
+    pub alias: Option<String>,
+    /// The script must end with this error (not with `as:`).
+    #[serde(default)]
+    pub expect_error: Option<ErrorExpectation>,
 }
 
 impl Step {
@@ -362,7 +386,26 @@ impl Scenario {
                         }
                     }
                 }
-                Step::SetEnv(_) | Step::Sleep(_) | Step::Lua(_) => {}
+                Step::Lua(LuaStep::Script(script)) => {
+                    if script.file.is_some() == script.code.is_some() {
+                        return Err(fail(
+                            i,
+                            "a lua step has exactly one of `file` and `code`".into(),
+                        ));
+                    }
+                    if let Some(alias) = &script.alias {
+                        if script.expect_error.is_some() {
+                            return Err(fail(
+                                i,
+                                format!("`as: {alias}` runs in the background: receive its EXIT to check an error"),
+                            ));
+                        }
+                        if aliases.insert(alias.clone(), i).is_some() {
+                            return Err(fail(i, format!("alias `{alias}` is given twice")));
+                        }
+                    }
+                }
+                Step::SetEnv(_) | Step::Sleep(_) | Step::Lua(LuaStep::File(_)) => {}
                 Step::Monitor(alias)
                 | Step::Terminate(alias)
                 | Step::Cancel(CancelStep { pid: alias, .. })

@@ -161,7 +161,10 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         .enable_time()
         .build()
         .map_err(|e| e.to_string())?;
-    let Some(Event::Exit(exit)) = clock.block_on(mailbox.receive(Duration::from_secs(60))) else {
+    let Some(exit) = clock
+        .block_on(mailbox.receive(Duration::from_secs(60)))
+        .and_then(Event::into_exit)
+    else {
         return Err("no EXIT within 60 s".into());
     };
     let code = match &exit.outcome {

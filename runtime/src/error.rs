@@ -81,12 +81,17 @@ error_kinds! {
     Cancelled => "cancelled",
     /// The process was terminated (`terminate(pid)`).
     Terminated => "terminated",
+    /// A process linked to this one ended with an error (Lua's `spawn_linked`, `link`).
+    LinkDown => "link_down",
     /// The host's queue of processes waiting to start is full (`queue_size`).
     QueueFull => "queue_full",
     /// A PID names no process this runtime knows.
     UnknownProcess => "unknown_process",
     /// The guest called `exit` with a non-zero code.
     ExitCode => "exit_code",
+    /// A Lua script failed: a syntax error (refused at spawn), `error(...)`, a failed
+    /// `assert`, or `return nil, err`.
+    ScriptError => "script_error",
     /// The host failed while running the process (a bug: reported, never swallowed).
     HostFailure => "host_failure",
 }
@@ -170,6 +175,8 @@ pub enum Error {
     EngineStart { reason: String },
     #[error("host `{host}` could not start: {reason}")]
     HostStart { host: EntryId, reason: String },
+    #[error("script `{name}`: {message}")]
+    Script { name: String, message: String },
 }
 
 impl Error {
@@ -190,6 +197,7 @@ impl Error {
             Error::Load(e) => e.kind(),
             Error::BadArgument { .. } => ErrorKind::BadArgument,
             Error::HostStart { .. } | Error::EngineStart { .. } => ErrorKind::HostFailure,
+            Error::Script { .. } => ErrorKind::ScriptError,
         }
     }
 }

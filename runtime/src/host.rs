@@ -62,8 +62,13 @@ impl ProcessHost {
 
     /// Starts a process whose arguments and WASI context are ready; `guard` delivers its EXIT.
     pub(crate) fn spawn(&self, launch: Launch, guard: ExitGuard) {
+        self.spawn_task(process::run(launch, guard));
+    }
+
+    /// Starts a process's task (which owns its EXIT guard).
+    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         if let Some(scheduler) = &self.scheduler {
-            scheduler.spawn(process::run(launch, guard));
+            scheduler.spawn(task);
         }
     }
 }

@@ -16,7 +16,7 @@ use futures::FutureExt as _;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use wasmtime::component::Val;
 use wasmtime::Store;
 
@@ -25,7 +25,7 @@ use crate::error::ErrorKind;
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryUsage};
 use crate::loader::{Program, Target};
-use crate::registry::{Registry, Stop};
+use crate::registry::{Registry, Signal, Signals};
 use crate::state::{GuestState, ModuleState, ProcessState};
 use crate::value::Signature;
 use crate::wasi::Captured;
@@ -141,13 +141,56 @@ impl Serialize for Exit {
 /// Everything a monitor can receive. Only EXIT exists so far.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// A monitored process ended.
     Exit(Exit),
+    /// Someone asked this (Lua) process to cancel; `from` is the asking process, if any.
+    Cancel { from: Option<Pid>, reason: String },
+    /// A process linked to this (Lua) process ended with an error, and this one traps links.
+    LinkDown(Exit),
 }
 
+impl Event {
+    /// The EXIT, if this is one. A mailbox that only monitors receives nothing else: CANCEL
+    /// and LINK_DOWN reach only a Lua script's own mailbox.
+    pub fn into_exit(self) -> Option<Exit> {
+        match self {
+            Event::Exit(exit) => Some(exit),
+            _ => None,
+        }
+    }
+
+    /// `pid.exit`, `pid.cancel`, `pid.link.down`: the kinds Wippy's events carry.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Exit(_) => "pid.exit",
+            Event::Cancel { .. } => "pid.cancel",
+            Event::LinkDown(_) => "pid.link.down",
+        }
+    }
+}
+
+/// An EXIT as [`Exit`] serializes; `{ type: CANCEL, from, reason }`;
+/// `{ type: LINK_DOWN, from, error }`.
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Event::Exit(exit) => exit.serialize(serializer),
+            Event::Cancel { from, reason } => {
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("type", "CANCEL")?;
+                map.serialize_entry("from", from)?;
+                map.serialize_entry("reason", reason)?;
+                map.end()
+            }
+            Event::LinkDown(exit) => {
+                let mut map = serializer.serialize_map(None)?;
+                map.serialize_entry("type", "LINK_DOWN")?;
+                map.serialize_entry("from", &exit.from)?;
+                if let Err(error) = &exit.outcome {
+                    map.serialize_entry("error", error)?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -180,6 +223,15 @@ impl Mailbox {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The next event, however long it takes.
+    pub async fn next(&mut self) -> Event {
+        // Never closed: the mailbox holds a sender itself.
+        match self.rx.recv().await {
+            Some(event) => event,
+            None => std::future::pending().await,
+        }
     }
 
     /// The next event if one is already there.
@@ -217,7 +269,7 @@ pub(crate) struct Launch {
     pub params: Vec<Val>,
     pub state: GuestState,
     pub limits: Limits,
-    pub stop: oneshot::Receiver<Stop>,
+    pub signals: Signals,
     pub trace: Option<TraceSink>,
 }
 
@@ -326,7 +378,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         params,
         state,
         limits,
-        stop,
+        signals,
         trace,
     } = launch;
     let pid = guard.pid;
@@ -369,29 +421,16 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     };
     let stoppable = async {
         tokio::select! {
-            // A stop request wins over a guest that is ready at the same moment.
+            // A signal wins over a guest that is ready at the same moment.
             biased;
-            stop = stop_requested(stop) => Err(match stop {
-                Stop::Cancel(reason) => ExitError::new(ErrorKind::Cancelled, format!("cancelled: {reason}")),
-                Stop::Terminate => ExitError::new(ErrorKind::Terminated, "terminated"),
-            }),
+            signal = first_signal(signals) => Err(signal.ending()),
             outcome = limited => outcome,
         }
     };
     let outcome = AssertUnwindSafe(stoppable)
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(ExitError::new(
-                ErrorKind::HostFailure,
-                format!("host code panicked while running the process: {message}"),
-            ))
-        });
+        .unwrap_or_else(panicked);
     // Close: the store is gone by now, whichever way the process ended.
     emit(trace.as_ref(), pid, Phase::Close);
     guard.fuel_used = fuel_used;
@@ -401,11 +440,73 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     });
 }
 
-/// Resolves when a stop is requested; never, if the registry let go of the sender.
-async fn stop_requested(stop: oneshot::Receiver<Stop>) -> Stop {
-    match stop.await {
-        Ok(stop) => stop,
-        Err(_) => std::future::pending().await,
+/// Runs a process that is not a WebAssembly store (a Lua script): Init, a Step per poll of
+/// `body`, Close; a panic in host code ends it with `host_failure`.
+pub(crate) async fn supervise(
+    mut guard: ExitGuard,
+    place: QueuePlace,
+    trace: Option<TraceSink>,
+    body: impl Future<Output = Result<Value, ExitError>>,
+) {
+    drop(place);
+    let pid = guard.pid;
+    guard.started = Instant::now();
+    emit(trace.as_ref(), pid, Phase::Init);
+    let stepped = Stepped {
+        inner: Box::pin(body),
+        counters: &mut guard.counters,
+        pid,
+        trace: trace.as_ref(),
+    };
+    let outcome = AssertUnwindSafe(stepped)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(panicked);
+    emit(trace.as_ref(), pid, Phase::Close);
+    guard.outcome = Some(outcome);
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Value, ExitError> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Err(ExitError::new(
+        ErrorKind::HostFailure,
+        format!("host code panicked while running the process: {message}"),
+    ))
+}
+
+/// Resolves at the first signal; never, if the registry let go of the sender.
+async fn first_signal(mut signals: Signals) -> Signal {
+    match signals.recv().await {
+        Some(signal) => signal,
+        None => std::future::pending().await,
+    }
+}
+
+impl Signal {
+    /// How a process that the signal stops ends.
+    pub(crate) fn ending(&self) -> ExitError {
+        match self {
+            Signal::Cancel { reason, .. } => {
+                ExitError::new(ErrorKind::Cancelled, format!("cancelled: {reason}"))
+            }
+            Signal::Terminate => ExitError::new(ErrorKind::Terminated, "terminated"),
+            Signal::LinkDown(exit) => ExitError::new(
+                ErrorKind::LinkDown,
+                format!(
+                    "linked process {} failed: {}",
+                    exit.from,
+                    exit.outcome
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+            ),
+        }
     }
 }
 

@@ -1,13 +1,14 @@
-//! Which processes exist, who monitors them, and how each one ended.
+//! Which processes exist, who monitors them, who is linked to whom, and how each one ended.
 //!
-//! The EXIT of a process is delivered here, under one lock with monitor registration, so a
-//! monitor added while the process ends gets the EXIT exactly once, and a monitor added after
-//! it ended still gets it (from the record of ended processes).
+//! The EXIT of a process is delivered here, under one lock with monitor and link registration,
+//! so a monitor added while the process ends gets the EXIT exactly once, and a monitor added
+//! after it ended still gets it (from the record of ended processes). Links are Erlang's:
+//! symmetric, and only an abnormal end (an error) is passed on, as a [`Signal::LinkDown`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::process::{Event, Exit, Pid};
@@ -15,12 +16,21 @@ use crate::process::{Event, Exit, Pid};
 /// How many ended processes are remembered for late monitors (oldest forgotten first).
 pub const REMEMBERED_EXITS: usize = 10_000;
 
-/// A request to stop a running process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Stop {
-    Cancel(String),
+/// What a running process can be told. A WebAssembly process ends at the first signal; a Lua
+/// process ends at `Terminate`, hears `Cancel` as an event, and hears `LinkDown` as an event
+/// when it traps links (otherwise it ends).
+#[derive(Clone, Debug)]
+pub enum Signal {
+    Cancel {
+        reason: String,
+        from: Option<Pid>,
+    },
     Terminate,
+    /// A linked process ended with an error; its EXIT.
+    LinkDown(Box<Exit>),
 }
+
+pub(crate) type Signals = mpsc::UnboundedReceiver<Signal>;
 
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -36,8 +46,8 @@ struct Slots {
 
 struct Running {
     monitors: Vec<mpsc::UnboundedSender<Event>>,
-    /// Taken by the first stop request.
-    control: Option<oneshot::Sender<Stop>>,
+    control: mpsc::UnboundedSender<Signal>,
+    links: Vec<Pid>,
 }
 
 impl Registry {
@@ -46,21 +56,28 @@ impl Registry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a new process; the receiver hears a stop request.
+    /// Records a new process, linked to `link` when given (a process that already ended with
+    /// an error signals the new one at once); the receiver hears the signals sent to it.
     pub(crate) fn register(
         &self,
         pid: Pid,
         monitors: Vec<mpsc::UnboundedSender<Event>>,
-    ) -> oneshot::Receiver<Stop> {
-        let (control, stop) = oneshot::channel();
-        self.lock().running.insert(
+        link: Option<Pid>,
+    ) -> Signals {
+        let (control, signals) = mpsc::unbounded_channel();
+        let mut slots = self.lock();
+        slots.running.insert(
             pid,
             Running {
                 monitors,
-                control: Some(control),
+                control,
+                links: Vec::new(),
             },
         );
-        stop
+        if let Some(other) = link {
+            slots.link(pid, other);
+        }
+        signals
     }
 
     /// Adds a monitor. A process that already ended sends its recorded EXIT at once.
@@ -83,32 +100,72 @@ impl Registry {
         }
     }
 
-    /// Asks a running process to stop. Stopping one that already ended does nothing.
-    pub(crate) fn stop(&self, pid: Pid, stop: Stop) -> Result<(), Error> {
+    /// Removes every monitor of `pid` that delivers to `monitor`'s mailbox.
+    pub(crate) fn unmonitor(
+        &self,
+        pid: Pid,
+        monitor: &mpsc::UnboundedSender<Event>,
+    ) -> Result<(), Error> {
         let mut slots = self.lock();
         if let Some(running) = slots.running.get_mut(&pid) {
-            if let Some(control) = running.control.take() {
-                let _ = control.send(stop);
-            }
+            running.monitors.retain(|m| !m.same_channel(monitor));
             return Ok(());
         }
-        if slots.ended.contains_key(&pid) {
-            return Ok(());
-        }
-        Err(Error::UnknownProcess { pid })
+        slots.known(pid)
     }
 
-    /// Delivers the EXIT to every monitor and remembers it.
+    /// Links two processes. Linking to one that already ended with an error signals `pid`
+    /// at once; to one that ended well, does nothing.
+    pub(crate) fn link(&self, pid: Pid, other: Pid) -> Result<(), Error> {
+        let mut slots = self.lock();
+        slots.known(other)?;
+        slots.link(pid, other);
+        Ok(())
+    }
+
+    pub(crate) fn unlink(&self, pid: Pid, other: Pid) -> Result<(), Error> {
+        let mut slots = self.lock();
+        slots.known(other)?;
+        for (a, b) in [(pid, other), (other, pid)] {
+            if let Some(running) = slots.running.get_mut(&a) {
+                running.links.retain(|l| *l != b);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a signal to a running process. Signalling one that already ended does nothing.
+    pub(crate) fn signal(&self, pid: Pid, signal: Signal) -> Result<(), Error> {
+        let slots = self.lock();
+        if let Some(running) = slots.running.get(&pid) {
+            // A process that stopped listening is already ending.
+            let _ = running.control.send(signal);
+            return Ok(());
+        }
+        slots.known(pid)
+    }
+
+    /// Delivers the EXIT to every monitor, a link-down to every linked process when it is an
+    /// error, and remembers it.
     pub(crate) fn finish(&self, exit: Exit) {
         let mut slots = self.lock();
-        let monitors = slots
-            .running
-            .remove(&exit.from)
-            .map(|r| r.monitors)
-            .unwrap_or_default();
+        let (monitors, links) = match slots.running.remove(&exit.from) {
+            Some(running) => (running.monitors, running.links),
+            None => Default::default(),
+        };
         for monitor in &monitors {
             // A monitor that went away no longer wants the event.
             let _ = monitor.send(Event::Exit(exit.clone()));
+        }
+        for linked in links {
+            if let Some(running) = slots.running.get_mut(&linked) {
+                running.links.retain(|l| *l != exit.from);
+                if exit.outcome.is_err() {
+                    let _ = running
+                        .control
+                        .send(Signal::LinkDown(Box::new(exit.clone())));
+                }
+            }
         }
         if slots.ended_order.len() >= REMEMBERED_EXITS {
             if let Some(oldest) = slots.ended_order.pop_front() {
@@ -117,5 +174,38 @@ impl Registry {
         }
         slots.ended_order.push_back(exit.from);
         slots.ended.insert(exit.from, exit);
+    }
+}
+
+impl Slots {
+    /// Ok when `pid` is running or remembered as ended.
+    fn known(&self, pid: Pid) -> Result<(), Error> {
+        if self.running.contains_key(&pid) || self.ended.contains_key(&pid) {
+            Ok(())
+        } else {
+            Err(Error::UnknownProcess { pid })
+        }
+    }
+
+    fn link(&mut self, pid: Pid, other: Pid) {
+        if pid == other || !self.running.contains_key(&pid) {
+            return;
+        }
+        if self.running.contains_key(&other) {
+            for (a, b) in [(pid, other), (other, pid)] {
+                if let Some(running) = self.running.get_mut(&a) {
+                    if !running.links.contains(&b) {
+                        running.links.push(b);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(exit) = self.ended.get(&other).filter(|e| e.outcome.is_err()) {
+            let signal = Signal::LinkDown(Box::new(exit.clone()));
+            if let Some(running) = self.running.get(&pid) {
+                let _ = running.control.send(signal);
+            }
+        }
     }
 }

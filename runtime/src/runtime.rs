@@ -18,7 +18,7 @@ use crate::loader::Target;
 use crate::loader::{FileStamp, Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
 use crate::process::{Event, ExitGuard, Launch, Mailbox, Pid, TraceSink};
-use crate::registry::{Registry, Stop};
+use crate::registry::{Registry, Signal};
 use crate::state::{GuestState, ModuleState, ProcessState};
 
 use crate::wasi::{self, ResolvedMount, Stdio};
@@ -31,6 +31,8 @@ pub struct SpawnOptions {
     pub extra_args: Vec<String>,
     /// Receives the process's Init, Step, Yield and Close events.
     pub trace: Option<TraceSink>,
+    /// Links the new process to this one from its start (see [`Runtime::link`]).
+    pub link: Option<Pid>,
 }
 
 pub struct Runtime {
@@ -95,6 +97,19 @@ impl Runtime {
         options: &SpawnOptions,
         monitor: Option<&Mailbox>,
     ) -> Result<Pid, Error> {
+        let monitors = monitor.map(Mailbox::address).into_iter().collect();
+        self.spawn_to(entry, host, args, options, monitors)
+    }
+
+    /// [`Runtime::spawn_with`], the EXIT going to `monitors`.
+    pub(crate) fn spawn_to(
+        &self,
+        entry: &str,
+        host: &str,
+        args: &[Value],
+        options: &SpawnOptions,
+        monitors: Vec<mpsc::UnboundedSender<Event>>,
+    ) -> Result<Pid, Error> {
         let entry = self.entry_id(entry)?;
         let host = self.host(&self.entry_id(host)?)?;
         let place = host.enqueue()?;
@@ -126,11 +141,9 @@ impl Runtime {
                 limiter: MemoryLimiter::new(wasm.limits.max_memory),
             }),
         };
-        let pid = Pid(self.next_pid.fetch_add(1, Ordering::Relaxed));
+        let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        let monitors: Vec<mpsc::UnboundedSender<Event>> =
-            monitor.map(Mailbox::address).into_iter().collect();
-        let stop = self.registry.register(pid, monitors);
+        let signals = self.registry.register(pid, monitors, options.link);
         // Created before the task so that even a task that never starts reports its EXIT.
         let guard = ExitGuard::new(pid, self.registry.clone(), captured);
         let launch = Launch {
@@ -140,7 +153,7 @@ impl Runtime {
             params,
             state,
             limits: wasm.limits.clone(),
-            stop,
+            signals,
             trace: options.trace.clone(),
         };
         host.spawn(launch, guard);
@@ -152,14 +165,42 @@ impl Runtime {
         self.registry.monitor(pid, monitor.address())
     }
 
-    /// Stops a running process; its EXIT carries `cancelled` and the reason.
+    /// Stops sending `pid`'s EXIT to `monitor`.
+    pub fn unmonitor(&self, pid: Pid, monitor: &Mailbox) -> Result<(), Error> {
+        self.registry.unmonitor(pid, &monitor.address())
+    }
+
+    /// Asks a running process to cancel: a WebAssembly process stops, its EXIT carries
+    /// `cancelled` and the reason; a Lua process receives a CANCEL event and decides.
     pub fn cancel(&self, pid: Pid, reason: impl Into<String>) -> Result<(), Error> {
-        self.registry.stop(pid, Stop::Cancel(reason.into()))
+        self.cancel_from(pid, reason, None)
+    }
+
+    /// [`Runtime::cancel`], saying which process asks.
+    pub fn cancel_from(
+        &self,
+        pid: Pid,
+        reason: impl Into<String>,
+        from: Option<Pid>,
+    ) -> Result<(), Error> {
+        let reason = reason.into();
+        self.registry.signal(pid, Signal::Cancel { reason, from })
     }
 
     /// Stops a running process; its EXIT carries `terminated`.
     pub fn terminate(&self, pid: Pid) -> Result<(), Error> {
-        self.registry.stop(pid, Stop::Terminate)
+        self.registry.signal(pid, Signal::Terminate)
+    }
+
+    /// Links two processes, both ways: when either ends with an error, the other one ends
+    /// with `link_down` (a Lua process that traps links receives a LINK_DOWN event instead).
+    /// Linking to a process that already failed signals `pid` at once.
+    pub fn link(&self, pid: Pid, other: Pid) -> Result<(), Error> {
+        self.registry.link(pid, other)
+    }
+
+    pub fn unlink(&self, pid: Pid, other: Pid) -> Result<(), Error> {
+        self.registry.unlink(pid, other)
     }
 
     /// The only `process.host`, for front ends that let the user leave it out.
@@ -184,7 +225,15 @@ impl Runtime {
         self.env.set(&self.manifest, &id, value.into())
     }
 
-    fn entry_id(&self, id: &str) -> Result<EntryId, Error> {
+    pub(crate) fn next_pid(&self) -> Pid {
+        Pid(self.next_pid.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn entry_id(&self, id: &str) -> Result<EntryId, Error> {
         let id = EntryId::parse(id).map_err(|_| Error::UnknownEntry { id: id.to_string() })?;
         if self.manifest.get(&id).is_none() {
             return Err(Error::UnknownEntry { id: id.to_string() });
@@ -283,7 +332,7 @@ impl Runtime {
             .collect()
     }
 
-    fn host(&self, id: &EntryId) -> Result<Arc<ProcessHost>, Error> {
+    pub(crate) fn host(&self, id: &EntryId) -> Result<Arc<ProcessHost>, Error> {
         let spec = self.entry_of(id, "process.host", |spec| match spec {
             EntrySpec::Host(host) => Some(host),
             _ => None,

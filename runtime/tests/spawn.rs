@@ -93,7 +93,7 @@ fn receive(mailbox: &mut Mailbox) -> Option<Exit> {
         .unwrap();
     clock
         .block_on(mailbox.receive(Duration::from_secs(10)))
-        .map(|Event::Exit(exit)| exit)
+        .and_then(Event::into_exit)
 }
 
 #[test]

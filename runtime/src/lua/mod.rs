@@ -1,0 +1,253 @@
+//! Lua scripts as processes, with the host API of Wippy's Lua: `process` (spawn and its
+//! monitored / linked variants, monitor, link, cancel, terminate, receive, events, options),
+//! `time` (durations, `sleep`, `after`) and `channel.select`, as globals and through
+//! `require`.
+//!
+//! A script is a process like a WebAssembly one: it has a PID, runs as a task on a
+//! `process.host`, can be monitored, linked, cancelled and terminated, and ends with exactly one
+//! EXIT carrying what it returned. A wait (`receive`, `sleep`, a channel) suspends its task and
+//! frees the worker; a script that computes without waiting is preempted every slice (a count
+//! hook yields it), so it cannot starve the processes sharing its worker.
+//!
+//! Signals: `cancel` does not stop a script, it delivers a CANCEL event the script may act on
+//! (Wippy's graceful cancellation); `terminate` stops it; a linked process failing stops it,
+//! unless it set `trap_links`, in which case it receives a LINK_DOWN event.
+
+mod channel;
+mod events;
+mod process_api;
+mod time_api;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use mlua::{Lua, LuaSerdeExt, MultiValue, Value as LuaValue};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, ErrorKind};
+use crate::process::{self, Event, ExitError, ExitGuard, Mailbox, Pid};
+use crate::registry::{Signal, Signals};
+use crate::runtime::{Runtime, SpawnOptions};
+
+/// How long a script may compute before it yields its worker (as a WebAssembly process does
+/// after its epoch slice).
+const SLICE: Duration = Duration::from_millis(10);
+/// Instructions between two looks at the clock.
+const HOOK_EVERY: u32 = 10_000;
+
+/// What a running script's API functions share: the runtime, its own PID, and its mailbox.
+pub(crate) struct ScriptProcess {
+    /// Weak: a script must not keep its runtime (and the host it runs on) alive.
+    runtime: Weak<Runtime>,
+    pid: Pid,
+    /// Locked only by waits, and a script waits for one thing at a time.
+    mailbox: tokio::sync::Mutex<Mailbox>,
+    /// Where monitors of the processes it watches send their EXITs.
+    address: mpsc::UnboundedSender<Event>,
+    trap_links: AtomicBool,
+}
+
+impl ScriptProcess {
+    fn runtime(&self) -> mlua::Result<Arc<Runtime>> {
+        self.runtime
+            .upgrade()
+            .ok_or_else(|| mlua::Error::runtime("the runtime has shut down"))
+    }
+
+    /// The next event, or `None` when `timeout` passes first (no timeout: wait for one).
+    async fn next_event(&self, timeout: Option<Duration>) -> Option<Event> {
+        let mut mailbox = self.mailbox.lock().await;
+        match timeout {
+            Some(timeout) => mailbox.receive(timeout).await,
+            None => Some(mailbox.next().await),
+        }
+    }
+}
+
+/// Why [`run_script`] has no value.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The spawn was refused (a syntax error, an unknown host, ...).
+    #[error("error[{kind}]: {0}", kind = .0.kind())]
+    Refused(Error),
+    /// The script ran and failed, or was stopped.
+    #[error("{0}")]
+    Failed(ExitError),
+}
+
+impl Runtime {
+    /// Spawns the Lua `source` (named `name` in error messages) as a process on `host`; `args`
+    /// are the chunk's `...`. A syntax error refuses the spawn.
+    pub fn spawn_lua(
+        self: &Arc<Self>,
+        source: &str,
+        name: &str,
+        host: &str,
+        args: &[Value],
+        options: &SpawnOptions,
+        monitor: Option<&Mailbox>,
+    ) -> Result<Pid, Error> {
+        let host = self.host(&self.entry_id(host)?)?;
+        let place = host.enqueue()?;
+        let refused = |e: mlua::Error| Error::Script {
+            name: name.to_string(),
+            message: e.to_string(),
+        };
+        let pid = self.next_pid();
+        let mailbox = Mailbox::new();
+        let script = Arc::new(ScriptProcess {
+            runtime: Arc::downgrade(self),
+            pid,
+            address: mailbox.address(),
+            mailbox: tokio::sync::Mutex::new(mailbox),
+            trap_links: AtomicBool::new(false),
+        });
+        let lua = Lua::new();
+        install(&lua, &script).map_err(refused)?;
+        let main = lua
+            .load(source)
+            .set_name(format!("@{name}"))
+            .into_function()
+            .map_err(refused)?;
+        let args = args
+            .iter()
+            .map(|v| lua.to_value(v))
+            .collect::<mlua::Result<MultiValue>>()
+            .map_err(refused)?;
+        let thread = lua.create_thread(main).map_err(refused)?;
+        preempt(&thread).map_err(refused)?;
+        tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
+        let monitors = monitor.map(Mailbox::address).into_iter().collect();
+        let signals = self.registry().register(pid, monitors, options.link);
+        let guard = ExitGuard::new(pid, self.registry().clone(), None);
+        let body = run(lua, thread, args, script, signals);
+        host.spawn_task(process::supervise(
+            guard,
+            place,
+            options.trace.clone(),
+            body,
+        ));
+        Ok(pid)
+    }
+}
+
+/// Runs `source` as a process on `host` (default: the manifest's only host) and waits for its
+/// EXIT: the script's result, or why it failed.
+pub fn run_script(
+    runtime: &Arc<Runtime>,
+    source: &str,
+    name: &str,
+    host: Option<&str>,
+    args: &[Value],
+) -> Result<Value, ScriptError> {
+    let host = match host {
+        Some(host) => host.to_string(),
+        None => runtime
+            .default_host()
+            .map_err(ScriptError::Refused)?
+            .to_string(),
+    };
+    let mut mailbox = Mailbox::new();
+    runtime
+        .spawn_lua(
+            source,
+            name,
+            &host,
+            args,
+            &SpawnOptions::default(),
+            Some(&mailbox),
+        )
+        .map_err(ScriptError::Refused)?;
+    let waiter = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| {
+            ScriptError::Failed(ExitError::new(
+                ErrorKind::HostFailure,
+                format!("cannot wait for the script: {e}"),
+            ))
+        })?;
+    loop {
+        if let Event::Exit(exit) = waiter.block_on(mailbox.next()) {
+            return exit.outcome.map_err(ScriptError::Failed);
+        }
+    }
+}
+
+/// Yields the script's thread to the scheduler once it has computed for a slice. Only the
+/// script's own thread yields: a yield inside a coroutine the script made would look, to the
+/// script, like the coroutine yielding.
+fn preempt(thread: &mlua::Thread) -> mlua::Result<()> {
+    let own = thread.to_pointer() as usize;
+    let slice_start = std::sync::Mutex::new(Instant::now());
+    thread.set_hook(
+        mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |lua, _| {
+            let mut start = slice_start.lock().unwrap_or_else(|e| e.into_inner());
+            if start.elapsed() < SLICE || lua.current_thread().to_pointer() as usize != own {
+                return Ok(mlua::VmState::Continue);
+            }
+            *start = Instant::now();
+            Ok(mlua::VmState::Yield)
+        },
+    )
+}
+
+/// The script's life: its chunk, and the signals sent to it meanwhile.
+async fn run(
+    lua: Lua,
+    thread: mlua::Thread,
+    args: MultiValue,
+    script: Arc<ScriptProcess>,
+    mut signals: Signals,
+) -> Result<Value, ExitError> {
+    let chunk = thread
+        .into_async::<MultiValue>(args)
+        .map_err(|e| ExitError::new(ErrorKind::HostFailure, e.to_string()))?;
+    tokio::pin!(chunk);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            biased;
+            signal = signals.recv(), if listening => match signal {
+                None => listening = false,
+                Some(Signal::Cancel { reason, from }) => {
+                    let _ = script.address.send(Event::Cancel { from, reason });
+                }
+                Some(Signal::LinkDown(exit)) if script.trap_links.load(Ordering::Relaxed) => {
+                    let _ = script.address.send(Event::LinkDown(*exit));
+                }
+                Some(signal) => return Err(signal.ending()),
+            },
+            returned = &mut chunk => return outcome(&lua, returned),
+        }
+    }
+}
+
+/// A script's EXIT value is what it returns (its first value); `return nil, err` and errors
+/// raised in it are failures.
+fn outcome(lua: &Lua, returned: mlua::Result<MultiValue>) -> Result<Value, ExitError> {
+    let failed = |message: String| ExitError::new(ErrorKind::ScriptError, message);
+    let mut values = returned.map_err(|e| failed(e.to_string()))?.into_iter();
+    let value = values.next().unwrap_or(LuaValue::Nil);
+    let error = values.next().unwrap_or(LuaValue::Nil);
+    if value.is_nil() && !error.is_nil() {
+        return Err(failed(error.to_string().unwrap_or_else(|e| e.to_string())));
+    }
+    lua.from_value(value)
+        .map_err(|e| failed(format!("the script's result has no JSON form: {e}")))
+}
+
+fn install(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<()> {
+    let process = process_api::module(lua, script)?;
+    let time = time_api::module(lua)?;
+    let channel = channel::module(lua)?;
+    let globals = lua.globals();
+    let loaded: mlua::Table = globals.get::<mlua::Table>("package")?.get("loaded")?;
+    for (name, module) in [("process", process), ("time", time), ("channel", channel)] {
+        loaded.set(name, module.clone())?;
+        globals.set(name, module)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Lua scripts as processes, where a scenario cannot look: links from a failing script to a
+//! WebAssembly process, and monitoring a script from Rust.
+#![cfg(feature = "lua")]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmproc_runtime::{ErrorKind, Event, Exit, Mailbox, Runtime, SpawnOptions};
+
+fn runtime() -> Arc<Runtime> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/host.yaml");
+    Arc::new(Runtime::load(&manifest).expect("the manifest loads"))
+}
+
+fn receive(mailbox: &mut Mailbox) -> Exit {
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    clock
+        .block_on(mailbox.receive(Duration::from_secs(10)))
+        .and_then(Event::into_exit)
+        .expect("an EXIT within 10 s")
+}
+
+#[test]
+fn a_failing_script_takes_the_guests_linked_to_it_down() {
+    let runtime = runtime();
+    let mut mailbox = Mailbox::new();
+    let sleeper = runtime
+        .spawn_monitored(
+            "host:sleeper",
+            "host:one_worker",
+            &[60_000.into()],
+            &mailbox,
+        )
+        .unwrap();
+    let script = runtime
+        .spawn_lua(
+            "local sleeper = ...\nassert(process.link(sleeper))\nerror('boom')",
+            "linker.lua",
+            "host:one_worker",
+            &[sleeper.to_string().into()],
+            &SpawnOptions::default(),
+            Some(&mailbox),
+        )
+        .unwrap();
+    let mut exits = [receive(&mut mailbox), receive(&mut mailbox)];
+    exits.sort_by_key(|e| e.from);
+    let [slept, scripted] = exits;
+    assert_eq!(slept.from, sleeper);
+    assert_eq!(scripted.from, script);
+    let error = scripted.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::ScriptError);
+    assert!(error.message.contains("linker.lua:3: boom"), "{error}");
+    let error = slept.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LinkDown);
+    assert!(
+        error
+            .message
+            .contains(&format!("linked process {script} failed"))
+            && error.message.contains("boom"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_script_that_ends_well_leaves_its_linked_guests_running() {
+    let runtime = runtime();
+    let mut mailbox = Mailbox::new();
+    let sleeper = runtime
+        .spawn_monitored("host:sleeper", "host:one_worker", &[200.into()], &mailbox)
+        .unwrap();
+    let script = runtime
+        .spawn_lua(
+            "assert(process.link(...))\nreturn 'done'",
+            "ok.lua",
+            "host:one_worker",
+            &[sleeper.to_string().into()],
+            &SpawnOptions::default(),
+            Some(&mailbox),
+        )
+        .unwrap();
+    let first = receive(&mut mailbox);
+    assert_eq!((first.from, first.outcome), (script, Ok("done".into())));
+    let second = receive(&mut mailbox);
+    assert_eq!((second.from, second.outcome), (sleeper, Ok(200.into())));
+}
+
+#[test]
+fn a_cancel_sent_by_a_script_names_the_script() {
+    let runtime = runtime();
+    let mut mailbox = Mailbox::new();
+    let listener = runtime
+        .spawn_lua(
+            "local e = process.receive('10s')\nreturn { kind = e.kind, from = tostring(e.from), reason = e.reason }",
+            "listener.lua",
+            "host:one_worker",
+            &[],
+            &SpawnOptions::default(),
+            Some(&mailbox),
+        )
+        .unwrap();
+    let canceller = runtime
+        .spawn_lua(
+            "assert(process.cancel(..., 'enough'))",
+            "canceller.lua",
+            "host:one_worker",
+            &[listener.to_string().into()],
+            &SpawnOptions::default(),
+            Some(&mailbox),
+        )
+        .unwrap();
+    let mut exits = [receive(&mut mailbox), receive(&mut mailbox)];
+    exits.sort_by_key(|e| e.from);
+    assert_eq!(exits[1].outcome, Ok(serde_json::Value::Null));
+    assert_eq!(
+        exits[0].outcome,
+        Ok(serde_json::json!({
+            "kind": "pid.cancel",
+            "from": canceller.to_string(),
+            "reason": "enough",
+        }))
+    );
+}
