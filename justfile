@@ -25,6 +25,7 @@ verify-guests:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p wasmproc-runtime --all-targets -- -D warnings
 
 # Scheduler benchmarks (criterion), with bare-wasmtime baselines in the same run.
 bench *args:

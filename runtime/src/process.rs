@@ -442,6 +442,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
 
 /// Runs a process that is not a WebAssembly store (a Lua script): Init, a Step per poll of
 /// `body`, Close; a panic in host code ends it with `host_failure`.
+#[cfg(feature = "lua")]
 pub(crate) async fn supervise(
     mut guard: ExitGuard,
     place: QueuePlace,
@@ -490,9 +491,13 @@ impl Signal {
     /// How a process that the signal stops ends.
     pub(crate) fn ending(&self) -> ExitError {
         match self {
-            Signal::Cancel { reason, .. } => {
-                ExitError::new(ErrorKind::Cancelled, format!("cancelled: {reason}"))
-            }
+            Signal::Cancel { reason, from } => ExitError::new(
+                ErrorKind::Cancelled,
+                match from {
+                    Some(from) => format!("cancelled: {reason} (asked by {from})"),
+                    None => format!("cancelled: {reason}"),
+                },
+            ),
             Signal::Terminate => ExitError::new(ErrorKind::Terminated, "terminated"),
             Signal::LinkDown(exit) => ExitError::new(
                 ErrorKind::LinkDown,

@@ -229,6 +229,7 @@ impl Runtime {
         Pid(self.next_pid.fetch_add(1, Ordering::Relaxed))
     }
 
+    #[cfg(feature = "lua")]
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
