@@ -62,6 +62,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
     let engine = match wasmproc_runtime::engine::new(wasmproc_runtime::engine::Pool {
         processes: 0,
         memory: 0,
+        ..Default::default()
     }) {
         Ok(engine) => engine,
         Err(e) => return crate::refused(&e),
@@ -175,6 +176,7 @@ fn check_args(manifest: &Manifest, entry: &EntryId, args: &[String], problems: &
     let loader = match wasmproc_runtime::engine::loader_with(wasmproc_runtime::engine::Pool {
         processes: 0,
         memory: 0,
+        ..Default::default()
     }) {
         Ok(loader) => std::sync::Arc::new(loader),
         Err(e) => return problems.push(format!("cannot check the arguments: {e}")),

@@ -110,10 +110,52 @@ pub struct Program {
     pub target: Target,
     /// For a core module, its core types as the matching component types (i32 as s32, ...).
     pub signature: Signature,
-    /// The binary's file, and what it looked like when its hash was checked: a spawn re-checks
-    /// the hash when the file changed since.
+    /// The binary's file, and what it looked like when its hash was checked.
+    pub file: FileCheck,
+    /// The binary imports nothing: its processes need no WASI context.
+    pub imports_nothing: bool,
+}
+
+/// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is
+/// noticed, and its hash checked again, within this time. Looking on every spawn cost a tenth
+/// of a spawn.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A binary's file as it was when its hash was checked, and when it was last looked at.
+pub struct FileCheck {
     pub path: PathBuf,
     pub stamp: FileStamp,
+    loaded: std::time::Instant,
+    /// Milliseconds from `loaded` to the last look.
+    looked: std::sync::atomic::AtomicU64,
+}
+
+impl FileCheck {
+    pub fn new(path: PathBuf, stamp: FileStamp) -> Self {
+        FileCheck {
+            path,
+            stamp,
+            loaded: std::time::Instant::now(),
+            looked: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// False when the file looks different from when its hash was checked. Looks at most
+    /// once per [`RECHECK`] (one spawn looks; the others trust the last look).
+    pub fn unchanged(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.loaded.elapsed().as_millis() as u64;
+        let looked = self.looked.load(Relaxed);
+        if now.saturating_sub(looked) < RECHECK.as_millis() as u64
+            || self
+                .looked
+                .compare_exchange(looked, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return true;
+        }
+        FileStamp::of(&self.path).ok() == Some(self.stamp)
+    }
 }
 
 /// What a spawn instantiates and calls.
@@ -210,8 +252,9 @@ impl Loader {
                 digest: actual,
                 target,
                 signature,
-                path,
-                stamp,
+                file: FileCheck::new(path, stamp),
+                // A core module always gets its preview 1 context.
+                imports_nothing: false,
             }));
         }
         let component = self.compile(entry, &path, actual, &bytes)?;
@@ -239,12 +282,17 @@ impl Loader {
                 reason: format!("{e:#}"),
             })?;
         tracing::debug!(%entry, digest = %actual, "loaded");
+        let imports_nothing = component
+            .component_type()
+            .imports(&self.engine)
+            .next()
+            .is_none();
         Ok(Arc::new(Program {
             digest: actual,
             target: Target::Component { pre, export },
             signature,
-            path,
-            stamp,
+            file: FileCheck::new(path, stamp),
+            imports_nothing,
         }))
     }
 

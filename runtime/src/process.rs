@@ -25,7 +25,7 @@ use crate::error::ErrorKind;
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryUsage};
 use crate::loader::{Program, Target};
-use crate::registry::{Registry, Signal, Signals};
+use crate::registry::{FirstSignal, Registry, Signal};
 use crate::state::{GuestState, ModuleState, ProcessState};
 use crate::value::Signature;
 use crate::wasi::Captured;
@@ -269,7 +269,7 @@ pub(crate) struct Launch {
     pub params: Vec<Val>,
     pub state: GuestState,
     pub limits: Limits,
-    pub signals: Signals,
+    pub signal: FirstSignal,
     pub trace: Option<TraceSink>,
 }
 
@@ -378,7 +378,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         params,
         state,
         limits,
-        signals,
+        signal,
         trace,
     } = launch;
     let pid = guard.pid;
@@ -423,7 +423,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         tokio::select! {
             // A signal wins over a guest that is ready at the same moment.
             biased;
-            signal = first_signal(signals) => Err(signal.ending()),
+            signal = first_signal(signal) => Err(signal.ending()),
             outcome = limited => outcome,
         }
     };
@@ -480,10 +480,10 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Value, ExitError> {
 }
 
 /// Resolves at the first signal; never, if the registry let go of the sender.
-async fn first_signal(mut signals: Signals) -> Signal {
-    match signals.recv().await {
-        Some(signal) => signal,
-        None => std::future::pending().await,
+async fn first_signal(signal: FirstSignal) -> Signal {
+    match signal.await {
+        Ok(signal) => signal,
+        Err(_) => std::future::pending().await,
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 use crate::process::{Event, Exit, Pid};
@@ -30,7 +30,36 @@ pub enum Signal {
     LinkDown(Box<Exit>),
 }
 
+/// Where a process that acts on its first signal hears it (a WebAssembly process).
+pub(crate) type FirstSignal = oneshot::Receiver<Signal>;
+/// Where a process that keeps running through signals hears them (a Lua script).
+#[cfg(feature = "lua")]
 pub(crate) type Signals = mpsc::UnboundedReceiver<Signal>;
+
+/// The sending side. A oneshot costs much less than a channel, and most processes never hear
+/// a signal.
+enum Control {
+    Once(Option<oneshot::Sender<Signal>>),
+    #[cfg(feature = "lua")]
+    Stream(mpsc::UnboundedSender<Signal>),
+}
+
+impl Control {
+    /// A process that stopped listening is already ending: the signal is dropped.
+    fn send(&mut self, signal: Signal) {
+        match self {
+            Control::Once(sender) => {
+                if let Some(sender) = sender.take() {
+                    let _ = sender.send(signal);
+                }
+            }
+            #[cfg(feature = "lua")]
+            Control::Stream(sender) => {
+                let _ = sender.send(signal);
+            }
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -46,7 +75,7 @@ struct Slots {
 
 struct Running {
     monitors: Vec<mpsc::UnboundedSender<Event>>,
-    control: mpsc::UnboundedSender<Signal>,
+    control: Control,
     links: Vec<Pid>,
 }
 
@@ -56,15 +85,39 @@ impl Registry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a new process, linked to `link` when given (a process that already ended with
-    /// an error signals the new one at once); the receiver hears the signals sent to it.
+    /// Records a new process that acts on the first signal sent to it, linked to `link` when
+    /// given (a process that already ended with an error signals the new one at once).
     pub(crate) fn register(
+        &self,
+        pid: Pid,
+        monitors: Vec<mpsc::UnboundedSender<Event>>,
+        link: Option<Pid>,
+    ) -> FirstSignal {
+        let (control, signal) = oneshot::channel();
+        self.insert(pid, monitors, link, Control::Once(Some(control)));
+        signal
+    }
+
+    /// [`Registry::register`] for a process that hears every signal.
+    #[cfg(feature = "lua")]
+    pub(crate) fn register_listening(
         &self,
         pid: Pid,
         monitors: Vec<mpsc::UnboundedSender<Event>>,
         link: Option<Pid>,
     ) -> Signals {
         let (control, signals) = mpsc::unbounded_channel();
+        self.insert(pid, monitors, link, Control::Stream(control));
+        signals
+    }
+
+    fn insert(
+        &self,
+        pid: Pid,
+        monitors: Vec<mpsc::UnboundedSender<Event>>,
+        link: Option<Pid>,
+        control: Control,
+    ) {
         let mut slots = self.lock();
         slots.running.insert(
             pid,
@@ -77,7 +130,6 @@ impl Registry {
         if let Some(other) = link {
             slots.link(pid, other);
         }
-        signals
     }
 
     /// Adds a monitor. A process that already ended sends its recorded EXIT at once.
@@ -136,10 +188,9 @@ impl Registry {
 
     /// Sends a signal to a running process. Signalling one that already ended does nothing.
     pub(crate) fn signal(&self, pid: Pid, signal: Signal) -> Result<(), Error> {
-        let slots = self.lock();
-        if let Some(running) = slots.running.get(&pid) {
-            // A process that stopped listening is already ending.
-            let _ = running.control.send(signal);
+        let mut slots = self.lock();
+        if let Some(running) = slots.running.get_mut(&pid) {
+            running.control.send(signal);
             return Ok(());
         }
         slots.known(pid)
@@ -161,7 +212,7 @@ impl Registry {
             if let Some(running) = slots.running.get_mut(&linked) {
                 running.links.retain(|l| *l != exit.from);
                 if exit.outcome.is_err() {
-                    let _ = running
+                    running
                         .control
                         .send(Signal::LinkDown(Box::new(exit.clone())));
                 }
@@ -203,8 +254,8 @@ impl Slots {
         }
         if let Some(exit) = self.ended.get(&other).filter(|e| e.outcome.is_err()) {
             let signal = Signal::LinkDown(Box::new(exit.clone()));
-            if let Some(running) = self.running.get(&pid) {
-                let _ = running.control.send(signal);
+            if let Some(running) = self.running.get_mut(&pid) {
+                running.control.send(signal);
             }
         }
     }

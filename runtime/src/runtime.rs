@@ -15,7 +15,7 @@ use crate::host::ProcessHost;
 use crate::id::EntryId;
 use crate::limits::MemoryLimiter;
 use crate::loader::Target;
-use crate::loader::{FileStamp, Loader, Program};
+use crate::loader::{Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
 use crate::process::{Event, ExitGuard, Launch, Mailbox, Pid, TraceSink};
 use crate::registry::{Registry, Signal};
@@ -122,28 +122,39 @@ impl Runtime {
                 source: Box::new(source),
             })?;
         let (wasm, _) = self.wasm_entry(&entry)?;
+        // Resolved even when unused: a missing required variable refuses every spawn.
         let env = self.resolve_env(&entry, wasm)?;
-        let mounts = self.resolve_mounts(wasm);
-        let (mut builder, captured) = wasi::context(
-            &entry,
-            &wasm.wasi,
-            &options.extra_args,
-            &env,
-            &mounts,
-            options.stdio,
-        )?;
-        let state = match program.target {
-            Target::Component { .. } => {
-                GuestState::Component(ProcessState::new(builder.build(), wasm.limits.max_memory))
-            }
-            Target::Module { .. } => GuestState::Module(ModuleState {
-                p1: builder.build_p1(),
-                limiter: MemoryLimiter::new(wasm.limits.max_memory),
-            }),
+        let max_memory = wasm.limits.max_memory;
+        let (state, captured) = if program.imports_nothing {
+            let captured = (options.stdio == Stdio::Capture).then_some(wasi::Captured::Nothing);
+            (
+                GuestState::Component(ProcessState::new(None, max_memory)),
+                captured,
+            )
+        } else {
+            let mounts = self.resolve_mounts(wasm);
+            let (mut builder, captured) = wasi::context(
+                &entry,
+                &wasm.wasi,
+                &options.extra_args,
+                &env,
+                &mounts,
+                options.stdio,
+            )?;
+            let state = match program.target {
+                Target::Component { .. } => {
+                    GuestState::Component(ProcessState::new(Some(builder.build()), max_memory))
+                }
+                Target::Module { .. } => GuestState::Module(ModuleState {
+                    p1: builder.build_p1(),
+                    limiter: MemoryLimiter::new(max_memory),
+                }),
+            };
+            (state, captured)
         };
         let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        let signals = self.registry.register(pid, monitors, options.link);
+        let signal = self.registry.register(pid, monitors, options.link);
         // Created before the task so that even a task that never starts reports its EXIT.
         let guard = ExitGuard::new(pid, self.registry.clone(), captured);
         let launch = Launch {
@@ -153,7 +164,7 @@ impl Runtime {
             params,
             state,
             limits: wasm.limits.clone(),
-            signals,
+            signal,
             trace: options.trace.clone(),
         };
         host.spawn(launch, guard);
@@ -243,12 +254,16 @@ impl Runtime {
     }
 
     /// The verified, compiled program of a `process.wasm` entry. Loaded on first use and kept;
-    /// loaded again (hash checked again) when the binary's file changed since.
+    /// loaded again (hash checked again) when the binary's file changed since (noticed within
+    /// [`crate::loader::RECHECK`]).
     pub fn program(&self, id: &EntryId) -> Result<Arc<Program>, Error> {
-        if let Some(program) = self.lock_programs().get(id) {
-            if FileStamp::of(&program.path).ok() == Some(program.stamp) {
-                return Ok(program.clone());
+        let known = self.lock_programs().get(id).cloned();
+        if let Some(program) = known {
+            if program.file.unchanged() {
+                return Ok(program);
             }
+            // Forgotten, so that no spawn runs it again before its file passes the check.
+            self.lock_programs().remove(id);
         }
         let (wasm, directory) = self.wasm_entry(id)?;
         let program = self.loader.load(id, wasm, directory)?;

@@ -8,14 +8,16 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::limits::MemoryLimiter;
 
 pub struct ProcessState {
-    pub(crate) wasi: WasiCtx,
+    /// `None` for a guest that imports nothing: building a context costs a tenth of a spawn,
+    /// and such a guest never asks for it.
+    pub(crate) wasi: Option<WasiCtx>,
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
 }
 
 impl ProcessState {
-    pub fn new(wasi: WasiCtx, max_memory: Option<u64>) -> Self {
+    pub fn new(wasi: Option<WasiCtx>, max_memory: Option<u64>) -> Self {
         ProcessState {
             wasi,
             http: WasiHttpCtx::new(),
@@ -38,7 +40,11 @@ impl WasiHttpView for ProcessState {
 impl WasiView for ProcessState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            // Only a guest without imports has none, and it cannot call WASI; should one ever
+            // ask, it gets an empty context (no args, no env, no files, no stdio).
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build()),
             table: &mut self.table,
         }
     }

@@ -26,16 +26,23 @@ pub enum Stdio {
 
 /// The captured streams of a process, read when it ends.
 #[derive(Clone)]
-pub(crate) struct Captured {
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+pub(crate) enum Captured {
+    Pipes {
+        stdout: MemoryOutputPipe,
+        stderr: MemoryOutputPipe,
+    },
+    /// The guest imports nothing, so it cannot write: both streams stay empty.
+    Nothing,
 }
 
 impl Captured {
     pub(crate) fn output(&self) -> crate::process::Output {
-        crate::process::Output {
-            stdout: String::from_utf8_lossy(&self.stdout.contents()).into_owned(),
-            stderr: String::from_utf8_lossy(&self.stderr.contents()).into_owned(),
+        match self {
+            Captured::Pipes { stdout, stderr } => crate::process::Output {
+                stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+            },
+            Captured::Nothing => crate::process::Output::default(),
         }
     }
 }
@@ -86,13 +93,13 @@ pub(crate) fn context(
             None
         }
         Stdio::Capture => {
-            let captured = Captured {
-                stdout: MemoryOutputPipe::new(CAPTURE_LIMIT),
-                stderr: MemoryOutputPipe::new(CAPTURE_LIMIT),
-            };
-            builder.stdout(captured.stdout.clone());
-            builder.stderr(captured.stderr.clone());
-            Some(captured)
+            let (stdout, stderr) = (
+                MemoryOutputPipe::new(CAPTURE_LIMIT),
+                MemoryOutputPipe::new(CAPTURE_LIMIT),
+            );
+            builder.stdout(stdout.clone());
+            builder.stderr(stderr.clone());
+            Some(Captured::Pipes { stdout, stderr })
         }
     };
     Ok((builder, captured))

@@ -182,24 +182,6 @@ fn ten_thousand_spawns_with_failures_give_exactly_ten_thousand_exits() {
 }
 
 #[test]
-fn a_binary_changed_after_verification_is_checked_again_and_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
-    let rt = runtime(dir.path(), &[("add", "arith.wasm", digest, "add")]);
-    rt.spawn("t:add", "t:host", &[json!(1), json!(2)]).unwrap();
-    // Other bytes under the same name (and a different size, so the change is seen at once).
-    write_component(dir.path(), "arith.wasm", IMPORTER);
-    let err = rt
-        .spawn("t:add", "t:host", &[json!(1), json!(2)])
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::HashMismatch, "{err}");
-    assert!(
-        err.to_string().contains(&format!("expected {digest}")),
-        "{err}"
-    );
-}
-
-#[test]
 fn method_forms_plain_interface_and_empty_for_main() {
     let dir = tempfile::tempdir().unwrap();
     let digest = write_component(dir.path(), "methods.wasm", METHODS);
@@ -347,6 +329,7 @@ fn a_full_pool_queues_processes_instead_of_failing_them() {
     let pool = wasmproc_runtime::engine::Pool {
         processes: 2,
         memory: 16 << 20,
+        ..Default::default()
     };
     let rt = sleepers(pool, "4MiB", 100);
     let mut mailbox = Mailbox::new();
@@ -376,6 +359,7 @@ fn a_memory_limit_larger_than_a_pool_slot_is_refused() {
     let pool = wasmproc_runtime::engine::Pool {
         processes: 4,
         memory: 16 << 20,
+        ..Default::default()
     };
     let rt = sleepers(pool, "32MiB", 100);
     let err = rt.spawn("t:sleep", "t:host", &[json!(1)]).unwrap_err();
@@ -389,6 +373,7 @@ fn a_full_queue_refuses_the_spawn_with_queue_full() {
     let pool = wasmproc_runtime::engine::Pool {
         processes: 1,
         memory: 16 << 20,
+        ..Default::default()
     };
     let rt = sleepers(pool, "4MiB", 3);
     let mut mailbox = Mailbox::new();
@@ -481,4 +466,36 @@ fn core_modules_run_with_preview1_wasi() {
         "{error}"
     );
     assert_eq!(exit.output.unwrap().stdout, "hello from p1\n");
+}
+
+#[test]
+fn a_binary_changed_on_disk_is_checked_again_and_refused_until_it_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "ops.wasm", METHODS);
+    let rt = runtime(dir.path(), &[("main", "ops.wasm", digest, "main")]);
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:main", "t:host", &[], &mailbox)
+        .unwrap();
+    assert_eq!(receive(&mut mailbox).unwrap().outcome, Ok(7.into()));
+    // Same size, different bytes: only the hash tells.
+    let original = std::fs::read(dir.path().join("ops.wasm")).unwrap();
+    let mut tampered = original.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(dir.path().join("ops.wasm"), &tampered).unwrap();
+    std::thread::sleep(wasmproc_runtime::loader::RECHECK + Duration::from_millis(100));
+    for _ in 0..2 {
+        let refused = rt
+            .spawn_monitored("t:main", "t:host", &[], &mailbox)
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::HashMismatch, "{refused}");
+        assert!(
+            refused.to_string().contains(&format!("expected {digest}")),
+            "{refused}"
+        );
+    }
+    std::fs::write(dir.path().join("ops.wasm"), &original).unwrap();
+    rt.spawn_monitored("t:main", "t:host", &[], &mailbox)
+        .unwrap();
+    assert_eq!(receive(&mut mailbox).unwrap().outcome, Ok(7.into()));
 }

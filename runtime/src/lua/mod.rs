@@ -120,7 +120,9 @@ impl Runtime {
         preempt(&thread).map_err(refused)?;
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
         let monitors = monitor.map(Mailbox::address).into_iter().collect();
-        let signals = self.registry().register(pid, monitors, options.link);
+        let signals = self
+            .registry()
+            .register_listening(pid, monitors, options.link);
         let guard = ExitGuard::new(pid, self.registry().clone(), None);
         let body = run(lua, thread, args, script, signals);
         host.spawn_task(process::supervise(
