@@ -138,7 +138,8 @@ impl Serialize for Exit {
     }
 }
 
-/// Everything a monitor can receive. Only EXIT exists so far.
+/// Everything a mailbox can receive: EXITs of monitored processes, and, in a Lua script's own
+/// mailbox, the CANCEL and LINK_DOWN sent to it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A monitored process ended.
@@ -427,10 +428,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
             outcome = limited => outcome,
         }
     };
-    let outcome = AssertUnwindSafe(stoppable)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(panicked);
+    let outcome = catching_panics(stoppable).await;
     // Close: the store is gone by now, whichever way the process ended.
     emit(trace.as_ref(), pid, Phase::Close);
     guard.fuel_used = fuel_used;
@@ -459,24 +457,30 @@ pub(crate) async fn supervise(
         pid,
         trace: trace.as_ref(),
     };
-    let outcome = AssertUnwindSafe(stepped)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(panicked);
+    let outcome = catching_panics(stepped).await;
     emit(trace.as_ref(), pid, Phase::Close);
     guard.outcome = Some(outcome);
 }
 
-fn panicked(panic: Box<dyn std::any::Any + Send>) -> Result<Value, ExitError> {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    Err(ExitError::new(
-        ErrorKind::HostFailure,
-        format!("host code panicked while running the process: {message}"),
-    ))
+/// A panic in host code while a process runs ends that process with `host_failure`; the
+/// worker and the other processes go on.
+async fn catching_panics(
+    run: impl Future<Output = Result<Value, ExitError>>,
+) -> Result<Value, ExitError> {
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ExitError::new(
+                ErrorKind::HostFailure,
+                format!("host code panicked while running the process: {message}"),
+            ))
+        })
 }
 
 /// Resolves at the first signal; never, if the registry let go of the sender.
@@ -677,4 +681,53 @@ fn guest_error(error: wasmtime::Error) -> ExitError {
     let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     parts.reverse();
     ExitError::new(kind, parts.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_panic_in_host_code_becomes_a_host_failure() {
+        let outcome = block_on(catching_panics(async {
+            if std::hint::black_box(true) {
+                panic!("the table is gone");
+            }
+            Ok(Value::Null)
+        }));
+        let error = outcome.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::HostFailure);
+        assert!(error.message.contains("the table is gone"), "{error}");
+        assert_eq!(
+            block_on(catching_panics(async { Ok(Value::from(42)) })),
+            Ok(Value::from(42))
+        );
+    }
+
+    #[test]
+    fn a_process_dropped_before_it_finished_still_sends_one_exit() {
+        let registry = Arc::new(Registry::default());
+        let mut mailbox = Mailbox::new();
+        let pid = Pid(7);
+        let _signal = registry.register(pid, vec![mailbox.address()], None);
+        // Panicking with the guard alive, as a task does when its worker unwinds.
+        let guard = ExitGuard::new(pid, registry.clone(), None);
+        let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {
+            let _guard = guard;
+            panic!("unwinding through the process");
+        }));
+        assert!(unwound.is_err());
+        let exit = mailbox.try_receive().and_then(Event::into_exit).unwrap();
+        assert_eq!(exit.from, pid);
+        assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::HostFailure);
+        assert_eq!(mailbox.try_receive(), None, "exactly one EXIT");
+    }
 }

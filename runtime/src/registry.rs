@@ -204,10 +204,9 @@ impl Registry {
             Some(running) => (running.monitors, running.links),
             None => Default::default(),
         };
-        for monitor in &monitors {
-            // A monitor that went away no longer wants the event.
-            let _ = monitor.send(Event::Exit(exit.clone()));
-        }
+        // Sent after the lock is released (waking a receiver is a system call): the monitors
+        // taken here get the EXIT from here, any monitor added from now on from the record.
+        let event = (!monitors.is_empty()).then(|| Event::Exit(exit.clone()));
         for linked in links {
             if let Some(running) = slots.running.get_mut(&linked) {
                 running.links.retain(|l| *l != exit.from);
@@ -225,6 +224,15 @@ impl Registry {
         }
         slots.ended_order.push_back(exit.from);
         slots.ended.insert(exit.from, exit);
+        drop(slots);
+        if let Some(event) = event {
+            let (last, others) = monitors.split_last().expect("monitors is not empty");
+            for monitor in others {
+                // A monitor that went away no longer wants the event.
+                let _ = monitor.send(event.clone());
+            }
+            let _ = last.send(event);
+        }
     }
 }
 

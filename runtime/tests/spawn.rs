@@ -499,3 +499,34 @@ fn a_binary_changed_on_disk_is_checked_again_and_refused_until_it_matches() {
         .unwrap();
     assert_eq!(receive(&mut mailbox).unwrap().outcome, Ok(7.into()));
 }
+
+#[test]
+fn a_host_shutting_down_sends_the_exit_of_every_process_it_drops() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/host.yaml");
+    let rt = Runtime::load(&manifest).unwrap();
+    let mut mailbox = Mailbox::new();
+    let pids: Vec<_> = (0..4)
+        .map(|_| {
+            rt.spawn_monitored(
+                "host:sleeper",
+                "host:one_worker",
+                &[json!(60_000)],
+                &mailbox,
+            )
+            .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(rt);
+    let mut ended: Vec<_> = (0..4)
+        .map(|_| receive(&mut mailbox).expect("an EXIT for every process"))
+        .collect();
+    ended.sort_by_key(|e| e.from);
+    assert_eq!(ended.iter().map(|e| e.from).collect::<Vec<_>>(), pids);
+    for exit in ended {
+        let error = exit.outcome.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::HostFailure);
+        assert!(error.message.contains("host shut down"), "{error}");
+    }
+    assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
+}
