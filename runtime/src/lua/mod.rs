@@ -9,6 +9,9 @@
 //! frees the worker; a script that computes without waiting is preempted every slice (a count
 //! hook yields it), so it cannot starve the processes sharing its worker.
 //!
+//! A script is sandboxed: pure standard libraries (no `io`, `os`, `debug`, file loading) and
+//! at most [`MEMORY_LIMIT`] bytes.
+//!
 //! Signals: `cancel` does not stop a script, it delivers a CANCEL event the script may act on
 //! (Wippy's graceful cancellation); `terminate` stops it; a linked process failing stops it,
 //! unless it set `trap_links`, in which case it receives a LINK_DOWN event.
@@ -36,6 +39,9 @@ use crate::runtime::{Runtime, SpawnOptions};
 const SLICE: Duration = Duration::from_millis(10);
 /// Instructions between two looks at the clock.
 const HOOK_EVERY: u32 = 10_000;
+/// What one script may allocate; past it, an allocation fails with a Lua error ("not enough
+/// memory") and the script ends with `script_error`, the host unharmed.
+pub const MEMORY_LIMIT: usize = 256 << 20;
 
 /// What a running script's API functions share: the runtime, its own PID, and its mailbox.
 pub(crate) struct ScriptProcess {
@@ -104,7 +110,7 @@ impl Runtime {
             mailbox: tokio::sync::Mutex::new(mailbox),
             trap_links: AtomicBool::new(false),
         });
-        let lua = Lua::new();
+        let lua = sandboxed().map_err(refused)?;
         install(&lua, &script).map_err(refused)?;
         let main = lua
             .load(source)
@@ -239,6 +245,29 @@ fn outcome(lua: &Lua, returned: mlua::Result<MultiValue>) -> Result<Value, ExitE
     }
     lua.from_value(value)
         .map_err(|e| failed(format!("the script's result has no JSON form: {e}")))
+}
+
+/// A Lua state with the pure standard libraries only: no `io`, no `os`, no `debug`, and no way
+/// to read files (`dofile`, `loadfile`, `require` of a file); the host API is the script's
+/// only way out, and what it can reach is what the manifest declares.
+fn sandboxed() -> mlua::Result<Lua> {
+    use mlua::StdLib;
+    let libs = StdLib::COROUTINE
+        | StdLib::TABLE
+        | StdLib::STRING
+        | StdLib::UTF8
+        | StdLib::MATH
+        | StdLib::PACKAGE;
+    let lua = Lua::new_with(libs, mlua::LuaOptions::default())?;
+    lua.set_memory_limit(MEMORY_LIMIT)?;
+    let globals = lua.globals();
+    globals.set("dofile", LuaValue::Nil)?;
+    globals.set("loadfile", LuaValue::Nil)?;
+    let package: mlua::Table = globals.get("package")?;
+    package.set("path", "")?;
+    package.set("cpath", "")?;
+    package.set("loadlib", LuaValue::Nil)?;
+    Ok(lua)
 }
 
 fn install(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<()> {
