@@ -6,6 +6,7 @@
 //! symmetric, and only an abnormal end (an error) is passed on, as a [`Signal::LinkDown`].
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
@@ -68,9 +69,33 @@ pub(crate) struct Registry {
 
 #[derive(Default)]
 struct Slots {
-    running: HashMap<Pid, Running>,
-    ended: HashMap<Pid, Exit>,
+    running: PidMap<Running>,
+    ended: PidMap<Exit>,
     ended_order: VecDeque<Pid>,
+}
+
+type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
+
+/// PIDs are sequential integers handed out by the runtime, so nobody can pick colliding keys:
+/// a multiply spreads them well. The default SipHash (built against such attacks) was a
+/// visible share of a spawn, with four map operations per process.
+#[derive(Default)]
+struct PidHasher(u64);
+
+impl Hasher for PidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 struct Running {
