@@ -2,11 +2,12 @@
 //! WebAssembly process, and monitoring a script from Rust.
 #![cfg(feature = "lua")]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use wasmproc_runtime::{ErrorKind, Event, Exit, Mailbox, Runtime, SpawnOptions};
+use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Runtime, SpawnOptions};
 
 fn runtime() -> Arc<Runtime> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/host.yaml");
@@ -14,14 +15,7 @@ fn runtime() -> Arc<Runtime> {
 }
 
 fn receive(mailbox: &mut Mailbox) -> Exit {
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    clock
-        .block_on(mailbox.receive(Duration::from_secs(10)))
-        .and_then(Event::into_exit)
-        .expect("an EXIT within 10 s")
+    common::receive(mailbox).expect("an EXIT within 10 s")
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! The runtime end to end on components written in WAT: traps, refused imports, many spawns,
 //! and a binary that changes after it was verified.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::receive;
 use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::{ErrorKind, Event, Exit, Mailbox, Runtime};
+use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Runtime};
 
 /// `add(a, b) = a + b`, `boom()` traps with `unreachable`, `deep()` recurses forever.
 const ARITHMETIC: &str = r#"
@@ -84,16 +87,6 @@ fn runtime(dir: &Path, entries: &[(&str, &str, Digest, &str)]) -> Runtime {
     let manifest = dir.join("manifest.yaml");
     std::fs::write(&manifest, yaml).unwrap();
     Runtime::load(&manifest).expect("the manifest loads")
-}
-
-fn receive(mailbox: &mut Mailbox) -> Option<Exit> {
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    clock
-        .block_on(mailbox.receive(Duration::from_secs(10)))
-        .and_then(Event::into_exit)
 }
 
 #[test]
