@@ -70,7 +70,8 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Slots {
     running: PidMap<Running>,
-    ended: PidMap<Exit>,
+    /// Boxed: the map holds thousands, and growing or cleaning it moves its entries.
+    ended: PidMap<Box<Exit>>,
     ended_order: VecDeque<Pid>,
 }
 
@@ -170,7 +171,7 @@ impl Registry {
         }
         match slots.ended.get(&pid) {
             Some(exit) => {
-                let _ = monitor.send(Event::Exit(exit.clone()));
+                let _ = monitor.send(Event::Exit(Exit::clone(exit)));
                 Ok(())
             }
             None => Err(Error::UnknownProcess { pid }),
@@ -242,13 +243,23 @@ impl Registry {
                 }
             }
         }
-        if slots.ended_order.len() >= REMEMBERED_EXITS {
-            if let Some(oldest) = slots.ended_order.pop_front() {
-                slots.ended.remove(&oldest);
+        let forgotten = if slots.ended_order.len() >= REMEMBERED_EXITS {
+            let oldest = slots.ended_order.pop_front();
+            oldest.and_then(|oldest| slots.ended.remove(&oldest))
+        } else {
+            None
+        };
+        let from = exit.from;
+        // The oldest record's box holds the new one.
+        let record = match forgotten {
+            Some(mut record) => {
+                *record = exit;
+                record
             }
-        }
-        slots.ended_order.push_back(exit.from);
-        slots.ended.insert(exit.from, exit);
+            None => Box::new(exit),
+        };
+        slots.ended_order.push_back(from);
+        slots.ended.insert(from, record);
         drop(slots);
         if let Some(event) = event {
             let (last, others) = monitors.split_last().expect("monitors is not empty");
@@ -286,7 +297,7 @@ impl Slots {
             return;
         }
         if let Some(exit) = self.ended.get(&other).filter(|e| e.outcome.is_err()) {
-            let signal = Signal::LinkDown(Box::new(exit.clone()));
+            let signal = Signal::LinkDown(exit.clone());
             if let Some(running) = self.running.get_mut(&pid) {
                 running.control.send(signal);
             }

@@ -39,6 +39,8 @@ pub struct Runtime {
     manifest: Manifest,
     loader: Arc<Loader>,
     env: EnvStore,
+    /// Every entry's ID by its `namespace:name` text.
+    ids: HashMap<String, EntryId>,
     programs: Mutex<HashMap<EntryId, Arc<Program>>>,
     hosts: Mutex<HashMap<EntryId, Arc<ProcessHost>>>,
     registry: Arc<Registry>,
@@ -58,6 +60,10 @@ impl Runtime {
     pub fn new(manifest: Manifest, loader: Arc<Loader>) -> Self {
         Runtime {
             env: EnvStore::new(&manifest),
+            ids: manifest
+                .entries()
+                .map(|e| (e.id.to_string(), e.id.clone()))
+                .collect(),
             manifest,
             loader,
             programs: Mutex::new(HashMap::new()),
@@ -111,9 +117,9 @@ impl Runtime {
         monitors: Vec<mpsc::UnboundedSender<Event>>,
     ) -> Result<Pid, Error> {
         let entry = self.entry_id(entry)?;
-        let host = self.host(&self.entry_id(host)?)?;
+        let host = self.host(self.entry_id(host)?)?;
         let place = host.enqueue()?;
-        let program = self.program(&entry)?;
+        let program = self.program(entry)?;
         let params = program
             .signature
             .args_to_vals(args)
@@ -121,9 +127,9 @@ impl Runtime {
                 entry: entry.clone(),
                 source: Box::new(source),
             })?;
-        let (wasm, _) = self.wasm_entry(&entry)?;
+        let (wasm, _) = self.wasm_entry(entry)?;
         // Resolved even when unused: a missing required variable refuses every spawn.
-        let env = self.resolve_env(&entry, wasm)?;
+        let env = self.resolve_env(entry, wasm)?;
         let max_memory = wasm.limits.max_memory;
         let (state, captured) = if program.imports_nothing {
             let captured = (options.stdio == Stdio::Capture).then_some(wasi::Captured::Nothing);
@@ -134,7 +140,7 @@ impl Runtime {
         } else {
             let mounts = self.resolve_mounts(wasm);
             let (mut builder, captured) = wasi::context(
-                &entry,
+                entry,
                 &wasm.wasi,
                 &options.extra_args,
                 &env,
@@ -233,7 +239,7 @@ impl Runtime {
     /// Changes an `env.variable` kept in an `env.storage.memory`; later spawns see the value.
     pub fn set_env(&self, variable: &str, value: impl Into<String>) -> Result<(), Error> {
         let id = self.entry_id(variable)?;
-        self.env.set(&self.manifest, &id, value.into())
+        self.env.set(&self.manifest, id, value.into())
     }
 
     pub(crate) fn next_pid(&self) -> Pid {
@@ -245,12 +251,17 @@ impl Runtime {
         &self.registry
     }
 
-    pub(crate) fn entry_id(&self, id: &str) -> Result<EntryId, Error> {
-        let id = EntryId::parse(id).map_err(|_| Error::UnknownEntry { id: id.to_string() })?;
-        if self.manifest.get(&id).is_none() {
-            return Err(Error::UnknownEntry { id: id.to_string() });
+    /// The entry `id` names, looked up as written first (no parsing, no allocation: this is
+    /// on every spawn).
+    pub(crate) fn entry_id(&self, id: &str) -> Result<&EntryId, Error> {
+        if let Some(known) = self.ids.get(id) {
+            return Ok(known);
         }
-        Ok(id)
+        EntryId::parse(id)
+            .ok()
+            .and_then(|parsed| self.manifest.get(&parsed))
+            .map(|entry| &entry.id)
+            .ok_or_else(|| Error::UnknownEntry { id: id.to_string() })
     }
 
     /// The verified, compiled program of a `process.wasm` entry. Loaded on first use and kept;
