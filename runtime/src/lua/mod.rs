@@ -123,6 +123,7 @@ impl Runtime {
             .collect::<mlua::Result<MultiValue>>()
             .map_err(refused)?;
         let thread = lua.create_thread(main).map_err(refused)?;
+        lua.set_app_data(MainThread(thread.to_pointer() as usize));
         preempt(&thread).map_err(refused)?;
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
         let monitors = monitor.map(Mailbox::address).into_iter().collect();
@@ -268,6 +269,21 @@ fn sandboxed() -> mlua::Result<Lua> {
     package.set("cpath", "")?;
     package.set("loadlib", LuaValue::Nil)?;
     Ok(lua)
+}
+
+/// The script's own thread: the only one a wait can suspend the process from.
+struct MainThread(usize);
+
+/// Refuses a wait (`receive`, `sleep`, a channel) inside a coroutine the script made: there
+/// the suspension would reach the coroutine's resumer, which would see a strange yield.
+pub(crate) fn may_wait(lua: &Lua, what: &str) -> mlua::Result<()> {
+    let main = lua.app_data_ref::<MainThread>().map(|m| m.0);
+    if main.is_some_and(|main| main != lua.current_thread().to_pointer() as usize) {
+        return Err(mlua::Error::runtime(format!(
+            "{what}: a script can wait only in its main body, not inside a coroutine"
+        )));
+    }
+    Ok(())
 }
 
 fn install(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<()> {
