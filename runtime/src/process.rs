@@ -338,7 +338,8 @@ impl Drop for ExitGuard {
 
 /// Counts the polls of a process's future: each poll is a Step, each `Pending` a Yield.
 struct Stepped<'a, F> {
-    inner: Pin<Box<F>>,
+    /// Pinned where the caller's future lives (no box: one allocation fewer per process).
+    inner: Pin<&'a mut F>,
     counters: &'a mut Counters,
     pid: Pid,
     trace: Option<&'a TraceSink>,
@@ -395,40 +396,44 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     guard.started = Instant::now();
     emit(trace.as_ref(), pid, Phase::Init);
     let mut fuel_used = None;
-    let stepped = Stepped {
-        inner: Box::pin(init_step_close(
+    // A block, so that the run (and its borrow of `fuel_used`) ends before it is read.
+    let outcome = {
+        let run = std::pin::pin!(init_step_close(
             &program,
             &params,
             state,
             &limits,
             &mut fuel_used,
-        )),
-        counters: &mut guard.counters,
-        pid,
-        trace: trace.as_ref(),
+        ));
+        let stepped = Stepped {
+            inner: run,
+            counters: &mut guard.counters,
+            pid,
+            trace: trace.as_ref(),
+        };
+        let limited = async {
+            match limits.max_execution {
+                None => stepped.await,
+                Some(limit) => tokio::time::timeout(limit, stepped)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ExitError::new(
+                            ErrorKind::LimitExceeded,
+                            format!("max_execution_ms ({} ms) exceeded", limit.as_millis()),
+                        ))
+                    }),
+            }
+        };
+        let stoppable = async {
+            tokio::select! {
+                // A signal wins over a guest that is ready at the same moment.
+                biased;
+                signal = first_signal(signal) => Err(signal.ending()),
+                outcome = limited => outcome,
+            }
+        };
+        catching_panics(stoppable).await
     };
-    let limited = async {
-        match limits.max_execution {
-            None => stepped.await,
-            Some(limit) => tokio::time::timeout(limit, stepped)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ExitError::new(
-                        ErrorKind::LimitExceeded,
-                        format!("max_execution_ms ({} ms) exceeded", limit.as_millis()),
-                    ))
-                }),
-        }
-    };
-    let stoppable = async {
-        tokio::select! {
-            // A signal wins over a guest that is ready at the same moment.
-            biased;
-            signal = first_signal(signal) => Err(signal.ending()),
-            outcome = limited => outcome,
-        }
-    };
-    let outcome = catching_panics(stoppable).await;
     // Close: the store is gone by now, whichever way the process ended.
     emit(trace.as_ref(), pid, Phase::Close);
     guard.fuel_used = fuel_used;
@@ -452,7 +457,7 @@ pub(crate) async fn supervise(
     guard.started = Instant::now();
     emit(trace.as_ref(), pid, Phase::Init);
     let stepped = Stepped {
-        inner: Box::pin(body),
+        inner: std::pin::pin!(body),
         counters: &mut guard.counters,
         pid,
         trace: trace.as_ref(),
@@ -598,10 +603,18 @@ async fn call(
     let func = instance
         .get_func(&mut *store, export)
         .ok_or_else(vanished)?;
-    // Step: a component function has at most one result.
-    let mut results = vec![Val::Bool(false); signature.results.len()];
-    match func.call_async(&mut *store, params, &mut results).await {
-        Ok(()) => Ok(Signature::result_value(&results)),
+    // Step: a component function has at most one result (no allocation for it).
+    let mut one = [Val::Bool(false)];
+    let mut many;
+    let results: &mut [Val] = match signature.results.len() {
+        n @ (0 | 1) => &mut one[..n],
+        n => {
+            many = vec![Val::Bool(false); n];
+            &mut many
+        }
+    };
+    match func.call_async(&mut *store, params, results).await {
+        Ok(()) => Ok(Signature::result_value(results)),
         Err(e) => exited_or_failed(e),
     }
 }
