@@ -7,7 +7,7 @@ use std::time::Instant;
 use mlua::{Lua, UserData, UserDataMethods, Value as LuaValue};
 
 use super::events::event_table;
-use super::{may_wait, ScriptProcess};
+use super::ScriptProcess;
 
 #[derive(Clone)]
 pub(crate) enum Channel {
@@ -19,19 +19,15 @@ pub(crate) enum Channel {
 
 impl UserData for Channel {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("receive", |lua, channel, ()| {
-            let allowed = may_wait(&lua, "receive");
-            async move {
-                allowed?;
-                match &*channel {
-                    Channel::Events(script) => match script.next_event(None).await {
-                        Some(event) => event_table(&lua, &event).map(LuaValue::Table),
-                        None => Ok(LuaValue::Nil),
-                    },
-                    Channel::Timer(deadline) => {
-                        tokio::time::sleep_until((*deadline).into()).await;
-                        Ok(LuaValue::Boolean(true))
-                    }
+        methods.add_async_method("receive", |lua, channel, ()| async move {
+            match &*channel {
+                Channel::Events(script) => match script.next_event(None).await {
+                    Some(event) => event_table(&lua, &event).map(LuaValue::Table),
+                    None => Ok(LuaValue::Nil),
+                },
+                Channel::Timer(deadline) => {
+                    tokio::time::sleep_until((*deadline).into()).await;
+                    Ok(LuaValue::Boolean(true))
                 }
             }
         });
@@ -47,13 +43,9 @@ pub(super) fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
     let channel = lua.create_table()?;
     channel.set(
         "select",
-        lua.create_async_function(|lua, cases: mlua::Table| {
-            let allowed = may_wait(&lua, "channel.select");
-            async move {
-                allowed?;
-                select(&lua, cases).await
-            }
-        })?,
+        lua.create_async_function(
+            |lua, cases: mlua::Table| async move { select(&lua, cases).await },
+        )?,
     )?;
     Ok(channel)
 }

@@ -123,7 +123,6 @@ impl Runtime {
             .collect::<mlua::Result<MultiValue>>()
             .map_err(refused)?;
         let thread = lua.create_thread(main).map_err(refused)?;
-        lua.set_app_data(MainThread(thread.to_pointer() as usize));
         preempt(&thread).map_err(refused)?;
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
         let monitors = monitor.map(Mailbox::address).into_iter().collect();
@@ -186,7 +185,8 @@ pub fn run_script(
 
 /// Yields the script's thread to the scheduler once it has computed for a slice. Only the
 /// script's own thread yields: a yield inside a coroutine the script made would look, to the
-/// script, like the coroutine yielding.
+/// script, like the coroutine yielding (so a coroutine that loops without waiting is not
+/// preempted; the hook is not inherited by coroutines anyway).
 fn preempt(thread: &mlua::Thread) -> mlua::Result<()> {
     let own = thread.to_pointer() as usize;
     let slice_start = std::sync::Mutex::new(Instant::now());
@@ -268,22 +268,10 @@ fn sandboxed() -> mlua::Result<Lua> {
     package.set("path", "")?;
     package.set("cpath", "")?;
     package.set("loadlib", LuaValue::Nil)?;
+    lua.load(include_str!("coroutines.lua"))
+        .set_name("=wasmproc/coroutines")
+        .call::<()>(Lua::poll_pending())?;
     Ok(lua)
-}
-
-/// The script's own thread: the only one a wait can suspend the process from.
-struct MainThread(usize);
-
-/// Refuses a wait (`receive`, `sleep`, a channel) inside a coroutine the script made: there
-/// the suspension would reach the coroutine's resumer, which would see a strange yield.
-pub(crate) fn may_wait(lua: &Lua, what: &str) -> mlua::Result<()> {
-    let main = lua.app_data_ref::<MainThread>().map(|m| m.0);
-    if main.is_some_and(|main| main != lua.current_thread().to_pointer() as usize) {
-        return Err(mlua::Error::runtime(format!(
-            "{what}: a script can wait only in its main body, not inside a coroutine"
-        )));
-    }
-    Ok(())
 }
 
 fn install(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<()> {

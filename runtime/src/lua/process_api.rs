@@ -9,7 +9,7 @@ use mlua::{Lua, LuaSerdeExt, Value as LuaValue, Variadic};
 use super::channel::Channel;
 use super::events::{event_table, LuaPid};
 use super::time_api::LuaDuration;
-use super::{may_wait, ScriptProcess};
+use super::ScriptProcess;
 use crate::error::Error;
 use crate::runtime::SpawnOptions;
 
@@ -103,9 +103,7 @@ pub(super) fn module(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<mlu
             "receive",
             lua.create_async_function(move |lua, timeout: Option<LuaDuration>| {
                 let script = script.clone();
-                let allowed = may_wait(&lua, "process.receive");
                 async move {
-                    allowed?;
                     match script.next_event(timeout.map(|t| t.0)).await {
                         Some(event) => event_table(&lua, &event).map(LuaValue::Table),
                         None => Ok(LuaValue::Nil),
