@@ -20,6 +20,10 @@ pub struct LuaArgs {
     /// The `process.host` the script runs on (default: the manifest's only one).
     #[arg(long)]
     host: Option<String>,
+    /// Terminate the script if it has not ended after this long (e.g. `30s`, `5m`; default:
+    /// no limit). Exit status 1 then.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<std::time::Duration>,
     /// The script's `...`, each read as YAML (`6` is a number, `hi` a string).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -43,8 +47,15 @@ pub fn lua(args: LuaArgs) -> ExitCode {
     };
     let values: Vec<_> = args.args.iter().map(|a| args::parse(a)).collect();
     let name = args.script.display().to_string();
-    match wasmproc_runtime::lua::run_script(&runtime, &source, &name, args.host.as_deref(), &values)
-    {
+    let ran = wasmproc_runtime::lua::run_script(
+        &runtime,
+        &source,
+        &name,
+        args.host.as_deref(),
+        &values,
+        args.timeout,
+    );
+    match ran {
         Ok(serde_json::Value::Null) => ExitCode::SUCCESS,
         Ok(value) => {
             println!("{value}");

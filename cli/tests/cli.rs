@@ -436,3 +436,24 @@ fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn a_lua_script_past_its_timeout_is_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("forever.lua");
+    std::fs::write(&script, "time.sleep('1h')\n").unwrap();
+    let out = wasmproc(&[
+        "lua",
+        script.to_str().unwrap(),
+        "--manifest",
+        "conformance/apps/seed.yaml",
+        "--timeout",
+        "300ms",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("limit_exceeded") && err.contains("did not end within 300ms"),
+        "{err}"
+    );
+}

@@ -11,7 +11,7 @@ use crate::expect::{check_error, check_event};
 use crate::http_server::HttpServer;
 use crate::scenario::{
     FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep, ReceiveExpectation,
-    ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step,
+    ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
 };
 use wasmproc_runtime::lua::ScriptError;
 
@@ -193,8 +193,14 @@ impl Scenario {
             state.pids.insert(alias.clone(), pid);
             return Ok(());
         }
-        let ran =
-            wasmproc_runtime::lua::run_script(runtime, &source, &name, Some(&host), &script.args);
+        let ran = wasmproc_runtime::lua::run_script(
+            runtime,
+            &source,
+            &name,
+            Some(&host),
+            &script.args,
+            Some(script.timeout.unwrap_or(LUA_TIMEOUT)),
+        );
         match (ran, &script.expect_error) {
             (Ok(_), None) => Ok(()),
             (Err(e), None) => Err(format!("the script failed: {e}")),

@@ -123,7 +123,18 @@ pub struct LuaScript {
     /// The script must end with this error (not with `as:`).
     #[serde(default)]
     pub expect_error: Option<ErrorExpectation>,
+    /// How long the step waits for the script to end before it terminates it and fails
+    /// (default 60s; not with `as:`).
+    #[serde(default, deserialize_with = "some_duration")]
+    pub timeout: Option<Duration>,
 }
+
+fn some_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
+/// How long a `lua:` step waits for its script by default.
+pub const LUA_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Step {
     pub fn name(&self) -> &'static str {
@@ -394,10 +405,10 @@ impl Scenario {
                         ));
                     }
                     if let Some(alias) = &script.alias {
-                        if script.expect_error.is_some() {
+                        if script.expect_error.is_some() || script.timeout.is_some() {
                             return Err(fail(
                                 i,
-                                format!("`as: {alias}` runs in the background: receive its EXIT to check an error"),
+                                format!("`as: {alias}` runs in the background: receive its EXIT to check an error or bound its time"),
                             ));
                         }
                         if aliases.insert(alias.clone(), i).is_some() {

@@ -142,13 +142,15 @@ impl Runtime {
 }
 
 /// Runs `source` as a process on `host` (default: the manifest's only host) and waits for its
-/// EXIT: the script's result, or why it failed.
+/// EXIT: the script's result, or why it failed. A script still running after `timeout` is
+/// terminated and fails with `limit_exceeded`.
 pub fn run_script(
     runtime: &Arc<Runtime>,
     source: &str,
     name: &str,
     host: Option<&str>,
     args: &[Value],
+    timeout: Option<Duration>,
 ) -> Result<Value, ScriptError> {
     let host = match host {
         Some(host) => host.to_string(),
@@ -158,7 +160,7 @@ pub fn run_script(
             .to_string(),
     };
     let mut mailbox = Mailbox::new();
-    runtime
+    let pid = runtime
         .spawn_lua(
             source,
             name,
@@ -169,6 +171,7 @@ pub fn run_script(
         )
         .map_err(ScriptError::Refused)?;
     let waiter = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .map_err(|e| {
             ScriptError::Failed(ExitError::new(
@@ -176,12 +179,40 @@ pub fn run_script(
                 format!("cannot wait for the script: {e}"),
             ))
         })?;
-    loop {
-        if let Event::Exit(exit) = waiter.block_on(mailbox.next()) {
-            return exit.outcome.map_err(ScriptError::Failed);
+    let Some(timeout) = timeout else {
+        loop {
+            if let Event::Exit(exit) = waiter.block_on(mailbox.next()) {
+                return exit.outcome.map_err(ScriptError::Failed);
+            }
         }
+    };
+    // Only the script's EXIT can reach this mailbox.
+    if let Some(Event::Exit(exit)) = waiter.block_on(mailbox.receive(timeout)) {
+        return exit.outcome.map_err(ScriptError::Failed);
     }
+    let _ = runtime.terminate(pid);
+    // A script looping inside a coroutine cannot be stopped until it waits (see `preempt`).
+    let then = match waiter.block_on(mailbox.receive(TERMINATE_GRACE)) {
+        Some(Event::Exit(exit)) => match exit.outcome {
+            Ok(_) => "then it ended".to_string(),
+            Err(e) => format!("then: {e}"),
+        },
+        _ => format!(
+            "and it was still running {} after it was terminated",
+            humantime::format_duration(TERMINATE_GRACE)
+        ),
+    };
+    Err(ScriptError::Failed(ExitError::new(
+        ErrorKind::LimitExceeded,
+        format!(
+            "the script did not end within {} ({then})",
+            humantime::format_duration(timeout)
+        ),
+    )))
 }
+
+/// How long [`run_script`] waits for a timed-out script to end once it is terminated.
+const TERMINATE_GRACE: Duration = Duration::from_secs(5);
 
 /// Yields the script's thread to the scheduler once it has computed for a slice. Only the
 /// script's own thread yields: a yield inside a coroutine the script made would look, to the
