@@ -63,7 +63,7 @@ enum Command {
     /// (as JSON, unless nil). Exit status 1 when the script fails, 2 when it is refused.
     #[command(after_help = "Examples:\n  \
         wasmproc lua examples/seed.lua --manifest conformance/apps/seed.yaml\n  \
-        wasmproc lua product.lua 6 7")]
+        wasmproc lua examples/product.lua --manifest conformance/apps/seed.yaml 6 7")]
     Lua(lua::LuaArgs),
     /// Run YAML scenarios against your own guests, with libtest's output and flags.
     ///

@@ -395,16 +395,9 @@ fn a_failing_lua_script_exits_1_naming_its_line() {
 
 #[test]
 fn a_lua_script_gets_its_arguments_and_prints_what_it_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("product.lua");
-    std::fs::write(
-        &script,
-        "local a, b = ...\nlocal pid = process.spawn_monitored('myns:compute_worker', 'myns:processes', a, b)\nreturn { product = process.receive('10s').value, args = { a, b } }\n",
-    )
-    .unwrap();
     let out = wasmproc(&[
         "lua",
-        script.to_str().unwrap(),
+        "examples/product.lua",
         "--manifest",
         "conformance/apps/seed.yaml",
         "6",
@@ -415,6 +408,19 @@ fn a_lua_script_gets_its_arguments_and_prints_what_it_returns() {
     assert_eq!(
         printed,
         serde_json::json!({ "product": 42, "args": [6, 7] })
+    );
+    let refused = wasmproc(&[
+        "lua",
+        "examples/product.lua",
+        "--manifest",
+        "conformance/apps/seed.yaml",
+        "6",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("bad_argument"),
+        "{}",
+        stderr(&refused)
     );
 }
 
