@@ -565,18 +565,11 @@ async fn init_step_close(
             *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
         }
-        _ => Err(ExitError::new(
-            ErrorKind::HostFailure,
+        _ => Err(wasmtime::Error::msg(
             "the process's context does not match its binary's kind",
         )),
     };
-    result.map_err(|e| match (e.kind, limits.fuel) {
-        (ErrorKind::Trap, Some(fuel)) if e.message.contains("all fuel consumed") => ExitError::new(
-            ErrorKind::LimitExceeded,
-            format!("fuel ({fuel}) exhausted: {}", e.message),
-        ),
-        _ => e,
-    })
+    result.map_err(|e| guest_error(e, limits))
 }
 
 /// Fuel, and the epoch deadline that makes the guest yield every slice.
@@ -595,11 +588,8 @@ async fn call(
     signature: &Signature,
     params: &[Val],
     store: &mut Store<ProcessState>,
-) -> Result<Value, ExitError> {
-    let instance = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(guest_error)?;
+) -> wasmtime::Result<Value> {
+    let instance = pre.instantiate_async(&mut *store).await?;
     let func = instance
         .get_func(&mut *store, export)
         .ok_or_else(vanished)?;
@@ -626,11 +616,8 @@ async fn call_module(
     func: &str,
     params: &[Val],
     store: &mut Store<ModuleState>,
-) -> Result<Value, ExitError> {
-    let instance = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(guest_error)?;
+) -> wasmtime::Result<Value> {
+    let instance = pre.instantiate_async(&mut *store).await?;
     let func = instance.get_func(&mut *store, func).ok_or_else(vanished)?;
     let core: Vec<wasmtime::Val> = params
         .iter()
@@ -661,22 +648,21 @@ async fn call_module(
     }
 }
 
-fn vanished() -> ExitError {
-    ExitError::new(
-        ErrorKind::HostFailure,
-        "the checked export vanished from the instance",
-    )
+fn vanished() -> wasmtime::Error {
+    wasmtime::Error::msg("the checked export vanished from the instance")
 }
 
 /// `exit(0)` is a successful end without a value; anything else is the guest's error.
-fn exited_or_failed(e: wasmtime::Error) -> Result<Value, ExitError> {
+fn exited_or_failed(e: wasmtime::Error) -> wasmtime::Result<Value> {
     match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         Some(code) if code.0 == 0 => Ok(Value::Null),
-        _ => Err(guest_error(e)),
+        _ => Err(e),
     }
 }
 
-fn guest_error(error: wasmtime::Error) -> ExitError {
+/// How a failed instantiation or call ends the process: an exit code, the fuel limit, a trap,
+/// or (anything else) a host failure.
+fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return ExitError {
             kind: ErrorKind::ExitCode,
@@ -684,16 +670,19 @@ fn guest_error(error: wasmtime::Error) -> ExitError {
             code: Some(exit.0),
         };
     }
-    let kind = if error.downcast_ref::<wasmtime::Trap>().is_some() {
-        ErrorKind::Trap
-    } else {
-        ErrorKind::HostFailure
-    };
     // Cause first ("wasm trap: wasm `unreachable` instruction executed"), then its context
     // (the wasm backtrace).
     let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     parts.reverse();
-    ExitError::new(kind, parts.join("\n"))
+    let message = parts.join("\n");
+    match (error.downcast_ref::<wasmtime::Trap>(), limits.fuel) {
+        (Some(wasmtime::Trap::OutOfFuel), Some(fuel)) => ExitError::new(
+            ErrorKind::LimitExceeded,
+            format!("fuel ({fuel}) exhausted: {message}"),
+        ),
+        (Some(_), _) => ExitError::new(ErrorKind::Trap, message),
+        (None, _) => ExitError::new(ErrorKind::HostFailure, message),
+    }
 }
 
 #[cfg(test)]

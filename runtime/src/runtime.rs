@@ -127,7 +127,7 @@ impl Runtime {
                 entry: entry.clone(),
                 source: Box::new(source),
             })?;
-        let (wasm, _) = self.wasm_entry(entry)?;
+        let wasm = self.wasm_spec(entry)?;
         // Resolved even when unused: a missing required variable refuses every spawn.
         let env = self.resolve_env(entry, wasm)?;
         let max_memory = wasm.limits.max_memory;
@@ -276,7 +276,8 @@ impl Runtime {
             // Forgotten, so that no spawn runs it again before its file passes the check.
             self.lock_programs().remove(id);
         }
-        let (wasm, directory) = self.wasm_entry(id)?;
+        let wasm = self.wasm_spec(id)?;
+        let directory = self.directory(&wasm.fs)?;
         let program = self.loader.load(id, wasm, directory)?;
         self.lock_programs().insert(id.clone(), program.clone());
         Ok(program)
@@ -300,12 +301,11 @@ impl Runtime {
         })
     }
 
-    fn wasm_entry(&self, id: &EntryId) -> Result<(&WasmSpec, &std::path::Path), Error> {
-        let wasm = self.entry_of(id, "process.wasm", |spec| match spec {
+    fn wasm_spec(&self, id: &EntryId) -> Result<&WasmSpec, Error> {
+        self.entry_of(id, "process.wasm", |spec| match spec {
             EntrySpec::Wasm(wasm) => Some(wasm.as_ref()),
             _ => None,
-        })?;
-        Ok((wasm, self.directory(&wasm.fs)?))
+        })
     }
 
     /// The host path of an `fs.directory` entry (the manifest checked references at load).

@@ -86,8 +86,14 @@ fn exit_table(lua: &Lua, type_: &str, kind: &str, exit: &Exit) -> mlua::Result<m
     Ok(table)
 }
 
-/// `tostring(event.result.error)` gives `kind: message`.
+const ERROR_METATABLE: &str = "wasmproc.error_metatable";
+
+/// `tostring(event.result.error)` gives `kind: message`. Made once per script, shared by its
+/// events.
 fn error_metatable(lua: &Lua) -> mlua::Result<mlua::Table> {
+    if let Ok(meta) = lua.named_registry_value::<mlua::Table>(ERROR_METATABLE) {
+        return Ok(meta);
+    }
     let meta = lua.create_table()?;
     meta.set(
         "__tostring",
@@ -99,5 +105,6 @@ fn error_metatable(lua: &Lua) -> mlua::Result<mlua::Table> {
             ))
         })?,
     )?;
+    lua.set_named_registry_value(ERROR_METATABLE, &meta)?;
     Ok(meta)
 }
