@@ -112,10 +112,7 @@ fn start(
     if runtime.manifest().terminals().next().is_none() {
         return Err(Error::NoTerminal);
     }
-    let host = match &args.host {
-        Some(host) => host.clone(),
-        None => runtime.default_host()?.to_string(),
-    };
+    let host = runtime.host_or_default(args.host.as_deref())?;
     // The export's parameters take the arguments only when it has any: a command that reads
     // its argv (WASI arguments) gets them there in every case.
     let program = runtime.program(

@@ -19,12 +19,9 @@ pub fn spawn(
         Ok(runtime) => runtime,
         Err(e) => return refused(&e),
     };
-    let host = match host {
-        Some(host) => host.to_string(),
-        None => match runtime.default_host() {
-            Ok(id) => id.to_string(),
-            Err(e) => return refused(&e),
-        },
+    let host = match runtime.host_or_default(host) {
+        Ok(host) => host,
+        Err(e) => return refused(&e),
     };
     let args: Vec<_> = args.iter().map(|a| args::parse(a)).collect();
     let mut mailbox = Mailbox::new();

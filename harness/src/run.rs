@@ -172,13 +172,9 @@ impl Scenario {
                 ),
             },
         };
-        let host = match &script.host {
-            Some(host) => host.clone(),
-            None => runtime
-                .default_host()
-                .map_err(|e| e.to_string())?
-                .to_string(),
-        };
+        let host = runtime
+            .host_or_default(script.host.as_deref())
+            .map_err(|e| e.to_string())?;
         if let Some(alias) = &script.alias {
             let pid = runtime
                 .spawn_lua(
@@ -235,14 +231,10 @@ struct RunState<'a> {
 
 impl RunState<'_> {
     fn spawn(&mut self, step: &SpawnStep) -> Result<(), String> {
-        let host = match &step.host {
-            Some(host) => host.clone(),
-            None => self
-                .runtime
-                .default_host()
-                .map_err(|e| e.to_string())?
-                .to_string(),
-        };
+        let host = self
+            .runtime
+            .host_or_default(step.host.as_deref())
+            .map_err(|e| e.to_string())?;
         let options = SpawnOptions {
             trace: step.trace.then(|| self.trace.clone()),
             ..SpawnOptions::default()

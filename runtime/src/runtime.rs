@@ -220,6 +220,14 @@ impl Runtime {
         self.registry.unlink(pid, other)
     }
 
+    /// `host`, or the manifest's only `process.host` when it is left out.
+    pub fn host_or_default(&self, host: Option<&str>) -> Result<String, Error> {
+        match host {
+            Some(host) => Ok(host.to_string()),
+            None => self.default_host().map(|id| id.to_string()),
+        }
+    }
+
     /// The only `process.host`, for front ends that let the user leave it out.
     pub fn default_host(&self) -> Result<EntryId, Error> {
         let hosts: Vec<_> = self.manifest.hosts().map(|(id, _)| id.clone()).collect();
@@ -360,14 +368,14 @@ impl Runtime {
     }
 
     pub(crate) fn host(&self, id: &EntryId) -> Result<Arc<ProcessHost>, Error> {
-        let spec = self.entry_of(id, "process.host", |spec| match spec {
-            EntrySpec::Host(host) => Some(host),
-            _ => None,
-        })?;
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(host) = hosts.get(id) {
             return Ok(host.clone());
         }
+        let spec = self.entry_of(id, "process.host", |spec| match spec {
+            EntrySpec::Host(host) => Some(host),
+            _ => None,
+        })?;
         // Started on first spawn: a manifest may declare hosts a run never uses.
         let host = Arc::new(ProcessHost::start(id.clone(), spec.clone())?);
         hosts.insert(id.clone(), host.clone());

@@ -152,13 +152,9 @@ pub fn run_script(
     args: &[Value],
     timeout: Option<Duration>,
 ) -> Result<Value, ScriptError> {
-    let host = match host {
-        Some(host) => host.to_string(),
-        None => runtime
-            .default_host()
-            .map_err(ScriptError::Refused)?
-            .to_string(),
-    };
+    let host = runtime
+        .host_or_default(host)
+        .map_err(ScriptError::Refused)?;
     let mut mailbox = Mailbox::new();
     let pid = runtime
         .spawn_lua(

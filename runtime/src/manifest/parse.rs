@@ -362,7 +362,11 @@ fn parse_limits(raw: RawLimits) -> Result<Limits, FieldError> {
     };
     let max_memory = match raw.max_memory {
         None => None,
-        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+            invalid(format!(
+                "limits.max_memory must be a whole number of bytes or a size, e.g. 64MiB (got {n})"
+            ))
+        })?),
         Some(Value::String(s)) => {
             Some(parse_size(&s).map_err(|e| invalid(format!("limits.max_memory: {e}")))?)
         }
