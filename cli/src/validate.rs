@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use wasmproc_runtime::imports::Grants;
-use wasmproc_runtime::inspect::{inspect, Inspection};
+use wasmproc_runtime::inspect::{inspect, BinaryKind, Inspection};
 use wasmproc_runtime::manifest::{EntrySpec, Manifest};
 use wasmproc_runtime::EntryId;
 
@@ -148,7 +148,13 @@ fn check_entry(
             inspection.grants.join(", ")
         ));
     }
-    let method = wasm.method.to_string();
+    // What a spawn would call: for a core module, `main` may mean its `_start`.
+    let method = match inspection.kind {
+        BinaryKind::CoreModule => wasm
+            .method
+            .core_export(|name| inspection.exports.contains_key(name)),
+        _ => wasm.method.to_string(),
+    };
     let signature = inspection.exports.get(&method).cloned();
     if signature.is_some() && !args.args.is_empty() {
         check_args(&manifest, &entry_id, &args.args, problems);

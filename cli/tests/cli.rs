@@ -463,3 +463,40 @@ fn a_lua_script_past_its_timeout_is_terminated() {
         "{err}"
     );
 }
+
+#[test]
+fn validate_checks_a_core_module_against_its_entry_as_the_loader_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = p1_command(0);
+    std::fs::write(dir.path().join("hello.wasm"), &bytes).unwrap();
+    let hash = wasmproc_runtime::manifest::Digest::of(&bytes);
+    let manifest = dir.path().join("wasmproc.yaml");
+    let entries = |imports: &str| {
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: hello, kind: process.wasm, fs: bins, path: /hello.wasm, hash: \"{hash}\", method: \"\", imports: [{imports}] }}\n"
+        )
+    };
+    let validate = || {
+        wasmproc(&[
+            "validate",
+            dir.path().join("hello.wasm").to_str().unwrap(),
+            "--entry",
+            "t:hello",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+    };
+    // The method is empty (`main`): the module's `_start` runs, and its preview 1 imports
+    // are stdio and exit, so wasi:cli.
+    std::fs::write(&manifest, entries("wasi:cli")).unwrap();
+    let ok = validate();
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    std::fs::write(&manifest, entries("")).unwrap();
+    let refused = validate();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stdout(&refused).contains("wasi_snapshot_preview1::fd_write"),
+        "{}",
+        stdout(&refused)
+    );
+}

@@ -127,16 +127,17 @@ fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
             let mut families = Vec::new();
             for import in module.imports() {
                 let name = format!("{}::{}", import.module(), import.name());
-                let family = match crate::loader::p1_import_family(import.module(), import.name()) {
-                    Some(family) => {
-                        families.push(family);
-                        family.package().to_string()
-                    }
-                    None => {
-                        report.unsupported_imports.push(name.clone());
-                        import.module().to_string()
-                    }
-                };
+                let family =
+                    match crate::manifest::Family::of_p1_import(import.module(), import.name()) {
+                        Some(family) => {
+                            families.push(family);
+                            family.package().to_string()
+                        }
+                        None => {
+                            report.unsupported_imports.push(name.clone());
+                            import.module().to_string()
+                        }
+                    };
                 report.imports.entry(family).or_default().push(name);
             }
             report.grants = minimal_grants(&families);

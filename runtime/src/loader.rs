@@ -14,7 +14,7 @@ use wasmtime::Engine;
 use crate::error::ErrorKind;
 use crate::id::EntryId;
 use crate::imports::{self, Grants};
-use crate::manifest::{Digest, Method, WasmSpec};
+use crate::manifest::{Digest, Family, Method, WasmSpec};
 use crate::state::{ModuleState, ProcessState};
 use crate::value::Signature;
 
@@ -315,7 +315,7 @@ impl Loader {
         let grants = Grants::new(&wasm.imports);
         let ungranted: Vec<String> = module
             .imports()
-            .filter(|i| !p1_import_family(i.module(), i.name()).is_some_and(|f| grants.has(f)))
+            .filter(|i| !Family::of_p1_import(i.module(), i.name()).is_some_and(|f| grants.has(f)))
             .map(|i| format!("{}::{}", i.module(), i.name()))
             .collect();
         if !ungranted.is_empty() {
@@ -325,12 +325,9 @@ impl Loader {
                 granted: wasm.imports.iter().map(|f| f.to_string()).collect(),
             });
         }
-        // An empty method (`main`) runs a command's `_start`.
-        let func = match (&wasm.method.interface, wasm.method.func.as_str()) {
-            (None, "main") if module.get_export("main").is_none() => "_start".to_string(),
-            (None, name) => name.to_string(),
-            (Some(_), _) => String::new(),
-        };
+        let func = wasm
+            .method
+            .core_export(|name| module.get_export(name).is_some());
         let missing = || LoadError::MissingExport {
             entry: entry.clone(),
             method: wasm.method.clone(),
@@ -417,24 +414,6 @@ impl Loader {
         linkers.insert(grants.clone(), linker.clone());
         Ok(linker)
     }
-}
-
-/// The family a preview 1 import belongs to: stdio, args, environment and exit are `wasi:cli`;
-/// paths and directories `wasi:filesystem`; time and polling `wasi:clocks`.
-pub fn p1_import_family(module: &str, name: &str) -> Option<crate::manifest::Family> {
-    use crate::manifest::Family;
-    if module != "wasi_snapshot_preview1" {
-        return None;
-    }
-    Some(match name {
-        n if n.starts_with("path_") || n.starts_with("fd_prestat") || n == "fd_readdir" => {
-            Family::Filesystem
-        }
-        n if n.starts_with("clock_") || n == "poll_oneoff" => Family::Clocks,
-        "random_get" => Family::Random,
-        n if n.starts_with("sock_") => Family::Sockets,
-        _ => Family::Cli,
-    })
 }
 
 /// Every import must belong to a granted family; the linker then checks that wasmproc provides

@@ -174,9 +174,31 @@ impl Family {
     }
 
     /// The family of an import name: `wasi:cli/stdout@0.2.12` → `wasi:cli`.
+    /// The family of a component import (`wasi:cli/stdout@0.2.0`) or of a core module's
+    /// preview 1 import written `module::name` (`wasi_snapshot_preview1::fd_write`).
     pub fn of_import(import: &str) -> Option<Family> {
+        if let Some((module, name)) = import.split_once("::") {
+            return Family::of_p1_import(module, name);
+        }
         let package = import.split(['/', '@']).next().unwrap_or(import);
         Family::ALL.into_iter().find(|f| f.package() == package)
+    }
+
+    /// The family a preview 1 import belongs to: stdio, args, environment and exit are
+    /// `wasi:cli`; paths and directories `wasi:filesystem`; time and polling `wasi:clocks`.
+    pub fn of_p1_import(module: &str, name: &str) -> Option<Family> {
+        if module != "wasi_snapshot_preview1" {
+            return None;
+        }
+        Some(match name {
+            n if n.starts_with("path_") || n.starts_with("fd_prestat") || n == "fd_readdir" => {
+                Family::Filesystem
+            }
+            n if n.starts_with("clock_") || n == "poll_oneoff" => Family::Clocks,
+            "random_get" => Family::Random,
+            n if n.starts_with("sock_") => Family::Sockets,
+            _ => Family::Cli,
+        })
     }
 
     /// Families whose types this one's interfaces use, so granting it grants them too:
@@ -211,6 +233,16 @@ pub struct Method {
 }
 
 impl Method {
+    /// The core module export this method calls: `main` runs a command's `_start` when the
+    /// module exports no `main`; an interface-qualified method names none.
+    pub fn core_export(&self, exports: impl Fn(&str) -> bool) -> String {
+        match (&self.interface, self.func.as_str()) {
+            (None, "main") if !exports("main") => "_start".to_string(),
+            (None, name) => name.to_string(),
+            (Some(_), _) => String::new(),
+        }
+    }
+
     /// An empty method means `main`, as in Wippy.
     pub fn parse(text: &str) -> Result<Method, String> {
         let text = text.trim();
