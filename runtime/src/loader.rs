@@ -246,18 +246,8 @@ impl Loader {
                 actual: Box::new(actual),
             });
         }
-        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-            let (target, signature) = self.load_module(entry, wasm, &path, &bytes)?;
-            return Ok(Arc::new(Program {
-                digest: actual,
-                target,
-                signature,
-                file: FileCheck::new(path, stamp),
-                // A core module always gets its preview 1 context.
-                imports_nothing: false,
-            }));
-        }
-        let component = self.compile(entry, &path, actual, &bytes)?;
+        // Before compiling, and for both kinds: a memory the pool cannot hold would fail at
+        // the pool, not at the limit.
         if let Some(max) = wasm
             .limits
             .max_memory
@@ -271,6 +261,18 @@ impl Loader {
                 ),
             });
         }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            let (target, signature) = self.load_module(entry, wasm, &path, &bytes)?;
+            return Ok(Arc::new(Program {
+                digest: actual,
+                target,
+                signature,
+                file: FileCheck::new(path, stamp),
+                // A core module always gets its preview 1 context.
+                imports_nothing: false,
+            }));
+        }
+        let component = self.compile(entry, &path, actual, &bytes)?;
         let grants = Grants::new(&wasm.imports);
         check_imports(entry, wasm, &grants, &component, &self.engine)?;
         let (export, signature) = find_export(entry, &wasm.method, &component, &self.engine)?;

@@ -523,3 +523,27 @@ fn a_host_shutting_down_sends_the_exit_of_every_process_it_drops() {
     }
     assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
 }
+
+#[test]
+fn a_core_module_whose_memory_limit_exceeds_a_pool_slot_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes =
+        wat::parse_str(r#"(module (func (export "main") (result i32) i32.const 1))"#).unwrap();
+    std::fs::write(dir.path().join("one.wasm"), &bytes).unwrap();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: one, kind: process.wasm, fs: bins, path: one.wasm, hash: \"{}\", method: main, limits: {{ max_memory: 32MiB }} }}\n",
+        dir.path().display(),
+        Digest::of(&bytes)
+    );
+    let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 2,
+        memory: 16 << 20,
+        ..Default::default()
+    };
+    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
+    let rt = Runtime::new(manifest, std::sync::Arc::new(loader));
+    let err = rt.spawn("t:one", "t:host", &[]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
+    assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");
+}
