@@ -160,21 +160,16 @@ fn refused(error: &wasmproc_runtime::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Waits for the one event of a process on a small timer runtime of its own.
+/// Waits for the one event of a process (no timeout: as long as it takes).
 fn wait_for_exit(
     mailbox: &mut wasmproc_runtime::Mailbox,
     timeout: Option<Duration>,
 ) -> Result<Option<wasmproc_runtime::Exit>, ExitCode> {
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| {
+    match mailbox.receive_blocking(timeout) {
+        Ok(event) => Ok(event.and_then(wasmproc_runtime::Event::into_exit)),
+        Err(e) => {
             eprintln!("wasmproc: error[host_failure]: cannot start a timer: {e}");
-            ExitCode::from(2)
-        })?;
-    // No timeout: a year is as good as forever for a command someone is watching.
-    let timeout = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-    Ok(clock
-        .block_on(mailbox.receive(timeout))
-        .and_then(wasmproc_runtime::Event::into_exit))
+            Err(ExitCode::from(2))
+        }
+    }
 }

@@ -157,12 +157,9 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     runtime
         .spawn_with("wts:test", "wts:host", &[], &options, Some(&mailbox))
         .map_err(|e| format!("error[{}]: {e}", e.kind()))?;
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let Some(exit) = clock
-        .block_on(mailbox.receive(Duration::from_secs(60)))
+    let Some(exit) = mailbox
+        .receive_blocking(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?
         .and_then(Event::into_exit)
     else {
         return Err("no EXIT within 60 s".into());

@@ -235,6 +235,23 @@ impl Mailbox {
         }
     }
 
+    /// The next event, waited for on the calling thread (which must not be running async
+    /// code): `None` when `timeout` passes first; no timeout waits as long as it takes. The
+    /// error is a timer that could not start.
+    pub fn receive_blocking(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Option<Event>> {
+        match timeout {
+            // Never closed: the mailbox holds a sender itself.
+            None => Ok(self.rx.blocking_recv()),
+            Some(timeout) => Ok(tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()?
+                .block_on(self.receive(timeout))),
+        }
+    }
+
     /// The next event if one is already there.
     pub fn try_receive(&mut self) -> Option<Event> {
         self.rx.try_recv().ok()

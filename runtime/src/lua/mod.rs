@@ -166,29 +166,23 @@ pub fn run_script(
             Some(&mailbox),
         )
         .map_err(ScriptError::Refused)?;
-    let waiter = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| {
-            ScriptError::Failed(ExitError::new(
-                ErrorKind::HostFailure,
-                format!("cannot wait for the script: {e}"),
-            ))
-        })?;
-    let Some(timeout) = timeout else {
-        loop {
-            if let Event::Exit(exit) = waiter.block_on(mailbox.next()) {
-                return exit.outcome.map_err(ScriptError::Failed);
-            }
-        }
+    let failed = |e: std::io::Error| {
+        ScriptError::Failed(ExitError::new(
+            ErrorKind::HostFailure,
+            format!("cannot wait for the script: {e}"),
+        ))
     };
-    // Only the script's EXIT can reach this mailbox.
-    if let Some(Event::Exit(exit)) = waiter.block_on(mailbox.receive(timeout)) {
+    // Only the script's EXIT can reach this mailbox, and without a timeout it always comes.
+    if let Some(Event::Exit(exit)) = mailbox.receive_blocking(timeout).map_err(failed)? {
         return exit.outcome.map_err(ScriptError::Failed);
     }
+    let timeout = timeout.unwrap_or_default();
     let _ = runtime.terminate(pid);
     // A script looping inside a coroutine cannot be stopped until it waits (see `preempt`).
-    let then = match waiter.block_on(mailbox.receive(TERMINATE_GRACE)) {
+    let then = match mailbox
+        .receive_blocking(Some(TERMINATE_GRACE))
+        .map_err(failed)?
+    {
         Some(Event::Exit(exit)) => match exit.outcome {
             Ok(_) => "then it ended".to_string(),
             Err(e) => format!("then: {e}"),
