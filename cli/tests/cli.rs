@@ -13,6 +13,13 @@ fn wasmproc(args: &[&str]) -> Output {
         .expect("wasmproc runs")
 }
 
+/// `wasmproc lua <script> --manifest conformance/apps/seed.yaml <rest>...`
+fn lua_on_seed(script: &str, rest: &[&str]) -> Output {
+    let mut args = vec!["lua", script, "--manifest", "conformance/apps/seed.yaml"];
+    args.extend_from_slice(rest);
+    wasmproc(&args)
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -351,12 +358,7 @@ fn validate_checks_arguments_against_the_entrys_method() {
 
 #[test]
 fn lua_runs_the_seeds_snippet_unchanged() {
-    let out = wasmproc(&[
-        "lua",
-        "examples/seed.lua",
-        "--manifest",
-        "conformance/apps/seed.yaml",
-    ]);
+    let out = lua_on_seed("examples/seed.lua", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "EXIT from <2>: 42\n");
 }
@@ -368,7 +370,7 @@ fn lua_spawn_errors_timeouts_and_a_thousand_exits() {
         ("examples/current_api.lua", "ok\n"),
         ("examples/thousand.lua", "1000 EXITs\n"),
     ] {
-        let out = wasmproc(&["lua", script, "--manifest", "conformance/apps/seed.yaml"]);
+        let out = lua_on_seed(script, &[]);
         assert!(out.status.success(), "{script}: {}", stderr(&out));
         assert_eq!(stdout(&out), printed, "{script}");
     }
@@ -379,12 +381,7 @@ fn a_failing_lua_script_exits_1_naming_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("fails.lua");
     std::fs::write(&script, "local x = 1\nassert(x == 2, \"x is not 2\")\n").unwrap();
-    let out = wasmproc(&[
-        "lua",
-        script.to_str().unwrap(),
-        "--manifest",
-        "conformance/apps/seed.yaml",
-    ]);
+    let out = lua_on_seed(script.to_str().unwrap(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -395,27 +392,14 @@ fn a_failing_lua_script_exits_1_naming_its_line() {
 
 #[test]
 fn a_lua_script_gets_its_arguments_and_prints_what_it_returns() {
-    let out = wasmproc(&[
-        "lua",
-        "examples/product.lua",
-        "--manifest",
-        "conformance/apps/seed.yaml",
-        "6",
-        "7",
-    ]);
+    let out = lua_on_seed("examples/product.lua", &["6", "7"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         printed,
         serde_json::json!({ "product": 42, "args": [6, 7] })
     );
-    let refused = wasmproc(&[
-        "lua",
-        "examples/product.lua",
-        "--manifest",
-        "conformance/apps/seed.yaml",
-        "6",
-    ]);
+    let refused = lua_on_seed("examples/product.lua", &["6"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         stderr(&refused).contains("bad_argument"),
@@ -429,12 +413,7 @@ fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("broken.lua");
     std::fs::write(&script, "local x = = 1\n").unwrap();
-    let out = wasmproc(&[
-        "lua",
-        script.to_str().unwrap(),
-        "--manifest",
-        "conformance/apps/seed.yaml",
-    ]);
+    let out = lua_on_seed(script.to_str().unwrap(), &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -448,14 +427,7 @@ fn a_lua_script_past_its_timeout_is_terminated() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("forever.lua");
     std::fs::write(&script, "time.sleep('1h')\n").unwrap();
-    let out = wasmproc(&[
-        "lua",
-        script.to_str().unwrap(),
-        "--manifest",
-        "conformance/apps/seed.yaml",
-        "--timeout",
-        "300ms",
-    ]);
+    let out = lua_on_seed(script.to_str().unwrap(), &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
