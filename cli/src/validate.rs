@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use serde::Serialize;
 use wasmproc_runtime::imports::Grants;
 use wasmproc_runtime::inspect::{inspect, BinaryKind, Inspection};
 use wasmproc_runtime::manifest::{EntrySpec, Manifest};
-use wasmproc_runtime::EntryId;
+use wasmproc_runtime::{EntryId, Loader};
 
 use crate::manifest_path;
 
@@ -59,18 +60,18 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let engine = match wasmproc_runtime::engine::new(wasmproc_runtime::engine::Pool {
+    // No pool: one binary, inspected once.
+    let loader = match wasmproc_runtime::engine::loader_with(wasmproc_runtime::engine::Pool {
         processes: 0,
-        memory: 0,
         ..Default::default()
     }) {
-        Ok(engine) => engine,
+        Ok(loader) => Arc::new(loader),
         Err(e) => return crate::refused(&e),
     };
-    let mut inspection = inspect(&engine, &bytes);
+    let mut inspection = inspect(loader.engine(), &bytes);
     let entry = match &args.entry {
         None => None,
-        Some(id) => match check_entry(&args, id, &mut inspection) {
+        Some(id) => match check_entry(&args, id, &loader, &mut inspection) {
             Ok(check) => Some(check),
             Err(message) => {
                 eprintln!("wasmproc: {message}");
@@ -103,6 +104,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
 fn check_entry(
     args: &ValidateArgs,
     id: &str,
+    loader: &Arc<Loader>,
     inspection: &mut Inspection,
 ) -> Result<EntryCheck, String> {
     let path = manifest_path::resolve_here(args.manifest.as_deref())?;
@@ -157,7 +159,7 @@ fn check_entry(
     };
     let signature = inspection.exports.get(&method).cloned();
     if signature.is_some() && !args.args.is_empty() {
-        check_args(&manifest, &entry_id, &args.args, problems);
+        check_args(&manifest, &entry_id, &args.args, loader, problems);
     }
     if signature.is_none() {
         problems.push(format!(
@@ -178,16 +180,14 @@ fn check_entry(
 }
 
 /// Converts `--arg` values to the method's parameters, as a spawn would.
-fn check_args(manifest: &Manifest, entry: &EntryId, args: &[String], problems: &mut Vec<String>) {
-    let loader = match wasmproc_runtime::engine::loader_with(wasmproc_runtime::engine::Pool {
-        processes: 0,
-        memory: 0,
-        ..Default::default()
-    }) {
-        Ok(loader) => std::sync::Arc::new(loader),
-        Err(e) => return problems.push(format!("cannot check the arguments: {e}")),
-    };
-    let runtime = wasmproc_runtime::Runtime::new(manifest.clone(), loader);
+fn check_args(
+    manifest: &Manifest,
+    entry: &EntryId,
+    args: &[String],
+    loader: &Arc<Loader>,
+    problems: &mut Vec<String>,
+) {
+    let runtime = wasmproc_runtime::Runtime::new(manifest.clone(), loader.clone());
     let values: Vec<_> = args.iter().map(|a| crate::args::parse(a)).collect();
     match runtime.program(entry) {
         Ok(program) => {
