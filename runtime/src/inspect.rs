@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use wasmtime::component::types::ComponentItem;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
@@ -70,49 +69,17 @@ fn inspect_component(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
         }
     };
     report.kind = BinaryKind::Component;
-    let ty = component.component_type();
-    for (name, export) in ty.exports(engine) {
-        match export.ty {
-            ComponentItem::ComponentFunc(func) => {
-                report.exports.insert(name.to_string(), signature(&func));
-            }
-            ComponentItem::ComponentInstance(instance) => {
-                for (func_name, item) in instance.exports(engine) {
-                    if let ComponentItem::ComponentFunc(func) = item.ty {
-                        report
-                            .exports
-                            .insert(format!("{name}#{func_name}"), signature(&func));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut families = Vec::new();
-    for (name, _) in ty.imports(engine) {
-        let family = match Family::of_import(name) {
-            Some(family) => {
-                families.push(family);
-                family.package().to_string()
-            }
-            None => {
-                report.unsupported_imports.push(name.to_string());
-                name.split(['/', '@']).next().unwrap_or(name).to_string()
-            }
-        };
+    for (name, func) in crate::loader::component_functions(&component, engine) {
         report
-            .imports
-            .entry(family)
-            .or_default()
-            .push(name.to_string());
+            .exports
+            .insert(name, Signature::of(&func).to_string());
     }
-    report.grants = minimal_grants(&families);
-    if !report.unsupported_imports.is_empty() {
-        report.problems.push(format!(
-            "imports that wasmproc cannot provide: {}",
-            report.unsupported_imports.join(", ")
-        ));
-    }
+    let imports = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect::<Vec<_>>();
+    classify_imports(report, imports);
 }
 
 fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
@@ -124,40 +91,43 @@ fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
                     .exports
                     .insert(export.name().to_string(), format!("{:?}", export.ty()));
             }
-            let mut families = Vec::new();
-            for import in module.imports() {
-                let name = format!("{}::{}", import.module(), import.name());
-                let family =
-                    match crate::manifest::Family::of_p1_import(import.module(), import.name()) {
-                        Some(family) => {
-                            families.push(family);
-                            family.package().to_string()
-                        }
-                        None => {
-                            report.unsupported_imports.push(name.clone());
-                            import.module().to_string()
-                        }
-                    };
-                report.imports.entry(family).or_default().push(name);
-            }
-            report.grants = minimal_grants(&families);
-            if !report.unsupported_imports.is_empty() {
-                report.problems.push(format!(
-                    "imports that wasmproc cannot provide: {}",
-                    report.unsupported_imports.join(", ")
-                ));
-            }
+            let imports = module
+                .imports()
+                .map(|i| format!("{}::{}", i.module(), i.name()))
+                .collect::<Vec<_>>();
+            classify_imports(report, imports);
         }
         Err(e) => report.problems.push(format!("invalid module: {e:#}")),
     }
 }
 
-fn signature(func: &wasmtime::component::types::ComponentFunc) -> String {
-    Signature {
-        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
-        results: func.results().collect(),
+/// Files each import under its family (or, when wasmproc provides none, under its package or
+/// module), and derives the minimal grants and the problem of the unsupported ones.
+fn classify_imports(report: &mut Inspection, imports: Vec<String>) {
+    let mut families = Vec::new();
+    for name in imports {
+        let key = match Family::of_import(&name) {
+            Some(family) => {
+                families.push(family);
+                family.package().to_string()
+            }
+            None => {
+                report.unsupported_imports.push(name.clone());
+                match name.split_once("::") {
+                    Some((module, _)) => module.to_string(),
+                    None => name.split(['/', '@']).next().unwrap_or(&name).to_string(),
+                }
+            }
+        };
+        report.imports.entry(key).or_default().push(name);
     }
-    .to_string()
+    report.grants = minimal_grants(&families);
+    if !report.unsupported_imports.is_empty() {
+        report.problems.push(format!(
+            "imports that wasmproc cannot provide: {}",
+            report.unsupported_imports.join(", ")
+        ));
+    }
 }
 
 /// The families to list so that every used one is granted: those no other used family implies.

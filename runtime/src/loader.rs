@@ -459,13 +459,7 @@ fn find_export(
         (_, parent) => component.get_export(parent.as_ref(), method.func.as_str()),
     };
     match found {
-        Some((ComponentItem::ComponentFunc(func), index)) => Ok((
-            index,
-            Signature {
-                params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
-                results: func.results().collect(),
-            },
-        )),
+        Some((ComponentItem::ComponentFunc(func), index)) => Ok((index, Signature::of(&func))),
         _ => Err(LoadError::MissingExport {
             entry: entry.clone(),
             method: method.clone(),
@@ -476,19 +470,31 @@ fn find_export(
 
 /// Every function the component exports, as `method` would name it.
 pub fn exported_functions(component: &Component, engine: &Engine) -> Vec<String> {
-    let mut names = Vec::new();
+    component_functions(component, engine)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// The functions a component exports, top-level (`name`) and in exported instances
+/// (`interface#name`), as a method names them.
+pub fn component_functions(
+    component: &Component,
+    engine: &Engine,
+) -> Vec<(String, wasmtime::component::types::ComponentFunc)> {
+    let mut functions = Vec::new();
     for (name, export) in component.component_type().exports(engine) {
         match export.ty {
-            ComponentItem::ComponentFunc(_) => names.push(name.to_string()),
+            ComponentItem::ComponentFunc(func) => functions.push((name.to_string(), func)),
             ComponentItem::ComponentInstance(instance) => {
-                for (func, item) in instance.exports(engine) {
-                    if matches!(item.ty, ComponentItem::ComponentFunc(_)) {
-                        names.push(format!("{name}#{func}"));
+                for (func_name, item) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = item.ty {
+                        functions.push((format!("{name}#{func_name}"), func));
                     }
                 }
             }
             _ => {}
         }
     }
-    names
+    functions
 }

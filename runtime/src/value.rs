@@ -29,6 +29,15 @@ pub struct Signature {
     pub results: Vec<Type>,
 }
 
+impl Signature {
+    pub fn of(func: &wasmtime::component::types::ComponentFunc) -> Signature {
+        Signature {
+            params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+            results: func.results().collect(),
+        }
+    }
+}
+
 impl std::fmt::Display for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "func(")?;
