@@ -23,26 +23,38 @@ pub use scenario::{Scenario, ScenarioError};
 /// A scenario file is a YAML file with a top-level `scenario:` key; other YAML files (manifests)
 /// are left alone. Returned in path order.
 pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    walk(root, &mut found)?;
-    found.sort();
-    Ok(found)
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else if matches!(
+    files_below(root, &|path| {
+        Ok(matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        ) && is_scenario(&std::fs::read_to_string(&path)?)
-        {
-            found.push(path);
+        ) && is_scenario(&std::fs::read_to_string(path)?))
+    })
+}
+
+/// The files below `dir` that `keep` accepts, in path order.
+pub(crate) fn files_below(
+    dir: &Path,
+    keep: &dyn Fn(&Path) -> std::io::Result<bool>,
+) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(
+        dir: &Path,
+        keep: &dyn Fn(&Path) -> std::io::Result<bool>,
+        found: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, keep, found)?;
+            } else if keep(&path)? {
+                found.push(path);
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut found = Vec::new();
+    walk(dir, keep, &mut found)?;
+    found.sort();
+    Ok(found)
 }
 
 /// Textual, so that a scenario whose YAML is broken is still found (and fails with its

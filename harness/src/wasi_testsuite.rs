@@ -57,23 +57,25 @@ pub fn trials(dirs: &[PathBuf], expectations: Expectations) -> Result<Vec<Trial>
     let loader = Arc::new(
         wasmproc_runtime::engine::loader().map_err(|e| format!("cannot start the engine: {e}"))?,
     );
-    let expectations = Arc::new(expectations);
     let mut trials = Vec::new();
     for dir in dirs {
-        let mut tests = Vec::new();
-        collect(dir, &mut tests).map_err(|e| format!("{}: {e}", dir.display()))?;
-        tests.sort();
+        // Every `*.wasm` file; its `.json` spec beside it is optional (the suite's runner
+        // defaults a missing one to "exits 0").
+        let tests = crate::files_below(dir, &|path| {
+            Ok(path.extension().is_some_and(|e| e == "wasm"))
+        })
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
         for wasm in tests {
             let prefix = suite_name(wasm.parent().unwrap_or(dir));
             let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("test");
             let name = format!("{prefix}/{stem}");
             let ignored = expectations.skip.contains(&name);
-            let (loader, expectations, trial_name) =
-                (loader.clone(), expectations.clone(), name.clone());
+            let must_fail = expectations.fail.contains(&name);
+            let loader = loader.clone();
             trials.push(
                 Trial::test(name, move || {
                     let outcome = run(&wasm, &loader);
-                    match (expectations.fail.contains(&trial_name), outcome) {
+                    match (must_fail, outcome) {
                         (false, outcome) => outcome.map_err(Failed::from),
                         (true, Err(_)) => Ok(()),
                         (true, Ok(())) => Err(Failed::from(
@@ -86,20 +88,6 @@ pub fn trials(dirs: &[PathBuf], expectations: Expectations) -> Result<Vec<Trial>
         }
     }
     Ok(trials)
-}
-
-/// Every `*.wasm` file; its `.json` spec beside it is optional (the suite's runner defaults a
-/// missing one to "exits 0").
-fn collect(dir: &Path, tests: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect(&path, tests)?;
-        } else if path.extension().is_some_and(|e| e == "wasm") {
-            tests.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// The `name` in the directory's manifest.json, else the directory's own name.
