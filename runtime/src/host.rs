@@ -68,9 +68,7 @@ impl ProcessHost {
     /// Starts a process's task (which owns its EXIT guard).
     pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         if let Some(scheduler) = &self.scheduler {
-            // Boxed once here: a process's future is a few KiB, and tokio moves what it is
-            // given into its task; a box moves as a pointer.
-            scheduler.spawn(Box::pin(task));
+            scheduler.spawn(task);
         }
     }
 }

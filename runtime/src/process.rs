@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt as _;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -23,7 +22,7 @@ use wasmtime::Store;
 use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
 use crate::host::QueuePlace;
-use crate::limits::{Limits, MemoryUsage};
+use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
 use crate::registry::{FirstSignal, Registry, Signal};
 use crate::state::{GuestState, ModuleState, ProcessState};
@@ -296,12 +295,21 @@ pub(crate) struct Launch {
 pub(crate) struct ExitGuard {
     pid: Pid,
     registry: Arc<Registry>,
-    started: Instant,
+    /// Set at Init: a process that never got there ran for no time.
+    started: Option<Instant>,
     outcome: Option<Result<Value, ExitError>>,
     counters: Counters,
-    fuel_used: Option<u64>,
-    memory: Arc<MemoryUsage>,
+    usage: Usage,
     captured: Option<Captured>,
+}
+
+/// What a process's store reports, as far as it got.
+#[derive(Default)]
+struct Usage {
+    /// Known when the process finished with its store (not after a timeout or a signal).
+    fuel_used: Option<u64>,
+    /// The store's memory record, from Init on (none for a Lua script).
+    memory: Option<Arc<MemoryUsage>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -315,11 +323,10 @@ impl ExitGuard {
         ExitGuard {
             pid,
             registry,
-            started: Instant::now(),
+            started: None,
             outcome: None,
             counters: Counters::default(),
-            fuel_used: None,
-            memory: Arc::default(),
+            usage: Usage::default(),
             captured,
         }
     }
@@ -334,17 +341,18 @@ impl Drop for ExitGuard {
             ))
         });
         let ended = Instant::now();
+        let started = self.started.unwrap_or(ended);
         let exit = Exit {
             from: self.pid,
             outcome,
             accounting: Accounting {
-                wall_time: ended - self.started,
-                started: self.started,
+                wall_time: ended - started,
+                started,
                 ended,
                 steps: self.counters.steps,
                 yields: self.counters.yields,
-                fuel_used: self.fuel_used,
-                peak_memory: self.memory.peak(),
+                fuel_used: self.usage.fuel_used,
+                peak_memory: self.usage.memory.as_ref().map_or(0, |m| m.peak()),
             },
             output: self.captured.as_ref().map(Captured::output),
         };
@@ -353,28 +361,71 @@ impl Drop for ExitGuard {
     }
 }
 
-/// Counts the polls of a process's future: each poll is a Step, each `Pending` a Yield.
-struct Stepped<'a, F> {
+/// A process's run as its task polls it, in one flat future (its size is what every spawn
+/// allocates and copies; nested combinators were several KiB): each poll is a Step and each
+/// `Pending` a Yield; the first signal stops the run, winning over a run that is ready at
+/// the same moment; so does the `max_execution_ms` deadline; a panic in host code ends it
+/// with `host_failure`, and the worker and the other processes go on.
+struct Supervised<'a, F> {
     /// Pinned where the caller's future lives (no box: one allocation fewer per process).
-    inner: Pin<&'a mut F>,
+    run: Pin<&'a mut F>,
+    /// `None` for a process that hears signals itself (a Lua script), or once the registry
+    /// let go of the sender (no signal can come).
+    signal: Option<FirstSignal>,
+    /// Boxed: a timer is large, and most processes have no such limit.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    limit: Duration,
     counters: &'a mut Counters,
     pid: Pid,
     trace: Option<&'a TraceSink>,
 }
 
-impl<F: Future> Future for Stepped<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        this.counters.steps += 1;
-        emit(this.trace, this.pid, Phase::Step);
-        let poll = this.inner.as_mut().poll(cx);
-        if poll.is_pending() {
-            this.counters.yields += 1;
-            emit(this.trace, this.pid, Phase::Yield);
+impl<'a, F: Future<Output = Result<Value, ExitError>>> Supervised<'a, F> {
+    fn new(run: Pin<&'a mut F>, counters: &'a mut Counters, pid: Pid) -> Self {
+        Supervised {
+            run,
+            signal: None,
+            deadline: None,
+            limit: Duration::ZERO,
+            counters,
+            pid,
+            trace: None,
         }
-        poll
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Result<Value, ExitError>> {
+        if let Some(signal) = &mut self.signal {
+            match Pin::new(signal).poll(cx) {
+                Poll::Ready(Ok(signal)) => return Poll::Ready(Err(signal.ending())),
+                Poll::Ready(Err(_)) => self.signal = None,
+                Poll::Pending => {}
+            }
+        }
+        self.counters.steps += 1;
+        emit(self.trace, self.pid, Phase::Step);
+        if let Poll::Ready(outcome) = self.run.as_mut().poll(cx) {
+            return Poll::Ready(outcome);
+        }
+        self.counters.yields += 1;
+        emit(self.trace, self.pid, Phase::Yield);
+        let expired = (self.deadline.as_mut()).is_some_and(|d| d.as_mut().poll(cx).is_ready());
+        if expired {
+            return Poll::Ready(Err(ExitError::new(
+                ErrorKind::LimitExceeded,
+                format!("max_execution_ms ({} ms) exceeded", self.limit.as_millis()),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<F: Future<Output = Result<Value, ExitError>>> Future for Supervised<'_, F> {
+    type Output = Result<Value, ExitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        std::panic::catch_unwind(AssertUnwindSafe(|| this.poll_run(cx)))
+            .unwrap_or_else(|panic| Poll::Ready(Err(host_panicked(panic))))
     }
 }
 
@@ -401,7 +452,6 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         trace,
     } = launch;
     let pid = guard.pid;
-    guard.memory = state.memory_usage();
     // Held until after Close, when the store has given its pool slot back.
     // (The semaphore is never closed, so acquiring only waits.)
     let _slot = match admission {
@@ -410,53 +460,31 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     };
     drop(place);
     // Wall time is Init to Close: waiting for a pool slot is not running.
-    guard.started = Instant::now();
+    guard.started = Some(Instant::now());
     emit(trace.as_ref(), pid, Phase::Init);
-    let mut fuel_used = None;
-    // A block, so that the run (and its borrow of `fuel_used`) ends before it is read.
+    // A block, so that the run (and its borrow of the guard's usage) ends before Close.
     let outcome = {
         let run = std::pin::pin!(init_step_close(
             &program,
             &params,
             state,
             &limits,
-            &mut fuel_used,
+            &mut guard.usage,
         ));
-        let stepped = Stepped {
-            inner: run,
-            counters: &mut guard.counters,
-            pid,
-            trace: trace.as_ref(),
-        };
-        let limited = async {
-            match limits.max_execution {
-                None => stepped.await,
-                Some(limit) => tokio::time::timeout(limit, stepped)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ExitError::new(
-                            ErrorKind::LimitExceeded,
-                            format!("max_execution_ms ({} ms) exceeded", limit.as_millis()),
-                        ))
-                    }),
-            }
-        };
-        let stoppable = async {
-            tokio::select! {
-                // A signal wins over a guest that is ready at the same moment.
-                biased;
-                signal = first_signal(signal) => Err(signal.ending()),
-                outcome = limited => outcome,
-            }
-        };
-        catching_panics(stoppable).await
+        let mut supervised = Supervised::new(run, &mut guard.counters, pid);
+        supervised.signal = Some(signal);
+        supervised.trace = trace.as_ref();
+        if let Some(limit) = limits.max_execution {
+            supervised.deadline = Some(Box::pin(tokio::time::sleep(limit)));
+            supervised.limit = limit;
+        }
+        supervised.await
     };
     // Close: the store is gone by now, whichever way the process ended.
     emit(trace.as_ref(), pid, Phase::Close);
-    guard.fuel_used = fuel_used;
-    guard.outcome = Some(match outcome {
-        Err(e) if e.kind == ErrorKind::Trap => Err(blame_limit(e, &limits, &guard.memory)),
-        other => other,
+    guard.outcome = Some(match (outcome, &guard.usage.memory) {
+        (Err(e), Some(memory)) if e.kind == ErrorKind::Trap => Err(blame_limit(e, &limits, memory)),
+        (other, _) => other,
     });
 }
 
@@ -471,46 +499,27 @@ pub(crate) async fn supervise(
 ) {
     drop(place);
     let pid = guard.pid;
-    guard.started = Instant::now();
+    guard.started = Some(Instant::now());
     emit(trace.as_ref(), pid, Phase::Init);
-    let stepped = Stepped {
-        inner: std::pin::pin!(body),
-        counters: &mut guard.counters,
-        pid,
-        trace: trace.as_ref(),
-    };
-    let outcome = catching_panics(stepped).await;
+    let body = std::pin::pin!(body);
+    let mut supervised = Supervised::new(body, &mut guard.counters, pid);
+    supervised.trace = trace.as_ref();
+    let outcome = supervised.await;
     emit(trace.as_ref(), pid, Phase::Close);
     guard.outcome = Some(outcome);
 }
 
-/// A panic in host code while a process runs ends that process with `host_failure`; the
-/// worker and the other processes go on.
-async fn catching_panics(
-    run: impl Future<Output = Result<Value, ExitError>>,
-) -> Result<Value, ExitError> {
-    AssertUnwindSafe(run)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(ExitError::new(
-                ErrorKind::HostFailure,
-                format!("host code panicked while running the process: {message}"),
-            ))
-        })
-}
-
-/// Resolves at the first signal; never, if the registry let go of the sender.
-async fn first_signal(signal: FirstSignal) -> Signal {
-    match signal.await {
-        Ok(signal) => signal,
-        Err(_) => std::future::pending().await,
-    }
+/// A panic in host code while a process runs ends that process with `host_failure`.
+fn host_panicked(panic: Box<dyn std::any::Any + Send>) -> ExitError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    ExitError::new(
+        ErrorKind::HostFailure,
+        format!("host code panicked while running the process: {message}"),
+    )
 }
 
 impl Signal {
@@ -560,26 +569,32 @@ async fn init_step_close(
     params: &[Val],
     state: GuestState,
     limits: &Limits,
-    fuel_used: &mut Option<u64>,
+    usage: &mut Usage,
 ) -> Result<Value, ExitError> {
-    // Init: a fresh store and instance; the arguments and WASI context were captured by the
-    // caller. Close: the store (instance, memories, tables) is dropped at the end of each arm.
+    // Init: a fresh store and instance; the arguments and WASI context were captured at
+    // spawn. Close: the store (instance, memories, tables) is dropped at the end of each arm.
     let fuel = limits.fuel.unwrap_or(u64::MAX);
+    let limiter = MemoryLimiter::new(limits.max_memory);
+    usage.memory = Some(limiter.usage.clone());
     let result = match (state, &program.target) {
-        (GuestState::Component(state), Target::Component { pre, export }) => {
+        (GuestState::Component { wasi }, Target::Component { pre, export }) => {
+            let state = ProcessState::new(wasi.map(|wasi| *wasi), limiter);
             let mut store = Store::new(pre.engine(), state);
             store.limiter(|state| &mut state.limiter);
             meter(&mut store, fuel)?;
             let result = call(pre, *export, &program.signature, params, &mut store).await;
-            *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
         }
-        (GuestState::Module(state), Target::Module { pre, func }) => {
+        (GuestState::Module { p1 }, Target::Module { pre, func }) => {
+            let state = ModuleState { p1: *p1, limiter };
             let mut store = Store::new(pre.module().engine(), state);
             store.limiter(|state| &mut state.limiter);
             meter(&mut store, fuel)?;
-            let result = call_module(pre, func, params, &mut store).await;
-            *fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            // Boxed: inline, this arm's state would double the size of every process's
+            // future, components' included.
+            let result = Box::pin(call_module(pre, func, params, &mut store)).await;
+            usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
         }
         _ => Err(wasmtime::Error::msg(
@@ -714,19 +729,24 @@ mod tests {
             .block_on(future)
     }
 
+    fn supervised(run: impl Future<Output = Result<Value, ExitError>>) -> Result<Value, ExitError> {
+        let mut counters = Counters::default();
+        block_on(Supervised::new(std::pin::pin!(run), &mut counters, Pid(1)))
+    }
+
     #[test]
     fn a_panic_in_host_code_becomes_a_host_failure() {
-        let outcome = block_on(catching_panics(async {
+        let outcome = supervised(async {
             if std::hint::black_box(true) {
                 panic!("the table is gone");
             }
             Ok(Value::Null)
-        }));
+        });
         let error = outcome.unwrap_err();
         assert_eq!(error.kind, ErrorKind::HostFailure);
         assert!(error.message.contains("the table is gone"), "{error}");
         assert_eq!(
-            block_on(catching_panics(async { Ok(Value::from(42)) })),
+            supervised(async { Ok(Value::from(42)) }),
             Ok(Value::from(42))
         );
     }

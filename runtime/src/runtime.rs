@@ -13,13 +13,12 @@ use crate::env::EnvStore;
 use crate::error::Error;
 use crate::host::ProcessHost;
 use crate::id::EntryId;
-use crate::limits::MemoryLimiter;
 use crate::loader::Target;
 use crate::loader::{Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
 use crate::process::{Event, ExitGuard, Launch, Mailbox, Pid, TraceSink};
 use crate::registry::{Registry, Signal};
-use crate::state::{GuestState, ModuleState, ProcessState};
+use crate::state::GuestState;
 
 use crate::wasi::{self, ResolvedMount, Stdio};
 
@@ -130,33 +129,31 @@ impl Runtime {
         let wasm = self.wasm_spec(entry)?;
         // Resolved even when unused: a missing required variable refuses every spawn.
         let env = self.resolve_env(entry, wasm)?;
-        let max_memory = wasm.limits.max_memory;
-        let (state, captured) = if program.imports_nothing {
-            let captured = (options.stdio == Stdio::Capture).then_some(wasi::Captured::Nothing);
-            (
-                GuestState::Component(ProcessState::new(None, max_memory)),
-                captured,
-            )
-        } else {
-            let mounts = self.resolve_mounts(wasm);
-            let (mut builder, captured) = wasi::context(
-                entry,
-                &wasm.wasi,
-                &options.extra_args,
-                &env,
-                &mounts,
-                options.stdio,
-            )?;
-            let state = match program.target {
-                Target::Component { .. } => {
-                    GuestState::Component(ProcessState::new(Some(builder.build()), max_memory))
-                }
-                Target::Module { .. } => GuestState::Module(ModuleState {
-                    p1: builder.build_p1(),
-                    limiter: MemoryLimiter::new(max_memory),
-                }),
-            };
-            (state, captured)
+        let (state, captured) = match &program.target {
+            Target::Component { .. } if program.imports_nothing => {
+                let captured = (options.stdio == Stdio::Capture).then_some(wasi::Captured::Nothing);
+                (GuestState::Component { wasi: None }, captured)
+            }
+            target => {
+                let mounts = self.resolve_mounts(wasm);
+                let (mut builder, captured) = wasi::context(
+                    entry,
+                    &wasm.wasi,
+                    &options.extra_args,
+                    &env,
+                    &mounts,
+                    options.stdio,
+                )?;
+                let state = match target {
+                    Target::Component { .. } => GuestState::Component {
+                        wasi: Some(Box::new(builder.build())),
+                    },
+                    Target::Module { .. } => GuestState::Module {
+                        p1: Box::new(builder.build_p1()),
+                    },
+                };
+                (state, captured)
+            }
         };
         let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");

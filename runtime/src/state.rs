@@ -17,12 +17,12 @@ pub struct ProcessState {
 }
 
 impl ProcessState {
-    pub fn new(wasi: Option<WasiCtx>, max_memory: Option<u64>) -> Self {
+    pub(crate) fn new(wasi: Option<WasiCtx>, limiter: MemoryLimiter) -> Self {
         ProcessState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(max_memory),
+            limiter,
         }
     }
 }
@@ -56,17 +56,15 @@ pub struct ModuleState {
     pub(crate) limiter: MemoryLimiter,
 }
 
-/// The store data of a process, by the kind of binary it runs.
+/// What a process's store will carry, captured at spawn. The store itself is made when the
+/// process starts, on its worker: a store is several allocations, and allocations made on one
+/// thread and freed on another cost several times more. Boxed, so that the process's task
+/// (allocated and copied on every spawn) stays small.
 pub(crate) enum GuestState {
-    Component(ProcessState),
-    Module(ModuleState),
-}
-
-impl GuestState {
-    pub(crate) fn memory_usage(&self) -> std::sync::Arc<crate::limits::MemoryUsage> {
-        match self {
-            GuestState::Component(state) => state.limiter.usage.clone(),
-            GuestState::Module(state) => state.limiter.usage.clone(),
-        }
-    }
+    /// A component's WASI context; `None` when it imports nothing.
+    Component { wasi: Option<Box<WasiCtx>> },
+    /// A core module's preview 1 context.
+    Module {
+        p1: Box<wasmtime_wasi::p1::WasiP1Ctx>,
+    },
 }
