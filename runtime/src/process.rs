@@ -26,7 +26,7 @@ use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
 use crate::registry::{FirstSignal, Registry, Signal};
 use crate::state::{GuestState, ModuleState, ProcessState};
-use crate::value::Signature;
+use crate::value::{Params, Signature};
 use crate::wasi::Captured;
 
 /// A process identifier, unique within one [`crate::Runtime`].
@@ -283,7 +283,7 @@ pub(crate) struct Launch {
     /// A pool slot must be free before Init; `None` without a pool.
     pub admission: Option<Arc<tokio::sync::Semaphore>>,
     pub program: Arc<Program>,
-    pub params: Vec<Val>,
+    pub params: Params,
     pub state: GuestState,
     pub limits: Limits,
     pub signal: FirstSignal,
@@ -756,7 +756,7 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let mut mailbox = Mailbox::new();
         let pid = Pid(7);
-        let _signal = registry.register(pid, vec![mailbox.address()], None);
+        let _signal = registry.register(pid, smallvec::smallvec![mailbox.address()], None);
         // Panicking with the guard alive, as a task does when its worker unwinds.
         let guard = ExitGuard::new(pid, registry.clone(), None);
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {

@@ -5,7 +5,7 @@
 //! after it ended still gets it (from the record of ended processes). Links are Erlang's:
 //! symmetric, and only an abnormal end (an error) is passed on, as a [`Signal::LinkDown`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::process::{Event, Exit, Pid};
 
-/// How many ended processes are remembered for late monitors (oldest forgotten first).
+/// How many ended processes are remembered at least for late monitors: the last 10,000 to end
+/// (up to twice as many; the oldest are forgotten first).
 pub const REMEMBERED_EXITS: usize = 10_000;
 
 /// What a running process can be told. A WebAssembly process ends at the first signal; a Lua
@@ -30,6 +31,9 @@ pub enum Signal {
     /// A linked process ended with an error; its EXIT.
     LinkDown(Box<Exit>),
 }
+
+/// Where a process's EXIT goes; one monitor (the usual case) without an allocation.
+pub(crate) type Monitors = smallvec::SmallVec<[mpsc::UnboundedSender<Event>; 1]>;
 
 /// Where a process that acts on its first signal hears it (a WebAssembly process).
 pub(crate) type FirstSignal = oneshot::Receiver<Signal>;
@@ -70,9 +74,37 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Slots {
     running: PidMap<Running>,
-    /// Boxed: the map holds thousands, and growing or cleaning it moves its entries.
-    ended: PidMap<Box<Exit>>,
-    ended_order: VecDeque<Pid>,
+    ended: Ended,
+}
+
+/// The EXITs of ended processes, in two generations: new records go to `recent`; when it
+/// holds [`REMEMBERED_EXITS`], the older generation is forgotten at once and `recent` takes
+/// its place. Forgetting records one by one, oldest first, cost every spawn a few percent
+/// (measured): each end reached into a record (and its map slot) last touched thousands of
+/// ends ago.
+#[derive(Default)]
+struct Ended {
+    recent: PidMap<Exit>,
+    older: PidMap<Exit>,
+}
+
+impl Ended {
+    fn get(&self, pid: &Pid) -> Option<&Exit> {
+        self.recent.get(pid).or_else(|| self.older.get(pid))
+    }
+
+    fn contains(&self, pid: &Pid) -> bool {
+        self.recent.contains_key(pid) || self.older.contains_key(pid)
+    }
+
+    fn insert(&mut self, exit: Exit) {
+        if self.recent.len() >= REMEMBERED_EXITS {
+            // The emptied map keeps its capacity: no allocation and no rehashing from here.
+            self.older.clear();
+            std::mem::swap(&mut self.recent, &mut self.older);
+        }
+        self.recent.insert(exit.from, exit);
+    }
 }
 
 type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
@@ -100,7 +132,7 @@ impl Hasher for PidHasher {
 }
 
 struct Running {
-    monitors: Vec<mpsc::UnboundedSender<Event>>,
+    monitors: Monitors,
     control: Control,
     links: Vec<Pid>,
 }
@@ -113,12 +145,7 @@ impl Registry {
 
     /// Records a new process that acts on the first signal sent to it, linked to `link` when
     /// given (a process that already ended with an error signals the new one at once).
-    pub(crate) fn register(
-        &self,
-        pid: Pid,
-        monitors: Vec<mpsc::UnboundedSender<Event>>,
-        link: Option<Pid>,
-    ) -> FirstSignal {
+    pub(crate) fn register(&self, pid: Pid, monitors: Monitors, link: Option<Pid>) -> FirstSignal {
         let (control, signal) = oneshot::channel();
         self.insert(pid, monitors, link, Control::Once(Some(control)));
         signal
@@ -129,7 +156,7 @@ impl Registry {
     pub(crate) fn register_listening(
         &self,
         pid: Pid,
-        monitors: Vec<mpsc::UnboundedSender<Event>>,
+        monitors: Monitors,
         link: Option<Pid>,
     ) -> Signals {
         let (control, signals) = mpsc::unbounded_channel();
@@ -137,13 +164,7 @@ impl Registry {
         signals
     }
 
-    fn insert(
-        &self,
-        pid: Pid,
-        monitors: Vec<mpsc::UnboundedSender<Event>>,
-        link: Option<Pid>,
-        control: Control,
-    ) {
+    fn insert(&self, pid: Pid, monitors: Monitors, link: Option<Pid>, control: Control) {
         let mut slots = self.lock();
         slots.running.insert(
             pid,
@@ -171,7 +192,7 @@ impl Registry {
         }
         match slots.ended.get(&pid) {
             Some(exit) => {
-                let _ = monitor.send(Event::Exit(Exit::clone(exit)));
+                let _ = monitor.send(Event::Exit(exit.clone()));
                 Ok(())
             }
             None => Err(Error::UnknownProcess { pid }),
@@ -243,23 +264,7 @@ impl Registry {
                 }
             }
         }
-        let forgotten = if slots.ended_order.len() >= REMEMBERED_EXITS {
-            let oldest = slots.ended_order.pop_front();
-            oldest.and_then(|oldest| slots.ended.remove(&oldest))
-        } else {
-            None
-        };
-        let from = exit.from;
-        // The oldest record's box holds the new one.
-        let record = match forgotten {
-            Some(mut record) => {
-                *record = exit;
-                record
-            }
-            None => Box::new(exit),
-        };
-        slots.ended_order.push_back(from);
-        slots.ended.insert(from, record);
+        slots.ended.insert(exit);
         drop(slots);
         if let Some(event) = event {
             let (last, others) = monitors.split_last().expect("monitors is not empty");
@@ -275,7 +280,7 @@ impl Registry {
 impl Slots {
     /// Ok when `pid` is running or remembered as ended.
     fn known(&self, pid: Pid) -> Result<(), Error> {
-        if self.running.contains_key(&pid) || self.ended.contains_key(&pid) {
+        if self.running.contains_key(&pid) || self.ended.contains(&pid) {
             Ok(())
         } else {
             Err(Error::UnknownProcess { pid })
@@ -297,10 +302,50 @@ impl Slots {
             return;
         }
         if let Some(exit) = self.ended.get(&other).filter(|e| e.outcome.is_err()) {
-            let signal = Signal::LinkDown(exit.clone());
+            let signal = Signal::LinkDown(Box::new(exit.clone()));
             if let Some(running) = self.running.get_mut(&pid) {
                 running.control.send(signal);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::process::Accounting;
+
+    fn exit(pid: u64) -> Exit {
+        let now = Instant::now();
+        Exit {
+            from: Pid(pid),
+            outcome: Ok(serde_json::Value::Null),
+            accounting: Accounting {
+                wall_time: Duration::ZERO,
+                started: now,
+                ended: now,
+                steps: 1,
+                yields: 0,
+                fuel_used: None,
+                peak_memory: 0,
+            },
+            output: None,
+        }
+    }
+
+    #[test]
+    fn the_last_remembered_exits_are_kept_and_older_ones_forgotten() {
+        let cap = REMEMBERED_EXITS as u64;
+        let mut ended = Ended::default();
+        for n in 1..=2 * cap + 5 {
+            ended.insert(exit(n));
+            let oldest_kept = n.saturating_sub(cap - 1).max(1);
+            assert!(ended.contains(&Pid(oldest_kept)), "{oldest_kept} after {n}");
+            assert_eq!(ended.get(&Pid(n)).map(|e| e.from), Some(Pid(n)));
+            assert!(ended.recent.len() + ended.older.len() <= 2 * REMEMBERED_EXITS);
+        }
+        assert!(!ended.contains(&Pid(1)), "the oldest are forgotten");
     }
 }

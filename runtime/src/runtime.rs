@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::engine;
 use crate::env::EnvStore;
@@ -16,8 +15,8 @@ use crate::id::EntryId;
 use crate::loader::Target;
 use crate::loader::{Loader, Program};
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
-use crate::process::{Event, ExitGuard, Launch, Mailbox, Pid, TraceSink};
-use crate::registry::{Registry, Signal};
+use crate::process::{ExitGuard, Launch, Mailbox, Pid, TraceSink};
+use crate::registry::{Monitors, Registry, Signal};
 use crate::state::GuestState;
 
 use crate::wasi::{self, ResolvedMount, Stdio};
@@ -113,7 +112,7 @@ impl Runtime {
         host: &str,
         args: &[Value],
         options: &SpawnOptions,
-        monitors: Vec<mpsc::UnboundedSender<Event>>,
+        monitors: Monitors,
     ) -> Result<Pid, Error> {
         let entry = self.entry_id(entry)?;
         let host = self.host(self.entry_id(host)?)?;

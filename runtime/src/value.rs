@@ -77,9 +77,13 @@ pub enum ValueError {
     },
 }
 
+/// An export's arguments; up to four without an allocation (made on the spawning thread and
+/// dropped on a worker, an allocation costs a spawn several times what it costs one thread).
+pub type Params = smallvec::SmallVec<[Val; 4]>;
+
 impl Signature {
     /// Converts spawn arguments into the values the export takes.
-    pub fn args_to_vals(&self, args: &[Value]) -> Result<Vec<Val>, ValueError> {
+    pub fn args_to_vals(&self, args: &[Value]) -> Result<Params, ValueError> {
         if args.len() != self.params.len() {
             return Err(ValueError::Arity {
                 expected: self.params.len(),

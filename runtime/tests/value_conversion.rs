@@ -65,6 +65,7 @@ fn convert(name: &str, args: Value) -> Result<Vec<Val>, String> {
     let args = args.as_array().expect("args are a list").clone();
     signature(name)
         .args_to_vals(&args)
+        .map(|params| params.into_vec())
         .map_err(|e| e.to_string())
 }
 

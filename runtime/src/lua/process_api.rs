@@ -46,11 +46,10 @@ pub(super) fn module(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<mlu
                 link: linked.then_some(script.pid),
                 ..SpawnOptions::default()
             };
-            let monitors = if monitored {
-                vec![script.address.clone()]
-            } else {
-                Vec::new()
-            };
+            let monitors = monitored
+                .then(|| script.address.clone())
+                .into_iter()
+                .collect();
             match script
                 .runtime()?
                 .spawn_to(&entry, &host, &values, &options, monitors)
