@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use wasmproc_runtime::engine::Pool;
+use wasmproc_runtime::engine::{self, Pool};
 use wasmproc_runtime::{Mailbox, Runtime};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -66,8 +66,9 @@ enum Allocation {
     OnDemand,
     /// The pooling allocator with wasmtime's defaults.
     Pooling,
-    /// Pooling with slots reset in place (keep-resident memory found dirty by PAGEMAP_SCAN),
-    /// as wasmproc configures it: the fastest configuration measured here.
+    /// wasmproc's own engine configuration (`engine::config`: pooling with slots reset in
+    /// place, keep-resident memory found dirty by PAGEMAP_SCAN), metering left out unless
+    /// asked for: the fastest configuration measured here.
     PoolingTuned,
 }
 
@@ -83,26 +84,24 @@ struct Bare {
 
 impl Bare {
     fn new(allocation: Allocation, metered: bool) -> Bare {
-        let mut config = Config::new();
-        if metered {
-            config.consume_fuel(true).epoch_interruption(true);
-        }
-        if allocation != Allocation::OnDemand {
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(1_000)
-                .total_core_instances(1_000)
-                .total_memories(1_000)
-                .total_tables(1_000)
-                .total_stacks(1_000)
-                .max_memory_size(16 << 20);
-            if allocation == Allocation::PoolingTuned {
-                let keep = Pool::default().keep_resident as usize;
-                pool.linear_memory_keep_resident(keep)
-                    .table_keep_resident(keep.min(64 << 10))
-                    .pagemap_scan(wasmtime::Enabled::Auto);
+        let mut config = match allocation {
+            // The very configuration the runtime's engine has (same pool, same environment).
+            Allocation::PoolingTuned => engine::config(Pool::from_env().unwrap()),
+            Allocation::Pooling => {
+                let mut pool = PoolingAllocationConfig::default();
+                pool.total_component_instances(1_000)
+                    .total_core_instances(1_000)
+                    .total_memories(1_000)
+                    .total_tables(1_000)
+                    .total_stacks(1_000)
+                    .max_memory_size(16 << 20);
+                let mut config = Config::new();
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+                config
             }
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
+            Allocation::OnDemand => Config::new(),
+        };
+        config.consume_fuel(metered).epoch_interruption(metered);
         let engine = Engine::new(&config).unwrap();
         let bytes = std::fs::read(root().join("../guests/dist/compute.wasm")).unwrap();
         let component = Component::new(&engine, bytes).unwrap();

@@ -73,6 +73,14 @@ impl Pool {
 
 /// An engine for asynchronous component execution with epoch preemption and fuel metering.
 pub fn new(pool: Pool) -> Result<Engine, Error> {
+    Engine::new(&config(pool)).map_err(|e| Error::EngineStart {
+        reason: format!("{e:#}"),
+    })
+}
+
+/// The configuration of every engine wasmproc makes (public so that benchmarks compare bare
+/// wasmtime under exactly this configuration).
+pub fn config(pool: Pool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
@@ -103,9 +111,7 @@ pub fn new(pool: Pool) -> Result<Engine, Error> {
         config.memory_guard_size(64 << 10);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
     }
-    Engine::new(&config).map_err(|e| Error::EngineStart {
-        reason: format!("{e:#}"),
-    })
+    config
 }
 
 /// A loader (compile cache) over a fresh engine, pooled as the environment says.

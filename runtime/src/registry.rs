@@ -77,15 +77,28 @@ struct Slots {
     ended: Ended,
 }
 
-/// The EXITs of ended processes, in two generations: new records go to `recent`; when it
-/// holds [`REMEMBERED_EXITS`], the older generation is forgotten at once and `recent` takes
-/// its place. Forgetting records one by one, oldest first, cost every spawn a few percent
-/// (measured): each end reached into a record (and its map slot) last touched thousands of
-/// ends ago.
+/// The EXITs of ended processes, in two generations: new records are appended to `recent`;
+/// when it holds [`REMEMBERED_EXITS`], the older generation is forgotten at once and `recent`
+/// takes its place. Records sit in end order in a vector, found through a small index: each
+/// end writes next to the previous one. Forgetting records one by one, oldest first, cost
+/// every spawn a few percent (measured): each end reached into a record (and its map slot)
+/// last touched thousands of ends ago.
 #[derive(Default)]
 struct Ended {
-    recent: PidMap<Exit>,
-    older: PidMap<Exit>,
+    recent: Generation,
+    older: Generation,
+}
+
+#[derive(Default)]
+struct Generation {
+    exits: Vec<Exit>,
+    index: PidMap<u32>,
+}
+
+impl Generation {
+    fn get(&self, pid: &Pid) -> Option<&Exit> {
+        self.index.get(pid).map(|&at| &self.exits[at as usize])
+    }
 }
 
 impl Ended {
@@ -94,16 +107,19 @@ impl Ended {
     }
 
     fn contains(&self, pid: &Pid) -> bool {
-        self.recent.contains_key(pid) || self.older.contains_key(pid)
+        self.recent.index.contains_key(pid) || self.older.index.contains_key(pid)
     }
 
     fn insert(&mut self, exit: Exit) {
-        if self.recent.len() >= REMEMBERED_EXITS {
-            // The emptied map keeps its capacity: no allocation and no rehashing from here.
-            self.older.clear();
+        if self.recent.exits.len() >= REMEMBERED_EXITS {
+            // Emptied, the generation keeps its capacity: no allocation or rehashing later.
+            self.older.exits.clear();
+            self.older.index.clear();
             std::mem::swap(&mut self.recent, &mut self.older);
         }
-        self.recent.insert(exit.from, exit);
+        let at = self.recent.exits.len() as u32;
+        self.recent.index.insert(exit.from, at);
+        self.recent.exits.push(exit);
     }
 }
 
@@ -344,7 +360,7 @@ mod tests {
             let oldest_kept = n.saturating_sub(cap - 1).max(1);
             assert!(ended.contains(&Pid(oldest_kept)), "{oldest_kept} after {n}");
             assert_eq!(ended.get(&Pid(n)).map(|e| e.from), Some(Pid(n)));
-            assert!(ended.recent.len() + ended.older.len() <= 2 * REMEMBERED_EXITS);
+            assert!(ended.recent.exits.len() + ended.older.exits.len() <= 2 * REMEMBERED_EXITS);
         }
         assert!(!ended.contains(&Pid(1)), "the oldest are forgotten");
     }
