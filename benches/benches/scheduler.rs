@@ -5,9 +5,10 @@
 //!   `wasmproc` is the full runtime (entry lookup, hash-checked program, argument conversion,
 //!   limits, fuel and epochs, registry, EXIT delivery; compute imports nothing, so it gets no
 //!   WASI context); `bare_*` is `InstancePre::instantiate_async` + `call_async` of the same
-//!   component in tokio tasks: on-demand, pooling with wasmtime's defaults, pooling tuned as
-//!   wasmproc tunes it (the best), and tuned with wasmproc's metering (fuel, epoch deadline)
-//!   to show what that costs by itself. Then interleaved rounds give the ratio to the best.
+//!   component in tokio tasks: on-demand, pooling with wasmtime's defaults, wasmproc's own
+//!   engine configuration (`engine::config`: its pool, slots reset in place) without metering
+//!   (the best), and the same with wasmproc's metering (fuel, epoch deadline), to show what
+//!   that costs by itself. Then interleaved rounds give the ratio to the best.
 //! - `sleepers`: 1,000 processes sleeping 100 ms at once on 2 workers, until the last EXIT;
 //!   also prints the resident memory per sleeping process.
 
