@@ -114,6 +114,10 @@ pub struct Program {
     pub file: FileCheck,
     /// The binary imports nothing: its processes need no WASI context.
     pub imports_nothing: bool,
+    /// The engine's pool admission (see [`Loader`]), reached through the program that every
+    /// process holds anyway: a reference counted per spawn, made on the spawning thread and
+    /// dropped on a worker, costs a spawn two cache-line transfers between cores.
+    pub(crate) admission: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is
@@ -218,10 +222,6 @@ impl Loader {
         &self.engine
     }
 
-    pub(crate) fn admission(&self) -> Option<Arc<tokio::sync::Semaphore>> {
-        self.admission.clone()
-    }
-
     /// Loads `entry` from the directory of its `fs` entry.
     pub fn load(
         &self,
@@ -270,6 +270,7 @@ impl Loader {
                 file: FileCheck::new(path, stamp),
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
+                admission: self.admission.clone(),
             }));
         }
         let component = self.compile(entry, &path, actual, &bytes)?;
@@ -295,6 +296,7 @@ impl Loader {
             signature,
             file: FileCheck::new(path, stamp),
             imports_nothing,
+            admission: self.admission.clone(),
         }))
     }
 

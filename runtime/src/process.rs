@@ -280,8 +280,6 @@ pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
 pub(crate) struct Launch {
     /// The process's place in its host's queue, left at Init.
     pub place: QueuePlace,
-    /// A pool slot must be free before Init; `None` without a pool.
-    pub admission: Option<Arc<tokio::sync::Semaphore>>,
     pub program: Arc<Program>,
     pub params: Params,
     pub state: GuestState,
@@ -446,8 +444,8 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     let pid = guard.pid;
     // Held until after Close, when the store has given its pool slot back.
     // (The semaphore is never closed, so acquiring only waits.)
-    let _slot = match launch.admission {
-        Some(slots) => slots.acquire_owned().await.ok(),
+    let _slot = match &launch.program.admission {
+        Some(slots) => slots.acquire().await.ok(),
         None => None,
     };
     drop(launch.place);

@@ -166,7 +166,6 @@ impl Runtime {
         let guard = ExitGuard::new(pid, self.registry.clone(), captured);
         let launch = Launch {
             place,
-            admission: self.loader.admission(),
             program,
             params,
             state,
