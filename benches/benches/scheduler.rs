@@ -8,7 +8,7 @@
 //!   component in tokio tasks: on-demand, pooling with wasmtime's defaults, wasmproc's own
 //!   engine configuration (`engine::config`: its pool, slots reset in place) without metering
 //!   (the best), and the same with wasmproc's metering (fuel, epoch deadline), to show what
-//!   that costs by itself. Then interleaved rounds give the ratio to the best.
+//!   that costs by itself. Then 15 interleaved rounds give the ratio to the best.
 //! - `sleepers`: 1,000 processes sleeping 100 ms at once on 2 workers, until the last EXIT;
 //!   also prints the resident memory per sleeping process.
 
@@ -189,7 +189,7 @@ fn spawn_exit(c: &mut Criterion) {
 /// The ratio the goal is stated in, from interleaved rounds: on a shared machine the load
 /// changes between criterion's separate measurements, less within a pair of rounds.
 fn ratio(rt: &Runtime, args: &[serde_json::Value], best: &Bare, metered: &Bare) {
-    const ROUNDS: usize = 7;
+    const ROUNDS: usize = 15;
     const N: u64 = 20_000;
     let per_second = |d: Duration| N as f64 / d.as_secs_f64();
     // CPU time (all threads) per spawn: what a round costs, whatever else the machine runs.
@@ -200,9 +200,18 @@ fn ratio(rt: &Runtime, args: &[serde_json::Value], best: &Bare, metered: &Bare) 
         (per_second(elapsed), cpu_us)
     };
     let mut rounds: Vec<[f64; 5]> = (0..ROUNDS)
-        .map(|_| {
-            let (ours, ours_cpu) = measured(&|| wasmproc_round_trips(rt, "bench:compute", args, N));
-            let (bare, bare_cpu) = measured(&|| best.round_trips(N));
+        .map(|round| {
+            let ours = || measured(&|| wasmproc_round_trips(rt, "bench:compute", args, N));
+            let bare = || measured(&|| best.round_trips(N));
+            // Every other round the other one first: whichever runs second would otherwise
+            // always inherit what the first left behind (warm caches, a busy neighbour).
+            let ((ours, ours_cpu), (bare, bare_cpu)) = if round % 2 == 0 {
+                let o = ours();
+                (o, bare())
+            } else {
+                let b = bare();
+                (ours(), b)
+            };
             let (bare_metered, _) = measured(&|| metered.round_trips(N));
             [ours / bare, ours, bare / bare_metered, ours_cpu, bare_cpu]
         })
@@ -215,12 +224,14 @@ fn ratio(rt: &Runtime, args: &[serde_json::Value], best: &Bare, metered: &Bare) 
     let (metered_cost, ours_cpu, bare_cpu) = (median(2), median(3), median(4));
     rounds.sort_by(|a, b| a[0].total_cmp(&b[0]));
     let [ratio, ours, ..] = rounds[ROUNDS / 2];
+    let (low, high) = (rounds[ROUNDS / 4][0], rounds[ROUNDS - 1 - ROUNDS / 4][0]);
     eprintln!(
         "spawn_exit/compute: wasmproc / bare_pooling_tuned = {ratio:.2} (median of {ROUNDS} \
-         interleaved rounds of {N}; wasmproc {:.1}k/s in that round); CPU per spawn, all \
-         threads: wasmproc {ours_cpu:.2} us, bare {bare_cpu:.2} us; bare is {metered_cost:.2}x \
-         faster unmetered than metered",
-        ours / 1000.0
+         interleaved rounds of {N}, middle half {low:.2}-{high:.2}; wasmproc {:.1}k/s in that \
+         round); CPU per spawn, all threads: wasmproc {ours_cpu:.2} us, bare {bare_cpu:.2} us \
+         (ratio {:.2}); bare is {metered_cost:.2}x faster unmetered than metered",
+        ours / 1000.0,
+        bare_cpu / ours_cpu
     );
 }
 
