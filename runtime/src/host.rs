@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::task::AbortHandle;
+
 use crate::error::Error;
 use crate::id::EntryId;
 use crate::manifest::HostSpec;
@@ -61,15 +63,17 @@ impl ProcessHost {
     }
 
     /// Starts a process whose arguments and WASI context are ready; `guard` delivers its EXIT.
-    pub(crate) fn spawn(&self, launch: Launch, guard: ExitGuard) {
-        self.spawn_task(process::run(launch, guard));
+    pub(crate) fn spawn(&self, launch: Launch, guard: ExitGuard) -> Option<AbortHandle> {
+        self.spawn_task(process::run(launch, guard))
     }
 
-    /// Starts a process's task (which owns its EXIT guard).
-    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        if let Some(scheduler) = &self.scheduler {
-            scheduler.spawn(task);
-        }
+    /// Starts a process's task (which owns its EXIT guard); the handle stops it.
+    pub(crate) fn spawn_task(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<AbortHandle> {
+        let scheduler = self.scheduler.as_ref()?;
+        Some(scheduler.spawn(task).abort_handle())
     }
 }
 

@@ -24,7 +24,7 @@ use crate::error::ErrorKind;
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
-use crate::registry::{FirstSignal, Registry, Signal};
+use crate::registry::{Registry, Signal};
 use crate::state::{GuestState, ModuleState, ProcessState};
 use crate::value::{Params, Signature};
 use crate::wasi::Captured;
@@ -284,12 +284,10 @@ pub(crate) struct Launch {
     pub params: Params,
     pub state: GuestState,
     pub limits: Limits,
-    pub signal: FirstSignal,
-    pub trace: Option<TraceSink>,
 }
 
-/// Delivers the EXIT when dropped, so that no path out of a process (return, panic, the task
-/// being dropped by a host shutting down) loses it.
+/// Emits Close and delivers the EXIT when dropped, so that no path out of a process (return,
+/// panic, the task aborted by a signal or dropped by a host shutting down) loses them.
 pub(crate) struct ExitGuard {
     pid: Pid,
     registry: Arc<Registry>,
@@ -299,6 +297,7 @@ pub(crate) struct ExitGuard {
     counters: Counters,
     usage: Usage,
     captured: Option<Captured>,
+    trace: Option<TraceSink>,
 }
 
 /// What a process's store reports, as far as it got.
@@ -317,7 +316,12 @@ struct Counters {
 }
 
 impl ExitGuard {
-    pub(crate) fn new(pid: Pid, registry: Arc<Registry>, captured: Option<Captured>) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        registry: Arc<Registry>,
+        captured: Option<Captured>,
+        trace: Option<TraceSink>,
+    ) -> Self {
         ExitGuard {
             pid,
             registry,
@@ -326,12 +330,20 @@ impl ExitGuard {
             counters: Counters::default(),
             usage: Usage::default(),
             captured,
+            trace,
         }
     }
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
+        // Close: the store went with the process's task (a process that never reached Init
+        // had none).
+        if self.started.is_some() {
+            emit(self.trace.as_ref(), self.pid, Phase::Close);
+        }
+        let finished = self.outcome.is_some();
+        // Unless a signal aborted the task (the registry knows which), its host shut down.
         let outcome = self.outcome.take().unwrap_or_else(|| {
             Err(ExitError::new(
                 ErrorKind::HostFailure,
@@ -355,21 +367,18 @@ impl Drop for ExitGuard {
             output: self.captured.as_ref().map(Captured::output),
         };
         tracing::debug!(pid = %self.pid, ok = exit.outcome.is_ok(), "exit");
-        self.registry.finish(exit);
+        self.registry.finish(exit, finished);
     }
 }
 
 /// A process's run as its task polls it, in one flat future (its size is what every spawn
 /// allocates and copies; nested combinators were several KiB): each poll is a Step and each
-/// `Pending` a Yield; the first signal stops the run, winning over a run that is ready at
-/// the same moment; so does the `max_execution_ms` deadline; a panic in host code ends it
-/// with `host_failure`, and the worker and the other processes go on.
+/// `Pending` a Yield; the `max_execution_ms` deadline stops the run (a signal aborts the whole
+/// task, see the registry); a panic in host code ends it with `host_failure`, and the worker
+/// and the other processes go on.
 struct Supervised<'a, F> {
     /// Pinned where the caller's future lives (no box: one allocation fewer per process).
     run: Pin<&'a mut F>,
-    /// `None` for a process that hears signals itself (a Lua script), or once the registry
-    /// let go of the sender (no signal can come).
-    signal: Option<FirstSignal>,
     /// Boxed: a timer is large, and most processes have no such limit.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     limit: Duration,
@@ -382,7 +391,6 @@ impl<'a, F: Future<Output = Result<Value, ExitError>>> Supervised<'a, F> {
     fn new(run: Pin<&'a mut F>, counters: &'a mut Counters, pid: Pid) -> Self {
         Supervised {
             run,
-            signal: None,
             deadline: None,
             limit: Duration::ZERO,
             counters,
@@ -392,13 +400,6 @@ impl<'a, F: Future<Output = Result<Value, ExitError>>> Supervised<'a, F> {
     }
 
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Result<Value, ExitError>> {
-        if let Some(signal) = &mut self.signal {
-            match Pin::new(signal).poll(cx) {
-                Poll::Ready(Ok(signal)) => return Poll::Ready(Err(signal.ending())),
-                Poll::Ready(Err(_)) => self.signal = None,
-                Poll::Pending => {}
-            }
-        }
         self.counters.steps += 1;
         emit(self.trace, self.pid, Phase::Step);
         if let Poll::Ready(outcome) = self.run.as_mut().poll(cx) {
@@ -451,7 +452,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     drop(launch.place);
     // Wall time is Init to Close: waiting for a pool slot is not running.
     guard.started = Some(Instant::now());
-    emit(launch.trace.as_ref(), pid, Phase::Init);
+    emit(guard.trace.as_ref(), pid, Phase::Init);
     // A block, so that the run (and its borrow of the guard's usage) ends before Close.
     let outcome = {
         let run = std::pin::pin!(init_step_close(
@@ -462,16 +463,14 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
             &mut guard.usage,
         ));
         let mut supervised = Supervised::new(run, &mut guard.counters, pid);
-        supervised.signal = Some(launch.signal);
-        supervised.trace = launch.trace.as_ref();
+        supervised.trace = guard.trace.as_ref();
         if let Some(limit) = launch.limits.max_execution {
             supervised.deadline = Some(Box::pin(tokio::time::sleep(limit)));
             supervised.limit = limit;
         }
         supervised.await
     };
-    // Close: the store is gone by now, whichever way the process ended.
-    emit(launch.trace.as_ref(), pid, Phase::Close);
+    // The store is gone by now: the guard emits Close when it goes.
     guard.outcome = Some(match (outcome, &guard.usage.memory) {
         (Err(e), Some(memory)) if e.kind == ErrorKind::Trap => {
             Err(blame_limit(e, &launch.limits, memory))
@@ -486,18 +485,16 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
 pub(crate) async fn supervise(
     mut guard: ExitGuard,
     place: QueuePlace,
-    trace: Option<TraceSink>,
     body: impl Future<Output = Result<Value, ExitError>>,
 ) {
     drop(place);
     let pid = guard.pid;
     guard.started = Some(Instant::now());
-    emit(trace.as_ref(), pid, Phase::Init);
+    emit(guard.trace.as_ref(), pid, Phase::Init);
     let body = std::pin::pin!(body);
     let mut supervised = Supervised::new(body, &mut guard.counters, pid);
-    supervised.trace = trace.as_ref();
+    supervised.trace = guard.trace.as_ref();
     let outcome = supervised.await;
-    emit(trace.as_ref(), pid, Phase::Close);
     guard.outcome = Some(outcome);
 }
 
@@ -768,9 +765,9 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let mut mailbox = Mailbox::new();
         let pid = Pid(7);
-        let _signal = registry.register(pid, smallvec::smallvec![mailbox.address()], None);
+        registry.register(pid, smallvec::smallvec![mailbox.address()], None);
         // Panicking with the guard alive, as a task does when its worker unwinds.
-        let guard = ExitGuard::new(pid, registry.clone(), None);
+        let guard = ExitGuard::new(pid, registry.clone(), None, None);
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {
             let _guard = guard;
             panic!("unwinding through the process");

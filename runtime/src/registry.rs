@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use crate::error::Error;
 use crate::process::{Event, Exit, Pid};
@@ -35,16 +36,20 @@ pub enum Signal {
 /// Where a process's EXIT goes; one monitor (the usual case) without an allocation.
 pub(crate) type Monitors = smallvec::SmallVec<[mpsc::UnboundedSender<Event>; 1]>;
 
-/// Where a process that acts on its first signal hears it (a WebAssembly process).
-pub(crate) type FirstSignal = oneshot::Receiver<Signal>;
 /// Where a process that keeps running through signals hears them (a Lua script).
 #[cfg(feature = "lua")]
 pub(crate) type Signals = mpsc::UnboundedReceiver<Signal>;
 
-/// The sending side. A oneshot costs much less than a channel, and most processes never hear
-/// a signal.
+/// How a running process is told.
 enum Control {
-    Once(Option<oneshot::Sender<Signal>>),
+    /// A WebAssembly process ends at its first signal: its task is aborted (dropped at its
+    /// next suspension), and the signal says how it ended. Nothing per process is allocated
+    /// or polled for this: most processes never hear a signal.
+    Abort {
+        /// `None` until the task is started (a signal that comes first waits here).
+        task: Option<AbortHandle>,
+        stopping: Option<Signal>,
+    },
     #[cfg(feature = "lua")]
     Stream(mpsc::UnboundedSender<Signal>),
 }
@@ -53,9 +58,12 @@ impl Control {
     /// A process that stopped listening is already ending: the signal is dropped.
     fn send(&mut self, signal: Signal) {
         match self {
-            Control::Once(sender) => {
-                if let Some(sender) = sender.take() {
-                    let _ = sender.send(signal);
+            Control::Abort { task, stopping } => {
+                if stopping.is_none() {
+                    *stopping = Some(signal);
+                    if let Some(task) = task {
+                        task.abort();
+                    }
                 }
             }
             #[cfg(feature = "lua")]
@@ -159,12 +167,35 @@ impl Registry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a new process that acts on the first signal sent to it, linked to `link` when
-    /// given (a process that already ended with an error signals the new one at once).
-    pub(crate) fn register(&self, pid: Pid, monitors: Monitors, link: Option<Pid>) -> FirstSignal {
-        let (control, signal) = oneshot::channel();
-        self.insert(pid, monitors, link, Control::Once(Some(control)));
-        signal
+    /// Records a new process that ends at the first signal sent to it, linked to `link` when
+    /// given (a process that already ended with an error signals the new one at once). Its
+    /// task is attached once started.
+    pub(crate) fn register(&self, pid: Pid, monitors: Monitors, link: Option<Pid>) {
+        let control = Control::Abort {
+            task: None,
+            stopping: None,
+        };
+        self.insert(pid, monitors, link, control);
+    }
+
+    /// Gives a registered process its task, aborted at once if a signal came first.
+    pub(crate) fn attach(&self, pid: Pid, task: AbortHandle) {
+        let mut slots = self.lock();
+        // Not running any more: the process ended before its task was attached.
+        if let Some(Running {
+            control:
+                Control::Abort {
+                    task: slot,
+                    stopping,
+                },
+            ..
+        }) = slots.running.get_mut(&pid)
+        {
+            if stopping.is_some() {
+                task.abort();
+            }
+            *slot = Some(task);
+        }
     }
 
     /// [`Registry::register`] for a process that hears every signal.
@@ -260,11 +291,24 @@ impl Registry {
     }
 
     /// Delivers the EXIT to every monitor, a link-down to every linked process when it is an
-    /// error, and remembers it.
-    pub(crate) fn finish(&self, exit: Exit) {
+    /// error, and remembers it. A process that did not finish (`finished` false: its task was
+    /// dropped) ended the way the signal that aborted it says, if one did.
+    pub(crate) fn finish(&self, mut exit: Exit, finished: bool) {
         let mut slots = self.lock();
         let (monitors, links) = match slots.running.remove(&exit.from) {
-            Some(running) => (running.monitors, running.links),
+            Some(running) => {
+                if let (
+                    false,
+                    Control::Abort {
+                        stopping: Some(signal),
+                        ..
+                    },
+                ) = (finished, &running.control)
+                {
+                    exit.outcome = Err(signal.ending());
+                }
+                (running.monitors, running.links)
+            }
             None => Default::default(),
         };
         // Sent after the lock is released (waking a receiver is a system call): the monitors

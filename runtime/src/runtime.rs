@@ -161,19 +161,19 @@ impl Runtime {
         };
         let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        let signal = self.registry.register(pid, monitors, options.link);
+        self.registry.register(pid, monitors, options.link);
         // Created before the task so that even a task that never starts reports its EXIT.
-        let guard = ExitGuard::new(pid, self.registry.clone(), captured);
+        let guard = ExitGuard::new(pid, self.registry.clone(), captured, options.trace.clone());
         let launch = Launch {
             place,
             program,
             params,
             state,
             limits: wasm.limits.clone(),
-            signal,
-            trace: options.trace.clone(),
         };
-        host.spawn(launch, guard);
+        if let Some(task) = host.spawn(launch, guard) {
+            self.registry.attach(pid, task);
+        }
         Ok(pid)
     }
 

@@ -547,3 +547,42 @@ fn a_core_module_whose_memory_limit_exceeds_a_pool_slot_is_refused_too() {
     assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
     assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");
 }
+
+#[test]
+fn a_cancel_reaches_a_process_still_waiting_for_a_pool_slot_and_one_just_spawned() {
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 1,
+        memory: 16 << 20,
+        ..Default::default()
+    };
+    let rt = sleepers(pool, "4MiB", 100);
+    let mut mailbox = Mailbox::new();
+    let holder = rt
+        .spawn_monitored("t:sleep", "t:host", &[json!(2000)], &mailbox)
+        .unwrap();
+    let waiting = rt
+        .spawn_monitored("t:sleep", "t:host", &[json!(10)], &mailbox)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    rt.cancel(waiting, "not needed").unwrap();
+    // The waiting one ends long before the one holding the only slot wakes up.
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.from, waiting);
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Cancelled);
+    assert!(error.message.contains("not needed"), "{error}");
+    assert_eq!(exit.accounting.steps, 0, "it never started");
+    // Cancelled the moment it is spawned: the signal may come before its task exists.
+    let fresh = rt
+        .spawn_monitored("t:sleep", "t:host", &[json!(10)], &mailbox)
+        .unwrap();
+    rt.terminate(fresh).unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.from, fresh);
+    assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Terminated);
+    rt.terminate(holder).unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.from, holder);
+    assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Terminated);
+    assert!(mailbox.try_receive().is_none(), "exactly one EXIT each");
+}

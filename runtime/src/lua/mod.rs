@@ -129,14 +129,10 @@ impl Runtime {
         let signals = self
             .registry()
             .register_listening(pid, monitors, options.link);
-        let guard = ExitGuard::new(pid, self.registry().clone(), None);
+        let guard = ExitGuard::new(pid, self.registry().clone(), None, options.trace.clone());
         let body = run(lua, thread, args, script, signals);
-        host.spawn_task(process::supervise(
-            guard,
-            place,
-            options.trace.clone(),
-            body,
-        ));
+        // A script hears its signals itself (its stream), so its task is never aborted.
+        let _ = host.spawn_task(process::supervise(guard, place, body));
         Ok(pid)
     }
 }
