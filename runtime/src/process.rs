@@ -765,7 +765,7 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let mut mailbox = Mailbox::new();
         let pid = Pid(7);
-        registry.register(pid, smallvec::smallvec![mailbox.address()], None);
+        registry.register(pid, smallvec::smallvec![mailbox.address()], None, None);
         // Panicking with the guard alive, as a task does when its worker unwinds.
         let guard = ExitGuard::new(pid, registry.clone(), None, None);
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {

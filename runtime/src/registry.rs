@@ -46,7 +46,7 @@ enum Control {
     /// next suspension), and the signal says how it ended. Nothing per process is allocated
     /// or polled for this: most processes never hear a signal.
     Abort {
-        /// `None` until the task is started (a signal that comes first waits here).
+        /// `None` only for a task that could not start (its host is shutting down).
         task: Option<AbortHandle>,
         stopping: Option<Signal>,
     },
@@ -167,34 +167,38 @@ impl Registry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a new process that ends at the first signal sent to it, linked to `link` when
-    /// given (a process that already ended with an error signals the new one at once). Its
-    /// task is attached once started.
-    pub(crate) fn register(&self, pid: Pid, monitors: Monitors, link: Option<Pid>) {
-        let control = Control::Abort {
-            task: None,
-            stopping: None,
-        };
-        self.insert(pid, monitors, link, control);
-    }
-
-    /// Gives a registered process its task, aborted at once if a signal came first.
-    pub(crate) fn attach(&self, pid: Pid, task: AbortHandle) {
+    /// Records a new process that ends at the first signal sent to it (its task, given here,
+    /// is aborted), linked to `link` when given (a process that already ended with an error
+    /// signals the new one at once). Called once the task is spawned, in one lock with
+    /// nothing before it: no other thread knows the PID until the spawn returns, but the
+    /// process itself may have ended already, and then its monitors get the recorded EXIT here.
+    pub(crate) fn register(
+        &self,
+        pid: Pid,
+        monitors: Monitors,
+        link: Option<Pid>,
+        task: Option<AbortHandle>,
+    ) {
         let mut slots = self.lock();
-        // Not running any more: the process ended before its task was attached.
-        if let Some(Running {
-            control:
-                Control::Abort {
-                    task: slot,
-                    stopping,
-                },
-            ..
-        }) = slots.running.get_mut(&pid)
-        {
-            if stopping.is_some() {
-                task.abort();
+        let Some(exit) = slots.ended.get(&pid) else {
+            let control = Control::Abort {
+                task,
+                stopping: None,
+            };
+            slots.insert(pid, monitors, link, control);
+            return;
+        };
+        let exit = exit.clone();
+        if let (Some(other), Err(_)) = (link, &exit.outcome) {
+            if let Some(running) = slots.running.get_mut(&other) {
+                running
+                    .control
+                    .send(Signal::LinkDown(Box::new(exit.clone())));
             }
-            *slot = Some(task);
+        }
+        drop(slots);
+        for monitor in monitors {
+            let _ = monitor.send(Event::Exit(exit.clone()));
         }
     }
 
@@ -207,23 +211,9 @@ impl Registry {
         link: Option<Pid>,
     ) -> Signals {
         let (control, signals) = mpsc::unbounded_channel();
-        self.insert(pid, monitors, link, Control::Stream(control));
+        self.lock()
+            .insert(pid, monitors, link, Control::Stream(control));
         signals
-    }
-
-    fn insert(&self, pid: Pid, monitors: Monitors, link: Option<Pid>, control: Control) {
-        let mut slots = self.lock();
-        slots.running.insert(
-            pid,
-            Running {
-                monitors,
-                control,
-                links: Vec::new(),
-            },
-        );
-        if let Some(other) = link {
-            slots.link(pid, other);
-        }
     }
 
     /// Adds a monitor. A process that already ended sends its recorded EXIT at once.
@@ -338,6 +328,20 @@ impl Registry {
 }
 
 impl Slots {
+    fn insert(&mut self, pid: Pid, monitors: Monitors, link: Option<Pid>, control: Control) {
+        self.running.insert(
+            pid,
+            Running {
+                monitors,
+                control,
+                links: Vec::new(),
+            },
+        );
+        if let Some(other) = link {
+            self.link(pid, other);
+        }
+    }
+
     /// Ok when `pid` is running or remembered as ended.
     fn known(&self, pid: Pid) -> Result<(), Error> {
         if self.running.contains_key(&pid) || self.ended.contains(&pid) {
@@ -407,5 +411,40 @@ mod tests {
             assert!(ended.recent.exits.len() + ended.older.exits.len() <= 2 * REMEMBERED_EXITS);
         }
         assert!(!ended.contains(&Pid(1)), "the oldest are forgotten");
+    }
+
+    #[test]
+    fn a_process_that_ends_before_it_is_registered_still_reaches_its_monitor_and_link() {
+        use crate::error::ErrorKind;
+        use crate::process::{ExitError, Mailbox};
+        let registry = Registry::default();
+        let (mut parent_box, mut child_box) = (Mailbox::new(), Mailbox::new());
+        let parent = Pid(1);
+        registry.register(
+            parent,
+            smallvec::smallvec![parent_box.address()],
+            None,
+            None,
+        );
+        // The child's task failed before its spawn got to register it.
+        let child = Pid(2);
+        let mut failed = exit(2);
+        failed.outcome = Err(ExitError::new(ErrorKind::Trap, "boom"));
+        registry.finish(failed, true);
+        registry.register(
+            child,
+            smallvec::smallvec![child_box.address()],
+            Some(parent),
+            None,
+        );
+        let event = child_box.try_receive().and_then(Event::into_exit).unwrap();
+        assert_eq!(event.from, child);
+        assert_eq!(event.outcome.unwrap_err().kind, ErrorKind::Trap);
+        assert!(child_box.try_receive().is_none(), "exactly one EXIT");
+        assert!(!registry.lock().running.contains_key(&child));
+        // The link passed the failure on: the parent, stopped, ends with `link_down`.
+        registry.finish(exit(1), false);
+        let event = parent_box.try_receive().and_then(Event::into_exit).unwrap();
+        assert_eq!(event.outcome.unwrap_err().kind, ErrorKind::LinkDown);
     }
 }

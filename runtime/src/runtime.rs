@@ -161,7 +161,6 @@ impl Runtime {
         };
         let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        self.registry.register(pid, monitors, options.link);
         // Created before the task so that even a task that never starts reports its EXIT.
         let guard = ExitGuard::new(pid, self.registry.clone(), captured, options.trace.clone());
         let launch = Launch {
@@ -171,9 +170,8 @@ impl Runtime {
             state,
             limits: wasm.limits.clone(),
         };
-        if let Some(task) = host.spawn(launch, guard) {
-            self.registry.attach(pid, task);
-        }
+        let task = host.spawn(launch, guard);
+        self.registry.register(pid, monitors, options.link, task);
         Ok(pid)
     }
 
