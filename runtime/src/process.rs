@@ -453,7 +453,8 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
     // Wall time is Init to Close: waiting for a pool slot is not running.
     guard.started = Some(Instant::now());
     emit(guard.trace.as_ref(), pid, Phase::Init);
-    // A block, so that the run (and its borrow of the guard's usage) ends before Close.
+    // A block, so that the run (its store, and its borrow of the guard's usage) ends before
+    // the outcome is recorded.
     let outcome = {
         let run = std::pin::pin!(init_step_close(
             &launch.program,
