@@ -557,9 +557,23 @@ fn a_cancel_reaches_a_process_still_waiting_for_a_pool_slot_and_one_just_spawned
     };
     let rt = sleepers(pool, "4MiB", 100);
     let mut mailbox = Mailbox::new();
+    // The holder has the only slot (it reached Init) before the next one asks for it.
+    let (trace, mut phases) = tokio::sync::mpsc::unbounded_channel();
+    let options = wasmproc_runtime::SpawnOptions {
+        trace: Some(trace),
+        ..Default::default()
+    };
     let holder = rt
-        .spawn_monitored("t:sleep", "t:host", &[json!(2000)], &mailbox)
+        .spawn_with(
+            "t:sleep",
+            "t:host",
+            &[json!(2000)],
+            &options,
+            Some(&mailbox),
+        )
         .unwrap();
+    let init = phases.blocking_recv().expect("the holder's Init");
+    assert_eq!(init.phase, wasmproc_runtime::Phase::Init);
     let waiting = rt
         .spawn_monitored("t:sleep", "t:host", &[json!(10)], &mailbox)
         .unwrap();
