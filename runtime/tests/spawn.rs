@@ -360,6 +360,22 @@ fn a_memory_limit_larger_than_a_pool_slot_is_refused() {
     assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");
 }
 
+/// Spawns a sleeper of `ms` and returns once it has reached Init, and so holds a pool slot
+/// before anything spawned next asks for one.
+fn take_the_only_slot(rt: &Runtime, ms: u64, mailbox: &Mailbox) -> wasmproc_runtime::Pid {
+    let (trace, mut traced) = tokio::sync::mpsc::unbounded_channel();
+    let options = wasmproc_runtime::SpawnOptions {
+        trace: Some(trace),
+        ..Default::default()
+    };
+    let pid = rt
+        .spawn_with("t:sleep", "t:host", &[json!(ms)], &options, Some(mailbox))
+        .unwrap();
+    let init = traced.blocking_recv().expect("a lifecycle event");
+    assert_eq!(init.phase, wasmproc_runtime::Phase::Init);
+    pid
+}
+
 #[test]
 fn a_full_queue_refuses_the_spawn_with_queue_full() {
     // One pool slot: the first sleeper runs, the next three wait; a fifth finds the queue full.
@@ -370,16 +386,8 @@ fn a_full_queue_refuses_the_spawn_with_queue_full() {
     };
     let rt = sleepers(pool, "4MiB", 3);
     let mut mailbox = Mailbox::new();
-    // Wait until the first has reached Init (and so holds the slot; it then sleeps 300 ms).
-    let (trace, mut traced) = tokio::sync::mpsc::unbounded_channel();
-    let options = wasmproc_runtime::SpawnOptions {
-        trace: Some(trace),
-        ..Default::default()
-    };
-    rt.spawn_with("t:sleep", "t:host", &[json!(300)], &options, Some(&mailbox))
-        .unwrap();
-    let init = traced.blocking_recv().expect("a lifecycle event");
-    assert_eq!(init.phase, wasmproc_runtime::Phase::Init);
+    // It holds the only slot, then sleeps 300 ms.
+    take_the_only_slot(&rt, 300, &mailbox);
     for _ in 0..3 {
         rt.spawn_monitored("t:sleep", "t:host", &[json!(300)], &mailbox)
             .unwrap();
@@ -557,23 +565,7 @@ fn a_cancel_reaches_a_process_still_waiting_for_a_pool_slot_and_one_just_spawned
     };
     let rt = sleepers(pool, "4MiB", 100);
     let mut mailbox = Mailbox::new();
-    // The holder has the only slot (it reached Init) before the next one asks for it.
-    let (trace, mut phases) = tokio::sync::mpsc::unbounded_channel();
-    let options = wasmproc_runtime::SpawnOptions {
-        trace: Some(trace),
-        ..Default::default()
-    };
-    let holder = rt
-        .spawn_with(
-            "t:sleep",
-            "t:host",
-            &[json!(2000)],
-            &options,
-            Some(&mailbox),
-        )
-        .unwrap();
-    let init = phases.blocking_recv().expect("the holder's Init");
-    assert_eq!(init.phase, wasmproc_runtime::Phase::Init);
+    let holder = take_the_only_slot(&rt, 2000, &mailbox);
     let waiting = rt
         .spawn_monitored("t:sleep", "t:host", &[json!(10)], &mailbox)
         .unwrap();
