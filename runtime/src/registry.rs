@@ -180,17 +180,11 @@ impl Registry {
             return;
         };
         let exit = exit.clone();
-        if let (Some(other), Err(_)) = (link, &exit.outcome) {
-            if let Some(running) = slots.running.get_mut(&other) {
-                running
-                    .control
-                    .send(Signal::LinkDown(Box::new(exit.clone())));
-            }
+        if let Some(other) = link {
+            slots.pass_failure(&exit, other);
         }
         drop(slots);
-        for monitor in monitors {
-            let _ = monitor.send(Event::Exit(exit.clone()));
-        }
+        deliver(&monitors, Event::Exit(exit));
     }
 
     /// [`Registry::register`] for a process that hears every signal.
@@ -298,24 +292,27 @@ impl Registry {
         for linked in links {
             if let Some(running) = slots.running.get_mut(&linked) {
                 running.links.retain(|l| *l != exit.from);
-                if exit.outcome.is_err() {
-                    running
-                        .control
-                        .send(Signal::LinkDown(Box::new(exit.clone())));
-                }
             }
+            slots.pass_failure(&exit, linked);
         }
         slots.ended.insert(exit);
         drop(slots);
         if let Some(event) = event {
-            let (last, others) = monitors.split_last().expect("monitors is not empty");
-            for monitor in others {
-                // A monitor that went away no longer wants the event.
-                let _ = monitor.send(event.clone());
-            }
-            let _ = last.send(event);
+            deliver(&monitors, event);
         }
     }
+}
+
+/// Sends `event` to every monitor (cloned for all but the last).
+fn deliver(monitors: &[mpsc::UnboundedSender<Event>], event: Event) {
+    let Some((last, others)) = monitors.split_last() else {
+        return;
+    };
+    for monitor in others {
+        // A monitor that went away no longer wants the event.
+        let _ = monitor.send(event.clone());
+    }
+    let _ = last.send(event);
 }
 
 impl Slots {
@@ -356,11 +353,26 @@ impl Slots {
             }
             return;
         }
-        if let Some(exit) = self.ended.get(&other).filter(|e| e.outcome.is_err()) {
-            let signal = Signal::LinkDown(Box::new(exit.clone()));
-            if let Some(running) = self.running.get_mut(&pid) {
-                running.control.send(signal);
-            }
+        // Cloned: the record is borrowed from `self`, and only failures are passed on.
+        if let Some(exit) = self
+            .ended
+            .get(&other)
+            .filter(|e| e.outcome.is_err())
+            .cloned()
+        {
+            self.pass_failure(&exit, pid);
+        }
+    }
+
+    /// A linked process ended: when it failed, `to` (if still running) hears a LINK_DOWN.
+    fn pass_failure(&mut self, exit: &Exit, to: Pid) {
+        if exit.outcome.is_ok() {
+            return;
+        }
+        if let Some(running) = self.running.get_mut(&to) {
+            running
+                .control
+                .send(Signal::LinkDown(Box::new(exit.clone())));
         }
     }
 }
