@@ -335,6 +335,15 @@ impl ExitGuard {
     }
 }
 
+impl ExitGuard {
+    /// Init: the process starts running now. Wall time is Init to Close: waiting for a
+    /// worker or a pool slot is not running.
+    fn init(&mut self) {
+        self.started = Some(Instant::now());
+        emit(self.trace.as_ref(), self.pid, Phase::Init);
+    }
+}
+
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         // Close: the store went with the process's task (a process that never reached Init
@@ -388,14 +397,19 @@ struct Supervised<'a, F> {
 }
 
 impl<'a, F: Future<Output = Result<Value, ExitError>>> Supervised<'a, F> {
-    fn new(run: Pin<&'a mut F>, counters: &'a mut Counters, pid: Pid) -> Self {
+    fn new(
+        run: Pin<&'a mut F>,
+        counters: &'a mut Counters,
+        pid: Pid,
+        trace: Option<&'a TraceSink>,
+    ) -> Self {
         Supervised {
             run,
             deadline: None,
             limit: Duration::ZERO,
             counters,
             pid,
-            trace: None,
+            trace,
         }
     }
 
@@ -450,9 +464,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
         None => None,
     };
     drop(launch.place);
-    // Wall time is Init to Close: waiting for a pool slot is not running.
-    guard.started = Some(Instant::now());
-    emit(guard.trace.as_ref(), pid, Phase::Init);
+    guard.init();
     // A block, so that the run (its store, and its borrow of the guard's usage) ends before
     // the outcome is recorded.
     let outcome = {
@@ -463,8 +475,7 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
             &launch.limits,
             &mut guard.usage,
         ));
-        let mut supervised = Supervised::new(run, &mut guard.counters, pid);
-        supervised.trace = guard.trace.as_ref();
+        let mut supervised = Supervised::new(run, &mut guard.counters, pid, guard.trace.as_ref());
         if let Some(limit) = launch.limits.max_execution {
             supervised.deadline = Some(Box::pin(tokio::time::sleep(limit)));
             supervised.limit = limit;
@@ -489,13 +500,9 @@ pub(crate) async fn supervise(
     body: impl Future<Output = Result<Value, ExitError>>,
 ) {
     drop(place);
-    let pid = guard.pid;
-    guard.started = Some(Instant::now());
-    emit(guard.trace.as_ref(), pid, Phase::Init);
+    guard.init();
     let body = std::pin::pin!(body);
-    let mut supervised = Supervised::new(body, &mut guard.counters, pid);
-    supervised.trace = guard.trace.as_ref();
-    let outcome = supervised.await;
+    let outcome = Supervised::new(body, &mut guard.counters, guard.pid, guard.trace.as_ref()).await;
     guard.outcome = Some(outcome);
 }
 
@@ -741,7 +748,12 @@ mod tests {
 
     fn supervised(run: impl Future<Output = Result<Value, ExitError>>) -> Result<Value, ExitError> {
         let mut counters = Counters::default();
-        block_on(Supervised::new(std::pin::pin!(run), &mut counters, Pid(1)))
+        block_on(Supervised::new(
+            std::pin::pin!(run),
+            &mut counters,
+            Pid(1),
+            None,
+        ))
     }
 
     #[test]
