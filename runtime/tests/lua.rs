@@ -14,6 +14,26 @@ fn runtime() -> Arc<Runtime> {
     Arc::new(Runtime::load(&manifest).expect("the manifest loads"))
 }
 
+/// Spawns `source` as a script named `name` on the one-worker host, monitored by `mailbox`.
+fn spawn_script(
+    runtime: &Arc<Runtime>,
+    source: &str,
+    name: &str,
+    args: &[serde_json::Value],
+    mailbox: &Mailbox,
+) -> wasmproc_runtime::Pid {
+    runtime
+        .spawn_lua(
+            source,
+            name,
+            "host:one_worker",
+            args,
+            &SpawnOptions::default(),
+            Some(mailbox),
+        )
+        .unwrap()
+}
+
 fn receive(mailbox: &mut Mailbox) -> Exit {
     common::receive(mailbox).expect("an EXIT within 10 s")
 }
@@ -30,16 +50,13 @@ fn a_failing_script_takes_the_guests_linked_to_it_down() {
             &mailbox,
         )
         .unwrap();
-    let script = runtime
-        .spawn_lua(
-            "local sleeper = ...\nassert(process.link(sleeper))\nerror('boom')",
-            "linker.lua",
-            "host:one_worker",
-            &[sleeper.to_string().into()],
-            &SpawnOptions::default(),
-            Some(&mailbox),
-        )
-        .unwrap();
+    let script = spawn_script(
+        &runtime,
+        "local sleeper = ...\nassert(process.link(sleeper))\nerror('boom')",
+        "linker.lua",
+        &[sleeper.to_string().into()],
+        &mailbox,
+    );
     let mut exits = [receive(&mut mailbox), receive(&mut mailbox)];
     exits.sort_by_key(|e| e.from);
     let [slept, scripted] = exits;
@@ -66,16 +83,13 @@ fn a_script_that_ends_well_leaves_its_linked_guests_running() {
     let sleeper = runtime
         .spawn_monitored("host:sleeper", "host:one_worker", &[200.into()], &mailbox)
         .unwrap();
-    let script = runtime
-        .spawn_lua(
-            "assert(process.link(...))\nreturn 'done'",
-            "ok.lua",
-            "host:one_worker",
-            &[sleeper.to_string().into()],
-            &SpawnOptions::default(),
-            Some(&mailbox),
-        )
-        .unwrap();
+    let script = spawn_script(
+        &runtime,
+        "assert(process.link(...))\nreturn 'done'",
+        "ok.lua",
+        &[sleeper.to_string().into()],
+        &mailbox,
+    );
     let first = receive(&mut mailbox);
     assert_eq!((first.from, first.outcome), (script, Ok("done".into())));
     let second = receive(&mut mailbox);
@@ -86,26 +100,14 @@ fn a_script_that_ends_well_leaves_its_linked_guests_running() {
 fn a_cancel_sent_by_a_script_names_the_script() {
     let runtime = runtime();
     let mut mailbox = Mailbox::new();
-    let listener = runtime
-        .spawn_lua(
-            "local e = process.receive('10s')\nreturn { kind = e.kind, from = tostring(e.from), reason = e.reason }",
-            "listener.lua",
-            "host:one_worker",
-            &[],
-            &SpawnOptions::default(),
-            Some(&mailbox),
-        )
-        .unwrap();
-    let canceller = runtime
-        .spawn_lua(
-            "assert(process.cancel(..., 'enough'))",
-            "canceller.lua",
-            "host:one_worker",
-            &[listener.to_string().into()],
-            &SpawnOptions::default(),
-            Some(&mailbox),
-        )
-        .unwrap();
+    let listener = spawn_script(&runtime, "local e = process.receive('10s')\nreturn { kind = e.kind, from = tostring(e.from), reason = e.reason }", "listener.lua", &[], &mailbox);
+    let canceller = spawn_script(
+        &runtime,
+        "assert(process.cancel(..., 'enough'))",
+        "canceller.lua",
+        &[listener.to_string().into()],
+        &mailbox,
+    );
     let mut exits = [receive(&mut mailbox), receive(&mut mailbox)];
     exits.sort_by_key(|e| e.from);
     assert_eq!(exits[1].outcome, Ok(serde_json::Value::Null));
