@@ -100,7 +100,9 @@ fn a_script_that_ends_well_leaves_its_linked_guests_running() {
 fn a_cancel_sent_by_a_script_names_the_script() {
     let runtime = runtime();
     let mut mailbox = Mailbox::new();
-    let listener = spawn_script(&runtime, "local e = process.receive('10s')\nreturn { kind = e.kind, from = tostring(e.from), reason = e.reason }", "listener.lua", &[], &mailbox);
+    let listen = "local e = process.receive('10s')\n\
+                  return { kind = e.kind, from = tostring(e.from), reason = e.reason }";
+    let listener = spawn_script(&runtime, listen, "listener.lua", &[], &mailbox);
     let canceller = spawn_script(
         &runtime,
         "assert(process.cancel(..., 'enough'))",
