@@ -20,6 +20,14 @@ fn lua_on_seed(script: &str, rest: &[&str]) -> Output {
     wasmproc(&args)
 }
 
+/// Writes `source` to a scratch file named `name` and runs it as [`lua_on_seed`] does.
+fn lua_source_on_seed(name: &str, source: &str, rest: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join(name);
+    std::fs::write(&script, source).unwrap();
+    lua_on_seed(script.to_str().unwrap(), rest)
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -378,10 +386,11 @@ fn lua_spawn_errors_timeouts_and_a_thousand_exits() {
 
 #[test]
 fn a_failing_lua_script_exits_1_naming_its_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("fails.lua");
-    std::fs::write(&script, "local x = 1\nassert(x == 2, \"x is not 2\")\n").unwrap();
-    let out = lua_on_seed(script.to_str().unwrap(), &[]);
+    let out = lua_source_on_seed(
+        "fails.lua",
+        "local x = 1\nassert(x == 2, \"x is not 2\")\n",
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -410,10 +419,7 @@ fn a_lua_script_gets_its_arguments_and_prints_what_it_returns() {
 
 #[test]
 fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("broken.lua");
-    std::fs::write(&script, "local x = = 1\n").unwrap();
-    let out = lua_on_seed(script.to_str().unwrap(), &[]);
+    let out = lua_source_on_seed("broken.lua", "local x = = 1\n", &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -424,10 +430,7 @@ fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
 
 #[test]
 fn a_lua_script_past_its_timeout_is_terminated() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("forever.lua");
-    std::fs::write(&script, "time.sleep('1h')\n").unwrap();
-    let out = lua_on_seed(script.to_str().unwrap(), &["--timeout", "300ms"]);
+    let out = lua_source_on_seed("forever.lua", "time.sleep('1h')\n", &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
