@@ -301,6 +301,15 @@ fn exit_ok_is_success_and_exit_err_is_an_exit_code_error() {
     );
 }
 
+/// A pool of `processes` slots of 16 MiB.
+fn small_pool(processes: u32) -> wasmproc_runtime::engine::Pool {
+    wasmproc_runtime::engine::Pool {
+        processes,
+        memory: 16 << 20,
+        ..Default::default()
+    }
+}
+
 /// The hostile guest's `sleep(ms)` on a host with 4 workers, over a loader with `pool`.
 fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str, queue_size: u32) -> Runtime {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
@@ -319,11 +328,7 @@ fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str, queue_size: 
 
 #[test]
 fn a_full_pool_queues_processes_instead_of_failing_them() {
-    let pool = wasmproc_runtime::engine::Pool {
-        processes: 2,
-        memory: 16 << 20,
-        ..Default::default()
-    };
+    let pool = small_pool(2);
     let rt = sleepers(pool, "4MiB", 100);
     let mut mailbox = Mailbox::new();
     for _ in 0..5 {
@@ -349,11 +354,7 @@ fn a_full_pool_queues_processes_instead_of_failing_them() {
 
 #[test]
 fn a_memory_limit_larger_than_a_pool_slot_is_refused() {
-    let pool = wasmproc_runtime::engine::Pool {
-        processes: 4,
-        memory: 16 << 20,
-        ..Default::default()
-    };
+    let pool = small_pool(4);
     let rt = sleepers(pool, "32MiB", 100);
     let err = rt.spawn("t:sleep", "t:host", &[json!(1)]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
@@ -379,11 +380,7 @@ fn take_the_only_slot(rt: &Runtime, ms: u64, mailbox: &Mailbox) -> wasmproc_runt
 #[test]
 fn a_full_queue_refuses_the_spawn_with_queue_full() {
     // One pool slot: the first sleeper runs, the next three wait; a fifth finds the queue full.
-    let pool = wasmproc_runtime::engine::Pool {
-        processes: 1,
-        memory: 16 << 20,
-        ..Default::default()
-    };
+    let pool = small_pool(1);
     let rt = sleepers(pool, "4MiB", 3);
     let mut mailbox = Mailbox::new();
     // It holds the only slot, then sleeps 300 ms.
@@ -544,11 +541,7 @@ fn a_core_module_whose_memory_limit_exceeds_a_pool_slot_is_refused_too() {
         Digest::of(&bytes)
     );
     let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
-    let pool = wasmproc_runtime::engine::Pool {
-        processes: 2,
-        memory: 16 << 20,
-        ..Default::default()
-    };
+    let pool = small_pool(2);
     let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
     let rt = Runtime::new(manifest, std::sync::Arc::new(loader));
     let err = rt.spawn("t:one", "t:host", &[]).unwrap_err();
@@ -558,11 +551,7 @@ fn a_core_module_whose_memory_limit_exceeds_a_pool_slot_is_refused_too() {
 
 #[test]
 fn a_cancel_reaches_a_process_still_waiting_for_a_pool_slot_and_one_just_spawned() {
-    let pool = wasmproc_runtime::engine::Pool {
-        processes: 1,
-        memory: 16 << 20,
-        ..Default::default()
-    };
+    let pool = small_pool(1);
     let rt = sleepers(pool, "4MiB", 100);
     let mut mailbox = Mailbox::new();
     let holder = take_the_only_slot(&rt, 2000, &mailbox);
