@@ -15,8 +15,10 @@ use tokio::task::AbortHandle;
 use crate::error::Error;
 use crate::process::{Event, Exit, Pid};
 
-/// How many ended processes are remembered for late monitors: the last 10,000 to end.
-pub const REMEMBERED_EXITS: usize = 10_000;
+mod ended;
+
+use ended::Ended;
+pub use ended::REMEMBERED_EXITS;
 
 /// What a running process can be told. A WebAssembly process ends at the first signal; a Lua
 /// process ends at `Terminate`, hears `Cancel` as an event, and hears `LinkDown` as an event
@@ -82,44 +84,9 @@ pub(crate) struct Registry {
 struct Slots {
     running: PidMap<Running>,
     ended: Ended,
-}
-
-/// The EXITs of the last [`REMEMBERED_EXITS`] processes to end, in a ring in end order, found
-/// through a small index: each end writes over the oldest record, next to the previous one.
-/// Forgetting records in a map, one by one, cost every spawn a few percent (measured): each
-/// end reached into a record and its map slot last touched thousands of ends ago. The ring's
-/// size is what remains of that cost (the records push other data out of the caches: half
-/// the records, measured, took ~0.15 us off a spawn).
-#[derive(Default)]
-struct Ended {
-    ring: Vec<Exit>,
-    /// Where the next record goes once the ring is full: the oldest one.
-    oldest: usize,
-    index: PidMap<u32>,
-}
-
-impl Ended {
-    fn get(&self, pid: &Pid) -> Option<&Exit> {
-        self.index.get(pid).map(|&at| &self.ring[at as usize])
-    }
-
-    fn contains(&self, pid: &Pid) -> bool {
-        self.index.contains_key(pid)
-    }
-
-    fn insert(&mut self, exit: Exit) {
-        let pid = exit.from;
-        if self.ring.len() < REMEMBERED_EXITS {
-            self.index.insert(pid, self.ring.len() as u32);
-            self.ring.push(exit);
-            return;
-        }
-        let at = self.oldest;
-        self.oldest = (at + 1) % REMEMBERED_EXITS;
-        let forgotten = std::mem::replace(&mut self.ring[at], exit);
-        self.index.remove(&forgotten.from);
-        self.index.insert(pid, at as u32);
-    }
+    /// Processes that ended before their spawn registered them (see [`Registry::register`]):
+    /// usually none, and so cheaper to look in than the ended ones.
+    unregistered: PidMap<Exit>,
 }
 
 type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
@@ -171,7 +138,11 @@ impl Registry {
         task: Option<AbortHandle>,
     ) {
         let mut slots = self.lock();
-        let Some(exit) = slots.ended.get(&pid) else {
+        let ended_first = match slots.unregistered.is_empty() {
+            true => None,
+            false => slots.unregistered.remove(&pid),
+        };
+        let Some(exit) = ended_first else {
             let control = Control::Abort {
                 task,
                 stopping: None,
@@ -179,7 +150,6 @@ impl Registry {
             slots.insert(pid, monitors, link, control);
             return;
         };
-        let exit = exit.clone();
         if let Some(other) = link {
             slots.pass_failure(&exit, other);
         }
@@ -212,9 +182,9 @@ impl Registry {
             running.monitors.push(monitor);
             return Ok(());
         }
-        match slots.ended.get(&pid) {
+        match slots.ended.get(pid) {
             Some(exit) => {
-                let _ = monitor.send(Event::Exit(exit.clone()));
+                let _ = monitor.send(Event::Exit(exit));
                 Ok(())
             }
             None => Err(Error::UnknownProcess { pid }),
@@ -271,6 +241,12 @@ impl Registry {
     pub(crate) fn finish(&self, mut exit: Exit, finished: bool) {
         let mut slots = self.lock();
         let (monitors, links) = match slots.running.remove(&exit.from) {
+            None => {
+                // Its spawn registers it next, and sends this EXIT to its monitors then.
+                slots.ended.insert(&exit);
+                slots.unregistered.insert(exit.from, exit);
+                return;
+            }
             Some(running) => {
                 if let (
                     false,
@@ -284,22 +260,18 @@ impl Registry {
                 }
                 (running.monitors, running.links)
             }
-            None => Default::default(),
         };
-        // Sent after the lock is released (waking a receiver is a system call): the monitors
-        // taken here get the EXIT from here, any monitor added from now on from the record.
-        let event = (!monitors.is_empty()).then(|| Event::Exit(exit.clone()));
         for linked in links {
             if let Some(running) = slots.running.get_mut(&linked) {
                 running.links.retain(|l| *l != exit.from);
             }
             slots.pass_failure(&exit, linked);
         }
-        slots.ended.insert(exit);
+        slots.ended.insert(&exit);
         drop(slots);
-        if let Some(event) = event {
-            deliver(&monitors, event);
-        }
+        // Sent after the lock is released (waking a receiver is a system call): the monitors
+        // taken here get the EXIT from here, any monitor added from now on from the record.
+        deliver(&monitors, Event::Exit(exit));
     }
 }
 
@@ -332,7 +304,7 @@ impl Slots {
 
     /// Ok when `pid` is running or remembered as ended.
     fn known(&self, pid: Pid) -> Result<(), Error> {
-        if self.running.contains_key(&pid) || self.ended.contains(&pid) {
+        if self.running.contains_key(&pid) || self.ended.contains(pid) {
             Ok(())
         } else {
             Err(Error::UnknownProcess { pid })
@@ -354,12 +326,7 @@ impl Slots {
             return;
         }
         // Cloned: the record is borrowed from `self`, and only failures are passed on.
-        if let Some(exit) = self
-            .ended
-            .get(&other)
-            .filter(|e| e.outcome.is_err())
-            .cloned()
-        {
+        if let Some(exit) = self.ended.get(other).filter(|e| e.outcome.is_err()) {
             self.pass_failure(&exit, pid);
         }
     }
@@ -400,23 +367,6 @@ mod tests {
             },
             output: None,
         }
-    }
-
-    #[test]
-    fn exactly_the_last_remembered_exits_are_kept() {
-        let cap = REMEMBERED_EXITS as u64;
-        let mut ended = Ended::default();
-        for n in 1..=2 * cap + 5 {
-            ended.insert(exit(n));
-            let oldest_kept = n.saturating_sub(cap - 1).max(1);
-            assert!(ended.contains(&Pid(oldest_kept)), "{oldest_kept} after {n}");
-            assert_eq!(ended.get(&Pid(n)).map(|e| e.from), Some(Pid(n)));
-            if n > cap {
-                assert!(!ended.contains(&Pid(n - cap)), "{} after {n}", n - cap);
-            }
-            assert_eq!(ended.index.len() as u64, n.min(cap));
-        }
-        assert_eq!(ended.get(&Pid(cap + 6)).map(|e| e.from), Some(Pid(cap + 6)));
     }
 
     #[test]
