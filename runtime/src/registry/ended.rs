@@ -50,6 +50,18 @@ impl Default for Ended {
     }
 }
 
+fn prefetch<T>(data: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; it reads nothing the program sees.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (data as *const T).cast(),
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 fn slot(pid: Pid) -> usize {
     (pid.0 as usize) & (INDEX_SLOTS - 1)
 }
@@ -101,6 +113,15 @@ impl Ended {
         } else {
             self.overflow.insert(pid, at as u32);
         }
+        // The next end writes over the oldest record, untouched since thousands of ends:
+        // fetched now, it is in the cache by then instead of stalling that end.
+        if let Some(next) = self
+            .ring
+            .get(self.oldest)
+            .filter(|_| self.ring.len() == REMEMBERED_EXITS)
+        {
+            prefetch(next);
+        }
     }
 
     #[cfg(test)]
@@ -124,44 +145,69 @@ struct Record {
     outcome: Outcome,
 }
 
-/// The outcome, inline when it is a plain value (a compute result, `exit(0)`).
+/// The outcome, inline when it is a plain value (a compute result, `exit(0)`) and the
+/// process wrote nothing to its captured output (or it was not captured). `captured`: the
+/// output was captured (and is empty), `Some` rather than `None`. Flat, so that the tag and
+/// the flag share a word.
 enum Outcome {
-    Null,
-    Bool(bool),
-    Unsigned(u64),
-    Signed(i64),
-    Float(f64),
-    /// An error, a string or structure, or captured output.
+    Null {
+        captured: bool,
+    },
+    Bool {
+        value: bool,
+        captured: bool,
+    },
+    Unsigned {
+        value: u64,
+        captured: bool,
+    },
+    Signed {
+        value: i64,
+        captured: bool,
+    },
+    Float {
+        value: f64,
+        captured: bool,
+    },
+    /// An error, a string or structure, or output.
     Other(Box<(Result<Value, ExitError>, Option<Output>)>),
 }
 
 impl Outcome {
     fn of(exit: &Exit) -> Outcome {
-        let plain = match (&exit.outcome, &exit.output) {
-            (Ok(Value::Null), None) => Some(Outcome::Null),
-            (Ok(Value::Bool(b)), None) => Some(Outcome::Bool(*b)),
-            (Ok(Value::Number(n)), None) => n
-                .as_u64()
-                .map(Outcome::Unsigned)
-                .or_else(|| n.as_i64().map(Outcome::Signed))
-                .or_else(|| n.as_f64().map(Outcome::Float)),
-            _ => None,
+        let captured = match &exit.output {
+            None => Some(false),
+            Some(output) if output.stdout.is_empty() && output.stderr.is_empty() => Some(true),
+            Some(_) => None,
         };
+        let plain = captured.and_then(|captured| match &exit.outcome {
+            Ok(Value::Null) => Some(Outcome::Null { captured }),
+            Ok(Value::Bool(value)) => Some(Outcome::Bool {
+                value: *value,
+                captured,
+            }),
+            Ok(Value::Number(n)) => n
+                .as_u64()
+                .map(|value| Outcome::Unsigned { value, captured })
+                .or_else(|| n.as_i64().map(|value| Outcome::Signed { value, captured }))
+                .or_else(|| n.as_f64().map(|value| Outcome::Float { value, captured })),
+            _ => None,
+        });
         plain.unwrap_or_else(|| {
             Outcome::Other(Box::new((exit.outcome.clone(), exit.output.clone())))
         })
     }
 
     fn to_exit_parts(&self) -> (Result<Value, ExitError>, Option<Output>) {
-        let value = match self {
-            Outcome::Null => Value::Null,
-            Outcome::Bool(b) => Value::Bool(*b),
-            Outcome::Unsigned(n) => Value::from(*n),
-            Outcome::Signed(n) => Value::from(*n),
-            Outcome::Float(f) => Value::from(*f),
-            Outcome::Other(other) => return (other.0.clone(), other.1.clone()),
+        let (value, captured) = match *self {
+            Outcome::Null { captured } => (Value::Null, captured),
+            Outcome::Bool { value, captured } => (Value::Bool(value), captured),
+            Outcome::Unsigned { value, captured } => (Value::from(value), captured),
+            Outcome::Signed { value, captured } => (Value::from(value), captured),
+            Outcome::Float { value, captured } => (Value::from(value), captured),
+            Outcome::Other(ref other) => return (other.0.clone(), other.1.clone()),
         };
-        (Ok(value), None)
+        (Ok(value), captured.then(Output::default))
     }
 }
 
@@ -310,6 +356,7 @@ mod tests {
             }),
             None,
         ));
+        outcomes.push((Ok(Value::from(1u64)), Some(Output::default())));
         outcomes.push((
             Ok(Value::from(1u64)),
             Some(Output {
