@@ -121,26 +121,26 @@ pub struct Program {
 }
 
 /// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is
-/// noticed, and its hash checked again, within this time. Looking on every spawn cost a tenth
-/// of a spawn.
+/// noticed, and its hash checked again, within this time (and one epoch tick: the time is
+/// read from the epoch thread's clock). Looking on every spawn cost a tenth of a spawn.
 pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A binary's file as it was when its hash was checked, and when it was last looked at.
 pub struct FileCheck {
     pub path: PathBuf,
     pub stamp: FileStamp,
-    loaded: std::time::Instant,
-    /// Milliseconds from `loaded` to the last look.
+    clock: crate::engine::CoarseClock,
+    /// The clock's time at the last look.
     looked: std::sync::atomic::AtomicU64,
 }
 
 impl FileCheck {
-    pub fn new(path: PathBuf, stamp: FileStamp) -> Self {
+    pub fn new(path: PathBuf, stamp: FileStamp, clock: crate::engine::CoarseClock) -> Self {
         FileCheck {
             path,
             stamp,
-            loaded: std::time::Instant::now(),
-            looked: std::sync::atomic::AtomicU64::new(0),
+            looked: std::sync::atomic::AtomicU64::new(clock.millis()),
+            clock,
         }
     }
 
@@ -148,7 +148,7 @@ impl FileCheck {
     /// once per [`RECHECK`] (one spawn looks; the others trust the last look).
     pub fn unchanged(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = self.loaded.elapsed().as_millis() as u64;
+        let now = self.clock.millis();
         let looked = self.looked.load(Relaxed);
         if now.saturating_sub(looked) < RECHECK.as_millis() as u64
             || self
@@ -199,23 +199,25 @@ pub struct Loader {
     /// One permit per pool slot: a process waits for one before it is instantiated, so a full
     /// pool queues processes instead of failing them.
     admission: Option<Arc<tokio::sync::Semaphore>>,
-    _ticker: crate::engine::EpochTicker,
+    /// Its clock tells programs when to look at their files again.
+    ticker: crate::engine::EpochTicker,
     compiled: Mutex<HashMap<Digest, Component>>,
     /// One linker per distinct set of grants: entries granted the same families share it.
     linkers: Mutex<HashMap<Grants, Arc<Linker<ProcessState>>>>,
 }
 
 impl Loader {
-    pub fn new(engine: Engine, pool: crate::engine::Pool) -> Self {
-        Loader {
+    /// Fails when the engine's epoch thread cannot start.
+    pub fn new(engine: Engine, pool: crate::engine::Pool) -> Result<Self, crate::error::Error> {
+        Ok(Loader {
             pool,
             admission: (pool.processes > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(pool.processes as usize))),
-            _ticker: crate::engine::EpochTicker::start(&engine),
+            ticker: crate::engine::EpochTicker::start(&engine)?,
             engine,
             compiled: Mutex::new(HashMap::new()),
             linkers: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -267,7 +269,7 @@ impl Loader {
                 digest: actual,
                 target,
                 signature,
-                file: FileCheck::new(path, stamp),
+                file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
                 admission: self.admission.clone(),
@@ -294,7 +296,7 @@ impl Loader {
             digest: actual,
             target: Target::Component { pre, export },
             signature,
-            file: FileCheck::new(path, stamp),
+            file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
             imports_nothing,
             admission: self.admission.clone(),
         }))
