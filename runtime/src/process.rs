@@ -25,7 +25,7 @@ use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
 use crate::registry::{Registry, Signal};
-use crate::state::{GuestState, ModuleState, ProcessState};
+use crate::state::{GuestState, Limited, ModuleState, ProcessState};
 use crate::value::{Params, Signature};
 use crate::wasi::Captured;
 
@@ -578,7 +578,6 @@ async fn init_step_close(
             let mut store = new_store(
                 pre.engine(),
                 ProcessState::new(wasi.map(|wasi| *wasi), limiter),
-                |s| &mut s.limiter,
             );
             meter(&mut store, fuel)?;
             let result = call(pre, *export, &program.signature, params, &mut store).await;
@@ -586,11 +585,7 @@ async fn init_step_close(
             result
         }
         (GuestState::Module { p1 }, Target::Module { pre, func }) => {
-            let mut store = new_store(
-                pre.module().engine(),
-                ModuleState { p1: *p1, limiter },
-                |s| &mut s.limiter,
-            );
+            let mut store = new_store(pre.module().engine(), ModuleState { p1: *p1, limiter });
             meter(&mut store, fuel)?;
             // Boxed: inline, this arm's state would double the size of every process's
             // future, components' included.
@@ -605,16 +600,13 @@ async fn init_step_close(
     result.map_err(|e| guest_error(e, limits))
 }
 
-/// A store for `state`, its memory limited by the limiter `limiter` finds in it. The state is
-/// passed straight in, never bound to a local of the async run: such a local stays in the
-/// process's future (which tokio copies when it spawns and ends a task) after it moved out.
-fn new_store<T: Send + 'static>(
-    engine: &wasmtime::Engine,
-    state: T,
-    limiter: fn(&mut T) -> &mut MemoryLimiter,
-) -> Store<T> {
+/// A store for `state`, its memory limited by the state's limiter. The state is passed
+/// straight in, never bound to a local of the async run: such a local stays in the process's
+/// future (which tokio copies when it spawns and ends a task) after it moved out.
+fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Store<T> {
     let mut store = Store::new(engine, state);
-    store.limiter(move |state| limiter(state));
+    // A closure that captures nothing: wasmtime boxes it without allocating.
+    store.limiter(|state| -> &mut dyn wasmtime::ResourceLimiter { state.limiter() });
     store
 }
 

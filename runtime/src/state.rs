@@ -56,6 +56,23 @@ pub struct ModuleState {
     pub(crate) limiter: MemoryLimiter,
 }
 
+/// A store's data, which carries the process's memory limiter.
+pub(crate) trait Limited: Send + 'static {
+    fn limiter(&mut self) -> &mut MemoryLimiter;
+}
+
+impl Limited for ProcessState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+}
+
+impl Limited for ModuleState {
+    fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+}
+
 /// What a process's store will carry, captured at spawn. The store itself is made when the
 /// process starts, on its worker: a store is several allocations, and allocations made on one
 /// thread and freed on another cost several times more. Boxed, so that the process's task
