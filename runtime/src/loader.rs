@@ -365,7 +365,7 @@ impl Loader {
             )));
         };
         let mut linker = wasmtime::Linker::<ModuleState>::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut s.p1)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut *s.p1)
             .and_then(|_| linker.instantiate_pre(&module))
             .map(|pre| (Target::Module { pre, func }, Signature { params, results }))
             .map_err(|e| LoadError::UnsupportedImport {

@@ -575,17 +575,14 @@ async fn init_step_close(
     usage.memory = Some(limiter.usage.clone());
     let result = match (state, &program.target) {
         (GuestState::Component { wasi }, Target::Component { pre, export }) => {
-            let mut store = new_store(
-                pre.engine(),
-                ProcessState::new(wasi.map(|wasi| *wasi), limiter),
-            );
+            let mut store = new_store(pre.engine(), ProcessState::new(wasi, limiter));
             meter(&mut store, fuel)?;
             let result = call(pre, *export, &program.signature, params, &mut store).await;
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
         }
         (GuestState::Module { p1 }, Target::Module { pre, func }) => {
-            let mut store = new_store(pre.module().engine(), ModuleState { p1: *p1, limiter });
+            let mut store = new_store(pre.module().engine(), ModuleState { p1, limiter });
             meter(&mut store, fuel)?;
             // Boxed: inline, this arm's state would double the size of every process's
             // future, components' included.

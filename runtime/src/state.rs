@@ -9,15 +9,16 @@ use crate::limits::MemoryLimiter;
 
 pub struct ProcessState {
     /// `None` for a guest that imports nothing: building a context costs a tenth of a spawn,
-    /// and such a guest never asks for it.
-    pub(crate) wasi: Option<WasiCtx>,
+    /// and such a guest never asks for it. Boxed as it was captured at spawn: the store
+    /// allocates and moves this state on every spawn, and the context is most of it.
+    pub(crate) wasi: Option<Box<WasiCtx>>,
     pub(crate) http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
 }
 
 impl ProcessState {
-    pub(crate) fn new(wasi: Option<WasiCtx>, limiter: MemoryLimiter) -> Self {
+    pub(crate) fn new(wasi: Option<Box<WasiCtx>>, limiter: MemoryLimiter) -> Self {
         ProcessState {
             wasi,
             http: WasiHttpCtx::new(),
@@ -44,15 +45,15 @@ impl WasiView for ProcessState {
             // ask, it gets an empty context (no args, no env, no files, no stdio).
             ctx: self
                 .wasi
-                .get_or_insert_with(|| wasmtime_wasi::WasiCtxBuilder::new().build()),
+                .get_or_insert_with(|| Box::new(wasmtime_wasi::WasiCtxBuilder::new().build())),
             table: &mut self.table,
         }
     }
 }
 
-/// What a core module's store carries: its preview 1 WASI context.
+/// What a core module's store carries: its preview 1 WASI context (boxed, as captured at spawn).
 pub struct ModuleState {
-    pub(crate) p1: wasmtime_wasi::p1::WasiP1Ctx,
+    pub(crate) p1: Box<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) limiter: MemoryLimiter,
 }
 
