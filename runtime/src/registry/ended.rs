@@ -264,24 +264,7 @@ impl Record {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-
-    fn exit(pid: u64) -> Exit {
-        let now = Instant::now();
-        Exit {
-            from: Pid(pid),
-            outcome: Ok(Value::Null),
-            accounting: Accounting {
-                wall_time: Duration::ZERO,
-                started: now,
-                ended: now,
-                steps: 1,
-                yields: 0,
-                fuel_used: None,
-                peak_memory: 0,
-            },
-            output: None,
-        }
-    }
+    use crate::registry::tests::exit;
 
     #[test]
     fn a_record_is_one_cache_line() {

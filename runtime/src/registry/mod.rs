@@ -351,7 +351,8 @@ mod tests {
     use super::*;
     use crate::process::Accounting;
 
-    fn exit(pid: u64) -> Exit {
+    /// A successful EXIT of `pid`, ending now.
+    pub(super) fn exit(pid: u64) -> Exit {
         let now = Instant::now();
         Exit {
             from: Pid(pid),
