@@ -138,9 +138,10 @@ impl Registry {
         task: Option<AbortHandle>,
     ) {
         let mut slots = self.lock();
-        let ended_first = match slots.unregistered.is_empty() {
-            true => None,
-            false => slots.unregistered.remove(&pid),
+        let ended_first = if slots.unregistered.is_empty() {
+            None
+        } else {
+            slots.unregistered.remove(&pid)
         };
         let Some(exit) = ended_first else {
             let control = Control::Abort {
