@@ -333,9 +333,7 @@ impl ExitGuard {
             trace,
         }
     }
-}
 
-impl ExitGuard {
     /// Init: the process starts running now. Wall time is Init to Close: waiting for a
     /// worker or a pool slot is not running.
     fn init(&mut self) {
@@ -397,16 +395,18 @@ struct Supervised<'a, F> {
 }
 
 impl<'a, F: Future<Output = Result<Value, ExitError>>> Supervised<'a, F> {
+    /// Supervises `run`, stopped after `limit` (`max_execution_ms`) when there is one.
     fn new(
         run: Pin<&'a mut F>,
+        limit: Option<Duration>,
         counters: &'a mut Counters,
         pid: Pid,
         trace: Option<&'a TraceSink>,
     ) -> Self {
         Supervised {
             run,
-            deadline: None,
-            limit: Duration::ZERO,
+            deadline: limit.map(|limit| Box::pin(tokio::time::sleep(limit))),
+            limit: limit.unwrap_or_default(),
             counters,
             pid,
             trace,
@@ -475,12 +475,8 @@ pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
             &launch.limits,
             &mut guard.usage,
         ));
-        let mut supervised = Supervised::new(run, &mut guard.counters, pid, guard.trace.as_ref());
-        if let Some(limit) = launch.limits.max_execution {
-            supervised.deadline = Some(Box::pin(tokio::time::sleep(limit)));
-            supervised.limit = limit;
-        }
-        supervised.await
+        let limit = launch.limits.max_execution;
+        Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
     };
     // The store is gone by now: the guard emits Close when it goes.
     guard.outcome = Some(match (outcome, &guard.usage.memory) {
@@ -502,7 +498,14 @@ pub(crate) async fn supervise(
     drop(place);
     guard.init();
     let body = std::pin::pin!(body);
-    let outcome = Supervised::new(body, &mut guard.counters, guard.pid, guard.trace.as_ref()).await;
+    let outcome = Supervised::new(
+        body,
+        None,
+        &mut guard.counters,
+        guard.pid,
+        guard.trace.as_ref(),
+    )
+    .await;
     guard.outcome = Some(outcome);
 }
 
@@ -739,6 +742,7 @@ mod tests {
         let mut counters = Counters::default();
         block_on(Supervised::new(
             std::pin::pin!(run),
+            None,
             &mut counters,
             Pid(1),
             None,

@@ -29,15 +29,6 @@ pub struct Signature {
     pub results: Vec<Type>,
 }
 
-impl Signature {
-    pub fn of(func: &wasmtime::component::types::ComponentFunc) -> Signature {
-        Signature {
-            params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
-            results: func.results().collect(),
-        }
-    }
-}
-
 impl std::fmt::Display for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "func(")?;
@@ -82,6 +73,14 @@ pub enum ValueError {
 pub type Params = smallvec::SmallVec<[Val; 4]>;
 
 impl Signature {
+    /// A component function's parameters (with their names) and results.
+    pub fn of(func: &wasmtime::component::types::ComponentFunc) -> Signature {
+        Signature {
+            params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+            results: func.results().collect(),
+        }
+    }
+
     /// Converts spawn arguments into the values the export takes.
     pub fn args_to_vals(&self, args: &[Value]) -> Result<Params, ValueError> {
         if args.len() != self.params.len() {

@@ -321,7 +321,12 @@ fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str, queue_size: 
         dir.keep().display(),
         Digest::of(&bytes)
     );
-    let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
+    pooled(&text, pool)
+}
+
+/// The manifest `text` over a loader with `pool`.
+fn pooled(text: &str, pool: wasmproc_runtime::engine::Pool) -> Runtime {
+    let manifest = wasmproc_runtime::Manifest::parse(text, Path::new("inline.yaml")).unwrap();
     let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
     Runtime::new(manifest, std::sync::Arc::new(loader))
 }
@@ -540,10 +545,7 @@ fn a_core_module_whose_memory_limit_exceeds_a_pool_slot_is_refused_too() {
         dir.path().display(),
         Digest::of(&bytes)
     );
-    let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
-    let pool = small_pool(2);
-    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
-    let rt = Runtime::new(manifest, std::sync::Arc::new(loader));
+    let rt = pooled(&text, small_pool(2));
     let err = rt.spawn("t:one", "t:host", &[]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
     assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");

@@ -173,7 +173,6 @@ impl Family {
         Family::ALL.into_iter().find(|f| f.package() == text)
     }
 
-    /// The family of an import name: `wasi:cli/stdout@0.2.12` → `wasi:cli`.
     /// The family of a component import (`wasi:cli/stdout@0.2.0`) or of a core module's
     /// preview 1 import written `module::name` (`wasi_snapshot_preview1::fd_write`).
     pub fn of_import(import: &str) -> Option<Family> {
