@@ -334,6 +334,11 @@ impl ExitGuard {
         }
     }
 
+    /// The process finished with `outcome`: the EXIT reports it when the guard goes.
+    fn finish(&mut self, outcome: Result<Value, ExitError>) {
+        self.outcome = Some(outcome);
+    }
+
     /// Init: the process starts running now. Wall time is Init to Close: waiting for a
     /// worker or a pool slot is not running.
     fn init(&mut self) {
@@ -453,38 +458,44 @@ fn emit(trace: Option<&TraceSink>, pid: Pid, phase: Phase) {
 }
 
 /// Runs a process to its end (or its limit, or a stop request); the guard delivers the EXIT.
-pub(crate) async fn run(launch: Launch, mut guard: ExitGuard) {
-    // The launch's fields are used where they are, not bound to locals: an async fn would
-    // keep both copies in its future.
-    let pid = guard.pid;
-    // Held until after Close, when the store has given its pool slot back.
-    // (The semaphore is never closed, so acquiring only waits.)
-    let _slot = match &launch.program.admission {
-        Some(slots) => slots.acquire().await.ok(),
-        None => None,
-    };
-    drop(launch.place);
-    guard.init();
-    // A block, so that the run (its store, and its borrow of the guard's usage) ends before
-    // the outcome is recorded.
-    let outcome = {
-        let run = std::pin::pin!(init_step_close(
-            &launch.program,
-            &launch.params,
-            launch.state,
-            &launch.limits,
-            &mut guard.usage,
-        ));
-        let limit = launch.limits.max_execution;
-        Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
-    };
-    // The store is gone by now: the guard emits Close when it goes.
-    guard.outcome = Some(match (outcome, &guard.usage.memory) {
-        (Err(e), Some(memory)) if e.kind == ErrorKind::Trap => {
-            Err(blame_limit(e, &launch.limits, memory))
-        }
-        (other, _) => other,
-    });
+///
+/// An async block, not an async fn: an async fn's future holds its arguments twice (as passed,
+/// and as moved into its body), 400 bytes more that every spawn allocates and copies. For the
+/// same reason the launch's fields are used where they are, never bound to locals.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = ()> + Send {
+    async move {
+        let pid = guard.pid;
+        // Held until after Close, when the store has given its pool slot back.
+        // (The semaphore is never closed, so acquiring only waits.)
+        let _slot = match &launch.program.admission {
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        };
+        drop(launch.place);
+        guard.init();
+        // A block, so that the run (its store, and its borrow of the guard's usage) ends before
+        // the outcome is recorded.
+        let outcome = {
+            let run = std::pin::pin!(init_step_close(
+                &launch.program,
+                &launch.params,
+                launch.state,
+                &launch.limits,
+                &mut guard.usage,
+            ));
+            let limit = launch.limits.max_execution;
+            Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
+        };
+        // The store is gone by now: the guard emits Close when it goes.
+        let outcome = match (outcome, &guard.usage.memory) {
+            (Err(e), Some(memory)) if e.kind == ErrorKind::Trap => {
+                Err(blame_limit(e, &launch.limits, memory))
+            }
+            (other, _) => other,
+        };
+        guard.finish(outcome);
+    }
 }
 
 /// Runs a process that is not a WebAssembly store (a Lua script): Init, a Step per poll of
@@ -506,7 +517,7 @@ pub(crate) async fn supervise(
         guard.trace.as_ref(),
     )
     .await;
-    guard.outcome = Some(outcome);
+    guard.finish(outcome);
 }
 
 /// A panic in host code while a process runs ends that process with `host_failure`.
@@ -616,7 +627,9 @@ fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
         .set_fuel(fuel)
         .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
     store.set_epoch_deadline(SLICE_TICKS);
-    store.epoch_deadline_async_yield_and_update(SLICE_TICKS);
+    // What `epoch_deadline_async_yield_and_update` does, with a closure that captures nothing:
+    // that one captures the delta, and wasmtime boxes it, an allocation on every spawn.
+    store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(SLICE_TICKS)));
     Ok(())
 }
 

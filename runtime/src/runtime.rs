@@ -106,7 +106,10 @@ impl Runtime {
         options: &SpawnOptions,
         monitor: Option<&Mailbox>,
     ) -> Result<Pid, Error> {
-        let monitors = monitor.map(Mailbox::address).into_iter().collect();
+        let mut monitors = Monitors::new();
+        if let Some(monitor) = monitor {
+            monitors.push(monitor.address());
+        }
         self.spawn_to(entry, host, args, options, monitors)
     }
 
