@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
@@ -33,19 +33,35 @@ pub struct SpawnOptions {
     pub link: Option<Pid>,
 }
 
-/// The maps every spawn looks up (entry, host, program): keyed by entry IDs from the manifest,
-/// and hashed with foldhash (seeded per map), several times cheaper than SipHash on these
-/// short strings.
+/// Every entry by its `namespace:name` text, hashed with foldhash (seeded per map), several
+/// times cheaper than SipHash on these short strings.
 type Lookup<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An entry as spawns find it: one lookup of its text gives its ID and, for a `process.wasm`
+/// entry, its spec and program, for a `process.host` its scheduler. (A spawn used to make five
+/// lookups, hashing and comparing the ID's strings in each: measured with callgrind, a sixth
+/// of the spawning thread's instructions.)
+pub(crate) struct Known {
+    id: EntryId,
+    /// A `process.wasm` entry's spec, shared with the manifest.
+    wasm: Option<Arc<WasmSpec>>,
+    /// A `process.wasm` entry's program, once loaded (see [`Runtime::program`]).
+    program: Mutex<Option<Arc<Program>>>,
+    /// A `process.host` entry's scheduler, started on its first spawn (a manifest may declare
+    /// hosts a run never uses).
+    host: Mutex<Option<Arc<ProcessHost>>>,
+}
+
+/// Every update leaves what a lock guards consistent, so a poisoned lock is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub struct Runtime {
     manifest: Manifest,
     loader: Arc<Loader>,
     env: EnvStore,
-    /// Every entry's ID by its `namespace:name` text.
-    ids: Lookup<String, EntryId>,
-    programs: Mutex<Lookup<EntryId, Arc<Program>>>,
-    hosts: Mutex<Lookup<EntryId, Arc<ProcessHost>>>,
+    known: Lookup<String, Known>,
     registry: Arc<Registry>,
     next_pid: AtomicU64,
 }
@@ -63,14 +79,23 @@ impl Runtime {
     pub fn new(manifest: Manifest, loader: Arc<Loader>) -> Self {
         Runtime {
             env: EnvStore::new(&manifest),
-            ids: manifest
+            known: manifest
                 .entries()
-                .map(|e| (e.id.to_string(), e.id.clone()))
+                .map(|e| {
+                    let known = Known {
+                        id: e.id.clone(),
+                        wasm: match &e.spec {
+                            EntrySpec::Wasm(wasm) => Some(wasm.clone()),
+                            _ => None,
+                        },
+                        program: Mutex::default(),
+                        host: Mutex::default(),
+                    };
+                    (e.id.to_string(), known)
+                })
                 .collect(),
             manifest,
             loader,
-            programs: Mutex::default(),
-            hosts: Mutex::default(),
             registry: Arc::default(),
             next_pid: AtomicU64::new(1),
         }
@@ -122,10 +147,11 @@ impl Runtime {
         options: &SpawnOptions,
         monitors: Monitors,
     ) -> Result<Pid, Error> {
-        let entry = self.entry_id(entry)?;
-        let host = self.host(self.entry_id(host)?)?;
+        let known = self.known(entry)?;
+        let entry = &known.id;
+        let host = self.host(self.known(host)?)?;
         let place = host.enqueue()?;
-        let program = self.program(entry)?;
+        let program = self.program_of(known)?;
         let params = program
             .signature
             .args_to_vals(args)
@@ -133,7 +159,7 @@ impl Runtime {
                 entry: entry.clone(),
                 source: Box::new(source),
             })?;
-        let wasm = self.wasm_spec(entry)?;
+        let wasm = self.wasm_of(known)?;
         // Resolved even when unused: a missing required variable refuses every spawn.
         let env = self.resolve_env(entry, wasm)?;
         let (state, captured) = match &program.target {
@@ -247,7 +273,7 @@ impl Runtime {
 
     /// Changes an `env.variable` kept in an `env.storage.memory`; later spawns see the value.
     pub fn set_env(&self, variable: &str, value: impl Into<String>) -> Result<(), Error> {
-        let id = self.entry_id(variable)?;
+        let id = &self.known(variable)?.id;
         self.env.set(&self.manifest, id, value.into())
     }
 
@@ -261,15 +287,14 @@ impl Runtime {
     }
 
     /// The entry `id` names, looked up as written first (no parsing, no allocation: this is
-    /// on every spawn).
-    pub(crate) fn entry_id(&self, id: &str) -> Result<&EntryId, Error> {
-        if let Some(known) = self.ids.get(id) {
+    /// on every spawn), then in its canonical form (`EntryId::parse` trims it).
+    pub(crate) fn known(&self, id: &str) -> Result<&Known, Error> {
+        if let Some(known) = self.known.get(id) {
             return Ok(known);
         }
         EntryId::parse(id)
             .ok()
-            .and_then(|parsed| self.manifest.get(&parsed))
-            .map(|entry| &entry.id)
+            .and_then(|parsed| self.known.get(parsed.to_string().as_str()))
             .ok_or_else(|| Error::UnknownEntry { id: id.to_string() })
     }
 
@@ -277,19 +302,33 @@ impl Runtime {
     /// loaded again (hash checked again) when the binary's file changed since (noticed within
     /// [`crate::loader::RECHECK`]).
     pub fn program(&self, id: &EntryId) -> Result<Arc<Program>, Error> {
-        let known = self.lock_programs().get(id).cloned();
-        if let Some(program) = known {
+        self.program_of(self.known(&id.to_string())?)
+    }
+
+    /// [`Runtime::program`]. Spawns of the entry wait while it loads, instead of each
+    /// compiling it again.
+    fn program_of(&self, known: &Known) -> Result<Arc<Program>, Error> {
+        let mut slot = lock(&known.program);
+        if let Some(program) = slot.as_ref() {
             if program.file.unchanged() {
-                return Ok(program);
+                return Ok(program.clone());
             }
             // Forgotten, so that no spawn runs it again before its file passes the check.
-            self.lock_programs().remove(id);
+            *slot = None;
         }
-        let wasm = self.wasm_spec(id)?;
+        let wasm = self.wasm_of(known)?;
         let directory = self.directory(&wasm.fs)?;
-        let program = self.loader.load(id, wasm, directory)?;
-        self.lock_programs().insert(id.clone(), program.clone());
+        let program = self.loader.load(&known.id, wasm, directory)?;
+        *slot = Some(program.clone());
         Ok(program)
+    }
+
+    /// A `process.wasm` entry's spec; any other kind is refused, named.
+    fn wasm_of<'a>(&'a self, known: &'a Known) -> Result<&'a WasmSpec, Error> {
+        match &known.wasm {
+            Some(wasm) => Ok(wasm),
+            None => self.entry_of(&known.id, "process.wasm", |_| None),
+        }
     }
 
     /// The entry `id`, which must be of the kind `pick` accepts (`expected` names it).
@@ -307,13 +346,6 @@ impl Runtime {
             id: id.clone(),
             expected,
             actual: entry.spec.kind_name(),
-        })
-    }
-
-    fn wasm_spec(&self, id: &EntryId) -> Result<&WasmSpec, Error> {
-        self.entry_of(id, "process.wasm", |spec| match spec {
-            EntrySpec::Wasm(wasm) => Some(wasm.as_ref()),
-            _ => None,
         })
     }
 
@@ -368,22 +400,18 @@ impl Runtime {
             .collect()
     }
 
-    pub(crate) fn host(&self, id: &EntryId) -> Result<Arc<ProcessHost>, Error> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(host) = hosts.get(id) {
+    /// A `process.host` entry's scheduler, started on its first spawn.
+    pub(crate) fn host(&self, known: &Known) -> Result<Arc<ProcessHost>, Error> {
+        let mut host = lock(&known.host);
+        if let Some(host) = host.as_ref() {
             return Ok(host.clone());
         }
-        let spec = self.entry_of(id, "process.host", |spec| match spec {
+        let spec = self.entry_of(&known.id, "process.host", |spec| match spec {
             EntrySpec::Host(host) => Some(host),
             _ => None,
         })?;
-        // Started on first spawn: a manifest may declare hosts a run never uses.
-        let host = Arc::new(ProcessHost::start(id.clone(), spec.clone())?);
-        hosts.insert(id.clone(), host.clone());
-        Ok(host)
-    }
-
-    fn lock_programs(&self) -> std::sync::MutexGuard<'_, Lookup<EntryId, Arc<Program>>> {
-        self.programs.lock().unwrap_or_else(|e| e.into_inner())
+        let started = Arc::new(ProcessHost::start(known.id.clone(), spec.clone())?);
+        *host = Some(started.clone());
+        Ok(started)
     }
 }

@@ -32,7 +32,8 @@ impl std::fmt::Display for Origin {
 #[derive(Clone, Debug)]
 pub enum EntrySpec {
     Directory(DirectorySpec),
-    Wasm(Box<WasmSpec>),
+    /// Shared: the runtime keeps it where each spawn finds it.
+    Wasm(std::sync::Arc<WasmSpec>),
     Host(HostSpec),
     EnvVariable(EnvVariableSpec),
     EnvStorage(EnvStorageSpec),

@@ -343,7 +343,7 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
             short: command.short,
         }),
     };
-    Ok(EntrySpec::Wasm(Box::new(WasmSpec {
+    Ok(EntrySpec::Wasm(std::sync::Arc::new(WasmSpec {
         fs,
         path,
         hash,
