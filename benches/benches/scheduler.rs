@@ -133,7 +133,8 @@ impl Bare {
                     if metered {
                         store.set_fuel(u64::MAX).unwrap();
                         store.set_epoch_deadline(2);
-                        store.epoch_deadline_async_yield_and_update(2);
+                        // As wasmproc does it: a callback that captures nothing (no box).
+                        store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(2)));
                     }
                     let instance = pre.instantiate_async(&mut store).await.unwrap();
                     let func = instance.get_func(&mut store, export).unwrap();

@@ -24,7 +24,7 @@ use crate::error::ErrorKind;
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
-use crate::registry::{Registry, Signal};
+use crate::registry::{Proc, Registry, Signal};
 use crate::state::{GuestState, Limited, ModuleState, ProcessState};
 use crate::value::{Params, Signature};
 use crate::wasi::Captured;
@@ -290,6 +290,8 @@ pub(crate) struct Launch {
 /// panic, the task aborted by a signal or dropped by a host shutting down) loses them.
 pub(crate) struct ExitGuard {
     pid: Pid,
+    /// The process as the registry knows it, which the EXIT ends.
+    proc: Arc<Proc>,
     registry: Arc<Registry>,
     /// Set at Init: a process that never got there ran for no time.
     started: Option<Instant>,
@@ -317,13 +319,14 @@ struct Counters {
 
 impl ExitGuard {
     pub(crate) fn new(
-        pid: Pid,
+        proc: Arc<Proc>,
         registry: Arc<Registry>,
         captured: Option<Captured>,
         trace: Option<TraceSink>,
     ) -> Self {
         ExitGuard {
-            pid,
+            pid: proc.pid(),
+            proc,
             registry,
             started: None,
             outcome: None,
@@ -379,7 +382,7 @@ impl Drop for ExitGuard {
             output: self.captured.as_ref().map(Captured::output),
         };
         tracing::debug!(pid = %self.pid, ok = exit.outcome.is_ok(), "exit");
-        self.registry.finish(exit, finished);
+        self.registry.finish(&self.proc, exit, finished);
     }
 }
 
@@ -784,9 +787,9 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let mut mailbox = Mailbox::new();
         let pid = Pid(7);
-        registry.register(pid, smallvec::smallvec![mailbox.address()], None, None);
+        let proc = registry.start(pid, smallvec::smallvec![mailbox.address()], None);
         // Panicking with the guard alive, as a task does when its worker unwinds.
-        let guard = ExitGuard::new(pid, registry.clone(), None, None);
+        let guard = ExitGuard::new(proc, registry.clone(), None, None);
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {
             let _guard = guard;
             panic!("unwinding through the process");

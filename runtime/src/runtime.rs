@@ -190,8 +190,15 @@ impl Runtime {
         };
         let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        // Created before the task so that even a task that never starts reports its EXIT.
-        let guard = ExitGuard::new(pid, self.registry.clone(), captured, options.trace.clone());
+        // Filed before the task exists, and the guard made before the task: even a task that
+        // never starts reports its EXIT.
+        let proc = self.registry.start(pid, monitors, options.link);
+        let guard = ExitGuard::new(
+            proc.clone(),
+            self.registry.clone(),
+            captured,
+            options.trace.clone(),
+        );
         let launch = Launch {
             place,
             program,
@@ -200,7 +207,7 @@ impl Runtime {
             limits: wasm.limits.clone(),
         };
         let task = host.spawn(launch, guard);
-        self.registry.register(pid, monitors, options.link, task);
+        self.registry.attach(&proc, task);
         Ok(pid)
     }
 

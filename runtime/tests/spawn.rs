@@ -175,6 +175,44 @@ fn ten_thousand_spawns_with_failures_give_exactly_ten_thousand_exits() {
 }
 
 #[test]
+fn a_monitor_added_while_processes_end_gets_exactly_one_exit_from_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let rt = std::sync::Arc::new(runtime(dir.path(), &[("add", "arith.wasm", digest, "add")]));
+    // Spawned unmonitored, and monitored from another thread as soon as each PID is known:
+    // some are still running then, some have ended (their EXIT comes from the record).
+    let (pids, spawned) = std::sync::mpsc::channel();
+    let watcher = {
+        let rt = rt.clone();
+        std::thread::spawn(move || {
+            let mut mailbox = Mailbox::new();
+            let mut count = 0;
+            for pid in spawned {
+                rt.monitor(pid, &mailbox).expect("running or remembered");
+                count += 1;
+            }
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..count {
+                let exit = receive(&mut mailbox).expect("an EXIT for every monitor");
+                assert!(seen.insert(exit.from), "a second EXIT from {}", exit.from);
+            }
+            assert_eq!(
+                mailbox.try_receive(),
+                None,
+                "no EXIT beyond one per monitor"
+            );
+            count
+        })
+    };
+    for i in 0..2_000 {
+        let pid = rt.spawn("t:add", "t:host", &[json!(i), json!(1)]).unwrap();
+        pids.send(pid).unwrap();
+    }
+    drop(pids);
+    assert_eq!(watcher.join().unwrap(), 2_000);
+}
+
+#[test]
 fn method_forms_plain_interface_and_empty_for_main() {
     let dir = tempfile::tempdir().unwrap();
     let digest = write_component(dir.path(), "methods.wasm", METHODS);

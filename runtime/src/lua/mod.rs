@@ -126,10 +126,8 @@ impl Runtime {
         preempt(&thread).map_err(refused)?;
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
         let monitors = monitor.map(Mailbox::address).into_iter().collect();
-        let signals = self
-            .registry()
-            .register_listening(pid, monitors, options.link);
-        let guard = ExitGuard::new(pid, self.registry().clone(), None, options.trace.clone());
+        let (proc, signals) = self.registry().start_listening(pid, monitors, options.link);
+        let guard = ExitGuard::new(proc, self.registry().clone(), None, options.trace.clone());
         let body = run(lua, thread, args, script, signals);
         // A script hears its signals itself (its stream), so its task is never aborted.
         let _ = host.spawn_task(process::supervise(guard, place, body));

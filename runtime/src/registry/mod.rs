@@ -1,13 +1,25 @@
 //! Which processes exist, who monitors them, who is linked to whom, and how each one ended.
 //!
-//! The EXIT of a process is delivered here, under one lock with monitor and link registration,
-//! so a monitor added while the process ends gets the EXIT exactly once, and a monitor added
-//! after it ended still gets it (from the record of ended processes). Links are Erlang's:
-//! symmetric, and only an abnormal end (an error) is passed on, as a [`Signal::LinkDown`].
+//! Each process has a [`Proc`]: its monitors, links and how it is stopped, under its own
+//! lock. The spawning thread makes it before the process's task exists and files it in the
+//! index; the task holds it too (in its EXIT guard) and ends it: takes its monitors, records
+//! the EXIT among the ended, and delivers it. So a worker ending a process touches nothing
+//! the spawning thread writes on every spawn: a map of running processes under one lock,
+//! written by both sides on every spawn, was the registry's whole cost (cache lines moving
+//! between the cores, and the lock contended: up to 0.6 us of a spawn under perf when the
+//! machine is loaded).
+//!
+//! Exactly once: a monitor added while the process ends either joins its monitors before its
+//! end takes them, or finds it ended, and then its record (written before the process's lock
+//! is let go). A monitor added after the end gets the EXIT from the record of ended processes.
+//! Links are Erlang's: symmetric, and only an abnormal end (an error) is passed on, as a
+//! [`Signal::LinkDown`].
+//!
+//! Lock order: the index, then a process (two processes in PID order), then the ended ones.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -47,7 +59,8 @@ enum Control {
     /// next suspension), and the signal says how it ended. Nothing per process is allocated
     /// or polled for this: most processes never hear a signal.
     Abort {
-        /// `None` only for a task that could not start (its host is shutting down).
+        /// Known once the task is spawned (see [`Registry::attach`]); never for a task that
+        /// could not start (its host is shutting down).
         task: Option<AbortHandle>,
         stopping: Option<Signal>,
     },
@@ -77,37 +90,89 @@ impl Control {
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    slots: Mutex<Slots>,
+    index: Mutex<Index>,
+    /// Locked by the workers as processes end, by everyone else only for late monitors and
+    /// links.
+    ended: Mutex<Ended>,
 }
 
-#[derive(Default)]
-struct Slots {
-    running: PidMap<Running>,
-    ended: Ended,
-    /// Processes that ended before their spawn registered them (see [`Registry::register`]):
-    /// usually none, and so cheaper to look in than the ended ones.
-    unregistered: PidMap<Exit>,
-    /// The tasks of processes that ended, oldest first, let go of by later spawns: the
-    /// spawning thread allocated each task, and a task freed there, not on a worker, is not a
-    /// cross-thread free (glibc's allocator takes a lock for one, which the spawning thread
-    /// contends for; measured: 1-2% of a spawn). The last [`RECENT_TASKS`] are kept a little
-    /// longer: their workers are still completing them, and whoever lets go last frees the
-    /// task. At most [`ENDED_TASKS`], so that a runtime that stops spawning does not keep
-    /// the tasks of every process that ended since.
-    ended_tasks: VecDeque<AbortHandle>,
+/// Every process by PID: written by spawns, read by whoever names a PID.
+struct Index {
+    /// The process of the PID with these low bits, until a later spawn takes the slot.
+    slots: Box<[Option<Arc<Proc>>]>,
+    /// Processes still running when a later spawn took their slot.
+    overflow: PidMap<Arc<Proc>>,
 }
 
-/// How many ended processes' tasks wait for a spawn to free them, at most.
-const ENDED_TASKS: usize = 64;
+/// Slots of the index. A process and its task stay allocated until a later spawn takes its
+/// slot (so that the spawning thread, which allocated them, frees them): at most this many
+/// ended ones, about 0.5 MB.
+const SLOTS: usize = 256;
 
-/// How many of the most recently ended processes' tasks a spawn leaves for later.
-const RECENT_TASKS: usize = 4;
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            slots: (0..SLOTS).map(|_| None).collect(),
+            overflow: PidMap::default(),
+        }
+    }
+}
+
+impl Index {
+    fn slot(pid: Pid) -> usize {
+        pid.0 as usize % SLOTS
+    }
+
+    fn get(&self, pid: Pid) -> Option<&Arc<Proc>> {
+        match &self.slots[Index::slot(pid)] {
+            Some(proc) if proc.pid == pid => Some(proc),
+            _ => self.overflow.get(&pid),
+        }
+    }
+}
+
+/// One process, as the registry and its own task know it.
+pub(crate) struct Proc {
+    pid: Pid,
+    state: Mutex<ProcState>,
+}
+
+struct ProcState {
+    /// `None` once the process ended.
+    running: Option<Running>,
+    /// The task of a process that ended, let go of with the process, on the spawning thread:
+    /// a task freed on a worker is a cross-thread free, which glibc's allocator takes a lock
+    /// for (measured: 1-2% of a spawn).
+    task: Option<AbortHandle>,
+    /// Filed in [`Index::overflow`], which its end must clear.
+    overflowed: bool,
+}
+
+struct Running {
+    monitors: Monitors,
+    control: Control,
+    links: Vec<Pid>,
+}
+
+impl Proc {
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ProcState> {
+        lock(&self.state)
+    }
+}
+
+/// Every update leaves what a lock guards consistent, so a poisoned lock is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
 
 /// PIDs are sequential integers handed out by the runtime, so nobody can pick colliding keys:
-/// a multiply spreads them well. The default SipHash (built against such attacks) was a
-/// visible share of a spawn, with four map operations per process.
+/// a multiply spreads them well.
 #[derive(Default)]
 struct PidHasher(u64);
 
@@ -127,65 +192,94 @@ impl Hasher for PidHasher {
     }
 }
 
-struct Running {
-    monitors: Monitors,
-    control: Control,
-    links: Vec<Pid>,
-}
-
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        // Every update leaves the slots consistent, so a poisoned lock is still usable.
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    /// Files a new process that ends at the first signal sent to it, before its task exists
+    /// (give the task to [`Registry::attach`]); linked to `link` when given (a process that
+    /// already ended with an error signals the new one at once).
+    pub(crate) fn start(&self, pid: Pid, monitors: Monitors, link: Option<Pid>) -> Arc<Proc> {
+        let control = Control::Abort {
+            task: None,
+            stopping: None,
+        };
+        self.file(pid, monitors, link, control)
     }
 
-    /// Records a new process that ends at the first signal sent to it (its task, given here,
-    /// is aborted), linked to `link` when given (a process that already ended with an error
-    /// signals the new one at once). Called once the task is spawned, in one lock with
-    /// nothing before it: no other thread knows the PID until the spawn returns, but the
-    /// process itself may have ended already, and then its monitors get the recorded EXIT here.
-    pub(crate) fn register(
+    /// [`Registry::start`] for a process that hears every signal.
+    #[cfg(feature = "lua")]
+    pub(crate) fn start_listening(
         &self,
         pid: Pid,
         monitors: Monitors,
         link: Option<Pid>,
-        task: Option<AbortHandle>,
-    ) {
-        let mut slots = self.lock();
-        let done = slots.ended_tasks.len().saturating_sub(RECENT_TASKS);
-        slots.ended_tasks.drain(..done);
-        let ended_first = if slots.unregistered.is_empty() {
-            None
-        } else {
-            slots.unregistered.remove(&pid)
+    ) -> (Arc<Proc>, Signals) {
+        let (control, signals) = mpsc::unbounded_channel();
+        let proc = self.file(pid, monitors, link, Control::Stream(control));
+        (proc, signals)
+    }
+
+    fn file(&self, pid: Pid, monitors: Monitors, link: Option<Pid>, control: Control) -> Arc<Proc> {
+        let proc = Arc::new(Proc {
+            pid,
+            state: Mutex::new(ProcState {
+                running: Some(Running {
+                    monitors,
+                    control,
+                    links: Vec::new(),
+                }),
+                task: None,
+                overflowed: false,
+            }),
+        });
+        let mut index = lock(&self.index);
+        let taken = index.slots[Index::slot(pid)].replace(proc.clone());
+        let ended = match taken {
+            Some(previous) => {
+                let mut state = previous.lock();
+                if state.running.is_some() {
+                    state.overflowed = true;
+                    drop(state);
+                    index.overflow.insert(previous.pid, previous);
+                    None
+                } else {
+                    drop(state);
+                    Some(previous)
+                }
+            }
+            None => None,
         };
-        let Some(exit) = ended_first else {
-            let control = Control::Abort {
-                task,
-                stopping: None,
-            };
-            slots.insert(pid, monitors, link, control);
+        drop(index);
+        // Freed here, outside the lock: the ended process and its task.
+        drop(ended);
+        if let Some(other) = link {
+            self.join(pid, other);
+        }
+        proc
+    }
+
+    /// Gives a started process its task, which a signal aborts.
+    pub(crate) fn attach(&self, proc: &Proc, task: Option<AbortHandle>) {
+        let Some(task) = task else {
             return;
         };
-        if let Some(other) = link {
-            slots.pass_failure(&exit, other);
+        let mut state = proc.lock();
+        match state.running.as_mut().map(|r| &mut r.control) {
+            Some(Control::Abort {
+                task: slot,
+                stopping,
+            }) => {
+                // Signalled before its task was known.
+                if stopping.is_some() {
+                    task.abort();
+                }
+                *slot = Some(task);
+            }
+            // Ended already: the task goes with the process.
+            _ => state.task = Some(task),
         }
-        drop(slots);
-        deliver(&monitors, Event::Exit(exit));
     }
 
-    /// [`Registry::register`] for a process that hears every signal.
-    #[cfg(feature = "lua")]
-    pub(crate) fn register_listening(
-        &self,
-        pid: Pid,
-        monitors: Monitors,
-        link: Option<Pid>,
-    ) -> Signals {
-        let (control, signals) = mpsc::unbounded_channel();
-        self.lock()
-            .insert(pid, monitors, link, Control::Stream(control));
-        signals
+    fn find(&self, pid: Pid) -> Option<Arc<Proc>> {
+        lock(&self.index).get(pid).cloned()
     }
 
     /// Adds a monitor. A process that already ended sends its recorded EXIT at once.
@@ -194,12 +288,14 @@ impl Registry {
         pid: Pid,
         monitor: mpsc::UnboundedSender<Event>,
     ) -> Result<(), Error> {
-        let mut slots = self.lock();
-        if let Some(running) = slots.running.get_mut(&pid) {
-            running.monitors.push(monitor);
-            return Ok(());
+        if let Some(proc) = self.find(pid) {
+            if let Some(running) = proc.lock().running.as_mut() {
+                running.monitors.push(monitor);
+                return Ok(());
+            }
         }
-        match slots.ended.get(pid) {
+        let exit = lock(&self.ended).get(pid);
+        match exit {
             Some(exit) => {
                 let _ = monitor.send(Event::Exit(exit));
                 Ok(())
@@ -214,29 +310,33 @@ impl Registry {
         pid: Pid,
         monitor: &mpsc::UnboundedSender<Event>,
     ) -> Result<(), Error> {
-        let mut slots = self.lock();
-        if let Some(running) = slots.running.get_mut(&pid) {
-            running.monitors.retain(|m| !m.same_channel(monitor));
-            return Ok(());
+        if let Some(proc) = self.find(pid) {
+            if let Some(running) = proc.lock().running.as_mut() {
+                running.monitors.retain(|m| !m.same_channel(monitor));
+                return Ok(());
+            }
         }
-        slots.known(pid)
+        self.known(pid)
     }
 
     /// Links two processes. Linking to one that already ended with an error signals `pid`
     /// at once; to one that ended well, does nothing.
     pub(crate) fn link(&self, pid: Pid, other: Pid) -> Result<(), Error> {
-        let mut slots = self.lock();
-        slots.known(other)?;
-        slots.link(pid, other);
+        self.known(other)?;
+        self.join(pid, other);
         Ok(())
     }
 
     pub(crate) fn unlink(&self, pid: Pid, other: Pid) -> Result<(), Error> {
-        let mut slots = self.lock();
-        slots.known(other)?;
-        for (a, b) in [(pid, other), (other, pid)] {
-            if let Some(running) = slots.running.get_mut(&a) {
-                running.links.retain(|l| *l != b);
+        self.known(other)?;
+        if let (Some(a), Some(b)) = (self.find(pid), self.find(other)) {
+            if pid != other {
+                let (mut a, mut b) = lock_two(&a, &b);
+                for (state, gone) in [(&mut a, other), (&mut b, pid)] {
+                    if let Some(running) = state.running.as_mut() {
+                        running.links.retain(|l| *l != gone);
+                    }
+                }
             }
         }
         Ok(())
@@ -244,55 +344,135 @@ impl Registry {
 
     /// Sends a signal to a running process. Signalling one that already ended does nothing.
     pub(crate) fn signal(&self, pid: Pid, signal: Signal) -> Result<(), Error> {
-        let mut slots = self.lock();
-        if let Some(running) = slots.running.get_mut(&pid) {
-            running.control.send(signal);
-            return Ok(());
+        if let Some(proc) = self.find(pid) {
+            if let Some(running) = proc.lock().running.as_mut() {
+                running.control.send(signal);
+                return Ok(());
+            }
         }
-        slots.known(pid)
+        self.known(pid)
     }
 
-    /// Delivers the EXIT to every monitor, a link-down to every linked process when it is an
-    /// error, and remembers it. A process that did not finish (`finished` false: its task was
-    /// dropped) ended the way the signal that aborted it says, if one did.
-    pub(crate) fn finish(&self, mut exit: Exit, finished: bool) {
-        let mut slots = self.lock();
-        let (monitors, links) = match slots.running.remove(&exit.from) {
-            None => {
-                // Its spawn registers it next, and sends this EXIT to its monitors then.
-                slots.ended.insert(&exit);
-                slots.unregistered.insert(exit.from, exit);
-                return;
-            }
-            Some(running) => {
-                match running.control {
-                    Control::Abort { task, stopping } => {
-                        if let (false, Some(signal)) = (finished, stopping) {
-                            exit.outcome = Err(signal.ending());
-                        }
-                        slots.ended_tasks.extend(task);
-                    }
-                    #[cfg(feature = "lua")]
-                    Control::Stream(_) => {}
-                }
-                (running.monitors, running.links)
-            }
+    /// Ends `proc`: delivers the EXIT to every monitor, a link-down to every linked process
+    /// when it is an error, and remembers it. A process that did not finish (`finished`
+    /// false: its task was dropped) ended the way the signal that aborted it says, if one did.
+    pub(crate) fn finish(&self, proc: &Proc, mut exit: Exit, finished: bool) {
+        let mut state = proc.lock();
+        // Ended once only, by its own EXIT guard.
+        let Some(Running {
+            monitors,
+            control,
+            links,
+        }) = state.running.take()
+        else {
+            return;
         };
-        for linked in links {
-            if let Some(running) = slots.running.get_mut(&linked) {
-                running.links.retain(|l| *l != exit.from);
+        match control {
+            Control::Abort { task, stopping } => {
+                if let (false, Some(signal)) = (finished, stopping) {
+                    exit.outcome = Err(signal.ending());
+                }
+                state.task = task;
             }
-            slots.pass_failure(&exit, linked);
+            #[cfg(feature = "lua")]
+            Control::Stream(_) => {}
         }
-        slots.ended.insert(&exit);
-        let unclaimed = (slots.ended_tasks.len() > ENDED_TASKS)
-            .then(|| slots.ended_tasks.pop_front())
-            .flatten();
-        drop(slots);
-        drop(unclaimed);
-        // Sent after the lock is released (waking a receiver is a system call): the monitors
+        // Recorded before the process's lock is let go: whoever finds it ended from now on
+        // finds the record.
+        lock(&self.ended).insert(&exit);
+        let overflowed = state.overflowed;
+        drop(state);
+        if overflowed {
+            let gone = lock(&self.index).overflow.remove(&proc.pid);
+            drop(gone);
+        }
+        for linked in links {
+            self.unlinked_by_end(linked, &exit);
+        }
+        // Sent after every lock is released (waking a receiver is a system call): the monitors
         // taken here get the EXIT from here, any monitor added from now on from the record.
         deliver(&monitors, Event::Exit(exit));
+    }
+
+    /// A process linked to `linked` ended: `linked` (if still running) forgets the link and,
+    /// when the end was a failure, hears a LINK_DOWN.
+    fn unlinked_by_end(&self, linked: Pid, exit: &Exit) {
+        let Some(proc) = self.find(linked) else {
+            return;
+        };
+        let mut state = proc.lock();
+        if let Some(running) = state.running.as_mut() {
+            running.links.retain(|l| *l != exit.from);
+            if exit.outcome.is_err() {
+                running
+                    .control
+                    .send(Signal::LinkDown(Box::new(exit.clone())));
+            }
+        }
+    }
+
+    /// Ok when `pid` is running or remembered as ended.
+    fn known(&self, pid: Pid) -> Result<(), Error> {
+        if self.find(pid).is_some() || lock(&self.ended).contains(pid) {
+            Ok(())
+        } else {
+            Err(Error::UnknownProcess { pid })
+        }
+    }
+
+    /// Links running `pid` to `other`: both ways when `other` runs too; when it ended with an
+    /// error, `pid` hears a LINK_DOWN at once.
+    fn join(&self, pid: Pid, other: Pid) {
+        if pid == other {
+            return;
+        }
+        let Some(a) = self.find(pid) else {
+            return;
+        };
+        match self.find(other) {
+            Some(b) => {
+                let (mut a, mut b) = lock_two(&a, &b);
+                if let (Some(ra), Some(rb)) = (a.running.as_mut(), b.running.as_mut()) {
+                    if !ra.links.contains(&other) {
+                        ra.links.push(other);
+                    }
+                    if !rb.links.contains(&pid) {
+                        rb.links.push(pid);
+                    }
+                    return;
+                }
+                if b.running.is_some() {
+                    return;
+                }
+                self.pass_ended_failure(&mut a, other);
+            }
+            None => self.pass_ended_failure(&mut a.lock(), other),
+        }
+    }
+
+    /// `other` ended: when it failed, the running process `to` hears a LINK_DOWN.
+    fn pass_ended_failure(&self, to: &mut ProcState, other: Pid) {
+        let Some(running) = to.running.as_mut() else {
+            return;
+        };
+        let failed = lock(&self.ended).get(other).filter(|e| e.outcome.is_err());
+        if let Some(exit) = failed {
+            running.control.send(Signal::LinkDown(Box::new(exit)));
+        }
+    }
+}
+
+/// Both processes' states, locked in PID order (the two are different processes).
+fn lock_two<'a>(
+    a: &'a Proc,
+    b: &'a Proc,
+) -> (MutexGuard<'a, ProcState>, MutexGuard<'a, ProcState>) {
+    if a.pid < b.pid {
+        let first = a.lock();
+        (first, b.lock())
+    } else {
+        let first = b.lock();
+        (a.lock(), first)
     }
 }
 
@@ -308,69 +488,13 @@ fn deliver(monitors: &[mpsc::UnboundedSender<Event>], event: Event) {
     let _ = last.send(event);
 }
 
-impl Slots {
-    fn insert(&mut self, pid: Pid, monitors: Monitors, link: Option<Pid>, control: Control) {
-        self.running.insert(
-            pid,
-            Running {
-                monitors,
-                control,
-                links: Vec::new(),
-            },
-        );
-        if let Some(other) = link {
-            self.link(pid, other);
-        }
-    }
-
-    /// Ok when `pid` is running or remembered as ended.
-    fn known(&self, pid: Pid) -> Result<(), Error> {
-        if self.running.contains_key(&pid) || self.ended.contains(pid) {
-            Ok(())
-        } else {
-            Err(Error::UnknownProcess { pid })
-        }
-    }
-
-    fn link(&mut self, pid: Pid, other: Pid) {
-        if pid == other || !self.running.contains_key(&pid) {
-            return;
-        }
-        if self.running.contains_key(&other) {
-            for (a, b) in [(pid, other), (other, pid)] {
-                if let Some(running) = self.running.get_mut(&a) {
-                    if !running.links.contains(&b) {
-                        running.links.push(b);
-                    }
-                }
-            }
-            return;
-        }
-        // Cloned: the record is borrowed from `self`, and only failures are passed on.
-        if let Some(exit) = self.ended.get(other).filter(|e| e.outcome.is_err()) {
-            self.pass_failure(&exit, pid);
-        }
-    }
-
-    /// A linked process ended: when it failed, `to` (if still running) hears a LINK_DOWN.
-    fn pass_failure(&mut self, exit: &Exit, to: Pid) {
-        if exit.outcome.is_ok() {
-            return;
-        }
-        if let Some(running) = self.running.get_mut(&to) {
-            running
-                .control
-                .send(Signal::LinkDown(Box::new(exit.clone())));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::process::Accounting;
+    use crate::error::ErrorKind;
+    use crate::process::{Accounting, ExitError, Mailbox};
 
     /// A successful EXIT of `pid`, ending now.
     pub(super) fn exit(pid: u64) -> Exit {
@@ -391,64 +515,120 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ended_tasks_are_let_go_of_by_later_spawns_and_never_pile_up() {
-        let tasks = tokio::runtime::Builder::new_current_thread()
+    fn tasks() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .build()
-            .unwrap();
-        let registry = Registry::default();
-        let handle = || Some(tasks.spawn(async {}).abort_handle());
-        // Spawned in turn with ending: each spawn keeps only the most recent.
-        for pid in 1..=100 {
-            registry.register(Pid(pid), Monitors::new(), None, handle());
-            registry.finish(exit(pid), true);
-            assert!(registry.lock().ended_tasks.len() <= RECENT_TASKS + 1);
-        }
-        // Many ending with no spawn between: never more than the bound.
-        for pid in 101..=300 {
-            registry.register(Pid(pid), Monitors::new(), None, handle());
-        }
-        for pid in 101..=300 {
-            registry.finish(exit(pid), true);
-            assert!(registry.lock().ended_tasks.len() <= ENDED_TASKS);
-        }
-        assert_eq!(registry.lock().ended_tasks.len(), ENDED_TASKS);
-        registry.register(Pid(301), Monitors::new(), None, handle());
-        assert_eq!(registry.lock().ended_tasks.len(), RECENT_TASKS);
+            .unwrap()
     }
 
     #[test]
-    fn a_process_that_ends_before_it_is_registered_still_reaches_its_monitor_and_link() {
-        use crate::error::ErrorKind;
-        use crate::process::{ExitError, Mailbox};
+    fn an_ended_process_and_its_task_go_when_a_later_spawn_takes_its_slot() {
+        let tasks = tasks();
         let registry = Registry::default();
-        let (mut parent_box, mut child_box) = (Mailbox::new(), Mailbox::new());
-        let parent = Pid(1);
-        registry.register(
-            parent,
-            smallvec::smallvec![parent_box.address()],
-            None,
-            None,
+        let first = registry.start(Pid(1), Monitors::new(), None);
+        registry.attach(&first, Some(tasks.spawn(async {}).abort_handle()));
+        registry.finish(&first, exit(1), true);
+        // Still filed (its task with it) until a later spawn takes the slot.
+        assert_eq!(Arc::strong_count(&first), 2);
+        assert!(first.lock().task.is_some());
+        for pid in 2..=SLOTS as u64 + 1 {
+            let proc = registry.start(Pid(pid), Monitors::new(), None);
+            registry.finish(&proc, exit(pid), true);
+        }
+        assert_eq!(
+            Arc::strong_count(&first),
+            1,
+            "let go of by the spawn that took its slot"
         );
-        // The child's task failed before its spawn got to register it.
-        let child = Pid(2);
+        // Its EXIT is still on record.
+        let mut late = Mailbox::new();
+        registry.monitor(Pid(1), late.address()).unwrap();
+        assert_eq!(
+            late.try_receive().and_then(Event::into_exit).unwrap().from,
+            Pid(1)
+        );
+    }
+
+    #[test]
+    fn a_running_process_whose_slot_is_taken_stays_findable_and_ends_once() {
+        let registry = Registry::default();
+        let mut mailbox = Mailbox::new();
+        let long = registry.start(Pid(1), smallvec::smallvec![mailbox.address()], None);
+        for pid in 2..=SLOTS as u64 + 1 {
+            let proc = registry.start(Pid(pid), Monitors::new(), None);
+            registry.finish(&proc, exit(pid), true);
+        }
+        assert!(lock(&registry.index).overflow.contains_key(&Pid(1)));
+        let mut late = Mailbox::new();
+        registry.monitor(Pid(1), late.address()).unwrap();
+        registry.finish(&long, exit(1), true);
+        assert!(lock(&registry.index).overflow.is_empty());
+        for mailbox in [&mut mailbox, &mut late] {
+            assert_eq!(
+                mailbox
+                    .try_receive()
+                    .and_then(Event::into_exit)
+                    .unwrap()
+                    .from,
+                Pid(1)
+            );
+            assert_eq!(mailbox.try_receive(), None, "exactly one EXIT");
+        }
+        assert!(matches!(
+            registry.monitor(Pid(SLOTS as u64 + 2), late.address()),
+            Err(Error::UnknownProcess { .. })
+        ));
+    }
+
+    #[test]
+    fn a_signal_before_the_task_is_known_aborts_it_when_it_is() {
+        let tasks = tasks();
+        let registry = Registry::default();
+        let proc = registry.start(Pid(1), Monitors::new(), None);
+        registry.signal(Pid(1), Signal::Terminate).unwrap();
+        let task = tasks.spawn(std::future::pending::<()>());
+        registry.attach(&proc, Some(task.abort_handle()));
+        let outcome = tasks.block_on(task);
+        assert!(outcome.unwrap_err().is_cancelled());
+        // Ended by the signal: the EXIT says so.
+        let mut mailbox = Mailbox::new();
+        registry.monitor(Pid(1), mailbox.address()).unwrap();
+        registry.finish(&proc, exit(1), false);
+        let exit = mailbox.try_receive().and_then(Event::into_exit).unwrap();
+        assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Terminated);
+    }
+
+    #[test]
+    fn a_failure_is_passed_to_linked_processes_running_or_linking_later() {
+        let registry = Registry::default();
+        let (mut parent_box, mut late_box) = (Mailbox::new(), Mailbox::new());
+        let parent = registry.start(Pid(1), smallvec::smallvec![parent_box.address()], None);
+        let child = registry.start(Pid(2), Monitors::new(), Some(Pid(1)));
         let mut failed = exit(2);
         failed.outcome = Err(ExitError::new(ErrorKind::Trap, "boom"));
-        registry.finish(failed, true);
-        registry.register(
-            child,
-            smallvec::smallvec![child_box.address()],
-            Some(parent),
-            None,
-        );
-        let event = child_box.try_receive().and_then(Event::into_exit).unwrap();
-        assert_eq!(event.from, child);
-        assert_eq!(event.outcome.unwrap_err().kind, ErrorKind::Trap);
-        assert!(child_box.try_receive().is_none(), "exactly one EXIT");
-        assert!(!registry.lock().running.contains_key(&child));
-        // The link passed the failure on: the parent, stopped, ends with `link_down`.
-        registry.finish(exit(1), false);
+        registry.finish(&child, failed, true);
+        // The parent was told (stopped): it ends with `link_down`.
+        registry.finish(&parent, exit(1), false);
         let event = parent_box.try_receive().and_then(Event::into_exit).unwrap();
         assert_eq!(event.outcome.unwrap_err().kind, ErrorKind::LinkDown);
+        // Linking to the failed process after its end: told at once.
+        let late = registry.start(Pid(3), smallvec::smallvec![late_box.address()], None);
+        registry.link(Pid(3), Pid(2)).unwrap();
+        registry.finish(&late, exit(3), false);
+        let event = late_box.try_receive().and_then(Event::into_exit).unwrap();
+        assert_eq!(event.outcome.unwrap_err().kind, ErrorKind::LinkDown);
+        // A successful end is not passed on.
+        let (mut a_box, mut b_box) = (Mailbox::new(), Mailbox::new());
+        let a = registry.start(Pid(4), smallvec::smallvec![a_box.address()], None);
+        let b = registry.start(Pid(5), smallvec::smallvec![b_box.address()], Some(Pid(4)));
+        registry.finish(&b, exit(5), true);
+        registry.finish(&a, exit(4), false);
+        assert!(a_box
+            .try_receive()
+            .and_then(Event::into_exit)
+            .unwrap()
+            .outcome
+            .is_ok());
+        assert!(b_box.try_receive().is_some());
     }
 }
