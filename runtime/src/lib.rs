@@ -16,6 +16,7 @@ pub mod imports;
 pub mod inspect;
 pub mod limits;
 pub mod loader;
+mod lock;
 #[cfg(feature = "lua")]
 pub mod lua;
 pub mod manifest;

@@ -407,12 +407,11 @@ impl Loader {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {
-        // A poisoned cache is still a valid cache: entries are inserted whole.
-        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.compiled)
     }
 
     fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ProcessState>>> {
-        let mut linkers = self.linkers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut linkers = crate::lock::lock(&self.linkers);
         if let Some(linker) = linkers.get(grants) {
             return Ok(linker.clone());
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -14,6 +14,7 @@ use crate::host::ProcessHost;
 use crate::id::EntryId;
 use crate::loader::Target;
 use crate::loader::{Loader, Program};
+use crate::lock::lock;
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
 use crate::process::{ExitGuard, Launch, Mailbox, Pid, TraceSink};
 use crate::registry::{Monitors, Registry, Signal};
@@ -50,11 +51,6 @@ pub(crate) struct Known {
     /// A `process.host` entry's scheduler, started on its first spawn (a manifest may declare
     /// hosts a run never uses).
     host: Mutex<Option<Arc<ProcessHost>>>,
-}
-
-/// Every update leaves what a lock guards consistent, so a poisoned lock is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct Runtime {

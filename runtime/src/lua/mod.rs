@@ -208,7 +208,7 @@ fn preempt(thread: &mlua::Thread) -> mlua::Result<()> {
     thread.set_hook(
         mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |lua, _| {
-            let mut start = slice_start.lock().unwrap_or_else(|e| e.into_inner());
+            let mut start = crate::lock::lock(&slice_start);
             if start.elapsed() < SLICE || lua.current_thread().to_pointer() as usize != own {
                 return Ok(mlua::VmState::Continue);
             }

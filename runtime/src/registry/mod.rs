@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::error::Error;
+use crate::lock::lock;
 use crate::process::{Event, Exit, Pid};
 
 mod ended;
@@ -162,11 +163,6 @@ impl Proc {
     fn lock(&self) -> MutexGuard<'_, ProcState> {
         lock(&self.state)
     }
-}
-
-/// Every update leaves what a lock guards consistent, so a poisoned lock is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
