@@ -53,7 +53,19 @@ impl Scenario {
         let directories = self
             .bind_directories(&mut manifest)
             .map_err(|m| fail(format!("directories: {m}")))?;
-        let runtime = Arc::new(Runtime::new(manifest, loader.clone()));
+        // Scenarios share one engine, unless their hosts size the pool themselves.
+        let sized = manifest
+            .hosts()
+            .any(|(_, host)| host.pool != wasmproc_runtime::manifest::HostPool::default());
+        let loader = if sized {
+            let own = wasmproc_runtime::engine::Pool::for_manifest(&manifest)
+                .and_then(wasmproc_runtime::engine::loader_with)
+                .map_err(|e| fail(format!("engine: {e}")))?;
+            Arc::new(own)
+        } else {
+            loader.clone()
+        };
+        let runtime = Arc::new(Runtime::new(manifest, loader));
         let server = match &self.http_server {
             None => None,
             Some(setup) => {

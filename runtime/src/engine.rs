@@ -9,6 +9,7 @@ use wasmtime::{Config, Engine};
 
 use crate::error::Error;
 use crate::loader::Loader;
+use crate::manifest::{HostPool, Manifest};
 
 /// How often the epoch advances: the unit of preemption and of wall-clock checks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -45,28 +46,59 @@ impl Default for Pool {
 }
 
 impl Pool {
-    /// `WASMPROC_POOL` (processes, default 1000; 0 turns the pool off),
-    /// `WASMPROC_POOL_MEMORY` (default 64MiB) and `WASMPROC_POOL_KEEP_RESIDENT` (default 1MiB).
+    /// The defaults, as the environment overrides them: `WASMPROC_POOL` (processes, default
+    /// 1000; 0 turns the pool off), `WASMPROC_POOL_MEMORY` (default 64MiB) and
+    /// `WASMPROC_POOL_KEEP_RESIDENT` (default 1MiB).
     pub fn from_env() -> Result<Pool, Error> {
+        Pool::default().overridden(|name| std::env::var(name).ok())
+    }
+
+    /// The pool a manifest's `process.host` entries ask for, as the environment overrides it.
+    /// One pool serves every host of a runtime (they share one engine, so each binary is
+    /// compiled once): it holds the sum of the hosts' `pool.processes`, in slots of the
+    /// largest `pool.memory`, keeping the largest `pool.keep_resident` (a field a host leaves
+    /// out counts as the default). A manifest without hosts gets the defaults.
+    pub fn for_manifest(manifest: &Manifest) -> Result<Pool, Error> {
+        Pool::for_hosts(manifest.hosts().map(|(_, host)| host.pool))
+            .overridden(|name| std::env::var(name).ok())
+    }
+
+    fn for_hosts(hosts: impl Iterator<Item = HostPool>) -> Pool {
         let defaults = Pool::default();
+        hosts
+            .map(|host| Pool {
+                processes: host.processes.unwrap_or(defaults.processes),
+                memory: host.memory.unwrap_or(defaults.memory),
+                keep_resident: host.keep_resident.unwrap_or(defaults.keep_resident),
+            })
+            .reduce(|a, b| Pool {
+                processes: a.processes.saturating_add(b.processes),
+                memory: a.memory.max(b.memory),
+                keep_resident: a.keep_resident.max(b.keep_resident),
+            })
+            .unwrap_or(defaults)
+    }
+
+    /// This pool with each setting the environment (read by `var`) gives replaced.
+    fn overridden(self, var: impl Fn(&str) -> Option<String>) -> Result<Pool, Error> {
         let bad = |name: &str, e: String| Error::EngineStart {
             reason: format!("{name}: {e}"),
         };
-        let size = |name: &str, default: u64| match std::env::var(name) {
-            Ok(v) => crate::limits::parse_size(&v).map_err(|e| bad(name, e)),
-            Err(_) => Ok(default),
+        let size = |name: &str, value: u64| match var(name) {
+            Some(v) => crate::limits::parse_size(&v).map_err(|e| bad(name, e)),
+            None => Ok(value),
         };
-        let processes = match std::env::var("WASMPROC_POOL") {
-            Ok(v) => v
+        let processes = match var("WASMPROC_POOL") {
+            Some(v) => v
                 .trim()
                 .parse()
                 .map_err(|e| bad("WASMPROC_POOL", format!("{e}")))?,
-            Err(_) => defaults.processes,
+            None => self.processes,
         };
         Ok(Pool {
             processes,
-            memory: size("WASMPROC_POOL_MEMORY", defaults.memory)?,
-            keep_resident: size("WASMPROC_POOL_KEEP_RESIDENT", defaults.keep_resident)?,
+            memory: size("WASMPROC_POOL_MEMORY", self.memory)?,
+            keep_resident: size("WASMPROC_POOL_KEEP_RESIDENT", self.keep_resident)?,
         })
     }
 }
@@ -182,6 +214,97 @@ impl Drop for EpochTicker {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::EntrySpec;
+
+    fn manifest(hosts: &[&str]) -> Manifest {
+        let mut text = String::from("namespace: t\nentries:\n");
+        for (i, host) in hosts.iter().enumerate() {
+            text += &format!("  - {{ name: h{i}, kind: process.host, host: {host} }}\n");
+        }
+        Manifest::parse(&text, std::path::Path::new("t.yaml")).unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn pool(manifest: &Manifest) -> Pool {
+        Pool::for_hosts(manifest.hosts().map(|(_, h)| h.pool))
+            .overridden(no_env)
+            .unwrap()
+    }
+
+    #[test]
+    fn one_host_sizes_the_pool_and_several_share_one() {
+        assert_eq!(pool(&manifest(&[])), Pool::default());
+        assert_eq!(pool(&manifest(&["{ workers: 1 }"])), Pool::default());
+        let one = manifest(&["{ pool: { processes: 50, memory: 8MiB, keep_resident: 64KiB } }"]);
+        assert!(matches!(
+            one.entries().next().map(|e| &e.spec),
+            Some(EntrySpec::Host(h)) if h.pool.processes == Some(50)
+        ));
+        assert_eq!(
+            pool(&one),
+            Pool {
+                processes: 50,
+                memory: 8 << 20,
+                keep_resident: 64 << 10,
+            }
+        );
+        // Several: the sum of their processes, the largest slot, the most kept.
+        let two = manifest(&[
+            "{ pool: { processes: 50, memory: 8MiB } }",
+            "{ pool: { processes: 30, memory: 96MiB, keep_resident: 2MiB } }",
+        ]);
+        assert_eq!(
+            pool(&two),
+            Pool {
+                processes: 80,
+                memory: 96 << 20,
+                keep_resident: 2 << 20,
+            }
+        );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_manifest() {
+        let one = manifest(&["{ pool: { processes: 50, memory: 8MiB } }"]);
+        let env = |name: &str| (name == "WASMPROC_POOL_MEMORY").then(|| "32MiB".to_string());
+        let pool = Pool::for_hosts(one.hosts().map(|(_, h)| h.pool))
+            .overridden(env)
+            .unwrap();
+        assert_eq!((pool.processes, pool.memory), (50, 32 << 20));
+        let bad = |name: &str| (name == "WASMPROC_POOL").then(|| "many".to_string());
+        let err = Pool::default().overridden(bad).unwrap_err();
+        assert!(err.to_string().contains("WASMPROC_POOL"), "{err}");
+    }
+
+    #[test]
+    fn bad_pool_fields_are_named() {
+        for (host, expected) in [
+            ("{ pool: { memory: lots } }", "host.pool.memory"),
+            (
+                "{ pool: { keep_resident: 1 parsec } }",
+                "host.pool.keep_resident",
+            ),
+            (
+                "{ pool: { memory: 0 } }",
+                "host.pool.memory must be greater than 0",
+            ),
+            ("{ pool: { slots: 3 } }", "slots"),
+        ] {
+            let text = format!(
+                "namespace: t\nentries:\n  - {{ name: h, kind: process.host, host: {host} }}\n"
+            );
+            let err = Manifest::parse(&text, std::path::Path::new("t.yaml")).unwrap_err();
+            assert!(err.to_string().contains(expected), "{host}: {err}");
         }
     }
 }

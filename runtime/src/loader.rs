@@ -258,7 +258,7 @@ impl Loader {
             return Err(LoadError::LimitTooLarge {
                 entry: entry.clone(),
                 reason: format!(
-                    "limits.max_memory ({max} bytes) is larger than a pool slot ({} bytes): raise WASMPROC_POOL_MEMORY",
+                    "limits.max_memory ({max} bytes) is larger than a pool slot ({} bytes): raise its host's pool.memory (or WASMPROC_POOL_MEMORY)",
                     self.pool.memory
                 ),
             });

@@ -63,12 +63,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Loads a manifest file or directory with a fresh engine.
+    /// Loads a manifest file or directory with a fresh engine, its pool sized as the
+    /// manifest's hosts ask ([`engine::Pool::for_manifest`]).
     pub fn load(path: &std::path::Path) -> Result<Self, Error> {
-        Ok(Runtime::new(
-            Manifest::load(path)?,
-            Arc::new(engine::loader()?),
-        ))
+        let manifest = Manifest::load(path)?;
+        let loader = engine::loader_with(engine::Pool::for_manifest(&manifest)?)?;
+        Ok(Runtime::new(manifest, Arc::new(loader)))
     }
 
     /// A runtime over `manifest` that shares `loader` (and its compiled code) with others.

@@ -350,29 +350,31 @@ fn small_pool(processes: u32) -> wasmproc_runtime::engine::Pool {
 
 /// The hostile guest's `sleep(ms)` on a host with 4 workers, over a loader with `pool`.
 fn sleepers(pool: wasmproc_runtime::engine::Pool, max_memory: &str, queue_size: u32) -> Runtime {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
-    let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
-    let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4, queue_size: {queue_size} }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks, wasi:cli], limits: {{ max_memory: {max_memory} }} }}\n",
-        dir.keep().display(),
-        Digest::of(&bytes)
-    );
+    let (text, _) = sleeper_manifest("", max_memory, queue_size);
     pooled(&text, pool)
 }
 
-/// The manifest `text` over a loader with `pool`.
-fn pooled(text: &str, pool: wasmproc_runtime::engine::Pool) -> Runtime {
-    let manifest = wasmproc_runtime::Manifest::parse(text, Path::new("inline.yaml")).unwrap();
-    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
-    Runtime::new(manifest, std::sync::Arc::new(loader))
+/// A manifest of the hostile guest's `sleep(ms)` (`t:sleep`) on a host (`t:host`) with 4
+/// workers and `host_fields` besides, in a folder of its own (returned).
+fn sleeper_manifest(
+    host_fields: &str,
+    max_memory: &str,
+    queue_size: u32,
+) -> (String, std::path::PathBuf) {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 4, queue_size: {queue_size}{host_fields} }} }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: sleep, imports: [wasi:clocks, wasi:cli], limits: {{ max_memory: {max_memory} }} }}\n",
+        dir.display(),
+        Digest::of(&bytes)
+    );
+    (text, dir)
 }
 
-#[test]
-fn a_full_pool_queues_processes_instead_of_failing_them() {
-    let pool = small_pool(2);
-    let rt = sleepers(pool, "4MiB", 100);
+/// Five 100 ms sleeps through a pool of two slots take at least three rounds.
+fn assert_two_at_a_time(rt: &Runtime) {
     let mut mailbox = Mailbox::new();
     for _ in 0..5 {
         rt.spawn_monitored("t:sleep", "t:host", &[json!(100)], &mailbox)
@@ -385,7 +387,6 @@ fn a_full_pool_queues_processes_instead_of_failing_them() {
         exits.iter().all(|e| e.outcome == Ok(json!(100))),
         "{exits:?}"
     );
-    // Two at a time: the five 100 ms sleeps take at least three rounds.
     let first = exits.iter().map(|e| e.accounting.started).min().unwrap();
     let last = exits.iter().map(|e| e.accounting.ended).max().unwrap();
     assert!(
@@ -393,6 +394,34 @@ fn a_full_pool_queues_processes_instead_of_failing_them() {
         "{:?}",
         last - first
     );
+}
+
+/// The manifest `text` over a loader with `pool`.
+fn pooled(text: &str, pool: wasmproc_runtime::engine::Pool) -> Runtime {
+    let manifest = wasmproc_runtime::Manifest::parse(text, Path::new("inline.yaml")).unwrap();
+    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
+    Runtime::new(manifest, std::sync::Arc::new(loader))
+}
+
+#[test]
+fn a_full_pool_queues_processes_instead_of_failing_them() {
+    assert_two_at_a_time(&sleepers(small_pool(2), "4MiB", 100));
+}
+
+#[test]
+fn the_pool_is_sized_by_the_process_host_entry() {
+    let (text, dir) = sleeper_manifest(", pool: { processes: 2, memory: 16MiB }", "4MiB", 100);
+    let file = dir.join("wasmproc.yaml");
+    std::fs::write(&file, &text).unwrap();
+    assert_two_at_a_time(&Runtime::load(&file).unwrap());
+    // A limit past the host's slots is refused, naming the setting to raise.
+    let (text, dir) = sleeper_manifest(", pool: { memory: 16MiB }", "32MiB", 100);
+    let file = dir.join("wasmproc.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let rt = Runtime::load(&file).unwrap();
+    let err = rt.spawn("t:sleep", "t:host", &[json!(1)]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
+    assert!(err.to_string().contains("pool.memory"), "{err}");
 }
 
 #[test]

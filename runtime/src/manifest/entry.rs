@@ -291,6 +291,20 @@ pub struct HostSpec {
     pub workers: usize,
     /// How many spawn requests may wait for a worker.
     pub queue_size: usize,
+    /// `pool`: what this host asks of the runtime's instance pool (see
+    /// [`crate::engine::Pool::for_manifest`]).
+    pub pool: HostPool,
+}
+
+/// A `process.host`'s `pool` fields; each left out takes the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostPool {
+    /// Processes of this host instantiated at once.
+    pub processes: Option<u32>,
+    /// The largest linear memory a process can have (a pool slot's size).
+    pub memory: Option<u64>,
+    /// How much of a slot's memory stays mapped when its process ends.
+    pub keep_resident: Option<u64>,
 }
 
 #[cfg(test)]

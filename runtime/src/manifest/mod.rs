@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use entry::{
     Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
-    HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+    HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 pub use hash::Digest;
 pub use parse::strip_location;

@@ -13,7 +13,7 @@ use crate::limits::{parse_size, Limits};
 
 use super::entry::{
     Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
-    HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+    HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 use super::hash::Digest;
 use super::ManifestError;
@@ -164,6 +164,16 @@ struct RawHost {
 struct RawHostConfig {
     workers: Option<usize>,
     queue_size: Option<usize>,
+    #[serde(default)]
+    pool: Option<RawHostPool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostPool {
+    processes: Option<u32>,
+    memory: Option<Value>,
+    keep_resident: Option<Value>,
 }
 
 const KINDS: &str = "fs.directory, process.wasm, process.host, terminal.host, env.variable, \
@@ -225,6 +235,34 @@ pub(super) fn parse_file(text: &str, file: &Path) -> Result<Vec<Entry>, Manifest
 
 type FieldError = (ErrorKind, String);
 
+/// A size in bytes: a whole number, or text with a unit (`64MiB`).
+fn size_field(value: Option<Value>, field: &str) -> Result<Option<u64>, FieldError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            invalid(format!(
+                "{field} must be a whole number of bytes or a size, e.g. 64MiB (got {n})"
+            ))
+        }),
+        Some(Value::String(s)) => parse_size(&s)
+            .map(Some)
+            .map_err(|e| invalid(format!("{field}: {e}"))),
+        Some(_) => Err(invalid(format!("{field} must be a size, e.g. 64MiB"))),
+    }
+}
+
+fn parse_host_pool(raw: RawHostPool) -> Result<HostPool, FieldError> {
+    let memory = size_field(raw.memory, "host.pool.memory")?;
+    if memory == Some(0) {
+        return Err(invalid("host.pool.memory must be greater than 0"));
+    }
+    Ok(HostPool {
+        processes: raw.processes,
+        memory,
+        keep_resident: size_field(raw.keep_resident, "host.pool.keep_resident")?,
+    })
+}
+
 fn invalid(message: impl Into<String>) -> FieldError {
     (ErrorKind::InvalidEntry, message.into())
 }
@@ -252,6 +290,7 @@ fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<Entry
             let config = raw.host.unwrap_or(RawHostConfig {
                 workers: None,
                 queue_size: None,
+                pool: None,
             });
             let workers = config.workers.unwrap_or_else(default_workers);
             if workers == 0 {
@@ -261,9 +300,14 @@ fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<Entry
             if queue_size == 0 {
                 return Err(invalid("host.queue_size must be at least 1"));
             }
+            let pool = match config.pool {
+                Some(raw) => parse_host_pool(raw)?,
+                None => HostPool::default(),
+            };
             Ok(EntrySpec::Host(HostSpec {
                 workers,
                 queue_size,
+                pool,
             }))
         }
         "terminal.host" => {
@@ -360,18 +404,7 @@ fn parse_limits(raw: RawLimits) -> Result<Limits, FieldError> {
         Some(0) => Err(invalid(format!("limits.{field} must be greater than 0"))),
         other => Ok(other),
     };
-    let max_memory = match raw.max_memory {
-        None => None,
-        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-            invalid(format!(
-                "limits.max_memory must be a whole number of bytes or a size, e.g. 64MiB (got {n})"
-            ))
-        })?),
-        Some(Value::String(s)) => {
-            Some(parse_size(&s).map_err(|e| invalid(format!("limits.max_memory: {e}")))?)
-        }
-        Some(_) => return Err(invalid("limits.max_memory must be a size, e.g. 64MiB")),
-    };
+    let max_memory = size_field(raw.max_memory, "limits.max_memory")?;
     Ok(Limits {
         max_execution: positive(raw.max_execution_ms, "max_execution_ms")?
             .map(Duration::from_millis),
