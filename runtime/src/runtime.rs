@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -49,8 +49,8 @@ pub(crate) struct Known {
     /// A `process.wasm` entry's program, once loaded (see [`Runtime::program`]).
     program: Mutex<Option<Arc<Program>>>,
     /// A `process.host` entry's scheduler, started on its first spawn (a manifest may declare
-    /// hosts a run never uses).
-    host: Mutex<Option<Arc<ProcessHost>>>,
+    /// hosts a run never uses). Once started, a spawn reads it without a lock.
+    host: OnceLock<ProcessHost>,
 }
 
 pub struct Runtime {
@@ -58,6 +58,7 @@ pub struct Runtime {
     loader: Arc<Loader>,
     env: EnvStore,
     known: Lookup<String, Known>,
+    starting_hosts: Mutex<()>,
     registry: Arc<Registry>,
     next_pid: AtomicU64,
 }
@@ -85,13 +86,14 @@ impl Runtime {
                             _ => None,
                         },
                         program: Mutex::default(),
-                        host: Mutex::default(),
+                        host: OnceLock::new(),
                     };
                     (e.id.to_string(), known)
                 })
                 .collect(),
             manifest,
             loader,
+            starting_hosts: Mutex::default(),
             registry: Arc::default(),
             next_pid: AtomicU64::new(1),
         }
@@ -404,17 +406,20 @@ impl Runtime {
     }
 
     /// A `process.host` entry's scheduler, started on its first spawn.
-    pub(crate) fn host(&self, known: &Known) -> Result<Arc<ProcessHost>, Error> {
-        let mut host = lock(&known.host);
-        if let Some(host) = host.as_ref() {
-            return Ok(host.clone());
+    pub(crate) fn host<'a>(&'a self, known: &'a Known) -> Result<&'a ProcessHost, Error> {
+        if let Some(host) = known.host.get() {
+            return Ok(host);
+        }
+        // One start at a time, so that no host is started twice.
+        let _starting = lock(&self.starting_hosts);
+        if let Some(host) = known.host.get() {
+            return Ok(host);
         }
         let spec = self.entry_of(&known.id, "process.host", |spec| match spec {
             EntrySpec::Host(host) => Some(host),
             _ => None,
         })?;
-        let started = Arc::new(ProcessHost::start(known.id.clone(), spec.clone())?);
-        *host = Some(started.clone());
-        Ok(started)
+        let started = ProcessHost::start(known.id.clone(), spec.clone())?;
+        Ok(known.host.get_or_init(|| started))
     }
 }
