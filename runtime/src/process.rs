@@ -1,7 +1,7 @@
 //! One process: Init (instantiate, capture arguments) → Step (run the export) → Close (drop the
 //! store), and the EXIT event that reports how it ended.
 //!
-//! A process always produces exactly one EXIT: its outcome is sent by [`ExitGuard`], which also
+//! A process always produces exactly one EXIT: its outcome is sent by `ExitGuard`, which also
 //! fires when the task panics or is dropped before it finished.
 
 use std::fmt;
