@@ -9,7 +9,7 @@ use wasmtime::{Config, Engine};
 
 use crate::error::Error;
 use crate::loader::Loader;
-use crate::manifest::{HostPool, Manifest};
+use crate::manifest::Manifest;
 
 /// How often the epoch advances: the unit of preemption and of wall-clock checks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -59,13 +59,15 @@ impl Pool {
     /// largest `pool.memory`, keeping the largest `pool.keep_resident` (a field a host leaves
     /// out counts as the default). A manifest without hosts gets the defaults.
     pub fn for_manifest(manifest: &Manifest) -> Result<Pool, Error> {
-        Pool::for_hosts(manifest.hosts().map(|(_, host)| host.pool))
-            .overridden(|name| std::env::var(name).ok())
+        Pool::asked_by(manifest).overridden(|name| std::env::var(name).ok())
     }
 
-    fn for_hosts(hosts: impl Iterator<Item = HostPool>) -> Pool {
+    /// What the hosts ask for, before the environment.
+    fn asked_by(manifest: &Manifest) -> Pool {
         let defaults = Pool::default();
-        hosts
+        manifest
+            .hosts()
+            .map(|(_, host)| host.pool)
             .map(|host| Pool {
                 processes: host.processes.unwrap_or(defaults.processes),
                 memory: host.memory.unwrap_or(defaults.memory),
@@ -236,9 +238,7 @@ mod tests {
     }
 
     fn pool(manifest: &Manifest) -> Pool {
-        Pool::for_hosts(manifest.hosts().map(|(_, h)| h.pool))
-            .overridden(no_env)
-            .unwrap()
+        Pool::asked_by(manifest).overridden(no_env).unwrap()
     }
 
     #[test]
@@ -277,9 +277,7 @@ mod tests {
     fn the_environment_overrides_the_manifest() {
         let one = manifest(&["{ pool: { processes: 50, memory: 8MiB } }"]);
         let env = |name: &str| (name == "WASMPROC_POOL_MEMORY").then(|| "32MiB".to_string());
-        let pool = Pool::for_hosts(one.hosts().map(|(_, h)| h.pool))
-            .overridden(env)
-            .unwrap();
+        let pool = Pool::asked_by(&one).overridden(env).unwrap();
         assert_eq!((pool.processes, pool.memory), (50, 32 << 20));
         let bad = |name: &str| (name == "WASMPROC_POOL").then(|| "many".to_string());
         let err = Pool::default().overridden(bad).unwrap_err();

@@ -289,8 +289,7 @@ pub(crate) struct Launch {
 /// Emits Close and delivers the EXIT when dropped, so that no path out of a process (return,
 /// panic, the task aborted by a signal or dropped by a host shutting down) loses them.
 pub(crate) struct ExitGuard {
-    pid: Pid,
-    /// The process as the registry knows it, which the EXIT ends.
+    /// The process as the registry knows it (its PID too), which the EXIT ends.
     proc: Arc<Proc>,
     registry: Arc<Registry>,
     /// Set at Init: a process that never got there ran for no time.
@@ -325,7 +324,6 @@ impl ExitGuard {
         trace: Option<TraceSink>,
     ) -> Self {
         ExitGuard {
-            pid: proc.pid(),
             proc,
             registry,
             started: None,
@@ -337,6 +335,10 @@ impl ExitGuard {
         }
     }
 
+    fn pid(&self) -> Pid {
+        self.proc.pid()
+    }
+
     /// The process finished with `outcome`: the EXIT reports it when the guard goes.
     fn finish(&mut self, outcome: Result<Value, ExitError>) {
         self.outcome = Some(outcome);
@@ -346,7 +348,7 @@ impl ExitGuard {
     /// worker or a pool slot is not running.
     fn init(&mut self) {
         self.started = Some(Instant::now());
-        emit(self.trace.as_ref(), self.pid, Phase::Init);
+        emit(self.trace.as_ref(), self.pid(), Phase::Init);
     }
 }
 
@@ -355,7 +357,7 @@ impl Drop for ExitGuard {
         // Close: the store went with the process's task (a process that never reached Init
         // had none).
         if self.started.is_some() {
-            emit(self.trace.as_ref(), self.pid, Phase::Close);
+            emit(self.trace.as_ref(), self.pid(), Phase::Close);
         }
         let finished = self.outcome.is_some();
         // Unless a signal aborted the task (the registry knows which), its host shut down.
@@ -368,7 +370,7 @@ impl Drop for ExitGuard {
         let ended = Instant::now();
         let started = self.started.unwrap_or(ended);
         let exit = Exit {
-            from: self.pid,
+            from: self.pid(),
             outcome,
             accounting: Accounting {
                 wall_time: ended - started,
@@ -381,7 +383,7 @@ impl Drop for ExitGuard {
             },
             output: self.captured.as_ref().map(Captured::output),
         };
-        tracing::debug!(pid = %self.pid, ok = exit.outcome.is_ok(), "exit");
+        tracing::debug!(pid = %self.pid(), ok = exit.outcome.is_ok(), "exit");
         self.registry.finish(&self.proc, exit, finished);
     }
 }
@@ -468,7 +470,7 @@ fn emit(trace: Option<&TraceSink>, pid: Pid, phase: Phase) {
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = ()> + Send {
     async move {
-        let pid = guard.pid;
+        let pid = guard.pid();
         // Held until after Close, when the store has given its pool slot back.
         // (The semaphore is never closed, so acquiring only waits.)
         let _slot = match &launch.program.admission {
@@ -512,14 +514,8 @@ pub(crate) async fn supervise(
     drop(place);
     guard.init();
     let body = std::pin::pin!(body);
-    let outcome = Supervised::new(
-        body,
-        None,
-        &mut guard.counters,
-        guard.pid,
-        guard.trace.as_ref(),
-    )
-    .await;
+    let pid = guard.pid();
+    let outcome = Supervised::new(body, None, &mut guard.counters, pid, guard.trace.as_ref()).await;
     guard.finish(outcome);
 }
 

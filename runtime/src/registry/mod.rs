@@ -284,11 +284,11 @@ impl Registry {
         pid: Pid,
         monitor: mpsc::UnboundedSender<Event>,
     ) -> Result<(), Error> {
-        if let Some(proc) = self.find(pid) {
-            if let Some(running) = proc.lock().running.as_mut() {
-                running.monitors.push(monitor);
-                return Ok(());
-            }
+        if self
+            .with_running(pid, |running| running.monitors.push(monitor.clone()))
+            .is_some()
+        {
+            return Ok(());
         }
         let exit = lock(&self.ended).get(pid);
         match exit {
@@ -306,13 +306,12 @@ impl Registry {
         pid: Pid,
         monitor: &mpsc::UnboundedSender<Event>,
     ) -> Result<(), Error> {
-        if let Some(proc) = self.find(pid) {
-            if let Some(running) = proc.lock().running.as_mut() {
-                running.monitors.retain(|m| !m.same_channel(monitor));
-                return Ok(());
-            }
+        match self.with_running(pid, |running| {
+            running.monitors.retain(|m| !m.same_channel(monitor))
+        }) {
+            Some(()) => Ok(()),
+            None => self.known(pid),
         }
-        self.known(pid)
     }
 
     /// Links two processes. Linking to one that already ended with an error signals `pid`
@@ -340,13 +339,17 @@ impl Registry {
 
     /// Sends a signal to a running process. Signalling one that already ended does nothing.
     pub(crate) fn signal(&self, pid: Pid, signal: Signal) -> Result<(), Error> {
-        if let Some(proc) = self.find(pid) {
-            if let Some(running) = proc.lock().running.as_mut() {
-                running.control.send(signal);
-                return Ok(());
-            }
+        match self.with_running(pid, |running| running.control.send(signal)) {
+            Some(()) => Ok(()),
+            None => self.known(pid),
         }
-        self.known(pid)
+    }
+
+    /// `act` on `pid` under its lock, if it is running.
+    fn with_running<R>(&self, pid: Pid, act: impl FnOnce(&mut Running) -> R) -> Option<R> {
+        let proc = self.find(pid)?;
+        let mut state = proc.lock();
+        state.running.as_mut().map(act)
     }
 
     /// Ends `proc`: delivers the EXIT to every monitor, a link-down to every linked process
@@ -393,18 +396,14 @@ impl Registry {
     /// A process linked to `linked` ended: `linked` (if still running) forgets the link and,
     /// when the end was a failure, hears a LINK_DOWN.
     fn unlinked_by_end(&self, linked: Pid, exit: &Exit) {
-        let Some(proc) = self.find(linked) else {
-            return;
-        };
-        let mut state = proc.lock();
-        if let Some(running) = state.running.as_mut() {
+        self.with_running(linked, |running| {
             running.links.retain(|l| *l != exit.from);
             if exit.outcome.is_err() {
                 running
                     .control
                     .send(Signal::LinkDown(Box::new(exit.clone())));
             }
-        }
+        });
     }
 
     /// Ok when `pid` is running or remembered as ended.
