@@ -122,3 +122,44 @@ fn a_cancel_sent_by_a_script_names_the_script() {
         }))
     );
 }
+
+#[test]
+fn require_never_reads_a_host_file_whatever_package_path_says() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.lua"), "return 'leaked'").unwrap();
+    std::fs::write(dir.path().join("secret.env"), "return 'leaked'").unwrap();
+    let runtime = runtime();
+    let mut mailbox = Mailbox::new();
+    let source = format!(
+        "package.path = {dir:?} .. '/?.lua;' .. {dir:?} .. '/?.env'\n\
+         package.cpath = {dir:?} .. '/?.so'\n\
+         return require('secret')",
+        dir = dir.path().display().to_string()
+    );
+    spawn_script(&runtime, &source, "reader.lua", &[], &mailbox);
+    let error = receive(&mut mailbox).outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::ScriptError);
+    assert!(
+        error.message.contains("module 'secret' not found") && !error.message.contains("leaked"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_binary_chunk_is_refused_as_a_script() {
+    // A compiled chunk's header (what luac writes): Lua does not verify bytecode, and a
+    // corrupted chunk crashed the host.
+    let source = "\x1bLuaT\x00\x19\u{93}\r\n\x1a\n\x04\x08\x08xV\x00\x00";
+    let runtime = runtime();
+    let err = runtime
+        .spawn_lua(
+            source,
+            "compiled.luac",
+            "host:one_worker",
+            &[],
+            &SpawnOptions::default(),
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("binary chunk"), "{err}");
+}

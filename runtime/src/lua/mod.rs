@@ -9,8 +9,9 @@
 //! frees the worker; a script that computes without waiting is preempted every slice (a count
 //! hook yields it), so it cannot starve the processes sharing its worker.
 //!
-//! A script is sandboxed: pure standard libraries (no `io`, `os`, `debug`, file loading) and
-//! at most [`MEMORY_LIMIT`] bytes.
+//! A script is sandboxed ([`sandbox`]): pure standard libraries (no `io`, `os`, `debug`, file
+//! loading, binary chunks) and at most [`MEMORY_LIMIT`] bytes; and it cannot hold a worker
+//! ([`preempt`]): not by computing, and not inside a library call.
 //!
 //! Signals: `cancel` does not stop a script, it delivers a CANCEL event the script may act on
 //! (Wippy's graceful cancellation); `terminate` stops it; a linked process failing stops it,
@@ -18,12 +19,16 @@
 
 mod channel;
 mod events;
+mod pattern;
+mod pattern_api;
+mod preempt;
 mod process_api;
+mod sandbox;
 mod time_api;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mlua::{Lua, LuaSerdeExt, MultiValue, Value as LuaValue};
 use serde_json::Value;
@@ -31,17 +36,11 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind};
 use crate::process::{self, Event, ExitError, ExitGuard, Mailbox, Pid};
-use crate::registry::{Signal, Signals};
 use crate::runtime::{Runtime, SpawnOptions};
+use preempt::Preemption;
 
-/// How long a script may compute before it yields its worker (as a WebAssembly process does
-/// after its epoch slice).
-const SLICE: Duration = Duration::from_millis(10);
-/// Instructions between two looks at the clock.
-const HOOK_EVERY: u32 = 10_000;
-/// What one script may allocate; past it, an allocation fails with a Lua error ("not enough
-/// memory") and the script ends with `script_error`, the host unharmed.
-pub const MEMORY_LIMIT: usize = 256 << 20;
+pub use preempt::UNPREEMPTIBLE;
+pub use sandbox::MEMORY_LIMIT;
 
 /// What a running script's API functions share: the runtime, its own PID, and its mailbox.
 pub(crate) struct ScriptProcess {
@@ -110,11 +109,13 @@ impl Runtime {
             mailbox: tokio::sync::Mutex::new(mailbox),
             trap_links: AtomicBool::new(false),
         });
-        let lua = sandboxed().map_err(refused)?;
+        let preemption = Preemption::new();
+        let lua = sandbox::new(&preemption).map_err(refused)?;
         install(&lua, &script).map_err(refused)?;
         let main = lua
             .load(source)
             .set_name(format!("@{name}"))
+            .set_mode(mlua::chunk::ChunkMode::Text)
             .into_function()
             .map_err(refused)?;
         let args = args
@@ -122,13 +123,15 @@ impl Runtime {
             .map(|v| lua.to_value(v))
             .collect::<mlua::Result<MultiValue>>()
             .map_err(refused)?;
+        preemption.install(&lua, &script).map_err(refused)?;
         let thread = lua.create_thread(main).map_err(refused)?;
-        preempt(&thread).map_err(refused)?;
+        preemption.own(&thread);
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
         let monitors = monitor.map(Mailbox::address).into_iter().collect();
         let (proc, signals) = self.registry().start_listening(pid, monitors, options.link);
+        preemption.listen(signals);
         let guard = ExitGuard::new(proc, self.registry().clone(), None, options.trace.clone());
-        let body = run(lua, thread, args, script, signals);
+        let body = run(lua, thread, args, script, preemption);
         // A script hears its signals itself (its stream), so its task is never aborted.
         let _ = host.spawn_task(process::supervise(guard, place, body));
         Ok(pid)
@@ -172,7 +175,6 @@ pub fn run_script(
     }
     let timeout = timeout.unwrap_or_default();
     let _ = runtime.terminate(pid);
-    // A script looping inside a coroutine cannot be stopped until it waits (see `preempt`).
     let then = match mailbox
         .receive_blocking(Some(TERMINATE_GRACE))
         .map_err(failed)?
@@ -198,55 +200,20 @@ pub fn run_script(
 /// How long [`run_script`] waits for a timed-out script to end once it is terminated.
 const TERMINATE_GRACE: Duration = Duration::from_secs(5);
 
-/// Yields the script's thread to the scheduler once it has computed for a slice. Only the
-/// script's own thread yields: a yield inside a coroutine the script made would look, to the
-/// script, like the coroutine yielding (so a coroutine that loops without waiting is not
-/// preempted; the hook is not inherited by coroutines anyway).
-fn preempt(thread: &mlua::Thread) -> mlua::Result<()> {
-    let own = thread.to_pointer() as usize;
-    let slice_start = std::sync::Mutex::new(Instant::now());
-    thread.set_hook(
-        mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-        move |lua, _| {
-            let mut start = crate::lock::lock(&slice_start);
-            if start.elapsed() < SLICE || lua.current_thread().to_pointer() as usize != own {
-                return Ok(mlua::VmState::Continue);
-            }
-            *start = Instant::now();
-            Ok(mlua::VmState::Yield)
-        },
-    )
-}
-
-/// The script's life: its chunk, and the signals sent to it meanwhile.
+/// The script's life: its chunk, and the signals sent to it meanwhile ([`Preemption::poll`]).
 async fn run(
     lua: Lua,
     thread: mlua::Thread,
     args: MultiValue,
     script: Arc<ScriptProcess>,
-    mut signals: Signals,
+    preemption: Arc<Preemption>,
 ) -> Result<Value, ExitError> {
     let chunk = thread
         .into_async::<MultiValue>(args)
         .map_err(|e| ExitError::new(ErrorKind::HostFailure, e.to_string()))?;
+    let chunk = async { outcome(&lua, chunk.await) };
     tokio::pin!(chunk);
-    let mut listening = true;
-    loop {
-        tokio::select! {
-            biased;
-            signal = signals.recv(), if listening => match signal {
-                None => listening = false,
-                Some(Signal::Cancel { reason, from }) => {
-                    let _ = script.address.send(Event::Cancel { from, reason });
-                }
-                Some(Signal::LinkDown(exit)) if script.trap_links.load(Ordering::Relaxed) => {
-                    let _ = script.address.send(Event::LinkDown(*exit));
-                }
-                Some(signal) => return Err(signal.ending()),
-            },
-            returned = &mut chunk => return outcome(&lua, returned),
-        }
-    }
+    std::future::poll_fn(|cx| preemption.poll(&script, chunk.as_mut(), cx)).await
 }
 
 /// A script's EXIT value is what it returns (its first value); `return nil, err` and errors
@@ -261,32 +228,6 @@ fn outcome(lua: &Lua, returned: mlua::Result<MultiValue>) -> Result<Value, ExitE
     }
     lua.from_value(value)
         .map_err(|e| failed(format!("the script's result has no JSON form: {e}")))
-}
-
-/// A Lua state with the pure standard libraries only: no `io`, no `os`, no `debug`, and no way
-/// to read files (`dofile`, `loadfile`, `require` of a file); the host API is the script's
-/// only way out, and what it can reach is what the manifest declares.
-fn sandboxed() -> mlua::Result<Lua> {
-    use mlua::StdLib;
-    let libs = StdLib::COROUTINE
-        | StdLib::TABLE
-        | StdLib::STRING
-        | StdLib::UTF8
-        | StdLib::MATH
-        | StdLib::PACKAGE;
-    let lua = Lua::new_with(libs, mlua::LuaOptions::default())?;
-    lua.set_memory_limit(MEMORY_LIMIT)?;
-    let globals = lua.globals();
-    globals.set("dofile", LuaValue::Nil)?;
-    globals.set("loadfile", LuaValue::Nil)?;
-    let package: mlua::Table = globals.get("package")?;
-    package.set("path", "")?;
-    package.set("cpath", "")?;
-    package.set("loadlib", LuaValue::Nil)?;
-    lua.load(include_str!("coroutines.lua"))
-        .set_name("=wasmproc/coroutines")
-        .call::<()>(Lua::poll_pending())?;
-    Ok(lua)
 }
 
 fn install(lua: &Lua, script: &Arc<ScriptProcess>) -> mlua::Result<()> {

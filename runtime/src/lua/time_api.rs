@@ -104,7 +104,17 @@ pub(super) fn module(lua: &Lua) -> mlua::Result<mlua::Table> {
     )?;
     time.set(
         "after",
-        lua.create_function(|_, d: LuaDuration| Ok(Channel::Timer(Instant::now() + d.0)))?,
+        lua.create_function(|_, d: LuaDuration| {
+            Instant::now()
+                .checked_add(d.0)
+                .map(Channel::Timer)
+                .ok_or_else(|| {
+                    mlua::Error::runtime(format!(
+                        "time.after: {} is too far in the future",
+                        humantime::format_duration(d.0)
+                    ))
+                })
+        })?,
     )?;
     Ok(time)
 }
