@@ -18,6 +18,7 @@
 //! unless it set `trap_links`, in which case it receives a LINK_DOWN event.
 
 mod channel;
+mod cpu_time;
 mod events;
 mod pattern;
 mod pattern_api;

@@ -3,19 +3,22 @@
 //! Invariant: no call into this module runs longer than its budget, whatever the pattern and
 //! subject. Lua's own matcher backtracks without limit inside one C call, where no hook runs:
 //! `string.find(string.rep('a', 100000), '.-.-.-.-.-b')` held a worker for good and could not be
-//! terminated. Here every step of the matcher is counted:
-//! - one attempt (a match tried at one position of the subject) may take at most
-//!   [`Budget::attempt`] steps, then fails with "pattern too complex": a pattern that backtracks
-//!   that much is an attack or a bug;
-//! - a search stops after the attempt that passed [`Budget::slice`] steps and says where to go on
-//!   ([`Search::Continue`]), so that a long scan of a large subject is cut into short calls that
-//!   the script's preemption can come between.
+//! terminated. Here the matcher looks at the thread's CPU time every [`CLOCK_EVERY`] steps:
+//! - a search may run at most [`Budget::attempt`], then fails with "pattern too complex": a
+//!   pattern that backtracks that much at one position is an attack or a bug (it is the bound
+//!   on anything a script does where it cannot be preempted);
+//! - between two attempts, a search that has run [`Budget::slice`] stops and says where to go
+//!   on ([`Search::Continue`]), so that a long scan of a large subject is cut into short calls
+//!   that the script's preemption can come between.
 //!
 //! The matcher is a port of `lstrlib.c` (same semantics and error messages); positions are
 //! byte offsets, 0-based and half-open here, converted to Lua's 1-based ones by the caller.
 
 use std::fmt;
 use std::ops::Range;
+use std::time::Duration;
+
+use super::cpu_time;
 
 /// Lua's `LUA_MAXCAPTURES`.
 pub(super) const MAX_CAPTURES: usize = 32;
@@ -23,26 +26,27 @@ pub(super) const MAX_CAPTURES: usize = 32;
 const MAX_DEPTH: u32 = 200;
 const ESC: u8 = b'%';
 
-/// What one search may spend, in matcher steps (a step is one pattern item tried at one
-/// subject position: a few nanoseconds).
+/// Matcher steps between two looks at the clock (a step is one pattern item tried at one
+/// subject position: a few nanoseconds optimized, ~100 in a debug build).
+pub(super) const CLOCK_EVERY: u64 = 4096;
+
+/// How long one search may run.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Budget {
-    /// Steps one attempt may take before the pattern is refused as too complex.
-    pub attempt: u64,
-    /// Steps after which a search returns [`Search::Continue`] between two attempts.
-    pub slice: u64,
+    /// How long a search may run inside one attempt before the pattern is refused as too
+    /// complex.
+    pub attempt: Duration,
+    /// How long a search runs before it returns [`Search::Continue`] between two attempts.
+    pub slice: Duration,
 }
 
 impl Budget {
-    /// An attempt may take 10 million steps or 4 per subject byte, whichever is more: linear
-    /// patterns over any subject fit, exponential backtracking does not. A slice is ~100k
-    /// steps, well under a millisecond.
-    pub(super) fn for_subject(len: usize) -> Self {
-        Budget {
-            attempt: (10_000_000u64).max(4 * len as u64),
-            slice: 100_000,
-        }
-    }
+    /// An attempt may run as long as a script may compute where it cannot be preempted; a
+    /// slice is a millisecond.
+    pub(super) const SCRIPT: Budget = Budget {
+        attempt: super::preempt::UNPREEMPTIBLE,
+        slice: Duration::from_millis(1),
+    };
 }
 
 /// One capture of a successful match.
@@ -76,8 +80,8 @@ pub(super) enum PatternError {
     Malformed(&'static str),
     /// Recursion deeper than Lua allows.
     TooDeep,
-    /// One attempt took more than [`Budget::attempt`] steps.
-    TooComplex(u64),
+    /// A search ran past [`Budget::attempt`] inside one attempt.
+    TooComplex(Duration),
     TooManyCaptures,
     InvalidCaptureIndex(usize),
     InvalidPatternCapture,
@@ -89,10 +93,11 @@ impl fmt::Display for PatternError {
         match self {
             PatternError::Malformed(what) => write!(f, "malformed pattern ({what})"),
             PatternError::TooDeep => f.write_str("pattern too complex"),
-            PatternError::TooComplex(steps) => write!(
+            PatternError::TooComplex(limit) => write!(
                 f,
-                "pattern too complex (one match attempt took more than {steps} steps; \
-                 wasmproc bounds pattern matching so that a script cannot hold its worker)"
+                "pattern too complex (one match attempt ran past {} ms; wasmproc bounds \
+                 pattern matching so that a script cannot hold its worker)",
+                limit.as_millis()
             ),
             PatternError::TooManyCaptures => f.write_str("too many captures"),
             PatternError::InvalidCaptureIndex(i) => write!(f, "invalid capture index %{i}"),
@@ -118,8 +123,12 @@ struct Matcher<'a> {
     level: usize,
     captures: [Slot; MAX_CAPTURES],
     depth: u32,
+    /// Steps since the search began, and when to look at the clock next.
     steps: u64,
-    attempt_limit: u64,
+    next_look: u64,
+    /// The thread's CPU time when the search began.
+    began: Duration,
+    attempt_limit: Duration,
 }
 
 type Step = Result<Option<usize>, PatternError>;
@@ -136,8 +145,11 @@ impl<'a> Matcher<'a> {
 
     fn tick(&mut self, n: u64) -> Result<(), PatternError> {
         self.steps += n;
-        if self.steps > self.attempt_limit {
-            return Err(PatternError::TooComplex(self.attempt_limit));
+        if self.steps >= self.next_look {
+            self.next_look = self.steps + CLOCK_EVERY;
+            if cpu_time::now() - self.began > self.attempt_limit {
+                return Err(PatternError::TooComplex(self.attempt_limit));
+            }
         }
         Ok(())
     }
@@ -479,13 +491,14 @@ pub(super) fn search(
         captures: [Slot { init: 0, len: 0 }; MAX_CAPTURES],
         depth: MAX_DEPTH,
         steps: 0,
+        next_look: CLOCK_EVERY,
+        began: cpu_time::now(),
         attempt_limit: budget.attempt,
     };
-    let mut spent = 0u64;
+    let mut looked = 0u64;
     let mut start = from;
     while start <= src.len() {
         m.level = 0;
-        m.steps = 0;
         if let Some(end) = m.do_match(start, 0)? {
             if Some(end) != lastmatch {
                 return Ok(Search::Found {
@@ -498,9 +511,11 @@ pub(super) fn search(
             break;
         }
         start += 1;
-        spent += m.steps;
-        if spent >= budget.slice && start <= src.len() {
-            return Ok(Search::Continue(start));
+        if m.steps - looked >= CLOCK_EVERY {
+            looked = m.steps;
+            if cpu_time::now() - m.began >= budget.slice && start <= src.len() {
+                return Ok(Search::Continue(start));
+            }
         }
     }
     Ok(Search::NotFound)
@@ -511,8 +526,8 @@ mod tests {
     use super::*;
 
     const ROOMY: Budget = Budget {
-        attempt: u64::MAX,
-        slice: u64::MAX,
+        attempt: Duration::from_secs(3600),
+        slice: Duration::from_secs(3600),
     };
 
     type Match = (Range<usize>, Vec<Capture>);
@@ -608,15 +623,23 @@ mod tests {
     fn backtracking_is_refused_within_the_attempt_budget() {
         // Lua's own matcher runs this for hours: O(n^5) steps at the first position alone.
         let src = "a".repeat(100_000);
-        let budget = Budget::for_subject(src.len());
+        let budget = Budget::SCRIPT;
+        let began = cpu_time::now();
         let err = search(src.as_bytes(), b".-.-.-.-.-b", 0, false, None, budget).unwrap_err();
         assert_eq!(err, PatternError::TooComplex(budget.attempt));
+        assert!(
+            cpu_time::now() - began >= budget.attempt,
+            "it ran its budget, no less"
+        );
     }
 
     #[test]
     fn a_long_scan_is_cut_into_slices_that_resume_where_they_stopped() {
         let src = format!("{}7", "a".repeat(1_000_000));
-        let budget = Budget::for_subject(src.len());
+        let budget = Budget {
+            attempt: Duration::from_secs(3600),
+            slice: Duration::ZERO,
+        };
         let mut from = 0;
         let mut calls = 0;
         let found = loop {

@@ -186,8 +186,7 @@ fn find_step(lua: &Lua, args: MultiValue, find: bool) -> mlua::Result<MultiValue
         Some(b'^') => (true, &pat[1..]),
         _ => (false, &pat[..]),
     };
-    let budget = Budget::for_subject(src.len());
-    match pattern::search(&src, body, from, anchor, None, budget).map_err(pattern_error)? {
+    match pattern::search(&src, body, from, anchor, None, Budget::SCRIPT).map_err(pattern_error)? {
         Search::Found { range, captures } => {
             if find {
                 out.push_back(LuaValue::Integer(range.start as i64 + 1));
@@ -240,8 +239,7 @@ fn gmatch(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::Function> {
             if from > src.len() {
                 return Ok(out);
             }
-            let budget = Budget::for_subject(src.len());
-            match pattern::search(&src, &pat, from, false, lastmatch, budget)
+            match pattern::search(&src, &pat, from, false, lastmatch, Budget::SCRIPT)
                 .map_err(pattern_error)?
             {
                 Search::Found { range, captures } => {
@@ -273,8 +271,7 @@ fn gsub_step(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
         _ => None,
     };
     let mut out = MultiValue::new();
-    let budget = Budget::for_subject(src.len());
-    match pattern::search(&src, &pat, from, anchor, last, budget).map_err(pattern_error)? {
+    match pattern::search(&src, &pat, from, anchor, last, Budget::SCRIPT).map_err(pattern_error)? {
         Search::Found { range, captures } => {
             out.push_back(LuaValue::Integer(range.start as i64 + 1));
             out.push_back(LuaValue::Integer(range.end as i64));

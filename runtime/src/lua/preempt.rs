@@ -20,20 +20,20 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mlua::{Lua, VmState};
+use mlua::{ffi, Lua, VmState};
 
-use super::ScriptProcess;
+use super::{cpu_time, ScriptProcess};
 use crate::error::ErrorKind;
 use crate::lock::lock;
 use crate::process::{Event, ExitError};
 use crate::registry::{Signal, Signals};
 
-/// How long a script may compute before it yields its worker (as a WebAssembly process does
-/// after its epoch slice).
+/// How long a script may compute (CPU time) before it yields its worker (as a WebAssembly
+/// process does after its epoch slice).
 pub(super) const SLICE: Duration = Duration::from_millis(10);
-/// How long a script may compute where it cannot yield before it is ended.
+/// How long a script may compute (CPU time) where it cannot yield before it is ended.
 pub const UNPREEMPTIBLE: Duration = Duration::from_millis(50);
 /// Instructions between two looks at the clock.
 const HOOK_EVERY: u32 = 10_000;
@@ -42,8 +42,9 @@ const HOOK_EVERY: u32 = 10_000;
 pub(super) struct Preemption {
     /// The script's own thread (its pointer): a yield there reaches the scheduler directly.
     own: AtomicUsize,
-    /// When the task was last polled, i.e. when the script last had its worker back.
-    polled: Mutex<Instant>,
+    /// The worker thread's CPU time when the task was last polled, i.e. when the script last
+    /// had its worker back: bounds are CPU time, so that a loaded machine never ends a script.
+    polled: Mutex<Duration>,
     /// The script's signals, once it is filed in the registry ([`Preemption::listen`]).
     signals: Mutex<SignalStream>,
     /// How the script ends, once it must (taken by the task's poll).
@@ -52,6 +53,38 @@ pub(super) struct Preemption {
     ended: AtomicBool,
     /// The hook yielded a coroutine (not the script's thread): its resumer passes it on.
     preempted: AtomicBool,
+    /// The waker the chunk is polled with; see [`Requeue`].
+    requeue: Arc<Requeue>,
+    /// A preempted script's turn waits for this ([`tokio::task::yield_now`]).
+    yielding: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+}
+
+/// The chunk's waker. A preempted script's thread wakes its task at once (mlua does, when the
+/// hook yields), and tokio then polls it again before anything else: its timers and I/O are
+/// looked at only every 61 polls, 610 ms of 10 ms slices, so sleepers beside a spinning script
+/// woke ~2 s late (measured). The task's own wake during its poll is held back here and
+/// replaced by [`tokio::task::yield_now`]'s, which tokio gives after it has looked at timers
+/// and I/O.
+struct Requeue {
+    task: Mutex<Option<std::task::Waker>>,
+    /// The chunk is being polled: a wake now is the chunk's own.
+    polling: AtomicBool,
+    /// It woke itself during the poll.
+    woke: AtomicBool,
+}
+
+impl std::task::Wake for Requeue {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.polling.load(Ordering::Relaxed) {
+            self.woke.store(true, Ordering::Relaxed);
+        } else if let Some(task) = lock(&self.task).as_ref() {
+            task.wake_by_ref();
+        }
+    }
 }
 
 struct SignalStream {
@@ -63,7 +96,7 @@ impl Preemption {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Preemption {
             own: AtomicUsize::new(0),
-            polled: Mutex::new(Instant::now()),
+            polled: Mutex::new(cpu_time::now()),
             signals: Mutex::new(SignalStream {
                 signals: None,
                 open: true,
@@ -71,6 +104,12 @@ impl Preemption {
             ending: Mutex::new(None),
             ended: AtomicBool::new(false),
             preempted: AtomicBool::new(false),
+            requeue: Arc::new(Requeue {
+                task: Mutex::new(None),
+                polling: AtomicBool::new(false),
+                woke: AtomicBool::new(false),
+            }),
+            yielding: Mutex::new(None),
         })
     }
 
@@ -85,6 +124,11 @@ impl Preemption {
     /// Whether the coroutine that just yielded was preempted (and forgets it).
     pub(super) fn take_preempted(&self) -> bool {
         self.preempted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the script has computed for its slice since it last had its worker back.
+    pub(super) fn slice_over(&self) -> bool {
+        cpu_time::now().saturating_sub(*lock(&self.polled)) >= SLICE
     }
 
     fn end(&self, error: ExitError) {
@@ -142,7 +186,7 @@ impl Preemption {
         let script = script.clone();
         lua.set_global_hook(
             mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            move |lua, _| this.look(lua, &script),
+            move |lua, debug| this.look(lua, debug, &script),
         )
     }
 
@@ -152,18 +196,35 @@ impl Preemption {
             .store(thread.to_pointer() as usize, Ordering::Relaxed);
     }
 
-    /// The hook: every [`HOOK_EVERY`] instructions, on any thread of the script.
-    fn look(&self, lua: &Lua, script: &ScriptProcess) -> mlua::Result<VmState> {
-        let computing = lock(&self.polled).elapsed();
+    /// The hook: every [`HOOK_EVERY`] instructions, on any thread of the script; and, while a
+    /// slice is over but the script cannot yield, at every return, to yield at the first
+    /// instruction where it can.
+    fn look(
+        &self,
+        lua: &Lua,
+        debug: &mlua::debug::Debug,
+        script: &ScriptProcess,
+    ) -> mlua::Result<VmState> {
+        let state = lua.exec_raw_lua(|raw| raw.state());
+        // SAFETY (all ffi calls here): the running thread's own state, inside its hook, which
+        // may read and set the thread's hook; nothing is pushed or popped.
+        let yieldable = unsafe { ffi::lua_isyieldable(state) != 0 };
+        if matches!(debug.event(), mlua::debug::DebugEvent::Ret) {
+            if yieldable {
+                // Back where it can yield: count the next instruction.
+                unsafe { hook_mode(state, ffi::LUA_MASKCOUNT, 1) };
+            }
+            return Ok(VmState::Continue);
+        }
+        let computing = cpu_time::now().saturating_sub(*lock(&self.polled));
         if computing < SLICE && !self.ended() {
+            unsafe { hook_mode(state, ffi::LUA_MASKCOUNT, HOOK_EVERY as i32) };
             return Ok(VmState::Continue);
         }
         self.hear(script, None);
         let own = lua.current_thread().to_pointer() as usize == self.own.load(Ordering::Relaxed);
-        // SAFETY: reads the running thread's state; nothing is pushed or popped.
-        let yieldable =
-            lua.exec_raw_lua(|raw| unsafe { mlua::ffi::lua_isyieldable(raw.state()) != 0 });
         if own && yieldable {
+            unsafe { hook_mode(state, ffi::LUA_MASKCOUNT, HOOK_EVERY as i32) };
             // The task's poll ends a script that must end.
             return Ok(VmState::Yield);
         }
@@ -182,9 +243,18 @@ impl Preemption {
             return Err(mlua::Error::runtime(self.ending_message()));
         }
         if yieldable {
+            unsafe { hook_mode(state, ffi::LUA_MASKCOUNT, HOOK_EVERY as i32) };
             self.preempted.store(true, Ordering::Relaxed);
             return Ok(VmState::Yield);
         }
+        // Inside a call from C: hear of each return, to yield as soon as it is back.
+        unsafe {
+            hook_mode(
+                state,
+                ffi::LUA_MASKCOUNT | ffi::LUA_MASKRET,
+                HOOK_EVERY as i32,
+            )
+        };
         Ok(VmState::Continue)
     }
 
@@ -198,15 +268,54 @@ impl Preemption {
     where
         F: Future<Output = Result<T, ExitError>>,
     {
-        *lock(&self.polled) = Instant::now();
+        {
+            let mut yielding = lock(&self.yielding);
+            if let Some(turn) = yielding.as_mut() {
+                if turn.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *yielding = None;
+            }
+        }
+        *lock(&self.polled) = cpu_time::now();
         self.hear(script, Some(cx));
         if let Some(ending) = lock(&self.ending).take() {
             return Poll::Ready(Err(ending));
         }
-        let polled = chunk.poll(cx);
+        {
+            let mut task = lock(&self.requeue.task);
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        let waker = std::task::Waker::from(self.requeue.clone());
+        self.requeue.polling.store(true, Ordering::Relaxed);
+        let polled = chunk.poll(&mut Context::from_waker(&waker));
+        self.requeue.polling.store(false, Ordering::Relaxed);
         if let Some(ending) = lock(&self.ending).take() {
             return Poll::Ready(Err(ending));
         }
+        if polled.is_pending() && self.requeue.woke.swap(false, Ordering::Relaxed) {
+            let mut turn: Pin<Box<dyn Future<Output = ()> + Send>> =
+                Box::pin(tokio::task::yield_now());
+            if turn.as_mut().poll(cx).is_pending() {
+                *lock(&self.yielding) = Some(turn);
+            } else {
+                cx.waker().wake_by_ref();
+            }
+        }
         polled
+    }
+}
+
+/// Sets what calls the running thread's hook (keeping the hook function mlua installed).
+///
+/// # Safety
+/// `state` is the running thread, from inside its hook.
+unsafe fn hook_mode(state: *mut ffi::lua_State, mask: i32, count: i32) {
+    unsafe {
+        if ffi::lua_gethookmask(state) != mask || ffi::lua_gethookcount(state) != count {
+            ffi::lua_sethook(state, ffi::lua_gethook(state), mask, count);
+        }
     }
 }

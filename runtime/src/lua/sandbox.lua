@@ -4,13 +4,14 @@
 --   pending     the marker a wait yields up to the scheduler
 --   steps       bounded pattern searches (pattern_api.rs); steps.MORE means "call again"
 --   guard       guard.ended(): the script is being stopped (terminated, or past a limit);
---               guard.preempted(): the coroutine that just yielded was preempted by the hook
+--               guard.preempted(): the coroutine that just yielded was preempted by the hook;
+--               guard.slice_over(): the script has computed for its slice
 local pending, steps, guard = ...
 
 local type, error, select, tostring, rawget = type, error, select, tostring, rawget
 local pack, unpack, concat = table.pack, table.unpack, table.concat
 local sub, byte, format = string.sub, string.byte, string.format
-local ended, preempted = guard.ended, guard.preempted
+local ended, preempted, slice_over = guard.ended, guard.preempted, guard.slice_over
 local MORE, FAIL = steps.MORE, steps.FAIL
 
 ---------------------------------------------------------------------------------------------
@@ -138,6 +139,49 @@ end
 coroutine.resume = resume
 coroutine.wrap = wrap
 
+-- The hook looks at the clock every so many instructions; code that spends its time in long
+-- library calls (a sliced search, a long move) runs few instructions, so it offers to yield
+-- itself between calls.
+local function checkpoint()
+    if slice_over() and raw_isyieldable() then
+        raw_yield(PREEMPTED)
+    end
+end
+
+-- table.move loops in C, as many times as asked (`table.move({}, 1, 1e12, 1)`): in Lua here.
+table.move = function(a1, f, e, t, a2)
+    if a2 == nil then
+        a2 = a1
+    end
+    for _, v in ipairs({ a1, a2 }) do
+        if type(v) ~= "table" then
+            error(format("bad argument #1 to 'move' (table expected, got %s)", type(v)), 2)
+        end
+    end
+    f, e, t = math.tointeger(f), math.tointeger(e), math.tointeger(t)
+    if f == nil or e == nil or t == nil then
+        error("bad argument to 'move' (number has no integer representation)", 2)
+    end
+    if e >= f then
+        if t > e or t <= f or a1 ~= a2 then
+            for i = 0, e - f do
+                a2[t + i] = a1[f + i]
+                if i & 0xffff == 0xffff then
+                    checkpoint()
+                end
+            end
+        else
+            for i = e - f, 0, -1 do
+                a2[t + i] = a1[f + i]
+                if i & 0xffff == 0 then
+                    checkpoint()
+                end
+            end
+        end
+    end
+    return a2
+end
+
 ---------------------------------------------------------------------------------------------
 -- Pattern matching: bounded searches in slices (pattern_api.rs), the loops here.
 local find_step, match_step, gmatch_step, gsub_step =
@@ -153,6 +197,7 @@ end
 
 local function again(step, s, p, init, plain, r)
     while checked(r)[1] == MORE do
+        checkpoint()
         r = pack(step(s, p, init, plain, r[2]))
     end
     return unpack(r, 1, r.n)
@@ -171,6 +216,7 @@ string.gmatch = function(s, p, init)
     return function()
         local r = pack(step())
         while checked(r)[1] == MORE do
+            checkpoint()
             r = pack(step())
         end
         return unpack(r, 1, r.n)
@@ -215,6 +261,7 @@ string.gsub = function(s, p, repl, max_n)
     while n < max_n do
         local r = pack(gsub_step(s, p, anchor, src, last, srepl))
         while checked(r)[1] == MORE do
+            checkpoint()
             r = pack(gsub_step(s, p, anchor, r[2], last, srepl))
         end
         local start, e = r[1], r[2]

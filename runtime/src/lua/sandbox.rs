@@ -32,6 +32,11 @@ pub(super) fn new(preemption: &Arc<Preemption>) -> mlua::Result<Lua> {
         "preempted",
         lua.create_function(move |_, ()| Ok(p.take_preempted()))?,
     )?;
+    let p = preemption.clone();
+    guard.set(
+        "slice_over",
+        lua.create_function(move |_, ()| Ok(p.slice_over()))?,
+    )?;
     lua.load(include_str!("sandbox.lua"))
         .set_name("=wasmproc/sandbox")
         .set_mode(mlua::chunk::ChunkMode::Text)
