@@ -497,6 +497,11 @@ impl NetworkPolicy {
         self.allow.iter().map(|r| r.text.as_str())
     }
 
+    /// The `network.listen` rules, as written.
+    pub fn listen_rules(&self) -> impl Iterator<Item = &str> {
+        self.listen.iter().map(|r| r.text.as_str())
+    }
+
     /// The decision for a destination written as a host: an IP address, else a name (whose
     /// addresses [`NetworkPolicy::check_resolved`] then checks).
     pub fn allows(&self, scheme: Scheme, host: &str, port: u16) -> Result<NameReach, Box<Refusal>> {
