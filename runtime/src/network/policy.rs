@@ -728,6 +728,15 @@ mod tests {
                 }
             }
         }
+        // `allows` takes a host as a URL writes it: an address literal is decided at once.
+        assert_eq!(
+            policy.allows(Scheme::Http, "[::1]", 80).unwrap_err().why,
+            Why::Class(AddressClass::Loopback)
+        );
+        assert_eq!(
+            policy.allows(Scheme::Http, "8.8.8.8", 80),
+            Ok(NameReach::Anywhere)
+        );
         // Names are matched by `*`, and their addresses checked once resolved.
         let reach = policy.check_name(Scheme::Https, "api.example.com", 443);
         assert_eq!(reach, Ok(NameReach::Public));
