@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-guests=(compute greet file_processor probe http_worker hostile)
+guests=(compute greet file_processor probe http_worker hostile net_probe)
 wasm_tools_version=1.262.0.0
 tools=${WASMPROC_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/wasmproc/tools}
 target=${WASMPROC_GUEST_TARGET:-$tools/guest-target}

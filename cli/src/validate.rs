@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmproc_runtime::imports::Grants;
 use wasmproc_runtime::inspect::{inspect, BinaryKind, Inspection};
-use wasmproc_runtime::manifest::{EntrySpec, Manifest};
+use wasmproc_runtime::manifest::{EntrySpec, Family, Manifest};
 use wasmproc_runtime::{EntryId, Loader};
 
 use crate::manifest_path;
@@ -47,6 +47,17 @@ struct EntryCheck {
     method: String,
     /// The method's WIT signature, when the binary exports it.
     signature: Option<String>,
+    /// Where it may connect, for an entry granting wasi:http or wasi:sockets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network: Option<NetworkCheck>,
+}
+
+#[derive(Serialize)]
+struct NetworkCheck {
+    /// Whether the entry writes `network.allow` (else the default, public destinations only).
+    declared: bool,
+    allow: Vec<String>,
+    listen: Vec<String>,
 }
 
 pub fn validate(args: ValidateArgs) -> ExitCode {
@@ -172,10 +183,19 @@ fn check_entry(
                 .join(", ")
         ));
     }
+    let network = [Family::Http, Family::Sockets]
+        .into_iter()
+        .any(|f| grants.has(f))
+        .then(|| NetworkCheck {
+            declared: wasm.network.is_declared(),
+            allow: wasm.network.rules().map(str::to_string).collect(),
+            listen: wasm.network.listen_rules().map(str::to_string).collect(),
+        });
     Ok(EntryCheck {
         id: id.to_string(),
         method,
         signature,
+        network,
     })
 }
 
@@ -237,6 +257,19 @@ fn print_human(report: &Report) {
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default()
         );
+        if let Some(network) = &entry.network {
+            if network.declared {
+                println!("network: allow [{}]", network.allow.join(", "));
+            } else {
+                println!(
+                    "network: default (no network.allow): public destinations only; loopback, \
+                     private, link-local, CGNAT and unspecified addresses refused"
+                );
+            }
+            if !network.listen.is_empty() {
+                println!("         listen [{}]", network.listen.join(", "));
+            }
+        }
     }
     if i.problems.is_empty() {
         println!("valid:   yes");

@@ -238,6 +238,32 @@ fn validate_describes_a_component_and_the_grants_it_needs() {
 }
 
 #[test]
+fn validate_against_an_entry_shows_where_a_networked_entry_may_connect() {
+    let validate = |entry: &str| {
+        let out = wasmproc(&[
+            "validate",
+            "guests/dist/http_worker.wasm",
+            "--entry",
+            entry,
+            "--manifest",
+            "conformance/apps/seed.yaml",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let text = validate("myns:http_worker");
+    assert!(
+        text.contains("network: default (no network.allow): public destinations only"),
+        "{text}"
+    );
+    let text = validate("myns:http_worker_local");
+    assert!(
+        text.contains("network: allow [http://127.0.0.1:*]"),
+        "{text}"
+    );
+}
+
+#[test]
 fn validate_against_an_entry_lists_each_problem_and_exits_1() {
     let out = wasmproc(&[
         "validate",

@@ -20,6 +20,7 @@ mod lock;
 #[cfg(feature = "lua")]
 pub mod lua;
 pub mod manifest;
+pub mod network;
 pub mod process;
 mod registry;
 mod runtime;

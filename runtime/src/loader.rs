@@ -114,6 +114,8 @@ pub struct Program {
     pub file: FileCheck,
     /// The binary imports nothing: its processes need no WASI context.
     pub imports_nothing: bool,
+    /// The entry's network policy, for a component granted `wasi:http` (its requests ask it).
+    pub(crate) http_policy: Option<Arc<crate::network::NetworkPolicy>>,
     /// The engine's pool admission (see [`Loader`]), reached through the program that every
     /// process holds anyway: a reference counted per spawn, made on the spawning thread and
     /// dropped on a worker, costs a spawn two cache-line transfers between cores.
@@ -272,6 +274,7 @@ impl Loader {
                 file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
+                http_policy: None,
                 admission: self.admission.clone(),
             }));
         }
@@ -298,6 +301,9 @@ impl Loader {
             signature,
             file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
             imports_nothing,
+            http_policy: grants
+                .has(crate::manifest::Family::Http)
+                .then(|| wasm.network.clone()),
             admission: self.admission.clone(),
         }))
     }

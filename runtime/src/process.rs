@@ -588,7 +588,10 @@ async fn init_step_close(
     usage.memory = Some(limiter.usage.clone());
     let result = match (state, &program.target) {
         (GuestState::Component { wasi }, Target::Component { pre, export }) => {
-            let mut store = new_store(pre.engine(), ProcessState::new(wasi, limiter));
+            let mut store = new_store(
+                pre.engine(),
+                ProcessState::new(wasi, limiter, program.http_policy.clone()),
+            );
             meter(&mut store, fuel)?;
             let result = call(pre, *export, &program.signature, params, &mut store).await;
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);

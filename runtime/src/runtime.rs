@@ -174,6 +174,9 @@ impl Runtime {
                     &env,
                     &mounts,
                     options.stdio,
+                    wasm.imports
+                        .contains(&crate::manifest::Family::Sockets)
+                        .then_some(&wasm.network),
                 )?;
                 let state = match target {
                     Target::Component { .. } => GuestState::Component {

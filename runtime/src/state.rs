@@ -5,7 +5,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use std::sync::Arc;
+
 use crate::limits::MemoryLimiter;
+use crate::network::http::PolicyHooks;
+use crate::network::NetworkPolicy;
 
 pub struct ProcessState {
     /// `None` for a guest that imports nothing: building a context costs a tenth of a spawn,
@@ -13,15 +17,24 @@ pub struct ProcessState {
     /// allocates and moves this state on every spawn, and the context is most of it.
     pub(crate) wasi: Option<Box<WasiCtx>>,
     pub(crate) http: WasiHttpCtx,
+    /// wasi:http's requests, sent under the entry's network policy.
+    pub(crate) http_hooks: PolicyHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
 }
 
 impl ProcessState {
-    pub(crate) fn new(wasi: Option<Box<WasiCtx>>, limiter: MemoryLimiter) -> Self {
+    /// `http_policy`: the entry's network policy when it grants `wasi:http` (else requests,
+    /// which cannot be made without the grant anyway, are refused).
+    pub(crate) fn new(
+        wasi: Option<Box<WasiCtx>>,
+        limiter: MemoryLimiter,
+        http_policy: Option<Arc<NetworkPolicy>>,
+    ) -> Self {
         ProcessState {
             wasi,
             http: WasiHttpCtx::new(),
+            http_hooks: PolicyHooks(http_policy),
             table: ResourceTable::new(),
             limiter,
         }
@@ -33,7 +46,7 @@ impl WasiHttpView for ProcessState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.http_hooks,
         }
     }
 }

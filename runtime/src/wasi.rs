@@ -3,6 +3,7 @@
 //! stdio, captured or inherited.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -10,6 +11,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::error::Error;
 use crate::id::EntryId;
 use crate::manifest::WasiSpec;
+use crate::network::NetworkPolicy;
 
 /// Each captured stream keeps at most this much; a guest writing more sees a write error.
 pub const CAPTURE_LIMIT: usize = 1 << 20;
@@ -55,7 +57,9 @@ pub(crate) struct ResolvedMount {
 }
 
 /// Prepares the WASI context of one process of `entry`; the caller builds it for a component
-/// (preview 2) or a core module (preview 1).
+/// (preview 2) or a core module (preview 1). `sockets` is the entry's network policy when it
+/// grants `wasi:sockets` (without it, every socket operation is denied).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn context(
     entry: &EntryId,
     spec: &WasiSpec,
@@ -63,8 +67,12 @@ pub(crate) fn context(
     env: &[(String, String)],
     mounts: &[ResolvedMount],
     stdio: Stdio,
+    sockets: Option<&Arc<NetworkPolicy>>,
 ) -> Result<(WasiCtxBuilder, Option<Captured>), Error> {
     let mut builder = WasiCtxBuilder::new();
+    if let Some(policy) = sockets {
+        crate::network::sockets::install(&mut builder, policy);
+    }
     // argv[0] is the program's name, as a shell would pass it.
     builder.arg(&entry.name);
     builder.args(&spec.args);

@@ -76,6 +76,9 @@ pub struct WasmSpec {
     pub wasi: WasiSpec,
     pub limits: crate::limits::Limits,
     pub command: Option<Command>,
+    /// Where the process may connect (`network:`), the default when the entry has none.
+    /// Shared with the processes that use it (`wasi:http`, `wasi:sockets`).
+    pub network: std::sync::Arc<crate::network::NetworkPolicy>,
 }
 
 /// What the guest sees of the world through WASI.

@@ -19,6 +19,7 @@ use super::hash::Digest;
 use super::ManifestError;
 use crate::error::ErrorKind;
 use crate::id::EntryId;
+use crate::network::NetworkPolicy;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +56,19 @@ struct RawWasm {
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
+    network: Option<RawNetwork>,
+    #[serde(default)]
     meta: Option<RawMeta>,
+}
+
+/// `network: { allow: [rules], listen: [rules] }` (see [`crate::network::policy`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    listen: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -227,7 +240,8 @@ pub(super) fn parse_file(text: &str, file: &Path) -> Result<Vec<Entry>, Manifest
         }
         let entry_fail =
             |kind: ErrorKind, message: String| fail(kind, Some(id.to_string()), message);
-        let spec = parse_spec(fields, &raw.namespace, base).map_err(|(k, m)| entry_fail(k, m))?;
+        let spec =
+            parse_spec(fields, &id, &raw.namespace, base).map_err(|(k, m)| entry_fail(k, m))?;
         entries.push(Entry { id, origin, spec });
     }
     Ok(entries)
@@ -267,7 +281,12 @@ fn invalid(message: impl Into<String>) -> FieldError {
     (ErrorKind::InvalidEntry, message.into())
 }
 
-fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<EntrySpec, FieldError> {
+fn parse_spec(
+    mut fields: Mapping,
+    id: &EntryId,
+    namespace: &str,
+    base: &Path,
+) -> Result<EntrySpec, FieldError> {
     fields.remove("name");
     let kind = match fields.remove("kind") {
         Some(Value::String(kind)) => kind,
@@ -284,7 +303,11 @@ fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<Entry
                 directory: normalize(&base.join(directory)),
             }))
         }
-        "process.wasm" => parse_wasm(serde_norway::from_value(rest).map_err(typed)?, namespace),
+        "process.wasm" => parse_wasm(
+            serde_norway::from_value(rest).map_err(typed)?,
+            id,
+            namespace,
+        ),
         "process.host" => {
             let raw: RawHost = serde_norway::from_value(rest).map_err(typed)?;
             let config = raw.host.unwrap_or(RawHostConfig {
@@ -350,7 +373,7 @@ fn parse_spec(mut fields: Mapping, namespace: &str, base: &Path) -> Result<Entry
     }
 }
 
-fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
+fn parse_wasm(raw: RawWasm, id: &EntryId, namespace: &str) -> Result<EntrySpec, FieldError> {
     let fs = required(raw.fs, "fs")?;
     let path = required(raw.path, "path")?;
     let hash = required(raw.hash, "hash")?;
@@ -380,6 +403,13 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
         Some(limits) => parse_limits(limits)?,
         None => Limits::default(),
     };
+    let network = match raw.network {
+        None => NetworkPolicy::default_for(id.clone()),
+        Some(network) => {
+            NetworkPolicy::parse(id.clone(), network.allow.as_deref(), &network.listen)
+                .map_err(invalid)?
+        }
+    };
     let command = match raw.meta.and_then(|m| m.command) {
         None => None,
         Some(command) => Some(Command {
@@ -396,6 +426,7 @@ fn parse_wasm(raw: RawWasm, namespace: &str) -> Result<EntrySpec, FieldError> {
         wasi,
         limits,
         command,
+        network: std::sync::Arc::new(network),
     })))
 }
 

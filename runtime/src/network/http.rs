@@ -1,0 +1,278 @@
+//! `wasi:http` outgoing requests under the entry's network policy.
+//!
+//! wasmtime-wasi-http's default sender connects to the request's authority by name, resolving
+//! it itself: a check made before it could be undone by the name resolving differently the
+//! second time (DNS rebinding). So this sender resolves the name once, checks every address,
+//! and connects to a checked address only; TLS still verifies the certificate against the name.
+//! The rest follows wasmtime-wasi-http 48's `default_send_request` (timeouts, TLS roots, HTTP/1).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::policy::{NameReach, NetworkPolicy, Refusal, Scheme};
+
+/// What wasi:http asks of the embedder, with the policy in between. `None` refuses every
+/// request (a process whose entry does not grant `wasi:http` never gets this far).
+pub(crate) struct PolicyHooks(pub(crate) Option<Arc<NetworkPolicy>>);
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+impl WasiHttpHooks for PolicyHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: IoFuture,
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
+        let policy = self.0.clone();
+        Box::new(async move {
+            let Some(policy) = policy else {
+                return Err(Error::HttpRequestDenied);
+            };
+            send(&policy, request, options).await
+        })
+    }
+}
+
+/// The default timeouts of wasmtime-wasi-http.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+async fn send(
+    policy: &NetworkPolicy,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
+    let uri = request.uri();
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let scheme = if https { Scheme::Https } else { Scheme::Http };
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?.to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let first_byte_timeout = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let between_bytes_timeout = options
+        .and_then(|o| o.between_bytes_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+
+    let addresses = tokio::time::timeout(
+        connect_timeout,
+        checked_addresses(policy, scheme, &host, port),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
+    let stream = tokio::time::timeout(connect_timeout, connect(&addresses))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(Error::Connect)?;
+    let stream: Box<dyn Stream> = if https {
+        Box::new(tls(&host, stream).await?)
+    } else {
+        Box::new(stream)
+    };
+    let (mut sender, conn) = handshake(stream, connect_timeout).await?;
+
+    // The request line carries the path only (the authority is in the Host header).
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|e| Error::InternalError(Some(e.to_string())))?;
+
+    // Taken once it has ended: a finished future must not be polled again.
+    let mut conn = Some(Box::pin(conn));
+    let response = {
+        let send = tokio::time::timeout(first_byte_timeout, sender.send_request(request));
+        let mut send = std::pin::pin!(send);
+        // The connection is driven while the response head is awaited.
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = send.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if let Some(running) = conn.as_mut() {
+                if let Poll::Ready(ended) = running.as_mut().poll(cx) {
+                    conn = None;
+                    match ended {
+                        Err(e) => return Poll::Ready(Ok(Err(e))),
+                        // Ended cleanly: the response may be there now.
+                        Ok(()) => return send.as_mut().poll(cx),
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??
+    };
+    let between_bytes = between_bytes_timeout.max(Duration::from_nanos(1));
+    let response = response.map(|incoming| {
+        let mut timeout = tokio::time::interval(between_bytes);
+        timeout.reset();
+        TimedBody { incoming, timeout }.boxed_unsync()
+    });
+    let io: IoFuture = Box::new(async move {
+        match conn {
+            Some(conn) => conn.await.map_err(Error::from),
+            None => Ok(()),
+        }
+    });
+    Ok((response, io))
+}
+
+/// The addresses of `host` the policy lets this request reach, in resolution order; a
+/// refusal when there are none.
+async fn checked_addresses(
+    policy: &NetworkPolicy,
+    scheme: Scheme,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Error> {
+    let refused = |refusal: Box<Refusal>| {
+        tracing::warn!(target: "wasmproc::network", "{refusal}");
+        Error::HttpRequestDenied
+    };
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        policy.check_addr(scheme, ip, port).map_err(refused)?;
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let reach: NameReach = policy.check_name(scheme, host, port).map_err(refused)?;
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Error::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })?
+        .collect();
+    let mut first_refusal = None;
+    let mut allowed = Vec::with_capacity(resolved.len());
+    for addr in resolved {
+        match policy.check_resolved(reach, scheme, host, addr.ip(), port) {
+            Ok(()) => allowed.push(addr),
+            Err(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    match (allowed.is_empty(), first_refusal) {
+        (false, _) => Ok(allowed),
+        (true, Some(refusal)) => Err(refused(refusal)),
+        (true, None) => Err(Error::DnsError {
+            rcode: Some(format!("`{host}` resolved to no address")),
+            info_code: None,
+        }),
+    }
+}
+
+/// The first of `addresses` that accepts a connection.
+async fn connect(addresses: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for addr in addresses {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address to connect to")))
+}
+
+/// TLS to `host` (a name, or an IP literal) over `stream`, with webpki's roots.
+async fn tls(
+    host: &str,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let name = match literal.parse::<IpAddr>() {
+        Ok(ip) => ServerName::from(ip),
+        Err(_) => ServerName::try_from(host.to_string()).map_err(|_| Error::DnsError {
+            rcode: Some("invalid dns name".into()),
+            info_code: None,
+        })?,
+    };
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(Error::Tls)
+}
+
+/// A connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+type Handshake<S> = (
+    hyper::client::conn::http1::SendRequest<WasiBody>,
+    hyper::client::conn::http1::Connection<wasmtime_wasi_http::io::TokioIo<S>, WasiBody>,
+);
+
+async fn handshake<S: Stream>(stream: S, timeout: Duration) -> Result<Handshake<S>, Error> {
+    tokio::time::timeout(
+        timeout,
+        hyper::client::conn::http1::Builder::new()
+            .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)?
+    .map_err(Error::from)
+}
+
+/// The response body, failing when `between_bytes_timeout` passes without a frame.
+struct TimedBody {
+    incoming: hyper::body::Incoming,
+    timeout: tokio::time::Interval,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.timeout.reset();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
+                Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.timeout.poll_tick(cx) {
+                Poll::Ready(_) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.incoming.size_hint()
+    }
+}

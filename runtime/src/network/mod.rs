@@ -1,0 +1,10 @@
+//! What a process may reach on the network: the entry's policy (`network:`), the classes of
+//! addresses it treats apart, and its enforcement in `wasi:http` and `wasi:sockets`.
+
+pub mod address;
+pub(crate) mod http;
+pub mod policy;
+pub mod sockets;
+
+pub use address::AddressClass;
+pub use policy::{NameReach, NetworkPolicy, Refusal, Rule, Scheme, Why};
