@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod process;
 mod registry;
 mod runtime;
+mod special_files;
 pub mod state;
 pub mod value;
 pub mod wasi;
@@ -34,7 +35,7 @@ pub use manifest::Manifest;
 pub use process::{
     Accounting, Event, Exit, ExitError, Lifecycle, Mailbox, Output, Phase, Pid, TraceSink,
 };
-pub use registry::REMEMBERED_EXITS;
+pub use registry::{REMEMBERED_EXITS, RETAINED_BYTES};
 pub use runtime::{Runtime, SpawnOptions};
 pub use serde_json::Value;
 pub use wasi::Stdio;
