@@ -64,7 +64,8 @@ impl std::fmt::Display for Signature {
 pub const NODE_BYTES: usize = 32;
 
 /// `limits.max_value` when an entry does not set it: the most a result, or a spawn's
-/// arguments together, may count (64 MiB: e.g. a `list<u8>` of 2 Mi elements).
+/// arguments together, may count (64 MiB: e.g. a `list<u8>` of 1.6 million elements, which
+/// wasmtime lifts into `Val`s of 40 bytes each).
 pub const DEFAULT_MAX_VALUE: u64 = 64 << 20;
 
 /// Counts what a conversion made against `limits.max_value`.
@@ -210,11 +211,11 @@ impl std::error::Error for TooLarge {}
 
 /// The hostcall fuel to give a store whose export returns `results`, so that wasmtime's lift
 /// of the result into `Val`s stays within what `max_value` allows. wasmtime charges each
-/// `Val` its size (at least [`NODE_BYTES`]) and each string its bytes in the guest (a string
-/// converted to UTF-8 takes at most twice that), but a flag set only its name's length,
-/// although it becomes a `String` of its own: a flags type divides the fuel by up to 33.
-/// Computed at load (it walks the types). The fuel also bounds what the guest passes to a
-/// host call in one go.
+/// `Val` its size (40 bytes, at least [`NODE_BYTES`]) and each string its bytes in the guest
+/// (converted to UTF-8 it takes at most twice that: a type with strings halves the fuel),
+/// but a flag set only its name's length, although it becomes a `String` of its own: a flags
+/// type divides the fuel by up to 33. Computed at load (it walks the types). The fuel also
+/// bounds what the guest passes to a host call in one go.
 pub fn lift_fuel(results: &[Type], max_value: u64) -> usize {
     fn factor(ty: &Type, depth: usize) -> usize {
         // The validator bounds nesting at 100; the guard only keeps this walk finite.
@@ -246,15 +247,11 @@ pub fn lift_fuel(results: &[Type], max_value: u64) -> usize {
                 .map(deeper)
                 .max()
                 .unwrap_or(1),
+            Type::String => 2,
             _ => 1,
         }
     }
-    let factor = results
-        .iter()
-        .map(|t| factor(t, 0))
-        .max()
-        .unwrap_or(1)
-        .max(2);
+    let factor = results.iter().map(|t| factor(t, 0)).max().unwrap_or(1);
     usize::try_from(max_value).unwrap_or(usize::MAX) / factor
 }
 
@@ -526,6 +523,7 @@ fn back(val: &Val, budget: &mut Budget) -> Value {
     }
     let strings = match val {
         Val::String(s) | Val::Enum(s) | Val::Variant(s, _) => s.len(),
+        Val::Char(c) => c.len_utf8(),
         Val::Flags(names) => names.iter().map(|n| n.len() + NODE_BYTES).sum(),
         Val::Record(fields) => fields.iter().map(|(k, _)| k.len()).sum(),
         Val::Result(_) => 3,

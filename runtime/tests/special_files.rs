@@ -31,24 +31,24 @@ const P1_OPENER: &str = r#"
 "#;
 
 /// A mount directory holding a FIFO `fifo` and a regular file `plain.txt`.
-fn mount_with_a_fifo() -> std::path::PathBuf {
-    let dir = tempfile::tempdir().unwrap().keep();
+fn mount_with_a_fifo() -> tempfile::TempDir {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let status = std::process::Command::new("mkfifo")
         .arg(dir.join("fifo"))
         .status()
         .expect("mkfifo runs");
     assert!(status.success());
     std::fs::write(dir.join("plain.txt"), "plain").unwrap();
-    dir
+    temp
 }
 
 /// The probe's `try-fs` (`t:probe`) and the preview 1 opener (`t:p1`), both with `mount` at
-/// `/data` and at most 2 s to run.
-fn runtime(mount: &Path) -> Runtime {
+/// `/data` and at most 2 s to run; its binaries and manifest live in `bins`.
+fn runtime(mount: &Path, bins: &Path) -> Runtime {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
     let probe = std::fs::read(dist.join("probe.wasm")).unwrap();
     let p1 = wat::parse_str(P1_OPENER).unwrap();
-    let bins = tempfile::tempdir().unwrap().keep();
     std::fs::write(bins.join("probe.wasm"), &probe).unwrap();
     std::fs::write(bins.join("p1.wasm"), &p1).unwrap();
     let entry = |name: &str, file: &str, hash: Digest, method: &str| {
@@ -87,8 +87,8 @@ fn someone_reads(fifo: &Path) -> bool {
 
 #[test]
 fn a_fifo_in_a_mount_is_refused_and_holds_no_host_thread() {
-    let mount = mount_with_a_fifo();
-    let rt = runtime(&mount);
+    let (mount, bins) = (mount_with_a_fifo(), tempfile::tempdir().unwrap());
+    let rt = runtime(mount.path(), bins.path());
     // A component (through wasi:filesystem's open-at).
     let exit = run(
         &rt,
@@ -103,7 +103,7 @@ fn a_fifo_in_a_mount_is_refused_and_holds_no_host_thread() {
     assert_eq!(run(&rt, "t:p1", &[json!(0)]).outcome, Ok(json!(58)));
     // Nothing was left waiting on the FIFO once the EXITs came.
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!someone_reads(&mount.join("fifo")));
+    assert!(!someone_reads(&mount.path().join("fifo")));
     // Regular files still open.
     let exit = run(
         &rt,
@@ -116,8 +116,8 @@ fn a_fifo_in_a_mount_is_refused_and_holds_no_host_thread() {
 
 #[test]
 fn many_guests_opening_fifos_do_not_starve_the_file_operations_of_others() {
-    let mount = mount_with_a_fifo();
-    let rt = runtime(&mount);
+    let (mount, bins) = (mount_with_a_fifo(), tempfile::tempdir().unwrap());
+    let rt = runtime(mount.path(), bins.path());
     let mut mailbox = Mailbox::new();
     for _ in 0..600 {
         rt.spawn_monitored(
