@@ -140,8 +140,9 @@ pub struct Program {
     pub imports_nothing: bool,
     /// The entry's `limits.max_value`: what a result, or a spawn's arguments, may count.
     pub max_value: u64,
-    /// The hostcall fuel its stores get, so that wasmtime's lift of the result stays within
-    /// `max_value` (see [`crate::value::lift_fuel`]).
+    /// The hostcall fuel its stores get, so that wasmtime's lift of the result, and what one
+    /// host call copies from the guest, stay within `max_value` (see
+    /// [`crate::value::lift_fuel`]).
     pub lift_fuel: usize,
     /// The engine's pool admission (see [`Loader`]), reached through the program that every
     /// process holds anyway: a reference counted per spawn, made on the spawning thread and
@@ -302,8 +303,9 @@ impl Loader {
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
                 max_value: wasm.limits.max_value(),
-                // Numbers only: nothing is lifted.
-                lift_fuel: 0,
+                // Its result is numbers; the fuel bounds what one preview 1 call copies from
+                // the guest (wasmtime's default: 128 MiB).
+                lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
                 admission: self.admission.clone(),
             }));
         }

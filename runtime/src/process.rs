@@ -617,6 +617,7 @@ async fn init_step_close(
         (GuestState::Module { p1 }, Target::Module { pre, func }) => {
             let mut store = new_store(pre.module().engine(), ModuleState { p1, limiter });
             meter(&mut store, fuel)?;
+            store.set_hostcall_fuel(program.lift_fuel);
             // Boxed: inline, this arm's state would double the size of every process's
             // future, components' included.
             let result = Box::pin(call_module(pre, func, params, &mut store)).await;

@@ -858,3 +858,38 @@ fn max_value_bounds_results_and_arguments() {
         Ok(json!(100))
     );
 }
+
+/// `main(n)` writes `n` bytes of its memory to stdout in one preview 1 `fd_write` and returns
+/// its errno.
+const P1_WRITER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "main") (param $n i32) (result i32)
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (local.get $n))
+    (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+"#;
+
+#[test]
+fn max_value_bounds_what_a_core_module_passes_to_one_host_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "writer.wasm", P1_WRITER);
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: one, kind: process.wasm, fs: bins, path: writer.wasm, hash: \"{digest}\", method: main, imports: [wasi:cli], limits: {{ max_value: 1KiB }} }}\n",
+        dir.path().display(),
+    );
+    let rt = pooled(&text, small_pool(2));
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:one", "t:host", &[json!(512)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).unwrap();
+    assert_eq!(exit.outcome, Ok(json!(0)));
+    assert_eq!(exit.output.unwrap().stdout.len(), 512);
+    // 4 KiB in one call: refused to the guest as ENOMEM (48), nothing copied.
+    rt.spawn_monitored("t:one", "t:host", &[json!(4096)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).unwrap();
+    assert_eq!(exit.outcome, Ok(json!(48)));
+    assert_eq!(exit.output.unwrap().stdout, "");
+}
