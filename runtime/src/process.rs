@@ -503,9 +503,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         };
         // The store is gone by now: the guard emits Close when it goes.
         let outcome = match (outcome, &guard.usage.memory) {
-            (Err(e), Some(memory))
-                if matches!(e.kind, ErrorKind::Trap | ErrorKind::HostFailure) =>
-            {
+            (Err(e), Some(memory)) if e.kind == ErrorKind::Trap || refused_at_instantiation(&e) => {
                 Err(blame_limit(e, &launch.limits, memory))
             }
             (other, _) => other,
@@ -569,6 +567,14 @@ impl Signal {
             ),
         }
     }
+}
+
+/// wasmtime's error when a memory or table the binary declares is refused by the limiter as
+/// the instance is made ("memory minimum size of N pages exceeds memory limits").
+fn refused_at_instantiation(e: &ExitError) -> bool {
+    e.kind == ErrorKind::HostFailure
+        && (e.message.contains("exceeds memory limits")
+            || e.message.contains("exceeds table limits"))
 }
 
 /// A trap after a denied `memory.grow` or `table.grow`, or an instantiation that failed

@@ -697,6 +697,13 @@ fn a_memory_the_binary_declares_past_max_memory_is_the_limit_not_a_host_failure(
             );
         }
     }
+    // A table of a million elements (8 MB as max_memory counts it).
+    let table =
+        r#"(module (table 1000000 funcref) (func (export "main") (result i32) i32.const 1))"#;
+    let exit = run_main(&one_binary(table, "max_memory: 1MiB", on_demand()));
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    assert!(error.message.contains("exceeds table limits"), "{error}");
 }
 
 #[test]
