@@ -75,7 +75,9 @@ error_kinds! {
     MountUnavailable => "mount_unavailable",
     /// The guest trapped (unreachable, out-of-bounds access, stack overflow, ...).
     Trap => "trap",
-    /// The process exceeded `max_execution_ms`, `max_memory` or `fuel`; the message names which.
+    /// The process exceeded `max_execution_ms`, `max_memory`, `fuel` or `max_value` (its result,
+    /// or a spawn's arguments), or its binary does not fit the instance pool; the message names
+    /// which.
     LimitExceeded => "limit_exceeded",
     /// The process was cancelled (`cancel(pid, reason)`).
     Cancelled => "cancelled",
@@ -195,7 +197,10 @@ impl Error {
             Error::MountUnavailable { .. } => ErrorKind::MountUnavailable,
             Error::WrongEntryKind { .. } => ErrorKind::WrongEntryKind,
             Error::Load(e) => e.kind(),
-            Error::BadArgument { .. } => ErrorKind::BadArgument,
+            Error::BadArgument { source, .. } => match **source {
+                ValueError::TooLarge { .. } => ErrorKind::LimitExceeded,
+                _ => ErrorKind::BadArgument,
+            },
             Error::HostStart { .. } | Error::EngineStart { .. } => ErrorKind::HostFailure,
             Error::Script { .. } => ErrorKind::ScriptError,
         }

@@ -92,6 +92,7 @@ fn add(l: &mut Linker<ProcessState>, family: Family) -> wasmtime::Result<()> {
         Family::Filesystem => {
             bindings::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
             bindings::filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+            crate::special_files::guard_open_at(l)?;
         }
         Family::Random => {
             use bindings::random;

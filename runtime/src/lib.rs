@@ -24,6 +24,7 @@ pub mod network;
 pub mod process;
 mod registry;
 mod runtime;
+mod special_files;
 pub mod state;
 pub mod value;
 pub mod wasi;
@@ -35,7 +36,7 @@ pub use manifest::Manifest;
 pub use process::{
     Accounting, Event, Exit, ExitError, Lifecycle, Mailbox, Output, Phase, Pid, TraceSink,
 };
-pub use registry::REMEMBERED_EXITS;
+pub use registry::{REMEMBERED_EXITS, RETAINED_BYTES};
 pub use runtime::{Runtime, SpawnOptions};
 pub use serde_json::Value;
 pub use wasi::Stdio;

@@ -1,6 +1,6 @@
 //! Per-process limits: `max_execution_ms` (wall clock, yields included; Wippy's), `max_memory`
-//! (linear memory, enforced by a store limiter: a denied `memory.grow` returns -1 to the guest)
-//! and `fuel` (an instruction budget). Both wasmproc's own.
+//! (linear memory and tables, enforced by a store limiter: a denied `memory.grow` or
+//! `table.grow` returns -1 to the guest) and `fuel` (an instruction budget). Both wasmproc's own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,15 +12,33 @@ use wasmtime::ResourceLimiter;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
     pub max_execution: Option<Duration>,
-    /// Bytes of linear memory, all memories of the instance together.
+    /// Bytes of linear memory and tables, all of the instance's together (a table element
+    /// counts [`TABLE_ELEMENT_BYTES`]).
     pub max_memory: Option<u64>,
     pub fuel: Option<u64>,
+    /// Bytes a converted result, or a spawn's arguments together, may count
+    /// (`crate::value::DEFAULT_MAX_VALUE` when not set).
+    pub max_value: Option<u64>,
 }
 
-/// Watches memory growth: enforces `max_memory` and records the peak and any denial where
-/// the process's task can read them even after its store is gone.
+impl Limits {
+    /// `max_value`, or its default.
+    pub fn max_value(&self) -> u64 {
+        self.max_value.unwrap_or(crate::value::DEFAULT_MAX_VALUE)
+    }
+}
+
+/// What one table element costs the host, as `max_memory` counts it: wasmtime keeps a
+/// pointer per element (a `funcref` table of 100 million elements took 800 MB).
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// Watches memory and table growth: enforces `max_memory` over both (tables were not
+/// counted: a guest grew one by 100 million elements, 800 MB of the host's memory, under a
+/// `max_memory` of 1 MiB) and records the peak and any denial where the process's task can
+/// read them even after its store is gone.
 pub struct MemoryLimiter {
     max: Option<u64>,
+    /// Bytes of memories and tables together.
     total: u64,
     pub(crate) usage: Arc<MemoryUsage>,
 }
@@ -29,7 +47,8 @@ pub struct MemoryLimiter {
 #[derive(Debug, Default)]
 pub struct MemoryUsage {
     peak: AtomicU64,
-    /// The size a denied `memory.grow` asked for; 0 when nothing was denied.
+    /// The total a denied growth (of a memory or a table, at instantiation too) asked for;
+    /// 0 when nothing was denied.
     denied: AtomicU64,
 }
 
@@ -60,23 +79,32 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.total - current as u64 + desired as u64;
-        if self.max.is_some_and(|max| total > max) {
-            self.usage.denied.store(total, Ordering::Relaxed);
-            return Ok(false);
-        }
-        self.total = total;
-        self.usage.peak.fetch_max(total, Ordering::Relaxed);
-        Ok(true)
+        Ok(self.grow(current as u64, desired as u64))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
-        _desired: usize,
+        current: usize,
+        desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(true)
+        let bytes = |elements: usize| (elements as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.grow(bytes(current), bytes(desired)))
+    }
+}
+
+impl MemoryLimiter {
+    /// Something of `current` bytes wants to be `desired` bytes: allowed unless the total
+    /// would pass the maximum.
+    fn grow(&mut self, current: u64, desired: u64) -> bool {
+        let total = (self.total - current.min(self.total)).saturating_add(desired);
+        if self.max.is_some_and(|max| total > max) {
+            self.usage.denied.store(total, Ordering::Relaxed);
+            return false;
+        }
+        self.total = total;
+        self.usage.peak.fetch_max(total, Ordering::Relaxed);
+        true
     }
 }
 
@@ -136,5 +164,19 @@ mod tests {
         assert!(!limiter.memory_growing(4 << 16, 5 << 16, None).unwrap());
         assert_eq!(limiter.usage.peak(), 4 << 16);
         assert_eq!(limiter.usage.denied(), Some(5 << 16));
+    }
+
+    #[test]
+    fn tables_count_toward_the_same_maximum_as_memories() {
+        let mut limiter = MemoryLimiter::new(Some(1 << 20));
+        assert!(limiter.memory_growing(0, 512 << 10, None).unwrap());
+        // 512 KiB of memory and 64 Ki elements (512 KiB) of table: exactly the maximum.
+        assert!(limiter.table_growing(0, 64 << 10, None).unwrap());
+        assert_eq!(limiter.usage.peak(), 1 << 20);
+        assert!(!limiter.table_growing(64 << 10, 100_000_000, None).unwrap());
+        assert_eq!(limiter.usage.denied(), Some((512 << 10) + 800_000_000));
+        assert!(!limiter
+            .memory_growing(512 << 10, (512 << 10) + 1, None)
+            .unwrap());
     }
 }

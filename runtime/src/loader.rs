@@ -37,12 +37,19 @@ pub enum LoadError {
         expected: Box<Digest>,
         actual: Box<Digest>,
     },
-    #[error("entry `{entry}`: {} is not a valid WebAssembly component: {reason}", path.display())]
+    #[error("entry `{entry}`: {} is not a valid WebAssembly {what}: {reason}", path.display())]
     InvalidBinary {
         entry: EntryId,
         path: PathBuf,
+        what: BinaryKind,
         reason: String,
     },
+    /// A valid binary that a slot of the instance pool cannot hold: a memory or table larger
+    /// than a slot's, or more of them than a slot has. (It was refused as "not a valid
+    /// WebAssembly component" while `validate` said it was valid.)
+    /// `reason` names the file, what wasmtime found and the settings to change.
+    #[error("entry `{entry}`: {reason}")]
+    PoolTooSmall { entry: EntryId, reason: String },
     #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", imports.join(", "), advice(imports), granted.join(", "))]
     UngrantedImports {
         entry: EntryId,
@@ -65,6 +72,22 @@ pub enum LoadError {
         method: Method,
         available: Vec<String>,
     },
+}
+
+/// What a binary is, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryKind {
+    Component,
+    Module,
+}
+
+impl std::fmt::Display for BinaryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BinaryKind::Component => "component",
+            BinaryKind::Module => "module",
+        })
+    }
 }
 
 /// What to add to `imports:` to grant these, when they are families wasmproc knows.
@@ -96,6 +119,7 @@ impl LoadError {
             LoadError::Unreadable { .. } => ErrorKind::BinaryUnreadable,
             LoadError::HashMismatch { .. } => ErrorKind::HashMismatch,
             LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
+            LoadError::PoolTooSmall { .. } => ErrorKind::LimitExceeded,
             LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
             LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
             LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
@@ -116,6 +140,12 @@ pub struct Program {
     pub imports_nothing: bool,
     /// The entry's network policy, for a component granted `wasi:http` (its requests ask it).
     pub(crate) http_policy: Option<Arc<crate::network::NetworkPolicy>>,
+    /// The entry's `limits.max_value`: what a result, or a spawn's arguments, may count.
+    pub max_value: u64,
+    /// The hostcall fuel its stores get, so that wasmtime's lift of the result, and what one
+    /// host call copies from the guest, stay within `max_value` (see
+    /// [`crate::value::lift_fuel`]).
+    pub lift_fuel: usize,
     /// The engine's pool admission (see [`Loader`]), reached through the program that every
     /// process holds anyway: a reference counted per spawn, made on the spawning thread and
     /// dropped on a worker, costs a spawn two cache-line transfers between cores.
@@ -275,6 +305,10 @@ impl Loader {
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
                 http_policy: None,
+                max_value: wasm.limits.max_value(),
+                // Its result is numbers; the fuel bounds what one preview 1 call copies from
+                // the guest (wasmtime's default: 128 MiB).
+                lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
                 admission: self.admission.clone(),
             }));
         }
@@ -295,15 +329,18 @@ impl Loader {
             .imports(&self.engine)
             .next()
             .is_none();
+        let max_value = wasm.limits.max_value();
         Ok(Arc::new(Program {
             digest: actual,
             target: Target::Component { pre, export },
+            lift_fuel: crate::value::lift_fuel(&signature.results, max_value),
             signature,
             file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
             imports_nothing,
             http_policy: grants
                 .has(crate::manifest::Family::Http)
                 .then(|| wasm.network.clone()),
+            max_value,
             admission: self.admission.clone(),
         }))
     }
@@ -320,10 +357,11 @@ impl Loader {
         let invalid = |reason: String| LoadError::InvalidBinary {
             entry: entry.clone(),
             path: path.to_path_buf(),
+            what: BinaryKind::Module,
             reason,
         };
-        let module =
-            wasmtime::Module::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let module = wasmtime::Module::new(&self.engine, bytes)
+            .map_err(|e| self.not_compiled(entry, path, BinaryKind::Module, e))?;
         let grants = Grants::new(&wasm.imports);
         let ungranted: Vec<String> = module
             .imports()
@@ -372,6 +410,7 @@ impl Loader {
         };
         let mut linker = wasmtime::Linker::<ModuleState>::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut *s.p1)
+            .and_then(|_| crate::special_files::guard_path_open(&mut linker))
             .and_then(|_| linker.instantiate_pre(&module))
             .map(|pre| (Target::Module { pre, func }, Signature { params, results }))
             .map_err(|e| LoadError::UnsupportedImport {
@@ -393,6 +432,7 @@ impl Loader {
         let invalid = |reason: String| LoadError::InvalidBinary {
             entry: entry.clone(),
             path: path.to_path_buf(),
+            what: BinaryKind::Component,
             reason,
         };
         // The parser's messages for these two cases are about bytes; say what the file is.
@@ -406,10 +446,40 @@ impl Loader {
         }
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| self.not_compiled(entry, path, BinaryKind::Component, e))?;
         self.lock().insert(digest, component.clone());
         Ok(component)
+    }
+
+    /// Why a binary did not compile: invalid, or valid but past the instance pool's limits.
+    /// wasmtime checks a binary against the pool when it compiles it, and says so in the
+    /// error ("... does not fit in pooling allocator requirements", "... exceeds the
+    /// configured maximum of N in the pooling allocator").
+    fn not_compiled(
+        &self,
+        entry: &EntryId,
+        path: &Path,
+        what: BinaryKind,
+        error: wasmtime::Error,
+    ) -> LoadError {
+        let reason = format!("{error:#}");
+        if self.pool.processes > 0 && reason.contains("pooling allocator") {
+            return LoadError::PoolTooSmall {
+                entry: entry.clone(),
+                reason: format!(
+                    "{} is a valid WebAssembly {what}, but it does not fit a slot of the instance pool ({reason}); a slot holds {} bytes of linear memory: raise its host's pool.memory (or WASMPROC_POOL_MEMORY), or run without the pool (WASMPROC_POOL=0)",
+                    path.display(),
+                    self.pool.memory
+                ),
+            };
+        }
+        LoadError::InvalidBinary {
+            entry: entry.clone(),
+            path: path.to_path_buf(),
+            what,
+            reason,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {

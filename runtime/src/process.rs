@@ -26,7 +26,7 @@ use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
 use crate::registry::{Proc, Registry, Signal};
 use crate::state::{GuestState, Limited, ModuleState, ProcessState};
-use crate::value::{Params, Signature};
+use crate::value::{Params, Signature, TooLarge};
 use crate::wasi::Captured;
 
 /// A process identifier, unique within one [`crate::Runtime`].
@@ -92,7 +92,7 @@ pub struct Accounting {
     pub yields: u32,
     /// Instructions metered, when the process finished with its store (not after a timeout).
     pub fuel_used: Option<u64>,
-    /// The largest linear memory it had, in bytes.
+    /// The most linear memory and table it had at once, in bytes (as `max_memory` counts it).
     pub peak_memory: u64,
 }
 
@@ -104,10 +104,15 @@ pub struct Exit {
     pub accounting: Accounting,
     /// Present when the process's stdio was captured.
     pub output: Option<Output>,
+    /// Read back from the window of ended processes after its output and value were dropped
+    /// to keep the window within its byte budget (`registry::RETAINED_BYTES`): the output is
+    /// empty, a value is `null`, an error keeps its kind, code and the start of its message.
+    pub trimmed: bool,
 }
 
 /// Serialized as `{ type: EXIT, from, value | error: { kind, message }, wall_time_ms }`, plus
-/// `stdout` / `stderr` when captured and not empty.
+/// `stdout` / `stderr` when captured and not empty, and `trimmed: true` when a late monitor's
+/// copy lost its output and value to the ended window's budget.
 impl Serialize for Exit {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -132,6 +137,9 @@ impl Serialize for Exit {
             if !output.stderr.is_empty() {
                 map.serialize_entry("stderr", &output.stderr)?;
             }
+        }
+        if self.trimmed {
+            map.serialize_entry("trimmed", &true)?;
         }
         map.end()
     }
@@ -382,6 +390,7 @@ impl Drop for ExitGuard {
                 peak_memory: self.usage.memory.as_ref().map_or(0, |m| m.peak()),
             },
             output: self.captured.as_ref().map(Captured::output),
+            trimmed: false,
         };
         tracing::debug!(pid = %self.pid(), ok = exit.outcome.is_ok(), "exit");
         self.registry.finish(&self.proc, exit, finished);
@@ -494,7 +503,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         };
         // The store is gone by now: the guard emits Close when it goes.
         let outcome = match (outcome, &guard.usage.memory) {
-            (Err(e), Some(memory)) if e.kind == ErrorKind::Trap => {
+            (Err(e), Some(memory)) if e.kind == ErrorKind::Trap || refused_at_instantiation(&e) => {
                 Err(blame_limit(e, &launch.limits, memory))
             }
             (other, _) => other,
@@ -560,17 +569,33 @@ impl Signal {
     }
 }
 
-/// A trap after a denied `memory.grow` is the memory limit's doing: say so, keep the trap.
-fn blame_limit(trap: ExitError, limits: &Limits, memory: &MemoryUsage) -> ExitError {
+/// wasmtime's error when a memory or table the binary declares is refused by the limiter as
+/// the instance is made ("memory minimum size of N pages exceeds memory limits").
+fn refused_at_instantiation(e: &ExitError) -> bool {
+    e.kind == ErrorKind::HostFailure
+        && (e.message.contains("exceeds memory limits")
+            || e.message.contains("exceeds table limits"))
+}
+
+/// A trap after a denied `memory.grow` or `table.grow`, or an instantiation that failed
+/// because a memory or table the binary declares does not fit (wasmtime reports that as an
+/// error, not a trap: it was a `host_failure`), is the memory limit's doing: say so, keep the
+/// original message.
+fn blame_limit(failure: ExitError, limits: &Limits, memory: &MemoryUsage) -> ExitError {
+    let then = if failure.kind == ErrorKind::Trap {
+        "then the guest trapped"
+    } else {
+        "so the process could not go on"
+    };
     match (limits.max_memory, memory.denied()) {
         (Some(max), Some(wanted)) => ExitError::new(
             ErrorKind::LimitExceeded,
             format!(
-                "max_memory ({max} bytes) exceeded: growing to {wanted} bytes was denied, then the guest trapped: {}",
-                trap.message
+                "max_memory ({max} bytes) exceeded: growing memories and tables to {wanted} bytes was denied, {then}: {}",
+                failure.message
             ),
         ),
-        _ => trap,
+        _ => failure,
     }
 }
 
@@ -593,13 +618,15 @@ async fn init_step_close(
                 ProcessState::new(wasi, limiter, program.http_policy.clone()),
             );
             meter(&mut store, fuel)?;
-            let result = call(pre, *export, &program.signature, params, &mut store).await;
+            store.set_hostcall_fuel(program.lift_fuel);
+            let result = call(pre, *export, program, params, &mut store).await;
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
         }
         (GuestState::Module { p1 }, Target::Module { pre, func }) => {
             let mut store = new_store(pre.module().engine(), ModuleState { p1, limiter });
             meter(&mut store, fuel)?;
+            store.set_hostcall_fuel(program.lift_fuel);
             // Boxed: inline, this arm's state would double the size of every process's
             // future, components' included.
             let result = Box::pin(call_module(pre, func, params, &mut store)).await;
@@ -638,7 +665,7 @@ fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
 async fn call(
     pre: &wasmtime::component::InstancePre<ProcessState>,
     export: wasmtime::component::ComponentExportIndex,
-    signature: &Signature,
+    program: &Program,
     params: &[Val],
     store: &mut Store<ProcessState>,
 ) -> wasmtime::Result<Value> {
@@ -652,7 +679,7 @@ async fn call(
     // Step: a component function has at most one result (no allocation for it).
     let mut one = [Val::Bool(false)];
     let mut many;
-    let results: &mut [Val] = match signature.results.len() {
+    let results: &mut [Val] = match program.signature.results.len() {
         n @ (0 | 1) => &mut one[..n],
         n => {
             many = vec![Val::Bool(false); n];
@@ -660,7 +687,9 @@ async fn call(
         }
     };
     match func.call_async(&mut *store, params, results).await {
-        Ok(()) => Ok(Signature::result_value(results)),
+        Ok(()) => {
+            Signature::result_value_within(results, program.max_value).map_err(wasmtime::Error::new)
+        }
         Err(e) => exited_or_failed(e),
     }
 }
@@ -731,6 +760,20 @@ fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
     let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
     parts.reverse();
     let message = parts.join("\n");
+    if let Some(too_large) = error.downcast_ref::<TooLarge>() {
+        return ExitError::new(ErrorKind::LimitExceeded, too_large.to_string());
+    }
+    // wasmtime's own bound on what one lift copies from the guest (its type is private):
+    // the result, or a host call's arguments, past the fuel `max_value` gave the store.
+    if message.contains("fuel allocated for hostcalls has been exhausted") {
+        return ExitError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "limits.max_value ({} bytes) exceeded: the guest passed the host more than it allows in one go (its result, or a host call's arguments): {message}",
+                limits.max_value()
+            ),
+        );
+    }
     match (error.downcast_ref::<wasmtime::Trap>(), limits.fuel) {
         (Some(wasmtime::Trap::OutOfFuel), Some(fuel)) => ExitError::new(
             ErrorKind::LimitExceeded,

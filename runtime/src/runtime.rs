@@ -152,7 +152,7 @@ impl Runtime {
         let program = self.program_of(known)?;
         let params = program
             .signature
-            .args_to_vals(args)
+            .args_to_vals_within(args, program.max_value)
             .map_err(|source| Error::BadArgument {
                 entry: entry.clone(),
                 source: Box::new(source),

@@ -15,6 +15,15 @@
 //! | `option<T>` | `null` or the value |
 //! | `result<T, E>` | `{ ok: value }` or `{ err: value }` |
 //! | `flags` | an array of flag names |
+//!
+//! Conversions are bounded by `limits.max_value` ([`DEFAULT_MAX_VALUE`]): each value counts
+//! [`NODE_BYTES`] and each string its bytes (names of fields, cases and flags too), which is
+//! about what it takes of the host's memory; a conversion stops as soon as its count passes
+//! the limit. A result is also bounded before wasmproc sees it: wasmtime lifts it into `Val`s
+//! first, charging its "hostcall fuel", which [`lift_fuel`] sets from the same limit (a list of
+//! a million 32-member flags, 4 MiB in the guest, was lifted into 1.8 GB of `Val`s, one
+//! `String` per flag set, and cost the host 4.5 GB). Recursion follows the types, whose
+//! nesting the component model's validator bounds (100 levels).
 
 use std::fmt::Write as _;
 
@@ -50,6 +59,45 @@ impl std::fmt::Display for Signature {
     }
 }
 
+/// What one value is counted as, besides the bytes of its strings: about the size of a
+/// `serde_json::Value` or a wasmtime `Val`.
+pub const NODE_BYTES: usize = 32;
+
+/// `limits.max_value` when an entry does not set it: the most a result, or a spawn's
+/// arguments together, may count (64 MiB: e.g. a `list<u8>` of 1.6 million elements, which
+/// wasmtime lifts into `Val`s of 40 bytes each).
+pub const DEFAULT_MAX_VALUE: u64 = 64 << 20;
+
+/// Counts what a conversion made against `limits.max_value`.
+struct Budget {
+    left: usize,
+    /// Set when the count passed the limit: the conversion's error is that, not a mismatch.
+    exceeded: bool,
+}
+
+impl Budget {
+    fn new(max: u64) -> Budget {
+        Budget {
+            left: usize::try_from(max).unwrap_or(usize::MAX),
+            exceeded: false,
+        }
+    }
+
+    /// One value, with `bytes` of strings.
+    fn charge(&mut self, bytes: usize) -> Result<(), String> {
+        match self.left.checked_sub(NODE_BYTES.saturating_add(bytes)) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => {
+                self.exceeded = true;
+                Err("the value is larger than limits.max_value".into())
+            }
+        }
+    }
+}
+
 /// Arguments that do not fit the export's parameters.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValueError {
@@ -66,6 +114,8 @@ pub enum ValueError {
         expected: String,
         reason: String,
     },
+    #[error("limits.max_value ({limit} bytes) exceeded: the arguments, converted, would take more (each value counts {NODE_BYTES} bytes, each string its bytes)")]
+    TooLarge { limit: u64 },
 }
 
 /// An export's arguments; up to four without an allocation (made on the spawning thread and
@@ -81,8 +131,19 @@ impl Signature {
         }
     }
 
-    /// Converts spawn arguments into the values the export takes.
+    /// Converts spawn arguments into the values the export takes, within
+    /// [`DEFAULT_MAX_VALUE`].
     pub fn args_to_vals(&self, args: &[Value]) -> Result<Params, ValueError> {
+        self.args_to_vals_within(args, DEFAULT_MAX_VALUE)
+    }
+
+    /// Converts spawn arguments into the values the export takes; together they may count
+    /// at most `max_value` bytes.
+    pub fn args_to_vals_within(
+        &self,
+        args: &[Value],
+        max_value: u64,
+    ) -> Result<Params, ValueError> {
         if args.len() != self.params.len() {
             return Err(ValueError::Arity {
                 expected: self.params.len(),
@@ -93,12 +154,16 @@ impl Signature {
         // A loop, not `collect`: collecting results into a small vector went through a
         // generic adapter that cost a spawn several hundred instructions (callgrind).
         let mut vals = Params::new();
+        let mut budget = Budget::new(max_value);
         for (i, ((name, ty), arg)) in self.params.iter().zip(args).enumerate() {
-            let val = to_val(arg, ty).map_err(|reason| ValueError::Param {
-                position: i + 1,
-                name: name.clone(),
-                expected: type_name(ty),
-                reason,
+            let val = convert(arg, ty, &mut budget).map_err(|reason| match budget.exceeded {
+                true => ValueError::TooLarge { limit: max_value },
+                false => ValueError::Param {
+                    position: i + 1,
+                    name: name.clone(),
+                    expected: type_name(ty),
+                    reason,
+                },
             })?;
             vals.push(val);
         }
@@ -107,17 +172,123 @@ impl Signature {
 
     /// The result as a dynamic value: `null` for no result, the value for one.
     pub fn result_value(results: &[Val]) -> Value {
-        match results {
+        Self::result_value_within(results, u64::MAX).unwrap_or_default()
+    }
+
+    /// The result as a dynamic value, or `Err` when it would count more than `max_value`
+    /// bytes (the conversion stops there).
+    pub fn result_value_within(results: &[Val], max_value: u64) -> Result<Value, TooLarge> {
+        let mut budget = Budget::new(max_value);
+        let value = match results {
             [] => Value::Null,
-            [one] => from_val(one),
-            many => Value::Array(many.iter().map(from_val).collect()),
+            [one] => back(one, &mut budget),
+            many => Value::Array(many.iter().map(|v| back(v, &mut budget)).collect()),
+        };
+        match budget.exceeded {
+            true => Err(TooLarge { limit: max_value }),
+            false => Ok(value),
         }
     }
 }
 
+/// A result that counts more than `limits.max_value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooLarge {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "limits.max_value ({} bytes) exceeded: the result, converted, would take more (each value counts {NODE_BYTES} bytes, each string its bytes)",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// The hostcall fuel to give a store whose export returns `results`, so that wasmtime's lift
+/// of the result into `Val`s stays within what `max_value` allows. wasmtime charges each
+/// `Val` its size (40 bytes, at least [`NODE_BYTES`]) and each string its bytes in the guest
+/// (converted to UTF-8 it takes at most twice that: a type with strings halves the fuel),
+/// but a flag set only its name's length, although it becomes a `String` of its own: a flags
+/// type divides the fuel by up to 33. Computed at load (it walks the types). The fuel also
+/// bounds what the guest passes to a host call in one go.
+pub fn lift_fuel(results: &[Type], max_value: u64) -> usize {
+    fn factor(ty: &Type, depth: usize) -> usize {
+        // The validator bounds nesting at 100; the guard only keeps this walk finite.
+        if depth > 200 {
+            return 1;
+        }
+        let deeper = |t: Type| factor(&t, depth + 1);
+        match ty {
+            Type::Flags(flags) => {
+                let shortest = flags.names().map(str::len).min().unwrap_or(1).max(1);
+                (NODE_BYTES + shortest).div_ceil(shortest)
+            }
+            Type::List(l) => deeper(l.ty()),
+            Type::FixedLengthList(l) => deeper(l.ty()),
+            Type::Option(o) => deeper(o.ty()),
+            Type::Map(m) => deeper(m.key()).max(deeper(m.value())),
+            Type::Tuple(t) => t.types().map(deeper).max().unwrap_or(1),
+            Type::Record(r) => r.fields().map(|f| deeper(f.ty)).max().unwrap_or(1),
+            Type::Variant(v) => v
+                .cases()
+                .filter_map(|c| c.ty)
+                .map(deeper)
+                .max()
+                .unwrap_or(1),
+            Type::Result(r) => r
+                .ok()
+                .into_iter()
+                .chain(r.err())
+                .map(deeper)
+                .max()
+                .unwrap_or(1),
+            Type::String => 2,
+            _ => 1,
+        }
+    }
+    let factor = results.iter().map(|t| factor(t, 0)).max().unwrap_or(1);
+    usize::try_from(max_value).unwrap_or(usize::MAX) / factor
+}
+
+/// How many bytes `value` counts, as conversions count them: [`NODE_BYTES`] a value, and the
+/// bytes of its strings and keys. Walks without recursion (a value made by a script may nest
+/// deeper than any type).
+pub fn value_bytes(value: &Value) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        total = total.saturating_add(NODE_BYTES);
+        match value {
+            Value::String(s) => total = total.saturating_add(s.len()),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (key, item) in map {
+                    total = total.saturating_add(key.len());
+                    stack.push(item);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    total
+}
+
 /// Converts one dynamic value to a `Val` of type `ty`; the error says what did not fit (and
-/// where, for nested values).
+/// where, for nested values). Within [`DEFAULT_MAX_VALUE`].
 pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
+    convert(value, ty, &mut Budget::new(DEFAULT_MAX_VALUE))
+}
+
+fn convert(value: &Value, ty: &Type, budget: &mut Budget) -> Result<Val, String> {
+    budget.charge(match value {
+        Value::String(s) => s.len(),
+        _ => 0,
+    })?;
     let mismatch = || format!("expected {}, got {}", type_name(ty), describe(value));
     macro_rules! int {
         ($variant:ident, $t:ty) => {{
@@ -162,7 +333,7 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
         },
         Type::List(list) => {
             let items = value.as_array().ok_or_else(mismatch)?;
-            Ok(Val::List(elements(items, &list.ty())?))
+            Ok(Val::List(elements(items, &list.ty(), budget)?))
         }
         Type::FixedLengthList(list) => {
             let items = value.as_array().ok_or_else(mismatch)?;
@@ -173,7 +344,7 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
                     items.len()
                 ));
             }
-            Ok(Val::FixedLengthList(elements(items, &list.ty())?))
+            Ok(Val::FixedLengthList(elements(items, &list.ty(), budget)?))
         }
         Type::Tuple(tuple) => {
             let items = value.as_array().ok_or_else(mismatch)?;
@@ -189,7 +360,7 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
                 .iter()
                 .zip(&types)
                 .enumerate()
-                .map(|(i, (item, ty))| to_val(item, ty).map_err(|e| format!("[{i}]: {e}")))
+                .map(|(i, (item, ty))| convert(item, ty, budget).map_err(|e| format!("[{i}]: {e}")))
                 .collect::<Result<_, _>>()
                 .map(Val::Tuple)
         }
@@ -198,7 +369,10 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
             let mut fields = Vec::new();
             for field in record.fields() {
                 let val = match (object.get(field.name), &field.ty) {
-                    (Some(v), ty) => to_val(v, ty).map_err(|e| format!(".{}: {e}", field.name))?,
+                    (Some(v), ty) => {
+                        budget.charge(field.name.len())?;
+                        convert(v, ty, budget).map_err(|e| format!(".{}: {e}", field.name))?
+                    }
                     (None, Type::Option(_)) => Val::Option(None),
                     (None, _) => return Err(format!("missing field `{}`", field.name)),
                 };
@@ -234,7 +408,7 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
                 })?;
             let payload = match (case.ty, payload) {
                 (Some(ty), Some(p)) => Some(Box::new(
-                    to_val(p, &ty).map_err(|e| format!("{case_name}: {e}"))?,
+                    convert(p, &ty, budget).map_err(|e| format!("{case_name}: {e}"))?,
                 )),
                 (None, None | Some(Value::Null)) => None,
                 (Some(ty), None) => {
@@ -249,7 +423,11 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
         }
         Type::Option(option) => match value {
             Value::Null => Ok(Val::Option(None)),
-            v => Ok(Val::Option(Some(Box::new(to_val(v, &option.ty())?)))),
+            v => Ok(Val::Option(Some(Box::new(convert(
+                v,
+                &option.ty(),
+                budget,
+            )?)))),
         },
         Type::Result(result) => {
             let (case, payload) = single_case(value)
@@ -267,7 +445,7 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
             };
             let payload = match (ty, payload) {
                 (Some(ty), Some(p)) => Some(Box::new(
-                    to_val(p, &ty).map_err(|e| format!("{case}: {e}"))?,
+                    convert(p, &ty, budget).map_err(|e| format!("{case}: {e}"))?,
                 )),
                 (Some(ty), None) => return Err(format!("{case} needs a {}", type_name(&ty))),
                 (None, None | Some(Value::Null)) => None,
@@ -284,6 +462,7 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
             let mut set = Vec::new();
             for item in items {
                 let name = item.as_str().ok_or_else(mismatch)?;
+                budget.charge(name.len())?;
                 if !flags.names().any(|n| n == name) {
                     return Err(format!("unknown flag `{name}`"));
                 }
@@ -298,8 +477,8 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
                 .iter()
                 .map(|(k, v)| {
                     Ok((
-                        to_val(&Value::String(k.clone()), &key_ty)?,
-                        to_val(v, &value_ty).map_err(|e| format!(".{k}: {e}"))?,
+                        convert(&Value::String(k.clone()), &key_ty, budget)?,
+                        convert(v, &value_ty, budget).map_err(|e| format!(".{k}: {e}"))?,
                     ))
                 })
                 .collect::<Result<_, String>>()
@@ -314,11 +493,11 @@ pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
     }
 }
 
-fn elements(items: &[Value], ty: &Type) -> Result<Vec<Val>, String> {
+fn elements(items: &[Value], ty: &Type, budget: &mut Budget) -> Result<Vec<Val>, String> {
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| to_val(item, ty).map_err(|e| format!("[{i}]: {e}")))
+        .map(|(i, item)| convert(item, ty, budget).map_err(|e| format!("[{i}]: {e}")))
         .collect()
 }
 
@@ -331,8 +510,29 @@ fn single_case(value: &Value) -> Option<(&str, Option<&Value>)> {
     }
 }
 
-/// Converts a component value into plain data (see the module's table).
+/// Converts a component value into plain data (see the module's table), however large.
 pub fn from_val(val: &Val) -> Value {
+    back(val, &mut Budget::new(u64::MAX))
+}
+
+/// [`from_val`], counting against `budget`: once it is spent, what is left comes back as
+/// `null` without being looked at (the caller sees `budget.exceeded` and drops it all).
+fn back(val: &Val, budget: &mut Budget) -> Value {
+    if budget.exceeded {
+        return Value::Null;
+    }
+    let strings = match val {
+        Val::String(s) | Val::Enum(s) | Val::Variant(s, _) => s.len(),
+        Val::Char(c) => c.len_utf8(),
+        Val::Flags(names) => names.iter().map(|n| n.len() + NODE_BYTES).sum(),
+        Val::Record(fields) => fields.iter().map(|(k, _)| k.len()).sum(),
+        Val::Result(_) => 3,
+        _ => 0,
+    };
+    if budget.charge(strings).is_err() {
+        return Value::Null;
+    }
+    let mut from_val = |v: &Val| back(v, budget);
     let float =
         |f: f64| Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number);
     match val {
@@ -547,5 +747,30 @@ fn write_type(out: &mut String, ty: &Type) {
         }
         // Simple types returned above.
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_stops_converting_once_it_counts_past_the_limit() {
+        let list = Val::List((0..100).map(|_| Val::String("x".repeat(10))).collect());
+        let one = std::slice::from_ref(&list);
+        // The list and 100 strings of 10 bytes.
+        let exact = (NODE_BYTES + 100 * (NODE_BYTES + 10)) as u64;
+        assert_eq!(value_bytes(&from_val(&list)) as u64, exact);
+        assert!(Signature::result_value_within(one, exact).is_ok());
+        assert_eq!(
+            Signature::result_value_within(one, exact - 1),
+            Err(TooLarge { limit: exact - 1 })
+        );
+        let flags = Val::Flags(vec!["a".into(), "bc".into()]);
+        assert_eq!(
+            value_bytes(&from_val(&flags)),
+            3 * NODE_BYTES + 3,
+            "the array and its two names"
+        );
     }
 }

@@ -650,3 +650,253 @@ fn a_cancel_reaches_a_process_still_waiting_for_a_pool_slot_and_one_just_spawned
     assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Terminated);
     assert!(mailbox.try_receive().is_none(), "exactly one EXIT each");
 }
+
+/// A runtime over `pool` with one entry `t:one` running `main` of the binary `wat`, with
+/// `limits` (YAML flow mapping fields).
+fn one_binary(wat: &str, limits: &str, pool: wasmproc_runtime::engine::Pool) -> Runtime {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let digest = write_component(&dir, "one.wasm", wat);
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: one, kind: process.wasm, fs: bins, path: one.wasm, hash: \"{digest}\", method: main, limits: {{ {limits} }} }}\n",
+        dir.display(),
+    );
+    pooled(&text, pool)
+}
+
+/// `main` of `wat` run to its EXIT.
+fn run_main(rt: &Runtime) -> Exit {
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:one", "t:host", &[], &mailbox)
+        .unwrap();
+    receive(&mut mailbox).expect("an EXIT")
+}
+
+fn on_demand() -> wasmproc_runtime::engine::Pool {
+    wasmproc_runtime::engine::Pool {
+        processes: 0,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_memory_the_binary_declares_past_max_memory_is_the_limit_not_a_host_failure() {
+    let core = r#"(module (memory 100) (func (export "main") (result i32) i32.const 1))"#;
+    let component = r#"
+(component
+  (core module $m (memory 100) (func (export "main") (result i32) i32.const 1))
+  (core instance $i (instantiate $m))
+  (func (export "main") (result s32) (canon lift (core func $i "main"))))"#;
+    for wat in [core, component] {
+        for pool in [small_pool(2), on_demand()] {
+            let exit = run_main(&one_binary(wat, "max_memory: 1MiB", pool));
+            let error = exit.outcome.unwrap_err();
+            assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+            assert!(
+                error.message.contains("max_memory (1048576 bytes)"),
+                "{error}"
+            );
+        }
+    }
+    // A table of a million elements (8 MB as max_memory counts it).
+    let table =
+        r#"(module (table 1000000 funcref) (func (export "main") (result i32) i32.const 1))"#;
+    let exit = run_main(&one_binary(table, "max_memory: 1MiB", on_demand()));
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    assert!(error.message.contains("exceeds table limits"), "{error}");
+}
+
+#[test]
+fn tables_count_toward_max_memory() {
+    // Grows its table by the argument baked in and returns table.grow's answer.
+    let grower = |elements: u32| {
+        format!(
+            r#"(module (table 0 funcref)
+                 (func (export "main") (result i32) ref.null func i32.const {elements} table.grow 0))"#
+        )
+    };
+    // 1,000,000 elements are 8 MB of the host's memory, past 1 MiB: refused, -1.
+    let exit = run_main(&one_binary(
+        &grower(1_000_000),
+        "max_memory: 1MiB",
+        on_demand(),
+    ));
+    assert_eq!(exit.outcome, Ok(json!(-1)), "{exit:?}");
+    // 1,000 elements fit, and show in the peak.
+    let exit = run_main(&one_binary(&grower(1_000), "max_memory: 1MiB", on_demand()));
+    assert_eq!(exit.outcome, Ok(json!(0)), "{exit:?}");
+    assert_eq!(exit.accounting.peak_memory, 8_000);
+}
+
+#[test]
+fn a_valid_binary_past_the_pools_limits_is_refused_naming_the_pool_setting() {
+    // 300 pages (19.7 MB) of memory in slots of 16 MiB.
+    let core = r#"(module (memory 300) (func (export "main") (result i32) i32.const 1))"#;
+    let component = r#"
+(component
+  (core module $m (memory 300) (func (export "main") (result i32) i32.const 1))
+  (core instance $i (instantiate $m))
+  (func (export "main") (result s32) (canon lift (core func $i "main"))))"#;
+    for (wat, what) in [(core, "module"), (component, "component")] {
+        let rt = one_binary(wat, "fuel: 1000000", small_pool(2));
+        let err = rt.spawn("t:one", "t:host", &[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("is a valid WebAssembly {what}")),
+            "{text}"
+        );
+        assert!(text.contains("pool.memory"), "{text}");
+        assert!(text.contains("WASMPROC_POOL=0"), "{text}");
+        // Without the pool it runs.
+        let exit = run_main(&one_binary(wat, "fuel: 1000000", on_demand()));
+        assert_eq!(exit.outcome, Ok(json!(1)));
+    }
+}
+
+/// Returns lists built in its memory: `flags(n)` a list of `n` 32-member flags with every
+/// flag set (4 bytes each in the guest), `bytes(n)` a `list<u8>` of `n`; `count(xs)` is the
+/// length of a list it is passed.
+const LISTS: &str = r#"
+(component
+  (type $bits' (flags "f00" "f01" "f02" "f03" "f04" "f05" "f06" "f07" "f08" "f09" "f10" "f11" "f12" "f13" "f14" "f15" "f16" "f17" "f18" "f19" "f20" "f21" "f22" "f23" "f24" "f25" "f26" "f27" "f28" "f29" "f30" "f31"))
+  (export $bits "bits" (type $bits'))
+  (core module $m
+    (memory (export "memory") 80)
+    (func $fill (param $n i32) (param $size i32) (result i32)
+      (memory.fill (i32.const 65536) (i32.const 0xff) (i32.mul (local.get $n) (local.get $size)))
+      (i32.store (i32.const 0) (i32.const 65536))
+      (i32.store (i32.const 4) (local.get $n))
+      i32.const 0)
+    (func (export "flags") (param i32) (result i32) (call $fill (local.get 0) (i32.const 4)))
+    (func (export "bytes") (param i32) (result i32) (call $fill (local.get 0) (i32.const 1)))
+    (func (export "count") (param i32 i32) (result i32) local.get 1)
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 65536))
+  (core instance $i (instantiate $m))
+  (func (export "flags") (param "n" u32) (result (list $bits))
+    (canon lift (core func $i "flags") (memory (core memory $i "memory"))))
+  (func (export "bytes") (param "n" u32) (result (list u8))
+    (canon lift (core func $i "bytes") (memory (core memory $i "memory"))))
+  (func (export "count") (param "xs" (list u8)) (result u32)
+    (canon lift (core func $i "count") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+)
+"#;
+
+/// The `LISTS` component's exports as `t:flags`, `t:bytes` and `t:count`, with `limits`.
+fn lists(limits: &str) -> Runtime {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let digest = write_component(&dir, "lists.wasm", LISTS);
+    let mut text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n",
+        dir.display()
+    );
+    for method in ["flags", "bytes", "count"] {
+        text.push_str(&format!(
+            "  - {{ name: {method}, kind: process.wasm, fs: bins, path: lists.wasm, hash: \"{digest}\", method: {method}, limits: {{ {limits} }} }}\n"
+        ));
+    }
+    pooled(&text, small_pool(4))
+}
+
+fn run_with(rt: &Runtime, entry: &str, args: &[serde_json::Value]) -> Exit {
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored(entry, "t:host", args, &mailbox).unwrap();
+    receive(&mut mailbox).expect("an EXIT")
+}
+
+#[test]
+fn a_result_larger_than_max_value_is_refused_before_it_is_converted() {
+    let rt = lists("max_memory: 8MiB");
+    // The issue's case: a million 32-member flags, 4 MiB in the guest, cost the host 4.5 GB
+    // and 22 s of CPU. Now wasmtime's lift stops at the limit.
+    let started = std::time::Instant::now();
+    let exit = run_with(&rt, "t:flags", &[json!(1_048_576)]);
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    assert!(
+        error.message.contains("limits.max_value (67108864 bytes)"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A few are fine.
+    let exit = run_with(&rt, "t:flags", &[json!(2)]);
+    let all: Vec<String> = (0..32).map(|i| format!("f{i:02}")).collect();
+    assert_eq!(exit.outcome, Ok(json!([all, all])));
+    let exit = run_with(&rt, "t:bytes", &[json!(3)]);
+    assert_eq!(exit.outcome, Ok(json!([255, 255, 255])));
+}
+
+#[test]
+fn max_value_bounds_results_and_arguments() {
+    let rt = lists("max_value: 64KiB");
+    // 4 KiB of bytes in the guest are 4 Ki values on the host: past 64 KiB.
+    let error = run_with(&rt, "t:bytes", &[json!(4096)])
+        .outcome
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    assert!(
+        error.message.contains("limits.max_value (65536 bytes)"),
+        "{error}"
+    );
+    assert_eq!(
+        run_with(&rt, "t:bytes", &[json!(100)])
+            .outcome
+            .map(|v| v.as_array().map(Vec::len)),
+        Ok(Some(100))
+    );
+    // 60 flags of 32 names: each name is a string of its own.
+    let error = run_with(&rt, "t:flags", &[json!(60)]).outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    // Arguments: refused at spawn, naming the limit.
+    let err = rt
+        .spawn("t:count", "t:host", &[json!(vec![1; 4096])])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    assert!(
+        err.to_string().contains("limits.max_value (65536 bytes)"),
+        "{err}"
+    );
+    assert_eq!(
+        run_with(&rt, "t:count", &[json!(vec![1; 100])]).outcome,
+        Ok(json!(100))
+    );
+}
+
+/// `main(n)` writes `n` bytes of its memory to stdout in one preview 1 `fd_write` and returns
+/// its errno.
+const P1_WRITER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "main") (param $n i32) (result i32)
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (local.get $n))
+    (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+"#;
+
+#[test]
+fn max_value_bounds_what_a_core_module_passes_to_one_host_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "writer.wasm", P1_WRITER);
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: one, kind: process.wasm, fs: bins, path: writer.wasm, hash: \"{digest}\", method: main, imports: [wasi:cli], limits: {{ max_value: 1KiB }} }}\n",
+        dir.path().display(),
+    );
+    let rt = pooled(&text, small_pool(2));
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:one", "t:host", &[json!(512)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).unwrap();
+    assert_eq!(exit.outcome, Ok(json!(0)));
+    assert_eq!(exit.output.unwrap().stdout.len(), 512);
+    // 4 KiB in one call: refused to the guest as ENOMEM (48), nothing copied.
+    rt.spawn_monitored("t:one", "t:host", &[json!(4096)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).unwrap();
+    assert_eq!(exit.outcome, Ok(json!(48)));
+    assert_eq!(exit.output.unwrap().stdout, "");
+}

@@ -81,6 +81,9 @@ struct RawLimits {
     max_memory: Option<Value>,
     #[serde(default)]
     fuel: Option<u64>,
+    /// Bytes, as `max_memory`.
+    #[serde(default)]
+    max_value: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -436,11 +439,13 @@ fn parse_limits(raw: RawLimits) -> Result<Limits, FieldError> {
         other => Ok(other),
     };
     let max_memory = size_field(raw.max_memory, "limits.max_memory")?;
+    let max_value = size_field(raw.max_value, "limits.max_value")?;
     Ok(Limits {
         max_execution: positive(raw.max_execution_ms, "max_execution_ms")?
             .map(Duration::from_millis),
         max_memory: positive(max_memory, "max_memory")?,
         fuel: positive(raw.fuel, "fuel")?,
+        max_value: positive(max_value, "max_value")?,
     })
 }
 

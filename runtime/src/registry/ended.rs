@@ -9,7 +9,14 @@
 //! ends ago. So a record is one cache line (the usual outcome, a number or nothing, inline;
 //! anything else boxed), the ring is written in order, and the index is an array addressed
 //! by the PID's low bits, also written in order since PIDs are handed out in order.
+//!
+//! What a record holds besides its accounting (captured output, a value that is not a plain
+//! number, an error's message) is bounded by [`RETAINED_BYTES`] over the whole window: 1,200
+//! ended processes that wrote 1 MiB each kept 1.29 GB resident after every EXIT had been
+//! delivered. Past the budget the oldest records give theirs up first; the EXIT itself (its
+//! PID, ok or error kind, code and accounting) is always kept, marked `trimmed`.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,6 +26,13 @@ use crate::process::{Accounting, Exit, ExitError, Output, Pid};
 
 /// How many ended processes are remembered for late monitors: the last 10,000 to end.
 pub const REMEMBERED_EXITS: usize = 10_000;
+
+/// How many bytes of output, values and error messages the remembered EXITs hold together
+/// (as [`payload_bytes`] counts them). Past it, the oldest give theirs up first.
+pub const RETAINED_BYTES: usize = 16 << 20;
+
+/// What a trimmed error keeps of its message.
+const TRIMMED_MESSAGE: usize = 256;
 
 /// Slots of the index: a power of two above [`REMEMBERED_EXITS`], so that the PIDs remembered
 /// at once (mostly a run of consecutive ones) rarely share a slot.
@@ -36,6 +50,11 @@ pub(super) struct Ended {
     /// Records whose index slot was taken by another remembered PID (a process that ran
     /// through more than [`INDEX_SLOTS`] spawns): usually empty.
     overflow: PidMap<u32>,
+    /// Bytes the records' payloads hold, at most [`RETAINED_BYTES`].
+    retained: usize,
+    /// The records that hold payload bytes, oldest first: (PID, place in the ring). An entry
+    /// whose place was written over since is stale, and skipped.
+    holding: VecDeque<(Pid, u32)>,
 }
 
 impl Default for Ended {
@@ -46,6 +65,8 @@ impl Default for Ended {
             oldest: 0,
             index: vec![NOWHERE; INDEX_SLOTS].into_boxed_slice(),
             overflow: PidMap::default(),
+            retained: 0,
+            holding: VecDeque::new(),
         }
     }
 }
@@ -88,25 +109,40 @@ impl Ended {
         self.position(pid).is_some()
     }
 
-    /// Remembers `exit`, forgetting the oldest record once [`REMEMBERED_EXITS`] are kept.
-    pub(super) fn insert(&mut self, exit: &Exit) {
+    /// Remembers `exit`, forgetting the oldest record once [`REMEMBERED_EXITS`] are kept, and
+    /// the oldest payloads past [`RETAINED_BYTES`]. What it let go of is returned, for the
+    /// caller to free outside its lock.
+    #[must_use = "what was forgotten is freed where it is dropped"]
+    pub(super) fn insert(&mut self, exit: &Exit) -> Forgotten {
         let pid = exit.from;
         let record = Record::of(exit, self.base);
+        let mut forgotten = Forgotten::default();
         let at = if self.ring.len() < REMEMBERED_EXITS {
             self.ring.push(record);
             self.ring.len() - 1
         } else {
             let at = self.oldest;
             self.oldest = (at + 1) % REMEMBERED_EXITS;
-            let forgotten = std::mem::replace(&mut self.ring[at], record).from;
-            let s = slot(forgotten);
+            let old = std::mem::replace(&mut self.ring[at], record);
+            let s = slot(old.from);
             if self.index[s] == at as u32 {
                 self.index[s] = NOWHERE;
             } else {
-                self.overflow.remove(&forgotten);
+                self.overflow.remove(&old.from);
             }
+            if let Outcome::Other(payload) = &old.outcome {
+                self.retained -= payload.bytes;
+            }
+            forgotten.0.push(old.outcome);
             at
         };
+        if let Outcome::Other(payload) = &self.ring[at].outcome {
+            if payload.bytes > 0 {
+                self.retained += payload.bytes;
+                self.holding.push_back((pid, at as u32));
+            }
+        }
+        self.keep_within_budget(&mut forgotten);
         let s = slot(pid);
         if self.index[s] == NOWHERE {
             self.index[s] = at as u32;
@@ -122,13 +158,40 @@ impl Ended {
         {
             prefetch(next);
         }
+        forgotten
+    }
+
+    /// Trims the oldest payloads until the retained bytes are within [`RETAINED_BYTES`].
+    fn keep_within_budget(&mut self, forgotten: &mut Forgotten) {
+        while let Some(&(pid, at)) = self.holding.front() {
+            let record = &mut self.ring[at as usize];
+            let current =
+                record.from == pid && matches!(&record.outcome, Outcome::Other(p) if p.bytes > 0);
+            if current && self.retained <= RETAINED_BYTES {
+                return;
+            }
+            self.holding.pop_front();
+            if let (true, Outcome::Other(payload)) = (current, &mut record.outcome) {
+                self.retained -= payload.bytes;
+                forgotten.0.push(Outcome::Other(Box::new(payload.trim())));
+            }
+        }
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.ring.len()
     }
+
+    #[cfg(test)]
+    pub(super) fn retained(&self) -> usize {
+        self.retained
+    }
 }
+
+/// Payloads let go of by an insertion, freed when this is dropped (outside the lock).
+#[derive(Default)]
+pub(crate) struct Forgotten(smallvec::SmallVec<[Outcome; 1]>);
 
 /// An EXIT in one cache line: instants as nanoseconds, `None`s as sentinels.
 #[repr(align(64))]
@@ -170,7 +233,68 @@ enum Outcome {
         captured: bool,
     },
     /// An error, a string or structure, or output.
-    Other(Box<(Result<Value, ExitError>, Option<Output>)>),
+    Other(Box<Payload>),
+}
+
+/// What a record holds besides its accounting, and what that costs.
+struct Payload {
+    outcome: Result<Value, ExitError>,
+    output: Option<Output>,
+    /// As [`payload_bytes`] counts them; 0 once trimmed.
+    bytes: usize,
+    /// Its output and value were dropped to keep the window within its budget.
+    trimmed: bool,
+}
+
+impl Payload {
+    /// Gives up the output, the value (`null` now) and all but the start of an error's
+    /// message; the outcome's kind, code and the accounting stay. Returns what it gave up.
+    fn trim(&mut self) -> Payload {
+        let kept = match &self.outcome {
+            Ok(_) => Ok(Value::Null),
+            Err(error) => Err(ExitError {
+                kind: error.kind,
+                message: shortened(&error.message),
+                code: error.code,
+            }),
+        };
+        let outcome = std::mem::replace(&mut self.outcome, kept);
+        let output = self.output.as_mut().map(std::mem::take);
+        self.bytes = 0;
+        self.trimmed = true;
+        Payload {
+            outcome,
+            output,
+            bytes: 0,
+            trimmed: false,
+        }
+    }
+}
+
+/// The start of `message`, marked, when it is longer than [`TRIMMED_MESSAGE`].
+fn shortened(message: &str) -> String {
+    if message.len() <= TRIMMED_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = TRIMMED_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... (trimmed)", &message[..end])
+}
+
+/// What an EXIT's payload holds, in bytes: its captured output, its value (as
+/// [`crate::value::value_bytes`] counts it) and its error's message.
+fn payload_bytes(exit: &Exit) -> usize {
+    let output = exit
+        .output
+        .as_ref()
+        .map_or(0, |o| o.stdout.len() + o.stderr.len());
+    let outcome = match &exit.outcome {
+        Ok(value) => crate::value::value_bytes(value),
+        Err(error) => error.message.len(),
+    };
+    output + outcome
 }
 
 impl Outcome {
@@ -194,20 +318,41 @@ impl Outcome {
             _ => None,
         });
         plain.unwrap_or_else(|| {
-            Outcome::Other(Box::new((exit.outcome.clone(), exit.output.clone())))
+            let mut payload = Payload {
+                outcome: Ok(Value::Null),
+                output: None,
+                bytes: payload_bytes(exit),
+                trimmed: exit.trimmed,
+            };
+            if payload.bytes > RETAINED_BYTES {
+                // More than the whole budget: never copied, kept trimmed from the start.
+                payload.outcome = match &exit.outcome {
+                    Ok(_) => Ok(Value::Null),
+                    Err(error) => Err(error.clone()),
+                };
+                payload.output = exit.output.as_ref().map(|_| Output::default());
+                payload.trim();
+            } else {
+                payload.outcome = exit.outcome.clone();
+                payload.output = exit.output.clone();
+            }
+            Outcome::Other(Box::new(payload))
         })
     }
 
-    fn to_exit_parts(&self) -> (Result<Value, ExitError>, Option<Output>) {
+    /// The outcome, output and `trimmed` mark.
+    fn to_exit_parts(&self) -> (Result<Value, ExitError>, Option<Output>, bool) {
         let (value, captured) = match *self {
             Outcome::Null { captured } => (Value::Null, captured),
             Outcome::Bool { value, captured } => (Value::Bool(value), captured),
             Outcome::Unsigned { value, captured } => (Value::from(value), captured),
             Outcome::Signed { value, captured } => (Value::from(value), captured),
             Outcome::Float { value, captured } => (Value::from(value), captured),
-            Outcome::Other(ref other) => return (other.0.clone(), other.1.clone()),
+            Outcome::Other(ref other) => {
+                return (other.outcome.clone(), other.output.clone(), other.trimmed)
+            }
         };
-        (Ok(value), captured.then(Output::default))
+        (Ok(value), captured.then(Output::default), false)
     }
 }
 
@@ -242,7 +387,7 @@ impl Record {
             base - offset
         };
         let wall_time = Duration::from_nanos(self.wall_time);
-        let (outcome, output) = self.outcome.to_exit_parts();
+        let (outcome, output, trimmed) = self.outcome.to_exit_parts();
         Exit {
             from,
             outcome,
@@ -256,6 +401,7 @@ impl Record {
                 peak_memory: self.peak_memory,
             },
             output,
+            trimmed,
         }
     }
 }
@@ -276,7 +422,7 @@ mod tests {
         let cap = REMEMBERED_EXITS as u64;
         let mut ended = Ended::default();
         for n in 1..=2 * cap + 5 {
-            ended.insert(&exit(n));
+            drop(ended.insert(&exit(n)));
             let oldest_kept = n.saturating_sub(cap - 1).max(1);
             assert!(ended.contains(Pid(oldest_kept)), "{oldest_kept} after {n}");
             assert_eq!(ended.get(Pid(n)).map(|e| e.from), Some(Pid(n)));
@@ -296,19 +442,19 @@ mod tests {
         // with the same low bits.
         let sharing = [1 + slots, 1, 1 + 2 * slots];
         for pid in sharing {
-            ended.insert(&exit(pid));
+            drop(ended.insert(&exit(pid)));
         }
         assert_eq!(ended.overflow.len(), 2);
         let mut others = (3 * slots..).filter(|&p| slot(Pid(p)) != slot(Pid(1)));
         for _ in 0..REMEMBERED_EXITS - sharing.len() {
-            ended.insert(&exit(others.next().unwrap()));
+            drop(ended.insert(&exit(others.next().unwrap())));
         }
         for (n, gone) in sharing.into_iter().enumerate() {
             for kept in &sharing[n..] {
                 assert_eq!(ended.get(Pid(*kept)).map(|e| e.from), Some(Pid(*kept)));
             }
             // The next end pushes the oldest record out.
-            ended.insert(&exit(others.next().unwrap()));
+            drop(ended.insert(&exit(others.next().unwrap())));
             assert!(!ended.contains(Pid(gone)), "{gone}");
         }
         assert!(ended.overflow.is_empty());
@@ -358,8 +504,87 @@ mod tests {
             original.accounting.peak_memory = n as u64 * 65_536;
             original.outcome = outcome;
             original.output = output;
-            ended.insert(&original);
+            drop(ended.insert(&original));
             assert_eq!(ended.get(original.from).as_ref(), Some(&original));
         }
+    }
+
+    /// An EXIT of `pid` that wrote `stdout`.
+    fn wrote(pid: u64, stdout: &str) -> Exit {
+        let mut e = exit(pid);
+        e.output = Some(Output {
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+        });
+        e
+    }
+
+    #[test]
+    fn output_past_the_budget_is_dropped_oldest_first_and_every_exit_is_kept() {
+        let mut ended = Ended::default();
+        let mib = "x".repeat(1 << 20);
+        // The case, 1,200 processes that wrote 1 MiB each, kept 1.29 GB.
+        for pid in 1..=1_200 {
+            drop(ended.insert(&wrote(pid, &mib)));
+            assert!(ended.retained() <= RETAINED_BYTES, "{}", ended.retained());
+        }
+        // Each holds 1 MiB and its value (null, one value): the newest that fit are whole.
+        let fit = (RETAINED_BYTES / ((1 << 20) + crate::value::NODE_BYTES)) as u64;
+        for pid in 1..=1_200 {
+            let exit = ended.get(Pid(pid)).expect("every EXIT is kept");
+            assert_eq!(exit.outcome, Ok(Value::Null));
+            let whole = pid > 1_200 - fit;
+            assert_eq!(exit.trimmed, !whole, "{pid}");
+            let stdout = exit.output.expect("captured").stdout;
+            assert_eq!(stdout.len(), if whole { 1 << 20 } else { 0 }, "{pid}");
+        }
+        assert!(ended.holding.len() <= fit as usize + 1);
+    }
+
+    #[test]
+    fn a_trimmed_error_keeps_its_kind_code_and_the_start_of_its_message() {
+        let mut ended = Ended::default();
+        let mut failed = wrote(1, "some output");
+        failed.outcome = Err(ExitError {
+            kind: ErrorKind::ExitCode,
+            message: "é".repeat(RETAINED_BYTES / 2 + 1),
+            code: Some(3),
+        });
+        drop(ended.insert(&failed));
+        // Bigger than the whole budget on its own: kept trimmed from the start.
+        assert_eq!(ended.retained(), 0);
+        let exit = ended.get(Pid(1)).unwrap();
+        assert!(exit.trimmed);
+        assert_eq!(exit.output, Some(Output::default()));
+        let error = exit.outcome.unwrap_err();
+        assert_eq!((error.kind, error.code), (ErrorKind::ExitCode, Some(3)));
+        assert!(error.message.starts_with("éé"));
+        assert!(error.message.ends_with("... (trimmed)"));
+        assert!(error.message.len() < 2 * TRIMMED_MESSAGE);
+        // A large value goes the same way; the serialized EXIT says so.
+        let mut valued = exit_with_value(2, Value::from("v".repeat(RETAINED_BYTES)));
+        valued.output = None;
+        drop(ended.insert(&valued));
+        let exit = ended.get(Pid(2)).unwrap();
+        assert_eq!(
+            (exit.outcome.clone(), exit.trimmed),
+            (Ok(Value::Null), true)
+        );
+        let json = serde_json::to_value(&exit).unwrap();
+        assert_eq!(json["trimmed"], Value::Bool(true));
+        // Records written over give their bytes back.
+        for pid in 3..3 + REMEMBERED_EXITS as u64 {
+            drop(ended.insert(&wrote(pid, "abc")));
+        }
+        assert_eq!(
+            ended.retained(),
+            REMEMBERED_EXITS * (3 + crate::value::NODE_BYTES)
+        );
+    }
+
+    fn exit_with_value(pid: u64, value: Value) -> Exit {
+        let mut e = exit(pid);
+        e.outcome = Ok(value);
+        e
     }
 }

@@ -31,7 +31,7 @@ use crate::process::{Event, Exit, Pid};
 mod ended;
 
 use ended::Ended;
-pub use ended::REMEMBERED_EXITS;
+pub use ended::{REMEMBERED_EXITS, RETAINED_BYTES};
 
 /// What a running process can be told. A WebAssembly process ends at the first signal; a Lua
 /// process ends at `Terminate`, hears `Cancel` as an event, and hears `LinkDown` as an event
@@ -378,9 +378,11 @@ impl Registry {
         }
         // Recorded before the process's lock is let go: whoever finds it ended from now on
         // finds the record.
-        lock(&self.ended).insert(&exit);
+        let forgotten = lock(&self.ended).insert(&exit);
         let overflowed = state.overflowed;
         drop(state);
+        // Payloads the window let go of are freed here, outside every lock.
+        drop(forgotten);
         if overflowed {
             let gone = lock(&self.index).overflow.remove(&proc.pid);
             drop(gone);
@@ -507,6 +509,7 @@ mod tests {
                 peak_memory: 0,
             },
             output: None,
+            trimmed: false,
         }
     }
 

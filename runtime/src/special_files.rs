@@ -1,0 +1,147 @@
+//! Special files (FIFOs, sockets, character and block devices) inside mounts are refused when
+//! a guest opens them.
+//!
+//! wasmtime-wasi opens a path on a thread of the blocking pool and waits for it. Opening a
+//! FIFO blocks until its other end is opened, which may be never; the thread stays blocked
+//! after the guest is gone (an abort does not stop a running blocking call), and once the
+//! pool's threads were all taken that way (600 killed guests), every file operation of every
+//! other guest waited behind them and ran into `max_execution_ms`. A device can block the
+//! same way, or hand out endless data. So before the open, the path is looked at with a
+//! `stat` (which never blocks on such a file) and anything but a regular file, a directory or
+//! a symbolic link is refused with `unsupported`; only then is it opened.
+//!
+//! Both ways in are guarded: components' `wasi:filesystem` `open-at` (preview 2, which
+//! preview 1 guests reach through their adapter) and core modules' preview 1 `path_open`.
+//! What is left: a host process that swaps a regular file for a FIFO between the look and the
+//! open. A guest cannot: WASI has no call that makes a special file, and a guest's own calls
+//! run one at a time.
+
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::filesystem::WasiFilesystemView as _;
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, Host, HostDescriptor, OpenFlags,
+    PathFlags,
+};
+
+use crate::state::{ModuleState, ProcessState};
+
+/// The `wasi:filesystem/types` version wasmtime-wasi defines (guests' 0.2.x imports match it).
+const TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// Regular files, directories and symbolic links can be opened; nothing else.
+fn special(ty: DescriptorType) -> bool {
+    !matches!(
+        ty,
+        DescriptorType::RegularFile | DescriptorType::Directory | DescriptorType::SymbolicLink
+    )
+}
+
+/// Replaces the linker's `[method]descriptor.open-at` with one that refuses special files.
+pub(crate) fn guard_open_at(linker: &mut Linker<ProcessState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(TYPES)?;
+    types.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store,
+         (dir, path_flags, path, oflags, flags): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            OpenFlags,
+            DescriptorFlags,
+        )| {
+            Box::new(async move {
+                let mut view = store.data_mut().filesystem();
+                let looked = HostDescriptor::stat_at(
+                    &mut view,
+                    Resource::new_borrow(dir.rep()),
+                    path_flags,
+                    path.clone(),
+                )
+                .await;
+                // A path that does not exist (yet) or cannot be looked at is left to the open
+                // to report, as before.
+                if looked.is_ok_and(|stat| special(stat.type_)) {
+                    return Ok((Err(ErrorCode::Unsupported),));
+                }
+                let opened =
+                    HostDescriptor::open_at(&mut view, dir, path_flags, path, oflags, flags).await;
+                Ok((match opened {
+                    Ok(file) => Ok(file),
+                    Err(e) => Err(Host::convert_error_code(&mut view, e)?),
+                },))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Replaces the core linker's preview 1 `path_open` with one that refuses special files.
+pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p1::types::{Errno, Fd, Filetype, Lookupflags};
+    use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1 as _};
+    linker.allow_shadowing(true);
+    linker.func_wrap_async(
+        "wasi_snapshot_preview1",
+        "path_open",
+        |mut caller: wasmtime::Caller<'_, ModuleState>,
+         (fd, dirflags, path, path_len, oflags, base, inheriting, fdflags, opened): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i64,
+            i64,
+            i32,
+            i32,
+        )| {
+            Box::new(async move {
+                let Some(wasmtime::Extern::Memory(memory)) = caller.get_export("memory") else {
+                    wasmtime::bail!("path_open: the module exports no memory");
+                };
+                // What wiggle's own wrapper does first: the call may copy this much.
+                let fuel = wasmtime::AsContextMut::as_context_mut(&mut caller).hostcall_fuel();
+                let (bytes, state) = memory.data_and_store_mut(&mut caller);
+                let mut memory = wiggle::GuestMemory::Unshared(bytes);
+                let ctx = &mut *state.p1;
+                ctx.set_hostcall_fuel(fuel);
+                let looked = ctx
+                    .path_filestat_get(
+                        &mut memory,
+                        Fd::from(fd as u32),
+                        Lookupflags::from_bits_truncate(dirflags as u32),
+                        wiggle::GuestPtr::new((path as u32, path_len as u32)),
+                    )
+                    .await;
+                // Preview 1 calls a FIFO `unknown`.
+                if looked.is_ok_and(|stat| {
+                    !matches!(
+                        stat.filetype,
+                        Filetype::RegularFile | Filetype::Directory | Filetype::SymbolicLink
+                    )
+                }) {
+                    return Ok(Errno::Notsup as i32);
+                }
+                ctx.set_hostcall_fuel(fuel);
+                p1::path_open(
+                    ctx,
+                    &mut memory,
+                    fd,
+                    dirflags,
+                    path,
+                    path_len,
+                    oflags,
+                    base,
+                    inheriting,
+                    fdflags,
+                    opened,
+                )
+                .await
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
