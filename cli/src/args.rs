@@ -8,6 +8,11 @@ pub fn parse(arg: &str) -> Value {
     if arg.is_empty() {
         return Value::String(String::new());
     }
+    // Past wasmproc's YAML bounds (nesting, aliases), it is text too: parsing a deeply nested
+    // value took libyaml time quadratic in its depth.
+    if wasmproc_runtime::yaml_bounds::check(arg).is_err() {
+        return Value::String(arg.to_string());
+    }
     serde_norway::from_str(arg).unwrap_or_else(|_| Value::String(arg.to_string()))
 }
 
@@ -31,5 +36,7 @@ mod tests {
     fn keeps_text_that_is_not_yaml_as_a_string() {
         assert_eq!(parse("a: b: c"), json!("a: b: c"));
         assert_eq!(parse("[unclosed"), json!("[unclosed"));
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert_eq!(parse(&deep), json!(deep));
     }
 }

@@ -501,3 +501,108 @@ fn validate_checks_a_core_module_against_its_entry_as_the_loader_does() {
         stdout(&refused)
     );
 }
+
+/// `wasmproc args...` run in `dir`.
+fn wasmproc_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WASMPROC_LOG")
+        .env_remove("WASMPROC_MANIFEST")
+        .output()
+        .expect("wasmproc runs")
+}
+
+#[test]
+fn wasi_testsuite_takes_a_relative_directory_and_walks_links_once() {
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("tests/own/testsuite/wasm32-wasip1");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(suite.join("manifest.json"), r#"{"name": "own"}"#).unwrap();
+    std::fs::write(suite.join("hello.wasm"), p1_command(0)).unwrap();
+    std::fs::write(suite.join("hello.json"), r#"{"stdout": "hello\n"}"#).unwrap();
+    // Two links to the suite itself: found once, no endless walk.
+    std::os::unix::fs::symlink(".", suite.join("again")).unwrap();
+    std::os::unix::fs::symlink(".", suite.join("and-again")).unwrap();
+    // A spec may not copy (and mount) a directory from outside the suite.
+    std::fs::write(suite.join("escape.wasm"), p1_command(0)).unwrap();
+    std::fs::write(
+        suite.join("escape.json"),
+        r#"{"dirs": ["../../../../../etc"]}"#,
+    )
+    .unwrap();
+    // Nor through a link beside the test.
+    std::fs::create_dir(root.path().join("private")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("private"), suite.join("linked.dir")).unwrap();
+    std::fs::write(suite.join("linked.wasm"), p1_command(0)).unwrap();
+    std::fs::write(suite.join("linked.json"), r#"{"dirs": ["linked.dir"]}"#).unwrap();
+    let out = wasmproc_in(
+        root.path(),
+        &["wasi-testsuite", "tests/own/testsuite/wasm32-wasip1"],
+    );
+    let report = stdout(&out);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("test own/hello ") && l.ends_with("... ok")),
+        "{report}{}",
+        stderr(&out)
+    );
+    assert!(report.contains("running 3 tests"), "{report}");
+    assert!(report.contains("must be a relative path"), "{report}");
+    assert!(
+        report.contains("a spec directory must be a directory beside the test, not a link"),
+        "{report}"
+    );
+}
+
+#[test]
+fn validate_shows_a_core_modules_exports_as_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.wasm");
+    std::fs::write(&file, p1_command(0)).unwrap();
+    let out = wasmproc(&["validate", file.to_str().unwrap()]);
+    let report = stdout(&out);
+    assert!(report.contains("  _start: func\n"), "{report}");
+    assert!(report.contains("  memory: memory 1\n"), "{report}");
+    assert!(!report.contains("FuncType"), "{report}");
+}
+
+#[test]
+fn deeply_nested_spawn_arguments_are_not_parsed_for_long() {
+    let started = std::time::Instant::now();
+    // Inside a mapping, as in a manifest: libyaml's scanner then works quadratically in the
+    // depth (a bare `[[[...` is linear there), 45 s for 100,000.
+    let deep = format!("{{a: {}", "[".repeat(100_000));
+    let out = wasmproc(&["spawn", "wasmproc.yaml", "myns:compute_worker", &deep, "7"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Not YAML within bounds, so text, which the number parameter refuses.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad_argument"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_walks_a_scenario_directory_with_links_to_itself_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/apps/seed.yaml")
+        .canonicalize()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("product.yaml"),
+        format!(
+            "scenario: product\nmanifest: {}\nsteps:\n  - spawn: {{ entry: myns:compute_worker, args: [6, 7], as: w }}\n  - receive: {{ expect: {{ from: w, value: 42 }} }}\n",
+            seed.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(".", dir.path().join("a")).unwrap();
+    std::os::unix::fs::symlink(".", dir.path().join("b")).unwrap();
+    let out = wasmproc(&["test", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("running 1 test"), "{}", stdout(&out));
+}

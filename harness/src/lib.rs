@@ -5,6 +5,7 @@
 //! It does not build guests or start the CLI; it drives `wasmproc-runtime` directly. The format
 //! is documented for users in `conformance/README.md`.
 
+mod confined;
 mod expect;
 mod http_server;
 mod run;
@@ -21,40 +22,27 @@ pub use run::Failure;
 pub use scenario::{Scenario, ScenarioError};
 
 /// A scenario file is a YAML file with a top-level `scenario:` key; other YAML files (manifests)
-/// are left alone. Returned in path order.
+/// are left alone. Returned in path order; symlinks are followed, each directory once.
 pub fn discover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    files_below(root, &|path| {
-        Ok(matches!(
+    wasmproc_runtime::file_tree::files_below(root, &mut |path| {
+        if !matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        ) && is_scenario(&std::fs::read_to_string(path)?))
-    })
-}
-
-/// The files below `dir` that `keep` accepts, in path order.
-pub(crate) fn files_below(
-    dir: &Path,
-    keep: &dyn Fn(&Path) -> std::io::Result<bool>,
-) -> std::io::Result<Vec<PathBuf>> {
-    fn walk(
-        dir: &Path,
-        keep: &dyn Fn(&Path) -> std::io::Result<bool>,
-        found: &mut Vec<PathBuf>,
-    ) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                walk(&path, keep, found)?;
-            } else if keep(&path)? {
-                found.push(path);
-            }
+        ) {
+            return Ok(false);
         }
-        Ok(())
-    }
-    let mut found = Vec::new();
-    walk(dir, keep, &mut found)?;
-    found.sort();
-    Ok(found)
+        // One that cannot be read (a FIFO, a dangling link, too large) is kept: its trial
+        // fails saying why, rather than the whole run.
+        Ok(
+            match wasmproc_runtime::source_file::read_text(
+                path,
+                wasmproc_runtime::yaml_bounds::MAX_BYTES,
+            ) {
+                Ok(text) => is_scenario(&text),
+                Err(_) => true,
+            },
+        )
+    })
 }
 
 /// Textual, so that a scenario whose YAML is broken is still found (and fails with its

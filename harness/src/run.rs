@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, SpawnOptions};
 
+use crate::confined;
 use crate::expect::{check_error, check_event};
 use crate::http_server::HttpServer;
 use crate::scenario::{
@@ -139,15 +140,15 @@ impl Scenario {
         for (id, setup) in &self.directories {
             let entry = wasmproc_runtime::EntryId::parse(id)?;
             let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+            // Paths were checked to be plain and relative when the scenario loaded; writing
+            // inside the directory also keeps a symlink made here from leading a later path
+            // out of it.
             for (path, content) in &setup.files {
-                let file = dir.path().join(path);
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("{path}: {e}"))?;
-                }
-                std::fs::write(&file, content).map_err(|e| format!("{path}: {e}"))?;
+                confined::write(dir.path(), path, content.as_bytes())
+                    .map_err(|e| format!("{path}: {e}"))?;
             }
             for (path, target) in &setup.symlinks {
-                std::os::unix::fs::symlink(target, dir.path().join(path))
+                confined::symlink(dir.path(), path, target)
                     .map_err(|e| format!("{path} -> {target}: {e}"))?;
             }
             manifest.set_directory(&entry, dir.path().to_path_buf())?;
@@ -156,6 +157,9 @@ impl Scenario {
         Ok(bound)
     }
 }
+
+/// The largest Lua script file a `lua:` step reads.
+const SCRIPT_MAX_BYTES: u64 = 16 << 20;
 
 impl Scenario {
     fn lua(
@@ -166,7 +170,7 @@ impl Scenario {
     ) -> Result<(), String> {
         let read = |file: &Path| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
-            std::fs::read_to_string(&path)
+            wasmproc_runtime::source_file::read_text(&path, SCRIPT_MAX_BYTES)
                 .map(|source| (source, path.display().to_string()))
                 .map_err(|e| format!("{}: {e}", path.display()))
         };
@@ -383,17 +387,33 @@ impl RunState<'_> {
         // Checked to be listed under `directories` when the scenario loaded.
         let dir = self.directories[&step.dir].path();
         for (path, want) in &step.expect {
-            let got = std::fs::read_to_string(dir.join(path))
+            // Resolved as the guest sees the directory: a symlink it planted does not lead the
+            // check (and its failure message) to a host file; no more than the expected
+            // length is read.
+            let got = confined::read(dir, path, want.len() as u64)
                 .map_err(|e| format!("{}/{path}: expected a file, got: {e}", step.dir))?;
-            if &got != want {
-                return Err(format!(
-                    "{}/{path}: expected {want:?}, got {got:?}",
-                    step.dir
-                ));
+            match got {
+                None => {
+                    return Err(format!(
+                        "{}/{path}: expected {want:?}, got more than its {} bytes",
+                        step.dir,
+                        want.len()
+                    ))
+                }
+                Some(got) if got != want.as_bytes() => {
+                    return Err(format!(
+                        "{}/{path}: expected {want:?}, got {:?}",
+                        step.dir,
+                        String::from_utf8_lossy(&got)
+                    ))
+                }
+                Some(_) => {}
             }
         }
         for path in &step.absent {
-            if dir.join(path).symlink_metadata().is_ok() {
+            let exists = confined::exists(dir, path)
+                .map_err(|e| format!("{}/{path}: cannot check: {e}", step.dir))?;
+            if exists {
                 return Err(format!(
                     "{}/{path}: expected no such file, but it exists",
                     step.dir

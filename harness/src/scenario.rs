@@ -345,7 +345,11 @@ pub struct ScenarioError {
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        let text = wasmproc_runtime::source_file::read_text(
+            path,
+            wasmproc_runtime::yaml_bounds::MAX_BYTES,
+        )
+        .map_err(|e| ScenarioError {
             file: path.to_path_buf(),
             location: None,
             message: format!("cannot read: {e}"),
@@ -354,6 +358,11 @@ impl Scenario {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        wasmproc_runtime::yaml_bounds::check(text).map_err(|e| ScenarioError {
+            file: path.to_path_buf(),
+            location: Some((e.line, e.column)),
+            message: e.message,
+        })?;
         let mut scenario: Scenario = serde_norway::from_str(text).map_err(|e| ScenarioError {
             file: path.to_path_buf(),
             location: e.location().map(|l| (l.line(), l.column())),
@@ -378,6 +387,15 @@ impl Scenario {
                 message: "a scenario with `manifest_error` has no steps (the manifest never loads)"
                     .into(),
             });
+        }
+        for (id, setup) in &self.directories {
+            for path in setup.files.keys().chain(setup.symlinks.keys()) {
+                crate::confined::check_path(path).map_err(|m| ScenarioError {
+                    file: self.path.clone(),
+                    location: None,
+                    message: format!("directories.{id}: {m}"),
+                })?;
+            }
         }
         let mut aliases = BTreeMap::new();
         for (i, step) in self.steps.iter().enumerate() {
@@ -436,6 +454,9 @@ impl Scenario {
                     }
                 }
                 Step::Files(files) => {
+                    for path in files.expect.keys().chain(&files.absent) {
+                        crate::confined::check_path(path).map_err(|m| fail(i, m))?;
+                    }
                     if !self.directories.contains_key(&files.dir) {
                         return Err(fail(
                             i,

@@ -47,10 +47,14 @@ pub struct Expectations {
 
 impl Expectations {
     pub fn load(path: &Path) -> Result<Expectations, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = wasmproc_runtime::source_file::read_text(path, SPEC_MAX_BYTES)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
+
+/// The largest spec, expectations or suite manifest JSON file read.
+const SPEC_MAX_BYTES: u64 = 1 << 20;
 
 /// One trial per test found below `dirs`.
 pub fn trials(dirs: &[PathBuf], expectations: Expectations) -> Result<Vec<Trial>, String> {
@@ -59,9 +63,12 @@ pub fn trials(dirs: &[PathBuf], expectations: Expectations) -> Result<Vec<Trial>
     );
     let mut trials = Vec::new();
     for dir in dirs {
+        // Absolute: each test runs with a manifest written in a scratch directory, where a
+        // relative path would mean something else.
+        let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // Every `*.wasm` file; its `.json` spec beside it is optional (the suite's runner
         // defaults a missing one to "exits 0").
-        let tests = crate::files_below(dir, &|path| {
+        let tests = wasmproc_runtime::file_tree::files_below(dir, &mut |path| {
             Ok(path.extension().is_some_and(|e| e == "wasm"))
         })
         .map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -96,7 +103,7 @@ fn suite_name(dir: &Path) -> String {
     struct SuiteManifest {
         name: String,
     }
-    std::fs::read_to_string(dir.join("manifest.json"))
+    wasmproc_runtime::source_file::read_text(&dir.join("manifest.json"), SPEC_MAX_BYTES)
         .ok()
         .and_then(|t| serde_json::from_str::<SuiteManifest>(&t).ok())
         .map(|m| m.name)
@@ -109,27 +116,34 @@ fn suite_name(dir: &Path) -> String {
 
 fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     let spec_path = wasm.with_extension("json");
-    let spec: Spec = match std::fs::read_to_string(&spec_path) {
+    let spec: Spec = match wasmproc_runtime::source_file::read_text(&spec_path, SPEC_MAX_BYTES) {
         Ok(text) => {
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", spec_path.display()))?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Spec::default(),
         Err(e) => return Err(format!("{}: {e}", spec_path.display())),
     };
-    let bytes = std::fs::read(wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    // Spec directories are names beside the test: they are copied, and mounted under their
+    // own name, so a path out (`..`, `/etc`) would copy and expose a host directory.
+    for dir in spec.dirs.iter().chain(&spec.root) {
+        crate::confined::check_path(dir).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    }
+    let bytes =
+        wasmproc_runtime::source_file::read_bytes(wasm, wasmproc_runtime::loader::MAX_BINARY_BYTES)
+            .map_err(|e| format!("{}: {e}", wasm.display()))?;
     let test_dir = wasm.parent().unwrap_or(Path::new("."));
     // Tests may write into their directories: each run gets copies.
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut mounts = Vec::new();
     for dir in &spec.dirs {
         mounts.push((
-            copy_dir(&test_dir.join(dir), &scratch.path().join(dir))?,
+            copy_spec_dir(&test_dir.join(dir), &scratch.path().join(dir))?,
             format!("/{dir}"),
         ));
     }
     if let Some(root) = &spec.root {
         mounts.push((
-            copy_dir(&test_dir.join(root), &scratch.path().join("root"))?,
+            copy_spec_dir(&test_dir.join(root), &scratch.path().join("root"))?,
             "/".into(),
         ));
     }
@@ -241,6 +255,21 @@ fn manifest(wasm: &Path, bytes: &[u8], spec: &Spec, mounts: &[(PathBuf, String)]
     yaml
 }
 
+/// Copies a spec's directory, with its symlinks as symlinks (the guest's sandbox keeps it from
+/// following those out). The directory itself must not be a link: copying it would copy
+/// wherever it points, e.g. a host directory, and show it to the test.
+fn copy_spec_dir(from: &Path, to: &Path) -> Result<PathBuf, String> {
+    let metadata =
+        std::fs::symlink_metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    if !metadata.is_dir() {
+        return Err(format!(
+            "{}: a spec directory must be a directory beside the test, not a link or a file",
+            from.display()
+        ));
+    }
+    copy_dir(from, to)
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
@@ -252,9 +281,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<PathBuf, String> {
         } else if kind.is_symlink() {
             let link = std::fs::read_link(entry.path()).map_err(|e| e.to_string())?;
             std::os::unix::fs::symlink(link, &target).map_err(|e| e.to_string())?;
-        } else {
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &target)
                 .map_err(|e| format!("{}: {e}", target.display()))?;
+        } else {
+            // A FIFO would block the copy; a device would never end.
+            return Err(format!("{}: not a regular file", entry.path().display()));
         }
     }
     Ok(to.to_path_buf())

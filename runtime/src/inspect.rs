@@ -89,7 +89,7 @@ fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
             for export in module.exports() {
                 report
                     .exports
-                    .insert(export.name().to_string(), format!("{:?}", export.ty()));
+                    .insert(export.name().to_string(), core_signature(&export.ty()));
             }
             let imports = module
                 .imports()
@@ -98,6 +98,54 @@ fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
             classify_imports(report, imports);
         }
         Err(e) => report.problems.push(format!("invalid module: {e:#}")),
+    }
+}
+
+/// A core module export as its WebAssembly text form would declare it: `func (param i32)
+/// (result i64)`, `memory 1 16`, `global (mut i32)`, `table 1 (ref null func)`.
+fn core_signature(ty: &wasmtime::ExternType) -> String {
+    use wasmtime::ExternType;
+    fn func(ty: &wasmtime::FuncType) -> String {
+        let mut out = String::from("func");
+        let params: Vec<String> = ty.params().map(|p| p.to_string()).collect();
+        let results: Vec<String> = ty.results().map(|r| r.to_string()).collect();
+        if !params.is_empty() {
+            out += &format!(" (param {})", params.join(" "));
+        }
+        if !results.is_empty() {
+            out += &format!(" (result {})", results.join(" "));
+        }
+        out
+    }
+    let limits = |index: &str, min: u64, max: Option<u64>| {
+        let mut out = String::new();
+        if !index.is_empty() {
+            out += index;
+            out += " ";
+        }
+        out += &min.to_string();
+        if let Some(max) = max {
+            out += &format!(" {max}");
+        }
+        out
+    };
+    match ty {
+        ExternType::Func(f) => func(f),
+        ExternType::Memory(m) => format!(
+            "memory {}{}",
+            limits(if m.is_64() { "i64" } else { "" }, m.minimum(), m.maximum()),
+            if m.is_shared() { " shared" } else { "" }
+        ),
+        ExternType::Global(g) => match g.mutability() {
+            wasmtime::Mutability::Var => format!("global (mut {})", g.content()),
+            wasmtime::Mutability::Const => format!("global {}", g.content()),
+        },
+        ExternType::Table(t) => format!(
+            "table {} {}",
+            limits(if t.is_64() { "i64" } else { "" }, t.minimum(), t.maximum()),
+            t.element()
+        ),
+        ExternType::Tag(t) => format!("tag ({})", func(t.ty())),
     }
 }
 
@@ -158,5 +206,34 @@ mod tests {
             ["wasi:cli", "wasi:filesystem"]
         );
         assert!(minimal_grants(&[]).is_empty());
+    }
+
+    #[test]
+    fn core_module_exports_are_shown_as_signatures() {
+        let bytes = wat::parse_str(
+            r#"(module
+                (func (export "add") (param i32 i64) (result f64) f64.const 0)
+                (func (export "_start"))
+                (memory (export "memory") 1 16)
+                (global (export "counter") (mut i32) (i32.const 0))
+                (table (export "table") 2 funcref))"#,
+        )
+        .unwrap();
+        let report = inspect(&Engine::default(), &bytes);
+        let exports: Vec<(&str, &str)> = report
+            .exports
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            exports,
+            [
+                ("_start", "func"),
+                ("add", "func (param i32 i64) (result f64)"),
+                ("counter", "global (mut i32)"),
+                ("memory", "memory 1 16"),
+                ("table", "table 2 (ref null func)"),
+            ]
+        );
     }
 }

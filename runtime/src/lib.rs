@@ -10,6 +10,7 @@
 pub mod engine;
 mod env;
 pub mod error;
+pub mod file_tree;
 pub mod host;
 pub mod id;
 pub mod imports;
@@ -24,10 +25,12 @@ pub mod network;
 pub mod process;
 mod registry;
 mod runtime;
+pub mod source_file;
 mod special_files;
 pub mod state;
 pub mod value;
 pub mod wasi;
+pub mod yaml_bounds;
 
 pub use error::{Error, ErrorKind};
 pub use id::EntryId;

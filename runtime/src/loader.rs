@@ -207,6 +207,10 @@ pub enum Target {
     },
 }
 
+/// The largest binary a `process.wasm` entry may name: far above any real component (ours are
+/// 15-100 KB), far below what would strain the host's memory.
+pub const MAX_BINARY_BYTES: u64 = 256 << 20;
+
 /// Size and modification time: cheap to read on every spawn, changes when the file does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStamp {
@@ -270,7 +274,9 @@ impl Loader {
             source,
         };
         let stamp = FileStamp::of(&path).map_err(unreadable)?;
-        let bytes = std::fs::read(&path).map_err(unreadable)?;
+        // A regular file of bounded size: a FIFO or device put where the binary was expected
+        // (by a guest that can write into the directory, say) would block or never end.
+        let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(unreadable)?;
         let actual = Digest::of(&bytes);
         if actual != wasm.hash {
             return Err(LoadError::HashMismatch {

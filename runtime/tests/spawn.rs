@@ -900,3 +900,31 @@ fn max_value_bounds_what_a_core_module_passes_to_one_host_call() {
     assert_eq!(exit.outcome, Ok(json!(48)));
     assert_eq!(exit.output.unwrap().stdout, "");
 }
+
+#[test]
+fn a_fifo_where_the_binary_should_be_is_unreadable_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.path().join("planted.wasm"))
+        .status()
+        .unwrap()
+        .success());
+    let digest = Digest::of(b"");
+    let path = dir.path().to_path_buf();
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = runtime(&path, &[("planted", "planted.wasm", digest, "main")]);
+        let mailbox = Mailbox::new();
+        let outcome = rt
+            .spawn_monitored("t:planted", "t:host", &[], &mailbox)
+            .map(|_| ())
+            .map_err(|e| (e.kind(), e.to_string()));
+        let _ = done.send(outcome);
+    });
+    let (kind, message) = result
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the spawn returns")
+        .expect_err("the spawn is refused");
+    assert_eq!(kind, ErrorKind::BinaryUnreadable, "{message}");
+    assert!(message.contains("not a regular file"), "{message}");
+}

@@ -60,7 +60,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Loads a manifest file, or every `*.yaml`/`*.yml` file below a directory (in path order).
+    /// Loads a manifest file, or every `*.yaml`/`*.yml` file below a directory (in path order;
+    /// symlinks followed, each directory and file taken once).
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let io_error = |file: &Path, e: std::io::Error| ManifestError {
             kind: ErrorKind::InvalidManifest,
@@ -72,7 +73,13 @@ impl Manifest {
         };
         let mut files = Vec::new();
         if path.is_dir() {
-            collect_yaml_files(path, &mut files).map_err(|e| io_error(path, e))?;
+            files = crate::file_tree::files_below(path, &mut |file| {
+                Ok(matches!(
+                    file.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ))
+            })
+            .map_err(|e| io_error(path, e))?;
             if files.is_empty() {
                 return Err(ManifestError {
                     message: "no manifest (*.yaml, *.yml) in this directory".into(),
@@ -84,7 +91,8 @@ impl Manifest {
         }
         let mut manifest = Manifest::default();
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
+            let text = crate::source_file::read_text(&file, crate::yaml_bounds::MAX_BYTES)
+                .map_err(|e| io_error(&file, e))?;
             manifest.add_file(&text, &file)?;
         }
         manifest.check_references()?;
@@ -240,22 +248,4 @@ impl Manifest {
             _ => None,
         })
     }
-}
-
-fn collect_yaml_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut children: Vec<_> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    children.sort();
-    for child in children {
-        if child.is_dir() {
-            collect_yaml_files(&child, files)?;
-        } else if matches!(
-            child.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            files.push(child);
-        }
-    }
-    Ok(())
 }

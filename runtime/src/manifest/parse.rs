@@ -197,6 +197,14 @@ const KINDS: &str = "fs.directory, process.wasm, process.host, terminal.host, en
 const DEFAULT_QUEUE_SIZE: usize = 1024;
 
 pub(super) fn parse_file(text: &str, file: &Path) -> Result<Vec<Entry>, ManifestError> {
+    crate::yaml_bounds::check(text).map_err(|e| ManifestError {
+        kind: ErrorKind::InvalidManifest,
+        file: file.to_path_buf(),
+        line: Some(e.line),
+        column: Some(e.column),
+        entry: None,
+        message: e.message,
+    })?;
     let raw: RawManifest = serde_norway::from_str(text).map_err(|e| yaml_error(&e, file))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let lines = EntryLines::new(text);
