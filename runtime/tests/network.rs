@@ -43,23 +43,33 @@ fn run(rt: &Runtime, entry: &str, args: &[Value]) -> Value {
     exit.outcome.expect("the guest returns a result")
 }
 
-/// A TCP listener on 127.0.0.1 that answers each connection's first read with `pong` and
-/// counts the connections it accepted.
-fn tcp_listener() -> (String, Arc<AtomicUsize>) {
+/// A listener on 127.0.0.1 that counts the connections it accepts and answers each with
+/// `answer`: its address and the count.
+fn counting_listener(
+    answer: fn(&mut std::net::TcpStream),
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
+    let address = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             count.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 64];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"pong");
+            answer(&mut stream);
         }
     });
     (address, accepted)
+}
+
+/// A TCP listener that answers each connection's first read with `pong`.
+fn tcp_listener() -> (String, Arc<AtomicUsize>) {
+    let (address, accepted) = counting_listener(|stream| {
+        let mut buf = [0u8; 64];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(b"pong");
+    });
+    (address.to_string(), accepted)
 }
 
 const SOCKETS: &str = ", imports: [wasi:sockets]";
@@ -137,29 +147,21 @@ fn a_udp_datagram_to_loopback_is_sent_only_where_the_policy_allows_it() {
     assert_eq!(&buf[..n], b"datagram");
 }
 
-/// A one-connection HTTP server on 127.0.0.1: its URL, and how many connections it accepted.
+/// An HTTP server that answers every request with `hi`: its port.
 fn http_server() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
+    let (address, accepted) = counting_listener(|stream| {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
             }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
         }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
     });
-    (format!("{port}"), accepted)
+    (address.port().to_string(), accepted)
 }
 
 #[test]
