@@ -230,31 +230,41 @@ fn gmatch(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::Function> {
     // (next position, end of the last match)
     let state = std::sync::Mutex::new((init.min(len + 1), None::<usize>));
     lua.create_function(move |lua, ()| {
-        returning_errors(lua, {
-            let src = s.as_bytes();
-            let pat = p.as_bytes();
-            let mut state = crate::lock::lock(&state);
-            let (from, lastmatch) = *state;
-            let mut out = MultiValue::new();
-            if from > src.len() {
-                return Ok(out);
-            }
-            match pattern::search(&src, &pat, from, false, lastmatch, Budget::SCRIPT)
-                .map_err(pattern_error)?
-            {
-                Search::Found { range, captures } => {
-                    *state = (range.end, Some(range.end));
-                    capture_values(lua, &src, range, &captures, &mut out)?;
-                }
-                Search::NotFound => *state = (src.len() + 1, lastmatch),
-                Search::Continue(at) => {
-                    state.0 = at;
-                    out.push_back(more());
-                }
-            }
-            Ok(out)
-        })
+        let mut state = crate::lock::lock(&state);
+        returning_errors(
+            lua,
+            gmatch_next(lua, &s.as_bytes(), &p.as_bytes(), &mut state),
+        )
     })
+}
+
+/// One call of a `gmatch` step: the next match from `state` (next position, end of the last
+/// match), which it moves on.
+fn gmatch_next(
+    lua: &Lua,
+    src: &[u8],
+    pat: &[u8],
+    state: &mut (usize, Option<usize>),
+) -> mlua::Result<MultiValue> {
+    let (from, lastmatch) = *state;
+    let mut out = MultiValue::new();
+    if from > src.len() {
+        return Ok(out);
+    }
+    match pattern::search(src, pat, from, false, lastmatch, Budget::SCRIPT)
+        .map_err(pattern_error)?
+    {
+        Search::Found { range, captures } => {
+            *state = (range.end, Some(range.end));
+            capture_values(lua, src, range, &captures, &mut out)?;
+        }
+        Search::NotFound => *state = (src.len() + 1, lastmatch),
+        Search::Continue(at) => {
+            state.0 = at;
+            out.push_back(more());
+        }
+    }
+    Ok(out)
 }
 
 /// `gsub_step(s, pattern, anchor, from, last, repl)`: the next match at or after the 1-based
