@@ -34,7 +34,11 @@ pub fn lua(args: LuaArgs) -> ExitCode {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let source = match std::fs::read_to_string(&args.script) {
+    // Only a regular file, bounded: a FIFO named as the script hung the command.
+    let source = match wasmproc_runtime::source_file::read_text(
+        &args.script,
+        wasmproc_runtime::lua::SCRIPT_MAX_BYTES,
+    ) {
         Ok(source) => source,
         Err(e) => {
             eprintln!("wasmproc: cannot read {}: {e}", args.script.display());

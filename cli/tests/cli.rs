@@ -455,6 +455,39 @@ fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
 }
 
 #[test]
+fn a_fifo_named_as_the_script_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("script.lua");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .args(["lua", fifo.to_str().unwrap(), "--manifest"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/seed.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if began.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("wasmproc lua waited on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_lua_script_past_its_timeout_is_terminated() {
     let out = lua_source_on_seed("forever.lua", "time.sleep('1h')\n", &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(1));

@@ -158,9 +158,6 @@ impl Scenario {
     }
 }
 
-/// The largest Lua script file a `lua:` step reads.
-const SCRIPT_MAX_BYTES: u64 = 16 << 20;
-
 impl Scenario {
     fn lua(
         &self,
@@ -170,7 +167,7 @@ impl Scenario {
     ) -> Result<(), String> {
         let read = |file: &Path| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
-            wasmproc_runtime::source_file::read_text(&path, SCRIPT_MAX_BYTES)
+            wasmproc_runtime::source_file::read_text(&path, wasmproc_runtime::lua::SCRIPT_MAX_BYTES)
                 .map(|source| (source, path.display().to_string()))
                 .map_err(|e| format!("{}: {e}", path.display()))
         };

@@ -43,6 +43,9 @@ use preempt::Preemption;
 pub use preempt::UNPREEMPTIBLE;
 pub use sandbox::MEMORY_LIMIT;
 
+/// The largest script file read (`wasmproc lua`, a scenario's `lua: file`): 16 MiB.
+pub const SCRIPT_MAX_BYTES: u64 = 16 << 20;
+
 /// What a running script's API functions share: the runtime, its own PID, and its mailbox.
 pub(crate) struct ScriptProcess {
     /// Weak: a script must not keep its runtime (and the host it runs on) alive.
