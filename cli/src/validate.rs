@@ -224,7 +224,7 @@ fn print_human(report: &Report) {
     println!("file:    {}", report.file.display());
     println!(
         "kind:    {}",
-        serde_json::to_value(&i.kind)
+        serde_json::to_value(i.kind)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default()

@@ -11,12 +11,23 @@ use wasmtime::{Engine, Module};
 use crate::manifest::{Digest, Family};
 use crate::value::Signature;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What a binary is (in messages: "component", "module", "binary").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BinaryKind {
     Component,
     CoreModule,
     Invalid,
+}
+
+impl std::fmt::Display for BinaryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BinaryKind::Component => "component",
+            BinaryKind::CoreModule => "module",
+            BinaryKind::Invalid => "binary",
+        })
+    }
 }
 
 /// A report on one binary.

@@ -14,6 +14,7 @@ use wasmtime::Engine;
 use crate::error::ErrorKind;
 use crate::id::EntryId;
 use crate::imports::{self, Grants};
+use crate::inspect::BinaryKind;
 use crate::manifest::{Digest, Family, Method, WasmSpec};
 use crate::state::{ModuleState, ProcessState};
 use crate::value::Signature;
@@ -72,22 +73,6 @@ pub enum LoadError {
         method: Method,
         available: Vec<String>,
     },
-}
-
-/// What a binary is, for messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryKind {
-    Component,
-    Module,
-}
-
-impl std::fmt::Display for BinaryKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BinaryKind::Component => "component",
-            BinaryKind::Module => "module",
-        })
-    }
 }
 
 /// What to add to `imports:` to grant these, when they are families wasmproc knows.
@@ -363,11 +348,11 @@ impl Loader {
         let invalid = |reason: String| LoadError::InvalidBinary {
             entry: entry.clone(),
             path: path.to_path_buf(),
-            what: BinaryKind::Module,
+            what: BinaryKind::CoreModule,
             reason,
         };
         let module = wasmtime::Module::new(&self.engine, bytes)
-            .map_err(|e| self.not_compiled(entry, path, BinaryKind::Module, e))?;
+            .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
         let grants = Grants::new(&wasm.imports);
         let ungranted: Vec<String> = module
             .imports()
