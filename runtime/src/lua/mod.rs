@@ -17,6 +17,7 @@
 //! (Wippy's graceful cancellation); `terminate` stops it; a linked process failing stops it,
 //! unless it set `trap_links`, in which case it receives a LINK_DOWN event.
 
+mod alarm;
 mod channel;
 mod cpu_time;
 mod events;

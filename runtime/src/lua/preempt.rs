@@ -13,7 +13,9 @@
 //!
 //! Library functions that run long in C without calling Lua are bounded elsewhere: pattern
 //! matching by its budget (`pattern.rs`), `table.sort` by being Lua code, a full collection by
-//! being disabled; the rest by the script's memory limit.
+//! being disabled; the rest by the script's memory limit. A long instruction (one such call,
+//! a concatenation) delays the hook's count by its length at most: the worker's CPU-time alarm
+//! ([`alarm`]) makes the hook look at the instruction after the slice.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use mlua::{ffi, Lua, VmState};
 
+use super::alarm::{self, Running};
 use super::{cpu_time, ScriptProcess};
 use crate::error::ErrorKind;
 use crate::lock::lock;
@@ -35,13 +38,18 @@ use crate::registry::{Signal, Signals};
 pub(super) const SLICE: Duration = Duration::from_millis(10);
 /// How long a script may compute (CPU time) where it cannot yield before it is ended.
 pub const UNPREEMPTIBLE: Duration = Duration::from_millis(50);
-/// Instructions between two looks at the clock.
+/// Instructions between two looks at the clock (the alarm makes it look sooner when single
+/// instructions are long).
 const HOOK_EVERY: u32 = 10_000;
 
 /// What the hook, the sandbox's Lua half and the task's poll share.
 pub(super) struct Preemption {
     /// The script's own thread (its pointer): a yield there reaches the scheduler directly.
     own: AtomicUsize,
+    /// The thread the script is running (its own or a coroutine), for the alarm to tap.
+    running: Running,
+    /// The coroutine in `running`, held so that it lives while the alarm may tap it.
+    entered: Mutex<Option<mlua::Thread>>,
     /// The worker thread's CPU time when the task was last polled, i.e. when the script last
     /// had its worker back: bounds are CPU time, so that a loaded machine never ends a script.
     polled: Mutex<Duration>,
@@ -96,6 +104,8 @@ impl Preemption {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Preemption {
             own: AtomicUsize::new(0),
+            running: Running::new(std::ptr::null_mut()),
+            entered: Mutex::new(None),
             polled: Mutex::new(cpu_time::now()),
             signals: Mutex::new(SignalStream {
                 signals: None,
@@ -196,6 +206,15 @@ impl Preemption {
             .store(thread.to_pointer() as usize, Ordering::Relaxed);
     }
 
+    /// Records the thread the script runs from now on (the sandbox's `coroutine.resume` calls
+    /// this before and after it resumes one).
+    pub(super) fn enter(&self, thread: mlua::Thread) {
+        let state = thread.to_pointer() as *mut ffi::lua_State;
+        // The one held before is let go only once the alarm no longer sees it.
+        let _before = lock(&self.entered).replace(thread);
+        self.running.store(state, Ordering::Relaxed);
+    }
+
     /// The hook: every [`HOOK_EVERY`] instructions, on any thread of the script; and, while a
     /// slice is over but the script cannot yield, at every return, to yield at the first
     /// instruction where it can.
@@ -290,7 +309,14 @@ impl Preemption {
         }
         let waker = std::task::Waker::from(self.requeue.clone());
         self.requeue.polling.store(true, Ordering::Relaxed);
+        // A poll starts where the last one ended: in the script's own thread, which yielded.
+        self.running.store(
+            self.own.load(Ordering::Relaxed) as *mut ffi::lua_State,
+            Ordering::Relaxed,
+        );
+        let alarm = alarm::arm(&self.running);
         let polled = chunk.poll(&mut Context::from_waker(&waker));
+        drop(alarm);
         self.requeue.polling.store(false, Ordering::Relaxed);
         if let Some(ending) = lock(&self.ending).take() {
             return Poll::Ready(Err(ending));

@@ -5,13 +5,15 @@
 --   steps       bounded pattern searches (pattern_api.rs); steps.MORE means "call again"
 --   guard       guard.ended(): the script is being stopped (terminated, or past a limit);
 --               guard.preempted(): the coroutine that just yielded was preempted by the hook;
---               guard.slice_over(): the script has computed for its slice
+--               guard.slice_over(): the script has computed for its slice;
+--               guard.running(thread): the script now runs this thread (see step)
 local pending, steps, guard = ...
 
 local type, error, select, tostring, rawget = type, error, select, tostring, rawget
 local pack, unpack, concat = table.pack, table.unpack, table.concat
 local sub, byte, format = string.sub, string.byte, string.format
 local ended, preempted, slice_over = guard.ended, guard.preempted, guard.slice_over
+local running = guard.running
 local MORE, FAIL = steps.MORE, steps.FAIL
 
 ---------------------------------------------------------------------------------------------
@@ -103,18 +105,29 @@ end
 -- passed on up to the scheduler, and the coroutine resumed when the script is.
 local raw_resume, raw_yield, raw_create, raw_status, raw_isyieldable =
     coroutine.resume, coroutine.yield, coroutine.create, coroutine.status, coroutine.isyieldable
+local raw_running = coroutine.running
 local PREEMPTED = {}
 
-local function resume(co, ...)
+-- Resumes co once, the host told which thread computes meanwhile (its CPU-time alarm taps that
+-- one when a single instruction runs long).
+local function step(co, ...)
+    local me = raw_running()
+    running(co)
     local r = pack(raw_resume(co, ...))
+    running(me)
+    return r
+end
+
+local function resume(co, ...)
+    local r = step(co, ...)
     while r[1] and raw_status(co) == "suspended" do
         if r.n == 2 and r[2] == pending then
-            r = pack(raw_resume(co, raw_yield(pending)))
+            r = step(co, raw_yield(pending))
         elseif (r.n == 1 and preempted()) or (r.n == 2 and r[2] == PREEMPTED) then
             if raw_isyieldable() then
                 raw_yield(PREEMPTED)
             end
-            r = pack(raw_resume(co))
+            r = step(co)
         else
             break
         end

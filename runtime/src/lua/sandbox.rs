@@ -34,6 +34,14 @@ pub(super) fn new(preemption: &Arc<Preemption>) -> mlua::Result<Lua> {
     )?;
     let p = preemption.clone();
     guard.set(
+        "running",
+        lua.create_function(move |_, thread: mlua::Thread| {
+            p.enter(thread);
+            Ok(())
+        })?,
+    )?;
+    let p = preemption.clone();
+    guard.set(
         "slice_over",
         lua.create_function(move |_, ()| Ok(p.slice_over()))?,
     )?;
