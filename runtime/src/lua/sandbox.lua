@@ -111,6 +111,9 @@ local PREEMPTED = {}
 -- Resumes co once, the host told which thread computes meanwhile (its CPU-time alarm taps that
 -- one when a single instruction runs long).
 local function step(co, ...)
+    if type(co) ~= "thread" then
+        return pack(raw_resume(co, ...))
+    end
     local me = raw_running()
     running(co)
     local r = pack(raw_resume(co, ...))
@@ -149,8 +152,26 @@ local function wrap(f)
     end
 end
 
+-- Closing a coroutine runs its pending __close handlers in it, where they cannot yield: the
+-- alarm taps that thread meanwhile, and the script's ending is passed on as resume does.
+local raw_close = coroutine.close
+local function close(co)
+    if type(co) ~= "thread" then
+        return raw_close(co)
+    end
+    local me = raw_running()
+    running(co)
+    local r = pack(raw_close(co))
+    running(me)
+    if not r[1] and ended() then
+        error(r[2], 0)
+    end
+    return unpack(r, 1, r.n)
+end
+
 coroutine.resume = resume
 coroutine.wrap = wrap
+coroutine.close = close
 
 -- The hook looks at the clock every so many instructions; code that spends its time in long
 -- library calls (a sliced search, a long move) runs few instructions, so it offers to yield
