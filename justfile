@@ -27,6 +27,6 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p wasmproc-runtime --all-targets -- -D warnings
 
-# Scheduler benchmarks (criterion), with bare-wasmtime baselines in the same run.
+# Benchmarks (criterion): the scheduler and Lua scripts at scale, each beside its baseline measured in the same run.
 bench *args:
-    cargo bench -p wasmproc-benches --bench scheduler -- {{args}}
+    cargo bench -p wasmproc-benches --bench scheduler --bench scripts -- {{args}}

@@ -5,7 +5,7 @@
 //! no finalizers, no full collections, bounded pattern matching, a `table.sort` that can be
 //! preempted, and a `pcall` that cannot catch the script's own ending.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use mlua::{Lua, LuaOptions, StdLib};
 
@@ -45,9 +45,38 @@ pub(super) fn new(preemption: &Arc<Preemption>) -> mlua::Result<Lua> {
         "slice_over",
         lua.create_function(move |_, ()| Ok(p.slice_over()))?,
     )?;
-    lua.load(include_str!("sandbox.lua"))
-        .set_name("=wasmproc/sandbox")
-        .set_mode(mlua::chunk::ChunkMode::Text)
-        .call::<()>((Lua::poll_pending(), pattern_api::module(&lua)?, guard))?;
+    let (chunk, mode) = compiled();
+    lua.load(chunk).set_name(NAME).set_mode(mode).call::<()>((
+        Lua::poll_pending(),
+        pattern_api::module(&lua)?,
+        guard,
+    ))?;
     Ok(lua)
+}
+
+const SOURCE: &str = include_str!("sandbox.lua");
+const NAME: &str = "=wasmproc/sandbox";
+
+/// `sandbox.lua`, compiled once per host process: parsing it on every spawn was most of a
+/// script's spawn (perf, 10,000 scripts: Lua's lexer and parser on top). The bytecode is the
+/// host's own, made here by the same Lua (a script's chunks stay text only). Should the dump
+/// fail, the source is parsed each time instead.
+fn compiled() -> (&'static [u8], mlua::chunk::ChunkMode) {
+    static COMPILED: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    match COMPILED.get_or_init(compile) {
+        Some(bytecode) => (bytecode, mlua::chunk::ChunkMode::Binary),
+        None => (SOURCE.as_bytes(), mlua::chunk::ChunkMode::Text),
+    }
+}
+
+fn compile() -> Option<Vec<u8>> {
+    let lua = Lua::new_with(StdLib::NONE, LuaOptions::default()).ok()?;
+    let function = lua
+        .load(SOURCE)
+        .set_name(NAME)
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .into_function()
+        .ok()?;
+    // `dump` panics where it cannot grow the stack; keep the host up and parse instead.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function.dump(false))).ok()
 }
