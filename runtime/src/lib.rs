@@ -7,6 +7,7 @@
 //! This crate does not parse command lines, run scenarios or print anything: the `wasmproc` CLI
 //! and the `wasmproc-harness` crate do. Errors are typed, with a stable [`ErrorKind`].
 
+pub mod code_cache;
 pub mod engine;
 mod env;
 pub mod error;
