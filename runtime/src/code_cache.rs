@@ -50,6 +50,8 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 
 type HmacSha256 = Hmac<Sha256>;
 
+static WRITE_WARNED: AtomicBool = AtomicBool::new(false);
+
 /// Where compiled code is kept, if anywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -216,8 +218,6 @@ pub struct CodeCache {
     key: [u8; KEY_LEN],
     max_bytes: u64,
     counters: Counters,
-    /// A failed write is said once: a read-only cache would otherwise warn on every binary.
-    write_warned: AtomicBool,
 }
 
 impl std::fmt::Debug for CodeCache {
@@ -258,7 +258,6 @@ impl CodeCache {
             key,
             max_bytes: config.max_bytes,
             counters: Counters::default(),
-            write_warned: AtomicBool::new(false),
         }))
     }
 
@@ -334,8 +333,12 @@ impl CodeCache {
                 tracing::debug!(path = %path.display(), "compiled code from the cache");
                 Some(t)
             }
+            // Bytes this runtime wrote (their MAC checked out) that this engine cannot use:
+            // a pool too small for the binary, which the compile that follows reports. Kept:
+            // another configuration of the same compiler settings may use them.
             Err(e) => {
-                self.reject(path, &format!("wasmtime refused it: {e:#}"));
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(path = %path.display(), "wasmtime refused cached code: {e:#}");
                 None
             }
         }
@@ -429,7 +432,8 @@ impl CodeCache {
                     tracing::debug!(dir = %self.dir.display(), "cannot prune the cache: {e}");
                 }
             }
-            Err(e) if !self.write_warned.swap(true, Ordering::Relaxed) => {
+            // Said once per process: a read-only cache would otherwise warn on every binary.
+            Err(e) if !WRITE_WARNED.swap(true, Ordering::Relaxed) => {
                 tracing::warn!(dir = %self.engine_dir.display(), "cannot keep compiled code ({e}); binaries will be compiled on every run");
             }
             Err(e) => tracing::debug!(path = %path.display(), "cannot keep compiled code: {e}"),
@@ -654,9 +658,11 @@ fn owned(dir: &Path) -> io::Result<Vec<Owned>> {
         let meta = entry.metadata()?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if meta.is_file() && name == KEY_FILE {
+        // A link in a name of the cache's is removed too (the link, never what it points to).
+        let file = meta.is_file() || meta.file_type().is_symlink();
+        if file && name == KEY_FILE {
             found.push(describe(entry.path(), &meta, OwnedKind::Key));
-        } else if meta.is_file() && name.starts_with(TEMP_PREFIX) {
+        } else if file && name.starts_with(TEMP_PREFIX) {
             found.push(describe(entry.path(), &meta, OwnedKind::Temp));
         } else if meta.is_dir() && is_hex(&name, 16) {
             for inner in fs::read_dir(entry.path())? {
@@ -673,7 +679,7 @@ fn owned(dir: &Path) -> io::Result<Vec<Owned>> {
                 } else {
                     continue;
                 };
-                if inner_meta.is_file() {
+                if inner_meta.is_file() || inner_meta.file_type().is_symlink() {
                     found.push(describe(inner.path(), &inner_meta, kind));
                 }
             }
