@@ -52,6 +52,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 static WRITE_WARNED: AtomicBool = AtomicBool::new(false);
 
+/// Opening the cache's files for reading: a link is not followed, and a FIFO put in a file's
+/// place does not block the open (its type is then refused).
+const READ_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
 /// Where compiled code is kept, if anywhere.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -349,7 +353,7 @@ impl CodeCache {
         let path = self.path(kind, digest);
         let mut file = match OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(READ_FLAGS)
             .open(&path)
         {
             Ok(file) => file,
@@ -545,7 +549,7 @@ fn read_or_make_key(dir: &Path) -> Result<[u8; KEY_LEN], CacheError> {
 fn read_key(path: &Path) -> Result<[u8; KEY_LEN], CacheError> {
     let mut file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(READ_FLAGS)
         .open(path)
         .map_err(io_error(path))?;
     let meta = file.metadata().map_err(io_error(path))?;

@@ -323,6 +323,26 @@ fn a_key_others_can_read_or_replace_is_refused() {
 }
 
 #[test]
+fn a_fifo_or_a_directory_in_an_artifacts_place_is_refused_not_waited_on() {
+    let f = fixture();
+    f.run();
+    let component_file = f.artifact(small_pool(), ArtifactKind::Component, &f.compute);
+    let module_file = f.artifact(small_pool(), ArtifactKind::Module, &f.module);
+    std::fs::remove_file(&component_file).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&component_file)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::remove_file(&module_file).unwrap();
+    std::fs::create_dir(&module_file).unwrap();
+    // The FIFO is refused (and replaced); the directory is refused, and cannot be replaced.
+    let stats = f.run();
+    assert_eq!((stats.hits, stats.rejected), (0, 2), "{stats:?}");
+    assert!(component_file.is_file());
+}
+
+#[test]
 fn a_directory_other_users_can_write_into_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let f = fixture();
