@@ -214,11 +214,13 @@ impl ArtifactKind {
     }
 }
 
-/// An opened cache directory, for one engine configuration.
+/// An opened cache directory, for one engine: it deserializes with that engine only, so code
+/// is never loaded into an engine of another configuration than the one its MAC names.
 pub struct CodeCache {
     dir: PathBuf,
     engine_dir: PathBuf,
-    engine: [u8; 32],
+    engine: Engine,
+    engine_hash: [u8; 32],
     key: [u8; KEY_LEN],
     max_bytes: u64,
     counters: Counters,
@@ -247,8 +249,8 @@ impl CodeCache {
             .map_err(io_error(dir))?;
         check_dir(dir)?;
         let key = read_or_make_key(dir)?;
-        let engine = engine_hash(engine);
-        let engine_dir = dir.join(hex::encode(&engine[..8]));
+        let engine_hash = engine_hash(engine);
+        let engine_dir = dir.join(hex::encode(&engine_hash[..8]));
         match fs::DirBuilder::new().mode(0o700).create(&engine_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -258,7 +260,8 @@ impl CodeCache {
         Ok(Some(CodeCache {
             dir: dir.clone(),
             engine_dir,
-            engine,
+            engine: engine.clone(),
+            engine_hash,
             key,
             max_bytes: config.max_bytes,
             counters: Counters::default(),
@@ -286,6 +289,11 @@ impl CodeCache {
         &self.dir
     }
 
+    /// The engine this cache loads code into.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The config that opens this cache again (for another engine).
     pub fn config(&self) -> CacheConfig {
         CacheConfig {
@@ -311,22 +319,22 @@ impl CodeCache {
     }
 
     /// The binary `digest`'s component, from the cache, if it is there and checks out.
-    pub(crate) fn component(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
+    pub(crate) fn component(&self, digest: &Digest) -> Option<Component> {
         let (path, bytes) = self.fetch(ArtifactKind::Component, digest)?;
         // SAFETY: `fetch` returns only bytes whose MAC under this cache's secret key checks
         // out: bytes that `store` wrote from `Component::serialize` on an engine of this
         // configuration, for this binary, and nothing else (see the module's doc). wasmtime
         // checks its version and configuration in them as well.
-        let loaded = unsafe { Component::deserialize(engine, &bytes[HEADER_LEN..]) };
+        let loaded = unsafe { Component::deserialize(&self.engine, &bytes[HEADER_LEN..]) };
         self.loaded(&path, loaded)
     }
 
     /// The binary `digest`'s core module, from the cache, if it is there and checks out.
-    pub(crate) fn module(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
+    pub(crate) fn module(&self, digest: &Digest) -> Option<Module> {
         let (path, bytes) = self.fetch(ArtifactKind::Module, digest)?;
         // SAFETY: as in `component`: only bytes this runtime wrote from `Module::serialize`
         // for this binary and this engine configuration pass `fetch`.
-        let loaded = unsafe { Module::deserialize(engine, &bytes[HEADER_LEN..]) };
+        let loaded = unsafe { Module::deserialize(&self.engine, &bytes[HEADER_LEN..]) };
         self.loaded(&path, loaded)
     }
 
@@ -396,7 +404,7 @@ impl CodeCache {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         // Fixed-length fields first, so that no two inputs read the same.
         mac.update(MAGIC);
-        mac.update(&self.engine);
+        mac.update(&self.engine_hash);
         mac.update(&[kind.tag()]);
         mac.update(&digest.0);
         mac.update(artifact);

@@ -247,9 +247,16 @@ impl Loader {
     }
 
     /// This loader, reading compiled code from `disk` before compiling and writing there what
-    /// it compiles.
+    /// it compiles. A cache opened for another engine is not used (said as a warning): its
+    /// code would belong to that engine.
     pub fn with_code_cache(mut self, disk: Option<CodeCache>) -> Self {
-        self.disk = disk;
+        self.disk = disk.filter(|disk| {
+            let same = Engine::same(disk.engine(), &self.engine);
+            if !same {
+                tracing::warn!(dir = %disk.dir().display(), "a compiled-code cache opened for another engine is not used");
+            }
+            same
+        });
         self
     }
 
@@ -369,10 +376,7 @@ impl Loader {
             what: BinaryKind::CoreModule,
             reason,
         };
-        let cached = self
-            .disk
-            .as_ref()
-            .and_then(|disk| disk.module(&self.engine, &digest));
+        let cached = self.disk.as_ref().and_then(|disk| disk.module(&digest));
         let module = match cached {
             Some(module) => module,
             None => {
@@ -468,10 +472,7 @@ impl Loader {
         }
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
-        let cached = self
-            .disk
-            .as_ref()
-            .and_then(|disk| disk.component(&self.engine, &digest));
+        let cached = self.disk.as_ref().and_then(|disk| disk.component(&digest));
         let component = match cached {
             Some(component) => component,
             None => {

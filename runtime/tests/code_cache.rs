@@ -223,6 +223,17 @@ fn engine_configurations_do_not_share_artifacts() {
 }
 
 #[test]
+fn a_cache_opened_for_another_engine_is_not_used() {
+    let f = fixture();
+    let other = engine::new(small_pool()).unwrap();
+    let cache = code_cache::CodeCache::open(&f.cache, &other).unwrap();
+    let loader = wasmproc_runtime::Loader::new(engine::new(small_pool()).unwrap(), small_pool())
+        .unwrap()
+        .with_code_cache(cache);
+    assert!(loader.code_cache().is_none());
+}
+
+#[test]
 fn clear_empties_the_cache_and_the_next_run_compiles() {
     let f = fixture();
     f.run();
