@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use wasmproc_runtime::code_cache::CacheConfig;
 
 use wasmproc_runtime::lua::ScriptError;
 use wasmproc_runtime::Runtime;
@@ -29,7 +30,7 @@ pub struct LuaArgs {
     args: Vec<String>,
 }
 
-pub fn lua(args: LuaArgs) -> ExitCode {
+pub fn lua(args: LuaArgs, cache: &CacheConfig) -> ExitCode {
     let manifest = match manifest_path::resolve_or_refuse(args.manifest.as_deref()) {
         Ok(path) => path,
         Err(code) => return code,
@@ -45,7 +46,7 @@ pub fn lua(args: LuaArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match Runtime::load(&manifest) {
+    let runtime = match Runtime::load_caching(&manifest, cache) {
         Ok(runtime) => Arc::new(runtime),
         Err(e) => return refused(&e),
     };

@@ -1,6 +1,7 @@
 //! `wasmproc`: run WebAssembly components as supervised processes from a manifest.
 
 mod args;
+mod cache;
 mod lua;
 mod manifest_path;
 mod run;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use wasmproc_runtime::code_cache::CacheConfig;
 
 #[derive(Parser)]
 #[command(
@@ -24,12 +26,20 @@ use clap::{Parser, Subcommand};
         (a component, its sha256, the export to run, its WASI grants) and `process.host` (a \
         scheduler). wasmproc verifies each binary's hash before compiling it, runs the export as \
         a process and reports exactly one EXIT event with its return value or a typed error.",
-    after_help = "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v."
+    after_help = "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v.\n\n\
+        Compiled code is kept between runs in $WASMPROC_CACHE_DIR, else \
+        $XDG_CACHE_HOME/wasmproc/compiled, else ~/.cache/wasmproc/compiled (at most \
+        $WASMPROC_CACHE_MAX, default 512MiB); WASMPROC_CACHE=off or --no-cache turns that off, \
+        `wasmproc cache clear` empties it."
 )]
 struct Cli {
     /// Log more (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Compile every binary, reading and writing no compiled code on disk (as
+    /// WASMPROC_CACHE=off).
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,25 +129,52 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// The compiled-code cache: `info` shows it, `clear` empties it.
+    ///
+    /// `run`, `spawn`, `lua`, `test` and `wasi-testsuite` keep each binary's compiled code on
+    /// disk, keyed by the binary's sha256 (checked against the manifest first) and the engine's
+    /// configuration, so that the next run loads it instead of compiling. Each file is
+    /// authenticated with a key kept in the cache directory (mode 0600): a file altered,
+    /// truncated or copied from elsewhere is refused, compiled again and replaced.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let cache = || code_cache(cli.no_cache);
     match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Lua(args) => lua::lua(args),
-        Command::Test(args) => test::test(args),
+        Command::Run(args) => cache().map_or_else(|code| code, |c| run::run(args, &c)),
+        Command::Lua(args) => cache().map_or_else(|code| code, |c| lua::lua(args, &c)),
+        Command::Test(args) => cache().map_or_else(|code| code, |c| test::test(args, &c)),
         Command::Validate(args) => validate::validate(args),
-        Command::WasiTestsuite(args) => test::wasi_testsuite(args),
+        Command::WasiTestsuite(args) => {
+            cache().map_or_else(|code| code, |c| test::wasi_testsuite(args, &c))
+        }
+        Command::Cache(command) => cache::cache(command),
         Command::Spawn {
             manifest,
             entry,
             args,
             host,
             timeout,
-        } => spawn::spawn(&manifest, &entry, &args, host.as_deref(), timeout),
+        } => cache().map_or_else(
+            |code| code,
+            |c| spawn::spawn(&manifest, &entry, &args, host.as_deref(), timeout, &c),
+        ),
     }
+}
+
+/// Where compiled code is kept, as the environment and `--no-cache` say.
+fn code_cache(no_cache: bool) -> Result<CacheConfig, ExitCode> {
+    if no_cache {
+        return Ok(CacheConfig::off());
+    }
+    CacheConfig::from_env().map_err(|e| {
+        eprintln!("wasmproc: error[host_failure]: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn init_logging(verbose: u8) {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use wasmproc_runtime::code_cache::CacheConfig;
 
 use wasmproc_runtime::{Error, ErrorKind, Mailbox, Runtime, SpawnOptions, Stdio};
 
@@ -38,12 +39,12 @@ pub struct RunArgs {
     print_value: bool,
 }
 
-pub fn run(args: RunArgs) -> ExitCode {
+pub fn run(args: RunArgs, cache: &CacheConfig) -> ExitCode {
     let manifest = match manifest_path::resolve_or_refuse(args.manifest.as_deref()) {
         Ok(path) => path,
         Err(code) => return code,
     };
-    let runtime = match Runtime::load(&manifest) {
+    let runtime = match Runtime::load_caching(&manifest, cache) {
         Ok(runtime) => runtime,
         Err(e) => return refused(&e),
     };

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
+use wasmproc_runtime::code_cache::CacheConfig;
 
 use wasmproc_runtime::{Mailbox, Runtime};
 
@@ -14,8 +15,9 @@ pub fn spawn(
     args: &[String],
     host: Option<&str>,
     timeout: Duration,
+    cache: &CacheConfig,
 ) -> ExitCode {
-    let runtime = match Runtime::load(manifest) {
+    let runtime = match Runtime::load_caching(manifest, cache) {
         Ok(runtime) => runtime,
         Err(e) => return refused(&e),
     };

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wasmproc_runtime::code_cache::CacheConfig;
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -19,7 +20,7 @@ pub struct TestArgs {
     words: Vec<String>,
 }
 
-pub fn test(args: TestArgs) -> ExitCode {
+pub fn test(args: TestArgs, cache: &CacheConfig) -> ExitCode {
     let (paths, libtest) = split(args.words);
     if paths.is_empty() {
         eprintln!("wasmproc test: no scenario file or directory among the arguments");
@@ -27,7 +28,7 @@ pub fn test(args: TestArgs) -> ExitCode {
     }
     run_trials(
         "wasmproc test",
-        wasmproc_harness::trials_for(&paths),
+        wasmproc_harness::trials_for(&paths, cache),
         libtest,
     )
 }
@@ -48,7 +49,7 @@ pub struct WasiTestsuiteArgs {
     words: Vec<String>,
 }
 
-pub fn wasi_testsuite(args: WasiTestsuiteArgs) -> ExitCode {
+pub fn wasi_testsuite(args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitCode {
     let (dirs, libtest) = split(args.words);
     if dirs.is_empty() {
         eprintln!("wasmproc wasi-testsuite: no test-suite directory among the arguments");
@@ -58,7 +59,8 @@ pub fn wasi_testsuite(args: WasiTestsuiteArgs) -> ExitCode {
         None => Ok(Default::default()),
         Some(path) => wasmproc_harness::wasi_testsuite::Expectations::load(path),
     };
-    let trials = expectations.and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e));
+    let trials =
+        expectations.and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e, cache));
     run_trials("wasmproc wasi-testsuite", trials, libtest)
 }
 

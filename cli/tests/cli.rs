@@ -3,8 +3,13 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Where the tests' `wasmproc` keeps compiled code: the build's scratch directory, never the
+/// user's cache. Shared by the tests, as by the runs of a user (concurrent runs are safe).
+const TEST_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/wasmproc-cli-cache");
+
 fn wasmproc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env_remove("WASMPROC_LOG")
@@ -464,6 +469,7 @@ fn a_fifo_named_as_the_script_is_refused_not_waited_on() {
         .unwrap()
         .success());
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
         .args(["lua", fifo.to_str().unwrap(), "--manifest"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/seed.yaml"))
         .stdout(std::process::Stdio::piped())
@@ -538,6 +544,7 @@ fn validate_checks_a_core_module_against_its_entry_as_the_loader_does() {
 /// `wasmproc args...` run in `dir`.
 fn wasmproc_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
         .args(args)
         .current_dir(dir)
         .env_remove("WASMPROC_LOG")
@@ -638,4 +645,140 @@ fn test_walks_a_scenario_directory_with_links_to_itself_once() {
     let out = wasmproc(&["test", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("running 1 test"), "{}", stdout(&out));
+}
+
+/// `wasmproc args...` from the repository root, its cache in `cache`, with `env` set.
+fn wasmproc_cached(cache: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmproc"));
+    command
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env_remove("WASMPROC_LOG")
+        .env_remove("WASMPROC_MANIFEST")
+        .env_remove("WASMPROC_CACHE")
+        .env("WASMPROC_CACHE_DIR", cache);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("wasmproc runs")
+}
+
+const SPAWN_COMPUTE: &[&str] = &["spawn", "wasmproc.yaml", "myns:compute_worker", "6", "7"];
+
+/// The files of the cache's engine directories (its compiled code).
+fn cached_files(cache: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(cache) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|e| std::fs::read_dir(e.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn the_second_spawn_loads_compiled_code_from_the_cache_and_clear_empties_it() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("compiled");
+    let debug = [("WASMPROC_LOG", "wasmproc_runtime::code_cache=debug")];
+    let first = wasmproc_cached(&cache, &debug, SPAWN_COMPUTE);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).contains("\"value\":42"),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        stderr(&first).contains("compiled code kept"),
+        "{}",
+        stderr(&first)
+    );
+    let second = wasmproc_cached(&cache, &debug, SPAWN_COMPUTE);
+    assert!(
+        stdout(&second).contains("\"value\":42"),
+        "{}",
+        stdout(&second)
+    );
+    assert!(
+        stderr(&second).contains("compiled code from the cache"),
+        "{}",
+        stderr(&second)
+    );
+    let info = wasmproc_cached(&cache, &[], &["cache", "info"]);
+    assert!(stdout(&info).contains("entries: 1\n"), "{}", stdout(&info));
+    assert!(stdout(&info).contains(&cache.display().to_string()));
+
+    // Tampered with: refused with a warning, compiled again, and the guest still runs.
+    let [artifact] = cached_files(&cache).try_into().unwrap();
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&artifact, bytes).unwrap();
+    let tampered = wasmproc_cached(&cache, &[], SPAWN_COMPUTE);
+    assert!(tampered.status.success(), "{}", stderr(&tampered));
+    assert!(stdout(&tampered).contains("\"value\":42"));
+    assert!(
+        stderr(&tampered).contains("refused") && stderr(&tampered).contains("MAC"),
+        "{}",
+        stderr(&tampered)
+    );
+    // ...and replaced: the next run uses it, silently.
+    let after = wasmproc_cached(&cache, &debug, SPAWN_COMPUTE);
+    assert!(stderr(&after).contains("compiled code from the cache"));
+    assert!(!stderr(&after).contains("WARN"), "{}", stderr(&after));
+
+    let clear = wasmproc_cached(&cache, &[], &["cache", "clear"]);
+    assert!(clear.status.success(), "{}", stderr(&clear));
+    assert!(
+        stdout(&clear).contains("removed 1 compiled binaries"),
+        "{}",
+        stdout(&clear)
+    );
+    assert!(cached_files(&cache).is_empty());
+    let info = wasmproc_cached(&cache, &[], &["cache", "info"]);
+    assert!(stdout(&info).contains("entries: 0\n"), "{}", stdout(&info));
+}
+
+#[test]
+fn no_cache_and_wasmproc_cache_off_keep_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("compiled");
+    let mut args = vec!["--no-cache"];
+    args.extend_from_slice(SPAWN_COMPUTE);
+    let flag = wasmproc_cached(&cache, &[], &args);
+    assert!(stdout(&flag).contains("\"value\":42"), "{}", stderr(&flag));
+    let off = wasmproc_cached(&cache, &[("WASMPROC_CACHE", "off")], SPAWN_COMPUTE);
+    assert!(stdout(&off).contains("\"value\":42"), "{}", stderr(&off));
+    assert!(!cache.exists(), "nothing written");
+    let bad = wasmproc_cached(&cache, &[("WASMPROC_CACHE", "maybe")], SPAWN_COMPUTE);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("WASMPROC_CACHE"), "{}", stderr(&bad));
+}
+
+#[test]
+fn an_unusable_cache_directory_warns_once_and_the_command_still_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    // `wasmproc test` on scenarios that load several binaries, one with its own engine.
+    let output = wasmproc_cached(
+        &file.join("compiled"),
+        &[],
+        &[
+            "test",
+            "conformance/compute",
+            "conformance/host/pool_one_slot.yaml",
+            "--format",
+            "terse",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let warnings = stderr(&output).matches("compiling without it").count();
+    assert_eq!(warnings, 1, "{}", stderr(&output));
 }

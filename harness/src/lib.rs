@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use libtest_mimic::{Failed, Trial};
+use wasmproc_runtime::code_cache::CacheConfig;
 use wasmproc_runtime::Loader;
 
 pub use run::Failure;
@@ -52,7 +53,7 @@ fn is_scenario(text: &str) -> bool {
 }
 
 /// One trial per scenario below `root`, named by its path relative to `root` without the
-/// extension (`compute/product`), sharing one engine and compile cache.
+/// extension (`compute/product`), sharing one engine and compile cache (in memory only).
 pub fn trials(root: &Path) -> Result<Vec<Trial>, String> {
     let files = discover(root).map_err(|e| format!("{}: {e}", root.display()))?;
     make_trials(
@@ -60,12 +61,14 @@ pub fn trials(root: &Path) -> Result<Vec<Trial>, String> {
             .into_iter()
             .map(|file| (trial_name(file.strip_prefix(root).unwrap_or(&file)), file))
             .collect(),
+        &CacheConfig::off(),
     )
 }
 
 /// One trial per scenario file given, or found below a directory given; named by the path as
-/// given plus the path below it, without the extension (`my-tests/http/get`).
-pub fn trials_for(paths: &[PathBuf]) -> Result<Vec<Trial>, String> {
+/// given plus the path below it, without the extension (`my-tests/http/get`). Compiled code
+/// is kept in the cache `cache` names.
+pub fn trials_for(paths: &[PathBuf], cache: &CacheConfig) -> Result<Vec<Trial>, String> {
     let mut named = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -78,16 +81,18 @@ pub fn trials_for(paths: &[PathBuf]) -> Result<Vec<Trial>, String> {
             return Err(format!("{}: no such file or directory", path.display()));
         }
     }
-    make_trials(named)
+    make_trials(named, cache)
 }
 
 fn trial_name(path: &Path) -> String {
     path.with_extension("").to_string_lossy().replace('\\', "/")
 }
 
-fn make_trials(named: Vec<(String, PathBuf)>) -> Result<Vec<Trial>, String> {
+fn make_trials(named: Vec<(String, PathBuf)>, cache: &CacheConfig) -> Result<Vec<Trial>, String> {
     let loader = Arc::new(
-        wasmproc_runtime::engine::loader().map_err(|e| format!("cannot start the engine: {e}"))?,
+        wasmproc_runtime::engine::Pool::from_env()
+            .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
+            .map_err(|e| format!("cannot start the engine: {e}"))?,
     );
     Ok(named
         .into_iter()

@@ -59,8 +59,14 @@ impl Scenario {
             .hosts()
             .any(|(_, host)| host.pool != wasmproc_runtime::manifest::HostPool::default());
         let loader = if sized {
+            // The same cache as the shared engine's (its files are per configuration).
+            let cache = loader
+                .code_cache()
+                .map_or_else(wasmproc_runtime::code_cache::CacheConfig::off, |c| {
+                    c.config()
+                });
             let own = wasmproc_runtime::engine::Pool::for_manifest(&manifest)
-                .and_then(wasmproc_runtime::engine::loader_with)
+                .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, &cache))
                 .map_err(|e| fail(format!("engine: {e}")))?;
             Arc::new(own)
         } else {

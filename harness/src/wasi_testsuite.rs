@@ -56,10 +56,16 @@ impl Expectations {
 /// The largest spec, expectations or suite manifest JSON file read.
 const SPEC_MAX_BYTES: u64 = 1 << 20;
 
-/// One trial per test found below `dirs`.
-pub fn trials(dirs: &[PathBuf], expectations: Expectations) -> Result<Vec<Trial>, String> {
+/// One trial per test found below `dirs`, keeping compiled code in the cache `cache` names.
+pub fn trials(
+    dirs: &[PathBuf],
+    expectations: Expectations,
+    cache: &wasmproc_runtime::code_cache::CacheConfig,
+) -> Result<Vec<Trial>, String> {
     let loader = Arc::new(
-        wasmproc_runtime::engine::loader().map_err(|e| format!("cannot start the engine: {e}"))?,
+        wasmproc_runtime::engine::Pool::from_env()
+            .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
+            .map_err(|e| format!("cannot start the engine: {e}"))?,
     );
     let mut trials = Vec::new();
     for dir in dirs {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine};
 
+use crate::code_cache::{CacheConfig, CodeCache};
 use crate::error::Error;
 use crate::loader::Loader;
 use crate::manifest::Manifest;
@@ -153,9 +154,18 @@ pub fn loader() -> Result<Loader, Error> {
     loader_with(Pool::from_env()?)
 }
 
-/// A loader over a fresh engine with this pool.
+/// A loader over a fresh engine with this pool, compiling every binary it loads.
 pub fn loader_with(pool: Pool) -> Result<Loader, Error> {
     Loader::new(new(pool)?, pool)
+}
+
+/// A loader over a fresh engine with this pool that keeps compiled code in the cache `cache`
+/// names. A cache that cannot be used is a warning (once), not an error: binaries are then
+/// compiled, as without a cache.
+pub fn loader_caching(pool: Pool, cache: &CacheConfig) -> Result<Loader, Error> {
+    let engine = new(pool)?;
+    let disk = CodeCache::open_or_warn(cache, &engine);
+    Ok(Loader::new(engine, pool)?.with_code_cache(disk))
 }
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.

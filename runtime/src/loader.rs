@@ -1,6 +1,7 @@
 //! From an entry to something that can be spawned: read the binary from its `fs.directory`,
-//! check its sha256 *before* compiling, compile it (once per digest), refuse imports the entry
-//! does not grant, and find the export its `method` names.
+//! check its sha256 *before* compiling, compile it (once per digest; with a
+//! [`crate::code_cache`], once per digest and engine configuration across runs), refuse imports
+//! the entry does not grant, and find the export its `method` names.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::Engine;
 
+use crate::code_cache::{ArtifactKind, CodeCache};
 use crate::error::ErrorKind;
 use crate::id::EntryId;
 use crate::imports::{self, Grants};
@@ -223,6 +225,8 @@ pub struct Loader {
     /// Its clock tells programs when to look at their files again.
     ticker: crate::engine::EpochTicker,
     compiled: Mutex<HashMap<Digest, Component>>,
+    /// Compiled code on disk, kept between runs (none: every run compiles).
+    disk: Option<CodeCache>,
     /// One linker per distinct set of grants: entries granted the same families share it.
     linkers: Mutex<HashMap<Grants, Arc<Linker<ProcessState>>>>,
 }
@@ -237,12 +241,32 @@ impl Loader {
             ticker: crate::engine::EpochTicker::start(&engine)?,
             engine,
             compiled: Mutex::new(HashMap::new()),
+            disk: None,
             linkers: Mutex::new(HashMap::new()),
         })
     }
 
+    /// This loader, reading compiled code from `disk` before compiling and writing there what
+    /// it compiles. A cache opened for another engine is not used (said as a warning): its
+    /// code would belong to that engine.
+    pub fn with_code_cache(mut self, disk: Option<CodeCache>) -> Self {
+        self.disk = disk.filter(|disk| {
+            let same = Engine::same(disk.engine(), &self.engine);
+            if !same {
+                tracing::warn!(dir = %disk.dir().display(), "a compiled-code cache opened for another engine is not used");
+            }
+            same
+        });
+        self
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The on-disk cache this loader uses, if any (its counters tell hits from compiles).
+    pub fn code_cache(&self) -> Option<&CodeCache> {
+        self.disk.as_ref()
     }
 
     /// Loads `entry` from the directory of its `fs` entry.
@@ -287,7 +311,7 @@ impl Loader {
             });
         }
         if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-            let (target, signature) = self.load_module(entry, wasm, &path, &bytes)?;
+            let (target, signature) = self.load_module(entry, wasm, &path, actual, &bytes)?;
             return Ok(Arc::new(Program {
                 digest: actual,
                 target,
@@ -343,6 +367,7 @@ impl Loader {
         entry: &EntryId,
         wasm: &WasmSpec,
         path: &Path,
+        digest: Digest,
         bytes: &[u8],
     ) -> Result<(Target, Signature), LoadError> {
         let invalid = |reason: String| LoadError::InvalidBinary {
@@ -351,8 +376,18 @@ impl Loader {
             what: BinaryKind::CoreModule,
             reason,
         };
-        let module = wasmtime::Module::new(&self.engine, bytes)
-            .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
+        let cached = self.disk.as_ref().and_then(|disk| disk.module(&digest));
+        let module = match cached {
+            Some(module) => module,
+            None => {
+                let module = wasmtime::Module::new(&self.engine, bytes)
+                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
+                if let Some(disk) = &self.disk {
+                    disk.store(ArtifactKind::Module, &digest, || module.serialize());
+                }
+                module
+            }
+        };
         let grants = Grants::new(&wasm.imports);
         let ungranted: Vec<String> = module
             .imports()
@@ -437,8 +472,18 @@ impl Loader {
         }
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| self.not_compiled(entry, path, BinaryKind::Component, e))?;
+        let cached = self.disk.as_ref().and_then(|disk| disk.component(&digest));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::Component, e))?;
+                if let Some(disk) = &self.disk {
+                    disk.store(ArtifactKind::Component, &digest, || component.serialize());
+                }
+                component
+            }
+        };
         self.lock().insert(digest, component.clone());
         Ok(component)
     }

@@ -72,6 +72,18 @@ impl Runtime {
         Ok(Runtime::new(manifest, Arc::new(loader)))
     }
 
+    /// [`Runtime::load`], keeping compiled code in the cache `cache` names (see
+    /// [`crate::code_cache`]): a later load of the same binaries deserializes instead of
+    /// compiling.
+    pub fn load_caching(
+        path: &std::path::Path,
+        cache: &crate::code_cache::CacheConfig,
+    ) -> Result<Self, Error> {
+        let manifest = Manifest::load(path)?;
+        let loader = engine::loader_caching(engine::Pool::for_manifest(&manifest)?, cache)?;
+        Ok(Runtime::new(manifest, Arc::new(loader)))
+    }
+
     /// A runtime over `manifest` that shares `loader` (and its compiled code) with others.
     pub fn new(manifest: Manifest, loader: Arc<Loader>) -> Self {
         Runtime {
