@@ -22,6 +22,7 @@ mod lock;
 pub mod lua;
 pub mod manifest;
 pub mod network;
+mod preemption;
 pub mod process;
 mod registry;
 mod runtime;
