@@ -930,10 +930,10 @@ fn a_fifo_where_the_binary_should_be_is_unreadable_not_a_hang() {
 }
 
 /// 1,000 sleepers spawned at once beside a guest spinning on every worker (SPEC 5: a busy guest
-/// starves no one): every EXIT arrives, and the last one comes within seconds. The bound is
-/// generous, for a loaded machine: a fair turn takes a few slices, and the figures are
-/// `just bench wake_latency_under_spin`'s. (Sleepers used to advance about one poll per
-/// slice: the last EXIT came 3.5-4 s after the spawns.)
+/// starves no one): every EXIT arrives, and the last one within a second. The bound is
+/// generous, for a loaded machine: the last EXIT comes 80-130 ms after the spawns here (debug
+/// build, loaded 2-core VM), and the figures are `just bench wake_latency_under_spin`'s.
+/// (Sleepers used to advance about one poll per slice: 2.4 s here, 3.5-4 s in the bench.)
 #[test]
 fn a_thousand_sleepers_beside_a_spinner_on_every_worker_all_wake_within_seconds() {
     let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
@@ -974,7 +974,7 @@ fn a_thousand_sleepers_beside_a_spinner_on_every_worker_all_wake_within_seconds(
     }
     let last = spawned.elapsed();
     assert!(
-        last < Duration::from_secs(2),
+        last < Duration::from_secs(1),
         "the last of 1,000 sleepers beside spinners ended {last:?} after the spawns"
     );
     for pid in spinners {
