@@ -11,6 +11,11 @@
 //!   that costs by itself. Then 15 interleaved rounds give the ratio to the best.
 //! - `sleepers`: 1,000 processes sleeping 100 ms at once on 2 workers, until the last EXIT;
 //!   also prints the resident memory per sleeping process.
+//! - `wake_latency_under_spin`: 1,000 processes sleeping 10 ms spawned at once on 2 workers
+//!   beside 0, 1 and 2 guests that spin without calling the host (2: every worker busy).
+//!   Criterion times the spawns to the last EXIT; the figure the goal is stated in is each
+//!   sleeper's lateness (its EXIT's `wall_time` − 10 ms), printed as p50/p99/max beside what
+//!   fair round-robin would give, and drawn as distributions in an SVG whose path is printed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use wasmproc_runtime::engine::{self, Pool};
-use wasmproc_runtime::{Mailbox, Runtime};
+use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, SLICE_TICKS};
+use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
@@ -298,9 +303,272 @@ fn sleepers(c: &mut Criterion) {
     group.finish();
 }
 
+const WAKE_SLEEPERS: usize = 1_000;
+const WAKE_MS: u64 = 10;
+/// Each guest's lateness, from the spawns of one round to its EXIT.
+struct WakeRound {
+    lateness: Vec<Duration>,
+    /// From the first spawn to the last EXIT.
+    last_exit: Duration,
+    /// Suspensions of all the sleepers.
+    yields: u64,
+}
+
+/// Starts `spinners` spinning guests, waits until each has been preempted once (so every
+/// worker they take is busy), spawns `WAKE_SLEEPERS` sleepers of `WAKE_MS` at once, waits for
+/// all their EXITs, then cancels the spinners.
+fn wake_round(rt: &Runtime, clock: &tokio::runtime::Runtime, spinners: usize) -> WakeRound {
+    let host = "bench:two_workers";
+    let mut spin_exits = Mailbox::new();
+    let (trace, mut phases) = tokio::sync::mpsc::unbounded_channel();
+    let options = SpawnOptions {
+        trace: Some(trace),
+        ..SpawnOptions::default()
+    };
+    let spinning: Vec<_> = (0..spinners)
+        .map(|_| {
+            rt.spawn_with("bench:spinner", host, &[], &options, Some(&spin_exits))
+                .unwrap()
+        })
+        .collect();
+    let mut preempted = std::collections::HashSet::new();
+    while preempted.len() < spinners {
+        let event = phases.blocking_recv().expect("the spinners' trace");
+        if event.phase == Phase::Yield {
+            preempted.insert(event.pid);
+        }
+    }
+    let mut mailbox = Mailbox::new();
+    let start = Instant::now();
+    for _ in 0..WAKE_SLEEPERS {
+        rt.spawn_monitored("bench:sleeper", host, &[json!(WAKE_MS)], &mailbox)
+            .unwrap();
+    }
+    let mut round = WakeRound {
+        lateness: Vec::with_capacity(WAKE_SLEEPERS),
+        last_exit: Duration::ZERO,
+        yields: 0,
+    };
+    clock.block_on(async {
+        for _ in 0..WAKE_SLEEPERS {
+            let exit = mailbox
+                .receive(Duration::from_secs(60))
+                .await
+                .and_then(|e| e.into_exit())
+                .expect("every sleeper's EXIT within a minute");
+            assert_eq!(exit.outcome, Ok(json!(WAKE_MS)), "a sleeper failed");
+            let wall = exit.accounting.wall_time;
+            round
+                .lateness
+                .push(wall.saturating_sub(Duration::from_millis(WAKE_MS)));
+            round.yields += u64::from(exit.accounting.yields);
+            round.last_exit = round.last_exit.max(exit.accounting.ended - start);
+        }
+        for pid in spinning {
+            rt.cancel(pid, "the round is over").unwrap();
+            spin_exits
+                .receive(Duration::from_secs(60))
+                .await
+                .expect("the spinner's EXIT");
+        }
+    });
+    round
+}
+
+/// The `q` quantile of sorted `samples`.
+fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn wake_latency_under_spin(c: &mut Criterion) {
+    let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
+    let clock = clock();
+    let workers = 2;
+    let mut series = Vec::new();
+    let mut group = c.benchmark_group("wake_latency_under_spin");
+    group
+        .sample_size(10)
+        .sampling_mode(criterion::SamplingMode::Flat);
+    for spinners in [0, 1, 2] {
+        let mut lateness = Vec::new();
+        let mut last_exits = Vec::new();
+        let mut yields = 0;
+        group.bench_function(format!("{spinners}_spinners"), |b| {
+            b.iter_custom(|n| {
+                (0..n)
+                    .map(|_| {
+                        let round = wake_round(&rt, &clock, spinners);
+                        lateness.extend(round.lateness);
+                        last_exits.push(round.last_exit);
+                        yields += round.yields;
+                        round.last_exit
+                    })
+                    .sum()
+            })
+        });
+        lateness.sort();
+        last_exits.sort();
+        if lateness.is_empty() {
+            continue;
+        }
+        // Fair round-robin: a sleeper waits for the time wheel (1 ms resolution), and, when
+        // every worker runs a spinner, for the rest of the slice under way (at most
+        // SLICE_TICKS ticks, taken as even over the slice); its own CPU time is left out.
+        let wheel = 1.0;
+        let slice = ms(EPOCH_TICK) * SLICE_TICKS as f64;
+        let busy = if spinners >= workers { slice } else { 0.0 };
+        eprintln!(
+            "wake_latency_under_spin/{spinners}_spinners: lateness p50 {:.1} / p99 {:.1} / max \
+             {:.1} ms ({} wakes in {} rounds; fair round-robin: p50 {:.1} / p99 {:.1} / max \
+             {:.1} ms); last EXIT {:.0} ms after the spawns (median round); {:.2} yields per \
+             sleeper",
+            ms(quantile(&lateness, 0.5)),
+            ms(quantile(&lateness, 0.99)),
+            ms(quantile(&lateness, 1.0)),
+            lateness.len(),
+            last_exits.len(),
+            wheel * 0.5 + busy * 0.5,
+            wheel * 0.99 + busy * 0.99,
+            wheel + busy,
+            ms(quantile(&last_exits, 0.5)),
+            yields as f64 / lateness.len() as f64,
+        );
+        let name = match spinners {
+            1 => "1 spinner".to_string(),
+            n => format!("{n} spinners"),
+        };
+        series.push((name, lateness));
+    }
+    group.finish();
+    if !series.is_empty() {
+        let path = criterion_home().join("wake_latency_under_spin/lateness.svg");
+        match write_cdf_svg(&path, &series, WAKE_MS) {
+            Ok(()) => eprintln!(
+                "wake_latency_under_spin: distributions in {}",
+                path.display()
+            ),
+            Err(e) => eprintln!(
+                "wake_latency_under_spin: cannot write {}: {e}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`, or
+/// `criterion` in the target directory this benchmark was built in (`<target>/release/deps`).
+fn criterion_home() -> std::path::PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Path::new(&target).join("criterion");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
+        .unwrap_or_else(|| "target/criterion".into())
+}
+
+/// The cumulative distribution of each series of sorted latenesses, on a logarithmic time axis
+/// (0.1 ms to the largest), with the goal (`goal_ms`) marked: a hand-written SVG, no plotting
+/// dependency.
+fn write_cdf_svg(
+    path: &Path,
+    series: &[(String, Vec<Duration>)],
+    goal_ms: u64,
+) -> std::io::Result<()> {
+    use std::fmt::Write;
+    const W: f64 = 720.0;
+    const H: f64 = 420.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 40.0;
+    const TOP: f64 = 30.0;
+    const BOTTOM: f64 = 50.0;
+    const COLORS: [&str; 4] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"];
+    let floor = 0.1f64;
+    let largest = series
+        .iter()
+        .filter_map(|(_, s)| s.last())
+        .map(|d| ms(*d))
+        .fold(goal_ms as f64, f64::max);
+    let decades = (largest.log10() - floor.log10()).ceil().max(1.0);
+    let x = |v: f64| LEFT + (v.max(floor).log10() - floor.log10()) / decades * (W - LEFT - RIGHT);
+    let y = |p: f64| TOP + (1.0 - p) * (H - TOP - BOTTOM);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{W}" height="{H}" fill="white"/><text x="{LEFT}" y="18">Wake lateness of {WAKE_SLEEPERS} sleepers of {goal_ms} ms on 2 workers (fraction woken within t)</text>"#
+    );
+    for d in 0..=decades as i32 {
+        let v = floor * 10f64.powi(d);
+        let (px, bottom) = (x(v), y(0.0));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{bottom:.1}" stroke="#ddd"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{v} ms</text>"##,
+            bottom + 16.0
+        );
+    }
+    // (1.0 has its line, not a label: it would cover 0.99's.)
+    for p in [0.0, 0.25, 0.5, 0.75, 0.99] {
+        let py = y(p);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{p}</text>"##,
+            W - RIGHT,
+            LEFT - 6.0,
+            py + 4.0
+        );
+    }
+    let goal = x(goal_ms as f64);
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{goal:.1}" y1="{TOP}" x2="{goal:.1}" y2="{:.1}" stroke="#c00" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="#c00">goal: p99 ≤ {goal_ms} ms</text>"##,
+        y(0.0),
+        goal + 4.0,
+        TOP + 12.0
+    );
+    for (i, (name, samples)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let n = samples.len() as f64;
+        let mut points = String::new();
+        // At most ~500 steps: every sample of a small series, evenly spaced ones of a large.
+        let step = (samples.len() / 500).max(1);
+        for (k, d) in samples.iter().enumerate().step_by(step) {
+            let _ = write!(points, "{:.1},{:.1} ", x(ms(*d)), y((k + 1) as f64 / n));
+        }
+        if let Some(last) = samples.last() {
+            let _ = write!(points, "{:.1},{:.1}", x(ms(*last)), y(1.0));
+        }
+        let _ = writeln!(
+            svg,
+            r#"<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/><text x="{:.1}" y="{:.1}" fill="{color}">{name}: p50 {:.1}, p99 {:.1}, max {:.1} ms</text>"#,
+            LEFT + 10.0,
+            TOP + 30.0 + 16.0 * i as f64,
+            ms(quantile(samples, 0.5)),
+            ms(quantile(samples, 0.99)),
+            ms(quantile(samples, 1.0)),
+        );
+    }
+    let _ = writeln!(svg, "</svg>");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, svg)
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = spawn_exit, sleepers
+    targets = spawn_exit, sleepers, wake_latency_under_spin
 }
 criterion_main!(benches);

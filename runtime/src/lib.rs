@@ -24,6 +24,7 @@ mod lock;
 pub mod lua;
 pub mod manifest;
 pub mod network;
+mod preemption;
 pub mod process;
 mod registry;
 mod runtime;

@@ -656,9 +656,7 @@ fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
         .set_fuel(fuel)
         .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
     store.set_epoch_deadline(SLICE_TICKS);
-    // What `epoch_deadline_async_yield_and_update` does, with a closure that captures nothing:
-    // that one captures the delta, and wasmtime boxes it, an allocation on every spawn.
-    store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(SLICE_TICKS)));
+    store.epoch_deadline_callback(crate::preemption::end_of_slice);
     Ok(())
 }
 
