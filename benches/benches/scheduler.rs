@@ -11,6 +11,10 @@
 //!   that costs by itself. Then 15 interleaved rounds give the ratio to the best.
 //! - `sleepers`: 1,000 processes sleeping 100 ms at once on 2 workers, until the last EXIT;
 //!   also prints the resident memory per sleeping process.
+//! - `sleepers/100k`: 100,000 processes sleeping at once, beside bare wasmtime (see
+//!   [`at_scale`]); one run each, figures printed, a plot written.
+
+mod at_scale;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -154,6 +158,10 @@ impl Bare {
 }
 
 fn spawn_exit(c: &mut Criterion) {
+    // Its engines are made before criterion filters: not at all when it is not selected.
+    if !selected("spawn_exit/compute") {
+        return;
+    }
     let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let args = [json!(6), json!(7)];
     let mut group = c.benchmark_group("spawn_exit/compute");
@@ -277,6 +285,9 @@ fn sleep_all(rt: &Runtime, clock: &tokio::runtime::Runtime, ms: u32, during: imp
 }
 
 fn sleepers(c: &mut Criterion) {
+    if !selected("sleepers/1000_x_100ms") {
+        return;
+    }
     let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let clock = clock();
     // Once: memory per sleeping process, measured while all of them sleep.
@@ -298,9 +309,25 @@ fn sleepers(c: &mut Criterion) {
     group.finish();
 }
 
+/// Whether criterion's filter (its first free argument, a regex it matches against benchmark
+/// names) can select `name`: the one-shot measurements outside criterion's groups run only
+/// then. A plain substring test: the filters used here are names or their beginnings.
+fn selected(name: &str) -> bool {
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-') && a != "--bench");
+    filter.is_none_or(|f| name.contains(&f) || f.contains(name))
+}
+
+fn sleepers_at_scale(_: &mut Criterion) {
+    if selected("sleepers/100k") {
+        at_scale::run();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = spawn_exit, sleepers
+    targets = spawn_exit, sleepers, sleepers_at_scale
 }
 criterion_main!(benches);

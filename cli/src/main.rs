@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -23,8 +23,7 @@ use clap::{Parser, Subcommand};
         A manifest (YAML) declares entries: `fs.directory` (where binaries live), `process.wasm` \
         (a component, its sha256, the export to run, its WASI grants) and `process.host` (a \
         scheduler). wasmproc verifies each binary's hash before compiling it, runs the export as \
-        a process and reports exactly one EXIT event with its return value or a typed error.",
-    after_help = "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v."
+        a process and reports exactly one EXIT event with its return value or a typed error."
 )]
 struct Cli {
     /// Log more (-v: debug, -vv: trace).
@@ -122,7 +121,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&Cli::command().after_help(after_help()).get_matches())
+        .unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run(args),
@@ -138,6 +138,22 @@ fn main() -> ExitCode {
             timeout,
         } => spawn::spawn(&manifest, &entry, &args, host.as_deref(), timeout),
     }
+}
+
+/// Where logs go, and how many processes this kernel lets a pool hold (read when asked).
+fn after_help() -> String {
+    use wasmproc_runtime::capacity::{self, Capacity};
+    let max_map_count = capacity::max_map_count();
+    format!(
+        "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v.\n\n\
+         Capacity: this kernel allows {max_map_count} memory maps per process \
+         (vm.max_map_count). A pool of up to {} processes (`pool.processes`, WASMPROC_POOL) \
+         uses wasmtime's pooling allocator; a larger one takes fiber stacks and memories from a \
+         few large mappings (no guard pages; memories bounds-checked), a few maps per hundreds \
+         of processes, so memory is its limit. Spawns past the pool wait, then are refused \
+         with queue_full. The engine logs its capacity at start (WASMPROC_LOG=info).",
+        Capacity::largest_pool(max_map_count)
+    )
 }
 
 fn init_logging(verbose: u8) {

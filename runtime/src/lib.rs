@@ -7,6 +7,8 @@
 //! This crate does not parse command lines, run scenarios or print anything: the `wasmproc` CLI
 //! and the `wasmproc-harness` crate do. Errors are typed, with a stable [`ErrorKind`].
 
+mod arena;
+pub mod capacity;
 pub mod engine;
 mod env;
 pub mod error;
