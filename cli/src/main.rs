@@ -150,9 +150,11 @@ fn after_help() -> String {
          (vm.max_map_count). A pool of up to {} processes (`pool.processes`, WASMPROC_POOL) \
          uses wasmtime's pooling allocator; a larger one takes fiber stacks and memories from a \
          few large mappings (no guard pages; memories bounds-checked), a few maps per hundreds \
-         of processes, so memory is its limit. Spawns past the pool wait, then are refused \
-         with queue_full. The engine logs its capacity at start (WASMPROC_LOG=info).",
-        Capacity::largest_pool(max_map_count)
+         of processes, so memory is its limit. Without a pool (WASMPROC_POOL=0) {} processes \
+         run at once (7 maps each). Spawns past these wait, then are refused with queue_full. \
+         The engine logs its capacity at start (WASMPROC_LOG=info).",
+        Capacity::largest_pool(max_map_count),
+        Capacity::within(0, max_map_count).processes
     )
 }
 

@@ -6,8 +6,9 @@
 //! allocator is the fastest way to instantiate, but it costs 2 maps per slot before anything
 //! runs and 4 more per live instance (counted in `/proc/self/maps`, see `MAPS_PER_POOLED_*`).
 //! A pool that fits uses it; a larger one takes its stacks and memories from [`crate::arena`],
-//! a few maps for hundreds of processes. Either way the admission semaphore holds the live
-//! processes to the pool's size, and spawns past it queue, then are refused with `queue_full`.
+//! a few maps for hundreds of processes; without a pool (0 processes), instances are allocated
+//! on demand, 7 maps each. Either way the admission semaphore holds the live processes to
+//! [`Capacity::processes`], and spawns past it queue, then are refused with `queue_full`.
 
 use std::fmt;
 
@@ -17,6 +18,10 @@ pub const MAPS_PER_POOLED_SLOT: u64 = 2;
 /// Maps a live pooled instance adds: its linear memory's accessible part splits the slot's
 /// reservation, its copy-on-write image is a mapping of its own, and its tables' slots too.
 pub const MAPS_PER_POOLED_INSTANCE: u64 = 4;
+
+/// Maps a live instance costs without a pool (measured: 6.99 per sleeper): its memory's
+/// reservation, accessible part and copy-on-write image, its fiber stack and guard page.
+pub const MAPS_PER_ON_DEMAND_INSTANCE: u64 = 7;
 
 /// Maps a process in the arena costs, at most: one stack chunk and one memory chunk per this
 /// many processes (1 GiB chunks of 2 MiB stacks and of memories up to 2 MiB).
@@ -36,8 +41,8 @@ pub enum Allocation {
     Pooled,
     /// Stacks and memories carved out of large mappings ([`crate::arena`]).
     Arena,
-    /// wasmtime's on-demand allocator (a pool of 0 processes): a mapping or two per memory and
-    /// per stack, no admission limit.
+    /// wasmtime's on-demand allocator (a pool of 0 processes): no slots, but several maps per
+    /// live instance, so as many processes as those leave room for.
     OnDemand,
 }
 
@@ -58,7 +63,8 @@ pub struct Capacity {
     pub max_map_count: u64,
     /// Maps the processes may take at most, all of them live.
     pub maps: u64,
-    /// Processes live at once: the pool's size (more wait for a place).
+    /// Processes live at once: the pool's size, or without a pool what the maps allow (more
+    /// wait for a place).
     pub processes: u32,
 }
 
@@ -72,9 +78,17 @@ impl Capacity {
     pub fn within(processes: u32, max_map_count: u64) -> Capacity {
         let n = u64::from(processes);
         let pooled = n * (MAPS_PER_POOLED_SLOT + MAPS_PER_POOLED_INSTANCE);
-        let (allocation, maps) = if processes == 0 {
-            (Allocation::OnDemand, 0)
-        } else if pooled + RESERVED_MAPS <= max_map_count {
+        if processes == 0 {
+            let fit = max_map_count.saturating_sub(RESERVED_MAPS) / MAPS_PER_ON_DEMAND_INSTANCE;
+            let processes = u32::try_from(fit).unwrap_or(u32::MAX).max(1);
+            return Capacity {
+                allocation: Allocation::OnDemand,
+                max_map_count,
+                maps: u64::from(processes) * MAPS_PER_ON_DEMAND_INSTANCE,
+                processes,
+            };
+        }
+        let (allocation, maps) = if pooled + RESERVED_MAPS <= max_map_count {
             (Allocation::Pooled, pooled)
         } else {
             (Allocation::Arena, 2 * n.div_ceil(PROCESSES_PER_ARENA_MAP))
@@ -99,8 +113,8 @@ impl fmt::Display for Capacity {
         match self.allocation {
             Allocation::OnDemand => write!(
                 f,
-                "no pool: instances allocated on demand (2-5 maps each, vm.max_map_count {})",
-                self.max_map_count
+                "{} processes at once (no pool: {MAPS_PER_ON_DEMAND_INSTANCE} maps each, at most {} of vm.max_map_count {})",
+                self.processes, self.maps, self.max_map_count
             ),
             allocation => write!(
                 f,
@@ -150,6 +164,11 @@ mod tests {
         );
         // Raised as Elasticsearch documents, the pool goes further.
         assert!(Capacity::largest_pool(262_144) > 40_000);
-        assert_eq!(Capacity::within(0, 65_530).allocation, Allocation::OnDemand);
+        // Without a pool, as many as the maps leave room for: 8,191 by default (8,864
+        // sleepers ended in ENOMEM before).
+        let on_demand = Capacity::within(0, DEFAULT_MAX_MAP_COUNT);
+        assert_eq!(on_demand.allocation, Allocation::OnDemand);
+        assert_eq!(on_demand.processes, 8_191);
+        assert!(on_demand.maps + RESERVED_MAPS <= DEFAULT_MAX_MAP_COUNT);
     }
 }
