@@ -16,6 +16,10 @@
 //!   Criterion times the spawns to the last EXIT; the figure the goal is stated in is each
 //!   sleeper's lateness (its EXIT's `wall_time` − 10 ms), printed as p50/p99/max beside what
 //!   fair round-robin would give, and drawn as distributions in an SVG whose path is printed.
+//! - `sleepers/100k`: 100,000 processes sleeping at once, beside bare wasmtime (see
+//!   [`at_scale`]); one run each, figures printed, a plot written.
+
+mod at_scale;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -159,6 +163,10 @@ impl Bare {
 }
 
 fn spawn_exit(c: &mut Criterion) {
+    // Its engines are made before criterion filters: not at all when it is not selected.
+    if !selected("spawn_exit/compute") {
+        return;
+    }
     let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let args = [json!(6), json!(7)];
     let mut group = c.benchmark_group("spawn_exit/compute");
@@ -282,6 +290,9 @@ fn sleep_all(rt: &Runtime, clock: &tokio::runtime::Runtime, ms: u32, during: imp
 }
 
 fn sleepers(c: &mut Criterion) {
+    if !selected("sleepers/1000_x_100ms") {
+        return;
+    }
     let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let clock = clock();
     // Once: memory per sleeping process, measured while all of them sleep.
@@ -566,9 +577,25 @@ fn write_cdf_svg(
     std::fs::write(path, svg)
 }
 
+/// Whether criterion's filter (its first free argument, a regex it matches against benchmark
+/// names) can select `name`: the one-shot measurements outside criterion's groups run only
+/// then. A plain substring test: the filters used here are names or their beginnings.
+fn selected(name: &str) -> bool {
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-') && a != "--bench");
+    filter.is_none_or(|f| name.contains(&f) || f.contains(name))
+}
+
+fn sleepers_at_scale(_: &mut Criterion) {
+    if selected("sleepers/100k") {
+        at_scale::run();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = spawn_exit, sleepers, wake_latency_under_spin
+    targets = spawn_exit, sleepers, wake_latency_under_spin, sleepers_at_scale
 }
 criterion_main!(benches);

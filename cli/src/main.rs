@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use wasmproc_runtime::code_cache::CacheConfig;
 
 #[derive(Parser)]
@@ -25,12 +25,7 @@ use wasmproc_runtime::code_cache::CacheConfig;
         A manifest (YAML) declares entries: `fs.directory` (where binaries live), `process.wasm` \
         (a component, its sha256, the export to run, its WASI grants) and `process.host` (a \
         scheduler). wasmproc verifies each binary's hash before compiling it, runs the export as \
-        a process and reports exactly one EXIT event with its return value or a typed error.",
-    after_help = "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v.\n\n\
-        Compiled code is kept between runs in $WASMPROC_CACHE_DIR, else \
-        $XDG_CACHE_HOME/wasmproc/compiled, else ~/.cache/wasmproc/compiled (at most \
-        $WASMPROC_CACHE_MAX, default 512MiB); WASMPROC_CACHE=off or --no-cache turns that off, \
-        `wasmproc cache clear` empties it."
+        a process and reports exactly one EXIT event with its return value or a typed error."
 )]
 struct Cli {
     /// Log more (-v: debug, -vv: trace).
@@ -141,7 +136,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&Cli::command().after_help(after_help()).get_matches())
+        .unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     let cache = || code_cache(cli.no_cache);
     match cli.command {
@@ -175,6 +171,28 @@ fn code_cache(no_cache: bool) -> Result<CacheConfig, ExitCode> {
         eprintln!("wasmproc: error[host_failure]: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Where logs go, and how many processes this kernel lets a pool hold (read when asked).
+fn after_help() -> String {
+    use wasmproc_runtime::capacity::{self, Capacity};
+    let max_map_count = capacity::max_map_count();
+    format!(
+        "Logs go to stderr; set WASMPROC_LOG (e.g. WASMPROC_LOG=debug) or pass -v.\n\n\
+         Compiled code is kept between runs in $WASMPROC_CACHE_DIR, else \
+         $XDG_CACHE_HOME/wasmproc/compiled, else ~/.cache/wasmproc/compiled (at most \
+         $WASMPROC_CACHE_MAX, default 512MiB); WASMPROC_CACHE=off or --no-cache turns that off, \
+         `wasmproc cache clear` empties it.\n\n\
+         Capacity: this kernel allows {max_map_count} memory maps per process \
+         (vm.max_map_count). A pool of up to {} processes (`pool.processes`, WASMPROC_POOL) \
+         uses wasmtime's pooling allocator; a larger one takes fiber stacks and memories from a \
+         few large mappings (no guard pages; memories bounds-checked), a few maps per hundreds \
+         of processes, so memory is its limit. Without a pool (WASMPROC_POOL=0) {} processes \
+         run at once (7 maps each). Spawns past these wait, then are refused with queue_full. \
+         The engine logs its capacity at start (WASMPROC_LOG=info).",
+        Capacity::largest_pool(max_map_count),
+        Capacity::within(0, max_map_count).processes
+    )
 }
 
 fn init_logging(verbose: u8) {

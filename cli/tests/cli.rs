@@ -100,6 +100,12 @@ fn help_explains_the_commands() {
     let out = wasmproc(&["--help"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("spawn"), "{}", stdout(&out));
+    // The capacity this kernel gives a pool, read when asked.
+    assert!(
+        stdout(&out).contains("vm.max_map_count") && stdout(&out).contains("queue_full"),
+        "{}",
+        stdout(&out)
+    );
     let out = wasmproc(&["spawn", "--help"]);
     let help = stdout(&out);
     assert!(

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine};
 
+use crate::arena;
+use crate::capacity::{Allocation, Capacity};
 use crate::code_cache::{CacheConfig, CodeCache};
 use crate::error::Error;
 use crate::loader::Loader;
@@ -114,6 +116,14 @@ impl Pool {
 
 /// An engine for asynchronous component execution with epoch preemption and fuel metering.
 pub fn new(pool: Pool) -> Result<Engine, Error> {
+    let capacity = Capacity::of(pool.processes);
+    tracing::info!(
+        allocation = %capacity.allocation,
+        processes = capacity.processes,
+        maps = capacity.maps,
+        max_map_count = capacity.max_map_count,
+        "instance capacity: {capacity}"
+    );
     Engine::new(&config(pool)).map_err(|e| Error::EngineStart {
         reason: format!("{e:#}"),
     })
@@ -126,7 +136,10 @@ pub fn config(pool: Pool) -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.consume_fuel(true);
-    if pool.processes > 0 {
+    let capacity = Capacity::of(pool.processes);
+    if capacity.allocation == Allocation::Arena {
+        arena(&mut config, pool);
+    } else if capacity.allocation == Allocation::Pooled {
         // Sized for many small processes: a component (with the preview1 adapter) has a few
         // core instances, memories and tables. Slots are reserved address space, touched only
         // when used. Memories are bounds-checked (small reservations) so that thousands fit.
@@ -153,6 +166,31 @@ pub fn config(pool: Pool) -> Config {
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
     }
     config
+}
+
+/// The fiber stack every process runs on (wasmtime's default; WebAssembly frames may take
+/// `max_wasm_stack`, 512 KiB of it, host calls the rest).
+const ASYNC_STACK_SIZE: usize = 2 << 20;
+
+/// Stacks and memories from [`crate::arena`]: on demand, a memory at most a pool slot's size,
+/// every access bounds-checked (no guard region), data segments copied in (a copy-on-write
+/// image would be a mapping per memory).
+fn arena(config: &mut Config, pool: Pool) {
+    let max = usize::try_from(pool.memory).unwrap_or(usize::MAX);
+    config
+        .allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand)
+        .async_stack_size(ASYNC_STACK_SIZE)
+        .memory_reservation(0)
+        .memory_guard_size(0)
+        .memory_reservation_for_growth(0)
+        .guard_before_linear_memory(false)
+        .memory_init_cow(false)
+        .memory_may_move(true)
+        .with_host_memory(Arc::new(arena::MemorySource(arena::Memories::new(max))))
+        .with_host_stack(Arc::new(arena::StackSource(arena::Stacks::new(
+            ASYNC_STACK_SIZE,
+            false,
+        ))));
 }
 
 /// A loader (compile cache) over a fresh engine, pooled as the environment says.

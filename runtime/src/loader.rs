@@ -219,8 +219,9 @@ impl FileStamp {
 pub struct Loader {
     engine: Engine,
     pool: crate::engine::Pool,
-    /// One permit per pool slot: a process waits for one before it is instantiated, so a full
-    /// pool queues processes instead of failing them.
+    /// One permit per process the engine holds at once (a pool slot, or without a pool what the
+    /// map limit allows): a process waits for one before it is instantiated, so a full engine
+    /// queues processes instead of failing them.
     admission: Option<Arc<tokio::sync::Semaphore>>,
     /// Its clock tells programs when to look at their files again.
     ticker: crate::engine::EpochTicker,
@@ -236,8 +237,11 @@ impl Loader {
     pub fn new(engine: Engine, pool: crate::engine::Pool) -> Result<Self, crate::error::Error> {
         Ok(Loader {
             pool,
-            admission: (pool.processes > 0)
-                .then(|| Arc::new(tokio::sync::Semaphore::new(pool.processes as usize))),
+            // Without a pool too: past what the kernel's map limit leaves room for, instances
+            // fail with ENOMEM (see `capacity`).
+            admission: Some(Arc::new(tokio::sync::Semaphore::new(
+                crate::capacity::Capacity::of(pool.processes).processes as usize,
+            ))),
             ticker: crate::engine::EpochTicker::start(&engine)?,
             engine,
             compiled: Mutex::new(HashMap::new()),

@@ -1,0 +1,435 @@
+//! `sleepers/100k`: many processes sleeping at once, beside bare wasmtime sleeping as many.
+//!
+//! One run each (a criterion sample of 100,000 processes would take minutes): the time to spawn
+//! them and to collect every EXIT, and, sampled as they start, resident memory and memory maps
+//! (`/proc/self/maps` lines, what `vm.max_map_count` limits) against live processes. The
+//! figures per process are the growth from before the first spawn to the peak, divided by the
+//! processes live at the peak. A plot of both is written beside criterion's reports.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wasmproc_runtime::engine::{self, Pool};
+use wasmproc_runtime::{Phase, Runtime, SpawnOptions};
+use wasmtime::component::{Component, Linker, ResourceTable, Val};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Processes spawned (`WASMPROC_SLEEPERS` overrides it).
+const SLEEPERS: usize = 100_000;
+/// How long each sleeps (`WASMPROC_SLEEP_MS`): long enough that the first still sleeps when the
+/// last starts.
+const SLEEP_MS: u32 = 30_000;
+/// Samples taken while they start.
+const SAMPLES: usize = 50;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the process holds now.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    live: usize,
+    resident: u64,
+    page_tables: u64,
+    /// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`).
+    heap: u64,
+    maps: usize,
+}
+
+impl Sample {
+    fn now(live: usize) -> Sample {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        let maps = std::fs::read("/proc/self/maps")
+            .map(|m| m.iter().filter(|&&b| b == b'\n').count())
+            .unwrap_or(0);
+        // SAFETY: no preconditions; it walks the allocator's arenas under their locks.
+        let heap = unsafe { libc::mallinfo2() };
+        Sample {
+            live,
+            resident: kib("VmRSS:"),
+            page_tables: kib("VmPTE:"),
+            heap: (heap.uordblks + heap.hblkhd) as u64,
+            maps,
+        }
+    }
+}
+
+/// One side's run.
+struct Run {
+    name: &'static str,
+    base: Sample,
+    samples: Vec<Sample>,
+    spawned_in: Duration,
+    collected_in: Duration,
+    /// EXIT outcomes by kind (`ok` for a value).
+    outcomes: BTreeMap<String, usize>,
+}
+
+impl Run {
+    fn peak(&self) -> Sample {
+        self.samples
+            .iter()
+            .copied()
+            .max_by_key(|s| s.live)
+            .unwrap_or_default()
+    }
+
+    fn report(&self) {
+        let (base, peak) = (self.base, self.peak());
+        let per = |grown: f64| grown / peak.live.max(1) as f64;
+        eprintln!(
+            "sleepers/100k {}: {} live at the peak; spawned in {:.2} s, every EXIT in {:.2} s; \
+             per process: {:.1} KiB resident (+{:.1} KiB page tables; of it {:.1} KiB allocated \
+             on the heap), {:.3} maps; \
+             peak {} maps of {} allowed; EXITs {:?}",
+            self.name,
+            peak.live,
+            self.spawned_in.as_secs_f64(),
+            self.collected_in.as_secs_f64(),
+            per(peak.resident.saturating_sub(base.resident) as f64) / 1024.0,
+            per(peak.page_tables.saturating_sub(base.page_tables) as f64) / 1024.0,
+            per(peak.heap.saturating_sub(base.heap) as f64) / 1024.0,
+            per(peak.maps.saturating_sub(base.maps) as f64),
+            peak.maps,
+            max_map_count(),
+            self.outcomes,
+        );
+    }
+}
+
+fn max_map_count() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Spawns the sleepers through the runtime; `None` when the runtime does not start.
+fn wasmproc(n: usize, ms: u32) -> Option<Run> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("sleepers.yaml");
+    let rt = match Runtime::load(&manifest) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sleepers/100k wasmproc: the runtime does not start: {e}");
+            return None;
+        }
+    };
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    // One process first: the binary compiled, the host started, before the base is measured.
+    let mut mailbox = wasmproc_runtime::Mailbox::new();
+    rt.spawn_monitored("many:sleeper", "many:host", &[json!(1)], &mailbox)
+        .unwrap();
+    clock.block_on(mailbox.receive(Duration::from_secs(60)));
+    let base = Sample::now(0);
+    // Live processes are counted from their Init and Close events.
+    let (trace, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let options = SpawnOptions {
+        trace: Some(trace),
+        ..SpawnOptions::default()
+    };
+    let mut live = 0usize;
+    let mut count = |events: &mut tokio::sync::mpsc::UnboundedReceiver<_>| {
+        while let Ok(wasmproc_runtime::Lifecycle { phase, .. }) = events.try_recv() {
+            match phase {
+                Phase::Init => live += 1,
+                Phase::Close => live -= 1,
+                _ => {}
+            }
+        }
+        live
+    };
+    let mut outcomes = BTreeMap::new();
+    let mut samples = Vec::with_capacity(2 * SAMPLES);
+    let start = Instant::now();
+    let monitor = wasmproc_runtime::Mailbox::new();
+    let mut mailbox = monitor;
+    for i in 0..n {
+        if let Err(e) = rt.spawn_with(
+            "many:sleeper",
+            "many:host",
+            &[json!(ms)],
+            &options,
+            Some(&mailbox),
+        ) {
+            *outcomes
+                .entry(format!("refused: {}", e.kind()))
+                .or_insert(0) += 1;
+        }
+        if (i + 1) % (n / SAMPLES).max(1) == 0 {
+            samples.push(Sample::now(count(&mut events)));
+        }
+    }
+    let spawned_in = start.elapsed();
+    let spawned = n - outcomes.values().sum::<usize>();
+    // Until every spawned process started (or some already ended).
+    let mut exits = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let live = count(&mut events);
+        samples.push(Sample::now(live));
+        while let Some(event) = mailbox.try_receive() {
+            exits += 1;
+            tally(&mut outcomes, event);
+        }
+        if live + exits >= spawned {
+            break;
+        }
+    }
+    clock.block_on(async {
+        while exits < spawned {
+            match mailbox.receive(Duration::from_secs(120)).await {
+                Some(event) => tally(&mut outcomes, event),
+                None => {
+                    *outcomes.entry("lost".into()).or_insert(0) += spawned - exits;
+                    break;
+                }
+            }
+            exits += 1;
+        }
+    });
+    Some(Run {
+        name: "wasmproc",
+        base,
+        samples,
+        spawned_in,
+        collected_in: start.elapsed(),
+        outcomes,
+    })
+}
+
+fn tally(outcomes: &mut BTreeMap<String, usize>, event: wasmproc_runtime::Event) {
+    let kind = match event.into_exit().map(|e| e.outcome) {
+        Some(Ok(_)) => "ok".to_string(),
+        Some(Err(e)) => e.kind.to_string(),
+        None => "other event".to_string(),
+    };
+    *outcomes.entry(kind).or_insert(0) += 1;
+}
+
+struct BareState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The same sleepers in bare wasmtime under wasmproc's engine configuration for the same pool:
+/// one tokio task each, instantiate and call, nothing else.
+fn bare(n: usize, ms: u32) -> Option<Run> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("sleepers.yaml");
+    let pool = Pool::for_manifest(&wasmproc_runtime::Manifest::load(&manifest).unwrap()).unwrap();
+    let engine = match Engine::new(&engine::config(pool)) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("sleepers/100k bare: the engine does not start: {e:#}");
+            return None;
+        }
+    };
+    let bytes =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist/hostile.wasm"))
+            .unwrap();
+    let component = Component::new(&engine, bytes).unwrap();
+    let export = component.get_export_index(None, "sleep").unwrap();
+    let mut linker = Linker::<BareState>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    let pre = linker.instantiate_pre(&component).unwrap();
+    let scheduler = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let live = Arc::new(AtomicUsize::new(0));
+    let one = |ms: u32| {
+        let (engine, pre, live) = (engine.clone(), pre.clone(), live.clone());
+        async move {
+            let state = BareState {
+                ctx: wasmtime_wasi::WasiCtxBuilder::new().build(),
+                table: ResourceTable::new(),
+            };
+            let mut store = Store::new(&engine, state);
+            store.set_fuel(u64::MAX).unwrap();
+            store.set_epoch_deadline(2);
+            store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(2)));
+            let instance = pre.instantiate_async(&mut store).await?;
+            live.fetch_add(1, Ordering::Relaxed);
+            let func = instance.get_func(&mut store, export).unwrap();
+            let mut result = [Val::U32(0)];
+            let called = func
+                .call_async(&mut store, &[Val::U32(ms)], &mut result)
+                .await;
+            live.fetch_sub(1, Ordering::Relaxed);
+            called
+        }
+    };
+    scheduler.block_on(one(1)).unwrap();
+    let base = Sample::now(0);
+    let mut samples = Vec::with_capacity(2 * SAMPLES);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tasks.push(scheduler.spawn(one(ms)));
+        if (i + 1) % (n / SAMPLES).max(1) == 0 {
+            samples.push(Sample::now(live.load(Ordering::Relaxed)));
+        }
+    }
+    let spawned_in = start.elapsed();
+    let mut finished = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        samples.push(Sample::now(live.load(Ordering::Relaxed)));
+        let done = tasks.iter().filter(|t| t.is_finished()).count();
+        if live.load(Ordering::Relaxed) + done >= n || done == finished && done == n {
+            break;
+        }
+        finished = done;
+    }
+    let mut outcomes = BTreeMap::new();
+    scheduler.block_on(async {
+        for task in tasks {
+            let kind = match task.await {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(e)) => format!("error: {}", e.root_cause()),
+                Err(e) => format!("task: {e}"),
+            };
+            *outcomes.entry(kind).or_insert(0) += 1;
+        }
+    });
+    Some(Run {
+        name: "bare",
+        base,
+        samples,
+        spawned_in,
+        collected_in: start.elapsed(),
+        outcomes,
+    })
+}
+
+/// Runs both sides and writes the plot.
+pub fn run() {
+    let n = env_or("WASMPROC_SLEEPERS", SLEEPERS);
+    let ms = env_or("WASMPROC_SLEEP_MS", SLEEP_MS);
+    eprintln!(
+        "sleepers/100k: {n} processes sleeping {ms} ms, vm.max_map_count {}",
+        max_map_count()
+    );
+    // `WASMPROC_SLEEPERS_BARE=0` leaves bare wasmtime out (looking for the ceiling, say).
+    let with_bare = env_or("WASMPROC_SLEEPERS_BARE", 1) != 0;
+    let runs: Vec<Run> = [wasmproc(n, ms), with_bare.then(|| bare(n, ms)).flatten()]
+        .into_iter()
+        .flatten()
+        .collect();
+    for run in &runs {
+        run.report();
+    }
+    match write_plot(&runs) {
+        Ok(path) => eprintln!("sleepers/100k: plot in {}", path.display()),
+        Err(e) => eprintln!("sleepers/100k: no plot: {e}"),
+    }
+}
+
+/// Resident memory and maps against live processes, one line per side, as an SVG.
+fn write_plot(runs: &[Run]) -> std::io::Result<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("criterion/sleepers_100k");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("resident.svg");
+    let (w, h, pad) = (640.0, 300.0, 60.0);
+    let max_live = runs
+        .iter()
+        .flat_map(|r| r.samples.iter().map(|s| s.live))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="12">"#,
+        2.0 * h
+    );
+    let colours = ["#c03", "#06c"];
+    type Measure = fn(&Sample, &Sample) -> f64;
+    let charts: [(&str, Measure); 2] = [
+        ("resident memory above base, MiB", |s, b| {
+            s.resident.saturating_sub(b.resident) as f64 / 1048576.0
+        }),
+        ("memory maps (/proc/self/maps lines)", |s, _| s.maps as f64),
+    ];
+    for (c, (title, measure)) in charts.iter().enumerate() {
+        let top = c as f64 * h;
+        let max_y = runs
+            .iter()
+            .flat_map(|r| r.samples.iter().map(|s| measure(s, &r.base)))
+            .fold(1.0, f64::max);
+        let _ = write!(
+            svg,
+            r#"<text x="{pad}" y="{}">{title} against live processes (max {max_y:.0}; x max {max_live:.0})</text>"#,
+            top + 20.0
+        );
+        let _ = write!(
+            svg,
+            r##"<rect x="{pad}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
+            top + 30.0,
+            w - 2.0 * pad,
+            h - 70.0
+        );
+        for (r, run) in runs.iter().enumerate() {
+            let mut points: Vec<(f64, f64)> = run
+                .samples
+                .iter()
+                .map(|s| (s.live as f64, measure(s, &run.base)))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let line: Vec<String> = points
+                .iter()
+                .map(|(x, y)| {
+                    format!(
+                        "{:.1},{:.1}",
+                        pad + x / max_live * (w - 2.0 * pad),
+                        top + h - 40.0 - y / max_y * (h - 70.0)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{}">{}</text>"#,
+                colours[r % 2],
+                line.join(" "),
+                w - pad - 80.0,
+                top + 50.0 + 15.0 * r as f64,
+                colours[r % 2],
+                run.name
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    std::fs::write(&path, svg)?;
+    Ok(path)
+}
