@@ -34,7 +34,7 @@ pub(crate) fn end_of_slice<T>(_: StoreContextMut<'_, T>) -> wasmtime::Result<Upd
 
 /// Waits until the worker has polled its timers and I/O (`yield_now` defers the wake until
 /// then), then goes behind the tasks that woke ([`Requeue`]).
-async fn next_turn() {
+pub(crate) async fn next_turn() {
     tokio::task::yield_now().await;
     Requeue::default().await;
 }

@@ -288,6 +288,10 @@ pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
 pub(crate) struct Launch {
     /// The process's place in its host's queue, left at Init.
     pub place: QueuePlace,
+    /// Its pool slot, when one was free at the spawn: processes then start in the order they
+    /// were spawned, not in the order workers happen to poll their tasks (on a one-slot pool a
+    /// process spawned second took the slot first about one time in four under load).
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub program: Arc<Program>,
     pub params: Params,
     pub state: GuestState,
@@ -482,9 +486,10 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         let pid = guard.pid();
         // Held until after Close, when the store has given its pool slot back.
         // (The semaphore is never closed, so acquiring only waits.)
-        let _slot = match &launch.program.admission {
-            Some(slots) => slots.acquire().await.ok(),
-            None => None,
+        let _slot = match (launch.slot, &launch.program.admission) {
+            (Some(slot), _) => Some(slot),
+            (None, Some(slots)) => slots.clone().acquire_owned().await.ok(),
+            (None, None) => None,
         };
         drop(launch.place);
         guard.init();

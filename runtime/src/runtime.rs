@@ -214,6 +214,8 @@ impl Runtime {
         );
         let launch = Launch {
             place,
+            slot: (program.admission.as_ref())
+                .and_then(|slots| slots.clone().try_acquire_owned().ok()),
             program,
             params,
             state,

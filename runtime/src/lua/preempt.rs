@@ -63,7 +63,7 @@ pub(super) struct Preemption {
     preempted: AtomicBool,
     /// The waker the chunk is polled with; see [`Requeue`].
     requeue: Arc<Requeue>,
-    /// A preempted script's turn waits for this ([`tokio::task::yield_now`]).
+    /// A preempted script's turn waits for this (`preemption::next_turn`).
     yielding: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
 }
 
@@ -71,8 +71,8 @@ pub(super) struct Preemption {
 /// hook yields), and tokio then polls it again before anything else: its timers and I/O are
 /// looked at only every 61 polls, 610 ms of 10 ms slices, so sleepers beside a spinning script
 /// woke ~2 s late (measured). The task's own wake during its poll is held back here and
-/// replaced by [`tokio::task::yield_now`]'s, which tokio gives after it has looked at timers
-/// and I/O.
+/// replaced by a guest's next turn (`preemption::next_turn`): after tokio has looked at timers
+/// and I/O, and behind the tasks they woke.
 struct Requeue {
     task: Mutex<Option<std::task::Waker>>,
     /// The chunk is being polled: a wake now is the chunk's own.
@@ -323,7 +323,7 @@ impl Preemption {
         }
         if polled.is_pending() && self.requeue.woke.swap(false, Ordering::Relaxed) {
             let mut turn: Pin<Box<dyn Future<Output = ()> + Send>> =
-                Box::pin(tokio::task::yield_now());
+                Box::pin(crate::preemption::next_turn());
             if turn.as_mut().poll(cx).is_pending() {
                 *lock(&self.yielding) = Some(turn);
             } else {
