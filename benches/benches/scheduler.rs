@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
+use wasmproc_benches::resident_bytes;
 use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, SLICE_TICKS};
 use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
@@ -258,16 +259,6 @@ fn cpu_ns() -> u64 {
 }
 
 /// Resident set size of this process, from /proc.
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 const SLEEPERS: u64 = 1_000;
 
 /// Spawns `SLEEPERS` processes sleeping `ms`, runs `during` while they sleep, then waits for

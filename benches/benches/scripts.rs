@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use wasmproc_benches::resident_bytes;
 use wasmproc_runtime::{Mailbox, Pid, Runtime, SpawnOptions};
 
 const SCRIPTS: usize = 10_000;
@@ -20,16 +21,6 @@ const WAITER: &str = "local event = process.receive() return event and event.typ
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 /// Spawns `SCRIPTS` waiting scripts, runs `during` while they wait, then cancels each and
