@@ -985,3 +985,47 @@ fn a_thousand_sleepers_beside_a_spinner_on_every_worker_all_wake_within_seconds(
         assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Cancelled);
     }
 }
+
+#[test]
+fn in_the_arena_stacks_have_no_guard_page_yet_unbounded_recursion_is_a_trap_in_every_process() {
+    // A pool past the kernel's map limit takes its fiber stacks from the arena, where no guard
+    // page sits between two processes' stacks: wasmtime's stack limit must stop each one.
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 20_000,
+        memory: 16 << 20,
+        ..Default::default()
+    };
+    let max_map_count = wasmproc_runtime::capacity::max_map_count();
+    let placement = wasmproc_runtime::capacity::Capacity::within(pool.processes, max_map_count);
+    if placement.allocation != wasmproc_runtime::capacity::Allocation::Arena {
+        eprintln!("vm.max_map_count {max_map_count} holds this pool pooled; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: deep, kind: process.wasm, fs: bins, path: arith.wasm, hash: \"{digest}\", method: deep }}\n  - {{ name: add, kind: process.wasm, fs: bins, path: arith.wasm, hash: \"{digest}\", method: add }}\n",
+        dir.path().display()
+    );
+    let rt = pooled(&text, pool);
+    let mut mailbox = Mailbox::new();
+    const DEEP: usize = 64;
+    for _ in 0..DEEP {
+        rt.spawn_monitored("t:deep", "t:host", &[], &mailbox)
+            .unwrap();
+    }
+    for _ in 0..DEEP {
+        let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Trap, "{}", error.message);
+        assert!(
+            error.message.contains("call stack exhausted"),
+            "{}",
+            error.message
+        );
+    }
+    let pid = rt
+        .spawn_monitored("t:add", "t:host", &[json!(2), json!(40)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!((exit.from, exit.outcome), (pid, Ok(json!(42))));
+}
