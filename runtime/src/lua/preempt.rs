@@ -50,6 +50,9 @@ pub(super) struct Preemption {
     running: Running,
     /// The coroutine in `running`, held so that it lives while the alarm may tap it.
     entered: Mutex<Option<mlua::Thread>>,
+    /// The script's own thread, held likewise: its chunk may end, and the collector free an
+    /// unreferenced thread, before the poll (and its alarm) does.
+    own_thread: Mutex<Option<mlua::Thread>>,
     /// The worker thread's CPU time when the task was last polled, i.e. when the script last
     /// had its worker back: bounds are CPU time, so that a loaded machine never ends a script.
     polled: Mutex<Duration>,
@@ -106,6 +109,7 @@ impl Preemption {
             own: AtomicUsize::new(0),
             running: Running::new(std::ptr::null_mut()),
             entered: Mutex::new(None),
+            own_thread: Mutex::new(None),
             polled: Mutex::new(cpu_time::now()),
             signals: Mutex::new(SignalStream {
                 signals: None,
@@ -202,6 +206,7 @@ impl Preemption {
 
     /// Records the script's own thread (made after the hook, so that it has it).
     pub(super) fn own(&self, thread: &mlua::Thread) {
+        *lock(&self.own_thread) = Some(thread.clone());
         self.own
             .store(thread.to_pointer() as usize, Ordering::Relaxed);
     }
