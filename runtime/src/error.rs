@@ -221,4 +221,35 @@ mod tests {
         let err = "no_such_kind".parse::<ErrorKind>().unwrap_err();
         assert!(err.contains("hash_mismatch"), "{err}");
     }
+
+    /// Users match on the kinds the README lists: the list must be the whole of them.
+    #[test]
+    fn the_readme_lists_every_kind_and_no_other() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("the README");
+        let section = readme
+            .split("\n## Errors\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has an Errors section");
+        let paragraph = section
+            .split("\n\n")
+            .find(|p| p.contains("snake_case kind"));
+        let listed: std::collections::BTreeSet<&str> = paragraph
+            .expect("the paragraph listing the kinds")
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            // A kind's spelling: other code spans (`nil, err`) are prose.
+            .filter(|word| word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .collect();
+        let kinds: std::collections::BTreeSet<&str> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        let missing: Vec<_> = kinds.difference(&listed).collect();
+        let unknown: Vec<_> = listed.difference(&kinds).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "README.md's Errors section: missing {missing:?}, not a kind {unknown:?}"
+        );
+    }
 }
