@@ -223,6 +223,9 @@ pub struct Loader {
     /// map limit allows): a process waits for one before it is instantiated, so a full engine
     /// queues processes instead of failing them.
     admission: Option<Arc<tokio::sync::Semaphore>>,
+    /// Memories come from the arena (`crate::arena`), not wasmtime's pool: wasmtime does not
+    /// check a binary against it, the loader does ([`Loader::fits_the_arena`]).
+    arena: bool,
     /// Its clock tells programs when to look at their files again.
     ticker: crate::engine::EpochTicker,
     compiled: Mutex<HashMap<Digest, Component>>,
@@ -235,13 +238,15 @@ pub struct Loader {
 impl Loader {
     /// Fails when the engine's epoch thread cannot start.
     pub fn new(engine: Engine, pool: crate::engine::Pool) -> Result<Self, crate::error::Error> {
+        let capacity = crate::capacity::Capacity::of(pool.processes);
         Ok(Loader {
             pool,
             // Without a pool too: past what the kernel's map limit leaves room for, instances
             // fail with ENOMEM (see `capacity`).
             admission: Some(Arc::new(tokio::sync::Semaphore::new(
-                crate::capacity::Capacity::of(pool.processes).processes as usize,
+                capacity.processes as usize,
             ))),
+            arena: capacity.allocation == crate::capacity::Allocation::Arena,
             ticker: crate::engine::EpochTicker::start(&engine)?,
             engine,
             compiled: Mutex::new(HashMap::new()),
@@ -392,6 +397,12 @@ impl Loader {
                 module
             }
         };
+        self.fits_the_arena(
+            entry,
+            path,
+            BinaryKind::CoreModule,
+            Some(module.resources_required()),
+        )?;
         let grants = Grants::new(&wasm.imports);
         let ungranted: Vec<String> = module
             .imports()
@@ -488,8 +499,38 @@ impl Loader {
                 component
             }
         };
+        self.fits_the_arena(
+            entry,
+            path,
+            BinaryKind::Component,
+            component.resources_required(),
+        )?;
         self.lock().insert(digest, component.clone());
         Ok(component)
+    }
+
+    /// Refuses, as wasmtime's pool does when it compiles, a binary whose memories start larger
+    /// than the arena's blocks (a pool slot's size): it would fail every spawn.
+    fn fits_the_arena(
+        &self,
+        entry: &EntryId,
+        path: &Path,
+        what: BinaryKind,
+        required: Option<wasmtime::ResourcesRequired>,
+    ) -> Result<(), LoadError> {
+        const WASM_PAGE: u64 = 64 << 10;
+        let initial = required
+            .and_then(|r| r.max_initial_memory_size)
+            .map_or(0, |pages| pages.saturating_mul(WASM_PAGE));
+        if !self.arena || initial <= self.pool.memory {
+            return Ok(());
+        }
+        Err(self.too_large_for_a_slot(
+            path,
+            what,
+            entry,
+            format!("a memory starts at {initial} bytes"),
+        ))
     }
 
     /// Why a binary did not compile: invalid, or valid but past the instance pool's limits.
@@ -505,20 +546,30 @@ impl Loader {
     ) -> LoadError {
         let reason = format!("{error:#}");
         if self.pool.processes > 0 && reason.contains("pooling allocator") {
-            return LoadError::PoolTooSmall {
-                entry: entry.clone(),
-                reason: format!(
-                    "{} is a valid WebAssembly {what}, but it does not fit a slot of the instance pool ({reason}); a slot holds {} bytes of linear memory: raise its host's pool.memory (or WASMPROC_POOL_MEMORY), or run without the pool (WASMPROC_POOL=0)",
-                    path.display(),
-                    self.pool.memory
-                ),
-            };
+            return self.too_large_for_a_slot(path, what, entry, reason);
         }
         LoadError::InvalidBinary {
             entry: entry.clone(),
             path: path.to_path_buf(),
             what,
             reason,
+        }
+    }
+
+    fn too_large_for_a_slot(
+        &self,
+        path: &Path,
+        what: BinaryKind,
+        entry: &EntryId,
+        reason: String,
+    ) -> LoadError {
+        LoadError::PoolTooSmall {
+            entry: entry.clone(),
+            reason: format!(
+                "{} is a valid WebAssembly {what}, but it does not fit a slot of the instance pool ({reason}); a slot holds {} bytes of linear memory: raise its host's pool.memory (or WASMPROC_POOL_MEMORY), or run without the pool (WASMPROC_POOL=0)",
+                path.display(),
+                self.pool.memory
+            ),
         }
     }
 
