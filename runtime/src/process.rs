@@ -486,10 +486,9 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         let pid = guard.pid();
         // Held until after Close, when the store has given its pool slot back.
         // (The semaphore is never closed, so acquiring only waits.)
-        let _slot = match (launch.slot, &launch.program.admission) {
-            (Some(slot), _) => Some(slot),
-            (None, Some(slots)) => slots.clone().acquire_owned().await.ok(),
-            (None, None) => None,
+        let _slot = match launch.slot {
+            Some(slot) => Some(slot),
+            None => launch.program.admission.clone().acquire_owned().await.ok(),
         };
         drop(launch.place);
         guard.init();

@@ -214,8 +214,7 @@ impl Runtime {
         );
         let launch = Launch {
             place,
-            slot: (program.admission.as_ref())
-                .and_then(|slots| slots.clone().try_acquire_owned().ok()),
+            slot: program.admission.clone().try_acquire_owned().ok(),
             program,
             params,
             state,

@@ -114,19 +114,24 @@ fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
     // Unbounded recursion exhausts wasmtime's own stack limit.
     rt.spawn_monitored("t:deep", "t:host", &[], &mailbox)
         .unwrap();
-    let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
-    assert_eq!(error.kind, ErrorKind::Trap);
-    assert!(
-        error.message.contains("call stack exhausted"),
-        "{}",
-        error.message
-    );
+    assert_stack_exhausted(receive(&mut mailbox).unwrap());
 
     let pid = rt
         .spawn_monitored("t:add", "t:host", &[json!(2), json!(40)], &mailbox)
         .unwrap();
     let exit = receive(&mut mailbox).expect("an EXIT");
     assert_eq!((exit.from, exit.outcome), (pid, Ok(json!(42))));
+}
+
+/// The EXIT of a process that recursed without bound: a trap at wasmtime's stack limit.
+fn assert_stack_exhausted(exit: Exit) {
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Trap, "{}", error.message);
+    assert!(
+        error.message.contains("call stack exhausted"),
+        "{}",
+        error.message
+    );
 }
 
 #[test]
@@ -1024,13 +1029,7 @@ fn in_the_arena_stacks_have_no_guard_page_yet_unbounded_recursion_is_a_trap_in_e
             .unwrap();
     }
     for _ in 0..DEEP {
-        let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Trap, "{}", error.message);
-        assert!(
-            error.message.contains("call stack exhausted"),
-            "{}",
-            error.message
-        );
+        assert_stack_exhausted(receive(&mut mailbox).unwrap());
     }
     let pid = rt
         .spawn_monitored("t:add", "t:host", &[json!(2), json!(40)], &mailbox)
