@@ -5,7 +5,7 @@
 //! and a huge file does not fill memory.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Component, Path};
 
 use cap_primitives::fs::{FollowSymlinks, OpenOptions, OpenOptionsExt};
@@ -35,15 +35,12 @@ pub fn read(dir: &Path, path: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
     // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
     options.read(true).custom_flags(libc::O_NONBLOCK);
     let file = cap_primitives::fs::open(&start, Path::new(path), &options)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+    match wasmproc_runtime::source_file::read_opened(&file, max) {
+        Ok(bytes) => Ok(Some(bytes)),
+        // Larger than `max`.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
     }
-    let mut bytes = Vec::new();
-    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 /// Whether anything (a symlink too, dangling or not) is at `path` inside `dir`.

@@ -359,7 +359,7 @@ impl CodeCache {
     /// The whole file (header and artifact) when its MAC checks out.
     fn fetch(&self, kind: ArtifactKind, digest: &Digest) -> Option<(PathBuf, Vec<u8>)> {
         let path = self.path(kind, digest);
-        let mut file = match OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .custom_flags(READ_FLAGS)
             .open(&path)
@@ -374,10 +374,10 @@ impl CodeCache {
                 return None;
             }
         };
-        let bytes = match read_regular(&mut file, self.max_bytes) {
+        let bytes = match crate::source_file::read_opened(&file, self.max_bytes) {
             Ok(bytes) => bytes,
-            Err(reason) => {
-                self.reject(&path, &reason);
+            Err(e) => {
+                self.reject(&path, &format!("it is {e}"));
                 return None;
             }
         };
@@ -506,25 +506,6 @@ fn check_dir(dir: &Path) -> Result<(), CacheError> {
         ));
     }
     Ok(())
-}
-
-/// A regular file's bytes, at most `max` of them.
-fn read_regular(file: &mut File, max: u64) -> Result<Vec<u8>, String> {
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("it is not a regular file".into());
-    }
-    if meta.len() > max {
-        return Err(format!(
-            "it is larger than the cache ({} bytes)",
-            meta.len()
-        ));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
 }
 
 /// The directory's key, made on first use. A key another user could read or replace would

@@ -2,7 +2,7 @@
 //! a regular file, and at most a bound, so that a FIFO, a device or a huge file found where
 //! one is expected cannot hang the reader or fill its memory.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -22,6 +22,12 @@ pub fn read_bytes(path: &Path, max: u64) -> io::Result<Vec<u8>> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
+    read_opened(&file, max)
+}
+
+/// The bytes of an opened file (opened non-blocking, so that a FIFO did not hang the open),
+/// refused unless it is a regular file of at most `max` bytes (`InvalidData` when larger).
+pub fn read_opened(file: &File, max: u64) -> io::Result<Vec<u8>> {
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(io::Error::new(
