@@ -384,18 +384,16 @@ impl Loader {
             what: BinaryKind::CoreModule,
             reason,
         };
-        let cached = self.disk.as_ref().and_then(|disk| disk.module(&digest));
-        let module = match cached {
-            Some(module) => module,
-            None => {
-                let module = wasmtime::Module::new(&self.engine, bytes)
-                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
-                if let Some(disk) = &self.disk {
-                    disk.store(ArtifactKind::Module, &digest, || module.serialize());
-                }
-                module
-            }
-        };
+        let module = self.cached_or_compiled(
+            &digest,
+            ArtifactKind::Module,
+            CodeCache::module,
+            || {
+                wasmtime::Module::new(&self.engine, bytes)
+                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))
+            },
+            wasmtime::Module::serialize,
+        )?;
         self.fits_the_arena(
             entry,
             path,
@@ -486,18 +484,16 @@ impl Loader {
         }
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
-        let cached = self.disk.as_ref().and_then(|disk| disk.component(&digest));
-        let component = match cached {
-            Some(component) => component,
-            None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::Component, e))?;
-                if let Some(disk) = &self.disk {
-                    disk.store(ArtifactKind::Component, &digest, || component.serialize());
-                }
-                component
-            }
-        };
+        let component = self.cached_or_compiled(
+            &digest,
+            ArtifactKind::Component,
+            CodeCache::component,
+            || {
+                Component::new(&self.engine, bytes)
+                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::Component, e))
+            },
+            Component::serialize,
+        )?;
         self.fits_the_arena(
             entry,
             path,
@@ -506,6 +502,26 @@ impl Loader {
         )?;
         self.lock().insert(digest, component.clone());
         Ok(component)
+    }
+
+    /// `digest`'s compiled code: from the disk cache when it holds it, else compiled (and
+    /// stored there).
+    fn cached_or_compiled<T>(
+        &self,
+        digest: &Digest,
+        kind: ArtifactKind,
+        cached: fn(&CodeCache, &Digest) -> Option<T>,
+        compile: impl FnOnce() -> Result<T, LoadError>,
+        serialize: fn(&T) -> wasmtime::Result<Vec<u8>>,
+    ) -> Result<T, LoadError> {
+        if let Some(found) = self.disk.as_ref().and_then(|disk| cached(disk, digest)) {
+            return Ok(found);
+        }
+        let compiled = compile()?;
+        if let Some(disk) = &self.disk {
+            disk.store(kind, digest, || serialize(&compiled));
+        }
+        Ok(compiled)
     }
 
     /// Refuses, as wasmtime's pool does when it compiles, a binary whose memories start larger
