@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use wasmproc_benches::resident_bytes;
+use wasmproc_benches::{criterion_home, resident_bytes};
 use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, SLICE_TICKS};
 use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
@@ -460,21 +460,6 @@ fn wake_latency_under_spin(c: &mut Criterion) {
             ),
         }
     }
-}
-
-/// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`, or
-/// `criterion` in the target directory this benchmark was built in (`<target>/release/deps`).
-fn criterion_home() -> std::path::PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Path::new(&target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
-        .unwrap_or_else(|| "target/criterion".into())
 }
 
 /// The cumulative distribution of each series of sorted latenesses, on a logarithmic time axis

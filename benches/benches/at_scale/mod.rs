@@ -357,10 +357,7 @@ pub fn run() {
 
 /// Resident memory and maps against live processes, one line per side, as an SVG.
 fn write_plot(runs: &[Run]) -> std::io::Result<PathBuf> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("criterion/sleepers_100k");
+    let dir = wasmproc_benches::criterion_home().join("sleepers_100k");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("resident.svg");
     let (w, h, pad) = (640.0, 300.0, 60.0);
