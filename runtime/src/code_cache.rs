@@ -653,7 +653,9 @@ fn owned(dir: &Path) -> io::Result<Vec<Owned>> {
         let name = name.to_string_lossy();
         // A link in a name of the cache's is removed too (the link, never what it points to).
         let file = meta.is_file() || meta.file_type().is_symlink();
-        if file && name == KEY_FILE {
+        // A key is KEY_LEN bytes: a `key` of any other size is the user's, not ours.
+        let key = meta.file_type().is_symlink() || meta.len() == KEY_LEN as u64;
+        if file && name == KEY_FILE && key {
             found.push(describe(entry.path(), &meta, OwnedKind::Key));
         } else if file && name.starts_with(TEMP_PREFIX) {
             found.push(describe(entry.path(), &meta, OwnedKind::Temp));
@@ -849,6 +851,16 @@ mod tests {
         assert!(dir.path().join("notes.txt").exists());
         assert!(other.join("photo.jpg").exists());
         assert_eq!(usage(dir.path()).unwrap().entries, 0);
+    }
+
+    #[test]
+    fn clear_leaves_a_file_named_key_that_is_not_a_key() {
+        // WASMPROC_CACHE_DIR pointed at a directory of the user's own: `cache clear` removed
+        // their file named `key` (found attacking `clear`).
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(KEY_FILE), b"my ssh passphrase hint").unwrap();
+        clear(dir.path()).unwrap();
+        assert!(dir.path().join(KEY_FILE).exists());
     }
 
     #[test]
