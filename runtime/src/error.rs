@@ -161,7 +161,7 @@ pub enum Error {
     #[error("host `{host}` is busy: its queue of {queue_size} processes waiting to start is full")]
     QueueFull { host: EntryId, queue_size: usize },
     #[error("no process {pid} (it never existed here, or ended too long ago to be remembered)")]
-    UnknownProcess { pid: crate::process::Pid },
+    UnknownProcess { pid: crate::event::Pid },
     #[error("env.variable `{id}` cannot be changed: {reason}")]
     EnvNotWritable { id: EntryId, reason: String },
     /// `reason` names the host directory.

@@ -14,6 +14,7 @@ pub mod code_cache;
 pub mod engine;
 mod env;
 pub mod error;
+mod event;
 pub mod file_tree;
 pub mod host;
 pub mod id;
@@ -24,6 +25,7 @@ pub mod loader;
 mod lock;
 #[cfg(feature = "lua")]
 pub mod lua;
+mod mailbox;
 pub mod manifest;
 pub mod network;
 mod preemption;
@@ -38,12 +40,11 @@ pub mod wasi;
 pub mod yaml_bounds;
 
 pub use error::{Error, ErrorKind};
+pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pid, TraceSink};
 pub use id::EntryId;
 pub use loader::Loader;
+pub use mailbox::Mailbox;
 pub use manifest::Manifest;
-pub use process::{
-    Accounting, Event, Exit, ExitError, Lifecycle, Mailbox, Output, Phase, Pid, TraceSink,
-};
 pub use registry::{REMEMBERED_EXITS, RETAINED_BYTES};
 pub use runtime::{Runtime, SpawnOptions};
 pub use serde_json::Value;

@@ -4,7 +4,6 @@
 //! A process always produces exactly one EXIT: its outcome is sent by `ExitGuard`, which also
 //! fires when the task panics or is dropped before it finished.
 
-use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -12,277 +11,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use wasmtime::component::Val;
 use wasmtime::Store;
 
 use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
+use crate::event::{Accounting, Exit, ExitError, Lifecycle, Phase, Pid, TraceSink};
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
-use crate::registry::{Proc, Registry, Signal};
+use crate::registry::{Proc, Registry};
 use crate::state::{GuestState, Limited, ModuleState, ProcessState};
 use crate::value::{Params, Signature, TooLarge};
 use crate::wasi::Captured;
-
-/// A process identifier, unique within one [`crate::Runtime`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pid(pub(crate) u64);
-
-impl fmt::Display for Pid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{}>", self.0)
-    }
-}
-
-impl Serialize for Pid {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-/// Why a process ended without a value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ExitError {
-    pub kind: ErrorKind,
-    pub message: String,
-    /// The code the guest passed to `exit`, for `exit_code` errors.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<i32>,
-}
-
-impl ExitError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ExitError {
-            kind,
-            message: message.into(),
-            code: None,
-        }
-    }
-}
-
-/// What a process wrote to its captured stdout and stderr (lossy UTF-8).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Output {
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl fmt::Display for ExitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
-
-/// What a process cost.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Accounting {
-    /// From Init to Close.
-    pub wall_time: Duration,
-    /// When Init began and Close ended, for relations between processes (overlap, order).
-    pub started: Instant,
-    pub ended: Instant,
-    /// Runs between two suspensions: a synchronous guest has one.
-    pub steps: u32,
-    /// Suspensions: waits for I/O or timers, and preemptions.
-    pub yields: u32,
-    /// Instructions metered, when the process finished with its store (not after a timeout).
-    pub fuel_used: Option<u64>,
-    /// The most linear memory and table it had at once, in bytes (as `max_memory` counts it).
-    pub peak_memory: u64,
-}
-
-/// The one event a monitor receives when a process ends.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Exit {
-    pub from: Pid,
-    pub outcome: Result<Value, ExitError>,
-    pub accounting: Accounting,
-    /// Present when the process's stdio was captured.
-    pub output: Option<Output>,
-    /// Read back from the window of ended processes after its output and value were dropped
-    /// to keep the window within its byte budget (`registry::RETAINED_BYTES`): the output is
-    /// empty, a value is `null`, an error keeps its kind, code and the start of its message.
-    pub trimmed: bool,
-}
-
-/// Serialized as `{ type: EXIT, from, value | error: { kind, message }, wall_time_ms }`, plus
-/// `stdout` / `stderr` when captured and not empty, and `trimmed: true` when a late monitor's
-/// copy lost its output and value to the ended window's budget.
-impl Serialize for Exit {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("type", "EXIT")?;
-        map.serialize_entry("from", &self.from)?;
-        match &self.outcome {
-            Ok(value) => map.serialize_entry("value", value)?,
-            Err(error) => map.serialize_entry("error", error)?,
-        }
-        let a = &self.accounting;
-        map.serialize_entry("wall_time_ms", &(a.wall_time.as_micros() as f64 / 1000.0))?;
-        map.serialize_entry("steps", &a.steps)?;
-        map.serialize_entry("yields", &a.yields)?;
-        if let Some(fuel) = a.fuel_used {
-            map.serialize_entry("fuel_used", &fuel)?;
-        }
-        map.serialize_entry("peak_memory", &a.peak_memory)?;
-        if let Some(output) = &self.output {
-            if !output.stdout.is_empty() {
-                map.serialize_entry("stdout", &output.stdout)?;
-            }
-            if !output.stderr.is_empty() {
-                map.serialize_entry("stderr", &output.stderr)?;
-            }
-        }
-        if self.trimmed {
-            map.serialize_entry("trimmed", &true)?;
-        }
-        map.end()
-    }
-}
-
-/// Everything a mailbox can receive: EXITs of monitored processes, and, in a Lua script's own
-/// mailbox, the CANCEL and LINK_DOWN sent to it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A monitored process ended.
-    Exit(Exit),
-    /// Someone asked this (Lua) process to cancel; `from` is the asking process, if any.
-    Cancel { from: Option<Pid>, reason: String },
-    /// A process linked to this (Lua) process ended with an error, and this one traps links.
-    LinkDown(Exit),
-}
-
-impl Event {
-    /// The EXIT, if this is one. A mailbox that only monitors receives nothing else: CANCEL
-    /// and LINK_DOWN reach only a Lua script's own mailbox.
-    pub fn into_exit(self) -> Option<Exit> {
-        match self {
-            Event::Exit(exit) => Some(exit),
-            _ => None,
-        }
-    }
-
-    /// `pid.exit`, `pid.cancel`, `pid.link.down`: the kinds Wippy's events carry.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::Exit(_) => "pid.exit",
-            Event::Cancel { .. } => "pid.cancel",
-            Event::LinkDown(_) => "pid.link.down",
-        }
-    }
-}
-
-/// An EXIT as [`Exit`] serializes; `{ type: CANCEL, from, reason }`;
-/// `{ type: LINK_DOWN, from, error }`.
-impl Serialize for Event {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Event::Exit(exit) => exit.serialize(serializer),
-            Event::Cancel { from, reason } => {
-                let mut map = serializer.serialize_map(None)?;
-                map.serialize_entry("type", "CANCEL")?;
-                map.serialize_entry("from", from)?;
-                map.serialize_entry("reason", reason)?;
-                map.end()
-            }
-            Event::LinkDown(exit) => {
-                let mut map = serializer.serialize_map(None)?;
-                map.serialize_entry("type", "LINK_DOWN")?;
-                map.serialize_entry("from", &exit.from)?;
-                if let Err(error) = &exit.outcome {
-                    map.serialize_entry("error", error)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-/// Where a monitor's events arrive.
-pub struct Mailbox {
-    tx: mpsc::UnboundedSender<Event>,
-    rx: mpsc::UnboundedReceiver<Event>,
-}
-
-impl Default for Mailbox {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Mailbox {
-    pub fn new() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Mailbox { tx, rx }
-    }
-
-    pub(crate) fn address(&self) -> mpsc::UnboundedSender<Event> {
-        self.tx.clone()
-    }
-
-    /// The next event, or `None` when `timeout` passes first. Needs a tokio runtime with time.
-    pub async fn receive(&mut self, timeout: Duration) -> Option<Event> {
-        tokio::time::timeout(timeout, self.rx.recv())
-            .await
-            .ok()
-            .flatten()
-    }
-
-    /// The next event, however long it takes.
-    pub async fn next(&mut self) -> Event {
-        // Never closed: the mailbox holds a sender itself.
-        match self.rx.recv().await {
-            Some(event) => event,
-            None => std::future::pending().await,
-        }
-    }
-
-    /// The next event, waited for on the calling thread (which must not be running async
-    /// code): `None` when `timeout` passes first; no timeout waits as long as it takes. The
-    /// error is a timer that could not start.
-    pub fn receive_blocking(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> std::io::Result<Option<Event>> {
-        match timeout {
-            // Never closed: the mailbox holds a sender itself.
-            None => Ok(self.rx.blocking_recv()),
-            Some(timeout) => Ok(tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()?
-                .block_on(self.receive(timeout))),
-        }
-    }
-
-    /// The next event if one is already there.
-    pub fn try_receive(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-}
-
-/// A process's phases, as a trace sink sees them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Phase {
-    Init,
-    Step,
-    Yield,
-    Close,
-}
-
-/// One lifecycle event, sent to the trace sink of a spawn that asked for one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lifecycle {
-    pub pid: Pid,
-    pub phase: Phase,
-    pub at: Instant,
-}
-
-pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
 
 /// Everything a process needs to run, captured at spawn.
 pub(crate) struct Launch {
@@ -545,34 +287,6 @@ fn host_panicked(panic: Box<dyn std::any::Any + Send>) -> ExitError {
     )
 }
 
-impl Signal {
-    /// How a process that the signal stops ends.
-    pub(crate) fn ending(&self) -> ExitError {
-        match self {
-            Signal::Cancel { reason, from } => ExitError::new(
-                ErrorKind::Cancelled,
-                match from {
-                    Some(from) => format!("cancelled: {reason} (asked by {from})"),
-                    None => format!("cancelled: {reason}"),
-                },
-            ),
-            Signal::Terminate => ExitError::new(ErrorKind::Terminated, "terminated"),
-            Signal::LinkDown(exit) => ExitError::new(
-                ErrorKind::LinkDown,
-                format!(
-                    "linked process {} failed: {}",
-                    exit.from,
-                    exit.outcome
-                        .as_ref()
-                        .err()
-                        .map(ToString::to_string)
-                        .unwrap_or_default()
-                ),
-            ),
-        }
-    }
-}
-
 /// wasmtime's error when a memory or table the binary declares is refused by the limiter as
 /// the instance is made ("memory minimum size of N pages exceeds memory limits").
 fn refused_at_instantiation(e: &ExitError) -> bool {
@@ -789,6 +503,8 @@ fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
+    use crate::mailbox::Mailbox;
 
     fn block_on<F: Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()

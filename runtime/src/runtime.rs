@@ -10,13 +10,15 @@ use serde_json::Value;
 use crate::engine;
 use crate::env::EnvStore;
 use crate::error::Error;
+use crate::event::{Pid, TraceSink};
 use crate::host::ProcessHost;
 use crate::id::EntryId;
 use crate::loader::Target;
 use crate::loader::{Loader, Program};
 use crate::lock::lock;
+use crate::mailbox::Mailbox;
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
-use crate::process::{ExitGuard, Launch, Mailbox, Pid, TraceSink};
+use crate::process::{ExitGuard, Launch};
 use crate::registry::{Monitors, Registry, Signal};
 use crate::state::GuestState;
 

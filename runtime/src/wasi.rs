@@ -38,13 +38,13 @@ pub(crate) enum Captured {
 }
 
 impl Captured {
-    pub(crate) fn output(&self) -> crate::process::Output {
+    pub(crate) fn output(&self) -> crate::event::Output {
         match self {
-            Captured::Pipes { stdout, stderr } => crate::process::Output {
+            Captured::Pipes { stdout, stderr } => crate::event::Output {
                 stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
                 stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
             },
-            Captured::Nothing => crate::process::Output::default(),
+            Captured::Nothing => crate::event::Output::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use mlua::serde::SerializeOptions;
 use mlua::{FromLua, Lua, LuaSerdeExt, MetaMethod, UserData, UserDataMethods, Value as LuaValue};
 
-use crate::process::{Event, Exit, Pid};
+use crate::event::{Event, Exit, Pid};
 
 /// A PID in Lua: printable (`<3>`), comparable. Functions taking a PID also accept its printed
 /// form.

@@ -37,7 +37,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind};
-use crate::process::{self, Event, ExitError, ExitGuard, Mailbox, Pid};
+use crate::event::{Event, ExitError, Pid};
+use crate::mailbox::Mailbox;
+use crate::process::{self, ExitGuard};
 use crate::runtime::{Runtime, SpawnOptions};
 use preempt::Preemption;
 

@@ -29,8 +29,8 @@ use mlua::{ffi, Lua, VmState};
 use super::alarm::{self, Running};
 use super::{cpu_time, ScriptProcess};
 use crate::error::ErrorKind;
+use crate::event::{Event, ExitError};
 use crate::lock::lock;
-use crate::process::{Event, ExitError};
 use crate::registry::{Signal, Signals};
 
 /// How long a script may compute (CPU time) before it yields its worker (as a WebAssembly

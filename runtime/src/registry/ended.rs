@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::PidMap;
-use crate::process::{Accounting, Exit, ExitError, Output, Pid};
+use super::index::PidMap;
+use crate::event::{Accounting, Exit, ExitError, Output, Pid};
 
 /// How many ended processes are remembered for late monitors: the last 10,000 to end.
 pub const REMEMBERED_EXITS: usize = 10_000;

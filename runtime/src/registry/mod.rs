@@ -17,77 +17,29 @@
 //!
 //! Lock order: the index, then a process (two processes in PID order), then the ended ones.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::error::Error;
+use crate::event::{Event, Exit, Pid};
 use crate::lock::lock;
-use crate::process::{Event, Exit, Pid};
 
 mod ended;
+mod index;
+mod signal;
 
 use ended::Ended;
 pub use ended::{REMEMBERED_EXITS, RETAINED_BYTES};
-
-/// What a running process can be told. A WebAssembly process ends at the first signal; a Lua
-/// process ends at `Terminate`, hears `Cancel` as an event, and hears `LinkDown` as an event
-/// when it traps links (otherwise it ends).
-#[derive(Clone, Debug)]
-pub enum Signal {
-    Cancel {
-        reason: String,
-        from: Option<Pid>,
-    },
-    Terminate,
-    /// A linked process ended with an error; its EXIT.
-    LinkDown(Box<Exit>),
-}
+use index::Index;
+use signal::Control;
+pub use signal::Signal;
+#[cfg(feature = "lua")]
+pub(crate) use signal::Signals;
 
 /// Where a process's EXIT goes; one monitor (the usual case) without an allocation.
 pub(crate) type Monitors = smallvec::SmallVec<[mpsc::UnboundedSender<Event>; 1]>;
-
-/// Where a process that keeps running through signals hears them (a Lua script).
-#[cfg(feature = "lua")]
-pub(crate) type Signals = mpsc::UnboundedReceiver<Signal>;
-
-/// How a running process is told.
-enum Control {
-    /// A WebAssembly process ends at its first signal: its task is aborted (dropped at its
-    /// next suspension), and the signal says how it ended. Nothing per process is allocated
-    /// or polled for this: most processes never hear a signal.
-    Abort {
-        /// Known once the task is spawned (see [`Registry::attach`]); never for a task that
-        /// could not start (its host is shutting down).
-        task: Option<AbortHandle>,
-        stopping: Option<Signal>,
-    },
-    #[cfg(feature = "lua")]
-    Stream(mpsc::UnboundedSender<Signal>),
-}
-
-impl Control {
-    /// A process that stopped listening is already ending: the signal is dropped.
-    fn send(&mut self, signal: Signal) {
-        match self {
-            Control::Abort { task, stopping } => {
-                if stopping.is_none() {
-                    *stopping = Some(signal);
-                    if let Some(task) = task {
-                        task.abort();
-                    }
-                }
-            }
-            #[cfg(feature = "lua")]
-            Control::Stream(sender) => {
-                let _ = sender.send(signal);
-            }
-        }
-    }
-}
 
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -95,41 +47,6 @@ pub(crate) struct Registry {
     /// Locked by the workers as processes end, by everyone else only for late monitors and
     /// links.
     ended: Mutex<Ended>,
-}
-
-/// Every process by PID: written by spawns, read by whoever names a PID.
-struct Index {
-    /// The process of the PID with these low bits, until a later spawn takes the slot.
-    slots: Box<[Option<Arc<Proc>>]>,
-    /// Processes still running when a later spawn took their slot.
-    overflow: PidMap<Arc<Proc>>,
-}
-
-/// Slots of the index. A process and its task stay allocated until a later spawn takes its
-/// slot (so that the spawning thread, which allocated them, frees them): at most this many
-/// ended ones, about 0.5 MB.
-const SLOTS: usize = 256;
-
-impl Default for Index {
-    fn default() -> Self {
-        Index {
-            slots: (0..SLOTS).map(|_| None).collect(),
-            overflow: PidMap::default(),
-        }
-    }
-}
-
-impl Index {
-    fn slot(pid: Pid) -> usize {
-        pid.0 as usize % SLOTS
-    }
-
-    fn get(&self, pid: Pid) -> Option<&Arc<Proc>> {
-        match &self.slots[Index::slot(pid)] {
-            Some(proc) if proc.pid == pid => Some(proc),
-            _ => self.overflow.get(&pid),
-        }
-    }
 }
 
 /// One process, as the registry and its own task know it.
@@ -162,29 +79,6 @@ impl Proc {
 
     fn lock(&self) -> MutexGuard<'_, ProcState> {
         lock(&self.state)
-    }
-}
-
-type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
-
-/// PIDs are sequential integers handed out by the runtime, so nobody can pick colliding keys:
-/// a multiply spreads them well.
-#[derive(Default)]
-struct PidHasher(u64);
-
-impl Hasher for PidHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0 ^ u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -489,9 +383,11 @@ fn deliver(monitors: &[mpsc::UnboundedSender<Event>], event: Event) {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::index::SLOTS;
     use super::*;
     use crate::error::ErrorKind;
-    use crate::process::{Accounting, ExitError, Mailbox};
+    use crate::event::{Accounting, ExitError};
+    use crate::mailbox::Mailbox;
 
     /// A successful EXIT of `pid`, ending now.
     pub(super) fn exit(pid: u64) -> Exit {
