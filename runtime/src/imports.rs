@@ -17,7 +17,7 @@ use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::WasiView;
 
 use crate::manifest::Family;
-use crate::state::ProcessState;
+use crate::store_data::ComponentData;
 
 /// The families an entry may use: those it lists, and those their types need.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,7 +47,7 @@ impl Grants {
 }
 
 /// A linker with exactly the granted families.
-pub fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<ProcessState>> {
+pub fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<ComponentData>> {
     let mut linker = Linker::new(engine);
     for family in grants.families() {
         add(&mut linker, family)?;
@@ -62,8 +62,8 @@ impl HasData for HasIo {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-fn add(l: &mut Linker<ProcessState>, family: Family) -> wasmtime::Result<()> {
-    type T = ProcessState;
+fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
+    type T = ComponentData;
     match family {
         Family::Io => {
             use wasmtime_wasi_io::bindings::wasi::io;

@@ -34,7 +34,7 @@ mod registry;
 mod runtime;
 pub mod source_file;
 mod special_files;
-pub mod state;
+pub mod store_data;
 pub mod value;
 pub mod wasi;
 pub mod yaml_bounds;

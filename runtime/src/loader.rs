@@ -18,7 +18,7 @@ use crate::id::EntryId;
 use crate::imports::{self, Grants};
 use crate::inspect::BinaryKind;
 use crate::manifest::{Digest, Family, Method, WasmSpec};
-use crate::state::{ModuleState, ProcessState};
+use crate::store_data::{ComponentData, ModuleData};
 use crate::value::Signature;
 
 /// Why an entry's binary cannot be run.
@@ -185,12 +185,12 @@ impl FileCheck {
 /// What a spawn instantiates and calls.
 pub enum Target {
     Component {
-        pre: InstancePre<ProcessState>,
+        pre: InstancePre<ComponentData>,
         export: ComponentExportIndex,
     },
     /// A wasip1 core module: `func` is `_start` for a command, or another export.
     Module {
-        pre: wasmtime::InstancePre<ModuleState>,
+        pre: wasmtime::InstancePre<ModuleData>,
         func: String,
     },
 }
@@ -233,7 +233,7 @@ pub struct Loader {
     /// Compiled code on disk, kept between runs (none: every run compiles).
     disk: Option<CodeCache>,
     /// One linker per distinct set of grants: entries granted the same families share it.
-    linkers: Mutex<HashMap<Grants, Arc<Linker<ProcessState>>>>,
+    linkers: Mutex<HashMap<Grants, Arc<Linker<ComponentData>>>>,
 }
 
 impl Loader {
@@ -446,8 +446,8 @@ impl Loader {
                 "export `{func}` has parameter or result types a spawn cannot pass (only i32, i64, f32, f64)"
             )));
         };
-        let mut linker = wasmtime::Linker::<ModuleState>::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut *s.p1)
+        let mut linker = wasmtime::Linker::<ModuleData>::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleData| &mut *s.p1)
             .and_then(|_| crate::special_files::guard_path_open(&mut linker))
             .and_then(|_| linker.instantiate_pre(&module))
             .map(|pre| (Target::Module { pre, func }, Signature { params, results }))
@@ -592,7 +592,7 @@ impl Loader {
         crate::lock::lock(&self.compiled)
     }
 
-    fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ProcessState>>> {
+    fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ComponentData>>> {
         let mut linkers = crate::lock::lock(&self.linkers);
         if let Some(linker) = linkers.get(grants) {
             return Ok(linker.clone());

@@ -22,7 +22,7 @@ use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
 use crate::loader::{Program, Target};
 use crate::registry::{Proc, Registry};
-use crate::state::{GuestState, Limited, ModuleState, ProcessState};
+use crate::store_data::{ComponentData, Limited, ModuleData, SpawnContext};
 use crate::value::{Params, Signature, TooLarge};
 use crate::wasi::Captured;
 
@@ -36,7 +36,7 @@ pub(crate) struct Launch {
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub program: Arc<Program>,
     pub params: Params,
-    pub state: GuestState,
+    pub state: SpawnContext,
     pub limits: Limits,
 }
 
@@ -320,7 +320,7 @@ fn blame_limit(failure: ExitError, limits: &Limits, memory: &MemoryUsage) -> Exi
 async fn init_step_close(
     program: &Program,
     params: &[Val],
-    state: GuestState,
+    state: SpawnContext,
     limits: &Limits,
     usage: &mut Usage,
 ) -> Result<Value, ExitError> {
@@ -330,10 +330,10 @@ async fn init_step_close(
     let limiter = MemoryLimiter::new(limits.max_memory);
     usage.memory = Some(limiter.usage.clone());
     let result = match (state, &program.target) {
-        (GuestState::Component { wasi }, Target::Component { pre, export }) => {
+        (SpawnContext::Component { wasi }, Target::Component { pre, export }) => {
             let mut store = new_store(
                 pre.engine(),
-                ProcessState::new(wasi, limiter, program.http_policy.clone()),
+                ComponentData::new(wasi, limiter, program.http_policy.clone()),
             );
             meter(&mut store, fuel)?;
             store.set_hostcall_fuel(program.lift_fuel);
@@ -341,8 +341,8 @@ async fn init_step_close(
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
         }
-        (GuestState::Module { p1 }, Target::Module { pre, func }) => {
-            let mut store = new_store(pre.module().engine(), ModuleState { p1, limiter });
+        (SpawnContext::Module { p1 }, Target::Module { pre, func }) => {
+            let mut store = new_store(pre.module().engine(), ModuleData { p1, limiter });
             meter(&mut store, fuel)?;
             store.set_hostcall_fuel(program.lift_fuel);
             // Boxed: inline, this arm's state would double the size of every process's
@@ -379,11 +379,11 @@ fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
 }
 
 async fn call(
-    pre: &wasmtime::component::InstancePre<ProcessState>,
+    pre: &wasmtime::component::InstancePre<ComponentData>,
     export: wasmtime::component::ComponentExportIndex,
     program: &Program,
     params: &[Val],
-    store: &mut Store<ProcessState>,
+    store: &mut Store<ComponentData>,
 ) -> wasmtime::Result<Value> {
     // Not boxed, although instantiation's future is most of a process's task (1.2 of 1.9 KiB)
     // and tokio copies the task when it spawns it: a box of that size is past glibc's thread
@@ -413,10 +413,10 @@ async fn call(
 /// A core module's export, with the arguments converted to its core types (the loader checked
 /// they are i32, i64, f32 or f64).
 async fn call_module(
-    pre: &wasmtime::InstancePre<ModuleState>,
+    pre: &wasmtime::InstancePre<ModuleData>,
     func: &str,
     params: &[Val],
-    store: &mut Store<ModuleState>,
+    store: &mut Store<ModuleData>,
 ) -> wasmtime::Result<Value> {
     let instance = pre.instantiate_async(&mut *store).await?;
     let func = instance.get_func(&mut *store, func).ok_or_else(vanished)?;

@@ -20,7 +20,7 @@ use crate::mailbox::Mailbox;
 use crate::manifest::{EntrySpec, Manifest, WasmSpec};
 use crate::process::{ExitGuard, Launch};
 use crate::registry::{Monitors, Registry, Signal};
-use crate::state::GuestState;
+use crate::store_data::SpawnContext;
 
 use crate::wasi::{self, ResolvedMount, Stdio};
 
@@ -41,10 +41,9 @@ pub struct SpawnOptions {
 type Lookup<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// An entry as spawns find it: one lookup of its text gives its ID and, for a `process.wasm`
-/// entry, its spec and program, for a `process.host` its scheduler. (A spawn used to make five
-/// lookups, hashing and comparing the ID's strings in each: measured with callgrind, a sixth
-/// of the spawning thread's instructions.)
-pub(crate) struct Known {
+/// entry, its spec and program, for a `process.host` its scheduler. One lookup per spawn, not
+/// one per question (five lookups were a sixth of the spawning thread's instructions).
+pub(crate) struct ResolvedEntry {
     id: EntryId,
     /// A `process.wasm` entry's spec, shared with the manifest.
     wasm: Option<Arc<WasmSpec>>,
@@ -59,7 +58,7 @@ pub struct Runtime {
     manifest: Manifest,
     loader: Arc<Loader>,
     env: EnvStore,
-    known: Lookup<String, Known>,
+    entries: Lookup<String, ResolvedEntry>,
     starting_hosts: Mutex<()>,
     registry: Arc<Registry>,
     next_pid: AtomicU64,
@@ -90,10 +89,10 @@ impl Runtime {
     pub fn new(manifest: Manifest, loader: Arc<Loader>) -> Self {
         Runtime {
             env: EnvStore::new(&manifest),
-            known: manifest
+            entries: manifest
                 .entries()
                 .map(|e| {
-                    let known = Known {
+                    let resolved = ResolvedEntry {
                         id: e.id.clone(),
                         wasm: match &e.spec {
                             EntrySpec::Wasm(wasm) => Some(wasm.clone()),
@@ -102,7 +101,7 @@ impl Runtime {
                         program: Mutex::default(),
                         host: OnceLock::new(),
                     };
-                    (e.id.to_string(), known)
+                    (e.id.to_string(), resolved)
                 })
                 .collect(),
             manifest,
@@ -159,11 +158,11 @@ impl Runtime {
         options: &SpawnOptions,
         monitors: Monitors,
     ) -> Result<Pid, Error> {
-        let known = self.known(entry)?;
-        let entry = &known.id;
-        let host = self.host(self.known(host)?)?;
+        let resolved = self.entry(entry)?;
+        let entry = &resolved.id;
+        let host = self.host(self.entry(host)?)?;
         let place = host.enqueue()?;
-        let program = self.program_of(known)?;
+        let program = self.program_of(resolved)?;
         let params = program
             .signature
             .args_to_vals_within(args, program.max_value)
@@ -171,13 +170,13 @@ impl Runtime {
                 entry: entry.clone(),
                 source: Box::new(source),
             })?;
-        let wasm = self.wasm_of(known)?;
+        let wasm = self.wasm_of(resolved)?;
         // Resolved even when unused: a missing required variable refuses every spawn.
         let env = self.resolve_env(entry, wasm)?;
         let (state, captured) = match &program.target {
             Target::Component { .. } if program.imports_nothing => {
                 let captured = (options.stdio == Stdio::Capture).then_some(wasi::Captured::Nothing);
-                (GuestState::Component { wasi: None }, captured)
+                (SpawnContext::Component { wasi: None }, captured)
             }
             target => {
                 let mounts = self.resolve_mounts(wasm);
@@ -193,10 +192,10 @@ impl Runtime {
                         .then_some(&wasm.network),
                 )?;
                 let state = match target {
-                    Target::Component { .. } => GuestState::Component {
+                    Target::Component { .. } => SpawnContext::Component {
                         wasi: Some(Box::new(builder.build())),
                     },
-                    Target::Module { .. } => GuestState::Module {
+                    Target::Module { .. } => SpawnContext::Module {
                         p1: Box::new(builder.build_p1()),
                     },
                 };
@@ -296,7 +295,7 @@ impl Runtime {
 
     /// Changes an `env.variable` kept in an `env.storage.memory`; later spawns see the value.
     pub fn set_env(&self, variable: &str, value: impl Into<String>) -> Result<(), Error> {
-        let id = &self.known(variable)?.id;
+        let id = &self.entry(variable)?.id;
         self.env.set(&self.manifest, id, value.into())
     }
 
@@ -311,13 +310,13 @@ impl Runtime {
 
     /// The entry `id` names, looked up as written first (no parsing, no allocation: this is
     /// on every spawn), then in its canonical form (`EntryId::parse` trims it).
-    pub(crate) fn known(&self, id: &str) -> Result<&Known, Error> {
-        if let Some(known) = self.known.get(id) {
-            return Ok(known);
+    pub(crate) fn entry(&self, id: &str) -> Result<&ResolvedEntry, Error> {
+        if let Some(resolved) = self.entries.get(id) {
+            return Ok(resolved);
         }
         EntryId::parse(id)
             .ok()
-            .and_then(|parsed| self.known.get(parsed.to_string().as_str()))
+            .and_then(|parsed| self.entries.get(parsed.to_string().as_str()))
             .ok_or_else(|| Error::UnknownEntry { id: id.to_string() })
     }
 
@@ -325,13 +324,13 @@ impl Runtime {
     /// loaded again (hash checked again) when the binary's file changed since (noticed within
     /// [`crate::loader::RECHECK`]).
     pub fn program(&self, id: &EntryId) -> Result<Arc<Program>, Error> {
-        self.program_of(self.known(&id.to_string())?)
+        self.program_of(self.entry(&id.to_string())?)
     }
 
     /// [`Runtime::program`]. Spawns of the entry wait while it loads, instead of each
     /// compiling it again.
-    fn program_of(&self, known: &Known) -> Result<Arc<Program>, Error> {
-        let mut slot = lock(&known.program);
+    fn program_of(&self, resolved: &ResolvedEntry) -> Result<Arc<Program>, Error> {
+        let mut slot = lock(&resolved.program);
         if let Some(program) = slot.as_ref() {
             if program.file.unchanged() {
                 return Ok(program.clone());
@@ -339,18 +338,18 @@ impl Runtime {
             // Forgotten, so that no spawn runs it again before its file passes the check.
             *slot = None;
         }
-        let wasm = self.wasm_of(known)?;
+        let wasm = self.wasm_of(resolved)?;
         let directory = self.directory(&wasm.fs)?;
-        let program = self.loader.load(&known.id, wasm, directory)?;
+        let program = self.loader.load(&resolved.id, wasm, directory)?;
         *slot = Some(program.clone());
         Ok(program)
     }
 
     /// A `process.wasm` entry's spec; any other kind is refused, named.
-    fn wasm_of<'a>(&'a self, known: &'a Known) -> Result<&'a WasmSpec, Error> {
-        match &known.wasm {
+    fn wasm_of<'a>(&'a self, resolved: &'a ResolvedEntry) -> Result<&'a WasmSpec, Error> {
+        match &resolved.wasm {
             Some(wasm) => Ok(wasm),
-            None => self.entry_of(&known.id, "process.wasm", |_| None),
+            None => self.entry_of(&resolved.id, "process.wasm", |_| None),
         }
     }
 
@@ -424,20 +423,23 @@ impl Runtime {
     }
 
     /// A `process.host` entry's scheduler, started on its first spawn.
-    pub(crate) fn host<'a>(&'a self, known: &'a Known) -> Result<&'a ProcessHost, Error> {
-        if let Some(host) = known.host.get() {
+    pub(crate) fn host<'a>(
+        &'a self,
+        resolved: &'a ResolvedEntry,
+    ) -> Result<&'a ProcessHost, Error> {
+        if let Some(host) = resolved.host.get() {
             return Ok(host);
         }
         // One start at a time, so that no host is started twice.
         let _starting = lock(&self.starting_hosts);
-        if let Some(host) = known.host.get() {
+        if let Some(host) = resolved.host.get() {
             return Ok(host);
         }
-        let spec = self.entry_of(&known.id, "process.host", |spec| match spec {
+        let spec = self.entry_of(&resolved.id, "process.host", |spec| match spec {
             EntrySpec::Host(host) => Some(host),
             _ => None,
         })?;
-        let started = ProcessHost::start(known.id.clone(), spec.clone())?;
-        Ok(known.host.get_or_init(|| started))
+        let started = ProcessHost::start(resolved.id.clone(), spec.clone())?;
+        Ok(resolved.host.get_or_init(|| started))
     }
 }

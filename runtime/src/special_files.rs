@@ -23,7 +23,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
     PathFlags,
 };
 
-use crate::state::{ModuleState, ProcessState};
+use crate::store_data::{ComponentData, ModuleData};
 
 /// The `wasi:filesystem/types` version wasmtime-wasi defines (guests' 0.2.x imports match it).
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
@@ -37,7 +37,7 @@ fn special(ty: DescriptorType) -> bool {
 }
 
 /// Replaces the linker's `[method]descriptor.open-at` with one that refuses special files.
-pub(crate) fn guard_open_at(linker: &mut Linker<ProcessState>) -> wasmtime::Result<()> {
+pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(TYPES)?;
     types.func_wrap_async(
@@ -78,14 +78,14 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ProcessState>) -> wasmtime::Resu
 }
 
 /// Replaces the core linker's preview 1 `path_open` with one that refuses special files.
-pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleState>) -> wasmtime::Result<()> {
+pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleData>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p1::types::{Errno, Fd, Filetype, Lookupflags};
     use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1 as _};
     linker.allow_shadowing(true);
     linker.func_wrap_async(
         "wasi_snapshot_preview1",
         "path_open",
-        |mut caller: wasmtime::Caller<'_, ModuleState>,
+        |mut caller: wasmtime::Caller<'_, ModuleData>,
          (fd, dirflags, path, path_len, oflags, base, inheriting, fdflags, opened): (
             i32,
             i32,

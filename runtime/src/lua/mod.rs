@@ -101,7 +101,7 @@ impl Runtime {
         options: &SpawnOptions,
         monitor: Option<&Mailbox>,
     ) -> Result<Pid, Error> {
-        let host = self.host(self.known(host)?)?;
+        let host = self.host(self.entry(host)?)?;
         let place = host.enqueue()?;
         let refused = |e: mlua::Error| Error::Script {
             name: name.to_string(),

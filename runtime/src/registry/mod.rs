@@ -52,10 +52,12 @@ pub(crate) struct Registry {
 /// One process, as the registry and its own task know it.
 pub(crate) struct Proc {
     pid: Pid,
-    state: Mutex<ProcState>,
+    state: Mutex<ProcRecord>,
 }
 
-struct ProcState {
+/// A process's record in the registry, under its lock: running (with its monitors, links
+/// and control) or ended.
+struct ProcRecord {
     /// `None` once the process ended.
     running: Option<Running>,
     /// The task of a process that ended, let go of with the process, on the spawning thread:
@@ -77,7 +79,7 @@ impl Proc {
         self.pid
     }
 
-    fn lock(&self) -> MutexGuard<'_, ProcState> {
+    fn lock(&self) -> MutexGuard<'_, ProcRecord> {
         lock(&self.state)
     }
 }
@@ -91,7 +93,7 @@ impl Registry {
             task: None,
             stopping: None,
         };
-        self.file(pid, monitors, link, control)
+        self.insert(pid, monitors, link, control)
     }
 
     /// [`Registry::start`] for a process that hears every signal.
@@ -103,14 +105,20 @@ impl Registry {
         link: Option<Pid>,
     ) -> (Arc<Proc>, Signals) {
         let (control, signals) = mpsc::unbounded_channel();
-        let proc = self.file(pid, monitors, link, Control::Stream(control));
+        let proc = self.insert(pid, monitors, link, Control::Stream(control));
         (proc, signals)
     }
 
-    fn file(&self, pid: Pid, monitors: Monitors, link: Option<Pid>, control: Control) -> Arc<Proc> {
+    fn insert(
+        &self,
+        pid: Pid,
+        monitors: Monitors,
+        link: Option<Pid>,
+        control: Control,
+    ) -> Arc<Proc> {
         let proc = Arc::new(Proc {
             pid,
-            state: Mutex::new(ProcState {
+            state: Mutex::new(ProcRecord {
                 running: Some(Running {
                     monitors,
                     control,
@@ -141,7 +149,7 @@ impl Registry {
         // Freed here, outside the lock: the ended process and its task.
         drop(ended);
         if let Some(other) = link {
-            self.join(pid, other);
+            self.add_link(pid, other);
         }
         proc
     }
@@ -204,20 +212,20 @@ impl Registry {
             running.monitors.retain(|m| !m.same_channel(monitor))
         }) {
             Some(()) => Ok(()),
-            None => self.known(pid),
+            None => self.ensure_known(pid),
         }
     }
 
     /// Links two processes. Linking to one that already ended with an error signals `pid`
     /// at once; to one that ended well, does nothing.
     pub(crate) fn link(&self, pid: Pid, other: Pid) -> Result<(), Error> {
-        self.known(other)?;
-        self.join(pid, other);
+        self.ensure_known(other)?;
+        self.add_link(pid, other);
         Ok(())
     }
 
     pub(crate) fn unlink(&self, pid: Pid, other: Pid) -> Result<(), Error> {
-        self.known(other)?;
+        self.ensure_known(other)?;
         if let (Some(a), Some(b)) = (self.find(pid), self.find(other)) {
             if pid != other {
                 let (mut a, mut b) = lock_two(&a, &b);
@@ -235,7 +243,7 @@ impl Registry {
     pub(crate) fn signal(&self, pid: Pid, signal: Signal) -> Result<(), Error> {
         match self.with_running(pid, |running| running.control.send(signal)) {
             Some(()) => Ok(()),
-            None => self.known(pid),
+            None => self.ensure_known(pid),
         }
     }
 
@@ -303,7 +311,7 @@ impl Registry {
     }
 
     /// Ok when `pid` is running or remembered as ended.
-    fn known(&self, pid: Pid) -> Result<(), Error> {
+    fn ensure_known(&self, pid: Pid) -> Result<(), Error> {
         if self.find(pid).is_some() || lock(&self.ended).contains(pid) {
             Ok(())
         } else {
@@ -313,7 +321,7 @@ impl Registry {
 
     /// Links running `pid` to `other`: both ways when `other` runs too; when it ended with an
     /// error, `pid` hears a LINK_DOWN at once.
-    fn join(&self, pid: Pid, other: Pid) {
+    fn add_link(&self, pid: Pid, other: Pid) {
         if pid == other {
             return;
         }
@@ -342,7 +350,7 @@ impl Registry {
     }
 
     /// `other` ended: when it failed, the running process `to` hears a LINK_DOWN.
-    fn pass_ended_failure(&self, to: &mut ProcState, other: Pid) {
+    fn pass_ended_failure(&self, to: &mut ProcRecord, other: Pid) {
         let Some(running) = to.running.as_mut() else {
             return;
         };
@@ -357,7 +365,7 @@ impl Registry {
 fn lock_two<'a>(
     a: &'a Proc,
     b: &'a Proc,
-) -> (MutexGuard<'a, ProcState>, MutexGuard<'a, ProcState>) {
+) -> (MutexGuard<'a, ProcRecord>, MutexGuard<'a, ProcRecord>) {
     if a.pid < b.pid {
         let first = a.lock();
         (first, b.lock())

@@ -11,7 +11,9 @@ use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
 use crate::network::NetworkPolicy;
 
-pub struct ProcessState {
+/// What a component's store carries while it runs (the `T` of its `Store<T>`): its WASI and
+/// HTTP contexts, its resource table and its memory limiter.
+pub struct ComponentData {
     /// `None` for a guest that imports nothing: building a context costs a tenth of a spawn,
     /// and such a guest never asks for it. Boxed as it was captured at spawn: the store
     /// allocates and moves this state on every spawn, and the context is most of it.
@@ -23,7 +25,7 @@ pub struct ProcessState {
     pub(crate) limiter: MemoryLimiter,
 }
 
-impl ProcessState {
+impl ComponentData {
     /// `http_policy`: the entry's network policy when it grants `wasi:http` (else requests,
     /// which cannot be made without the grant anyway, are refused).
     pub(crate) fn new(
@@ -31,7 +33,7 @@ impl ProcessState {
         limiter: MemoryLimiter,
         http_policy: Option<Arc<NetworkPolicy>>,
     ) -> Self {
-        ProcessState {
+        ComponentData {
             wasi,
             http: WasiHttpCtx::new(),
             http_hooks: PolicyHooks(http_policy),
@@ -41,7 +43,7 @@ impl ProcessState {
     }
 }
 
-impl WasiHttpView for ProcessState {
+impl WasiHttpView for ComponentData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -51,7 +53,7 @@ impl WasiHttpView for ProcessState {
     }
 }
 
-impl WasiView for ProcessState {
+impl WasiView for ComponentData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             // Only a guest without imports has none, and it cannot call WASI; should one ever
@@ -65,7 +67,7 @@ impl WasiView for ProcessState {
 }
 
 /// What a core module's store carries: its preview 1 WASI context (boxed, as captured at spawn).
-pub struct ModuleState {
+pub struct ModuleData {
     pub(crate) p1: Box<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) limiter: MemoryLimiter,
 }
@@ -75,13 +77,13 @@ pub(crate) trait Limited: Send + 'static {
     fn limiter(&mut self) -> &mut MemoryLimiter;
 }
 
-impl Limited for ProcessState {
+impl Limited for ComponentData {
     fn limiter(&mut self) -> &mut MemoryLimiter {
         &mut self.limiter
     }
 }
 
-impl Limited for ModuleState {
+impl Limited for ModuleData {
     fn limiter(&mut self) -> &mut MemoryLimiter {
         &mut self.limiter
     }
@@ -91,7 +93,7 @@ impl Limited for ModuleState {
 /// process starts, on its worker: a store is several allocations, and allocations made on one
 /// thread and freed on another cost several times more. Boxed, so that the process's task
 /// (allocated and copied on every spawn) stays small.
-pub(crate) enum GuestState {
+pub(crate) enum SpawnContext {
     /// A component's WASI context; `None` when it imports nothing.
     Component { wasi: Option<Box<WasiCtx>> },
     /// A core module's preview 1 context.
