@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmproc_runtime::imports::Grants;
 use wasmproc_runtime::inspect::{inspect, BinaryKind, Inspection};
-use wasmproc_runtime::manifest::{EntrySpec, Family, Manifest};
+use wasmproc_runtime::manifest::{EntryKind, EntrySpec, Family, Manifest};
 use wasmproc_runtime::{EntryId, Loader};
 
 use crate::manifest_path;
@@ -125,8 +125,9 @@ fn check_entry(
         Some(EntrySpec::Wasm(wasm)) => wasm,
         Some(other) => {
             return Err(format!(
-                "error[wrong_entry_kind]: `{id}` is a `{}`, not a `process.wasm`",
-                other.kind_name()
+                "error[wrong_entry_kind]: `{id}` is a `{}`, not a `{}`",
+                other.kind(),
+                EntryKind::Wasm
             ))
         }
         None => {

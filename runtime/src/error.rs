@@ -132,8 +132,8 @@ pub enum Error {
     #[error("entry `{id}` is a `{actual}`, expected a `{expected}`")]
     WrongEntryKind {
         id: EntryId,
-        expected: &'static str,
-        actual: &'static str,
+        expected: crate::manifest::EntryKind,
+        actual: crate::manifest::EntryKind,
     },
     #[error(transparent)]
     Load(#[from] LoadError),

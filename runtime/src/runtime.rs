@@ -17,7 +17,7 @@ use crate::loader::Target;
 use crate::loader::{Loader, Program};
 use crate::lock::lock;
 use crate::mailbox::Mailbox;
-use crate::manifest::{EntrySpec, Manifest, WasmSpec};
+use crate::manifest::{EntryKind, EntrySpec, Manifest, WasmSpec};
 use crate::process::{ExitGuard, Launch};
 use crate::registry::{Monitors, Registry, Signal};
 use crate::store_data::SpawnContext;
@@ -349,7 +349,7 @@ impl Runtime {
     fn wasm_of<'a>(&'a self, resolved: &'a ResolvedEntry) -> Result<&'a WasmSpec, Error> {
         match &resolved.wasm {
             Some(wasm) => Ok(wasm),
-            None => self.entry_of(&resolved.id, "process.wasm", |_| None),
+            None => self.entry_of(&resolved.id, EntryKind::Wasm, |_| None),
         }
     }
 
@@ -357,7 +357,7 @@ impl Runtime {
     fn entry_of<'a, T>(
         &'a self,
         id: &EntryId,
-        expected: &'static str,
+        expected: EntryKind,
         pick: impl FnOnce(&'a EntrySpec) -> Option<T>,
     ) -> Result<T, Error> {
         let entry = self
@@ -367,7 +367,7 @@ impl Runtime {
         pick(&entry.spec).ok_or_else(|| Error::WrongEntryKind {
             id: id.clone(),
             expected,
-            actual: entry.spec.kind_name(),
+            actual: entry.spec.kind(),
         })
     }
 
@@ -435,7 +435,7 @@ impl Runtime {
         if let Some(host) = resolved.host.get() {
             return Ok(host);
         }
-        let spec = self.entry_of(&resolved.id, "process.host", |spec| match spec {
+        let spec = self.entry_of(&resolved.id, EntryKind::Host, |spec| match spec {
             EntrySpec::Host(host) => Some(host),
             _ => None,
         })?;

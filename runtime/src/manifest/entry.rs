@@ -40,18 +40,86 @@ pub enum EntrySpec {
     Terminal,
 }
 
+/// Declares the kinds once: the enum, its list and its words cannot drift apart.
+macro_rules! entry_kinds {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// What an entry is, as the manifest's `kind:` names it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum EntryKind {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl EntryKind {
+            /// Every kind, in the order error messages list them.
+            pub const ALL: &'static [EntryKind] = &[$(EntryKind::$variant,)*];
+
+            /// The manifest's word for this kind.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EntryKind::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+entry_kinds! {
+    /// A host directory guests may be given.
+    Directory => "fs.directory",
+    /// A WebAssembly program that runs as a process.
+    Wasm => "process.wasm",
+    /// A scheduler: workers, a queue and a pool of instances.
+    Host => "process.host",
+    /// The terminal CLI commands run in.
+    Terminal => "terminal.host",
+    /// An environment variable guests may be given.
+    EnvVariable => "env.variable",
+    /// Variables read from the runtime's own environment.
+    EnvStorageOs => "env.storage.os",
+    /// Variables fixed in the manifest.
+    EnvStorageStatic => "env.storage.static",
+    /// Variables fixed in the manifest that guests may change for the run.
+    EnvStorageMemory => "env.storage.memory",
+}
+
+impl EntryKind {
+    /// The kind a manifest's `kind:` word names.
+    pub fn parse(word: &str) -> Option<EntryKind> {
+        EntryKind::ALL.iter().copied().find(|k| k.as_str() == word)
+    }
+
+    /// Every kind's word, comma-separated (for messages that list them).
+    pub fn listed() -> String {
+        let words: Vec<_> = EntryKind::ALL.iter().map(|k| k.as_str()).collect();
+        words.join(", ")
+    }
+
+    /// An `env.storage.*` kind.
+    pub fn is_storage(self) -> bool {
+        matches!(
+            self,
+            EntryKind::EnvStorageOs | EntryKind::EnvStorageStatic | EntryKind::EnvStorageMemory
+        )
+    }
+}
+
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl EntrySpec {
-    /// The manifest's word for this kind.
-    pub fn kind_name(&self) -> &'static str {
+    pub fn kind(&self) -> EntryKind {
         match self {
-            EntrySpec::Directory(_) => "fs.directory",
-            EntrySpec::Wasm(_) => "process.wasm",
-            EntrySpec::Host(_) => "process.host",
-            EntrySpec::EnvVariable(_) => "env.variable",
-            EntrySpec::EnvStorage(EnvStorageSpec::Os) => "env.storage.os",
-            EntrySpec::EnvStorage(EnvStorageSpec::Static(_)) => "env.storage.static",
-            EntrySpec::EnvStorage(EnvStorageSpec::Memory(_)) => "env.storage.memory",
-            EntrySpec::Terminal => "terminal.host",
+            EntrySpec::Directory(_) => EntryKind::Directory,
+            EntrySpec::Wasm(_) => EntryKind::Wasm,
+            EntrySpec::Host(_) => EntryKind::Host,
+            EntrySpec::EnvVariable(_) => EntryKind::EnvVariable,
+            EntrySpec::EnvStorage(EnvStorageSpec::Os) => EntryKind::EnvStorageOs,
+            EntrySpec::EnvStorage(EnvStorageSpec::Static(_)) => EntryKind::EnvStorageStatic,
+            EntrySpec::EnvStorage(EnvStorageSpec::Memory(_)) => EntryKind::EnvStorageMemory,
+            EntrySpec::Terminal => EntryKind::Terminal,
         }
     }
 }
@@ -323,5 +391,38 @@ mod tests {
         assert_eq!(m.func, "run");
         assert!(Method::parse("#run").is_err());
         assert!(Method::parse("iface#").is_err());
+    }
+
+    #[test]
+    fn every_kind_parses_from_its_own_word_only() {
+        for &kind in EntryKind::ALL {
+            assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EntryKind::parse("process"), None);
+        assert_eq!(EntryKind::parse("env.storage.*"), None);
+    }
+
+    /// Manifest authors learn the kinds from the README: its Manifests section names each.
+    #[test]
+    fn the_readme_names_every_kind() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("the README");
+        let section = readme
+            .split("\n## Manifests\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has a Manifests section");
+        let missing: Vec<_> = EntryKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .filter(|word| {
+                !section.contains(&format!("`{word}`"))
+                    && !section.contains(&format!("kind: {word}"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's Manifests section does not name {missing:?}"
+        );
     }
 }

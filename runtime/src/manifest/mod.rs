@@ -13,8 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use entry::{
-    Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
-    HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+    Command, DirectorySpec, Entry, EntryKind, EntrySpec, EnvBinding, EnvStorageSpec,
+    EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 pub use hash::Digest;
 pub use parse::strip_location;
@@ -140,17 +140,21 @@ impl Manifest {
             };
             match &entry.spec {
                 EntrySpec::Wasm(wasm) => {
-                    self.expect_kind("fs", &wasm.fs, "fs.directory")
+                    self.expect_kind("fs", &wasm.fs, Wanted::Kind(EntryKind::Directory))
                         .map_err(fail)?;
                     for (i, binding) in wasm.wasi.env.iter().enumerate() {
-                        self.expect_kind(&format!("wasi.env[{i}].id"), &binding.id, "env.variable")
-                            .map_err(fail)?;
+                        self.expect_kind(
+                            &format!("wasi.env[{i}].id"),
+                            &binding.id,
+                            Wanted::Kind(EntryKind::EnvVariable),
+                        )
+                        .map_err(fail)?;
                     }
                     for (i, mount) in wasm.wasi.mounts.iter().enumerate() {
                         self.expect_kind(
                             &format!("wasi.mounts[{i}].fs"),
                             &mount.fs,
-                            "fs.directory",
+                            Wanted::Kind(EntryKind::Directory),
                         )
                         .map_err(fail)?;
                     }
@@ -165,7 +169,7 @@ impl Manifest {
                 }
                 EntrySpec::EnvVariable(variable) => {
                     if let Some(storage) = &variable.storage {
-                        self.expect_kind("storage", storage, "env.storage.*")
+                        self.expect_kind("storage", storage, Wanted::AnyStorage)
                             .map_err(fail)?;
                     }
                 }
@@ -175,16 +179,15 @@ impl Manifest {
         Ok(())
     }
 
-    /// `field` of some entry names `id`, which must be a loaded entry of kind `expected`
-    /// (`env.storage.*` accepts any storage).
-    fn expect_kind(&self, field: &str, id: &EntryId, expected: &str) -> Result<(), String> {
+    /// `field` of some entry names `id`, which must be a loaded entry of the kind `expected`.
+    fn expect_kind(&self, field: &str, id: &EntryId, expected: Wanted) -> Result<(), String> {
         let Some(target) = self.entries.get(id) else {
             return Err(format!("{field}: unknown entry `{id}`"));
         };
-        let actual = target.spec.kind_name();
-        let matches = match expected.strip_suffix('*') {
-            Some(prefix) => actual.starts_with(prefix),
-            None => actual == expected,
+        let actual = target.spec.kind();
+        let matches = match expected {
+            Wanted::Kind(kind) => actual == kind,
+            Wanted::AnyStorage => actual.is_storage(),
         };
         if matches {
             Ok(())
@@ -227,7 +230,7 @@ impl Manifest {
             }
             Some(other) => Err(format!(
                 "entry `{id}` is a `{}`, not an `fs.directory`",
-                other.kind_name()
+                other.kind()
             )),
             None => Err(format!("unknown entry `{id}`")),
         }
@@ -247,5 +250,22 @@ impl Manifest {
             EntrySpec::Host(host) => Some((&e.id, host)),
             _ => None,
         })
+    }
+}
+
+/// The kind a reference must name.
+#[derive(Clone, Copy)]
+enum Wanted {
+    Kind(EntryKind),
+    /// Any `env.storage.*`.
+    AnyStorage,
+}
+
+impl std::fmt::Display for Wanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wanted::Kind(kind) => kind.fmt(f),
+            Wanted::AnyStorage => f.write_str("env.storage.*"),
+        }
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::limits::{parse_size, Limits};
 
 use super::entry::{
-    Command, DirectorySpec, Entry, EntrySpec, EnvBinding, EnvStorageSpec, EnvVariableSpec, Family,
-    HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+    Command, DirectorySpec, Entry, EntryKind, EntrySpec, EnvBinding, EnvStorageSpec,
+    EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 use super::hash::Digest;
 use super::ManifestError;
@@ -192,8 +192,6 @@ struct RawHostPool {
     keep_resident: Option<Value>,
 }
 
-const KINDS: &str = "fs.directory, process.wasm, process.host, terminal.host, env.variable, \
-                     env.storage.os, env.storage.static, env.storage.memory";
 const DEFAULT_QUEUE_SIZE: usize = 1024;
 
 pub(super) fn parse_file(text: &str, file: &Path) -> Result<Vec<Entry>, ManifestError> {
@@ -306,20 +304,29 @@ fn parse_spec(
     };
     let rest = Value::Mapping(fields);
     let typed = |e: serde_norway::Error| invalid(format!("{kind}: {e}"));
-    match kind.as_str() {
-        "fs.directory" => {
+    let Some(known) = EntryKind::parse(&kind) else {
+        return Err((
+            ErrorKind::UnsupportedEntryKind,
+            format!(
+                "unsupported kind `{kind}` (supported: {})",
+                EntryKind::listed()
+            ),
+        ));
+    };
+    match known {
+        EntryKind::Directory => {
             let raw: RawDirectory = serde_norway::from_value(rest).map_err(typed)?;
             let directory = required(raw.directory, "directory")?;
             Ok(EntrySpec::Directory(DirectorySpec {
                 directory: normalize(&base.join(directory)),
             }))
         }
-        "process.wasm" => parse_wasm(
+        EntryKind::Wasm => parse_wasm(
             serde_norway::from_value(rest).map_err(typed)?,
             id,
             namespace,
         ),
-        "process.host" => {
+        EntryKind::Host => {
             let raw: RawHost = serde_norway::from_value(rest).map_err(typed)?;
             let config = raw.host.unwrap_or(RawHostConfig {
                 workers: None,
@@ -344,11 +351,11 @@ fn parse_spec(
                 pool,
             }))
         }
-        "terminal.host" => {
+        EntryKind::Terminal => {
             let _: RawPlain = serde_norway::from_value(rest).map_err(typed)?;
             Ok(EntrySpec::Terminal)
         }
-        "env.variable" => {
+        EntryKind::EnvVariable => {
             let raw: RawEnvVariable = serde_norway::from_value(rest).map_err(typed)?;
             let storage = match raw.storage {
                 Some(s) => Some(
@@ -364,23 +371,21 @@ fn parse_spec(
                 readonly: raw.readonly,
             }))
         }
-        "env.storage.os" => {
+        EntryKind::EnvStorageOs => {
             let _: RawPlain = serde_norway::from_value(rest).map_err(typed)?;
             Ok(EntrySpec::EnvStorage(EnvStorageSpec::Os))
         }
-        "env.storage.static" | "env.storage.memory" => {
+        EntryKind::EnvStorageStatic | EntryKind::EnvStorageMemory => {
             let raw: RawEnvStorage = serde_norway::from_value(rest).map_err(typed)?;
             let values = raw.values.unwrap_or_default();
-            Ok(EntrySpec::EnvStorage(if kind == "env.storage.static" {
-                EnvStorageSpec::Static(values)
-            } else {
-                EnvStorageSpec::Memory(values)
-            }))
+            Ok(EntrySpec::EnvStorage(
+                if known == EntryKind::EnvStorageStatic {
+                    EnvStorageSpec::Static(values)
+                } else {
+                    EnvStorageSpec::Memory(values)
+                },
+            ))
         }
-        other => Err((
-            ErrorKind::UnsupportedEntryKind,
-            format!("unsupported kind `{other}` (supported: {KINDS})"),
-        )),
     }
 }
 
