@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde::Serialize;
-use wasmproc_runtime::imports::Grants;
-use wasmproc_runtime::inspect::{inspect, BinaryKind, Inspection};
 use wasmproc_runtime::manifest::{EntryKind, EntrySpec, Family, Manifest};
+use wasmproc_runtime::Grants;
+use wasmproc_runtime::{inspect, BinaryKind, Inspection};
 use wasmproc_runtime::{EntryId, Loader};
 
 use crate::manifest_path;

@@ -134,9 +134,8 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     for dir in spec.dirs.iter().chain(&spec.root) {
         crate::confined::check_path(dir).map_err(|e| format!("{}: {e}", spec_path.display()))?;
     }
-    let bytes =
-        wasmproc_runtime::source_file::read_bytes(wasm, wasmproc_runtime::loader::MAX_BINARY_BYTES)
-            .map_err(|e| format!("{}: {e}", wasm.display()))?;
+    let bytes = wasmproc_runtime::source_file::read_bytes(wasm, wasmproc_runtime::MAX_BINARY_BYTES)
+        .map_err(|e| format!("{}: {e}", wasm.display()))?;
     let test_dir = wasm.parent().unwrap_or(Path::new("."));
     // Tests may write into their directories: each run gets copies.
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;

@@ -45,10 +45,6 @@ impl ProcessHost {
         &self.id
     }
 
-    pub fn spec(&self) -> &HostSpec {
-        &self.spec
-    }
-
     /// Takes a place in the queue, or refuses when all `queue_size` places are taken.
     pub(crate) fn enqueue(&self) -> Result<QueuePlace, Error> {
         let queued = self.queued.fetch_add(1, Ordering::AcqRel);

@@ -278,12 +278,6 @@ pub fn value_bytes(value: &Value) -> usize {
     total
 }
 
-/// Converts one dynamic value to a `Val` of type `ty`; the error says what did not fit (and
-/// where, for nested values). Within [`DEFAULT_MAX_VALUE`].
-pub fn to_val(value: &Value, ty: &Type) -> Result<Val, String> {
-    convert(value, ty, &mut Budget::new(DEFAULT_MAX_VALUE))
-}
-
 fn convert(value: &Value, ty: &Type, budget: &mut Budget) -> Result<Val, String> {
     budget.charge(match value {
         Value::String(s) => s.len(),

@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use wasmproc_runtime::value::{from_val, Signature};
+use wasmproc_runtime::{from_val, Signature};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::Component;
 use wasmtime::Engine;

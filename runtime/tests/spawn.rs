@@ -558,7 +558,7 @@ fn a_binary_changed_on_disk_is_checked_again_and_refused_until_it_matches() {
     let last = tampered.len() - 1;
     tampered[last] ^= 0xff;
     std::fs::write(dir.path().join("ops.wasm"), &tampered).unwrap();
-    std::thread::sleep(wasmproc_runtime::loader::RECHECK + Duration::from_millis(100));
+    std::thread::sleep(wasmproc_runtime::RECHECK + Duration::from_millis(100));
     for _ in 0..2 {
         let refused = rt
             .spawn_monitored("t:main", "t:host", &[], &mailbox)

@@ -3,7 +3,7 @@
 //! functions only need the flattened signatures: nothing is instantiated.
 
 use serde_json::{json, Value};
-use wasmproc_runtime::value::{from_val, type_name, Signature};
+use wasmproc_runtime::{from_val, type_name, Signature};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Val};
 use wasmtime::Engine;

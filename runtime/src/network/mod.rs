@@ -6,5 +6,4 @@ pub(crate) mod http;
 pub mod policy;
 pub mod sockets;
 
-pub use address::AddressClass;
-pub use policy::{NameReach, NetworkPolicy, Refusal, Rule, Scheme, Why};
+pub use policy::NetworkPolicy;
