@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use wasmproc_runtime::{ErrorKind, Exit, Pid};
 
+use crate::kinded::Kinded;
 use crate::run::show;
 use crate::scenario::{ErrorExpectation, EventExpectation};
 
@@ -77,8 +78,8 @@ pub fn check_event(
             show(exit)
         )),
         (Err(error), Some(want), _) => Err(format!(
-            "expected value {want}, got error[{}]: {}",
-            error.kind, error.message
+            "expected value {want}, got {}",
+            Kinded::new(error.kind, &error.message)
         )),
         (Err(error), None, Some(want)) => check_error(want, error.kind, &error.message),
         (Ok(value), None, Some(want)) => Err(format!(

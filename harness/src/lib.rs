@@ -8,6 +8,7 @@
 mod confined;
 mod expect;
 mod http_server;
+mod kinded;
 mod run;
 mod scenario;
 pub mod wasi_testsuite;

@@ -10,6 +10,7 @@ use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, Spa
 use crate::confined;
 use crate::expect::{check_error, check_event};
 use crate::http_server::HttpServer;
+use crate::kinded::Kinded;
 use crate::scenario::{
     FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep, ReceiveExpectation,
     ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
@@ -111,15 +112,15 @@ impl Scenario {
                 Step::Monitor(alias) => state
                     .runtime
                     .monitor(state.pids[alias], &state.mailbox)
-                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
+                    .map_err(|e| Kinded::from(&e).to_string()),
                 Step::Cancel(cancel) => state
                     .runtime
                     .cancel(state.pids[&cancel.pid], cancel.reason.clone())
-                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
+                    .map_err(|e| Kinded::from(&e).to_string()),
                 Step::Terminate(alias) => state
                     .runtime
                     .terminate(state.pids[alias])
-                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
+                    .map_err(|e| Kinded::from(&e).to_string()),
                 Step::Sleep(duration) => {
                     std::thread::sleep(*duration);
                     Ok(())
@@ -204,7 +205,7 @@ impl Scenario {
                     &SpawnOptions::default(),
                     Some(&state.mailbox),
                 )
-                .map_err(|e| format!("the script was refused: error[{}]: {e}", e.kind()))?;
+                .map_err(|e| format!("the script was refused: {}", Kinded::from(&e)))?;
             state.pids.insert(alias.clone(), pid);
             return Ok(());
         }
@@ -270,9 +271,9 @@ impl RunState<'_> {
                 Ok(())
             }
             (Err(e), None) => Err(format!(
-                "spawn of `{}` was refused: error[{}]: {e}",
+                "spawn of `{}` was refused: {}",
                 step.entry,
-                e.kind()
+                Kinded::from(&e)
             )),
             (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
             (Ok(pid), Some(expected)) => Err(format!(
@@ -377,7 +378,7 @@ impl RunState<'_> {
             &step.expect_error,
         ) {
             (Ok(()), None) => Ok(()),
-            (Err(e), None) => Err(format!("error[{}]: {e}", e.kind())),
+            (Err(e), None) => Err(Kinded::from(&e).to_string()),
             (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
             (Ok(()), Some(expected)) => Err(format!(
                 "`{}` changed, but an error of kind `{}` was expected",
