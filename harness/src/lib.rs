@@ -7,6 +7,7 @@
 
 mod confined;
 mod expect;
+mod failure;
 mod http_server;
 mod kinded;
 mod run;
@@ -20,7 +21,7 @@ use libtest_mimic::{Failed, Trial};
 use wasmproc_runtime::code_cache::CacheConfig;
 use wasmproc_runtime::Loader;
 
-pub use run::Failure;
+pub use failure::{Failure, StepError};
 pub use scenario::{Scenario, ScenarioError};
 
 /// A scenario file is a YAML file with a top-level `scenario:` key; other YAML files (manifests)

@@ -9,32 +9,20 @@ use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, Spa
 
 use crate::confined;
 use crate::expect::{check_error, check_event};
+use crate::failure::{Failure, StepError};
 use crate::http_server::HttpServer;
-use crate::kinded::Kinded;
 use crate::scenario::{
     FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep, ReceiveExpectation,
     ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
 };
 use wasmproc_runtime::lua::ScriptError;
 
-/// Why a scenario failed: which step, what was expected, what came.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
 impl Scenario {
     /// Runs the scenario with `loader` (shared between scenarios, so each binary compiles once).
     pub fn run(&self, loader: &Arc<Loader>) -> Result<(), Failure> {
-        let file = self.path.display().to_string();
-        let fail = |message: String| Failure {
-            message: format!("{file}: {message}"),
+        let fail = |message: String| Failure::Setup {
+            file: self.path.clone(),
+            message,
         };
         let manifest = Manifest::load(&self.manifest_path());
         let manifest = match (&self.manifest_error, manifest) {
@@ -42,13 +30,14 @@ impl Scenario {
             (None, Err(e)) => return Err(fail(format!("manifest did not load: {e}"))),
             (Some(expected), Err(e)) => {
                 return check_error(expected, e.kind, &e.to_string())
-                    .map_err(|m| fail(format!("manifest error: {m}")))
+                    .map_err(|e| fail(format!("manifest error: {e}")))
             }
             (Some(expected), Ok(_)) => {
-                return Err(fail(format!(
-                    "manifest loaded, but an error of kind `{}` was expected",
-                    expected.kind
-                )))
+                let loaded = StepError::NotRefused {
+                    done: "manifest loaded".into(),
+                    expected: expected.kind,
+                };
+                return Err(fail(loaded.to_string()));
             }
         };
         let mut manifest = manifest;
@@ -112,15 +101,15 @@ impl Scenario {
                 Step::Monitor(alias) => state
                     .runtime
                     .monitor(state.pids[alias], &state.mailbox)
-                    .map_err(|e| Kinded::from(&e).to_string()),
+                    .map_err(StepError::refused),
                 Step::Cancel(cancel) => state
                     .runtime
                     .cancel(state.pids[&cancel.pid], cancel.reason.clone())
-                    .map_err(|e| Kinded::from(&e).to_string()),
+                    .map_err(StepError::refused),
                 Step::Terminate(alias) => state
                     .runtime
                     .terminate(state.pids[alias])
-                    .map_err(|e| Kinded::from(&e).to_string()),
+                    .map_err(StepError::refused),
                 Step::Sleep(duration) => {
                     std::thread::sleep(*duration);
                     Ok(())
@@ -130,7 +119,12 @@ impl Scenario {
                 Step::Lifecycle(step) => state.lifecycle(step),
                 Step::Lua(step) => self.lua(&runtime, step, &mut state),
             };
-            result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
+            result.map_err(|error| Failure::Step {
+                file: self.path.clone(),
+                index: i,
+                name: step.name(),
+                error,
+            })?;
         }
         Ok(())
     }
@@ -171,12 +165,16 @@ impl Scenario {
         runtime: &Arc<Runtime>,
         step: &LuaStep,
         state: &mut RunState<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let read = |file: &Path| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
             wasmproc_runtime::source_file::read_text(&path, wasmproc_runtime::lua::SCRIPT_MAX_BYTES)
                 .map(|source| (source, path.display().to_string()))
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|error| StepError::Io {
+                    path: path.display().to_string(),
+                    doing: None,
+                    error,
+                })
         };
         let plain = LuaScript::default();
         let (script, (source, name)) = match step {
@@ -194,7 +192,7 @@ impl Scenario {
         };
         let host = runtime
             .host_or_default(script.host.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::host)?;
         if let Some(alias) = &script.alias {
             let pid = runtime
                 .spawn_lua(
@@ -205,7 +203,7 @@ impl Scenario {
                     &SpawnOptions::default(),
                     Some(&state.mailbox),
                 )
-                .map_err(|e| format!("the script was refused: {}", Kinded::from(&e)))?;
+                .map_err(|error| StepError::refused_call("the script".into(), error))?;
             state.pids.insert(alias.clone(), pid);
             return Ok(());
         }
@@ -219,17 +217,17 @@ impl Scenario {
         );
         match (ran, &script.expect_error) {
             (Ok(_), None) => Ok(()),
-            (Err(e), None) => Err(format!("the script failed: {e}")),
+            (Err(e), None) => Err(StepError::ScriptFailed(Box::new(e))),
             (Err(ScriptError::Failed(e)), Some(expected)) => {
                 check_error(expected, e.kind, &e.message)
             }
             (Err(ScriptError::Refused(e)), Some(expected)) => {
                 check_error(expected, e.kind(), &e.to_string())
             }
-            (Ok(value), Some(expected)) => Err(format!(
-                "the script returned {value}, but an error of kind `{}` was expected",
-                expected.kind
-            )),
+            (Ok(value), Some(expected)) => Err(StepError::NotRefused {
+                done: format!("the script returned {value}"),
+                expected: expected.kind,
+            }),
         }
     }
 }
@@ -250,11 +248,11 @@ struct RunState<'a> {
 }
 
 impl RunState<'_> {
-    fn spawn(&mut self, step: &SpawnStep) -> Result<(), String> {
+    fn spawn(&mut self, step: &SpawnStep) -> Result<(), StepError> {
         let host = self
             .runtime
             .host_or_default(step.host.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::host)?;
         let options = SpawnOptions {
             trace: step.trace.then(|| self.trace.clone()),
             ..SpawnOptions::default()
@@ -270,21 +268,20 @@ impl RunState<'_> {
                 }
                 Ok(())
             }
-            (Err(e), None) => Err(format!(
-                "spawn of `{}` was refused: {}",
-                step.entry,
-                Kinded::from(&e)
+            (Err(error), None) => Err(StepError::refused_call(
+                format!("spawn of `{}`", step.entry),
+                error,
             )),
             (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
-            (Ok(pid), Some(expected)) => Err(format!(
-                "spawn of `{}` succeeded ({pid}), but an error of kind `{}` was expected",
-                step.entry, expected.kind
-            )),
+            (Ok(pid), Some(expected)) => Err(StepError::NotRefused {
+                done: format!("spawn of `{}` succeeded ({pid})", step.entry),
+                expected: expected.kind,
+            }),
         }
     }
 
     /// The received EXIT of each alias.
-    fn exits(&self, aliases: &[String]) -> Result<Vec<&Exit>, String> {
+    fn exits(&self, aliases: &[String]) -> Result<Vec<&Exit>, StepError> {
         aliases
             .iter()
             .map(|alias| {
@@ -292,25 +289,27 @@ impl RunState<'_> {
                 self.received
                     .iter()
                     .find(|e| e.from == pid)
-                    .ok_or_else(|| format!("no EXIT from `{alias}` has been received yet"))
+                    .ok_or_else(|| StepError::NotReceived {
+                        alias: alias.clone(),
+                    })
             })
             .collect()
     }
 
-    fn overlap(&self, aliases: &[String]) -> Result<(), String> {
+    fn overlap(&self, aliases: &[String]) -> Result<(), StepError> {
         let exits = self.exits(aliases)?;
         let last_start = exits.iter().map(|e| e.accounting.started).max();
         let first_end = exits.iter().map(|e| e.accounting.ended).min();
         match (last_start, first_end) {
             (Some(start), Some(end)) if start < end => Ok(()),
-            _ => Err(format!(
+            _ => Err(StepError::Unmet(format!(
                 "expected {aliases:?} to be alive at one moment, but one ended before another started (wall times: {:?})",
                 exits.iter().map(|e| e.accounting.wall_time).collect::<Vec<_>>()
-            )),
+            ))),
         }
     }
 
-    fn order(&self, aliases: &[String]) -> Result<(), String> {
+    fn order(&self, aliases: &[String]) -> Result<(), StepError> {
         let exits = self.exits(aliases)?;
         if exits
             .windows(2)
@@ -320,13 +319,13 @@ impl RunState<'_> {
         }
         let mut actual: Vec<_> = aliases.iter().zip(&exits).collect();
         actual.sort_by_key(|(_, e)| e.accounting.ended);
-        Err(format!(
-            "expected them to end in the order {aliases:?}, got {:?}",
-            actual.iter().map(|(a, _)| a).collect::<Vec<_>>()
+        Err(StepError::mismatch(
+            format!("them to end in the order {aliases:?}"),
+            format!("{:?}", actual.iter().map(|(a, _)| a).collect::<Vec<_>>()),
         ))
     }
 
-    fn lifecycle(&mut self, step: &LifecycleStep) -> Result<(), String> {
+    fn lifecycle(&mut self, step: &LifecycleStep) -> Result<(), StepError> {
         let pid = self.pids[&step.of];
         // The Close event is sent before the EXIT, so after a received EXIT it is all here.
         while let Ok(event) = self.traced.try_recv() {
@@ -351,120 +350,127 @@ impl RunState<'_> {
             || step.steps.is_some_and(|n| n != steps)
             || step.min_steps.is_some_and(|n| steps < n)
         {
-            return Err(format!(
-                "expected Init, Step (Yield Step)*, Close{}, got {phases:?}",
-                match (step.steps, step.min_steps) {
-                    (Some(n), _) => format!(" with {n} steps"),
-                    (None, Some(n)) => format!(" with at least {n} steps"),
-                    _ => String::new(),
-                }
+            let count = match (step.steps, step.min_steps) {
+                (Some(n), _) => format!(" with {n} steps"),
+                (None, Some(n)) => format!(" with at least {n} steps"),
+                _ => String::new(),
+            };
+            return Err(StepError::mismatch(
+                format!("Init, Step (Yield Step)*, Close{count}"),
+                format!("{phases:?}"),
             ));
         }
         Ok(())
     }
 
-    fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), String> {
+    fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), StepError> {
         // Checked to have a server when the scenario loaded.
         let got = self.server.map(HttpServer::requests).unwrap_or_default();
         if got != step.expect {
-            return Err(format!("expected requests {:?}, got {got:?}", step.expect));
+            return Err(StepError::mismatch(
+                format!("requests {:?}", step.expect),
+                format!("{got:?}"),
+            ));
         }
         Ok(())
     }
 
-    fn set_env(&self, step: &SetEnvStep) -> Result<(), String> {
+    fn set_env(&self, step: &SetEnvStep) -> Result<(), StepError> {
         match (
             self.runtime.set_env(&step.id, &step.value),
             &step.expect_error,
         ) {
             (Ok(()), None) => Ok(()),
-            (Err(e), None) => Err(Kinded::from(&e).to_string()),
+            (Err(error), None) => Err(StepError::refused(error)),
             (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
-            (Ok(()), Some(expected)) => Err(format!(
-                "`{}` changed, but an error of kind `{}` was expected",
-                step.id, expected.kind
-            )),
+            (Ok(()), Some(expected)) => Err(StepError::NotRefused {
+                done: format!("`{}` changed", step.id),
+                expected: expected.kind,
+            }),
         }
     }
 
-    fn files(&self, step: &FilesStep) -> Result<(), String> {
+    fn files(&self, step: &FilesStep) -> Result<(), StepError> {
         // Checked to be listed under `directories` when the scenario loaded.
         let dir = self.directories[&step.dir].path();
+        let place = |path: &str| format!("{}/{path}", step.dir);
         for (path, want) in &step.expect {
             // Resolved as the guest sees the directory: a symlink it planted does not lead the
             // check (and its failure message) to a host file; no more than the expected
             // length is read.
-            let got = confined::read(dir, path, want.len() as u64)
-                .map_err(|e| format!("{}/{path}: expected a file, got: {e}", step.dir))?;
-            match got {
-                None => {
-                    return Err(format!(
-                        "{}/{path}: expected {want:?}, got more than its {} bytes",
-                        step.dir,
-                        want.len()
-                    ))
-                }
+            let got =
+                confined::read(dir, path, want.len() as u64).map_err(|error| StepError::Io {
+                    path: place(path),
+                    doing: Some("expected a file, got"),
+                    error,
+                })?;
+            let got = match got {
+                None => format!("more than its {} bytes", want.len()),
                 Some(got) if got != want.as_bytes() => {
-                    return Err(format!(
-                        "{}/{path}: expected {want:?}, got {:?}",
-                        step.dir,
-                        String::from_utf8_lossy(&got)
-                    ))
+                    format!("{:?}", String::from_utf8_lossy(&got))
                 }
-                Some(_) => {}
-            }
+                Some(_) => continue,
+            };
+            return Err(StepError::mismatch(format!("{want:?}"), got).at(place(path)));
         }
         for path in &step.absent {
-            let exists = confined::exists(dir, path)
-                .map_err(|e| format!("{}/{path}: cannot check: {e}", step.dir))?;
+            let exists = confined::exists(dir, path).map_err(|error| StepError::Io {
+                path: place(path),
+                doing: Some("cannot check"),
+                error,
+            })?;
             if exists {
-                return Err(format!(
-                    "{}/{path}: expected no such file, but it exists",
-                    step.dir
-                ));
+                return Err(
+                    StepError::Unmet("expected no such file, but it exists".into()).at(place(path)),
+                );
             }
         }
         Ok(())
     }
 
-    async fn receive(&mut self, step: &ReceiveStep) -> Result<(), String> {
+    async fn receive(&mut self, step: &ReceiveStep) -> Result<(), StepError> {
         let event = self.mailbox.receive(step.timeout).await;
         let result = match (&step.expect, event) {
             (ReceiveExpectation::Nothing(_), None) => return Ok(()),
             (ReceiveExpectation::Nothing(_), Some(Event::Exit(exit))) => {
                 let shown = show(&exit);
                 self.received.push(exit);
-                Err(format!("expected nothing, got {shown}"))
+                Err(StepError::mismatch("nothing", shown))
             }
-            (ReceiveExpectation::Event(_), None) => Err(format!(
-                "expected an event, got nothing within {}",
-                humantime::format_duration(step.timeout)
+            (ReceiveExpectation::Event(_), None) => Err(StepError::mismatch(
+                "an event",
+                format!(
+                    "nothing within {}",
+                    humantime::format_duration(step.timeout)
+                ),
             )),
             (ReceiveExpectation::Event(expected), Some(Event::Exit(exit))) => {
                 let result = check_event(expected, &exit, &self.pids);
                 self.received.push(exit);
                 result
             }
-            (_, Some(other)) => Err(format!(
-                "expected {}, got a {} event (only a Lua script's own mailbox gets those)",
+            (_, Some(other)) => Err(StepError::mismatch(
                 match step.expect {
                     ReceiveExpectation::Nothing(_) => "nothing",
                     ReceiveExpectation::Event(_) => "an EXIT",
                 },
-                other.kind()
+                format!(
+                    "a {} event (only a Lua script's own mailbox gets those)",
+                    other.kind()
+                ),
             )),
         };
-        result.map_err(|m| {
-            let mut m = m;
-            if !self.pids.is_empty() {
-                let mut names: Vec<_> = self.pids.iter().collect();
-                names.sort();
-                let _ = write!(m, "\n  aliases: ");
-                for (alias, pid) in names {
-                    let _ = write!(m, "{alias}={pid} ");
-                }
+        result.map_err(|error| {
+            if self.pids.is_empty() {
+                return error;
             }
-            m
+            let mut names: Vec<_> = self.pids.iter().collect();
+            names.sort();
+            let mut aliases = String::new();
+            for (alias, pid) in names {
+                let _ = write!(aliases, "{alias}={pid} ");
+            }
+            error.seen("aliases", aliases)
         })
     }
 }
