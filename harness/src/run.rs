@@ -80,7 +80,7 @@ impl Scenario {
             .build()
             .map_err(|e| fail(format!("cannot start a timer: {e}")))?;
         let (trace, traced) = tokio::sync::mpsc::unbounded_channel();
-        let mut state = RunState {
+        let mut run = ScenarioRun {
             trace,
             traced,
             lifecycles: Vec::new(),
@@ -93,31 +93,31 @@ impl Scenario {
         };
         for (i, step) in self.steps.iter().enumerate() {
             let result = match step {
-                Step::Spawn(spawn) => state.spawn(spawn),
-                Step::Receive(receive) => clock.block_on(state.receive(receive)),
-                Step::Files(files) => state.files(files),
-                Step::SetEnv(set) => state.set_env(set),
-                Step::HttpRequests(step) => state.http_requests(step),
-                Step::Monitor(alias) => state
+                Step::Spawn(spawn) => run.spawn(spawn),
+                Step::Receive(receive) => clock.block_on(run.receive(receive)),
+                Step::Files(files) => run.files(files),
+                Step::SetEnv(set) => run.set_env(set),
+                Step::HttpRequests(step) => run.http_requests(step),
+                Step::Monitor(alias) => run
                     .runtime
-                    .monitor(state.pids[alias], &state.mailbox)
+                    .monitor(run.pids[alias], &run.mailbox)
                     .map_err(StepError::refused),
-                Step::Cancel(cancel) => state
+                Step::Cancel(cancel) => run
                     .runtime
-                    .cancel(state.pids[&cancel.pid], cancel.reason.clone())
+                    .cancel(run.pids[&cancel.pid], cancel.reason.clone())
                     .map_err(StepError::refused),
-                Step::Terminate(alias) => state
+                Step::Terminate(alias) => run
                     .runtime
-                    .terminate(state.pids[alias])
+                    .terminate(run.pids[alias])
                     .map_err(StepError::refused),
                 Step::Sleep(duration) => {
                     std::thread::sleep(*duration);
                     Ok(())
                 }
-                Step::Overlap(aliases) => state.overlap(aliases),
-                Step::Order(aliases) => state.order(aliases),
-                Step::Lifecycle(step) => state.lifecycle(step),
-                Step::Lua(step) => self.lua(&runtime, step, &mut state),
+                Step::Overlap(aliases) => run.overlap(aliases),
+                Step::Order(aliases) => run.order(aliases),
+                Step::Lifecycle(step) => run.lifecycle(step),
+                Step::Lua(step) => self.lua(&runtime, step, &mut run),
             };
             result.map_err(|error| Failure::Step {
                 file: self.path.clone(),
@@ -164,7 +164,7 @@ impl Scenario {
         &self,
         runtime: &Arc<Runtime>,
         step: &LuaStep,
-        state: &mut RunState<'_>,
+        run: &mut ScenarioRun<'_>,
     ) -> Result<(), StepError> {
         let read = |file: &Path| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
@@ -201,10 +201,10 @@ impl Scenario {
                     &host,
                     &script.args,
                     &SpawnOptions::default(),
-                    Some(&state.mailbox),
+                    Some(&run.mailbox),
                 )
                 .map_err(|error| StepError::refused_call("the script".into(), error))?;
-            state.pids.insert(alias.clone(), pid);
+            run.pids.insert(alias.clone(), pid);
             return Ok(());
         }
         let ran = wasmproc_runtime::lua::run_script(
@@ -232,7 +232,8 @@ impl Scenario {
     }
 }
 
-struct RunState<'a> {
+/// One scenario being run: what its steps have seen so far.
+struct ScenarioRun<'a> {
     /// Lifecycle events of the processes spawned with `trace: true`.
     trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
     traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
@@ -247,7 +248,7 @@ struct RunState<'a> {
     received: Vec<Exit>,
 }
 
-impl RunState<'_> {
+impl ScenarioRun<'_> {
     fn spawn(&mut self, step: &SpawnStep) -> Result<(), StepError> {
         let host = self
             .runtime
