@@ -6,7 +6,6 @@ use wasmproc_runtime::{ErrorKind, Exit, Pid};
 
 use crate::failure::StepError;
 use crate::kinded::Kinded;
-use crate::run::show;
 use crate::scenario::{ErrorExpectation, EventExpectation};
 
 /// An error of `kind` with `message` matches when the kind is equal and every `contains` string
@@ -93,4 +92,9 @@ pub fn check_event(
         )),
         _ => Ok(()),
     }
+}
+
+/// An EXIT as JSON, the shape the CLI prints, so a failure shows what a user would see.
+pub fn show(exit: &Exit) -> String {
+    serde_json::to_string(exit).unwrap_or_else(|e| format!("<unprintable EXIT: {e}>"))
 }

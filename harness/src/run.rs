@@ -1,69 +1,106 @@
-//! Running a scenario against the real runtime, step by step.
+//! Running a scenario against the real runtime: its setup (manifest, directories, engine, HTTP
+//! server, clock) is made once, then the steps run in order against that one [`ScenarioRun`],
+//! and the first step that fails ends the scenario.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use wasmproc_runtime::lua::ScriptError;
 use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, SpawnOptions};
 
 use crate::confined;
-use crate::expect::{check_error, check_event};
+use crate::expect::{check_error, check_event, show};
 use crate::failure::{Failure, StepError};
 use crate::http_server::HttpServer;
 use crate::scenario::{
-    FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep, ReceiveExpectation,
-    ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
+    CancelStep, DirectorySetup, FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep,
+    ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
 };
-use wasmproc_runtime::lua::ScriptError;
 
 impl Scenario {
     /// Runs the scenario with `loader` (shared between scenarios, so each binary compiles once).
     pub fn run(&self, loader: &Arc<Loader>) -> Result<(), Failure> {
+        let Some(manifest) = self.manifest()? else {
+            // Failed to load as expected; such a scenario has no steps (checked when it loaded).
+            return Ok(());
+        };
+        let mut run = ScenarioRun::prepare(self, manifest, loader)?;
+        for (index, step) in self.steps.iter().enumerate() {
+            run.step(step).map_err(|error| Failure::Step {
+                file: self.path.clone(),
+                index,
+                name: step.name(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The manifest the steps run against, or None when it fails to load the way
+    /// `manifest_error` expects.
+    fn manifest(&self) -> Result<Option<Manifest>, Failure> {
         let fail = |message: String| Failure::Setup {
             file: self.path.clone(),
             message,
         };
-        let manifest = Manifest::load(&self.manifest_path());
-        let manifest = match (&self.manifest_error, manifest) {
-            (None, Ok(manifest)) => manifest,
-            (None, Err(e)) => return Err(fail(format!("manifest did not load: {e}"))),
-            (Some(expected), Err(e)) => {
-                return check_error(expected, e.kind, &e.to_string())
-                    .map_err(|e| fail(format!("manifest error: {e}")))
-            }
+        match (&self.manifest_error, Manifest::load(&self.manifest_path())) {
+            (None, Ok(manifest)) => Ok(Some(manifest)),
+            (None, Err(e)) => Err(fail(format!("manifest did not load: {e}"))),
+            (Some(expected), Err(e)) => check_error(expected, e.kind, &e.to_string())
+                .map(|()| None)
+                .map_err(|e| fail(format!("manifest error: {e}"))),
             (Some(expected), Ok(_)) => {
                 let loaded = StepError::NotRefused {
                     done: "manifest loaded".into(),
                     expected: expected.kind,
                 };
-                return Err(fail(loaded.to_string()));
+                Err(fail(loaded.to_string()))
             }
+        }
+    }
+}
+
+/// One scenario being run: what its setup made, and what its steps have seen so far.
+///
+/// Field order is drop order: the runtime goes before the directories its processes may still
+/// be using.
+struct ScenarioRun<'a> {
+    scenario: &'a Scenario,
+    mailbox: Mailbox,
+    pids: HashMap<String, Pid>,
+    /// Every EXIT received so far: `overlap` and `order` compare their times.
+    received: Vec<Exit>,
+    /// Lifecycle events of the processes spawned with `trace: true`.
+    trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
+    traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
+    /// Every lifecycle event read so far, for all traced processes.
+    lifecycles: Vec<wasmproc_runtime::Lifecycle>,
+    /// Receives wait on its timers; spawned processes run on the manifest's hosts, not on it.
+    clock: tokio::runtime::Runtime,
+    server: Option<HttpServer>,
+    runtime: Arc<Runtime>,
+    directories: HashMap<String, tempfile::TempDir>,
+}
+
+impl<'a> ScenarioRun<'a> {
+    /// Binds the scenario's directories into `manifest`, starts a runtime for it (on `loader`'s
+    /// engine unless the manifest sizes its own), its HTTP server and a clock.
+    fn prepare(
+        scenario: &'a Scenario,
+        mut manifest: Manifest,
+        loader: &Arc<Loader>,
+    ) -> Result<ScenarioRun<'a>, Failure> {
+        let fail = |message: String| Failure::Setup {
+            file: scenario.path.clone(),
+            message,
         };
-        let mut manifest = manifest;
-        let directories = self
-            .bind_directories(&mut manifest)
+        let directories = bind_directories(&scenario.directories, &mut manifest)
             .map_err(|m| fail(format!("directories: {m}")))?;
-        // Scenarios share one engine, unless their hosts size the pool themselves.
-        let sized = manifest
-            .hosts()
-            .any(|(_, host)| host.pool != wasmproc_runtime::manifest::HostPool::default());
-        let loader = if sized {
-            // The same cache as the shared engine's (its files are per configuration).
-            let cache = loader
-                .code_cache()
-                .map_or_else(wasmproc_runtime::code_cache::CacheConfig::off, |c| {
-                    c.config()
-                });
-            let own = wasmproc_runtime::engine::Pool::for_manifest(&manifest)
-                .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, &cache))
-                .map_err(|e| fail(format!("engine: {e}")))?;
-            Arc::new(own)
-        } else {
-            loader.clone()
-        };
+        let loader = loader_for(&manifest, loader).map_err(|e| fail(format!("engine: {e}")))?;
         let runtime = Arc::new(Runtime::new(manifest, loader));
-        let server = match &self.http_server {
+        let server = match &scenario.http_server {
             None => None,
             Some(setup) => {
                 let server = HttpServer::start(setup.status, setup.body.clone())
@@ -74,100 +111,120 @@ impl Scenario {
                 Some(server)
             }
         };
-        // Receives wait on timers; spawns run on the manifest's hosts, not on this thread.
         let clock = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .map_err(|e| fail(format!("cannot start a timer: {e}")))?;
         let (trace, traced) = tokio::sync::mpsc::unbounded_channel();
-        let mut run = ScenarioRun {
-            trace,
-            traced,
-            lifecycles: Vec::new(),
-            runtime: &runtime,
-            directories: &directories,
-            server: server.as_ref(),
+        Ok(ScenarioRun {
+            scenario,
             mailbox: Mailbox::new(),
             pids: HashMap::new(),
             received: Vec::new(),
-        };
-        for (i, step) in self.steps.iter().enumerate() {
-            let result = match step {
-                Step::Spawn(spawn) => run.spawn(spawn),
-                Step::Receive(receive) => clock.block_on(run.receive(receive)),
-                Step::Files(files) => run.files(files),
-                Step::SetEnv(set) => run.set_env(set),
-                Step::HttpRequests(step) => run.http_requests(step),
-                Step::Monitor(alias) => run
-                    .runtime
-                    .monitor(run.pids[alias], &run.mailbox)
-                    .map_err(StepError::refused),
-                Step::Cancel(cancel) => run
-                    .runtime
-                    .cancel(run.pids[&cancel.pid], cancel.reason.clone())
-                    .map_err(StepError::refused),
-                Step::Terminate(alias) => run
-                    .runtime
-                    .terminate(run.pids[alias])
-                    .map_err(StepError::refused),
-                Step::Sleep(duration) => {
-                    std::thread::sleep(*duration);
-                    Ok(())
-                }
-                Step::Overlap(aliases) => run.overlap(aliases),
-                Step::Order(aliases) => run.order(aliases),
-                Step::Lifecycle(step) => run.lifecycle(step),
-                Step::Lua(step) => self.lua(&runtime, step, &mut run),
-            };
-            result.map_err(|error| Failure::Step {
-                file: self.path.clone(),
-                index: i,
-                name: step.name(),
-                error,
-            })?;
+            trace,
+            traced,
+            lifecycles: Vec::new(),
+            clock,
+            server,
+            runtime,
+            directories,
+        })
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), StepError> {
+        match step {
+            Step::Spawn(spawn) => self.spawn(spawn),
+            Step::Receive(receive) => self.receive(receive),
+            Step::Files(files) => self.files(files),
+            Step::SetEnv(set) => self.set_env(set),
+            Step::HttpRequests(step) => self.http_requests(step),
+            Step::Monitor(alias) => self.monitor(alias),
+            Step::Cancel(cancel) => self.cancel(cancel),
+            Step::Terminate(alias) => self.terminate(alias),
+            Step::Sleep(duration) => {
+                std::thread::sleep(*duration);
+                Ok(())
+            }
+            Step::Overlap(aliases) => self.overlap(aliases),
+            Step::Order(aliases) => self.order(aliases),
+            Step::Lifecycle(step) => self.lifecycle(step),
+            Step::Lua(step) => self.lua(step),
         }
-        Ok(())
     }
 }
 
-impl Scenario {
-    /// Creates a fresh directory for each entry under `directories`, seeds it, and points the
-    /// entry at it. The directories live as long as the returned map.
-    fn bind_directories(
-        &self,
-        manifest: &mut Manifest,
-    ) -> Result<HashMap<String, tempfile::TempDir>, String> {
-        let mut bound = HashMap::new();
-        for (id, setup) in &self.directories {
-            let entry = wasmproc_runtime::EntryId::parse(id)?;
-            let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
-            // Paths were checked to be plain and relative when the scenario loaded; writing
-            // inside the directory also keeps a symlink made here from leading a later path
-            // out of it.
-            for (path, content) in &setup.files {
-                confined::write(dir.path(), path, content.as_bytes())
-                    .map_err(|e| format!("{path}: {e}"))?;
-            }
-            for (path, target) in &setup.symlinks {
-                confined::symlink(dir.path(), path, target)
-                    .map_err(|e| format!("{path} -> {target}: {e}"))?;
-            }
-            manifest.set_directory(&entry, dir.path().to_path_buf())?;
-            bound.insert(id.clone(), dir);
-        }
-        Ok(bound)
+/// Scenarios share one engine, unless their hosts size the pool themselves.
+fn loader_for(
+    manifest: &Manifest,
+    shared: &Arc<Loader>,
+) -> Result<Arc<Loader>, wasmproc_runtime::Error> {
+    let sized = manifest
+        .hosts()
+        .any(|(_, host)| host.pool != wasmproc_runtime::manifest::HostPool::default());
+    if !sized {
+        return Ok(shared.clone());
     }
+    // The same cache as the shared engine's (its files are per configuration).
+    let cache = shared
+        .code_cache()
+        .map_or_else(wasmproc_runtime::code_cache::CacheConfig::off, |c| {
+            c.config()
+        });
+    let own = wasmproc_runtime::engine::Pool::for_manifest(manifest)
+        .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, &cache))?;
+    Ok(Arc::new(own))
 }
 
-impl Scenario {
-    fn lua(
-        &self,
-        runtime: &Arc<Runtime>,
-        step: &LuaStep,
-        run: &mut ScenarioRun<'_>,
-    ) -> Result<(), StepError> {
+/// Creates a fresh directory for each entry under `directories`, seeds it, and points the
+/// entry at it. The directories live as long as the returned map.
+fn bind_directories(
+    directories: &BTreeMap<String, DirectorySetup>,
+    manifest: &mut Manifest,
+) -> Result<HashMap<String, tempfile::TempDir>, String> {
+    let mut bound = HashMap::new();
+    for (id, setup) in directories {
+        let entry = wasmproc_runtime::EntryId::parse(id)?;
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+        // Paths were checked to be plain and relative when the scenario loaded; writing
+        // inside the directory also keeps a symlink made here from leading a later path
+        // out of it.
+        for (path, content) in &setup.files {
+            confined::write(dir.path(), path, content.as_bytes())
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+        for (path, target) in &setup.symlinks {
+            confined::symlink(dir.path(), path, target)
+                .map_err(|e| format!("{path} -> {target}: {e}"))?;
+        }
+        manifest.set_directory(&entry, dir.path().to_path_buf())?;
+        bound.insert(id.clone(), dir);
+    }
+    Ok(bound)
+}
+
+impl ScenarioRun<'_> {
+    fn monitor(&self, alias: &str) -> Result<(), StepError> {
+        self.runtime
+            .monitor(self.pids[alias], &self.mailbox)
+            .map_err(StepError::refused)
+    }
+
+    fn cancel(&self, step: &CancelStep) -> Result<(), StepError> {
+        self.runtime
+            .cancel(self.pids[&step.pid], step.reason.clone())
+            .map_err(StepError::refused)
+    }
+
+    fn terminate(&self, alias: &str) -> Result<(), StepError> {
+        self.runtime
+            .terminate(self.pids[alias])
+            .map_err(StepError::refused)
+    }
+
+    fn lua(&mut self, step: &LuaStep) -> Result<(), StepError> {
+        let scenario = self.scenario;
         let read = |file: &Path| {
-            let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
+            let path = scenario.path.parent().unwrap_or(Path::new(".")).join(file);
             wasmproc_runtime::source_file::read_text(&path, wasmproc_runtime::lua::SCRIPT_MAX_BYTES)
                 .map(|source| (source, path.display().to_string()))
                 .map_err(|error| StepError::Io {
@@ -185,30 +242,32 @@ impl Scenario {
                     script,
                     (
                         code.clone().unwrap_or_default(),
-                        format!("{}:lua", self.path.display()),
+                        format!("{}:lua", scenario.path.display()),
                     ),
                 ),
             },
         };
-        let host = runtime
+        let host = self
+            .runtime
             .host_or_default(script.host.as_deref())
             .map_err(StepError::host)?;
         if let Some(alias) = &script.alias {
-            let pid = runtime
+            let pid = self
+                .runtime
                 .spawn_lua(
                     &source,
                     &name,
                     &host,
                     &script.args,
                     &SpawnOptions::default(),
-                    Some(&run.mailbox),
+                    Some(&self.mailbox),
                 )
                 .map_err(|error| StepError::refused_call("the script".into(), error))?;
-            run.pids.insert(alias.clone(), pid);
+            self.pids.insert(alias.clone(), pid);
             return Ok(());
         }
         let ran = wasmproc_runtime::lua::run_script(
-            runtime,
+            &self.runtime,
             &source,
             &name,
             Some(&host),
@@ -230,25 +289,7 @@ impl Scenario {
             }),
         }
     }
-}
 
-/// One scenario being run: what its steps have seen so far.
-struct ScenarioRun<'a> {
-    /// Lifecycle events of the processes spawned with `trace: true`.
-    trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
-    traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
-    /// Every lifecycle event read so far, for all traced processes.
-    lifecycles: Vec<wasmproc_runtime::Lifecycle>,
-    runtime: &'a Runtime,
-    directories: &'a HashMap<String, tempfile::TempDir>,
-    server: Option<&'a HttpServer>,
-    mailbox: Mailbox,
-    pids: HashMap<String, Pid>,
-    /// Every event so far, shown when an expectation fails.
-    received: Vec<Exit>,
-}
-
-impl ScenarioRun<'_> {
     fn spawn(&mut self, step: &SpawnStep) -> Result<(), StepError> {
         let host = self
             .runtime
@@ -366,7 +407,11 @@ impl ScenarioRun<'_> {
 
     fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), StepError> {
         // Checked to have a server when the scenario loaded.
-        let got = self.server.map(HttpServer::requests).unwrap_or_default();
+        let got = self
+            .server
+            .as_ref()
+            .map(HttpServer::requests)
+            .unwrap_or_default();
         if got != step.expect {
             return Err(StepError::mismatch(
                 format!("requests {:?}", step.expect),
@@ -429,8 +474,8 @@ impl ScenarioRun<'_> {
         Ok(())
     }
 
-    async fn receive(&mut self, step: &ReceiveStep) -> Result<(), StepError> {
-        let event = self.mailbox.receive(step.timeout).await;
+    fn receive(&mut self, step: &ReceiveStep) -> Result<(), StepError> {
+        let event = self.clock.block_on(self.mailbox.receive(step.timeout));
         let result = match (&step.expect, event) {
             (ReceiveExpectation::Nothing(_), None) => return Ok(()),
             (ReceiveExpectation::Nothing(_), Some(Event::Exit(exit))) => {
@@ -474,8 +519,4 @@ impl ScenarioRun<'_> {
             error.seen("aliases", aliases)
         })
     }
-}
-
-pub(crate) fn show(exit: &Exit) -> String {
-    serde_json::to_string(exit).unwrap_or_else(|e| format!("<unprintable EXIT: {e}>"))
 }
