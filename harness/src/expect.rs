@@ -1,4 +1,6 @@
-//! Comparing what came with what a scenario expects, and saying how they differ.
+//! An expectation checks only the fields it gives: an error matches by kind and by every
+//! `contains` text, an EXIT by sender, output, step count and value or error. A mismatch says
+//! what was expected and what came.
 
 use std::collections::HashMap;
 

@@ -43,7 +43,7 @@ impl fmt::Display for Failure {
 #[derive(Debug)]
 pub enum StepError {
     /// The runtime refused a call the scenario expected to succeed; `call` names it where the
-    /// step makes more than one (`spawn of `x``, `the script`).
+    /// step's name alone does not (a spawn's entry, a script).
     Refused {
         call: Option<String>,
         kind: ErrorKind,

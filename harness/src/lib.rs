@@ -4,6 +4,10 @@
 //!
 //! It does not build guests or start the CLI; it drives `wasmproc-runtime` directly. The format
 //! is documented for users in `conformance/README.md`.
+//!
+//! A scenario is loaded and checked (`scenario`), set up and run step by step (`run`), what
+//! came is compared with what it expects (`expect`), and the first mismatch becomes a
+//! [`Failure`] naming the file, the step and both sides (`failure`).
 
 mod confined;
 mod expect;

@@ -1,4 +1,7 @@
-//! The scenario format (documented for users in `conformance/README.md`).
+//! The scenario format. A scenario that loads can run: serde checks its shape, and
+//! `Scenario::check` what serde cannot see (aliases used before they are given, contradictory
+//! fields, paths out of a bound directory), so no step meets those mistakes at run time.
+//! Documented for users in `conformance/README.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
