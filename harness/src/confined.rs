@@ -37,7 +37,7 @@ pub fn read(dir: &Path, path: &str, max: u64) -> io::Result<Option<Vec<u8>>> {
     let file = cap_primitives::fs::open(&start, Path::new(path), &options)?;
     match wasmproc_runtime::source_file::read_opened(&file, max) {
         Ok(bytes) => Ok(Some(bytes)),
-        // Larger than `max`.
+        // What read_opened says of a file larger than `max`.
         Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
         Err(e) => Err(e),
     }

@@ -1,10 +1,13 @@
-//! Comparing what came with what a scenario expects, and saying how they differ.
+//! An expectation checks only the fields it gives: an error matches by kind and by every
+//! `contains` text, an EXIT by sender, output, step count and value or error. A mismatch says
+//! what was expected and what came.
 
 use std::collections::HashMap;
 
 use wasmproc_runtime::{ErrorKind, Exit, Pid};
 
-use crate::run::show;
+use crate::failure::StepError;
+use crate::kinded::Kinded;
 use crate::scenario::{ErrorExpectation, EventExpectation};
 
 /// An error of `kind` with `message` matches when the kind is equal and every `contains` string
@@ -13,18 +16,21 @@ pub fn check_error(
     expected: &ErrorExpectation,
     kind: ErrorKind,
     message: &str,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     if kind != expected.kind {
-        return Err(format!(
-            "expected an error of kind `{}`, got `{kind}`: {message}",
-            expected.kind
-        ));
+        return Err(StepError::WrongKind {
+            expected: expected.kind,
+            got: kind,
+            message: message.to_string(),
+        });
     }
     for needle in &expected.contains.0 {
         if !message.contains(needle.as_str()) {
-            return Err(format!(
-                "expected the `{kind}` message to contain {needle:?}, got: {message}"
-            ));
+            return Err(StepError::WithoutText {
+                kind,
+                text: needle.clone(),
+                message: message.to_string(),
+            });
         }
     }
     Ok(())
@@ -34,13 +40,13 @@ pub fn check_event(
     expected: &EventExpectation,
     exit: &Exit,
     pids: &HashMap<String, Pid>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     if let Some(alias) = &expected.from {
         // Aliases are checked to exist when the scenario loads.
         if pids.get(alias) != Some(&exit.from) {
-            return Err(format!(
-                "expected an EXIT from `{alias}`, got {}",
-                show(exit)
+            return Err(StepError::mismatch(
+                format!("an EXIT from `{alias}`"),
+                show(exit),
             ));
         }
     }
@@ -51,10 +57,10 @@ pub fn check_event(
     ] {
         if let Some(want) = want {
             if want != got {
-                return Err(format!(
-                    "expected {stream} {want:?}, got {got:?}\n  event: {}",
-                    show(exit)
-                ));
+                return Err(
+                    StepError::mismatch(format!("{stream} {want:?}"), format!("{got:?}"))
+                        .seen("event", show(exit)),
+                );
             }
         }
     }
@@ -62,29 +68,35 @@ pub fn check_event(
     if expected.steps.is_some_and(|want| want != steps)
         || expected.min_steps.is_some_and(|min| steps < min)
     {
-        return Err(format!(
-            "expected {} steps, got {steps}\n  event: {}",
-            expected.steps.map_or_else(
-                || format!("at least {}", expected.min_steps.unwrap_or(0)),
-                |n| n.to_string()
-            ),
-            show(exit)
-        ));
+        let want = expected.steps.map_or_else(
+            || format!("at least {}", expected.min_steps.unwrap_or(0)),
+            |n| n.to_string(),
+        );
+        return Err(
+            StepError::mismatch(format!("{want} steps"), steps.to_string())
+                .seen("event", show(exit)),
+        );
     }
     match (&exit.outcome, &expected.value, &expected.error) {
-        (Ok(value), Some(want), _) if value != want => Err(format!(
-            "expected value {want}, got {value}\n  event: {}",
-            show(exit)
-        )),
-        (Err(error), Some(want), _) => Err(format!(
-            "expected value {want}, got error[{}]: {}",
-            error.kind, error.message
+        (Ok(value), Some(want), _) if value != want => Err(StepError::mismatch(
+            format!("value {want}"),
+            value.to_string(),
+        )
+        .seen("event", show(exit))),
+        (Err(error), Some(want), _) => Err(StepError::mismatch(
+            format!("value {want}"),
+            Kinded::new(error.kind, &error.message).to_string(),
         )),
         (Err(error), None, Some(want)) => check_error(want, error.kind, &error.message),
-        (Ok(value), None, Some(want)) => Err(format!(
-            "expected an error of kind `{}`, got value {value}",
-            want.kind
+        (Ok(value), None, Some(want)) => Err(StepError::mismatch(
+            format!("an error of kind `{}`", want.kind),
+            format!("value {value}"),
         )),
         _ => Ok(()),
     }
+}
+
+/// An EXIT as JSON, the shape the CLI prints, so a failure shows what a user would see.
+pub fn show(exit: &Exit) -> String {
+    serde_json::to_string(exit).unwrap_or_else(|e| format!("<unprintable EXIT: {e}>"))
 }

@@ -4,10 +4,16 @@
 //!
 //! It does not build guests or start the CLI; it drives `wasmproc-runtime` directly. The format
 //! is documented for users in `conformance/README.md`.
+//!
+//! A scenario is loaded and checked (`scenario`), set up and run step by step (`run`), what
+//! came is compared with what it expects (`expect`), and the first mismatch becomes a
+//! [`Failure`] naming the file, the step and both sides (`failure`).
 
 mod confined;
 mod expect;
+mod failure;
 mod http_server;
+mod kinded;
 mod run;
 mod scenario;
 pub mod wasi_testsuite;
@@ -19,7 +25,7 @@ use libtest_mimic::{Failed, Trial};
 use wasmproc_runtime::code_cache::CacheConfig;
 use wasmproc_runtime::Loader;
 
-pub use run::Failure;
+pub use failure::{Failure, StepError};
 pub use scenario::{Scenario, ScenarioError};
 
 /// A scenario file is a YAML file with a top-level `scenario:` key; other YAML files (manifests)

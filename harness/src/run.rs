@@ -1,79 +1,106 @@
-//! Running a scenario against the real runtime, step by step.
+//! Running a scenario against the real runtime: its setup (manifest, directories, engine, HTTP
+//! server, clock) is made once, then the steps run in order against that one [`ScenarioRun`],
+//! and the first step that fails ends the scenario.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use wasmproc_runtime::lua::ScriptError;
 use wasmproc_runtime::{Event, Exit, Loader, Mailbox, Manifest, Pid, Runtime, SpawnOptions};
 
 use crate::confined;
-use crate::expect::{check_error, check_event};
+use crate::expect::{check_error, check_event, show};
+use crate::failure::{Failure, StepError};
 use crate::http_server::HttpServer;
 use crate::scenario::{
-    FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep, ReceiveExpectation,
-    ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
+    CancelStep, DirectorySetup, FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep,
+    ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
 };
-use wasmproc_runtime::lua::ScriptError;
-
-/// Why a scenario failed: which step, what was expected, what came.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
 
 impl Scenario {
     /// Runs the scenario with `loader` (shared between scenarios, so each binary compiles once).
     pub fn run(&self, loader: &Arc<Loader>) -> Result<(), Failure> {
-        let file = self.path.display().to_string();
-        let fail = |message: String| Failure {
-            message: format!("{file}: {message}"),
+        let Some(manifest) = self.manifest()? else {
+            // Failed to load as expected; such a scenario has no steps (checked when it loaded).
+            return Ok(());
         };
-        let manifest = Manifest::load(&self.manifest_path());
-        let manifest = match (&self.manifest_error, manifest) {
-            (None, Ok(manifest)) => manifest,
-            (None, Err(e)) => return Err(fail(format!("manifest did not load: {e}"))),
-            (Some(expected), Err(e)) => {
-                return check_error(expected, e.kind, &e.to_string())
-                    .map_err(|m| fail(format!("manifest error: {m}")))
-            }
+        let mut run = ScenarioRun::prepare(self, manifest, loader)?;
+        for (index, step) in self.steps.iter().enumerate() {
+            run.step(step).map_err(|error| Failure::Step {
+                file: self.path.clone(),
+                index,
+                name: step.name(),
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The manifest the steps run against, or None when it fails to load the way
+    /// `manifest_error` expects.
+    fn manifest(&self) -> Result<Option<Manifest>, Failure> {
+        let fail = |message: String| Failure::Setup {
+            file: self.path.clone(),
+            message,
+        };
+        match (&self.manifest_error, Manifest::load(&self.manifest_path())) {
+            (None, Ok(manifest)) => Ok(Some(manifest)),
+            (None, Err(e)) => Err(fail(format!("manifest did not load: {e}"))),
+            (Some(expected), Err(e)) => check_error(expected, e.kind, &e.to_string())
+                .map(|()| None)
+                .map_err(|e| fail(format!("manifest error: {e}"))),
             (Some(expected), Ok(_)) => {
-                return Err(fail(format!(
-                    "manifest loaded, but an error of kind `{}` was expected",
-                    expected.kind
-                )))
+                let loaded = StepError::NotRefused {
+                    done: "manifest loaded".into(),
+                    expected: expected.kind,
+                };
+                Err(fail(loaded.to_string()))
             }
+        }
+    }
+}
+
+/// One scenario being run: what its setup made, and what its steps have seen so far.
+///
+/// Field order is drop order: the runtime goes before the directories its processes may still
+/// be using.
+struct ScenarioRun<'a> {
+    scenario: &'a Scenario,
+    mailbox: Mailbox,
+    pids: HashMap<String, Pid>,
+    /// Every EXIT received so far: `overlap` and `order` compare their times.
+    received: Vec<Exit>,
+    /// Lifecycle events of the processes spawned with `trace: true`.
+    trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
+    traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
+    /// Every lifecycle event read so far, for all traced processes.
+    lifecycles: Vec<wasmproc_runtime::Lifecycle>,
+    /// Receives wait on its timers; spawned processes run on the manifest's hosts, not on it.
+    clock: tokio::runtime::Runtime,
+    server: Option<HttpServer>,
+    runtime: Arc<Runtime>,
+    directories: HashMap<String, tempfile::TempDir>,
+}
+
+impl<'a> ScenarioRun<'a> {
+    /// Binds the scenario's directories into `manifest`, starts a runtime for it (on `loader`'s
+    /// engine unless the manifest sizes its own), its HTTP server and a clock.
+    fn prepare(
+        scenario: &'a Scenario,
+        mut manifest: Manifest,
+        loader: &Arc<Loader>,
+    ) -> Result<ScenarioRun<'a>, Failure> {
+        let fail = |message: String| Failure::Setup {
+            file: scenario.path.clone(),
+            message,
         };
-        let mut manifest = manifest;
-        let directories = self
-            .bind_directories(&mut manifest)
+        let directories = bind_directories(&scenario.directories, &mut manifest)
             .map_err(|m| fail(format!("directories: {m}")))?;
-        // Scenarios share one engine, unless their hosts size the pool themselves.
-        let sized = manifest
-            .hosts()
-            .any(|(_, host)| host.pool != wasmproc_runtime::manifest::HostPool::default());
-        let loader = if sized {
-            // The same cache as the shared engine's (its files are per configuration).
-            let cache = loader
-                .code_cache()
-                .map_or_else(wasmproc_runtime::code_cache::CacheConfig::off, |c| {
-                    c.config()
-                });
-            let own = wasmproc_runtime::engine::Pool::for_manifest(&manifest)
-                .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, &cache))
-                .map_err(|e| fail(format!("engine: {e}")))?;
-            Arc::new(own)
-        } else {
-            loader.clone()
-        };
+        let loader = loader_for(&manifest, loader).map_err(|e| fail(format!("engine: {e}")))?;
         let runtime = Arc::new(Runtime::new(manifest, loader));
-        let server = match &self.http_server {
+        let server = match &scenario.http_server {
             None => None,
             Some(setup) => {
                 let server = HttpServer::start(setup.status, setup.body.clone())
@@ -84,98 +111,127 @@ impl Scenario {
                 Some(server)
             }
         };
-        // Receives wait on timers; spawns run on the manifest's hosts, not on this thread.
         let clock = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .map_err(|e| fail(format!("cannot start a timer: {e}")))?;
         let (trace, traced) = tokio::sync::mpsc::unbounded_channel();
-        let mut state = RunState {
-            trace,
-            traced,
-            lifecycles: Vec::new(),
-            runtime: &runtime,
-            directories: &directories,
-            server: server.as_ref(),
+        Ok(ScenarioRun {
+            scenario,
             mailbox: Mailbox::new(),
             pids: HashMap::new(),
             received: Vec::new(),
-        };
-        for (i, step) in self.steps.iter().enumerate() {
-            let result = match step {
-                Step::Spawn(spawn) => state.spawn(spawn),
-                Step::Receive(receive) => clock.block_on(state.receive(receive)),
-                Step::Files(files) => state.files(files),
-                Step::SetEnv(set) => state.set_env(set),
-                Step::HttpRequests(step) => state.http_requests(step),
-                Step::Monitor(alias) => state
-                    .runtime
-                    .monitor(state.pids[alias], &state.mailbox)
-                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
-                Step::Cancel(cancel) => state
-                    .runtime
-                    .cancel(state.pids[&cancel.pid], cancel.reason.clone())
-                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
-                Step::Terminate(alias) => state
-                    .runtime
-                    .terminate(state.pids[alias])
-                    .map_err(|e| format!("error[{}]: {e}", e.kind())),
-                Step::Sleep(duration) => {
-                    std::thread::sleep(*duration);
-                    Ok(())
-                }
-                Step::Overlap(aliases) => state.overlap(aliases),
-                Step::Order(aliases) => state.order(aliases),
-                Step::Lifecycle(step) => state.lifecycle(step),
-                Step::Lua(step) => self.lua(&runtime, step, &mut state),
-            };
-            result.map_err(|m| fail(format!("steps[{i}] ({}): {m}", step.name())))?;
+            trace,
+            traced,
+            lifecycles: Vec::new(),
+            clock,
+            server,
+            runtime,
+            directories,
+        })
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), StepError> {
+        match step {
+            Step::Spawn(spawn) => self.spawn(spawn),
+            Step::Receive(receive) => self.receive(receive),
+            Step::Files(files) => self.files(files),
+            Step::SetEnv(set) => self.set_env(set),
+            Step::HttpRequests(step) => self.http_requests(step),
+            Step::Monitor(alias) => self.monitor(alias),
+            Step::Cancel(cancel) => self.cancel(cancel),
+            Step::Terminate(alias) => self.terminate(alias),
+            Step::Sleep(duration) => {
+                std::thread::sleep(*duration);
+                Ok(())
+            }
+            Step::Overlap(aliases) => self.overlap(aliases),
+            Step::Order(aliases) => self.order(aliases),
+            Step::Lifecycle(step) => self.lifecycle(step),
+            Step::Lua(step) => self.lua(step),
         }
-        Ok(())
     }
 }
 
-impl Scenario {
-    /// Creates a fresh directory for each entry under `directories`, seeds it, and points the
-    /// entry at it. The directories live as long as the returned map.
-    fn bind_directories(
-        &self,
-        manifest: &mut Manifest,
-    ) -> Result<HashMap<String, tempfile::TempDir>, String> {
-        let mut bound = HashMap::new();
-        for (id, setup) in &self.directories {
-            let entry = wasmproc_runtime::EntryId::parse(id)?;
-            let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
-            // Paths were checked to be plain and relative when the scenario loaded; writing
-            // inside the directory also keeps a symlink made here from leading a later path
-            // out of it.
-            for (path, content) in &setup.files {
-                confined::write(dir.path(), path, content.as_bytes())
-                    .map_err(|e| format!("{path}: {e}"))?;
-            }
-            for (path, target) in &setup.symlinks {
-                confined::symlink(dir.path(), path, target)
-                    .map_err(|e| format!("{path} -> {target}: {e}"))?;
-            }
-            manifest.set_directory(&entry, dir.path().to_path_buf())?;
-            bound.insert(id.clone(), dir);
-        }
-        Ok(bound)
+/// Scenarios share one engine, unless their hosts size the pool themselves.
+fn loader_for(
+    manifest: &Manifest,
+    shared: &Arc<Loader>,
+) -> Result<Arc<Loader>, wasmproc_runtime::Error> {
+    let sized = manifest
+        .hosts()
+        .any(|(_, host)| host.pool != wasmproc_runtime::manifest::HostPool::default());
+    if !sized {
+        return Ok(shared.clone());
     }
+    // The same cache as the shared engine's (its files are per configuration).
+    let cache = shared
+        .code_cache()
+        .map_or_else(wasmproc_runtime::code_cache::CacheConfig::off, |c| {
+            c.config()
+        });
+    let own = wasmproc_runtime::engine::Pool::for_manifest(manifest)
+        .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, &cache))?;
+    Ok(Arc::new(own))
 }
 
-impl Scenario {
-    fn lua(
-        &self,
-        runtime: &Arc<Runtime>,
-        step: &LuaStep,
-        state: &mut RunState<'_>,
-    ) -> Result<(), String> {
+/// Creates a fresh directory for each entry under `directories`, seeds it, and points the
+/// entry at it. The directories live as long as the returned map.
+fn bind_directories(
+    directories: &BTreeMap<String, DirectorySetup>,
+    manifest: &mut Manifest,
+) -> Result<HashMap<String, tempfile::TempDir>, String> {
+    let mut bound = HashMap::new();
+    for (id, setup) in directories {
+        let entry = wasmproc_runtime::EntryId::parse(id)?;
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+        // Paths were checked to be plain and relative when the scenario loaded; writing
+        // inside the directory also keeps a symlink made here from leading a later path
+        // out of it.
+        for (path, content) in &setup.files {
+            confined::write(dir.path(), path, content.as_bytes())
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+        for (path, target) in &setup.symlinks {
+            confined::symlink(dir.path(), path, target)
+                .map_err(|e| format!("{path} -> {target}: {e}"))?;
+        }
+        manifest.set_directory(&entry, dir.path().to_path_buf())?;
+        bound.insert(id.clone(), dir);
+    }
+    Ok(bound)
+}
+
+impl ScenarioRun<'_> {
+    fn monitor(&self, alias: &str) -> Result<(), StepError> {
+        self.runtime
+            .monitor(self.pids[alias], &self.mailbox)
+            .map_err(StepError::refused)
+    }
+
+    fn cancel(&self, step: &CancelStep) -> Result<(), StepError> {
+        self.runtime
+            .cancel(self.pids[&step.pid], step.reason.clone())
+            .map_err(StepError::refused)
+    }
+
+    fn terminate(&self, alias: &str) -> Result<(), StepError> {
+        self.runtime
+            .terminate(self.pids[alias])
+            .map_err(StepError::refused)
+    }
+
+    fn lua(&mut self, step: &LuaStep) -> Result<(), StepError> {
+        let scenario = self.scenario;
         let read = |file: &Path| {
-            let path = self.path.parent().unwrap_or(Path::new(".")).join(file);
+            let path = scenario.path.parent().unwrap_or(Path::new(".")).join(file);
             wasmproc_runtime::source_file::read_text(&path, wasmproc_runtime::lua::SCRIPT_MAX_BYTES)
                 .map(|source| (source, path.display().to_string()))
-                .map_err(|e| format!("{}: {e}", path.display()))
+                .map_err(|error| StepError::Io {
+                    path: path.display().to_string(),
+                    doing: None,
+                    error,
+                })
         };
         let plain = LuaScript::default();
         let (script, (source, name)) = match step {
@@ -186,30 +242,32 @@ impl Scenario {
                     script,
                     (
                         code.clone().unwrap_or_default(),
-                        format!("{}:lua", self.path.display()),
+                        format!("{}:lua", scenario.path.display()),
                     ),
                 ),
             },
         };
-        let host = runtime
+        let host = self
+            .runtime
             .host_or_default(script.host.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::host)?;
         if let Some(alias) = &script.alias {
-            let pid = runtime
+            let pid = self
+                .runtime
                 .spawn_lua(
                     &source,
                     &name,
                     &host,
                     &script.args,
                     &SpawnOptions::default(),
-                    Some(&state.mailbox),
+                    Some(&self.mailbox),
                 )
-                .map_err(|e| format!("the script was refused: error[{}]: {e}", e.kind()))?;
-            state.pids.insert(alias.clone(), pid);
+                .map_err(|error| StepError::refused_call("the script".into(), error))?;
+            self.pids.insert(alias.clone(), pid);
             return Ok(());
         }
         let ran = wasmproc_runtime::lua::run_script(
-            runtime,
+            &self.runtime,
             &source,
             &name,
             Some(&host),
@@ -218,42 +276,25 @@ impl Scenario {
         );
         match (ran, &script.expect_error) {
             (Ok(_), None) => Ok(()),
-            (Err(e), None) => Err(format!("the script failed: {e}")),
+            (Err(e), None) => Err(StepError::ScriptFailed(Box::new(e))),
             (Err(ScriptError::Failed(e)), Some(expected)) => {
                 check_error(expected, e.kind, &e.message)
             }
             (Err(ScriptError::Refused(e)), Some(expected)) => {
                 check_error(expected, e.kind(), &e.to_string())
             }
-            (Ok(value), Some(expected)) => Err(format!(
-                "the script returned {value}, but an error of kind `{}` was expected",
-                expected.kind
-            )),
+            (Ok(value), Some(expected)) => Err(StepError::NotRefused {
+                done: format!("the script returned {value}"),
+                expected: expected.kind,
+            }),
         }
     }
-}
 
-struct RunState<'a> {
-    /// Lifecycle events of the processes spawned with `trace: true`.
-    trace: tokio::sync::mpsc::UnboundedSender<wasmproc_runtime::Lifecycle>,
-    traced: tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
-    /// Every lifecycle event read so far, for all traced processes.
-    lifecycles: Vec<wasmproc_runtime::Lifecycle>,
-    runtime: &'a Runtime,
-    directories: &'a HashMap<String, tempfile::TempDir>,
-    server: Option<&'a HttpServer>,
-    mailbox: Mailbox,
-    pids: HashMap<String, Pid>,
-    /// Every event so far, shown when an expectation fails.
-    received: Vec<Exit>,
-}
-
-impl RunState<'_> {
-    fn spawn(&mut self, step: &SpawnStep) -> Result<(), String> {
+    fn spawn(&mut self, step: &SpawnStep) -> Result<(), StepError> {
         let host = self
             .runtime
             .host_or_default(step.host.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::host)?;
         let options = SpawnOptions {
             trace: step.trace.then(|| self.trace.clone()),
             ..SpawnOptions::default()
@@ -269,21 +310,20 @@ impl RunState<'_> {
                 }
                 Ok(())
             }
-            (Err(e), None) => Err(format!(
-                "spawn of `{}` was refused: error[{}]: {e}",
-                step.entry,
-                e.kind()
+            (Err(error), None) => Err(StepError::refused_call(
+                format!("spawn of `{}`", step.entry),
+                error,
             )),
             (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
-            (Ok(pid), Some(expected)) => Err(format!(
-                "spawn of `{}` succeeded ({pid}), but an error of kind `{}` was expected",
-                step.entry, expected.kind
-            )),
+            (Ok(pid), Some(expected)) => Err(StepError::NotRefused {
+                done: format!("spawn of `{}` succeeded ({pid})", step.entry),
+                expected: expected.kind,
+            }),
         }
     }
 
     /// The received EXIT of each alias.
-    fn exits(&self, aliases: &[String]) -> Result<Vec<&Exit>, String> {
+    fn exits(&self, aliases: &[String]) -> Result<Vec<&Exit>, StepError> {
         aliases
             .iter()
             .map(|alias| {
@@ -291,25 +331,27 @@ impl RunState<'_> {
                 self.received
                     .iter()
                     .find(|e| e.from == pid)
-                    .ok_or_else(|| format!("no EXIT from `{alias}` has been received yet"))
+                    .ok_or_else(|| StepError::NotReceived {
+                        alias: alias.clone(),
+                    })
             })
             .collect()
     }
 
-    fn overlap(&self, aliases: &[String]) -> Result<(), String> {
+    fn overlap(&self, aliases: &[String]) -> Result<(), StepError> {
         let exits = self.exits(aliases)?;
         let last_start = exits.iter().map(|e| e.accounting.started).max();
         let first_end = exits.iter().map(|e| e.accounting.ended).min();
         match (last_start, first_end) {
             (Some(start), Some(end)) if start < end => Ok(()),
-            _ => Err(format!(
+            _ => Err(StepError::Unmet(format!(
                 "expected {aliases:?} to be alive at one moment, but one ended before another started (wall times: {:?})",
                 exits.iter().map(|e| e.accounting.wall_time).collect::<Vec<_>>()
-            )),
+            ))),
         }
     }
 
-    fn order(&self, aliases: &[String]) -> Result<(), String> {
+    fn order(&self, aliases: &[String]) -> Result<(), StepError> {
         let exits = self.exits(aliases)?;
         if exits
             .windows(2)
@@ -319,13 +361,13 @@ impl RunState<'_> {
         }
         let mut actual: Vec<_> = aliases.iter().zip(&exits).collect();
         actual.sort_by_key(|(_, e)| e.accounting.ended);
-        Err(format!(
-            "expected them to end in the order {aliases:?}, got {:?}",
-            actual.iter().map(|(a, _)| a).collect::<Vec<_>>()
+        Err(StepError::mismatch(
+            format!("them to end in the order {aliases:?}"),
+            format!("{:?}", actual.iter().map(|(a, _)| a).collect::<Vec<_>>()),
         ))
     }
 
-    fn lifecycle(&mut self, step: &LifecycleStep) -> Result<(), String> {
+    fn lifecycle(&mut self, step: &LifecycleStep) -> Result<(), StepError> {
         let pid = self.pids[&step.of];
         // The Close event is sent before the EXIT, so after a received EXIT it is all here.
         while let Ok(event) = self.traced.try_recv() {
@@ -350,124 +392,131 @@ impl RunState<'_> {
             || step.steps.is_some_and(|n| n != steps)
             || step.min_steps.is_some_and(|n| steps < n)
         {
-            return Err(format!(
-                "expected Init, Step (Yield Step)*, Close{}, got {phases:?}",
-                match (step.steps, step.min_steps) {
-                    (Some(n), _) => format!(" with {n} steps"),
-                    (None, Some(n)) => format!(" with at least {n} steps"),
-                    _ => String::new(),
-                }
+            let count = match (step.steps, step.min_steps) {
+                (Some(n), _) => format!(" with {n} steps"),
+                (None, Some(n)) => format!(" with at least {n} steps"),
+                _ => String::new(),
+            };
+            return Err(StepError::mismatch(
+                format!("Init, Step (Yield Step)*, Close{count}"),
+                format!("{phases:?}"),
             ));
         }
         Ok(())
     }
 
-    fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), String> {
+    fn http_requests(&self, step: &HttpRequestsStep) -> Result<(), StepError> {
         // Checked to have a server when the scenario loaded.
-        let got = self.server.map(HttpServer::requests).unwrap_or_default();
+        let got = self
+            .server
+            .as_ref()
+            .map(HttpServer::requests)
+            .unwrap_or_default();
         if got != step.expect {
-            return Err(format!("expected requests {:?}, got {got:?}", step.expect));
+            return Err(StepError::mismatch(
+                format!("requests {:?}", step.expect),
+                format!("{got:?}"),
+            ));
         }
         Ok(())
     }
 
-    fn set_env(&self, step: &SetEnvStep) -> Result<(), String> {
+    fn set_env(&self, step: &SetEnvStep) -> Result<(), StepError> {
         match (
             self.runtime.set_env(&step.id, &step.value),
             &step.expect_error,
         ) {
             (Ok(()), None) => Ok(()),
-            (Err(e), None) => Err(format!("error[{}]: {e}", e.kind())),
+            (Err(error), None) => Err(StepError::refused(error)),
             (Err(e), Some(expected)) => check_error(expected, e.kind(), &e.to_string()),
-            (Ok(()), Some(expected)) => Err(format!(
-                "`{}` changed, but an error of kind `{}` was expected",
-                step.id, expected.kind
-            )),
+            (Ok(()), Some(expected)) => Err(StepError::NotRefused {
+                done: format!("`{}` changed", step.id),
+                expected: expected.kind,
+            }),
         }
     }
 
-    fn files(&self, step: &FilesStep) -> Result<(), String> {
+    fn files(&self, step: &FilesStep) -> Result<(), StepError> {
         // Checked to be listed under `directories` when the scenario loaded.
         let dir = self.directories[&step.dir].path();
+        let place = |path: &str| format!("{}/{path}", step.dir);
         for (path, want) in &step.expect {
             // Resolved as the guest sees the directory: a symlink it planted does not lead the
             // check (and its failure message) to a host file; no more than the expected
             // length is read.
-            let got = confined::read(dir, path, want.len() as u64)
-                .map_err(|e| format!("{}/{path}: expected a file, got: {e}", step.dir))?;
-            match got {
-                None => {
-                    return Err(format!(
-                        "{}/{path}: expected {want:?}, got more than its {} bytes",
-                        step.dir,
-                        want.len()
-                    ))
-                }
+            let got =
+                confined::read(dir, path, want.len() as u64).map_err(|error| StepError::Io {
+                    path: place(path),
+                    doing: Some("expected a file, got"),
+                    error,
+                })?;
+            let got = match got {
+                None => format!("more than its {} bytes", want.len()),
                 Some(got) if got != want.as_bytes() => {
-                    return Err(format!(
-                        "{}/{path}: expected {want:?}, got {:?}",
-                        step.dir,
-                        String::from_utf8_lossy(&got)
-                    ))
+                    format!("{:?}", String::from_utf8_lossy(&got))
                 }
-                Some(_) => {}
-            }
+                Some(_) => continue,
+            };
+            return Err(StepError::mismatch(format!("{want:?}"), got).at(place(path)));
         }
         for path in &step.absent {
-            let exists = confined::exists(dir, path)
-                .map_err(|e| format!("{}/{path}: cannot check: {e}", step.dir))?;
+            let exists = confined::exists(dir, path).map_err(|error| StepError::Io {
+                path: place(path),
+                doing: Some("cannot check"),
+                error,
+            })?;
             if exists {
-                return Err(format!(
-                    "{}/{path}: expected no such file, but it exists",
-                    step.dir
-                ));
+                return Err(
+                    StepError::Unmet("expected no such file, but it exists".into()).at(place(path)),
+                );
             }
         }
         Ok(())
     }
 
-    async fn receive(&mut self, step: &ReceiveStep) -> Result<(), String> {
-        let event = self.mailbox.receive(step.timeout).await;
+    fn receive(&mut self, step: &ReceiveStep) -> Result<(), StepError> {
+        let event = self.clock.block_on(self.mailbox.receive(step.timeout));
         let result = match (&step.expect, event) {
             (ReceiveExpectation::Nothing(_), None) => return Ok(()),
             (ReceiveExpectation::Nothing(_), Some(Event::Exit(exit))) => {
                 let shown = show(&exit);
                 self.received.push(exit);
-                Err(format!("expected nothing, got {shown}"))
+                Err(StepError::mismatch("nothing", shown))
             }
-            (ReceiveExpectation::Event(_), None) => Err(format!(
-                "expected an event, got nothing within {}",
-                humantime::format_duration(step.timeout)
+            (ReceiveExpectation::Event(_), None) => Err(StepError::mismatch(
+                "an event",
+                format!(
+                    "nothing within {}",
+                    humantime::format_duration(step.timeout)
+                ),
             )),
             (ReceiveExpectation::Event(expected), Some(Event::Exit(exit))) => {
                 let result = check_event(expected, &exit, &self.pids);
                 self.received.push(exit);
                 result
             }
-            (_, Some(other)) => Err(format!(
-                "expected {}, got a {} event (only a Lua script's own mailbox gets those)",
+            (_, Some(other)) => Err(StepError::mismatch(
                 match step.expect {
                     ReceiveExpectation::Nothing(_) => "nothing",
                     ReceiveExpectation::Event(_) => "an EXIT",
                 },
-                other.kind()
+                format!(
+                    "a {} event (only a Lua script's own mailbox gets those)",
+                    other.kind()
+                ),
             )),
         };
-        result.map_err(|m| {
-            let mut m = m;
-            if !self.pids.is_empty() {
-                let mut names: Vec<_> = self.pids.iter().collect();
-                names.sort();
-                let _ = write!(m, "\n  aliases: ");
-                for (alias, pid) in names {
-                    let _ = write!(m, "{alias}={pid} ");
-                }
+        result.map_err(|error| {
+            if self.pids.is_empty() {
+                return error;
             }
-            m
+            let mut names: Vec<_> = self.pids.iter().collect();
+            names.sort();
+            let mut aliases = String::new();
+            for (alias, pid) in names {
+                let _ = write!(aliases, "{alias}={pid} ");
+            }
+            error.seen("aliases", aliases)
         })
     }
-}
-
-pub(crate) fn show(exit: &Exit) -> String {
-    serde_json::to_string(exit).unwrap_or_else(|e| format!("<unprintable EXIT: {e}>"))
 }

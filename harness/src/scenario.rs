@@ -1,6 +1,9 @@
-//! The scenario format (documented for users in `conformance/README.md`).
+//! The scenario format. A scenario that loads can run: serde checks its shape, and
+//! `Scenario::check` what serde cannot see (aliases used before they are given, contradictory
+//! fields, paths out of a bound directory), so no step meets those mistakes at run time.
+//! Documented for users in `conformance/README.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -373,113 +376,30 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Mistakes serde cannot see: aliases used before they are given, contradictory fields.
+    /// Mistakes serde cannot see: aliases used before they are given, contradictory fields,
+    /// paths out of a bound directory. A scenario that passes runs without indexing a missing
+    /// alias or directory.
     fn check(&self) -> Result<(), ScenarioError> {
-        let fail = |step: usize, message: String| ScenarioError {
+        let fail = |message: String| ScenarioError {
             file: self.path.clone(),
             location: None,
-            message: format!("steps[{step}]: {message}"),
+            message,
         };
         if self.manifest_error.is_some() && !self.steps.is_empty() {
-            return Err(ScenarioError {
-                file: self.path.clone(),
-                location: None,
-                message: "a scenario with `manifest_error` has no steps (the manifest never loads)"
-                    .into(),
-            });
+            return Err(fail(
+                "a scenario with `manifest_error` has no steps (the manifest never loads)".into(),
+            ));
         }
         for (id, setup) in &self.directories {
             for path in setup.files.keys().chain(setup.symlinks.keys()) {
-                crate::confined::check_path(path).map_err(|m| ScenarioError {
-                    file: self.path.clone(),
-                    location: None,
-                    message: format!("directories.{id}: {m}"),
-                })?;
+                crate::confined::check_path(path)
+                    .map_err(|m| fail(format!("directories.{id}: {m}")))?;
             }
         }
-        let mut aliases = BTreeMap::new();
+        let mut aliases = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
-            match step {
-                Step::Spawn(spawn) => {
-                    if let Some(alias) = &spawn.alias {
-                        if spawn.expect_error.is_some() {
-                            return Err(fail(
-                                i,
-                                format!(
-                                    "`as: {alias}` names no PID: this spawn is expected to fail"
-                                ),
-                            ));
-                        }
-                        if aliases.insert(alias.clone(), i).is_some() {
-                            return Err(fail(i, format!("alias `{alias}` is given twice")));
-                        }
-                    }
-                }
-                Step::Lua(LuaStep::Script(script)) => {
-                    if script.file.is_some() == script.code.is_some() {
-                        return Err(fail(
-                            i,
-                            "a lua step has exactly one of `file` and `code`".into(),
-                        ));
-                    }
-                    if let Some(alias) = &script.alias {
-                        if script.expect_error.is_some() || script.timeout.is_some() {
-                            return Err(fail(
-                                i,
-                                format!("`as: {alias}` runs in the background: receive its EXIT to check an error or bound its time"),
-                            ));
-                        }
-                        if aliases.insert(alias.clone(), i).is_some() {
-                            return Err(fail(i, format!("alias `{alias}` is given twice")));
-                        }
-                    }
-                }
-                Step::SetEnv(_) | Step::Sleep(_) | Step::Lua(LuaStep::File(_)) => {}
-                Step::Monitor(alias)
-                | Step::Terminate(alias)
-                | Step::Cancel(CancelStep { pid: alias, .. })
-                | Step::Lifecycle(LifecycleStep { of: alias, .. }) => {
-                    if !aliases.contains_key(alias) {
-                        return Err(fail(i, format!("`{alias}` names no earlier `as:`")));
-                    }
-                }
-                Step::Overlap(list) | Step::Order(list) => {
-                    if let Some(alias) = list.iter().find(|a| !aliases.contains_key(*a)) {
-                        return Err(fail(i, format!("`{alias}` names no earlier `as:`")));
-                    }
-                }
-                Step::HttpRequests(_) => {
-                    if self.http_server.is_none() {
-                        return Err(fail(i, "`http_requests` needs an `http_server`".into()));
-                    }
-                }
-                Step::Files(files) => {
-                    for path in files.expect.keys().chain(&files.absent) {
-                        crate::confined::check_path(path).map_err(|m| fail(i, m))?;
-                    }
-                    if !self.directories.contains_key(&files.dir) {
-                        return Err(fail(
-                            i,
-                            format!("`dir: {}` is not listed under `directories`", files.dir),
-                        ));
-                    }
-                }
-                Step::Receive(receive) => {
-                    if let ReceiveExpectation::Event(event) = &receive.expect {
-                        if event.value.is_some() && event.error.is_some() {
-                            return Err(fail(i, "expect has both `value` and `error`".into()));
-                        }
-                        if let Some(from) = &event.from {
-                            if !aliases.contains_key(from) {
-                                return Err(fail(
-                                    i,
-                                    format!("`from: {from}` names no earlier `as:`"),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
+            step.check(self, &mut aliases)
+                .map_err(|m| fail(format!("steps[{i}]: {m}")))?;
         }
         Ok(())
     }
@@ -490,6 +410,86 @@ impl Scenario {
             .parent()
             .unwrap_or(Path::new("."))
             .join(&self.manifest)
+    }
+}
+
+impl Step {
+    /// Checks this step of `scenario` against the `aliases` given before it, and adds its own.
+    fn check(&self, scenario: &Scenario, aliases: &mut BTreeSet<String>) -> Result<(), String> {
+        let named = |alias: &String| {
+            if aliases.contains(alias) {
+                Ok(())
+            } else {
+                Err(format!("`{alias}` names no earlier `as:`"))
+            }
+        };
+        match self {
+            Step::Spawn(spawn) => {
+                if let Some(alias) = &spawn.alias {
+                    if spawn.expect_error.is_some() {
+                        return Err(format!(
+                            "`as: {alias}` names no PID: this spawn is expected to fail"
+                        ));
+                    }
+                    give(aliases, alias)?;
+                }
+            }
+            Step::Lua(LuaStep::Script(script)) => {
+                if script.file.is_some() == script.code.is_some() {
+                    return Err("a lua step has exactly one of `file` and `code`".into());
+                }
+                if let Some(alias) = &script.alias {
+                    if script.expect_error.is_some() || script.timeout.is_some() {
+                        return Err(format!("`as: {alias}` runs in the background: receive its EXIT to check an error or bound its time"));
+                    }
+                    give(aliases, alias)?;
+                }
+            }
+            Step::SetEnv(_) | Step::Sleep(_) | Step::Lua(LuaStep::File(_)) => {}
+            Step::Monitor(alias)
+            | Step::Terminate(alias)
+            | Step::Cancel(CancelStep { pid: alias, .. })
+            | Step::Lifecycle(LifecycleStep { of: alias, .. }) => named(alias)?,
+            Step::Overlap(list) | Step::Order(list) => list.iter().try_for_each(named)?,
+            Step::HttpRequests(_) => {
+                if scenario.http_server.is_none() {
+                    return Err("`http_requests` needs an `http_server`".into());
+                }
+            }
+            Step::Files(files) => {
+                for path in files.expect.keys().chain(&files.absent) {
+                    crate::confined::check_path(path)?;
+                }
+                if !scenario.directories.contains_key(&files.dir) {
+                    return Err(format!(
+                        "`dir: {}` is not listed under `directories`",
+                        files.dir
+                    ));
+                }
+            }
+            Step::Receive(receive) => {
+                if let ReceiveExpectation::Event(event) = &receive.expect {
+                    if event.value.is_some() && event.error.is_some() {
+                        return Err("expect has both `value` and `error`".into());
+                    }
+                    if let Some(from) = &event.from {
+                        if !aliases.contains(from) {
+                            return Err(format!("`from: {from}` names no earlier `as:`"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An alias names one PID: given twice, a later step could mean either.
+fn give(aliases: &mut BTreeSet<String>, alias: &str) -> Result<(), String> {
+    if aliases.insert(alias.to_string()) {
+        Ok(())
+    } else {
+        Err(format!("alias `{alias}` is given twice"))
     }
 }
 
