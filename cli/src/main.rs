@@ -211,7 +211,7 @@ fn init_logging(verbose: u8) {
 
 /// A refusal: printed with its kind, exit status 2.
 fn refused(error: &wasmproc_runtime::Error) -> ExitCode {
-    eprintln!("wasmproc: error[{}]: {error}", error.kind());
+    eprintln!("wasmproc: {}", error.kinded());
     ExitCode::from(2)
 }
 

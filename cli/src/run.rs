@@ -148,10 +148,7 @@ fn start(
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!(
-                "wasmproc: {entry} failed: error[{}]: {}",
-                error.kind, error.message
-            );
+            eprintln!("wasmproc: {entry} failed: {}", error.kinded());
             match (error.kind, error.code) {
                 (ErrorKind::ExitCode, Some(code)) => ExitCode::from(code.clamp(1, 255) as u8),
                 _ => ExitCode::FAILURE,

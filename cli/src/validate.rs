@@ -119,7 +119,7 @@ fn check_entry(
     inspection: &mut Inspection,
 ) -> Result<EntryCheck, String> {
     let path = manifest_path::resolve_here(args.manifest.as_deref())?;
-    let manifest = Manifest::load(&path).map_err(|e| format!("error[{}]: {e}", e.kind))?;
+    let manifest = Manifest::load(&path).map_err(|e| e.kinded().to_string())?;
     let entry_id = EntryId::parse(id).map_err(|e| format!("error[unknown_entry]: {e}"))?;
     let wasm = match manifest.get(&entry_id).map(|e| &e.spec) {
         Some(EntrySpec::Wasm(wasm)) => wasm,

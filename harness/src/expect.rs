@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use wasmproc_runtime::{ErrorKind, Exit, Pid};
 
 use crate::failure::StepError;
-use crate::kinded::Kinded;
 use crate::scenario::{ErrorExpectation, EventExpectation};
 
 /// An error of `kind` with `message` matches when the kind is equal and every `contains` string
@@ -85,7 +84,7 @@ pub fn check_event(
         .seen("event", show(exit))),
         (Err(error), Some(want), _) => Err(StepError::mismatch(
             format!("value {want}"),
-            Kinded::new(error.kind, &error.message).to_string(),
+            error.kinded().to_string(),
         )),
         (Err(error), None, Some(want)) => check_error(want, error.kind, &error.message),
         (Ok(value), None, Some(want)) => Err(StepError::mismatch(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use wasmproc_runtime::lua::ScriptError;
 use wasmproc_runtime::ErrorKind;
 
-use crate::kinded::Kinded;
+use wasmproc_runtime::Kinded;
 
 /// Why a scenario failed.
 #[derive(Debug)]

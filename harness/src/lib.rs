@@ -13,7 +13,6 @@ mod confined;
 mod expect;
 mod failure;
 mod http_server;
-mod kinded;
 mod run;
 mod scenario;
 pub mod wasi_testsuite;

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::kinded::Kinded;
 use libtest_mimic::{Failed, Trial};
 use serde::Deserialize;
 use wasmproc_runtime::{Event, Loader, Mailbox, Manifest, Runtime, SpawnOptions, Stdio, Value};
@@ -164,7 +163,7 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     };
     runtime
         .spawn_with("wts:test", "wts:host", &[], &options, Some(&mailbox))
-        .map_err(|e| Kinded::from(&e).to_string())?;
+        .map_err(|e| e.kinded().to_string())?;
     let Some(exit) = mailbox
         .receive_blocking(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?
@@ -176,7 +175,7 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         Ok(_) => 0,
         Err(e) => match e.code {
             Some(code) => code,
-            None => return Err(Kinded::new(e.kind, &e.message).to_string()),
+            None => return Err(e.kinded().to_string()),
         },
     };
     let output = exit.output.clone().unwrap_or_default();

@@ -207,6 +207,49 @@ impl Error {
     }
 }
 
+/// An error shown with its kind first, `error[hash_mismatch]: message`, as the CLI, the
+/// harness and scripts show it: the kind is the stable word callers match on, the message only
+/// adds context.
+pub struct Kinded<'a> {
+    kind: ErrorKind,
+    message: &'a dyn fmt::Display,
+}
+
+impl<'a> Kinded<'a> {
+    /// `message` shown under `kind`.
+    pub fn new(kind: ErrorKind, message: &'a dyn fmt::Display) -> Self {
+        Kinded { kind, message }
+    }
+}
+
+impl fmt::Display for Kinded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error[{}]: {}", self.kind, self.message)
+    }
+}
+
+impl Error {
+    /// This error under its kind: `error[kind]: message`.
+    pub fn kinded(&self) -> Kinded<'_> {
+        Kinded::new(self.kind(), self)
+    }
+}
+
+impl ManifestError {
+    /// This error under its kind: `error[kind]: message`.
+    pub fn kinded(&self) -> Kinded<'_> {
+        Kinded::new(self.kind, self)
+    }
+}
+
+impl crate::event::ExitError {
+    /// This error under its kind: `error[kind]: message` (its own `Display` is `kind: message`,
+    /// the form scripts see).
+    pub fn kinded(&self) -> Kinded<'_> {
+        Kinded::new(self.kind, &self.message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

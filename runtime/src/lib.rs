@@ -39,7 +39,7 @@ mod value;
 mod wasi;
 pub mod yaml_bounds;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, Kinded};
 pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pid, TraceSink};
 pub use id::EntryId;
 pub use imports::Grants;

@@ -82,7 +82,7 @@ impl ScriptProcess {
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     /// The spawn was refused (a syntax error, an unknown host, ...).
-    #[error("error[{kind}]: {0}", kind = .0.kind())]
+    #[error("{}", .0.kinded())]
     Refused(Error),
     /// The script ran and failed, or was stopped.
     #[error("{0}")]
