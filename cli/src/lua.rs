@@ -48,7 +48,7 @@ pub fn lua(args: LuaArgs, cache: &CacheConfig) -> ExitCode {
     };
     let runtime = match Runtime::load_caching(&manifest, cache) {
         Ok(runtime) => Arc::new(runtime),
-        Err(e) => return refused(&e),
+        Err(e) => return refused(e.kinded()),
     };
     let values: Vec<_> = args.args.iter().map(|a| args::parse(a)).collect();
     let name = args.script.display().to_string();
@@ -66,7 +66,7 @@ pub fn lua(args: LuaArgs, cache: &CacheConfig) -> ExitCode {
             println!("{value}");
             ExitCode::SUCCESS
         }
-        Err(ScriptError::Refused(e)) => refused(&e),
+        Err(ScriptError::Refused(e)) => refused(e.kinded()),
         Err(ScriptError::Failed(e)) => {
             eprintln!("wasmproc: script failed: {e}");
             ExitCode::FAILURE

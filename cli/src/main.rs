@@ -210,8 +210,8 @@ fn init_logging(verbose: u8) {
 }
 
 /// A refusal: printed with its kind, exit status 2.
-fn refused(error: &wasmproc_runtime::Error) -> ExitCode {
-    eprintln!("wasmproc: {}", error.kinded());
+fn refused(error: wasmproc_runtime::Kinded<'_>) -> ExitCode {
+    eprintln!("wasmproc: {error}");
     ExitCode::from(2)
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wasmproc_runtime::code_cache::CacheConfig;
 
-use wasmproc_runtime::{Error, ErrorKind, Mailbox, Runtime, SpawnOptions, Stdio};
+use wasmproc_runtime::{Error, ErrorKind, Kinded, Mailbox, Runtime, SpawnOptions, Stdio};
 
 use crate::{args, manifest_path, refused, wait_for_exit};
 
@@ -46,7 +46,7 @@ pub fn run(args: RunArgs, cache: &CacheConfig) -> ExitCode {
     };
     let runtime = match Runtime::load_caching(&manifest, cache) {
         Ok(runtime) => runtime,
-        Err(e) => return refused(&e),
+        Err(e) => return refused(e.kinded()),
     };
     // With --exec every word is an argument; otherwise the first names the command.
     let (command, rest) = match (&args.exec, args.words.split_first()) {
@@ -59,7 +59,30 @@ pub fn run(args: RunArgs, cache: &CacheConfig) -> ExitCode {
     }
     match start(&runtime, &args, command, rest) {
         Ok(code) => code,
-        Err(e) => refused(&e),
+        Err(e) => refused(e.kinded()),
+    }
+}
+
+/// Why a command could not start: the runtime refused it, or it is not a command at all.
+/// The last two are the CLI's own: the runtime has no commands or terminals.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Runtime(#[from] Error),
+    #[error("no command `{name}` (`wasmproc run list` shows the commands)")]
+    UnknownCommand { name: String },
+    #[error("no `terminal.host` entry is loaded: CLI commands need a `terminal.host` and a `process.host`")]
+    NoTerminal,
+}
+
+impl Refusal {
+    fn kinded(&self) -> Kinded<'_> {
+        let kind = match self {
+            Refusal::Runtime(e) => e.kind(),
+            Refusal::UnknownCommand { .. } => ErrorKind::UnknownCommand,
+            Refusal::NoTerminal => ErrorKind::MissingHost,
+        };
+        Kinded::new(kind, self)
     }
 }
 
@@ -90,7 +113,7 @@ fn start(
     args: &RunArgs,
     command: Option<&str>,
     words: &[String],
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, Refusal> {
     let entry = match (&args.exec, command) {
         (Some(entry), _) => entry.clone(),
         (None, Some(name)) => {
@@ -98,20 +121,20 @@ fn start(
                 runtime
                     .manifest()
                     .command(name)
-                    .ok_or_else(|| Error::UnknownCommand {
+                    .ok_or_else(|| Refusal::UnknownCommand {
                         name: name.to_string(),
                     })?;
             entry.id.to_string()
         }
         // clap requires a command unless --exec is given.
         (None, None) => {
-            return Err(Error::UnknownCommand {
+            return Err(Refusal::UnknownCommand {
                 name: String::new(),
             })
         }
     };
     if runtime.manifest().terminals().next().is_none() {
-        return Err(Error::NoTerminal);
+        return Err(Refusal::NoTerminal);
     }
     let host = runtime.host_or_default(args.host.as_deref())?;
     // The export's parameters take the arguments only when it has any: a command that reads

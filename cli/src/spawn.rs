@@ -19,17 +19,17 @@ pub fn spawn(
 ) -> ExitCode {
     let runtime = match Runtime::load_caching(manifest, cache) {
         Ok(runtime) => runtime,
-        Err(e) => return refused(&e),
+        Err(e) => return refused(e.kinded()),
     };
     let host = match runtime.host_or_default(host) {
         Ok(host) => host,
-        Err(e) => return refused(&e),
+        Err(e) => return refused(e.kinded()),
     };
     let args: Vec<_> = args.iter().map(|a| args::parse(a)).collect();
     let mut mailbox = Mailbox::new();
     let pid = match runtime.spawn_monitored(entry, &host, &args, &mailbox) {
         Ok(pid) => pid,
-        Err(e) => return refused(&e),
+        Err(e) => return refused(e.kinded()),
     };
     match wait_for_exit(&mut mailbox, Some(timeout)) {
         Err(code) => code,

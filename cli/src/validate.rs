@@ -77,7 +77,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
         ..Default::default()
     }) {
         Ok(loader) => Arc::new(loader),
-        Err(e) => return crate::refused(&e),
+        Err(e) => return crate::refused(e.kinded()),
     };
     let mut inspection = inspect(loader.engine(), &bytes);
     let entry = match &args.entry {

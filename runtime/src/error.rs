@@ -145,10 +145,6 @@ pub enum Error {
     },
     #[error("no `process.host` entry is loaded: a process needs a host to run on")]
     NoHost,
-    #[error("no `terminal.host` entry is loaded: CLI commands need a `terminal.host` and a `process.host`")]
-    NoTerminal,
-    #[error("no command `{name}` (`wasmproc run list` shows the commands)")]
-    UnknownCommand { name: String },
     #[error(
         "entry `{entry}`: required environment variable `{name}` (from `{variable}`) has no value"
     )]
@@ -186,10 +182,7 @@ impl Error {
         match self {
             Error::Manifest(e) => e.kind,
             Error::UnknownEntry { .. } => ErrorKind::UnknownEntry,
-            Error::NoHost | Error::NoTerminal | Error::AmbiguousHost { .. } => {
-                ErrorKind::MissingHost
-            }
-            Error::UnknownCommand { .. } => ErrorKind::UnknownCommand,
+            Error::NoHost | Error::AmbiguousHost { .. } => ErrorKind::MissingHost,
             Error::UnknownProcess { .. } => ErrorKind::UnknownProcess,
             Error::QueueFull { .. } => ErrorKind::QueueFull,
             Error::MissingEnv { .. } => ErrorKind::MissingEnv,
