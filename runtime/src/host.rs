@@ -9,7 +9,6 @@ use tokio::task::AbortHandle;
 use crate::error::Error;
 use crate::id::EntryId;
 use crate::manifest::HostSpec;
-use crate::process::{self, ExitGuard, Launch};
 
 pub struct ProcessHost {
     id: EntryId,
@@ -56,11 +55,6 @@ impl ProcessHost {
             });
         }
         Ok(place)
-    }
-
-    /// Starts a process whose arguments and WASI context are ready; `guard` delivers its EXIT.
-    pub(crate) fn spawn(&self, launch: Launch, guard: ExitGuard) -> Option<AbortHandle> {
-        self.spawn_task(process::run(launch, guard))
     }
 
     /// Starts a process's task (which owns its EXIT guard); the handle stops it.

@@ -18,7 +18,7 @@ use crate::loader::{Loader, Program};
 use crate::lock::lock;
 use crate::mailbox::Mailbox;
 use crate::manifest::{EntryKind, EntrySpec, Manifest, WasmSpec};
-use crate::process::{ExitGuard, Launch};
+use crate::process::{self, ExitGuard, Launch};
 use crate::registry::{Monitors, Registry, Signal};
 use crate::store_data::SpawnContext;
 
@@ -39,6 +39,22 @@ pub struct SpawnOptions {
 /// Every entry by its `namespace:name` text, hashed with foldhash (seeded per map), several
 /// times cheaper than SipHash on these short strings.
 type Lookup<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What a spawn starts, as the steps every spawn shares need to know it.
+pub(crate) enum Started {
+    /// A WebAssembly process: its task is aborted at the first signal; its output goes where
+    /// `captured` says.
+    Wasm { captured: Option<wasi::Captured> },
+    /// A Lua script: it hears every signal, through its preemption state, and its task is
+    /// never aborted.
+    #[cfg(feature = "lua")]
+    Lua(Arc<crate::lua::Preemption>),
+}
+
+/// The EXIT of a spawn goes to `monitor`, if any.
+pub(crate) fn monitors_of(monitor: Option<&Mailbox>) -> Monitors {
+    monitor.map(Mailbox::address).into_iter().collect()
+}
 
 /// An entry as spawns find it: one lookup of its text gives its ID and, for a `process.wasm`
 /// entry, its spec and program, for a `process.host` its scheduler. One lookup per spawn, not
@@ -142,11 +158,7 @@ impl Runtime {
         options: &SpawnOptions,
         monitor: Option<&Mailbox>,
     ) -> Result<Pid, Error> {
-        let mut monitors = Monitors::new();
-        if let Some(monitor) = monitor {
-            monitors.push(monitor.address());
-        }
-        self.spawn_to(entry, host, args, options, monitors)
+        self.spawn_to(entry, host, args, options, monitors_of(monitor))
     }
 
     /// [`Runtime::spawn_with`], the EXIT going to `monitors`.
@@ -204,15 +216,6 @@ impl Runtime {
         };
         let pid = self.next_pid();
         tracing::debug!(%pid, %entry, host = %host.id(), "spawn");
-        // Filed before the task exists, and the guard made before the task: even a task that
-        // never starts reports its EXIT.
-        let proc = self.registry.start(pid, monitors, options.link);
-        let guard = ExitGuard::new(
-            proc.clone(),
-            self.registry.clone(),
-            captured,
-            options.trace.clone(),
-        );
         let launch = Launch {
             place,
             slot: program.admission.clone().try_acquire_owned().ok(),
@@ -221,9 +224,46 @@ impl Runtime {
             state,
             limits: wasm.limits.clone(),
         };
-        let task = host.spawn(launch, guard);
-        self.registry.attach(&proc, task);
+        let started = Started::Wasm { captured };
+        self.start_process(pid, host, monitors, options, started, |guard| {
+            process::run(launch, guard)
+        });
         Ok(pid)
+    }
+
+    /// The steps every spawn ends with, once nothing can refuse it any more: file the process
+    /// before its task exists, and make its EXIT guard before the task, so that even a task
+    /// that never starts reports its EXIT; then start the task `task` makes of the guard.
+    pub(crate) fn start_process<F>(
+        &self,
+        pid: Pid,
+        host: &ProcessHost,
+        monitors: Monitors,
+        options: &SpawnOptions,
+        started: Started,
+        task: impl FnOnce(ExitGuard) -> F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (proc, captured) = match started {
+            Started::Wasm { captured } => {
+                (self.registry.start(pid, monitors, options.link), captured)
+            }
+            #[cfg(feature = "lua")]
+            Started::Lua(preemption) => {
+                let (proc, signals) = self.registry.start_listening(pid, monitors, options.link);
+                preemption.listen(signals);
+                (proc, None)
+            }
+        };
+        let guard = ExitGuard::new(
+            proc.clone(),
+            self.registry.clone(),
+            captured,
+            options.trace.clone(),
+        );
+        let handle = host.spawn_task(task(guard));
+        self.registry.attach(&proc, handle);
     }
 
     /// Sends `pid`'s EXIT to `monitor` when it ends, or now if it already has.

@@ -39,9 +39,9 @@ use tokio::sync::mpsc;
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, ExitError, Pid};
 use crate::mailbox::Mailbox;
-use crate::process::{self, ExitGuard};
-use crate::runtime::{Runtime, SpawnOptions};
-use preempt::Preemption;
+use crate::process;
+use crate::runtime::{monitors_of, Runtime, SpawnOptions, Started};
+pub(crate) use preempt::Preemption;
 
 pub use preempt::UNPREEMPTIBLE;
 pub use sandbox::MEMORY_LIMIT;
@@ -91,7 +91,9 @@ pub enum ScriptError {
 
 impl Runtime {
     /// Spawns the Lua `source` (named `name` in error messages) as a process on `host`; `args`
-    /// are the chunk's `...`. A syntax error refuses the spawn.
+    /// are the chunk's `...`. A syntax error refuses the spawn (its PID, taken first because
+    /// the script's API knows it, is then never used). `options.stdio` and `extra_args` do not
+    /// apply to scripts.
     pub fn spawn_lua(
         self: &Arc<Self>,
         source: &str,
@@ -134,13 +136,11 @@ impl Runtime {
         let thread = lua.create_thread(main).map_err(refused)?;
         preemption.own(&thread);
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
-        let monitors = monitor.map(Mailbox::address).into_iter().collect();
-        let (proc, signals) = self.registry().start_listening(pid, monitors, options.link);
-        preemption.listen(signals);
-        let guard = ExitGuard::new(proc, self.registry().clone(), None, options.trace.clone());
-        let body = run(lua, thread, args, script, preemption);
-        // A script hears its signals itself (its stream), so its task is never aborted.
-        let _ = host.spawn_task(process::supervise(guard, place, body));
+        let monitors = monitors_of(monitor);
+        let started = Started::Lua(preemption.clone());
+        self.start_process(pid, host, monitors, options, started, |guard| {
+            process::supervise(guard, place, run(lua, thread, args, script, preemption))
+        });
         Ok(pid)
     }
 }

@@ -43,7 +43,7 @@ pub const UNPREEMPTIBLE: Duration = Duration::from_millis(50);
 const HOOK_EVERY: u32 = 10_000;
 
 /// What the hook, the sandbox's Lua half and the task's poll share.
-pub(super) struct Preemption {
+pub(crate) struct Preemption {
     /// The script's own thread (its pointer): a yield there reaches the scheduler directly.
     own: AtomicUsize,
     /// The thread the script is running (its own or a coroutine), for the alarm to tap.
@@ -127,7 +127,7 @@ impl Preemption {
         })
     }
 
-    pub(super) fn listen(&self, signals: Signals) {
+    pub(crate) fn listen(&self, signals: Signals) {
         lock(&self.signals).signals = Some(signals);
     }
 

@@ -154,7 +154,8 @@ impl Registry {
         proc
     }
 
-    /// Gives a started process its task, which a signal aborts.
+    /// Gives a started process its task, which a signal aborts (unless the process hears
+    /// signals as a stream).
     pub(crate) fn attach(&self, proc: &Proc, task: Option<AbortHandle>) {
         let Some(task) = task else {
             return;
@@ -171,7 +172,8 @@ impl Registry {
                 }
                 *slot = Some(task);
             }
-            // Ended already: the task goes with the process.
+            // Ended already, or hears its signals as a stream (never aborted): the task goes
+            // with the process.
             _ => state.task = Some(task),
         }
     }
