@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde::Serialize;
 use wasmproc_runtime::manifest::{EntryKind, EntrySpec, Family, Manifest};
-use wasmproc_runtime::Grants;
+use wasmproc_runtime::source_file::read_bytes;
 use wasmproc_runtime::{inspect, BinaryKind, Inspection};
-use wasmproc_runtime::{EntryId, Loader};
+use wasmproc_runtime::{EntryId, Error, ErrorKind, Kinded, Loader, MAX_BINARY_BYTES};
 
 use crate::manifest_path;
 
@@ -61,13 +60,13 @@ struct NetworkCheck {
 }
 
 pub fn validate(args: ValidateArgs) -> ExitCode {
-    let bytes = match std::fs::read(&args.file) {
+    // Bounded and regular-only, as the loader reads binaries: a FIFO would never end.
+    let bytes = match read_bytes(&args.file, MAX_BINARY_BYTES) {
         Ok(bytes) => bytes,
         Err(e) => {
-            eprintln!(
-                "wasmproc: error[binary_unreadable]: {}: {e}",
-                args.file.display()
-            );
+            let unreadable = format!("{}: {e}", args.file.display());
+            let kinded = Kinded::new(ErrorKind::BinaryUnreadable, &unreadable);
+            eprintln!("wasmproc: {kinded}");
             return ExitCode::from(2);
         }
     };
@@ -76,13 +75,13 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
         processes: 0,
         ..Default::default()
     }) {
-        Ok(loader) => Arc::new(loader),
+        Ok(loader) => loader,
         Err(e) => return crate::refused(e.kinded()),
     };
     let mut inspection = inspect(loader.engine(), &bytes);
     let entry = match &args.entry {
         None => None,
-        Some(id) => match check_entry(&args, id, &loader, &mut inspection) {
+        Some(id) => match check_entry(&args, id, &bytes, &loader, &mut inspection) {
             Ok(check) => Some(check),
             Err(message) => {
                 eprintln!("wasmproc: {message}");
@@ -111,56 +110,47 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
     }
 }
 
-/// Adds the entry's problems (hash, grants, method) to the inspection.
+/// Adds the entry's problems to the inspection: the loader's own checks (hash, compiling,
+/// limits, grants, the method, linking), run on this file as a spawn of the entry would run
+/// them on its own.
 fn check_entry(
     args: &ValidateArgs,
     id: &str,
-    loader: &Arc<Loader>,
+    bytes: &[u8],
+    loader: &Loader,
     inspection: &mut Inspection,
 ) -> Result<EntryCheck, String> {
     let path = manifest_path::resolve_here(args.manifest.as_deref())?;
     let manifest = Manifest::load(&path).map_err(|e| e.kinded().to_string())?;
-    let entry_id = EntryId::parse(id).map_err(|e| format!("error[unknown_entry]: {e}"))?;
+    let unknown = || Error::UnknownEntry { id: id.to_string() };
+    let entry_id = EntryId::parse(id).map_err(|_| unknown().kinded().to_string())?;
     let wasm = match manifest.get(&entry_id).map(|e| &e.spec) {
         Some(EntrySpec::Wasm(wasm)) => wasm,
         Some(other) => {
-            return Err(format!(
-                "error[wrong_entry_kind]: `{id}` is a `{}`, not a `{}`",
-                other.kind(),
-                EntryKind::Wasm
-            ))
+            let wrong = Error::WrongEntryKind {
+                id: entry_id.clone(),
+                expected: EntryKind::Wasm,
+                actual: other.kind(),
+            };
+            return Err(wrong.kinded().to_string());
         }
-        None => {
-            return Err(format!(
-                "error[unknown_entry]: no entry `{id}` in {}",
-                path.display()
-            ))
-        }
+        None => return Err(format!("{} in {}", unknown().kinded(), path.display())),
     };
-    let problems = &mut inspection.problems;
-    if wasm.hash.to_string() != inspection.hash {
-        problems.push(format!(
-            "hash mismatch: the entry expects {}, the file is {}",
-            wasm.hash, inspection.hash
-        ));
-    }
-    let grants = Grants::new(&wasm.imports);
-    let ungranted: Vec<&String> = inspection
-        .imports
-        .values()
-        .flatten()
-        .filter(|import| !grants.allows(import))
-        .collect();
-    if !ungranted.is_empty() {
-        problems.push(format!(
-            "imports the entry does not grant: {} (grant: [{}])",
-            ungranted
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            inspection.grants.join(", ")
-        ));
+    let (problems, program) = loader.verify(&entry_id, wasm, &args.file, bytes);
+    inspection.problems.extend(
+        problems
+            .iter()
+            .map(|e| Kinded::new(e.kind(), e).to_string()),
+    );
+    if let Some(program) = &program {
+        if !args.args.is_empty() {
+            let values: Vec<_> = args.args.iter().map(|a| crate::args::parse(a)).collect();
+            if let Err(e) = program.signature.args_to_vals(&values) {
+                inspection
+                    .problems
+                    .push(format!("arguments do not fit: {e}"));
+            }
+        }
     }
     // What a spawn would call: for a core module, `main` may mean its `_start`.
     let method = match inspection.kind {
@@ -169,24 +159,10 @@ fn check_entry(
             .core_export(|name| inspection.exports.contains_key(name)),
         _ => wasm.method.to_string(),
     };
-    let signature = inspection.exports.get(&method).cloned();
-    if signature.is_some() && !args.args.is_empty() {
-        check_args(&manifest, &entry_id, &args.args, loader, problems);
-    }
-    if signature.is_none() {
-        problems.push(format!(
-            "method `{method}` is not exported (exports: {})",
-            inspection
-                .exports
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let network = [Family::Http, Family::Sockets]
-        .into_iter()
-        .any(|f| grants.has(f))
+    let network = wasm
+        .imports
+        .iter()
+        .any(|f| matches!(f, Family::Http | Family::Sockets))
         .then(|| NetworkCheck {
             declared: wasm.network.is_declared(),
             allow: wasm.network.rules().map(str::to_string).collect(),
@@ -194,30 +170,10 @@ fn check_entry(
         });
     Ok(EntryCheck {
         id: id.to_string(),
+        signature: inspection.exports.get(&method).cloned(),
         method,
-        signature,
         network,
     })
-}
-
-/// Converts `--arg` values to the method's parameters, as a spawn would.
-fn check_args(
-    manifest: &Manifest,
-    entry: &EntryId,
-    args: &[String],
-    loader: &Arc<Loader>,
-    problems: &mut Vec<String>,
-) {
-    let runtime = wasmproc_runtime::Runtime::new(manifest.clone(), loader.clone());
-    let values: Vec<_> = args.iter().map(|a| crate::args::parse(a)).collect();
-    match runtime.program(entry) {
-        Ok(program) => {
-            if let Err(e) = program.signature.args_to_vals(&values) {
-                problems.push(format!("arguments do not fit: {e}"));
-            }
-        }
-        Err(e) => problems.push(format!("cannot load the entry's binary: {e}")),
-    }
 }
 
 fn print_human(report: &Report) {

@@ -287,7 +287,9 @@ fn validate_against_an_entry_lists_each_problem_and_exits_1() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let problems = report["problems"].to_string();
     assert!(
-        problems.contains("hash mismatch") && problems.contains("method `greet` is not exported"),
+        problems.contains("error[hash_mismatch]")
+            && problems.contains("error[missing_export]")
+            && problems.contains("method `greet` is not an exported function"),
         "{problems}"
     );
     let out = wasmproc(&["validate", "conformance/apps/bins/truncated.wasm"]);
@@ -465,10 +467,10 @@ fn a_lua_syntax_error_refuses_the_script_with_exit_2() {
     );
 }
 
-#[test]
-fn a_fifo_named_as_the_script_is_refused_not_waited_on() {
+/// `wasmproc` with `args(fifo)`, where `fifo` is a FIFO nobody writes: it must end by itself.
+fn wasmproc_on_a_fifo(name: &str, args: impl FnOnce(&str) -> Vec<String>) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("script.lua");
+    let fifo = dir.path().join(name);
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -476,8 +478,8 @@ fn a_fifo_named_as_the_script_is_refused_not_waited_on() {
         .success());
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
         .env("WASMPROC_CACHE_DIR", TEST_CACHE)
-        .args(["lua", fifo.to_str().unwrap(), "--manifest"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/seed.yaml"))
+        .args(args(fifo.to_str().unwrap()))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -486,16 +488,40 @@ fn a_fifo_named_as_the_script_is_refused_not_waited_on() {
     while child.try_wait().unwrap().is_none() {
         if began.elapsed() > std::time::Duration::from_secs(20) {
             let _ = child.kill();
-            panic!("wasmproc lua waited on the FIFO");
+            panic!("wasmproc waited on the FIFO");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_named_as_the_script_is_refused_not_waited_on() {
+    let out = wasmproc_on_a_fifo("script.lua", |fifo| {
+        let manifest = "conformance/apps/seed.yaml";
+        vec![
+            "lua".into(),
+            fifo.into(),
+            "--manifest".into(),
+            manifest.into(),
+        ]
+    });
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("not a regular file"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn a_fifo_given_to_validate_is_refused_not_waited_on() {
+    let out = wasmproc_on_a_fifo("guest.wasm", |fifo| vec!["validate".into(), fifo.into()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[binary_unreadable]") && err.contains("not a regular file"),
+        "{err}"
     );
 }
 
@@ -542,6 +568,21 @@ fn validate_checks_a_core_module_against_its_entry_as_the_loader_does() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         stdout(&refused).contains("wasi_snapshot_preview1::fd_write"),
+        "{}",
+        stdout(&refused)
+    );
+    // The loader's checks, not a look at the export names: `memory` is exported, but it is
+    // not a function a spawn can call.
+    let with_method = |method: &str| {
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: hello, kind: process.wasm, fs: bins, path: /hello.wasm, hash: \"{hash}\", method: {method}, imports: [wasi:cli] }}\n"
+        )
+    };
+    std::fs::write(&manifest, with_method("memory")).unwrap();
+    let refused = validate();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stdout(&refused).contains("error[missing_export]"),
         "{}",
         stdout(&refused)
     );

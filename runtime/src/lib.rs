@@ -42,7 +42,6 @@ pub mod yaml_bounds;
 pub use error::{Error, ErrorKind, Kinded};
 pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pid, TraceSink};
 pub use id::EntryId;
-pub use imports::Grants;
 pub use inspect::{inspect, BinaryKind, Inspection};
 pub use limits::Limits;
 pub use loader::{LoadError, Loader, Program, MAX_BINARY_BYTES, RECHECK};

@@ -294,15 +294,56 @@ impl Loader {
         // A regular file of bounded size: a FIFO or device put where the binary was expected
         // (by a guest that can write into the directory, say) would block or never end.
         let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(unreadable)?;
-        let actual = Digest::of(&bytes);
-        if actual != wasm.hash {
-            return Err(LoadError::HashMismatch {
-                entry: entry.clone(),
-                path,
-                expected: Box::new(wasm.hash),
-                actual: Box::new(actual),
-            });
+        let digest = check_hash(entry, wasm, &path, &bytes)?;
+        self.prepare(entry, wasm, path, stamp, digest, &bytes)
+    }
+
+    /// Every reason `bytes`, read from `path`, could not run as `entry`, found by the checks a
+    /// spawn's load makes: the hash, then compiling, limits, grants, the export and linking
+    /// (these stop at the first problem). With the program the bytes make when only the hash
+    /// is wrong, or nothing. `validate --entry` reports these.
+    pub fn verify(
+        &self,
+        entry: &EntryId,
+        wasm: &WasmSpec,
+        path: &Path,
+        bytes: &[u8],
+    ) -> (Vec<LoadError>, Option<Arc<Program>>) {
+        let mut problems = Vec::new();
+        if let Err(e) = check_hash(entry, wasm, path, bytes) {
+            problems.push(e);
         }
+        let stamp = match FileStamp::of(path) {
+            Ok(stamp) => stamp,
+            Err(source) => {
+                problems.push(LoadError::Unreadable {
+                    entry: entry.clone(),
+                    path: path.to_path_buf(),
+                    source,
+                });
+                return (problems, None);
+            }
+        };
+        let digest = Digest::of(bytes);
+        match self.prepare(entry, wasm, path.to_path_buf(), stamp, digest, bytes) {
+            Ok(program) => (problems, Some(program)),
+            Err(e) => {
+                problems.push(e);
+                (problems, None)
+            }
+        }
+    }
+
+    /// Compiles and links `bytes`, whose hash was checked, for `entry`.
+    fn prepare(
+        &self,
+        entry: &EntryId,
+        wasm: &WasmSpec,
+        path: PathBuf,
+        stamp: FileStamp,
+        actual: Digest,
+        bytes: &[u8],
+    ) -> Result<Arc<Program>, LoadError> {
         // Before compiling, and for both kinds: a memory the pool cannot hold would fail at
         // the pool, not at the limit.
         if let Some(max) = wasm
@@ -319,7 +360,7 @@ impl Loader {
             });
         }
         if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
-            let (target, signature) = self.load_module(entry, wasm, &path, actual, &bytes)?;
+            let (target, signature) = self.load_module(entry, wasm, &path, actual, bytes)?;
             return Ok(Arc::new(Program {
                 digest: actual,
                 target,
@@ -335,7 +376,7 @@ impl Loader {
                 admission: self.admission.clone(),
             }));
         }
-        let component = self.compile(entry, &path, actual, &bytes)?;
+        let component = self.compile(entry, &path, actual, bytes)?;
         let grants = Grants::new(&wasm.imports);
         check_imports(entry, wasm, &grants, &component, &self.engine)?;
         let (export, signature) = find_export(entry, &wasm.method, &component, &self.engine)?;
@@ -601,6 +642,25 @@ impl Loader {
         linkers.insert(grants.clone(), linker.clone());
         Ok(linker)
     }
+}
+
+/// The sha256 of `bytes` is the one `entry` pins.
+fn check_hash(
+    entry: &EntryId,
+    wasm: &WasmSpec,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Digest, LoadError> {
+    let actual = Digest::of(bytes);
+    if actual == wasm.hash {
+        return Ok(actual);
+    }
+    Err(LoadError::HashMismatch {
+        entry: entry.clone(),
+        path: path.to_path_buf(),
+        expected: Box::new(wasm.hash),
+        actual: Box::new(actual),
+    })
 }
 
 /// Every import must belong to a granted family; the linker then checks that wasmproc provides
