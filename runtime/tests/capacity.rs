@@ -5,9 +5,9 @@
 //! `vm.max_map_count`, without a pool at ~8,800, and each spawn past that ended with
 //! `host_failure: Cannot allocate memory`.)
 
+#[path = "all/common.rs"]
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -49,7 +49,7 @@ fn without_a_pool_as_many_run_as_the_map_limit_allows_and_the_rest_queue() {
 fn fill_then_refuse(pool: u32, live: usize) {
     let max_map_count = capacity::max_map_count();
     let dir = tempfile::tempdir().unwrap();
-    let bins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let bins = common::dist();
     let manifest = dir.path().join("manifest.yaml");
     std::fs::write(
         &manifest,

@@ -11,3 +11,8 @@ pub fn receive(mailbox: &mut Mailbox) -> Option<Exit> {
         .unwrap()
         .and_then(Event::into_exit)
 }
+
+/// The committed guest binaries (`guests/dist`).
+pub fn dist() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist")
+}

@@ -1,12 +1,10 @@
 //! The runtime end to end on components written in WAT: traps, refused imports, many spawns,
 //! and a binary that changes after it was verified.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::receive;
+use crate::common::receive;
 use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Runtime};
@@ -269,9 +267,10 @@ fn method_forms_plain_interface_and_empty_for_main() {
 
 #[test]
 fn env_variables_read_the_host_environment_through_an_os_storage() {
-    // Only this test reads this variable, so setting it does not race with other tests.
-    std::env::set_var("WASMPROC_TEST_OS_STORAGE", "from the host");
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    // A variable every test environment has: setting one would race with the other tests'
+    // threads reading the environment (glibc's setenv is not thread-safe).
+    let path = std::env::var("PATH").expect("PATH is set");
+    let dist = crate::common::dist();
     let bytes = std::fs::read(dist.join("probe.wasm")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("probe.wasm"), &bytes).unwrap();
@@ -284,8 +283,8 @@ entries:
   - {{ name: bins, kind: fs.directory, directory: . }}
   - {{ name: host, kind: process.host }}
   - {{ name: os, kind: env.storage.os }}
-  - {{ name: from_os, kind: env.variable, variable: WASMPROC_TEST_OS_STORAGE, storage: os }}
-  - {{ name: implicit_os, kind: env.variable, variable: WASMPROC_TEST_OS_STORAGE }}
+  - {{ name: from_os, kind: env.variable, variable: PATH, storage: os }}
+  - {{ name: implicit_os, kind: env.variable, variable: PATH }}
   - name: probe
     kind: process.wasm
     fs: bins
@@ -310,7 +309,7 @@ entries:
     let value = exit.outcome.unwrap();
     assert_eq!(
         value["env"],
-        json!([["A", "from the host"], ["B", "from the host"]]),
+        json!([["A", path], ["B", path]]),
         "only the declared variables, read from the host: {value}"
     );
 }
@@ -366,7 +365,7 @@ fn sleeper_manifest(
     max_memory: &str,
     queue_size: u32,
 ) -> (String, std::path::PathBuf) {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let dist = crate::common::dist();
     let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
     let dir = tempfile::tempdir().unwrap().keep();
     std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
@@ -950,7 +949,7 @@ fn a_fifo_where_the_binary_should_be_is_unreadable_not_a_hang() {
 /// (Sleepers used to advance about one poll per slice: 2.4 s here, 3.5-4 s in the bench.)
 #[test]
 fn a_thousand_sleepers_beside_a_spinner_on_every_worker_all_wake_within_seconds() {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let dist = crate::common::dist();
     let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();

@@ -1,8 +1,5 @@
 //! Lua scripts as processes, where a scenario cannot look: links from a failing script to a
 //! WebAssembly process, and monitoring a script from Rust.
-#![cfg(feature = "lua")]
-
-mod common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +32,7 @@ fn spawn_script(
 }
 
 fn receive(mailbox: &mut Mailbox) -> Exit {
-    common::receive(mailbox).expect("an EXIT within 10 s")
+    crate::common::receive(mailbox).expect("an EXIT within 10 s")
 }
 
 #[test]

@@ -1,13 +1,11 @@
 //! Special files in mounts (a FIFO here) are refused when a guest opens them, instead of
 //! blocking a host thread that outlives the guest.
 
-mod common;
-
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::receive;
+use crate::common::receive;
 use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{Exit, Mailbox, Runtime};
@@ -46,7 +44,7 @@ fn mount_with_a_fifo() -> tempfile::TempDir {
 /// The probe's `try-fs` (`t:probe`) and the preview 1 opener (`t:p1`), both with `mount` at
 /// `/data` and at most 2 s to run; its binaries and manifest live in `bins`.
 fn runtime(mount: &Path, bins: &Path) -> Runtime {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let dist = crate::common::dist();
     let probe = std::fs::read(dist.join("probe.wasm")).unwrap();
     let p1 = wat::parse_str(P1_OPENER).unwrap();
     std::fs::write(bins.join("probe.wasm"), &probe).unwrap();

@@ -3,8 +3,6 @@
 //! refused and compiled again, and the guest still runs. Every cache here is in a scratch
 //! directory, never the user's.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,9 +13,7 @@ use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{EntryId, Mailbox, Manifest, Runtime};
 
 fn dist(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/dist")
-        .join(file)
+    crate::common::dist().join(file)
 }
 
 /// A core module exporting `mul`: the cache keeps modules too (`wasi-testsuite` runs them).
@@ -50,7 +46,7 @@ fn run_both(dir: &Path, pool: Pool, cache: &CacheConfig) -> CacheStats {
         let mut mailbox = Mailbox::new();
         rt.spawn_monitored(entry, "t:host", &[json!(6), json!(7)], &mailbox)
             .unwrap();
-        let exit = common::receive(&mut mailbox).expect("an EXIT");
+        let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
         assert_eq!(exit.outcome, Ok(json!(42)), "{entry}");
     }
     loader.code_cache().map(|c| c.stats()).unwrap_or_default()

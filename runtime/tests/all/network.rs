@@ -3,8 +3,6 @@
 //! leaves (the listeners see nothing). Addresses other than loopback are never contacted:
 //! their refusal is the policy's decision, tested in `network::policy`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -12,14 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receive;
+use crate::common::receive;
 use serde_json::{json, Value};
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{Mailbox, Runtime};
 
 /// A manifest over the committed guests: `entries` are `(name, file, method, fields)`.
 fn runtime(entries: &[(&str, &str, &str, &str)]) -> Runtime {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let dist = crate::common::dist();
     let mut yaml = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: env, kind: env.storage.memory }}\n  - {{ name: url, kind: env.variable, variable: API_URL, storage: env }}\n",
         dist.display()

@@ -1,0 +1,16 @@
+//! The runtime's integration tests, one module per area, linked into one binary (one link of
+//! wasmtime instead of one per file). `capacity` stays a binary of its own: it counts this
+//! process's memory maps and fills the kernel's map limit, which other tests would disturb.
+
+mod common;
+
+mod code_cache;
+#[cfg(feature = "lua")]
+mod lua;
+mod manifest_bounds;
+mod manifest_fuzz;
+mod network;
+mod random_types;
+mod spawn;
+mod special_files;
+mod value_conversion;
