@@ -252,6 +252,13 @@ impl Preemption {
             // The task's poll ends a script that must end.
             return Ok(VmState::Yield);
         }
+        // A coroutine the script resumed yields, however long its last instruction took: the
+        // limit is for code that cannot.
+        if yieldable && !self.ended() {
+            unsafe { hook_mode(state, ffi::LUA_MASKCOUNT, HOOK_EVERY as i32) };
+            self.preempted.store(true, Ordering::Relaxed);
+            return Ok(VmState::Yield);
+        }
         if computing >= UNPREEMPTIBLE {
             self.end(ExitError::new(
                 ErrorKind::LimitExceeded,
@@ -265,11 +272,6 @@ impl Preemption {
         }
         if self.ended() {
             return Err(mlua::Error::runtime(self.ending_message()));
-        }
-        if yieldable {
-            unsafe { hook_mode(state, ffi::LUA_MASKCOUNT, HOOK_EVERY as i32) };
-            self.preempted.store(true, Ordering::Relaxed);
-            return Ok(VmState::Yield);
         }
         // Inside a call from C: hear of each return, to yield as soon as it is back.
         unsafe {

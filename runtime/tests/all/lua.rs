@@ -216,3 +216,33 @@ fn sleepers_wake_while_scripts_spin_inside_library_calls() {
         assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Terminated);
     }
 }
+
+/// A coroutine the script resumed can always be preempted, however long its last instruction
+/// ran: the limit on computing without a yield is for code that cannot yield. (A 96 MiB
+/// concatenation takes tens of ms of CPU; with one past 50 ms the script used to end with
+/// `limit_exceeded`.)
+#[test]
+fn a_long_instruction_in_a_coroutine_is_preempted_not_a_limit() {
+    let runtime = runtime();
+    let mut mailbox = Mailbox::new();
+    let script = spawn_script(
+        &runtime,
+        "local s = string.rep('x', 96 << 20)\n\
+         coroutine.wrap(function() while true do local t = s .. 'y' end end)()",
+        "nested.lua",
+        &[],
+        &mailbox,
+    );
+    // Many of its instructions, each run to its end before the hook can act.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    if let Some(event) = mailbox.try_receive() {
+        panic!("the script ended by itself: {event:?}");
+    }
+    runtime.terminate(script).unwrap();
+    let exit = receive(&mut mailbox);
+    assert_eq!(
+        exit.outcome.unwrap_err().kind,
+        ErrorKind::Terminated,
+        "a preemptible script is terminated, not over a limit"
+    );
+}
