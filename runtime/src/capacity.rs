@@ -59,7 +59,9 @@ impl fmt::Display for Allocation {
 /// What a pool of `processes` gets on a kernel allowing `max_map_count` maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
+    /// How instances get their memory.
     pub allocation: Allocation,
+    /// The kernel's `vm.max_map_count`: memory maps one process may have.
     pub max_map_count: u64,
     /// Maps the processes may take at most, all of them live.
     pub maps: u64,

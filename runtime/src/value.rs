@@ -34,7 +34,9 @@ use wasmtime::component::Val;
 /// A parameter list and result, as read from the export's type.
 #[derive(Clone, Debug)]
 pub struct Signature {
+    /// Each parameter's name and type, in order.
     pub params: Vec<(String, Type)>,
+    /// The result types (none, one, or several for a core function).
     pub results: Vec<Type>,
 }
 
@@ -101,21 +103,34 @@ impl Budget {
 /// Arguments that do not fit the export's parameters.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValueError {
+    /// Too few or too many arguments.
     #[error("expected {expected} argument(s) for {signature}, got {got}")]
     Arity {
+        /// The number of parameters.
         expected: usize,
+        /// The number of arguments.
         got: usize,
+        /// The export's signature, in WIT.
         signature: String,
     },
+    /// An argument does not fit its parameter's type.
     #[error("argument {position} (`{name}: {expected}`): {reason}")]
     Param {
+        /// The argument's position, 1-based.
         position: usize,
+        /// The parameter's name.
         name: String,
+        /// The parameter's type, in WIT.
         expected: String,
+        /// Where and how the argument differs.
         reason: String,
     },
+    /// The arguments together count more than `limits.max_value`.
     #[error("limits.max_value ({limit} bytes) exceeded: the arguments, converted, would take more (each value counts {NODE_BYTES} bytes, each string its bytes)")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The entry's `max_value`, in bytes.
+        limit: u64,
+    },
 }
 
 /// An export's arguments; up to four without an allocation (made on the spawning thread and

@@ -33,8 +33,11 @@ pub const MAX_BYTES: u64 = 16 << 20;
 /// Text past a bound, located like serde_norway's errors (1-based line and column).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoundError {
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column.
     pub column: usize,
+    /// Which bound, and its value.
     pub message: String,
 }
 

@@ -25,12 +25,17 @@ use crate::id::EntryId;
 /// A manifest problem, located as precisely as the input allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestError {
+    /// What is wrong, as a stable word.
     pub kind: ErrorKind,
+    /// The manifest file.
     pub file: PathBuf,
+    /// The line (1-based), when known.
     pub line: Option<usize>,
+    /// The column (1-based), when known.
     pub column: Option<usize>,
     /// The entry at fault, when the problem is inside one.
     pub entry: Option<String>,
+    /// What is wrong, for a person.
     pub message: String,
 }
 
@@ -236,10 +241,12 @@ impl Manifest {
         }
     }
 
+    /// The entry with this ID.
     pub fn get(&self, id: &EntryId) -> Option<&Entry> {
         self.entries.get(id)
     }
 
+    /// Every entry, in ID order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
