@@ -6,7 +6,9 @@
 
 mod entry;
 mod hash;
+mod location;
 mod parse;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,7 +19,7 @@ pub use entry::{
     EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 pub use hash::Digest;
-pub use parse::strip_location;
+pub use location::strip_location;
 
 use crate::error::ErrorKind;
 use crate::id::EntryId;
