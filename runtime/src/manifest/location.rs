@@ -19,8 +19,8 @@ pub(super) fn yaml_error(error: &serde_norway::Error, file: &Path) -> ManifestEr
     }
 }
 
-/// serde_norway appends "at line L column C" to its messages; the location is printed in front
-/// instead, compiler-style, so it is dropped from the message.
+/// The message without serde_norway's trailing "at line L column C": the location is printed
+/// in front instead, compiler-style.
 pub fn strip_location(message: &str) -> String {
     match message.find(" at line ") {
         Some(at) => message[..at].to_string(),
