@@ -66,6 +66,7 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
+    /// No cache: nothing is read or written.
     pub fn off() -> CacheConfig {
         CacheConfig {
             dir: None,
@@ -73,6 +74,7 @@ impl CacheConfig {
         }
     }
 
+    /// A cache in `dir`, bounded by [`DEFAULT_MAX_BYTES`].
     pub fn in_dir(dir: impl Into<PathBuf>) -> CacheConfig {
         CacheConfig {
             dir: Some(dir.into()),
@@ -150,13 +152,28 @@ impl CacheConfig {
 /// Why the cache cannot be used (the runtime then compiles, and says so once).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// An environment variable that configures the cache has an invalid value.
     #[error("{name}: {reason}")]
-    BadSetting { name: &'static str, reason: String },
+    BadSetting {
+        /// The variable's name.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// The directory or its key cannot be trusted or made (owner, mode, a link, ...).
     #[error("compiled-code cache {}: {reason}", path.display())]
-    Unusable { path: PathBuf, reason: String },
+    Unusable {
+        /// The file or directory refused.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Reading or writing the cache failed.
     #[error("compiled-code cache {}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },
@@ -194,7 +211,9 @@ struct Counters {
 /// kind is in the MAC so that one never stands for the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArtifactKind {
+    /// A compiled component.
     Component,
+    /// A compiled core module.
     Module,
 }
 
@@ -285,6 +304,7 @@ impl CodeCache {
         }
     }
 
+    /// The cache's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -302,6 +322,7 @@ impl CodeCache {
         }
     }
 
+    /// What this cache did since it was opened.
     pub fn stats(&self) -> CacheStats {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {

@@ -226,7 +226,7 @@ pub struct EpochTicker {
 pub struct CoarseClock(Arc<AtomicU64>);
 
 impl CoarseClock {
-    pub fn millis(&self) -> u64 {
+    pub(crate) fn millis(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -260,7 +260,7 @@ impl EpochTicker {
         })
     }
 
-    pub fn clock(&self) -> &CoarseClock {
+    pub(crate) fn clock(&self) -> &CoarseClock {
         &self.clock
     }
 }

@@ -21,8 +21,10 @@ macro_rules! error_kinds {
         }
 
         impl ErrorKind {
+            /// Every kind, in declaration order.
             pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$variant,)*];
 
+            /// The kind's stable snake_case name (`hash_mismatch`, ...).
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(ErrorKind::$variant => $name,)*
@@ -125,59 +127,116 @@ impl FromStr for ErrorKind {
 /// event as an [`crate::ExitError`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A manifest could not be read, parsed or validated.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// An ID names no loaded entry.
     #[error("unknown entry `{id}`")]
-    UnknownEntry { id: String },
+    UnknownEntry {
+        /// The ID as given.
+        id: String,
+    },
+    /// An ID names an entry of another kind than the one asked for.
     #[error("entry `{id}` is a `{actual}`, expected a `{expected}`")]
     WrongEntryKind {
+        /// The entry.
         id: EntryId,
+        /// The kind the request needs.
         expected: crate::manifest::EntryKind,
+        /// The entry's kind.
         actual: crate::manifest::EntryKind,
     },
+    /// An entry's binary cannot be run.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Spawn arguments do not fit the export's parameters, or exceed `max_value`.
     #[error("entry `{entry}`: {source}")]
     BadArgument {
+        /// The entry spawned.
         entry: EntryId,
+        /// What does not fit.
         #[source]
         source: Box<ValueError>,
     },
+    /// No `process.host` entry is loaded.
     #[error("no `process.host` entry is loaded: a process needs a host to run on")]
     NoHost,
+    /// A `required` environment variable has no value.
     #[error(
         "entry `{entry}`: required environment variable `{name}` (from `{variable}`) has no value"
     )]
     MissingEnv {
+        /// The entry spawned.
         entry: EntryId,
         /// The `env.variable` entry's ID.
         variable: String,
+        /// The variable's name as the guest sees it.
         name: String,
     },
+    /// The host's queue of processes waiting to start is full.
     #[error("host `{host}` is busy: its queue of {queue_size} processes waiting to start is full")]
-    QueueFull { host: EntryId, queue_size: usize },
+    QueueFull {
+        /// The `process.host` entry.
+        host: EntryId,
+        /// Its `queue_size`.
+        queue_size: usize,
+    },
+    /// A PID names no process this runtime knows (or still remembers).
     #[error("no process {pid} (it never existed here, or ended too long ago to be remembered)")]
-    UnknownProcess { pid: crate::event::Pid },
+    UnknownProcess {
+        /// The PID asked about.
+        pid: crate::event::Pid,
+    },
+    /// An environment variable cannot be changed.
     #[error("env.variable `{id}` cannot be changed: {reason}")]
-    EnvNotWritable { id: EntryId, reason: String },
-    /// `reason` names the host directory.
-    #[error("entry `{entry}`: mount `{guest}`: {reason}")]
-    MountUnavailable {
-        entry: EntryId,
-        guest: String,
+    EnvNotWritable {
+        /// The `env.variable` entry.
+        id: EntryId,
+        /// Why (readonly, or not in a memory storage).
         reason: String,
     },
+    /// A mount's host directory cannot be opened; `reason` names the host directory.
+    #[error("entry `{entry}`: mount `{guest}`: {reason}")]
+    MountUnavailable {
+        /// The entry spawned.
+        entry: EntryId,
+        /// The mount's path in the guest.
+        guest: String,
+        /// Why, naming the host directory.
+        reason: String,
+    },
+    /// Several `process.host` entries are loaded and the request named none.
     #[error("several `process.host` entries are loaded ({hosts}): name the one to use")]
-    AmbiguousHost { hosts: String },
+    AmbiguousHost {
+        /// Their IDs, comma-separated.
+        hosts: String,
+    },
+    /// The WebAssembly engine could not be created.
     #[error("the WebAssembly engine could not start: {reason}")]
-    EngineStart { reason: String },
+    EngineStart {
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// A `process.host` could not start its scheduler.
     #[error("host `{host}` could not start: {reason}")]
-    HostStart { host: EntryId, reason: String },
+    HostStart {
+        /// The `process.host` entry.
+        host: EntryId,
+        /// What failed.
+        reason: String,
+    },
+    /// A Lua script was refused (a syntax error, at spawn).
     #[error("script `{name}`: {message}")]
-    Script { name: String, message: String },
+    Script {
+        /// The script's name.
+        name: String,
+        /// The Lua error.
+        message: String,
+    },
 }
 
 impl Error {
+    /// The stable kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Manifest(e) => e.kind,

@@ -35,7 +35,9 @@ impl Serialize for Pid {
 /// Why a process ended without a value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExitError {
+    /// What went wrong, as a stable word.
     pub kind: ErrorKind,
+    /// Context for a person; never matched on.
     pub message: String,
     /// The code the guest passed to `exit`, for `exit_code` errors.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +45,7 @@ pub struct ExitError {
 }
 
 impl ExitError {
+    /// An error without an exit code.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ExitError {
             kind,
@@ -55,7 +58,9 @@ impl ExitError {
 /// What a process wrote to its captured stdout and stderr (lossy UTF-8).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Output {
+    /// The guest's stdout.
     pub stdout: String,
+    /// The guest's stderr.
     pub stderr: String,
 }
 
@@ -70,8 +75,9 @@ impl fmt::Display for ExitError {
 pub struct Accounting {
     /// From Init to Close.
     pub wall_time: Duration,
-    /// When Init began and Close ended, for relations between processes (overlap, order).
+    /// When Init began, for relations between processes (overlap, order).
     pub started: Instant,
+    /// When Close ended.
     pub ended: Instant,
     /// Runs between two suspensions: a synchronous guest has one.
     pub steps: u32,
@@ -86,8 +92,11 @@ pub struct Accounting {
 /// The one event a monitor receives when a process ends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exit {
+    /// The process that ended.
     pub from: Pid,
+    /// Its result as JSON, or why it has none.
     pub outcome: Result<Value, ExitError>,
+    /// What it cost.
     pub accounting: Accounting,
     /// Present when the process's stdio was captured.
     pub output: Option<Output>,
@@ -139,7 +148,12 @@ pub enum Event {
     /// A monitored process ended.
     Exit(Exit),
     /// Someone asked this (Lua) process to cancel; `from` is the asking process, if any.
-    Cancel { from: Option<Pid>, reason: String },
+    Cancel {
+        /// The asking process, if any.
+        from: Option<Pid>,
+        /// The reason given to `cancel`.
+        reason: String,
+    },
     /// A process linked to this (Lua) process ended with an error, and this one traps links.
     LinkDown(Exit),
 }
@@ -193,18 +207,26 @@ impl Serialize for Event {
 /// A process's phases, as a trace sink sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Phase {
+    /// The process starts running (its wall time starts).
     Init,
+    /// A run of the guest begins.
     Step,
+    /// The guest suspended (waiting for I/O or a timer, or preempted).
     Yield,
+    /// The process ended and its store is gone; its EXIT follows.
     Close,
 }
 
 /// One lifecycle event, sent to the trace sink of a spawn that asked for one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lifecycle {
+    /// The process.
     pub pid: Pid,
+    /// The phase it entered.
     pub phase: Phase,
+    /// When.
     pub at: Instant,
 }
 
+/// Where a traced spawn sends its [`Lifecycle`] events.
 pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;

@@ -4,13 +4,17 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+/// A manifest entry's address, `namespace:name` (its `Display`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryId {
+    /// The part before the colon.
     pub namespace: String,
+    /// The part after the colon.
     pub name: String,
 }
 
 impl EntryId {
+    /// `namespace:name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
         EntryId {
             namespace: namespace.into(),

@@ -24,6 +24,7 @@ use crate::store_data::ComponentData;
 pub struct Grants(BTreeSet<Family>);
 
 impl Grants {
+    /// The listed families and those they imply.
     pub fn new(listed: &[Family]) -> Grants {
         let mut set = BTreeSet::new();
         for family in listed {
@@ -33,15 +34,17 @@ impl Grants {
         Grants(set)
     }
 
+    /// True when `import` (an interface name) belongs to a granted family.
     pub fn allows(&self, import: &str) -> bool {
         Family::of_import(import).is_some_and(|f| self.0.contains(&f))
     }
 
+    /// True when `family` is granted, listed or implied.
     pub fn has(&self, family: Family) -> bool {
         self.0.contains(&family)
     }
 
-    pub fn families(&self) -> impl Iterator<Item = Family> + '_ {
+    pub(crate) fn families(&self) -> impl Iterator<Item = Family> + '_ {
         self.0.iter().copied()
     }
 }

@@ -15,8 +15,11 @@ use crate::value::Signature;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BinaryKind {
+    /// A WebAssembly component.
     Component,
+    /// A core WebAssembly module (wasip1).
     CoreModule,
+    /// Neither: the bytes are not valid WebAssembly.
     Invalid,
 }
 
@@ -33,9 +36,11 @@ impl std::fmt::Display for BinaryKind {
 /// A report on one binary.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
+    /// What the binary is.
     pub kind: BinaryKind,
     /// `sha256:<hex>`, ready for an entry's `hash:`.
     pub hash: String,
+    /// The binary's size in bytes.
     pub size: usize,
     /// Export name (`func` or `interface#func`) → WIT signature.
     pub exports: BTreeMap<String, String>,

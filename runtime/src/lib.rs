@@ -8,6 +8,8 @@
 //! This crate does not parse command lines, run scenarios or print anything: the `wasmproc` CLI
 //! and the `wasmproc-harness` crate do. Errors are typed, with a stable [`ErrorKind`].
 
+#![warn(missing_docs)]
+
 mod arena;
 pub mod capacity;
 pub mod code_cache;

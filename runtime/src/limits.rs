@@ -11,10 +11,12 @@ use wasmtime::ResourceLimiter;
 /// An entry's `limits:`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
+    /// `max_execution_ms`: wall-clock time from Init to Close, yields included; `None`: no limit.
     pub max_execution: Option<Duration>,
     /// Bytes of linear memory and tables, all of the instance's together (a table element
     /// counts [`TABLE_ELEMENT_BYTES`]).
     pub max_memory: Option<u64>,
+    /// Instructions the guest may run; `None`: no limit.
     pub fuel: Option<u64>,
     /// Bytes a converted result, or a spawn's arguments together, may count
     /// (`crate::value::DEFAULT_MAX_VALUE` when not set).

@@ -24,55 +24,92 @@ use crate::value::Signature;
 /// Why an entry's binary cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The binary could not be read from its `fs.directory`.
     #[error("entry `{entry}`: cannot read {}: {source}", path.display())]
     Unreadable {
+        /// The entry loaded.
         entry: EntryId,
+        /// The binary's path on the host.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// The binary's sha256 differs from the entry's `hash`; nothing was compiled.
     #[error("entry `{entry}`: hash mismatch for {}: expected {expected}, actual {actual}", path.display())]
     HashMismatch {
+        /// The entry loaded.
         entry: EntryId,
+        /// The binary's path on the host.
         path: PathBuf,
         // Boxed: digests are 32 bytes each, and every `Result` carrying this error pays for
         // its largest variant.
+        /// The entry's `hash`.
         expected: Box<Digest>,
+        /// The digest of the bytes read.
         actual: Box<Digest>,
     },
+    /// The bytes are not a valid WebAssembly component or core module.
     #[error("entry `{entry}`: {} is not a valid WebAssembly {what}: {reason}", path.display())]
     InvalidBinary {
+        /// The entry loaded.
         entry: EntryId,
+        /// The binary's path on the host.
         path: PathBuf,
+        /// What the binary claims to be.
         what: BinaryKind,
+        /// What wasmtime reported.
         reason: String,
     },
     /// A valid binary that a slot of the instance pool cannot hold: a memory or table larger
-    /// than a slot's, or more of them than a slot has. (It was refused as "not a valid
-    /// WebAssembly component" while `validate` said it was valid.)
-    /// `reason` names the file, what wasmtime found and the settings to change.
+    /// than a slot's, or more of them than a slot has: `limit_exceeded`, not `invalid_binary`,
+    /// since the binary itself is valid.
     #[error("entry `{entry}`: {reason}")]
-    PoolTooSmall { entry: EntryId, reason: String },
+    PoolTooSmall {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Names the file, what wasmtime found and the settings to change.
+        reason: String,
+    },
+    /// The binary imports interfaces the entry does not grant; nothing was linked.
     #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", imports.join(", "), advice(imports), granted.join(", "))]
     UngrantedImports {
+        /// The entry loaded.
         entry: EntryId,
+        /// The imports not granted.
         imports: Vec<String>,
+        /// The entry's `imports:` list.
         granted: Vec<String>,
     },
+    /// The binary imports an interface (or version) that wasmproc does not provide.
     #[error(
         "entry `{entry}`: the binary needs a host interface wasmproc does not provide: {reason}"
     )]
-    UnsupportedImport { entry: EntryId, reason: String },
+    UnsupportedImport {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Which import, and why.
+        reason: String,
+    },
     /// A limit the engine cannot honour (a `max_memory` larger than a pool slot).
     #[error("entry `{entry}`: {reason}")]
-    LimitTooLarge { entry: EntryId, reason: String },
+    LimitTooLarge {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Which limit, and the largest the engine allows.
+        reason: String,
+    },
+    /// The entry's `method` is not a function exported by the binary.
     #[error(
         "entry `{entry}`: method `{method}` is not an exported function (exported functions: {})",
         list_or_none(available)
     )]
     MissingExport {
+        /// The entry loaded.
         entry: EntryId,
+        /// The entry's `method`.
         method: Method,
+        /// The functions the binary exports.
         available: Vec<String>,
     },
 }
@@ -101,6 +138,7 @@ fn list_or_none(items: &[String]) -> String {
 }
 
 impl LoadError {
+    /// The stable kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             LoadError::Unreadable { .. } => ErrorKind::BinaryUnreadable,
@@ -117,8 +155,9 @@ impl LoadError {
 
 /// A verified, compiled and linked entry, ready to spawn many times.
 pub struct Program {
+    /// The binary's sha256, checked against the entry's `hash`.
     pub digest: Digest,
-    pub target: Target,
+    pub(crate) target: Target,
     /// For a core module, its core types as the matching component types (i32 as s32, ...).
     pub signature: Signature,
     /// The binary's file, and what it looked like when its hash was checked.
@@ -134,9 +173,9 @@ pub struct Program {
     /// [`crate::value::lift_fuel`]).
     pub lift_fuel: usize,
     /// The engine's admission (see [`Loader`]), reached through the program that every
-    /// process holds anyway. A spawn that finds a place free takes it at once as an owned
-    /// permit (one more reference count per spawn: no cost showed, 0.86-0.88 vs 0.87-0.90 of
-    /// bare in alternating runs), so that processes start in the order they were spawned.
+    /// process holds anyway. Processes start in the order they were spawned: a spawn that
+    /// finds a place free takes it at once as an owned permit (one more reference count per
+    /// spawn; no cost showed, 0.86-0.88 vs 0.87-0.90 of bare).
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
 }
 
@@ -268,6 +307,7 @@ impl Loader {
         self
     }
 
+    /// The engine every program this loader compiles runs on.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

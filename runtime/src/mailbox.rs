@@ -21,6 +21,7 @@ impl Default for Mailbox {
 }
 
 impl Mailbox {
+    /// An empty mailbox, monitoring nothing yet.
     pub fn new() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Mailbox { tx, rx }

@@ -31,8 +31,8 @@ pub(crate) struct Launch {
     /// The process's place in its host's queue, left at Init.
     pub place: QueuePlace,
     /// Its pool slot, when one was free at the spawn: processes then start in the order they
-    /// were spawned, not in the order workers happen to poll their tasks (on a one-slot pool a
-    /// process spawned second took the slot first about one time in four under load).
+    /// were spawned, not in the order workers happen to poll their tasks (without it, on a
+    /// one-slot pool under load, the second process took the slot first one time in four).
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
     pub program: Arc<Program>,
     pub params: Params,
@@ -143,11 +143,11 @@ impl Drop for ExitGuard {
     }
 }
 
-/// A process's run as its task polls it, in one flat future (its size is what every spawn
-/// allocates and copies; nested combinators were several KiB): each poll is a Step and each
-/// `Pending` a Yield; the `max_execution_ms` deadline stops the run (a signal aborts the whole
-/// task, see the registry); a panic in host code ends it with `host_failure`, and the worker
-/// and the other processes go on.
+/// A process's run as its task polls it: each poll is a Step and each `Pending` a Yield; the
+/// `max_execution_ms` deadline stops the run (a signal aborts the whole task, see the
+/// registry); a panic in host code ends it with `host_failure`, and the worker and the other
+/// processes go on. One flat future, since its size is what every spawn allocates and copies
+/// (nested combinators were several KiB).
 struct Supervised<'a, F> {
     /// Pinned where the caller's future lives (no box: one allocation fewer per process).
     run: Pin<&'a mut F>,

@@ -27,6 +27,7 @@ use crate::wasi::{self, ResolvedMount, Stdio};
 /// How to spawn, beyond entry, host and arguments.
 #[derive(Clone, Debug, Default)]
 pub struct SpawnOptions {
+    /// Where the process's stdout and stderr go (default: captured, delivered with its EXIT).
     pub stdio: Stdio,
     /// Appended to the entry's `wasi.args` (the CLI's arguments after a command name).
     pub extra_args: Vec<String>,
@@ -70,6 +71,8 @@ pub(crate) struct ResolvedEntry {
     host: OnceLock<ProcessHost>,
 }
 
+/// A loaded manifest and everything needed to spawn its entries: the engine, compiled
+/// programs, hosts started on first use, environment storages and the process registry.
 pub struct Runtime {
     manifest: Manifest,
     loader: Arc<Loader>,
@@ -128,6 +131,7 @@ impl Runtime {
         }
     }
 
+    /// The manifest this runtime was loaded from.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -305,6 +309,7 @@ impl Runtime {
         self.registry.link(pid, other)
     }
 
+    /// Removes the link between `pid` and `other`, if any (`other` must be known).
     pub fn unlink(&self, pid: Pid, other: Pid) -> Result<(), Error> {
         self.registry.unlink(pid, other)
     }

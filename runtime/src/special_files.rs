@@ -1,20 +1,19 @@
 //! Special files (FIFOs, sockets, character and block devices) inside mounts are refused when
-//! a guest opens them.
-//!
-//! wasmtime-wasi opens a path on a thread of the blocking pool and waits for it. Opening a
-//! FIFO blocks until its other end is opened, which may be never; the thread stays blocked
-//! after the guest is gone (an abort does not stop a running blocking call), and once the
-//! pool's threads were all taken that way (600 killed guests), every file operation of every
-//! other guest waited behind them and ran into `max_execution_ms`. A device can block the
-//! same way, or hand out endless data. So before the open, the path is looked at with a
-//! `stat` (which never blocks on such a file) and anything but a regular file, a directory or
-//! a symbolic link is refused with `unsupported`; only then is it opened.
+//! a guest opens them: before the open, the path is looked at with a `stat` (which never
+//! blocks on such a file), and anything but a regular file, a directory or a symbolic link is
+//! refused with `unsupported`; only then is it opened.
 //!
 //! Both ways in are guarded: components' `wasi:filesystem` `open-at` (preview 2, which
 //! preview 1 guests reach through their adapter) and core modules' preview 1 `path_open`.
 //! What is left: a host process that swaps a regular file for a FIFO between the look and the
 //! open. A guest cannot: WASI has no call that makes a special file, and a guest's own calls
 //! run one at a time.
+//!
+//! Why: wasmtime-wasi opens a path on a thread of its blocking pool, and opening a FIFO blocks
+//! until its other end is opened, which may be never, even after the guest is gone (an abort
+//! does not stop a running blocking call); a device can block the same way, or hand out
+//! endless data. Unguarded, 600 killed guests took every pool thread, and every other guest's
+//! file operations waited behind them into `max_execution_ms`.
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemView as _;

@@ -1,17 +1,17 @@
 //! Bounds on the YAML wasmproc reads (manifests, scenarios, command-line values), checked in
 //! linear time before serde_norway sees the text.
 //!
+//! This walk reads the events with the same libyaml serde_norway uses, keeps only a stack of
+//! open collections and the size of each anchored node, and stops at the first event past a
+//! bound. The text is then parsed a second time by serde_norway, within bounds: both passes
+//! are linear. A syntax error is left to serde_norway, which words it better.
+//!
 //! Why: serde_norway reads a whole document's events before it deserializes anything, and
 //! libyaml's scanner does work proportional to the open nesting for every token, so text
 //! nested 100,000 deep took 44 s to be refused (40,000: 3.7 s) although serde_norway's own
 //! recursion limit (128) would refuse it. And an alias repeats its anchor's whole node: a
 //! small file whose aliases repeat aliases ("billion laughs") expands to more nodes than
 //! memory holds (serde_norway only bounds the number of alias uses, at 100 per event).
-//!
-//! This walk reads the events with the same libyaml serde_norway uses, keeps only a stack of
-//! open collections and the size of each anchored node, and stops at the first event past a
-//! bound. The text is then parsed a second time by serde_norway, within bounds: both passes
-//! are linear. A syntax error is left to serde_norway, which words it better.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -33,8 +33,11 @@ pub const MAX_BYTES: u64 = 16 << 20;
 /// Text past a bound, located like serde_norway's errors (1-based line and column).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoundError {
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column.
     pub column: usize,
+    /// Which bound, and its value.
     pub message: String,
 }
 

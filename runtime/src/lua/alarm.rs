@@ -1,13 +1,15 @@
 //! A CPU-time alarm that makes the running script look at its hook at its next instruction.
 //!
-//! The hook's instruction count cannot bound a script whose single instructions are long: a
-//! loop of 32 MiB concatenations, or of comparisons of two 100 MiB strings, runs 10,000 of
-//! them between two looks, and held its worker for minutes. So while a script is polled, its
-//! worker thread has a CPU-time timer: after [`SLICE`] of computing, and every [`TAP_EVERY`]
-//! from then on until the poll ends, its signal taps the Lua thread the script is running
-//! (sets its count hook to 1), and the hook looks at the very next instruction. A long
-//! instruction is bounded by the script's memory limit (it copies or compares at most that
-//! much), so no script holds a worker longer than the slice plus one instruction.
+//! Invariant: no script holds a worker longer than [`SLICE`] plus one instruction. While a
+//! script is polled, its worker thread has a CPU-time timer: after [`SLICE`] of computing, and
+//! every [`TAP_EVERY`] from then on until the poll ends, its signal taps the Lua thread the
+//! script is running (sets its count hook to 1), and the hook looks at the very next
+//! instruction. A long instruction is bounded by the script's memory limit (it copies or
+//! compares at most that much).
+//!
+//! Why a timer: the hook's instruction count cannot bound a script whose single instructions
+//! are long (a loop of 32 MiB concatenations, or of comparisons of two 100 MiB strings, runs
+//! 10,000 of them between two looks, and held its worker for minutes).
 //!
 //! This is how `lua.c` stops a script on Ctrl-C: Lua documents `lua_sethook` as callable from
 //! a signal handler, and `luaV_execute` re-reads its trap after every jump and call for it.

@@ -8,15 +8,20 @@ use crate::manifest::hash::Digest;
 /// One loaded entry, with where it came from (for error messages).
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// Its `namespace:name`, unique in the manifest.
     pub id: EntryId,
+    /// Where it was declared.
     pub origin: Origin,
+    /// What it is, with its checked fields.
     pub spec: EntrySpec,
 }
 
 /// The file (and, when found, the line) that declared an entry.
 #[derive(Clone, Debug)]
 pub struct Origin {
+    /// The manifest file.
     pub file: PathBuf,
+    /// The entry's line in it (1-based), when found.
     pub line: Option<usize>,
 }
 
@@ -29,14 +34,20 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// An entry's checked fields, by kind.
 #[derive(Clone, Debug)]
 pub enum EntrySpec {
+    /// `fs.directory`.
     Directory(DirectorySpec),
-    /// Shared: the runtime keeps it where each spawn finds it.
+    /// `process.wasm`. Shared: the runtime keeps it where each spawn finds it.
     Wasm(std::sync::Arc<WasmSpec>),
+    /// `process.host`.
     Host(HostSpec),
+    /// `env.variable`.
     EnvVariable(EnvVariableSpec),
+    /// `env.storage.os`, `env.storage.static` or `env.storage.memory`.
     EnvStorage(EnvStorageSpec),
+    /// `terminal.host` (it has no fields).
     Terminal,
 }
 
@@ -110,6 +121,7 @@ impl std::fmt::Display for EntryKind {
 }
 
 impl EntrySpec {
+    /// The entry's `kind:`.
     pub fn kind(&self) -> EntryKind {
         match self {
             EntrySpec::Directory(_) => EntryKind::Directory,
@@ -127,6 +139,7 @@ impl EntrySpec {
 /// `fs.directory`: a host directory (resolved against the manifest's folder).
 #[derive(Clone, Debug)]
 pub struct DirectorySpec {
+    /// The host directory, joined to the manifest's folder and normalized.
     pub directory: PathBuf,
 }
 
@@ -137,12 +150,17 @@ pub struct WasmSpec {
     pub fs: EntryId,
     /// The binary's path inside that directory, relative and free of `..`.
     pub path: PathBuf,
+    /// The binary's expected sha256: a binary whose digest differs is never compiled.
     pub hash: Digest,
+    /// The export a spawn calls (`main` when not given).
     pub method: Method,
     /// Interface families granted to the process (`wasi:cli`, ...).
     pub imports: Vec<Family>,
+    /// What the guest sees through WASI.
     pub wasi: WasiSpec,
+    /// Its `limits:` (each `None` when not given).
     pub limits: crate::limits::Limits,
+    /// Set when `meta.command` registers the process as a CLI command.
     pub command: Option<Command>,
     /// Where the process may connect (`network:`), the default when the entry has none.
     /// Shared with the processes that use it (`wasi:http`, `wasi:sockets`).
@@ -156,14 +174,18 @@ pub struct WasiSpec {
     pub args: Vec<String>,
     /// The initial working directory (absolute).
     pub cwd: Option<String>,
+    /// Environment variables, from `env.variable` entries.
     pub env: Vec<EnvBinding>,
+    /// Host directories the guest may open.
     pub mounts: Vec<Mount>,
 }
 
 /// `wasi.env[]`: the guest sees the value of the `env.variable` entry `id` under `name`.
 #[derive(Clone, Debug)]
 pub struct EnvBinding {
+    /// The `env.variable` entry.
     pub id: EntryId,
+    /// The variable's name as the guest sees it.
     pub name: String,
     /// A required value that is missing refuses the spawn; an optional one is left out.
     pub required: bool,
@@ -172,8 +194,11 @@ pub struct EnvBinding {
 /// `wasi.mounts[]`: the `fs.directory` entry `fs` appears to the guest at `guest`.
 #[derive(Clone, Debug)]
 pub struct Mount {
+    /// The `fs.directory` entry.
     pub fs: EntryId,
+    /// The path the guest opens it at.
     pub guest: String,
+    /// The guest may read but not write (default: false).
     pub read_only: bool,
 }
 
@@ -184,6 +209,7 @@ pub struct EnvVariableSpec {
     pub variable: String,
     /// The `env.storage.*` entry; the host environment when absent.
     pub storage: Option<EntryId>,
+    /// The value when the storage has none.
     pub default: Option<String>,
     /// Whether the value may be changed at run time (memory storages only).
     pub readonly: bool,
@@ -203,16 +229,24 @@ pub enum EnvStorageSpec {
 /// A family of host interfaces an entry may be granted, named by its WIT package.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
+    /// `wasi:io`: streams and polling.
     Io,
+    /// `wasi:cli`: stdio, arguments, environment, exit.
     Cli,
+    /// `wasi:clocks`.
     Clocks,
+    /// `wasi:filesystem`: the entry's mounts.
     Filesystem,
+    /// `wasi:random`.
     Random,
+    /// `wasi:sockets`, within the entry's network policy.
     Sockets,
+    /// `wasi:http` outgoing requests, within the entry's network policy.
     Http,
 }
 
 impl Family {
+    /// Every family.
     pub const ALL: [Family; 7] = [
         Family::Io,
         Family::Cli,
@@ -291,6 +325,7 @@ impl std::fmt::Display for Family {
 }
 
 impl WasmSpec {
+    /// The binary's path on the host, given its `fs.directory`'s directory.
     pub fn binary_path(&self, directory: &Path) -> PathBuf {
         directory.join(&self.path)
     }
@@ -299,7 +334,9 @@ impl WasmSpec {
 /// The export a process runs: `func`, or `interface#func` inside an exported interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Method {
+    /// The exported interface holding `func`, if any.
     pub interface: Option<String>,
+    /// The function's name.
     pub func: String,
 }
 
@@ -351,7 +388,9 @@ impl std::fmt::Display for Method {
 /// `meta.command`: registers the process as a CLI command.
 #[derive(Clone, Debug)]
 pub struct Command {
+    /// The command's name on the CLI.
     pub name: String,
+    /// A one-line description for the CLI's help.
     pub short: Option<String>,
 }
 

@@ -11,6 +11,7 @@ use crate::error::ErrorKind;
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
+    /// The sha256 of `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(Sha256::digest(bytes).into())
     }

@@ -6,7 +6,9 @@
 
 mod entry;
 mod hash;
+mod location;
 mod parse;
+mod raw;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,7 +19,7 @@ pub use entry::{
     EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 pub use hash::Digest;
-pub use parse::strip_location;
+pub use location::strip_location;
 
 use crate::error::ErrorKind;
 use crate::id::EntryId;
@@ -25,12 +27,17 @@ use crate::id::EntryId;
 /// A manifest problem, located as precisely as the input allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestError {
+    /// What is wrong, as a stable word.
     pub kind: ErrorKind,
+    /// The manifest file.
     pub file: PathBuf,
+    /// The line (1-based), when known.
     pub line: Option<usize>,
+    /// The column (1-based), when known.
     pub column: Option<usize>,
     /// The entry at fault, when the problem is inside one.
     pub entry: Option<String>,
+    /// What is wrong, for a person.
     pub message: String,
 }
 
@@ -236,10 +243,12 @@ impl Manifest {
         }
     }
 
+    /// The entry with this ID.
     pub fn get(&self, id: &EntryId) -> Option<&Entry> {
         self.entries.get(id)
     }
 
+    /// Every entry, in ID order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }

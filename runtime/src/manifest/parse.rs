@@ -3,10 +3,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::limits::{parse_size, Limits};
@@ -16,181 +15,15 @@ use super::entry::{
     EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
 };
 use super::hash::Digest;
+use super::location::{yaml_error, EntryLines};
+use super::raw::{
+    RawDirectory, RawEnvStorage, RawEnvVariable, RawHost, RawHostConfig, RawHostPool, RawLimits,
+    RawManifest, RawPlain, RawWasi, RawWasm,
+};
 use super::ManifestError;
 use crate::error::ErrorKind;
 use crate::id::EntryId;
 use crate::network::NetworkPolicy;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawManifest {
-    /// Wippy manifests carry a format version; it is accepted and not interpreted.
-    #[serde(default)]
-    #[allow(dead_code)]
-    version: Option<Value>,
-    namespace: String,
-    #[serde(default)]
-    entries: Vec<Mapping>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDirectory {
-    directory: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    meta: Option<RawMeta>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWasm {
-    fs: Option<String>,
-    path: Option<String>,
-    hash: Option<String>,
-    method: Option<String>,
-    #[serde(default)]
-    imports: Vec<String>,
-    #[serde(default)]
-    wasi: Option<RawWasi>,
-    #[serde(default)]
-    limits: Option<RawLimits>,
-    #[serde(default)]
-    network: Option<RawNetwork>,
-    #[serde(default)]
-    meta: Option<RawMeta>,
-}
-
-/// `network: { allow: [rules], listen: [rules] }` (see [`crate::network::policy`]).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNetwork {
-    #[serde(default)]
-    allow: Option<Vec<String>>,
-    #[serde(default)]
-    listen: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    #[serde(default)]
-    max_execution_ms: Option<u64>,
-    /// Bytes, as a number or with a unit (`64MiB`).
-    #[serde(default)]
-    max_memory: Option<Value>,
-    #[serde(default)]
-    fuel: Option<u64>,
-    /// Bytes, as `max_memory`.
-    #[serde(default)]
-    max_value: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWasi {
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    cwd: Option<String>,
-    #[serde(default)]
-    env: Vec<RawEnvBinding>,
-    #[serde(default)]
-    mounts: Vec<RawMount>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEnvBinding {
-    id: Option<String>,
-    name: Option<String>,
-    #[serde(default)]
-    required: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMount {
-    fs: Option<String>,
-    guest: Option<String>,
-    #[serde(default)]
-    read_only: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEnvVariable {
-    variable: Option<String>,
-    #[serde(default)]
-    storage: Option<String>,
-    #[serde(default)]
-    default: Option<String>,
-    #[serde(default)]
-    readonly: bool,
-    #[serde(default)]
-    #[allow(dead_code)]
-    meta: Option<RawMeta>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEnvStorage {
-    #[serde(default)]
-    values: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    meta: Option<RawMeta>,
-}
-
-/// Kinds with nothing to configure.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlain {
-    #[serde(default)]
-    #[allow(dead_code)]
-    meta: Option<RawMeta>,
-}
-
-/// `meta` is free-form in Wippy; only `command` means something to wasmproc.
-#[derive(Deserialize)]
-struct RawMeta {
-    #[serde(default)]
-    command: Option<RawCommand>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCommand {
-    name: Option<String>,
-    short: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    #[serde(default)]
-    host: Option<RawHostConfig>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    meta: Option<RawMeta>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHostConfig {
-    workers: Option<usize>,
-    queue_size: Option<usize>,
-    #[serde(default)]
-    pool: Option<RawHostPool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHostPool {
-    processes: Option<u32>,
-    memory: Option<Value>,
-    keep_resident: Option<Value>,
-}
 
 const DEFAULT_QUEUE_SIZE: usize = 1024;
 
@@ -579,53 +412,6 @@ fn normalize(path: &Path) -> PathBuf {
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn yaml_error(error: &serde_norway::Error, file: &Path) -> ManifestError {
-    let location = error.location();
-    ManifestError {
-        kind: ErrorKind::InvalidManifest,
-        file: file.to_path_buf(),
-        line: location.as_ref().map(|l| l.line()),
-        column: location.as_ref().map(|l| l.column()),
-        entry: None,
-        message: strip_location(&error.to_string()),
-    }
-}
-
-/// serde_norway appends "at line L column C" to its messages; the location is printed in front
-/// instead, compiler-style, so it is dropped from the message.
-pub fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
-    }
-}
-
-/// Finds the line that declares each entry (`name: <name>`), scanning forward so that entries
-/// are matched in file order. Best effort: a line number is a help, not a requirement.
-struct EntryLines<'a> {
-    lines: Vec<&'a str>,
-}
-
-impl<'a> EntryLines<'a> {
-    fn new(text: &'a str) -> Self {
-        EntryLines {
-            lines: text.lines().collect(),
-        }
-    }
-
-    fn find(&self, name: &str, cursor: &mut usize) -> Option<usize> {
-        let found = (*cursor..self.lines.len()).find(|&i| {
-            let line = self.lines[i].trim_start();
-            let line = line.strip_prefix('-').map_or(line, str::trim_start);
-            line.strip_prefix("name:")
-                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
-                == Some(name)
-        })?;
-        *cursor = found + 1;
-        Some(found + 1)
-    }
 }
 
 #[cfg(test)]

@@ -483,6 +483,7 @@ impl NetworkPolicy {
         Ok(policy)
     }
 
+    /// The entry this policy belongs to.
     pub fn entry(&self) -> &EntryId {
         &self.entry
     }

@@ -1,14 +1,5 @@
 //! Which processes exist, who monitors them, who is linked to whom, and how each one ended.
 //!
-//! Each process has a [`Proc`]: its monitors, links and how it is stopped, under its own
-//! lock. The spawning thread makes it before the process's task exists and files it in the
-//! index; the task holds it too (in its EXIT guard) and ends it: takes its monitors, records
-//! the EXIT among the ended, and delivers it. So a worker ending a process touches nothing
-//! the spawning thread writes on every spawn: a map of running processes under one lock,
-//! written by both sides on every spawn, was the registry's whole cost (cache lines moving
-//! between the cores, and the lock contended: up to 0.6 us of a spawn under perf when the
-//! machine is loaded).
-//!
 //! Exactly once: a monitor added while the process ends either joins its monitors before its
 //! end takes them, or finds it ended, and then its record (written before the process's lock
 //! is let go). A monitor added after the end gets the EXIT from the record of ended processes.
@@ -16,6 +7,13 @@
 //! [`Signal::LinkDown`].
 //!
 //! Lock order: the index, then a process (two processes in PID order), then the ended ones.
+//!
+//! Each process has a [`Proc`]: its monitors, links and how it is stopped, under its own
+//! lock. The spawning thread makes it before the process's task exists and files it in the
+//! index; the task holds it too (in its EXIT guard) and ends it: takes its monitors, records
+//! the EXIT among the ended, and delivers it. A worker ending a process touches nothing the
+//! spawning thread writes on every spawn (one map of running processes under one lock,
+//! written by both, cost up to 0.6 us of a spawn on a loaded machine).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -60,9 +58,8 @@ pub(crate) struct Proc {
 struct ProcRecord {
     /// `None` once the process ended.
     running: Option<Running>,
-    /// The task of a process that ended, let go of with the process, on the spawning thread:
-    /// a task freed on a worker is a cross-thread free, which glibc's allocator takes a lock
-    /// for (measured: 1-2% of a spawn).
+    /// The task of a process that ended, dropped with the process on the spawning thread,
+    /// never on a worker (a cross-thread free takes glibc's allocator lock: 1-2% of a spawn).
     task: Option<AbortHandle>,
     /// Filed in [`Index::overflow`], which its end must clear.
     overflowed: bool,
