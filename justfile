@@ -26,6 +26,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p wasmproc-runtime --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc -p wasmproc-runtime --no-deps --all-features
 
 # Benchmarks (criterion): the scheduler and Lua scripts at scale, each beside its baseline measured in the same run.
 bench *args:

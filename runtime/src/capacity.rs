@@ -5,7 +5,7 @@
 //! fail with ENOMEM: the next instantiation ends in a `host_failure`. wasmtime's pooling
 //! allocator is the fastest way to instantiate, but it costs 2 maps per slot before anything
 //! runs and 4 more per live instance (counted in `/proc/self/maps`, see `MAPS_PER_POOLED_*`).
-//! A pool that fits uses it; a larger one takes its stacks and memories from [`crate::arena`],
+//! A pool that fits uses it; a larger one takes its stacks and memories from `arena`,
 //! a few maps for hundreds of processes; without a pool (0 processes), instances are allocated
 //! on demand, 7 maps each. Either way the admission semaphore holds the live processes to
 //! [`Capacity::processes`], and spawns past it queue, then are refused with `queue_full`.
@@ -39,7 +39,7 @@ pub const DEFAULT_MAX_MAP_COUNT: u64 = 65_530;
 pub enum Allocation {
     /// wasmtime's pooling allocator: slots with guard pages, reset in place.
     Pooled,
-    /// Stacks and memories carved out of large mappings ([`crate::arena`]).
+    /// Stacks and memories carved out of large mappings (`arena`).
     Arena,
     /// wasmtime's on-demand allocator (a pool of 0 processes): no slots, but several maps per
     /// live instance, so as many processes as those leave room for.

@@ -1,9 +1,9 @@
 //! wasmproc-runtime runs WebAssembly components as supervised processes.
 //!
-//! The data flow is: [`manifest`] (YAML entries, validated) → [`loader`] (read the binary, check
+//! The data flow is: [`manifest`] (YAML entries, validated) → `loader` (read the binary, check
 //! its sha256, compile, or load the code an earlier run compiled from the [`code_cache`] when
-//! the caller opted in, check imports and the export) → [`host`] (a scheduler per
-//! `process.host`) → [`process`] (Init → Step → Close) → exactly one [`Exit`] per monitor.
+//! the caller opted in, check imports and the export) → `host` (a scheduler per
+//! `process.host`) → `process` (Init → Step → Close) → exactly one [`Exit`] per monitor.
 //!
 //! This crate does not parse command lines, run scenarios or print anything: the `wasmproc` CLI
 //! and the `wasmproc-harness` crate do. Errors are typed, with a stable [`ErrorKind`].

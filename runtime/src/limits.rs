@@ -14,7 +14,7 @@ pub struct Limits {
     /// `max_execution_ms`: wall-clock time from Init to Close, yields included; `None`: no limit.
     pub max_execution: Option<Duration>,
     /// Bytes of linear memory and tables, all of the instance's together (a table element
-    /// counts [`TABLE_ELEMENT_BYTES`]).
+    /// counts `TABLE_ELEMENT_BYTES`).
     pub max_memory: Option<u64>,
     /// Instructions the guest may run; `None`: no limit.
     pub fuel: Option<u64>,

@@ -170,7 +170,7 @@ pub struct Program {
     pub max_value: u64,
     /// The hostcall fuel its stores get, so that wasmtime's lift of the result, and what one
     /// host call copies from the guest, stay within `max_value` (see
-    /// [`crate::value::lift_fuel`]).
+    /// `value::lift_fuel`).
     pub lift_fuel: usize,
     /// The engine's admission (see [`Loader`]), reached through the program that every
     /// process holds anyway. Processes start in the order they were spawned: a spawn that

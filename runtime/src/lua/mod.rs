@@ -9,9 +9,9 @@
 //! frees the worker; a script that computes without waiting is preempted every slice (a count
 //! hook yields it), so it cannot starve the processes sharing its worker.
 //!
-//! A script is sandboxed ([`sandbox`]): pure standard libraries (no `io`, `os`, `debug`, file
+//! A script is sandboxed (`sandbox`): pure standard libraries (no `io`, `os`, `debug`, file
 //! loading, binary chunks) and at most [`MEMORY_LIMIT`] bytes; and it cannot hold a worker
-//! ([`preempt`]): not by computing, and not inside a library call.
+//! (`preempt`): not by computing, and not inside a library call.
 //!
 //! Signals: `cancel` does not stop a script, it delivers a CANCEL event the script may act on
 //! (Wippy's graceful cancellation); `terminate` stops it; a linked process failing stops it,

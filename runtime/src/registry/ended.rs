@@ -26,7 +26,7 @@ use crate::event::{Accounting, Exit, ExitError, Output, Pid};
 pub const REMEMBERED_EXITS: usize = 10_000;
 
 /// How many bytes of output, values and error messages the remembered EXITs hold together
-/// (as [`payload_bytes`] counts them). Past it, the oldest give theirs up first.
+/// (as `payload_bytes` counts them). Past it, the oldest give theirs up first.
 pub const RETAINED_BYTES: usize = 16 << 20;
 
 /// What a trimmed error keeps of its message.

@@ -155,7 +155,7 @@ impl Signature {
     }
 
     /// Converts spawn arguments into the values the export takes, within
-    /// [`DEFAULT_MAX_VALUE`].
+    /// `DEFAULT_MAX_VALUE`.
     pub fn args_to_vals(&self, args: &[Value]) -> Result<Params, ValueError> {
         self.args_to_vals_within(args, DEFAULT_MAX_VALUE)
     }
