@@ -2,7 +2,10 @@
 //! store), and the EXIT event that reports how it ended.
 //!
 //! A process always produces exactly one EXIT: its outcome is sent by `ExitGuard`, which also
-//! fires when the task panics or is dropped before it finished.
+//! fires when the task panics or is dropped before it finished. This module supervises a run
+//! (its phases, its deadline, panics, the EXIT); `store` runs a WebAssembly store.
+
+mod store;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -12,18 +15,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wasmtime::component::Val;
-use wasmtime::Store;
 
-use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
 use crate::event::{Accounting, Exit, ExitError, Lifecycle, Phase, Pid, TraceSink};
 use crate::host::QueuePlace;
-use crate::limits::{Limits, MemoryLimiter, MemoryUsage};
-use crate::loader::{Program, Target};
+use crate::limits::{Limits, MemoryUsage};
+use crate::loader::Program;
 use crate::registry::{Proc, Registry};
-use crate::store_data::{ComponentData, Limited, ModuleData, SpawnContext};
-use crate::value::{Params, Signature, TooLarge};
+use crate::store_data::SpawnContext;
+use crate::value::Params;
 use crate::wasi::Captured;
 
 /// Everything a process needs to run, captured at spawn.
@@ -57,11 +57,11 @@ pub(crate) struct ExitGuard {
 
 /// What a process's store reports, as far as it got.
 #[derive(Default)]
-struct Usage {
+pub(super) struct Usage {
     /// Known when the process finished with its store (not after a timeout or a signal).
-    fuel_used: Option<u64>,
+    pub(super) fuel_used: Option<u64>,
     /// The store's memory record, from Init on (none for a Lua script).
-    memory: Option<Arc<MemoryUsage>>,
+    pub(super) memory: Option<Arc<MemoryUsage>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -237,7 +237,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         // A block, so that the run (its store, and its borrow of the guard's usage) ends before
         // the outcome is recorded.
         let outcome = {
-            let run = std::pin::pin!(init_step_close(
+            let run = std::pin::pin!(store::init_step_close(
                 &launch.program,
                 &launch.params,
                 launch.state,
@@ -314,189 +314,6 @@ fn blame_limit(failure: ExitError, limits: &Limits, memory: &MemoryUsage) -> Exi
             ),
         ),
         _ => failure,
-    }
-}
-
-async fn init_step_close(
-    program: &Program,
-    params: &[Val],
-    state: SpawnContext,
-    limits: &Limits,
-    usage: &mut Usage,
-) -> Result<Value, ExitError> {
-    // Init: a fresh store and instance; the arguments and WASI context were captured at
-    // spawn. Close: the store (instance, memories, tables) is dropped at the end of each arm.
-    let fuel = limits.fuel.unwrap_or(u64::MAX);
-    let limiter = MemoryLimiter::new(limits.max_memory);
-    usage.memory = Some(limiter.usage.clone());
-    let result = match (state, &program.target) {
-        (SpawnContext::Component { wasi }, Target::Component { pre, export }) => {
-            let mut store = new_store(
-                pre.engine(),
-                ComponentData::new(wasi, limiter, program.http_policy.clone()),
-            );
-            meter(&mut store, fuel)?;
-            store.set_hostcall_fuel(program.lift_fuel);
-            let result = call(pre, *export, program, params, &mut store).await;
-            usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
-            result
-        }
-        (SpawnContext::Module { p1 }, Target::Module { pre, func }) => {
-            let mut store = new_store(pre.module().engine(), ModuleData { p1, limiter });
-            meter(&mut store, fuel)?;
-            store.set_hostcall_fuel(program.lift_fuel);
-            // Boxed: inline, this arm's state would double the size of every process's
-            // future, components' included.
-            let result = Box::pin(call_module(pre, func, params, &mut store)).await;
-            usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
-            result
-        }
-        _ => Err(wasmtime::Error::msg(
-            "the process's context does not match its binary's kind",
-        )),
-    };
-    result.map_err(|e| guest_error(e, limits))
-}
-
-/// A store for `state`, its memory limited by the state's limiter. The state is passed
-/// straight in, never bound to a local of the async run: such a local stays in the process's
-/// future (which tokio copies when it spawns and ends a task) after it moved out.
-fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Store<T> {
-    let mut store = Store::new(engine, state);
-    // A closure that captures nothing: wasmtime boxes it without allocating.
-    store.limiter(|state| -> &mut dyn wasmtime::ResourceLimiter { state.limiter() });
-    store
-}
-
-/// Fuel, and the epoch deadline that makes the guest yield every slice.
-fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
-    store
-        .set_fuel(fuel)
-        .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
-    store.set_epoch_deadline(SLICE_TICKS);
-    store.epoch_deadline_callback(crate::preemption::end_of_slice);
-    Ok(())
-}
-
-async fn call(
-    pre: &wasmtime::component::InstancePre<ComponentData>,
-    export: wasmtime::component::ComponentExportIndex,
-    program: &Program,
-    params: &[Val],
-    store: &mut Store<ComponentData>,
-) -> wasmtime::Result<Value> {
-    // Not boxed, although instantiation's future is most of a process's task (1.2 of 1.9 KiB)
-    // and tokio copies the task when it spawns it: a box of that size is past glibc's thread
-    // cache, and allocating it cost a spawn more than the copy (measured: 1% of a spawn's CPU).
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let func = instance
-        .get_func(&mut *store, export)
-        .ok_or_else(vanished)?;
-    // Step: a component function has at most one result (no allocation for it).
-    let mut one = [Val::Bool(false)];
-    let mut many;
-    let results: &mut [Val] = match program.signature.results.len() {
-        n @ (0 | 1) => &mut one[..n],
-        n => {
-            many = vec![Val::Bool(false); n];
-            &mut many
-        }
-    };
-    match func.call_async(&mut *store, params, results).await {
-        Ok(()) => {
-            Signature::result_value_within(results, program.max_value).map_err(wasmtime::Error::new)
-        }
-        Err(e) => exited_or_failed(e),
-    }
-}
-
-/// A core module's export, with the arguments converted to its core types (the loader checked
-/// they are i32, i64, f32 or f64).
-async fn call_module(
-    pre: &wasmtime::InstancePre<ModuleData>,
-    func: &str,
-    params: &[Val],
-    store: &mut Store<ModuleData>,
-) -> wasmtime::Result<Value> {
-    let instance = pre.instantiate_async(&mut *store).await?;
-    let func = instance.get_func(&mut *store, func).ok_or_else(vanished)?;
-    let core: Vec<wasmtime::Val> = params
-        .iter()
-        .map(|v| match v {
-            Val::S64(n) => wasmtime::Val::I64(*n),
-            Val::Float32(f) => wasmtime::Val::F32(f.to_bits()),
-            Val::Float64(f) => wasmtime::Val::F64(f.to_bits()),
-            Val::S32(n) => wasmtime::Val::I32(*n),
-            _ => wasmtime::Val::I32(0),
-        })
-        .collect();
-    let mut results = vec![wasmtime::Val::I32(0); func.ty(&*store).results().len()];
-    match func.call_async(&mut *store, &core, &mut results).await {
-        Ok(()) => {
-            let values: Vec<Val> = results
-                .iter()
-                .map(|v| match v {
-                    wasmtime::Val::I64(n) => Val::S64(*n),
-                    wasmtime::Val::F32(bits) => Val::Float32(f32::from_bits(*bits)),
-                    wasmtime::Val::F64(bits) => Val::Float64(f64::from_bits(*bits)),
-                    wasmtime::Val::I32(n) => Val::S32(*n),
-                    _ => Val::Bool(false),
-                })
-                .collect();
-            Ok(Signature::result_value(&values))
-        }
-        Err(e) => exited_or_failed(e),
-    }
-}
-
-fn vanished() -> wasmtime::Error {
-    wasmtime::Error::msg("the checked export vanished from the instance")
-}
-
-/// `exit(0)` is a successful end without a value; anything else is the guest's error.
-fn exited_or_failed(e: wasmtime::Error) -> wasmtime::Result<Value> {
-    match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        Some(code) if code.0 == 0 => Ok(Value::Null),
-        _ => Err(e),
-    }
-}
-
-/// How a failed instantiation or call ends the process: an exit code, the fuel limit, a trap,
-/// or (anything else) a host failure.
-fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
-    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return ExitError {
-            kind: ErrorKind::ExitCode,
-            message: format!("the guest exited with code {}", exit.0),
-            code: Some(exit.0),
-        };
-    }
-    // Cause first ("wasm trap: wasm `unreachable` instruction executed"), then its context
-    // (the wasm backtrace).
-    let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-    parts.reverse();
-    let message = parts.join("\n");
-    if let Some(too_large) = error.downcast_ref::<TooLarge>() {
-        return ExitError::new(ErrorKind::LimitExceeded, too_large.to_string());
-    }
-    // wasmtime's own bound on what one lift copies from the guest (its type is private):
-    // the result, or a host call's arguments, past the fuel `max_value` gave the store.
-    if message.contains("fuel allocated for hostcalls has been exhausted") {
-        return ExitError::new(
-            ErrorKind::LimitExceeded,
-            format!(
-                "limits.max_value ({} bytes) exceeded: the guest passed the host more than it allows in one go (its result, or a host call's arguments): {message}",
-                limits.max_value()
-            ),
-        );
-    }
-    match (error.downcast_ref::<wasmtime::Trap>(), limits.fuel) {
-        (Some(wasmtime::Trap::OutOfFuel), Some(fuel)) => ExitError::new(
-            ErrorKind::LimitExceeded,
-            format!("fuel ({fuel}) exhausted: {message}"),
-        ),
-        (Some(_), _) => ExitError::new(ErrorKind::Trap, message),
-        (None, _) => ExitError::new(ErrorKind::HostFailure, message),
     }
 }
 
