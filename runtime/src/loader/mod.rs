@@ -6,14 +6,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::Engine;
 
 use crate::code_cache::{ArtifactKind, CodeCache};
-use crate::error::ErrorKind;
 use crate::id::EntryId;
 use crate::imports::{self, Grants};
 use crate::inspect::BinaryKind;
@@ -21,239 +19,15 @@ use crate::manifest::{Digest, Family, Method, WasmSpec};
 use crate::store_data::{ComponentData, ModuleData};
 use crate::value::Signature;
 
-/// Why an entry's binary cannot be run.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The binary could not be read from its `fs.directory`.
-    #[error("entry `{entry}`: cannot read {}: {source}", path.display())]
-    Unreadable {
-        /// The entry loaded.
-        entry: EntryId,
-        /// The binary's path on the host.
-        path: PathBuf,
-        /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The binary's sha256 differs from the entry's `hash`; nothing was compiled.
-    #[error("entry `{entry}`: hash mismatch for {}: expected {expected}, actual {actual}", path.display())]
-    HashMismatch {
-        /// The entry loaded.
-        entry: EntryId,
-        /// The binary's path on the host.
-        path: PathBuf,
-        // Boxed: digests are 32 bytes each, and every `Result` carrying this error pays for
-        // its largest variant.
-        /// The entry's `hash`.
-        expected: Box<Digest>,
-        /// The digest of the bytes read.
-        actual: Box<Digest>,
-    },
-    /// The bytes are not a valid WebAssembly component or core module.
-    #[error("entry `{entry}`: {} is not a valid WebAssembly {what}: {reason}", path.display())]
-    InvalidBinary {
-        /// The entry loaded.
-        entry: EntryId,
-        /// The binary's path on the host.
-        path: PathBuf,
-        /// What the binary claims to be.
-        what: BinaryKind,
-        /// What wasmtime reported.
-        reason: String,
-    },
-    /// A valid binary that a slot of the instance pool cannot hold: a memory or table larger
-    /// than a slot's, or more of them than a slot has: `limit_exceeded`, not `invalid_binary`,
-    /// since the binary itself is valid.
-    #[error("entry `{entry}`: {reason}")]
-    PoolTooSmall {
-        /// The entry loaded.
-        entry: EntryId,
-        /// Names the file, what wasmtime found and the settings to change.
-        reason: String,
-    },
-    /// The binary imports interfaces the entry does not grant; nothing was linked.
-    #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", imports.join(", "), advice(imports), granted.join(", "))]
-    UngrantedImports {
-        /// The entry loaded.
-        entry: EntryId,
-        /// The imports not granted.
-        imports: Vec<String>,
-        /// The entry's `imports:` list.
-        granted: Vec<String>,
-    },
-    /// The binary imports an interface (or version) that wasmproc does not provide.
-    #[error(
-        "entry `{entry}`: the binary needs a host interface wasmproc does not provide: {reason}"
-    )]
-    UnsupportedImport {
-        /// The entry loaded.
-        entry: EntryId,
-        /// Which import, and why.
-        reason: String,
-    },
-    /// A limit the engine cannot honour (a `max_memory` larger than a pool slot).
-    #[error("entry `{entry}`: {reason}")]
-    LimitTooLarge {
-        /// The entry loaded.
-        entry: EntryId,
-        /// Which limit, and the largest the engine allows.
-        reason: String,
-    },
-    /// The entry's `method` is not a function exported by the binary.
-    #[error(
-        "entry `{entry}`: method `{method}` is not an exported function (exported functions: {})",
-        list_or_none(available)
-    )]
-    MissingExport {
-        /// The entry loaded.
-        entry: EntryId,
-        /// The entry's `method`.
-        method: Method,
-        /// The functions the binary exports.
-        available: Vec<String>,
-    },
-}
+mod error;
+mod program;
 
-/// What to add to `imports:` to grant these, when they are families wasmproc knows.
-fn advice(imports: &[String]) -> String {
-    let mut families: Vec<_> = imports
-        .iter()
-        .filter_map(|i| crate::manifest::Family::of_import(i))
-        .map(|f| f.package())
-        .collect();
-    families.dedup();
-    if families.is_empty() {
-        String::new()
-    } else {
-        format!(": add {} to its imports", families.join(", "))
-    }
-}
-
-fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
-}
-
-impl LoadError {
-    /// The stable kind of this error.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            LoadError::Unreadable { .. } => ErrorKind::BinaryUnreadable,
-            LoadError::HashMismatch { .. } => ErrorKind::HashMismatch,
-            LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
-            LoadError::PoolTooSmall { .. } => ErrorKind::LimitExceeded,
-            LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
-            LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
-            LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
-            LoadError::MissingExport { .. } => ErrorKind::MissingExport,
-        }
-    }
-}
-
-/// A verified, compiled and linked entry, ready to spawn many times.
-pub struct Program {
-    /// The binary's sha256, checked against the entry's `hash`.
-    pub digest: Digest,
-    pub(crate) target: Target,
-    /// For a core module, its core types as the matching component types (i32 as s32, ...).
-    pub signature: Signature,
-    /// The binary's file, and what it looked like when its hash was checked.
-    pub file: FileCheck,
-    /// The binary imports nothing: its processes need no WASI context.
-    pub imports_nothing: bool,
-    /// The entry's network policy, for a component granted `wasi:http` (its requests ask it).
-    pub(crate) http_policy: Option<Arc<crate::network::NetworkPolicy>>,
-    /// The entry's `limits.max_value`: what a result, or a spawn's arguments, may count.
-    pub max_value: u64,
-    /// The hostcall fuel its stores get, so that wasmtime's lift of the result, and what one
-    /// host call copies from the guest, stay within `max_value` (see
-    /// `value::lift_fuel`).
-    pub lift_fuel: usize,
-    /// The engine's admission (see [`Loader`]), reached through the program that every
-    /// process holds anyway. Processes start in the order they were spawned: a spawn that
-    /// finds a place free takes it at once as an owned permit (one more reference count per
-    /// spawn; no cost showed, 0.86-0.88 vs 0.87-0.90 of bare).
-    pub(crate) admission: Arc<tokio::sync::Semaphore>,
-}
-
-/// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is
-/// noticed, and its hash checked again, within this time (and one epoch tick: the time is
-/// read from the epoch thread's clock). Looking on every spawn cost a tenth of a spawn.
-pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A binary's file as it was when its hash was checked, and when it was last looked at.
-pub struct FileCheck {
-    pub path: PathBuf,
-    pub stamp: FileStamp,
-    clock: crate::engine::CoarseClock,
-    /// The clock's time at the last look.
-    looked: std::sync::atomic::AtomicU64,
-}
-
-impl FileCheck {
-    pub fn new(path: PathBuf, stamp: FileStamp, clock: crate::engine::CoarseClock) -> Self {
-        FileCheck {
-            path,
-            stamp,
-            looked: std::sync::atomic::AtomicU64::new(clock.millis()),
-            clock,
-        }
-    }
-
-    /// False when the file looks different from when its hash was checked. Looks at most
-    /// once per [`RECHECK`] (one spawn looks; the others trust the last look).
-    pub fn unchanged(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self.clock.millis();
-        let looked = self.looked.load(Relaxed);
-        if now.saturating_sub(looked) < RECHECK.as_millis() as u64
-            || self
-                .looked
-                .compare_exchange(looked, now, Relaxed, Relaxed)
-                .is_err()
-        {
-            return true;
-        }
-        FileStamp::of(&self.path).ok() == Some(self.stamp)
-    }
-}
-
-/// What a spawn instantiates and calls.
-pub enum Target {
-    Component {
-        pre: InstancePre<ComponentData>,
-        export: ComponentExportIndex,
-    },
-    /// A wasip1 core module: `func` is `_start` for a command, or another export.
-    Module {
-        pre: wasmtime::InstancePre<ModuleData>,
-        func: String,
-    },
-}
+pub use error::LoadError;
+pub use program::{FileCheck, FileStamp, Program, Target, RECHECK};
 
 /// The largest binary a `process.wasm` entry may name: far above any real component (ours are
 /// 15-100 KB), far below what would strain the host's memory.
 pub const MAX_BINARY_BYTES: u64 = 256 << 20;
-
-/// Size and modification time: cheap to read on every spawn, changes when the file does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-impl FileStamp {
-    pub fn of(path: &Path) -> std::io::Result<FileStamp> {
-        let meta = std::fs::metadata(path)?;
-        Ok(FileStamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-        })
-    }
-}
 
 /// Compiles binaries once per digest: entries that share a binary share its machine code.
 pub struct Loader {

@@ -1,0 +1,141 @@
+//! Why an entry's binary cannot be run: each reason names the entry and maps to one
+//! [`ErrorKind`].
+
+use std::path::PathBuf;
+
+use crate::error::ErrorKind;
+use crate::id::EntryId;
+use crate::inspect::BinaryKind;
+use crate::manifest::{Digest, Method};
+
+/// Why an entry's binary cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The binary could not be read from its `fs.directory`.
+    #[error("entry `{entry}`: cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The binary's path on the host.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The binary's sha256 differs from the entry's `hash`; nothing was compiled.
+    #[error("entry `{entry}`: hash mismatch for {}: expected {expected}, actual {actual}", path.display())]
+    HashMismatch {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The binary's path on the host.
+        path: PathBuf,
+        // Boxed: digests are 32 bytes each, and every `Result` carrying this error pays for
+        // its largest variant.
+        /// The entry's `hash`.
+        expected: Box<Digest>,
+        /// The digest of the bytes read.
+        actual: Box<Digest>,
+    },
+    /// The bytes are not a valid WebAssembly component or core module.
+    #[error("entry `{entry}`: {} is not a valid WebAssembly {what}: {reason}", path.display())]
+    InvalidBinary {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The binary's path on the host.
+        path: PathBuf,
+        /// What the binary claims to be.
+        what: BinaryKind,
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// A valid binary that a slot of the instance pool cannot hold: a memory or table larger
+    /// than a slot's, or more of them than a slot has: `limit_exceeded`, not `invalid_binary`,
+    /// since the binary itself is valid.
+    #[error("entry `{entry}`: {reason}")]
+    PoolTooSmall {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Names the file, what wasmtime found and the settings to change.
+        reason: String,
+    },
+    /// The binary imports interfaces the entry does not grant; nothing was linked.
+    #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", imports.join(", "), advice(imports), granted.join(", "))]
+    UngrantedImports {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The imports not granted.
+        imports: Vec<String>,
+        /// The entry's `imports:` list.
+        granted: Vec<String>,
+    },
+    /// The binary imports an interface (or version) that wasmproc does not provide.
+    #[error(
+        "entry `{entry}`: the binary needs a host interface wasmproc does not provide: {reason}"
+    )]
+    UnsupportedImport {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Which import, and why.
+        reason: String,
+    },
+    /// A limit the engine cannot honour (a `max_memory` larger than a pool slot).
+    #[error("entry `{entry}`: {reason}")]
+    LimitTooLarge {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Which limit, and the largest the engine allows.
+        reason: String,
+    },
+    /// The entry's `method` is not a function exported by the binary.
+    #[error(
+        "entry `{entry}`: method `{method}` is not an exported function (exported functions: {})",
+        list_or_none(available)
+    )]
+    MissingExport {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The entry's `method`.
+        method: Method,
+        /// The functions the binary exports.
+        available: Vec<String>,
+    },
+}
+
+/// What to add to `imports:` to grant these, when they are families wasmproc knows.
+fn advice(imports: &[String]) -> String {
+    let mut families: Vec<_> = imports
+        .iter()
+        .filter_map(|i| crate::manifest::Family::of_import(i))
+        .map(|f| f.package())
+        .collect();
+    families.dedup();
+    if families.is_empty() {
+        String::new()
+    } else {
+        format!(": add {} to its imports", families.join(", "))
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl LoadError {
+    /// The stable kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LoadError::Unreadable { .. } => ErrorKind::BinaryUnreadable,
+            LoadError::HashMismatch { .. } => ErrorKind::HashMismatch,
+            LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
+            LoadError::PoolTooSmall { .. } => ErrorKind::LimitExceeded,
+            LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
+            LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
+            LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
+            LoadError::MissingExport { .. } => ErrorKind::MissingExport,
+        }
+    }
+}
