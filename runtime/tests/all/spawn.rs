@@ -1071,3 +1071,54 @@ fn an_async_export_runs_as_a_process_and_exits_with_its_task_return_value() {
     let exit = receive(&mut mailbox).expect("an EXIT");
     assert_eq!(exit.outcome, Ok(json!(42)));
 }
+
+/// Async exports that misbehave: one ends without `task.return`, one asks to be called back
+/// forever. Each ends with its own error, never a hang or a host failure.
+const ASYNC_HOSTILE: &str = r#"
+(component
+  (core module $m
+    (func (export "callback") (param i32 i32 i32) (result i32)
+      i32.const 1 ;; YIELD, again and again
+    )
+    (func (export "silent") (param i32) (result i32)
+      i32.const 0 ;; EXIT, but no task.return
+    )
+    (func (export "forever") (param i32) (result i32)
+      i32.const 1 ;; YIELD
+    )
+  )
+  (core instance $i (instantiate $m))
+  (func (export "silent") async (param "n" u32) (result u32)
+    (canon lift (core func $i "silent") async (callback (core func $i "callback")))
+  )
+  (func (export "forever") async (param "n" u32) (result u32)
+    (canon lift (core func $i "forever") async (callback (core func $i "callback")))
+  )
+)
+"#;
+
+#[test]
+fn async_exports_that_never_return_end_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n  - {{ name: silent, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{digest}\", method: silent }}\n  - {{ name: forever, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{digest}\", method: forever, limits: {{ max_execution_ms: 300 }} }}\n"
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::load(&manifest).unwrap();
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:silent", "t:host", &[json!(1)], &mailbox)
+        .unwrap();
+    let silent = receive(&mut mailbox).expect("an EXIT");
+    let error = silent.outcome.expect_err("no value was returned");
+    assert_eq!(error.kind, ErrorKind::Trap, "{error:?}");
+    rt.spawn_monitored("t:forever", "t:host", &[json!(1)], &mailbox)
+        .unwrap();
+    let forever = receive(&mut mailbox).expect("an EXIT");
+    let error = forever.outcome.expect_err("it never returns");
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+}
