@@ -134,9 +134,6 @@ pub fn new(pool: Pool) -> Result<Engine, Error> {
 pub fn config(pool: Pool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // WASI 0.3 components are component-model-async ones (docs/wasi-p3-plan.md).
-    config.concurrency_support(true);
-    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.consume_fuel(true);
     let capacity = Capacity::of(pool.processes);

@@ -305,14 +305,7 @@ impl Loader {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleData| &mut *s.p1)
             .and_then(|_| crate::special_files::guard_path_open(&mut linker))
             .and_then(|_| linker.instantiate_pre(&module))
-            .map(|pre| {
-                let signature = Signature {
-                    params,
-                    results,
-                    is_async: false,
-                };
-                (Target::Module { pre, func }, signature)
-            })
+            .map(|pre| (Target::Module { pre, func }, Signature { params, results }))
             .map_err(|e| LoadError::UnsupportedImport {
                 entry: entry.clone(),
                 reason: format!("{e:#}"),

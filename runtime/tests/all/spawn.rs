@@ -1036,38 +1036,3 @@ fn in_the_arena_stacks_have_no_guard_page_yet_unbounded_recursion_is_a_trap_in_e
     let exit = receive(&mut mailbox).expect("an EXIT");
     assert_eq!((exit.from, exit.outcome), (pid, Ok(json!(42))));
 }
-
-/// A component-model-async export (a WASI 0.3 guest's kind): it returns with `task.return`
-/// and tells its callback loop it is done.
-const ASYNC_DOUBLER: &str = r#"
-(component
-  (core module $m
-    (import "" "task.return" (func $task.return (param i32)))
-    (func (export "callback") (param i32 i32 i32) (result i32)
-      unreachable)
-    (func (export "double") (param i32) (result i32)
-      (call $task.return (i32.mul (local.get 0) (i32.const 2)))
-      i32.const 0 ;; EXIT
-    )
-  )
-  (core func $task.return (canon task.return (result u32)))
-  (core instance $i (instantiate $m
-    (with "" (instance (export "task.return" (func $task.return))))
-  ))
-  (func (export "double") async (param "n" u32) (result u32)
-    (canon lift (core func $i "double") async (callback (core func $i "callback")))
-  )
-)
-"#;
-
-#[test]
-fn an_async_export_runs_as_a_process_and_exits_with_its_task_return_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "async.wasm", ASYNC_DOUBLER);
-    let rt = runtime(dir.path(), &[("double", "async.wasm", digest, "double")]);
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:double", "t:host", &[json!(21)], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
-    assert_eq!(exit.outcome, Ok(json!(42)));
-}

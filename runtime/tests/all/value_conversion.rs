@@ -55,7 +55,10 @@ fn signature(name: &str) -> Signature {
     let Some((ComponentItem::ComponentFunc(func), _)) = component.get_export(None, name) else {
         panic!("no function export `{name}`");
     };
-    Signature::of(&func)
+    Signature {
+        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
+        results: func.results().collect(),
+    }
 }
 
 fn convert(name: &str, args: Value) -> Result<Vec<Val>, String> {
