@@ -246,3 +246,36 @@ fn a_long_instruction_in_a_coroutine_is_preempted_not_a_limit() {
         "a preemptible script is terminated, not over a limit"
     );
 }
+
+/// Where the script cannot yield (inside a `__tostring` that `tostring` calls), resuming a
+/// spinning coroutine again and again must still end at the unpreemptible limit: the coroutine
+/// yields at each slice, but the loop around it cannot.
+#[test]
+fn a_coroutine_resumed_in_a_loop_where_nothing_can_yield_ends_at_the_limit() {
+    for (name, resume) in [
+        (
+            "wrap.lua",
+            "local co = coroutine.wrap(spin) while true do co() end",
+        ),
+        (
+            "resume.lua",
+            "local co = coroutine.create(spin) while true do coroutine.resume(co) end",
+        ),
+    ] {
+        let runtime = runtime();
+        let mut mailbox = Mailbox::new();
+        let source = format!(
+            "local s = string.rep('x', 1 << 20)\n\
+             local function spin() while true do local t = s .. 'y' end end\n\
+             local t = setmetatable({{}}, {{ __tostring = function() {resume} end }})\n\
+             tostring(t)"
+        );
+        spawn_script(&runtime, &source, name, &[], &mailbox);
+        let exit = receive(&mut mailbox);
+        assert_eq!(
+            exit.outcome.unwrap_err().kind,
+            ErrorKind::LimitExceeded,
+            "{name}"
+        );
+    }
+}
