@@ -108,7 +108,8 @@ impl Loader {
         // A regular file of bounded size: a FIFO or device put where the binary was expected
         // (by a guest that can write into the directory, say) would block or never end.
         let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(unreadable)?;
-        let digest = check_hash(entry, wasm, &path, &bytes)?;
+        let digest = Digest::of(&bytes);
+        check_hash(entry, wasm, &path, digest)?;
         self.prepare(entry, wasm, path, stamp, digest, &bytes)
     }
 
@@ -124,7 +125,9 @@ impl Loader {
         bytes: &[u8],
     ) -> (Vec<LoadError>, Option<Arc<Program>>) {
         let mut problems = Vec::new();
-        if let Err(e) = check_hash(entry, wasm, path, bytes) {
+        // Hashed once: a binary may be hundreds of MiB.
+        let digest = Digest::of(bytes);
+        if let Err(e) = check_hash(entry, wasm, path, digest) {
             problems.push(e);
         }
         let stamp = match FileStamp::of(path) {
@@ -138,7 +141,6 @@ impl Loader {
                 return (problems, None);
             }
         };
-        let digest = Digest::of(bytes);
         match self.prepare(entry, wasm, path.to_path_buf(), stamp, digest, bytes) {
             Ok(program) => (problems, Some(program)),
             Err(e) => {
@@ -458,16 +460,15 @@ impl Loader {
     }
 }
 
-/// The sha256 of `bytes` is the one `entry` pins.
+/// `actual`, the sha256 of the binary read from `path`, is the one `entry` pins.
 fn check_hash(
     entry: &EntryId,
     wasm: &WasmSpec,
     path: &Path,
-    bytes: &[u8],
-) -> Result<Digest, LoadError> {
-    let actual = Digest::of(bytes);
+    actual: Digest,
+) -> Result<(), LoadError> {
     if actual == wasm.hash {
-        return Ok(actual);
+        return Ok(());
     }
     Err(LoadError::HashMismatch {
         entry: entry.clone(),
