@@ -78,7 +78,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
         Ok(loader) => loader,
         Err(e) => return crate::refused(e.kinded()),
     };
-    let mut inspection = inspect(loader.engine(), &bytes);
+    let mut inspection = inspect(&loader, &bytes);
     let entry = match &args.entry {
         None => None,
         Some(id) => match check_entry(&args, id, &bytes, &loader, &mut inspection) {

@@ -829,3 +829,35 @@ fn an_unusable_cache_directory_warns_once_and_the_command_still_runs() {
     let warnings = stderr(&output).matches("compiling without it").count();
     assert_eq!(warnings, 1, "{}", stderr(&output));
 }
+
+/// A component-model-async component, the kind WASI 0.3 toolchains emit, is described, not
+/// called invalid.
+#[test]
+fn validate_describes_a_component_model_async_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("async.wasm");
+    let bytes = wat::parse_str(
+        r#"(component
+  (core module $m
+    (import "" "task.return" (func $task.return (param i32)))
+    (func (export "callback") (param i32 i32 i32) (result i32) unreachable)
+    (func (export "double") (param i32) (result i32)
+      (call $task.return (i32.mul (local.get 0) (i32.const 2)))
+      i32.const 0))
+  (core func $task.return (canon task.return (result u32)))
+  (core instance $i (instantiate $m
+    (with "" (instance (export "task.return" (func $task.return))))))
+  (func (export "double") async (param "n" u32) (result u32)
+    (canon lift (core func $i "double") async (callback (core func $i "callback")))))"#,
+    )
+    .unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    let out = wasmproc(&["validate", file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["kind"], "component", "{report}");
+    assert_eq!(
+        report["exports"]["double"], "async func(n: u32) -> u32",
+        "{report}"
+    );
+}

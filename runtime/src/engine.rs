@@ -129,11 +129,38 @@ pub fn new(pool: Pool) -> Result<Engine, Error> {
     })
 }
 
-/// The configuration of every engine wasmproc makes (public so that benchmarks compare bare
-/// wasmtime under exactly this configuration).
+/// The configuration of the engine processes run on (public so that benchmarks compare bare
+/// wasmtime under exactly this configuration). Without the component model's concurrency
+/// support: binaries that use its async ABI run on a second engine ([`concurrent_config`]).
 pub fn config(pool: Pool) -> Config {
+    configured(pool, false)
+}
+
+/// The most processes of component-model-async binaries (WASI 0.3 guests) that run at once;
+/// more wait for a slot. Their engine's pool is this size (or the main one's, if smaller), so
+/// that it costs little address space and few maps until such guests are common.
+pub const CONCURRENT_PROCESSES: u32 = 256;
+
+/// The pool of the engine for component-model-async binaries, beside a main engine's `pool`.
+pub fn concurrent_pool(pool: Pool) -> Pool {
+    Pool {
+        processes: pool.processes.min(CONCURRENT_PROCESSES),
+        ..pool
+    }
+}
+
+/// The configuration of the engine for binaries that use the component model's async ABI:
+/// the main one's, with concurrency support on (every store then carries an event loop).
+pub fn concurrent_config(pool: Pool) -> Config {
+    configured(pool, true)
+}
+
+fn configured(pool: Pool, concurrent: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Compiled in, wasmtime turns concurrency support on by default; it costs every store.
+    config.concurrency_support(concurrent);
+    config.wasm_component_model_async(concurrent);
     config.epoch_interruption(true);
     config.consume_fuel(true);
     let capacity = Capacity::of(pool.processes);
@@ -150,7 +177,8 @@ pub fn config(pool: Pool) -> Config {
             .total_core_instances(n.saturating_mul(8))
             .total_memories(n.saturating_mul(2))
             .total_tables(n.saturating_mul(4))
-            .total_stacks(n)
+            // A concurrent store may hold a second fiber while its first waits on a subtask.
+            .total_stacks(if concurrent { n.saturating_mul(2) } else { n })
             .max_memory_size(usize::try_from(pool.memory).unwrap_or(usize::MAX));
         // A slot given back is reset by copying the image back over the pages the guest
         // dirtied (found with PAGEMAP_SCAN on Linux 6.7+) instead of `madvise`: on 2 cores,

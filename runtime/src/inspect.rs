@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
+use crate::loader::Loader;
 use crate::manifest::{Digest, Family};
 use crate::value::Signature;
 
@@ -54,8 +54,8 @@ pub struct Inspection {
     pub problems: Vec<String>,
 }
 
-/// Inspects `bytes` with `engine` (compiling, not instantiating).
-pub fn inspect(engine: &Engine, bytes: &[u8]) -> Inspection {
+/// Inspects `bytes`, compiled (not instantiated) on the engine of `loader` that would run them.
+pub fn inspect(loader: &Loader, bytes: &[u8]) -> Inspection {
     let mut report = Inspection {
         kind: BinaryKind::Invalid,
         hash: Digest::of(bytes).to_string(),
@@ -67,8 +67,10 @@ pub fn inspect(engine: &Engine, bytes: &[u8]) -> Inspection {
         problems: Vec::new(),
     };
     match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => inspect_module(engine, bytes, &mut report),
-        Some([0, b'a', b's', b'm', ..]) => inspect_component(engine, bytes, &mut report),
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+            inspect_module(loader.engine(), bytes, &mut report)
+        }
+        Some([0, b'a', b's', b'm', ..]) => inspect_component(loader, bytes, &mut report),
         _ => report
             .problems
             .push("not a WebAssembly binary (no `\\0asm` header)".into()),
@@ -76,8 +78,8 @@ pub fn inspect(engine: &Engine, bytes: &[u8]) -> Inspection {
     report
 }
 
-fn inspect_component(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
-    let component = match Component::new(engine, bytes) {
+fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
+    let component = match loader.compile_component(bytes) {
         Ok(component) => component,
         Err(e) => {
             report.problems.push(format!("invalid component: {e:#}"));
@@ -85,6 +87,7 @@ fn inspect_component(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
         }
     };
     report.kind = BinaryKind::Component;
+    let engine = component.engine();
     for (name, func) in crate::loader::component_functions(&component, engine) {
         report
             .exports
@@ -235,7 +238,11 @@ mod tests {
                 (table (export "table") 2 funcref))"#,
         )
         .unwrap();
-        let report = inspect(&Engine::default(), &bytes);
+        let pool = crate::engine::Pool {
+            processes: 0,
+            ..Default::default()
+        };
+        let report = inspect(&crate::engine::loader_with(pool).unwrap(), &bytes);
         let exports: Vec<(&str, &str)> = report
             .exports
             .iter()

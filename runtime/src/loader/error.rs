@@ -99,6 +99,15 @@ pub enum LoadError {
         /// The functions the binary exports.
         available: Vec<String>,
     },
+    /// The binary uses the component model's async ABI, and the engine for such binaries
+    /// could not start (see `engine::concurrent_config`).
+    #[error("entry `{entry}`: it uses the component model's async ABI, and the engine that runs such binaries could not start: {reason}")]
+    NoConcurrentEngine {
+        /// The entry loaded.
+        entry: EntryId,
+        /// Why the engine did not start.
+        reason: String,
+    },
 }
 
 /// What to add to `imports:` to grant these, when they are families wasmproc knows.
@@ -136,6 +145,7 @@ impl LoadError {
             LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
             LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
             LoadError::MissingExport { .. } => ErrorKind::MissingExport,
+            LoadError::NoConcurrentEngine { .. } => ErrorKind::HostFailure,
         }
     }
 }

@@ -5,22 +5,25 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, ComponentExportIndex, Linker};
+use wasmtime::component::{Component, ComponentExportIndex};
 use wasmtime::Engine;
 
 use crate::code_cache::{ArtifactKind, CodeCache};
 use crate::id::EntryId;
-use crate::imports::{self, Grants};
+use crate::imports::Grants;
 use crate::inspect::BinaryKind;
 use crate::manifest::{Digest, Family, Method, WasmSpec};
-use crate::store_data::{ComponentData, ModuleData};
+use crate::store_data::ModuleData;
 use crate::value::Signature;
 
+mod backend;
 mod error;
 mod program;
+
+use backend::Backend;
 
 pub use error::LoadError;
 pub use program::{FileCheck, FileStamp, Program, Target, RECHECK};
@@ -31,22 +34,19 @@ pub const MAX_BINARY_BYTES: u64 = 256 << 20;
 
 /// Compiles binaries once per digest: entries that share a binary share its machine code.
 pub struct Loader {
-    engine: Engine,
+    /// The engine most binaries run on.
+    main: Backend,
+    /// The engine for binaries that use the component model's async ABI, started the first
+    /// time one is loaded (see the `backend` module); why it could not start, if it could not.
+    concurrent: OnceLock<Result<Backend, String>>,
     pool: crate::engine::Pool,
-    /// One permit per process the engine holds at once (a pool slot, or without a pool what the
-    /// map limit allows): a process waits for one before it is instantiated, so a full engine
-    /// queues processes instead of failing them.
-    admission: Arc<tokio::sync::Semaphore>,
     /// Memories come from the arena (`crate::arena`), not wasmtime's pool: wasmtime does not
     /// check a binary against it, the loader does ([`Loader::fits_the_arena`]).
     arena: bool,
-    /// Its clock tells programs when to look at their files again.
-    ticker: crate::engine::EpochTicker,
     compiled: Mutex<HashMap<Digest, Component>>,
-    /// Compiled code on disk, kept between runs (none: every run compiles).
+    /// Compiled code on disk, kept between runs (none: every run compiles). Only the main
+    /// engine's.
     disk: Option<CodeCache>,
-    /// One linker per distinct set of grants: entries granted the same families share it.
-    linkers: Mutex<HashMap<Grants, Arc<Linker<ComponentData>>>>,
 }
 
 impl Loader {
@@ -54,16 +54,12 @@ impl Loader {
     pub fn new(engine: Engine, pool: crate::engine::Pool) -> Result<Self, crate::error::Error> {
         let capacity = crate::capacity::Capacity::of(pool.processes);
         Ok(Loader {
+            main: Backend::new(engine, pool)?,
+            concurrent: OnceLock::new(),
             pool,
-            // Without a pool too: past what the kernel's map limit leaves room for, instances
-            // fail with ENOMEM (see `capacity`).
-            admission: Arc::new(tokio::sync::Semaphore::new(capacity.processes as usize)),
             arena: capacity.allocation == crate::capacity::Allocation::Arena,
-            ticker: crate::engine::EpochTicker::start(&engine)?,
-            engine,
             compiled: Mutex::new(HashMap::new()),
             disk: None,
-            linkers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -72,7 +68,7 @@ impl Loader {
     /// code would belong to that engine.
     pub fn with_code_cache(mut self, disk: Option<CodeCache>) -> Self {
         self.disk = disk.filter(|disk| {
-            let same = Engine::same(disk.engine(), &self.engine);
+            let same = Engine::same(disk.engine(), &self.main.engine);
             if !same {
                 tracing::warn!(dir = %disk.dir().display(), "a compiled-code cache opened for another engine is not used");
             }
@@ -81,9 +77,22 @@ impl Loader {
         self
     }
 
-    /// The engine every program this loader compiles runs on.
+    /// The engine most programs this loader compiles run on: all but those of binaries that
+    /// use the component model's async ABI.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.main.engine
+    }
+
+    /// Compiles a component on the engine that can run it, without caching it: the main
+    /// engine, or when the binary uses the component model's async ABI, the concurrent one.
+    pub fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        match Component::new(&self.main.engine, bytes) {
+            Err(e) if backend::needs_async_abi(&e) => match self.concurrent() {
+                Ok(concurrent) => Component::new(&concurrent.engine, bytes),
+                Err(reason) => Err(e.context(reason)),
+            },
+            compiled => compiled,
+        }
     }
 
     /// The on-disk cache this loader uses, if any (its counters tell hits from compiles).
@@ -181,7 +190,7 @@ impl Loader {
                 digest: actual,
                 target,
                 signature,
-                file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
+                file: FileCheck::new(path, stamp, self.main.ticker.clock().clone()),
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
                 http_policy: None,
@@ -189,14 +198,15 @@ impl Loader {
                 // Its result is numbers; the fuel bounds what one preview 1 call copies from
                 // the guest (wasmtime's default: 128 MiB).
                 lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
-                admission: self.admission.clone(),
+                admission: self.main.admission.clone(),
             }));
         }
         let component = self.compile(entry, &path, actual, bytes)?;
+        let backend = self.backend_of(&component);
         let grants = Grants::new(&wasm.imports);
-        check_imports(entry, wasm, &grants, &component, &self.engine)?;
-        let (export, signature) = find_export(entry, &wasm.method, &component, &self.engine)?;
-        let pre = self
+        check_imports(entry, wasm, &grants, &component, &backend.engine)?;
+        let (export, signature) = find_export(entry, &wasm.method, &component, &backend.engine)?;
+        let pre = backend
             .linker(&grants)
             .and_then(|linker| linker.instantiate_pre(&component))
             .map_err(|e| LoadError::UnsupportedImport {
@@ -206,7 +216,7 @@ impl Loader {
         tracing::debug!(%entry, digest = %actual, "loaded");
         let imports_nothing = component
             .component_type()
-            .imports(&self.engine)
+            .imports(&backend.engine)
             .next()
             .is_none();
         let max_value = wasm.limits.max_value();
@@ -215,13 +225,13 @@ impl Loader {
             target: Target::Component { pre, export },
             lift_fuel: crate::value::lift_fuel(&signature.results, max_value),
             signature,
-            file: FileCheck::new(path, stamp, self.ticker.clock().clone()),
+            file: FileCheck::new(path, stamp, self.main.ticker.clock().clone()),
             imports_nothing,
             http_policy: grants
                 .has(crate::manifest::Family::Http)
                 .then(|| wasm.network.clone()),
             max_value,
-            admission: self.admission.clone(),
+            admission: backend.admission.clone(),
         }))
     }
 
@@ -241,16 +251,15 @@ impl Loader {
             what: BinaryKind::CoreModule,
             reason,
         };
-        let module = self.cached_or_compiled(
-            &digest,
-            ArtifactKind::Module,
-            CodeCache::module,
-            || {
-                wasmtime::Module::new(&self.engine, bytes)
-                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))
-            },
-            wasmtime::Module::serialize,
-        )?;
+        let module = self
+            .cached_or_compiled(
+                &digest,
+                ArtifactKind::Module,
+                CodeCache::module,
+                || wasmtime::Module::new(&self.main.engine, bytes),
+                wasmtime::Module::serialize,
+            )
+            .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
         self.fits_the_arena(
             entry,
             path,
@@ -303,11 +312,18 @@ impl Loader {
                 "export `{func}` has parameter or result types a spawn cannot pass (only i32, i64, f32, f64)"
             )));
         };
-        let mut linker = wasmtime::Linker::<ModuleData>::new(&self.engine);
+        let mut linker = wasmtime::Linker::<ModuleData>::new(&self.main.engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleData| &mut *s.p1)
             .and_then(|_| crate::special_files::guard_path_open(&mut linker))
             .and_then(|_| linker.instantiate_pre(&module))
-            .map(|pre| (Target::Module { pre, func }, Signature { params, results }))
+            .map(|pre| {
+                let signature = Signature {
+                    params,
+                    results,
+                    is_async: false,
+                };
+                (Target::Module { pre, func }, signature)
+            })
             .map_err(|e| LoadError::UnsupportedImport {
                 entry: entry.clone(),
                 reason: format!("{e:#}"),
@@ -339,18 +355,29 @@ impl Loader {
                 ))
             }
         }
+        let not_compiled = |e| self.not_compiled(entry, path, BinaryKind::Component, e);
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
-        let component = self.cached_or_compiled(
+        let component = match self.cached_or_compiled(
             &digest,
             ArtifactKind::Component,
             CodeCache::component,
-            || {
-                Component::new(&self.engine, bytes)
-                    .map_err(|e| self.not_compiled(entry, path, BinaryKind::Component, e))
-            },
+            || Component::new(&self.main.engine, bytes),
             Component::serialize,
-        )?;
+        ) {
+            Ok(component) => component,
+            // Not kept on disk: the cache's key is the main engine's configuration.
+            Err(e) if backend::needs_async_abi(&e) => {
+                let concurrent =
+                    self.concurrent()
+                        .map_err(|reason| LoadError::NoConcurrentEngine {
+                            entry: entry.clone(),
+                            reason,
+                        })?;
+                Component::new(&concurrent.engine, bytes).map_err(not_compiled)?
+            }
+            Err(e) => return Err(not_compiled(e)),
+        };
         self.fits_the_arena(
             entry,
             path,
@@ -368,9 +395,9 @@ impl Loader {
         digest: &Digest,
         kind: ArtifactKind,
         cached: fn(&CodeCache, &Digest) -> Option<T>,
-        compile: impl FnOnce() -> Result<T, LoadError>,
+        compile: impl FnOnce() -> wasmtime::Result<T>,
         serialize: fn(&T) -> wasmtime::Result<Vec<u8>>,
-    ) -> Result<T, LoadError> {
+    ) -> wasmtime::Result<T> {
         if let Some(found) = self.disk.as_ref().and_then(|disk| cached(disk, digest)) {
             return Ok(found);
         }
@@ -449,14 +476,22 @@ impl Loader {
         crate::lock::lock(&self.compiled)
     }
 
-    fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ComponentData>>> {
-        let mut linkers = crate::lock::lock(&self.linkers);
-        if let Some(linker) = linkers.get(grants) {
-            return Ok(linker.clone());
+    /// The concurrent engine, started on first use.
+    fn concurrent(&self) -> Result<&Backend, String> {
+        self.concurrent
+            .get_or_init(|| Backend::concurrent(self.pool).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The backend whose engine compiled `component`.
+    fn backend_of(&self, component: &Component) -> &Backend {
+        match self.concurrent.get() {
+            Some(Ok(concurrent)) if Engine::same(component.engine(), &concurrent.engine) => {
+                concurrent
+            }
+            _ => &self.main,
         }
-        let linker = Arc::new(imports::linker(&self.engine, grants)?);
-        linkers.insert(grants.clone(), linker.clone());
-        Ok(linker)
     }
 }
 
@@ -557,4 +592,66 @@ pub fn component_functions(
         }
     }
     functions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loader() -> Loader {
+        let pool = crate::engine::Pool {
+            processes: 0,
+            ..Default::default()
+        };
+        crate::engine::loader_with(pool).unwrap()
+    }
+
+    /// An `async func` export: its binary uses `task.return` and an async lift.
+    const ASYNC: &str = r#"(component
+      (core module $m
+        (import "" "task.return" (func $ret (param i32)))
+        (func (export "callback") (param i32 i32 i32) (result i32) unreachable)
+        (func (export "f") (param i32) (result i32) (call $ret (local.get 0)) i32.const 0))
+      (core func $ret (canon task.return (result u32)))
+      (core instance $i (instantiate $m (with "" (instance (export "task.return" (func $ret))))))
+      (func (export "f") async (param "n" u32) (result u32)
+        (canon lift (core func $i "f") async (callback (core func $i "callback")))))"#;
+
+    const SYNC: &str = r#"(component
+      (core module $m (func (export "f") (param i32) (result i32) local.get 0))
+      (core instance $i (instantiate $m))
+      (func (export "f") (param "n" u32) (result u32) (canon lift (core func $i "f"))))"#;
+
+    #[test]
+    fn only_async_abi_binaries_get_the_concurrent_engine_and_only_once_one_is_loaded() {
+        let loader = loader();
+        let sync = loader
+            .compile_component(&wat::parse_str(SYNC).unwrap())
+            .unwrap();
+        assert!(Engine::same(sync.engine(), loader.engine()));
+        assert!(loader.concurrent.get().is_none(), "started for nothing");
+        let asynchronous = loader
+            .compile_component(&wat::parse_str(ASYNC).unwrap())
+            .unwrap();
+        assert!(!Engine::same(asynchronous.engine(), loader.engine()));
+        assert!(matches!(loader.concurrent.get(), Some(Ok(_))));
+        assert!(Engine::same(
+            &loader.backend_of(&asynchronous).engine,
+            asynchronous.engine()
+        ));
+        assert!(Engine::same(
+            &loader.backend_of(&sync).engine,
+            loader.engine()
+        ));
+    }
+
+    #[test]
+    fn an_invalid_component_is_not_retried_on_the_concurrent_engine() {
+        let loader = loader();
+        // A component header, then a section id that does not exist.
+        let garbage = [0, b'a', b's', b'm', 0x0d, 0, 1, 0, 0x7f, 1, 0];
+        let error = loader.compile_component(&garbage).unwrap_err();
+        assert!(!backend::needs_async_abi(&error), "{error:#}");
+        assert!(loader.concurrent.get().is_none());
+    }
 }

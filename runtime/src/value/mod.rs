@@ -46,10 +46,16 @@ pub struct Signature {
     pub params: Vec<(String, Type)>,
     /// The result types (none, one, or several for a core function).
     pub results: Vec<Type>,
+    /// A component-model-async export (`async func`, as WASI 0.3 guests export): it returns
+    /// through `task.return`, and may keep running after.
+    pub is_async: bool,
 }
 
 impl std::fmt::Display for Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_async {
+            write!(f, "async ")?;
+        }
         write!(f, "func(")?;
         for (i, (name, ty)) in self.params.iter().enumerate() {
             if i > 0 {
@@ -151,6 +157,7 @@ impl Signature {
         Signature {
             params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
             results: func.results().collect(),
+            is_async: func.async_(),
         }
     }
 

@@ -151,10 +151,7 @@ fn signature(ty: &Ty) -> Signature {
     let Some((ComponentItem::ComponentFunc(func), _)) = component.get_export(None, "f") else {
         panic!("no export f");
     };
-    Signature {
-        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
-        results: func.results().collect(),
-    }
+    Signature::of(&func)
 }
 
 proptest! {

@@ -1036,3 +1036,151 @@ fn in_the_arena_stacks_have_no_guard_page_yet_unbounded_recursion_is_a_trap_in_e
     let exit = receive(&mut mailbox).expect("an EXIT");
     assert_eq!((exit.from, exit.outcome), (pid, Ok(json!(42))));
 }
+
+/// A component-model-async export (a WASI 0.3 guest's kind): it returns with `task.return`
+/// and tells its callback loop it is done.
+const ASYNC_DOUBLER: &str = r#"
+(component
+  (core module $m
+    (import "" "task.return" (func $task.return (param i32)))
+    (func (export "callback") (param i32 i32 i32) (result i32)
+      unreachable)
+    (func (export "double") (param i32) (result i32)
+      (call $task.return (i32.mul (local.get 0) (i32.const 2)))
+      i32.const 0 ;; EXIT
+    )
+  )
+  (core func $task.return (canon task.return (result u32)))
+  (core instance $i (instantiate $m
+    (with "" (instance (export "task.return" (func $task.return))))
+  ))
+  (func (export "double") async (param "n" u32) (result u32)
+    (canon lift (core func $i "double") async (callback (core func $i "callback")))
+  )
+)
+"#;
+
+/// Async and ordinary exports run side by side on one host (they run on different engines:
+/// only the async ones need wasmtime's concurrency support), each EXIT with its own value.
+#[test]
+fn an_async_export_runs_as_a_process_and_exits_with_its_task_return_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let doubler = write_component(dir.path(), "async.wasm", ASYNC_DOUBLER);
+    let arithmetic = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let rt = runtime(
+        dir.path(),
+        &[
+            ("double", "async.wasm", doubler, "double"),
+            ("add", "arith.wasm", arithmetic, "add"),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    let mut expected = std::collections::HashMap::new();
+    for n in 0..20 {
+        let pid = rt
+            .spawn_monitored("t:double", "t:host", &[json!(n)], &mailbox)
+            .unwrap();
+        expected.insert(pid, json!(2 * n));
+        let pid = rt
+            .spawn_monitored("t:add", "t:host", &[json!(n), json!(1000)], &mailbox)
+            .unwrap();
+        expected.insert(pid, json!(n + 1000));
+    }
+    for _ in 0..40 {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let value = expected.remove(&exit.from).expect("one EXIT per process");
+        assert_eq!(exit.outcome, Ok(value), "{:?}", exit.from);
+    }
+    assert!(expected.is_empty());
+}
+
+/// Async exports that misbehave: one ends without `task.return`, one asks to be called back
+/// forever. Each ends with its own error, never a hang or a host failure.
+const ASYNC_HOSTILE: &str = r#"
+(component
+  (core module $m
+    (func (export "callback") (param i32 i32 i32) (result i32)
+      i32.const 1 ;; YIELD, again and again
+    )
+    (func (export "silent") (param i32) (result i32)
+      i32.const 0 ;; EXIT, but no task.return
+    )
+    (func (export "forever") (param i32) (result i32)
+      i32.const 1 ;; YIELD
+    )
+    (func (export "spin") (param i32) (result i32)
+      (loop br 0)
+      i32.const 0
+    )
+  )
+  (core instance $i (instantiate $m))
+  (func (export "silent") async (param "n" u32) (result u32)
+    (canon lift (core func $i "silent") async (callback (core func $i "callback")))
+  )
+  (func (export "forever") async (param "n" u32) (result u32)
+    (canon lift (core func $i "forever") async (callback (core func $i "callback")))
+  )
+  (func (export "spin") async (param "n" u32) (result u32)
+    (canon lift (core func $i "spin") async (callback (core func $i "callback")))
+  )
+)
+"#;
+
+#[test]
+fn async_exports_that_never_return_end_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n  - {{ name: silent, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{digest}\", method: silent }}\n  - {{ name: forever, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{digest}\", method: forever, limits: {{ max_execution_ms: 300 }} }}\n"
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::load(&manifest).unwrap();
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:silent", "t:host", &[json!(1)], &mailbox)
+        .unwrap();
+    let silent = receive(&mut mailbox).expect("an EXIT");
+    let error = silent.outcome.expect_err("no value was returned");
+    assert_eq!(error.kind, ErrorKind::Trap, "{error:?}");
+    rt.spawn_monitored("t:forever", "t:host", &[json!(1)], &mailbox)
+        .unwrap();
+    let forever = receive(&mut mailbox).expect("an EXIT");
+    let error = forever.outcome.expect_err("it never returns");
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+}
+
+/// An async export that spins is preempted like any other (its engine has its own epoch
+/// ticker): an ordinary process on the same one-worker host ends while it spins, and the
+/// spinner ends at its time limit.
+#[test]
+fn a_spinning_async_export_does_not_starve_an_ordinary_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = write_component(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
+    let arithmetic = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n  - {{ name: spin, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{hostile}\", method: spin, limits: {{ max_execution_ms: 2000 }} }}\n  - {{ name: add, kind: process.wasm, fs: bins, path: arith.wasm, hash: \"{arithmetic}\", method: add }}\n"
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::load(&manifest).unwrap();
+    let mut mailbox = Mailbox::new();
+    let spinner = rt
+        .spawn_monitored("t:spin", "t:host", &[json!(1)], &mailbox)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let adder = rt
+        .spawn_monitored("t:add", "t:host", &[json!(2), json!(3)], &mailbox)
+        .unwrap();
+    let first = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!((first.from, first.outcome), (adder, Ok(json!(5))));
+    let second = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(second.from, spinner);
+    let error = second.outcome.expect_err("it never returns");
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+}

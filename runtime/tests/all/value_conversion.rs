@@ -55,10 +55,7 @@ fn signature(name: &str) -> Signature {
     let Some((ComponentItem::ComponentFunc(func), _)) = component.get_export(None, name) else {
         panic!("no function export `{name}`");
     };
-    Signature {
-        params: func.params().map(|(n, t)| (n.to_string(), t)).collect(),
-        results: func.results().collect(),
-    }
+    Signature::of(&func)
 }
 
 fn convert(name: &str, args: Value) -> Result<Vec<Val>, String> {

@@ -1,0 +1,82 @@
+//! An engine and what the processes compiled for it share: its admission, its linkers and its
+//! epoch ticker. A loader has two: the main one, and one with the component model's
+//! concurrency support, started the first time a binary needs it.
+//!
+//! Why two: with concurrency support on, wasmtime gives every store the state of an async
+//! event loop and runs every component call through it, which cost each process 7.5 KiB of
+//! resident memory whether or not its binary used the async ABI (1,000 sleepers: 44.8 vs
+//! 37.0-37.3 KiB each; benches/README.md). Only binaries that need it pay for it here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::Linker;
+use wasmtime::Engine;
+
+use crate::capacity::Capacity;
+use crate::engine::{EpochTicker, Pool};
+use crate::error::Error;
+use crate::imports::{self, Grants};
+use crate::store_data::ComponentData;
+
+pub(super) struct Backend {
+    pub(super) engine: Engine,
+    /// One permit per process the engine holds at once (a pool slot, or without a pool what the
+    /// map limit allows): a process waits for one before it is instantiated, so a full engine
+    /// queues processes instead of failing them.
+    pub(super) admission: Arc<tokio::sync::Semaphore>,
+    /// Its clock tells programs when to look at their files again.
+    pub(super) ticker: EpochTicker,
+    /// One linker per distinct set of grants: entries granted the same families share it.
+    linkers: Mutex<HashMap<Grants, Arc<Linker<ComponentData>>>>,
+}
+
+impl Backend {
+    /// Fails when the engine's epoch thread cannot start.
+    pub(super) fn new(engine: Engine, pool: Pool) -> Result<Self, Error> {
+        Ok(Backend {
+            // Without a pool too: past what the kernel's map limit leaves room for, instances
+            // fail with ENOMEM (see `capacity`).
+            admission: Arc::new(tokio::sync::Semaphore::new(
+                Capacity::of(pool.processes).processes as usize,
+            )),
+            ticker: EpochTicker::start(&engine)?,
+            engine,
+            linkers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The concurrent engine for a loader whose main engine has `pool`.
+    pub(super) fn concurrent(pool: Pool) -> Result<Self, Error> {
+        let pool = crate::engine::concurrent_pool(pool);
+        let engine = Engine::new(&crate::engine::concurrent_config(pool)).map_err(|e| {
+            Error::EngineStart {
+                reason: format!("the engine for component-model-async binaries: {e:#}"),
+            }
+        })?;
+        tracing::info!(
+            processes = pool.processes,
+            "started the engine for component-model-async binaries"
+        );
+        Backend::new(engine, pool)
+    }
+
+    pub(super) fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ComponentData>>> {
+        let mut linkers = crate::lock::lock(&self.linkers);
+        if let Some(linker) = linkers.get(grants) {
+            return Ok(linker.clone());
+        }
+        let linker = Arc::new(imports::linker(&self.engine, grants)?);
+        linkers.insert(grants.clone(), linker.clone());
+        Ok(linker)
+    }
+}
+
+/// The main engine refused a binary only because it uses the component model's async ABI
+/// (`task.return`, `async` lifts, waitables, streams, futures): the concurrent engine can
+/// compile it. The validator's message is the only sign of it (wasmparser 0.254: "`task.return`
+/// requires the component model async feature", "async component functions require ...";
+/// not "... the component model async stackful feature", which neither engine has).
+pub(super) fn needs_async_abi(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("the component model async feature")
+}
