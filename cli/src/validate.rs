@@ -202,6 +202,13 @@ fn print_human(report: &Report) {
     if i.imports.is_empty() {
         println!("  (none)");
     }
+    if !i.wasi_versions.is_empty() {
+        println!("wasi:    {}", i.wasi_versions.join(", "));
+    }
+    if i.async_abi {
+        // WASI 0.3 support in wasmtime-wasi is experimental (see the README).
+        println!("async:   uses the component model's async ABI (WASI 0.3 guests do)");
+    }
     println!("grants:  imports: [{}]", i.grants.join(", "));
     if let Some(entry) = &report.entry {
         println!(

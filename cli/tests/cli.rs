@@ -239,6 +239,8 @@ fn validate_describes_a_component_and_the_grants_it_needs() {
         report["imports"]["wasi:cli"],
         serde_json::json!(["wasi:cli/stdout@0.2.12"])
     );
+    assert_eq!(report["wasi_versions"], serde_json::json!(["0.2"]));
+    assert_eq!(report["async_abi"], false);
     let sums = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist/SHA256SUMS"),
     )
@@ -859,5 +861,12 @@ fn validate_describes_a_component_model_async_export() {
     assert_eq!(
         report["exports"]["double"], "async func(n: u32) -> u32",
         "{report}"
+    );
+    assert_eq!(report["async_abi"], true, "{report}");
+    let human = wasmproc(&["validate", file.to_str().unwrap()]);
+    assert!(
+        stdout(&human).contains("async:   uses the component model's async ABI"),
+        "{}",
+        stdout(&human)
     );
 }

@@ -58,6 +58,42 @@ pub fn linker(engine: &Engine, grants: &Grants) -> wasmtime::Result<Linker<Compo
     Ok(linker)
 }
 
+/// A linker with exactly the granted families, in WASI 0.2 and, where wasmproc provides it,
+/// WASI 0.3 (an engine with concurrency support only: WASI 0.3 functions are async ones).
+/// WASI 0.3 guests import both versions, as toolchains build them today.
+pub fn concurrent_linker(
+    engine: &Engine,
+    grants: &Grants,
+) -> wasmtime::Result<Linker<ComponentData>> {
+    let mut linker = linker(engine, grants)?;
+    for family in grants.families() {
+        add_p3(&mut linker, family)?;
+    }
+    Ok(linker)
+}
+
+/// Whether wasmproc links `family`'s WASI 0.3 interfaces. Not yet: `wasi:filesystem` (its
+/// `open-at` must first refuse special files, as [`crate::special_files`] does for WASI 0.2),
+/// `wasi:sockets` and `wasi:http` (the network policy must first be shown to hold for them);
+/// a binary importing them is refused at load as needing an interface wasmproc does not
+/// provide. WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
+pub fn provides_p3(family: Family) -> bool {
+    matches!(family, Family::Cli | Family::Clocks | Family::Random)
+}
+
+fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p3;
+    match family {
+        Family::Cli => p3::cli::add_to_linker(l),
+        Family::Clocks => p3::clocks::add_to_linker(l),
+        Family::Random => p3::random::add_to_linker(l),
+        _ => {
+            debug_assert!(!provides_p3(family));
+            Ok(())
+        }
+    }
+}
+
 /// `wasi:io` resources live in the store's resource table.
 struct HasIo;
 
@@ -140,5 +176,11 @@ mod tests {
         let engine = Engine::default();
         let all = Grants::new(&Family::ALL);
         linker(&engine, &all).expect("all families link together");
+        let pool = crate::engine::Pool {
+            processes: 0,
+            ..Default::default()
+        };
+        let concurrent = Engine::new(&crate::engine::concurrent_config(pool)).unwrap();
+        concurrent_linker(&concurrent, &all).expect("both WASI versions link together");
     }
 }

@@ -50,6 +50,11 @@ pub struct Inspection {
     pub grants: Vec<String>,
     /// Imports no grant can satisfy.
     pub unsupported_imports: Vec<String>,
+    /// The WASI versions its imports name (`0.2`, `0.3`).
+    pub wasi_versions: Vec<String>,
+    /// It uses the component model's async ABI (WASI 0.3 guests do): it runs on the engine
+    /// with concurrency support.
+    pub async_abi: bool,
     /// Why the binary is not runnable, if it is not.
     pub problems: Vec<String>,
 }
@@ -64,6 +69,8 @@ pub fn inspect(loader: &Loader, bytes: &[u8]) -> Inspection {
         imports: BTreeMap::new(),
         grants: Vec::new(),
         unsupported_imports: Vec::new(),
+        wasi_versions: Vec::new(),
+        async_abi: false,
         problems: Vec::new(),
     };
     match bytes.get(..8) {
@@ -88,6 +95,7 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     };
     report.kind = BinaryKind::Component;
     let engine = component.engine();
+    report.async_abi = !Engine::same(engine, loader.engine());
     for (name, func) in crate::loader::component_functions(&component, engine) {
         report
             .exports
@@ -172,10 +180,18 @@ fn core_signature(ty: &wasmtime::ExternType) -> String {
 /// module), and derives the minimal grants and the problem of the unsupported ones.
 fn classify_imports(report: &mut Inspection, imports: Vec<String>) {
     let mut families = Vec::new();
+    let mut versions = std::collections::BTreeSet::new();
     for name in imports {
+        let version = wasi_version(&name);
+        if let Some(version) = &version {
+            versions.insert(version.clone());
+        }
         let key = match Family::of_import(&name) {
             Some(family) => {
                 families.push(family);
+                if version.as_deref() == Some("0.3") && !crate::imports::provides_p3(family) {
+                    report.unsupported_imports.push(name.clone());
+                }
                 family.package().to_string()
             }
             None => {
@@ -189,12 +205,20 @@ fn classify_imports(report: &mut Inspection, imports: Vec<String>) {
         report.imports.entry(key).or_default().push(name);
     }
     report.grants = minimal_grants(&families);
+    report.wasi_versions = versions.into_iter().collect();
     if !report.unsupported_imports.is_empty() {
         report.problems.push(format!(
             "imports that wasmproc cannot provide: {}",
             report.unsupported_imports.join(", ")
         ));
     }
+}
+
+/// `0.3` for `wasi:cli/stdout@0.3.0`: the major and minor version of a WASI import.
+fn wasi_version(import: &str) -> Option<String> {
+    let version = import.strip_prefix("wasi:")?.split_once('@')?.1;
+    let mut parts = version.splitn(3, '.');
+    Some(format!("{}.{}", parts.next()?, parts.next()?))
 }
 
 /// The families to list so that every used one is granted: those no other used family implies.
@@ -217,6 +241,31 @@ fn minimal_grants(used: &[Family]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn inspect(bytes: &[u8]) -> Inspection {
+        let pool = crate::engine::Pool {
+            processes: 0,
+            ..Default::default()
+        };
+        super::inspect(&crate::engine::loader_with(pool).unwrap(), bytes)
+    }
+
+    #[test]
+    fn wasi_p3_imports_wasmproc_does_not_link_yet_are_unsupported() {
+        let mut report = inspect(&[]);
+        classify_imports(
+            &mut report,
+            vec![
+                "wasi:cli/stdout@0.3.0".into(),
+                "wasi:cli/stdout@0.2.4".into(),
+                "wasi:filesystem/types@0.3.0".into(),
+                "wasi:filesystem/types@0.2.4".into(),
+            ],
+        );
+        assert_eq!(report.wasi_versions, ["0.2", "0.3"]);
+        assert_eq!(report.unsupported_imports, ["wasi:filesystem/types@0.3.0"]);
+        assert_eq!(report.grants, ["wasi:cli", "wasi:filesystem"]);
+    }
+
     #[test]
     fn grants_leave_out_what_other_grants_imply() {
         assert_eq!(minimal_grants(&[Family::Io, Family::Cli]), ["wasi:cli"]);
@@ -238,11 +287,7 @@ mod tests {
                 (table (export "table") 2 funcref))"#,
         )
         .unwrap();
-        let pool = crate::engine::Pool {
-            processes: 0,
-            ..Default::default()
-        };
-        let report = inspect(&crate::engine::loader_with(pool).unwrap(), &bytes);
+        let report = inspect(&bytes);
         let exports: Vec<(&str, &str)> = report
             .exports
             .iter()

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use crate::capacity::Capacity;
@@ -29,11 +29,13 @@ pub(super) struct Backend {
     pub(super) ticker: EpochTicker,
     /// One linker per distinct set of grants: entries granted the same families share it.
     linkers: Mutex<HashMap<Grants, Arc<Linker<ComponentData>>>>,
+    /// The engine has concurrency support, so its linkers get WASI 0.3 too.
+    concurrent: bool,
 }
 
 impl Backend {
     /// Fails when the engine's epoch thread cannot start.
-    pub(super) fn new(engine: Engine, pool: Pool) -> Result<Self, Error> {
+    pub(super) fn new(engine: Engine, pool: Pool, concurrent: bool) -> Result<Self, Error> {
         Ok(Backend {
             // Without a pool too: past what the kernel's map limit leaves room for, instances
             // fail with ENOMEM (see `capacity`).
@@ -43,6 +45,7 @@ impl Backend {
             ticker: EpochTicker::start(&engine)?,
             engine,
             linkers: Mutex::new(HashMap::new()),
+            concurrent,
         })
     }
 
@@ -58,7 +61,7 @@ impl Backend {
             processes = pool.processes,
             "started the engine for component-model-async binaries"
         );
-        Backend::new(engine, pool)
+        Backend::new(engine, pool, true)
     }
 
     pub(super) fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ComponentData>>> {
@@ -66,7 +69,11 @@ impl Backend {
         if let Some(linker) = linkers.get(grants) {
             return Ok(linker.clone());
         }
-        let linker = Arc::new(imports::linker(&self.engine, grants)?);
+        let linker = Arc::new(if self.concurrent {
+            imports::concurrent_linker(&self.engine, grants)?
+        } else {
+            imports::linker(&self.engine, grants)?
+        });
         linkers.insert(grants.clone(), linker.clone());
         Ok(linker)
     }
@@ -79,4 +86,18 @@ impl Backend {
 /// not "... the component model async stackful feature", which neither engine has).
 pub(super) fn needs_async_abi(error: &wasmtime::Error) -> bool {
     format!("{error:#}").contains("the component model async feature")
+}
+
+/// `compiled` (a binary compiled on the main engine, `main`) must run on the concurrent engine
+/// instead: the main engine refused it for its async ABI, or it imports WASI 0.3, which only
+/// the concurrent engine links (its functions are async ones), even when it calls them
+/// synchronously.
+pub(super) fn needs_concurrency(compiled: &wasmtime::Result<Component>, main: &Engine) -> bool {
+    match compiled {
+        Err(e) => needs_async_abi(e),
+        Ok(component) => component
+            .component_type()
+            .imports(main)
+            .any(|(name, _)| name.starts_with("wasi:") && name.contains("@0.3.")),
+    }
 }

@@ -54,7 +54,7 @@ impl Loader {
     pub fn new(engine: Engine, pool: crate::engine::Pool) -> Result<Self, crate::error::Error> {
         let capacity = crate::capacity::Capacity::of(pool.processes);
         Ok(Loader {
-            main: Backend::new(engine, pool)?,
+            main: Backend::new(engine, pool, false)?,
             concurrent: OnceLock::new(),
             pool,
             arena: capacity.allocation == crate::capacity::Allocation::Arena,
@@ -84,14 +84,16 @@ impl Loader {
     }
 
     /// Compiles a component on the engine that can run it, without caching it: the main
-    /// engine, or when the binary uses the component model's async ABI, the concurrent one.
+    /// engine, or when the binary uses the component model's async ABI or imports WASI 0.3,
+    /// the concurrent one.
     pub fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        match Component::new(&self.main.engine, bytes) {
-            Err(e) if backend::needs_async_abi(&e) => match self.concurrent() {
-                Ok(concurrent) => Component::new(&concurrent.engine, bytes),
-                Err(reason) => Err(e.context(reason)),
-            },
-            compiled => compiled,
+        let on_main = Component::new(&self.main.engine, bytes);
+        if !backend::needs_concurrency(&on_main, &self.main.engine) {
+            return on_main;
+        }
+        match self.concurrent() {
+            Ok(concurrent) => Component::new(&concurrent.engine, bytes),
+            Err(reason) => Err(wasmtime::Error::msg(reason)),
         }
     }
 
@@ -358,25 +360,24 @@ impl Loader {
         let not_compiled = |e| self.not_compiled(entry, path, BinaryKind::Component, e);
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
-        let component = match self.cached_or_compiled(
+        let on_main = self.cached_or_compiled(
             &digest,
             ArtifactKind::Component,
             CodeCache::component,
             || Component::new(&self.main.engine, bytes),
             Component::serialize,
-        ) {
-            Ok(component) => component,
+        );
+        let component = if backend::needs_concurrency(&on_main, &self.main.engine) {
             // Not kept on disk: the cache's key is the main engine's configuration.
-            Err(e) if backend::needs_async_abi(&e) => {
-                let concurrent =
-                    self.concurrent()
-                        .map_err(|reason| LoadError::NoConcurrentEngine {
-                            entry: entry.clone(),
-                            reason,
-                        })?;
-                Component::new(&concurrent.engine, bytes).map_err(not_compiled)?
-            }
-            Err(e) => return Err(not_compiled(e)),
+            let concurrent = self
+                .concurrent()
+                .map_err(|reason| LoadError::NoConcurrentEngine {
+                    entry: entry.clone(),
+                    reason,
+                })?;
+            Component::new(&concurrent.engine, bytes).map_err(not_compiled)?
+        } else {
+            on_main.map_err(not_compiled)?
         };
         self.fits_the_arena(
             entry,
@@ -553,6 +554,10 @@ fn find_export(
         (Some(_), None) => None,
         (_, parent) => component.get_export(parent.as_ref(), method.func.as_str()),
     };
+    let found = match found {
+        None if method.interface.is_none() && method.func == "main" => cli_run(component, engine),
+        found => found,
+    };
     match found {
         Some((ComponentItem::ComponentFunc(func), index)) => Ok((index, Signature::of(&func))),
         _ => Err(LoadError::MissingExport {
@@ -561,6 +566,25 @@ fn find_export(
             available: exported_functions(component, engine),
         }),
     }
+}
+
+/// A command's `run`, for `method: main` on a component without a `main` export: that of the
+/// newest `wasi:cli/run` it exports (WASI 0.3 commands export the 0.2 one too).
+fn cli_run(
+    component: &Component,
+    engine: &Engine,
+) -> Option<(ComponentItem, ComponentExportIndex)> {
+    let newest = component
+        .component_type()
+        .exports(engine)
+        .filter_map(|(name, _)| {
+            let version = name.strip_prefix("wasi:cli/run@")?;
+            let parts: Option<Vec<u64>> = version.split('.').map(|p| p.parse().ok()).collect();
+            Some((parts?, name.to_string()))
+        })
+        .max()?;
+    let instance = component.get_export_index(None, &newest.1)?;
+    component.get_export(Some(&instance), "run")
 }
 
 /// Every function the component exports, as `method` would name it.

@@ -14,3 +14,4 @@ mod random_types;
 mod spawn;
 mod special_files;
 mod value_conversion;
+mod wasi_p3;

@@ -1,0 +1,250 @@
+//! WASI 0.3 guests: component-model-async binaries that import `@0.3.0` interfaces. Written as
+//! component text: the suite's guests (wasi-testsuite's wasm32-wasip3) are not committed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::common::receive;
+use serde_json::json;
+use wasmproc_runtime::manifest::Digest;
+use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
+
+/// `sleep(ms)` awaits `wasi:clocks/monotonic-clock@0.3.0#wait-for` and returns `ms`: it waits
+/// in its callback loop, holding no fiber, until the host's timer ends the subtask.
+const SLEEPER: &str = r#"
+(component
+  (import "wasi:clocks/monotonic-clock@0.3.0" (instance $clock
+    (export "wait-for" (func async (param "how-long" u64)))))
+  (core func $wait-for (canon lower (func $clock "wait-for") async))
+  (core func $ws.new (canon waitable-set.new))
+  (core func $join (canon waitable.join))
+  (core func $subtask.drop (canon subtask.drop))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "" "wait-for" (func $wait-for (param i64) (result i32)))
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (import "" "waitable.join" (func $join (param i32 i32)))
+    (import "" "subtask.drop" (func $subtask.drop (param i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (global $ms (mut i32) (i32.const 0))
+    (func (export "sleep") (param $ms i32) (result i32)
+      (local $status i32) (local $set i32)
+      (global.set $ms (local.get $ms))
+      (local.set $status
+        (call $wait-for (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000))))
+      ;; RETURNED (2) at once: nothing to wait for.
+      (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
+        (then (call $ret (local.get $ms)) (return (i32.const 0))))
+      (local.set $set (call $ws.new))
+      (call $join (i32.shr_u (local.get $status) (i32.const 4)) (local.get $set))
+      ;; WAIT (2) on the set.
+      (i32.or (i32.const 2) (i32.shl (local.get $set) (i32.const 4))))
+    (func (export "callback") (param $event i32) (param $handle i32) (param $state i32) (result i32)
+      ;; The only event it can get: its subtask (1) returned (2).
+      (if (i32.ne (local.get $event) (i32.const 1)) (then unreachable))
+      (if (i32.ne (local.get $state) (i32.const 2)) (then unreachable))
+      (call $subtask.drop (local.get $handle))
+      (call $ret (global.get $ms))
+      (i32.const 0)))
+  (core instance $i (instantiate $m (with "" (instance
+    (export "wait-for" (func $wait-for))
+    (export "waitable-set.new" (func $ws.new))
+    (export "waitable.join" (func $join))
+    (export "subtask.drop" (func $subtask.drop))
+    (export "task.return" (func $ret))))))
+  (func (export "sleep") async (param "ms" u32) (result u32)
+    (canon lift (core func $i "sleep") async (callback (core func $i "callback")))))
+"#;
+
+/// `add(a, b) = a + b`, an ordinary export.
+const ADDER: &str = r#"
+(component
+  (core module $m (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+  (core instance $i (instantiate $m))
+  (func (export "add") (param "a" s32) (param "b" s32) (result s32) (canon lift (core func $i "add"))))
+"#;
+
+/// A command exporting `run` twice, as WASI 0.3 toolchains build them: the 0.3 one succeeds,
+/// the 0.2 one fails, so the EXIT tells which ran.
+const COMMAND: &str = r#"
+(component
+  (core module $m
+    (import "" "task.return" (func $ret (param i32)))
+    (func (export "run3") (result i32) (call $ret (i32.const 0)) i32.const 0)
+    (func (export "run2") (result i32) i32.const 1)
+    (func (export "cb") (param i32 i32 i32) (result i32) unreachable))
+  (core func $ret (canon task.return (result (result))))
+  (core instance $i (instantiate $m (with "" (instance (export "task.return" (func $ret))))))
+  (func $run3 async (result (result)) (canon lift (core func $i "run3") async (callback (core func $i "cb"))))
+  (func $run2 (result (result)) (canon lift (core func $i "run2")))
+  (instance $r2 (export "run" (func $run2)))
+  (instance $r3 (export "run" (func $run3)))
+  (export "wasi:cli/run@0.2.0" (instance $r2))
+  (export "wasi:cli/run@0.3.0" (instance $r3)))
+"#;
+
+fn write(dir: &Path, file: &str, wat: &str) -> Digest {
+    let bytes = wat::parse_str(wat).expect("the WAT parses");
+    std::fs::write(dir.join(file), &bytes).unwrap();
+    Digest::of(&bytes)
+}
+
+/// A manifest with a one-worker host and these `process.wasm` entries (name, file, digest,
+/// method, extra fields).
+fn runtime(dir: &Path, entries: &[(&str, &str, Digest, &str, &str)]) -> Runtime {
+    let mut yaml = String::from(
+        "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n  - { name: host, kind: process.host, host: { workers: 1 } }\n",
+    );
+    for (name, file, digest, method, extra) in entries {
+        yaml.push_str(&format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {file}, hash: \"{digest}\", method: {method}{extra} }}\n"
+        ));
+    }
+    let manifest = dir.join("manifest.yaml");
+    std::fs::write(&manifest, yaml).unwrap();
+    Runtime::load(&manifest).expect("the manifest loads")
+}
+
+/// Twenty WASI 0.3 sleepers of a second each on one worker: an ordinary process spawned after
+/// them ends first (they wait without holding the worker), and each sleeper ends with its value
+/// after at least its sleep.
+#[test]
+fn wasi_p3_sleepers_wait_without_holding_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = write(dir.path(), "sleeper.wasm", SLEEPER);
+    let adder = write(dir.path(), "adder.wasm", ADDER);
+    let rt = runtime(
+        dir.path(),
+        &[
+            (
+                "sleep",
+                "sleeper.wasm",
+                sleeper,
+                "sleep",
+                ", imports: [wasi:clocks]",
+            ),
+            ("add", "adder.wasm", adder, "add", ""),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    let mut sleepers = HashMap::new();
+    for i in 0..20 {
+        let ms: u32 = 1000 + i;
+        let pid = rt
+            .spawn_monitored("t:sleep", "t:host", &[json!(ms)], &mailbox)
+            .unwrap();
+        sleepers.insert(pid, ms);
+    }
+    let adder = rt
+        .spawn_monitored("t:add", "t:host", &[json!(2), json!(3)], &mailbox)
+        .unwrap();
+    let first = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!((first.from, first.outcome), (adder, Ok(json!(5))));
+    for _ in 0..20 {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let ms = sleepers.remove(&exit.from).expect("one EXIT per sleeper");
+        assert_eq!(exit.outcome, Ok(json!(ms)));
+        assert!(
+            exit.accounting.wall_time.as_millis() >= u128::from(ms),
+            "{exit:?}"
+        );
+    }
+}
+
+/// The imports allowlist holds for WASI 0.3 interfaces: a sleeper not granted `wasi:clocks`
+/// is refused at load, naming the import.
+#[test]
+fn an_ungranted_wasi_p3_import_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = write(dir.path(), "sleeper.wasm", SLEEPER);
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        format!("namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: sleeper.wasm, hash: \"{sleeper}\", method: sleep }}\n"),
+    )
+    .unwrap();
+    let rt = Runtime::load(&manifest).expect("the manifest loads");
+    let mailbox = Mailbox::new();
+    let error = rt
+        .spawn_monitored("t:sleep", "t:host", &[json!(1)], &mailbox)
+        .expect_err("clocks are not granted");
+    assert_eq!(error.kind(), ErrorKind::UngrantedImport, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("wasi:clocks/monotonic-clock@0.3.0"),
+        "{error}"
+    );
+}
+
+/// `method: main` on a command runs its newest `wasi:cli/run`: the 0.3 one.
+#[test]
+fn main_runs_the_newest_cli_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = write(dir.path(), "command.wasm", COMMAND);
+    let rt = runtime(
+        dir.path(),
+        &[
+            ("main", "command.wasm", command, "main", ""),
+            ("old", "command.wasm", command, "wasi:cli/run@0.2.0#run", ""),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:main", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.outcome, Ok(json!({ "ok": null })));
+    rt.spawn_monitored("t:old", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.outcome, Ok(json!({ "err": null })));
+}
+
+/// `count()` returns how many arguments `wasi:cli/environment@0.3.0#get-arguments` gives: a
+/// synchronous export and a synchronous call, so no async ABI, yet a WASI 0.3 import.
+const ARG_COUNTER: &str = r#"
+(component
+  (import "wasi:cli/environment@0.3.0" (instance $env
+    (export "get-arguments" (func (result (list string))))))
+  (core module $libc
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
+      (local.get $p)))
+  (core instance $libc (instantiate $libc))
+  (core func $args (canon lower (func $env "get-arguments")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-arguments" (func $args (param i32)))
+    (func (export "count") (result i32)
+      (call $args (i32.const 16))
+      (i32.load (i32.const 20))))
+  (core instance $i (instantiate $m (with "libc" (instance $libc))
+    (with "" (instance (export "get-arguments" (func $args))))))
+  (func (export "count") (result u32) (canon lift (core func $i "count"))))
+"#;
+
+#[test]
+fn a_synchronous_guest_importing_wasi_p3_gets_its_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = write(dir.path(), "counter.wasm", ARG_COUNTER);
+    let rt = runtime(
+        dir.path(),
+        &[(
+            "count",
+            "counter.wasm",
+            counter,
+            "count",
+            ", imports: [wasi:cli], wasi: { args: [a, b] }",
+        )],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:count", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    // The program's name, then `a` and `b`.
+    assert_eq!(exit.outcome, Ok(json!(3)));
+}
