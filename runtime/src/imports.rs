@@ -72,13 +72,16 @@ pub fn concurrent_linker(
     Ok(linker)
 }
 
-/// Whether wasmproc links `family`'s WASI 0.3 interfaces. Not yet: `wasi:filesystem` (its
-/// `open-at` must first refuse special files, as [`crate::special_files`] does for WASI 0.2),
+/// Whether wasmproc links `family`'s WASI 0.3 interfaces (`wasi:filesystem` with the same
+/// guard against special files as WASI 0.2's, [`crate::special_files`]). Not yet:
 /// `wasi:sockets` and `wasi:http` (the network policy must first be shown to hold for them);
 /// a binary importing them is refused at load as needing an interface wasmproc does not
 /// provide. WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
 pub fn provides_p3(family: Family) -> bool {
-    matches!(family, Family::Cli | Family::Clocks | Family::Random)
+    matches!(
+        family,
+        Family::Cli | Family::Clocks | Family::Random | Family::Filesystem
+    )
 }
 
 fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
@@ -87,6 +90,10 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
         Family::Cli => p3::cli::add_to_linker(l),
         Family::Clocks => p3::clocks::add_to_linker(l),
         Family::Random => p3::random::add_to_linker(l),
+        Family::Filesystem => {
+            p3::filesystem::add_to_linker(l)?;
+            crate::special_files::guard_open_at_p3(l)
+        }
         _ => {
             debug_assert!(!provides_p3(family));
             Ok(())

@@ -3,8 +3,8 @@
 //! blocks on such a file), and anything but a regular file, a directory or a symbolic link is
 //! refused with `unsupported`; only then is it opened.
 //!
-//! Both ways in are guarded: components' `wasi:filesystem` `open-at` (preview 2, which
-//! preview 1 guests reach through their adapter) and core modules' preview 1 `path_open`.
+//! Every way in is guarded: components' `wasi:filesystem` `open-at` (WASI 0.2, which preview 1
+//! guests reach through their adapter, and WASI 0.3) and core modules' preview 1 `path_open`.
 //! What is left: a host process that swaps a regular file for a FIFO between the look and the
 //! open. A guest cannot: WASI has no call that makes a special file, and a guest's own calls
 //! run one at a time.
@@ -68,6 +68,63 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                 Ok((match opened {
                     Ok(file) => Ok(file),
                     Err(e) => Err(Host::convert_error_code(&mut view, e)?),
+                },))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The WASI 0.3 `wasi:filesystem/types` wasmtime-wasi defines.
+const P3_TYPES: &str = "wasi:filesystem/types@0.3.0";
+
+/// Replaces the linker's WASI 0.3 `[method]descriptor.open-at` with one that refuses special
+/// files (an `async func`: wrapped as a concurrent host function).
+pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    use wasmtime::component::Accessor;
+    use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystem};
+    use wasmtime_wasi::p3::bindings::filesystem::types::{
+        self as p3, HostDescriptorWithStore as _,
+    };
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(P3_TYPES)?;
+    types.func_wrap_concurrent(
+        "[method]descriptor.open-at",
+        |accessor: &Accessor<ComponentData>,
+         (dir, path_flags, path, oflags, flags): (
+            Resource<Descriptor>,
+            p3::PathFlags,
+            String,
+            p3::OpenFlags,
+            p3::DescriptorFlags,
+        )| {
+            Box::pin(async move {
+                let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
+                let looked = WasiFilesystem::stat_at(
+                    &fs,
+                    Resource::new_borrow(dir.rep()),
+                    path_flags,
+                    path.clone(),
+                )
+                .await;
+                // As for WASI 0.2: what cannot be looked at is left to the open to report.
+                if looked.is_ok_and(|stat| {
+                    !matches!(
+                        stat.type_,
+                        p3::DescriptorType::RegularFile
+                            | p3::DescriptorType::Directory
+                            | p3::DescriptorType::SymbolicLink
+                    )
+                }) {
+                    return Ok((Err(p3::ErrorCode::Unsupported),));
+                }
+                let opened =
+                    WasiFilesystem::open_at(&fs, dir, path_flags, path, oflags, flags).await;
+                Ok((match opened {
+                    Ok(file) => Ok(file),
+                    // A trap stays a trap; an error code goes to the guest.
+                    Err(e) => Err(e.downcast()?),
                 },))
             })
         },

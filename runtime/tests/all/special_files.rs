@@ -137,3 +137,127 @@ fn many_guests_opening_fifos_do_not_starve_the_file_operations_of_others() {
     );
     assert_eq!(exit.outcome, Ok(json!({ "ok": "plain" })));
 }
+
+/// A WASI 0.3 guest's `open(plain)`: opens `/data/plain.txt` (1) or `/data/fifo` (0) for
+/// reading through `wasi:filesystem/types@0.3.0`'s `open-at` (an async call it waits for in
+/// its callback loop); 0 when it opened, 100 + the error-code case when it did not.
+const P3_OPENER: &str = r#"
+(component $C
+  (import "wasi:filesystem/types@0.3.0" (instance $types
+    (export "descriptor" (type $d (sub resource)))
+    (type $error (variant
+      (case "access") (case "already") (case "bad-descriptor") (case "busy") (case "deadlock")
+      (case "quota") (case "exist") (case "file-too-large") (case "illegal-byte-sequence")
+      (case "in-progress") (case "interrupted") (case "invalid") (case "io") (case "is-directory")
+      (case "loop") (case "too-many-links") (case "message-size") (case "name-too-long")
+      (case "no-device") (case "no-entry") (case "no-lock") (case "insufficient-memory")
+      (case "insufficient-space") (case "not-directory") (case "not-empty")
+      (case "not-recoverable") (case "unsupported") (case "no-tty") (case "no-such-device")
+      (case "overflow") (case "not-permitted") (case "pipe") (case "read-only")
+      (case "invalid-seek") (case "text-file-busy") (case "cross-device")
+      (case "other" (option string))))
+    (export "error-code" (type $error' (eq $error)))
+    (type $path-flags (flags "symlink-follow"))
+    (export "path-flags" (type $path-flags' (eq $path-flags)))
+    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
+    (export "open-flags" (type $open-flags' (eq $open-flags)))
+    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
+      "requested-write-sync" "mutate-directory"))
+    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (export "[method]descriptor.open-at" (func async
+      (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
+      (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
+      (result (result (own $d) (error $error')))))))
+  (alias export $types "descriptor" (type $descriptor))
+  (import "wasi:filesystem/preopens@0.3.0" (instance $preopens
+    (alias outer $C $descriptor (type $d))
+    (export "get-directories" (func (result (list (tuple (own $d) string)))))))
+  (core module $libc
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 8192))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
+      (local.get $p)))
+  (core instance $libc (instantiate $libc))
+  (core func $get-dirs (canon lower (func $preopens "get-directories")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $open-at (canon lower (func $types "[method]descriptor.open-at") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $ws.new (canon waitable-set.new))
+  (core func $join (canon waitable.join))
+  (core func $subtask.drop (canon subtask.drop))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-directories" (func $get-dirs (param i32)))
+    (import "" "open-at" (func $open-at (param i32 i32) (result i32)))
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (import "" "waitable.join" (func $join (param i32 i32)))
+    (import "" "subtask.drop" (func $subtask.drop (param i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (data (i32.const 2048) "fifo")
+    (data (i32.const 2064) "plain.txt")
+    (global $set (mut i32) (i32.const 0))
+    ;; The result<own<descriptor>, error-code> at 1536: its case at 0, the error's case at 4.
+    (func $outcome (result i32)
+      (if (result i32) (i32.eqz (i32.load8_u (i32.const 1536)))
+        (then (i32.const 0))
+        (else (i32.add (i32.const 100) (i32.load8_u (i32.const 1540))))))
+    (func (export "open") (param $plain i32) (result i32)
+      (local $status i32)
+      (call $get-dirs (i32.const 1024))
+      ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags,
+      ;; descriptor-flags (read).
+      (i32.store (i32.const 1280) (i32.load (i32.load (i32.const 1024))))
+      (i32.store8 (i32.const 1284) (i32.const 1))
+      (i32.store (i32.const 1288) (select (i32.const 2064) (i32.const 2048) (local.get $plain)))
+      (i32.store (i32.const 1292) (select (i32.const 9) (i32.const 4) (local.get $plain)))
+      (i32.store8 (i32.const 1296) (i32.const 0))
+      (i32.store8 (i32.const 1297) (i32.const 1))
+      (local.set $status (call $open-at (i32.const 1280) (i32.const 1536)))
+      (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
+        (then (call $ret (call $outcome)) (return (i32.const 0))))
+      (global.set $set (call $ws.new))
+      (call $join (i32.shr_u (local.get $status) (i32.const 4)) (global.get $set))
+      (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
+    (func (export "callback") (param $event i32) (param $handle i32) (param $state i32) (result i32)
+      (if (i32.ne (local.get $event) (i32.const 1)) (then unreachable))
+      ;; Started, not returned yet: wait on.
+      (if (i32.ne (local.get $state) (i32.const 2))
+        (then (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
+      (call $subtask.drop (local.get $handle))
+      (call $ret (call $outcome))
+      (i32.const 0)))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "get-directories" (func $get-dirs))
+    (export "open-at" (func $open-at))
+    (export "waitable-set.new" (func $ws.new))
+    (export "waitable.join" (func $join))
+    (export "subtask.drop" (func $subtask.drop))
+    (export "task.return" (func $ret))))))
+  (func (export "open") async (param "plain" u32) (result u32)
+    (canon lift (core func $i "open") async (callback (core func $i "callback")))))
+"#;
+
+/// WASI 0.3's `open-at` is guarded too: a FIFO is `unsupported` (case 26) and leaves nothing
+/// waiting on it; a regular file opens.
+#[test]
+fn a_wasi_p3_guest_cannot_open_a_fifo_either() {
+    let (mount, bins) = (mount_with_a_fifo(), tempfile::tempdir().unwrap());
+    let opener = wat::parse_str(P3_OPENER).unwrap();
+    std::fs::write(bins.path().join("p3.wasm"), &opener).unwrap();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: p3, kind: process.wasm, fs: bins, path: p3.wasm, hash: \"{}\", method: open, imports: [wasi:filesystem], limits: {{ max_execution_ms: 2000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
+        bins.path().display(),
+        mount.path().display(),
+        Digest::of(&opener),
+    );
+    let manifest = bins.path().join("wasmproc.yaml");
+    std::fs::write(&manifest, text).unwrap();
+    let rt = Runtime::load(&manifest).unwrap();
+    assert_eq!(run(&rt, "t:p3", &[json!(0)]).outcome, Ok(json!(126)));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!someone_reads(&mount.path().join("fifo")));
+    assert_eq!(run(&rt, "t:p3", &[json!(1)]).outcome, Ok(json!(0)));
+}
