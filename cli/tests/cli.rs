@@ -374,6 +374,82 @@ fn wasi_testsuite_runs_specs_and_honours_expectations() {
     );
 }
 
+/// The suite's operations form, as far as it is supported: `run` then `wait`; anything else
+/// is a failure that names what is missing. A command sees its file's name as `argv[0]`, and a
+/// component command whose `run` returns `err` exits with 1.
+#[test]
+fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("tests/own/testsuite/wasm32-wasip3");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(suite.join("manifest.json"), r#"{"name": "ops"}"#).unwrap();
+    // Exits with the length of its argv[0] (it is given no arguments).
+    let argv0 = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $sizes (i32.const 0) (i32.const 4)))
+    (call $proc_exit (i32.sub (i32.load (i32.const 4)) (i32.const 1)))))"#,
+    )
+    .unwrap();
+    std::fs::write(suite.join("named.wasm"), &argv0).unwrap();
+    std::fs::write(
+        suite.join("named.json"),
+        r#"{"operations": [{"type": "run", "env": {"K": "V"}}, {"type": "wait", "exit_code": 10}]}"#,
+    )
+    .unwrap();
+    let failing = wat::parse_str(
+        r#"(component
+  (core module $m (func (export "run") (result i32) i32.const 1))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $r (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $r)))"#,
+    )
+    .unwrap();
+    std::fs::write(suite.join("fails.wasm"), &failing).unwrap();
+    std::fs::write(
+        suite.join("fails.json"),
+        r#"{"operations": [{"type": "run"}, {"type": "wait", "exit_code": 1}]}"#,
+    )
+    .unwrap();
+    for (name, spec) in [
+        (
+            "live",
+            r#"{"operations": [{"type": "run"}, {"type": "read", "payload": "x"}, {"type": "wait"}]}"#,
+        ),
+        (
+            "served",
+            r#"{"world": "wasi:http/service", "operations": [{"type": "run"}, {"type": "wait"}]}"#,
+        ),
+        (
+            "mixed",
+            r#"{"args": ["a"], "operations": [{"type": "run"}, {"type": "wait"}]}"#,
+        ),
+    ] {
+        std::fs::write(suite.join(format!("{name}.wasm")), p1_command(0)).unwrap();
+        std::fs::write(suite.join(format!("{name}.json")), spec).unwrap();
+    }
+    let out = wasmproc(&["wasi-testsuite", suite.to_str().unwrap()]);
+    let report = stdout(&out);
+    let passed = |name: &str| {
+        report
+            .lines()
+            .any(|l| l.starts_with(&format!("test ops/{name} ")) && l.ends_with("... ok"))
+    };
+    assert!(passed("named") && passed("fails"), "{report}");
+    for expected in [
+        "operations [run, read, wait] are not supported yet",
+        "world `wasi:http/service` is not supported yet",
+        "`operations` and `args` cannot be mixed",
+    ] {
+        assert!(report.contains(expected), "{expected}: {report}");
+    }
+    assert!(report.contains("3 failed"), "{report}");
+}
+
 #[test]
 fn validate_checks_arguments_against_the_entrys_method() {
     let ok = wasmproc(&[

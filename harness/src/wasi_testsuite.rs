@@ -4,7 +4,8 @@
 //!
 //! Spec fields: `args` (list), `env` (map), `dirs` (directories beside the test, preopened under
 //! their own name), `root` (a directory preopened as `/`), `exit_code` (default 0), `stdout`,
-//! `stderr` (exact when given). A directory's `manifest.json` `name` prefixes its trials. Known
+//! `stderr` (exact when given); or the operations form, so far a `run` (`args`, `env`, `root`)
+//! then a `wait` (`exit_code`), with `proposals` (`http` grants `wasi:http`). A directory's `manifest.json` `name` prefixes its trials. Known
 //! failures live in an expectations file: `{ "skip": [names], "fail": [names] }`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,94 @@ pub struct Spec {
     stdout: Option<String>,
     #[serde(default)]
     stderr: Option<String>,
+    /// The operations form (the suite's `test_case.py`): a script of steps instead of the
+    /// fields above, with the proposals and world the test needs.
+    #[serde(default)]
+    operations: Option<Vec<Operation>>,
+    #[serde(default)]
+    proposals: Vec<String>,
+    #[serde(default)]
+    world: Option<String>,
+    #[serde(default)]
+    servers: Option<serde_json::Value>,
+}
+
+/// One step of an operations-form spec. Only what a run to its end needs is supported so far:
+/// `run` then `wait`; live stdio, sockets, requests and signals are not.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Operation {
+    Run {
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        #[serde(default)]
+        root: Option<String>,
+    },
+    Wait {
+        #[serde(default)]
+        exit_code: i32,
+    },
+    #[serde(other)]
+    Unsupported,
+}
+
+/// The world of commands, the default.
+const COMMAND_WORLD: &str = "wasi:cli/command";
+
+impl Spec {
+    /// The spec in the fields form: an operations-form spec of `run` then `wait` becomes its
+    /// fields; anything else the runner cannot do yet is said by name.
+    fn normalized(mut self, raw: &serde_json::Value) -> Result<Spec, String> {
+        if let Some(world) = self.world.as_deref().filter(|w| *w != COMMAND_WORLD) {
+            return Err(format!(
+                "world `{world}` is not supported yet (only {COMMAND_WORLD})"
+            ));
+        }
+        if self.servers.is_some() {
+            return Err("`servers` are not supported yet".into());
+        }
+        let Some(operations) = self.operations.take() else {
+            return Ok(self);
+        };
+        let legacy = [
+            "args",
+            "env",
+            "dirs",
+            "root",
+            "exit_code",
+            "stdout",
+            "stderr",
+        ];
+        if let Some(field) = legacy.iter().find(|f| raw.get(**f).is_some()) {
+            return Err(format!("`operations` and `{field}` cannot be mixed"));
+        }
+        let names = || {
+            raw["operations"]
+                .as_array()
+                .map(|ops| {
+                    ops.iter()
+                        .map(|op| op["type"].as_str().unwrap_or("?").to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        match operations.as_slice() {
+            [Operation::Run { args, env, root }, Operation::Wait { exit_code }] => {
+                self.args = args.clone();
+                self.env = env.clone();
+                self.root = root.clone();
+                self.exit_code = *exit_code;
+                Ok(self)
+            }
+            _ => Err(format!(
+                "operations [{}] are not supported yet (only run, wait)",
+                names()
+            )),
+        }
+    }
 }
 
 /// Known gaps, by trial name: skipped, or expected to fail (a pass is then reported).
@@ -124,7 +213,13 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     let spec_path = wasm.with_extension("json");
     let spec: Spec = match wasmproc_runtime::source_file::read_text(&spec_path, SPEC_MAX_BYTES) {
         Ok(text) => {
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", spec_path.display()))?
+            let bad = |e: String| format!("{}: {e}", spec_path.display());
+            let raw: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            Spec::deserialize(&raw)
+                .map_err(|e| bad(e.to_string()))?
+                .normalized(&raw)
+                .map_err(bad)?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Spec::default(),
         Err(e) => return Err(format!("{}: {e}", spec_path.display())),
@@ -162,7 +257,7 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         ..SpawnOptions::default()
     };
     runtime
-        .spawn_with("wts:test", "wts:host", &[], &options, Some(&mailbox))
+        .spawn_with(&test_entry(wasm), "wts:host", &[], &options, Some(&mailbox))
         .map_err(|e| e.kinded().to_string())?;
     let Some(exit) = mailbox
         .receive_blocking(Some(Duration::from_secs(60)))
@@ -172,6 +267,8 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         return Err("no EXIT within 60 s".into());
     };
     let code = match &exit.outcome {
+        // A command's `run` that returns `err` exits with 1, as under wasmtime's CLI.
+        Ok(value) if *value == serde_json::json!({ "err": null }) => 1,
         Ok(_) => 0,
         Err(e) => match e.code {
             Some(code) => code,
@@ -200,7 +297,19 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     }
 }
 
-/// A manifest with the test as `wts:test` (every WASI family granted), its env in a static
+/// The test's entry, named after its binary's file: the name is the guest's `argv[0]`, which
+/// the suite's tests expect to be the file's name (as under wasmtime's CLI).
+fn test_entry(wasm: &Path) -> String {
+    format!("wts:{}", file_name(wasm))
+}
+
+fn file_name(wasm: &Path) -> String {
+    wasm.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A manifest with the test as [`test_entry`] (every WASI family granted), its env in a static
 /// storage and its directories mounted.
 fn manifest(wasm: &Path, bytes: &[u8], spec: &Spec, mounts: &[(PathBuf, String)]) -> String {
     let quote = |s: &str| Value::String(s.to_string()).to_string();
@@ -249,9 +358,16 @@ fn manifest(wasm: &Path, bytes: &[u8], spec: &Spec, mounts: &[(PathBuf, String)]
         .map(|(i, (_, guest))| format!("{{ fs: dir{i}, guest: {} }}", quote(guest)))
         .collect();
     let args: Vec<String> = spec.args.iter().map(|a| quote(a)).collect();
+    // The `http` proposal adds its interfaces.
+    let http = if spec.proposals.iter().any(|p| p == "http") {
+        ", wasi:http"
+    } else {
+        ""
+    };
     yaml += &format!(
-        "  - name: test\n    kind: process.wasm\n    fs: bins\n    path: {}\n    hash: {}\n    method: \"\"\n    imports: [wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets]\n    wasi: {{ args: [{}], env: [{}], mounts: [{}] }}\n",
-        quote(&wasm.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
+        "  - name: {}\n    kind: process.wasm\n    fs: bins\n    path: {}\n    hash: {}\n    method: \"\"\n    imports: [wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets{http}]\n    wasi: {{ args: [{}], env: [{}], mounts: [{}] }}\n",
+        quote(&file_name(wasm)),
+        quote(&file_name(wasm)),
         quote(&wasmproc_runtime::manifest::Digest::of(bytes).to_string()),
         args.join(", "),
         env.join(", "),
