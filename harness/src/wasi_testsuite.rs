@@ -5,7 +5,8 @@
 //! Spec fields: `args` (list), `env` (map), `dirs` (directories beside the test, preopened under
 //! their own name), `root` (a directory preopened as `/`), `exit_code` (default 0), `stdout`,
 //! `stderr` (exact when given); or the operations form, so far a `run` (`args`, `env`, `root`)
-//! then a `wait` (`exit_code`), with `proposals` (`http` grants `wasi:http`). A directory's `manifest.json` `name` prefixes its trials. Known
+//! then a `wait` (`exit_code`), with `proposals` (`http` grants `wasi:http`, `sockets` a
+//! loopback network policy). A directory's `manifest.json` `name` prefixes its trials. Known
 //! failures live in an expectations file: `{ "skip": [names], "fail": [names] }`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -364,8 +365,25 @@ fn manifest(wasm: &Path, bytes: &[u8], spec: &Spec, mounts: &[(PathBuf, String)]
     } else {
         ""
     };
+    // The `sockets` proposal: loopback and the unspecified addresses, on any port, to connect,
+    // send, bind and listen (wasmtime's adapter inherits the host's network; the suite's tests
+    // need no more than loopback).
+    let network = if spec.proposals.iter().any(|p| p == "sockets") {
+        let local = ["127.0.0.0/8", "[::1]", "0.0.0.0", "[::]"];
+        let rules: Vec<String> = ["tcp", "udp"]
+            .iter()
+            .flat_map(|scheme| local.iter().map(move |ip| format!("\"{scheme}://{ip}:*\"")))
+            .collect();
+        format!(
+            "\n    network: {{ allow: [{}], listen: [{}] }}",
+            rules.join(", "),
+            rules.join(", ")
+        )
+    } else {
+        String::new()
+    };
     yaml += &format!(
-        "  - name: {}\n    kind: process.wasm\n    fs: bins\n    path: {}\n    hash: {}\n    method: \"\"\n    imports: [wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets{http}]\n    wasi: {{ args: [{}], env: [{}], mounts: [{}] }}\n",
+        "  - name: {}\n    kind: process.wasm\n    fs: bins\n    path: {}\n    hash: {}\n    method: \"\"\n    imports: [wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets{http}]{network}\n    wasi: {{ args: [{}], env: [{}], mounts: [{}] }}\n",
         quote(&file_name(wasm)),
         quote(&file_name(wasm)),
         quote(&wasmproc_runtime::manifest::Digest::of(bytes).to_string()),
@@ -411,4 +429,41 @@ fn copy_dir(from: &Path, to: &Path) -> Result<PathBuf, String> {
         }
     }
     Ok(to.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<Spec, String> {
+        let raw: serde_json::Value = serde_json::from_str(json).unwrap();
+        Spec::deserialize(&raw)
+            .map_err(|e| e.to_string())?
+            .normalized(&raw)
+    }
+
+    /// The manifest a test gets parses, with the proposals' grants and network rules valid
+    /// (a bad rule would refuse every sockets test at load).
+    #[test]
+    fn proposals_become_grants_and_a_loopback_network_policy() {
+        let spec = spec(
+            r#"{"proposals": ["http", "sockets"], "operations": [{"type": "run", "args": ["x"]}, {"type": "wait", "exit_code": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (spec.args.as_slice(), spec.exit_code),
+            (&["x".to_string()][..], 2)
+        );
+        let yaml = manifest(Path::new("/suite/t.wasm"), b"\0asm", &spec, &[]);
+        let parsed =
+            Manifest::parse(&yaml, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(parsed.entries().count(), 4, "{yaml}");
+        assert!(yaml.contains("wasi:sockets, wasi:http]"), "{yaml}");
+        assert!(yaml.contains("listen: [\"tcp://127.0.0.0/8:*\""), "{yaml}");
+        let plain = manifest(Path::new("/suite/t.wasm"), b"\0asm", &Spec::default(), &[]);
+        assert!(
+            !plain.contains("network:") && !plain.contains("wasi:http"),
+            "{plain}"
+        );
+    }
 }

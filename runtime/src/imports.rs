@@ -73,14 +73,15 @@ pub fn concurrent_linker(
 }
 
 /// Whether wasmproc links `family`'s WASI 0.3 interfaces (`wasi:filesystem` with the same
-/// guard against special files as WASI 0.2's, [`crate::special_files`]). Not yet:
-/// `wasi:sockets` and `wasi:http` (the network policy must first be shown to hold for them);
-/// a binary importing them is refused at load as needing an interface wasmproc does not
-/// provide. WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
+/// guard against special files as WASI 0.2's, [`crate::special_files`]; `wasi:sockets` under
+/// the same network policy: its sockets are wasmtime-wasi's WASI 0.2 ones, which ask the
+/// context's address check before each use). Not yet: `wasi:http` (the policy must first be
+/// shown to hold for its client); a binary importing it is refused at load as needing an
+/// interface wasmproc does not provide. WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
 pub fn provides_p3(family: Family) -> bool {
     matches!(
         family,
-        Family::Cli | Family::Clocks | Family::Random | Family::Filesystem
+        Family::Cli | Family::Clocks | Family::Random | Family::Filesystem | Family::Sockets
     )
 }
 
@@ -94,6 +95,7 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
             p3::filesystem::add_to_linker(l)?;
             crate::special_files::guard_open_at_p3(l)
         }
+        Family::Sockets => p3::sockets::add_to_linker(l),
         _ => {
             debug_assert!(!provides_p3(family));
             Ok(())

@@ -259,14 +259,15 @@ mod tests {
                 "wasi:cli/stdout@0.2.4".into(),
                 "wasi:filesystem/types@0.3.0".into(),
                 "wasi:sockets/types@0.3.0".into(),
-                "wasi:sockets/tcp@0.2.4".into(),
+                "wasi:http/types@0.3.0".into(),
+                "wasi:http/types@0.2.4".into(),
             ],
         );
         assert_eq!(report.wasi_versions, ["0.2", "0.3"]);
-        assert_eq!(report.unsupported_imports, ["wasi:sockets/types@0.3.0"]);
+        assert_eq!(report.unsupported_imports, ["wasi:http/types@0.3.0"]);
         assert_eq!(
             report.grants,
-            ["wasi:cli", "wasi:filesystem", "wasi:sockets"]
+            ["wasi:cli", "wasi:filesystem", "wasi:sockets", "wasi:http"]
         );
     }
 

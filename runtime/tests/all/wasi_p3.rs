@@ -248,3 +248,102 @@ fn a_synchronous_guest_importing_wasi_p3_gets_its_arguments() {
     // The program's name, then `a` and `b`.
     assert_eq!(exit.outcome, Ok(json!(3)));
 }
+
+/// `bind(port)`: a WASI 0.3 TCP socket bound to 127.0.0.1:`port` through
+/// `wasi:sockets/types@0.3.0`; 0 when bound, 100 + the error-code case when not (100:
+/// `access-denied`, what the network policy's refusal looks like to the guest).
+const BINDER: &str = r#"
+(component
+  (import "wasi:sockets/types@0.3.0" (instance $types
+    (export "tcp-socket" (type $s (sub resource)))
+    (type $error (variant
+      (case "access-denied") (case "not-supported") (case "invalid-argument")
+      (case "out-of-memory") (case "timeout") (case "invalid-state")
+      (case "address-not-bindable") (case "address-in-use") (case "remote-unreachable")
+      (case "connection-refused") (case "connection-broken") (case "connection-reset")
+      (case "connection-aborted") (case "datagram-too-large") (case "other" (option string))))
+    (export "error-code" (type $error' (eq $error)))
+    (type $family (enum "ipv4" "ipv6"))
+    (export "ip-address-family" (type $family' (eq $family)))
+    (type $v4 (record (field "port" u16) (field "address" (tuple u8 u8 u8 u8))))
+    (export "ipv4-socket-address" (type $v4' (eq $v4)))
+    (type $v6 (record (field "port" u16) (field "flow-info" u32)
+      (field "address" (tuple u16 u16 u16 u16 u16 u16 u16 u16)) (field "scope-id" u32)))
+    (export "ipv6-socket-address" (type $v6' (eq $v6)))
+    (type $address (variant (case "ipv4" $v4') (case "ipv6" $v6')))
+    (export "ip-socket-address" (type $address' (eq $address)))
+    (export "[static]tcp-socket.create" (func (param "address-family" $family')
+      (result (result (own $s) (error $error')))))
+    (export "[method]tcp-socket.bind" (func (param "self" (borrow $s))
+      (param "local-address" $address') (result (result (error $error')))))))
+  (core module $libc
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 8192))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
+      (local.get $p)))
+  (core instance $libc (instantiate $libc))
+  (core func $create (canon lower (func $types "[static]tcp-socket.create")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $bind (canon lower (func $types "[method]tcp-socket.bind")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "create" (func $create (param i32 i32)))
+    (import "" "bind" (func $bind (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))
+    ;; A result at 1024: its case at 0, the payload (a handle, or the error's case) at 4.
+    (func $failed (result i32)
+      (if (result i32) (i32.eqz (i32.load8_u (i32.const 1024)))
+        (then (i32.const 0))
+        (else (i32.add (i32.const 100) (i32.load8_u (i32.const 1028))))))
+    (func (export "bind") (param $port i32) (result i32)
+      (local $failed i32)
+      (call $create (i32.const 0) (i32.const 1024))
+      (local.set $failed (call $failed))
+      (if (local.get $failed) (then (return (local.get $failed))))
+      ;; self, ipv4 (case 0): port, 127.0.0.1, six unused slots of the ipv6 case; the result.
+      (call $bind (i32.load (i32.const 1028)) (i32.const 0) (local.get $port)
+        (i32.const 127) (i32.const 0) (i32.const 0) (i32.const 1)
+        (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+        (i32.const 1024))
+      (call $failed)))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "create" (func $create))
+    (export "bind" (func $bind))))))
+  (func (export "bind") (param "port" u16) (result u32) (canon lift (core func $i "bind"))))
+"#;
+
+/// WASI 0.3 sockets are under the entry's network policy: a fixed-port bind its
+/// `network.listen` rule covers goes through, one it does not is `access-denied`.
+#[test]
+fn a_wasi_p3_socket_binds_only_where_the_policy_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let binder = write(dir.path(), "binder.wasm", BINDER);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rt = runtime(
+        dir.path(),
+        &[(
+            "bind",
+            "binder.wasm",
+            binder,
+            "bind",
+            &format!(
+                ", imports: [wasi:sockets], network: {{ listen: [\"tcp://127.0.0.1:{port}\"] }}"
+            ),
+        )],
+    );
+    let mut mailbox = Mailbox::new();
+    let mut bind = |port: u16| {
+        rt.spawn_monitored("t:bind", "t:host", &[json!(port)], &mailbox)
+            .unwrap();
+        receive(&mut mailbox).expect("an EXIT").outcome
+    };
+    assert_eq!(bind(port), Ok(json!(0)));
+    let other = if port == u16::MAX { port - 1 } else { port + 1 };
+    assert_eq!(bind(other), Ok(json!(100)));
+}
