@@ -432,6 +432,20 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
         std::fs::write(suite.join(format!("{name}.wasm")), p1_command(0)).unwrap();
         std::fs::write(suite.join(format!("{name}.json")), spec).unwrap();
     }
+    // Says why on stderr, then traps: the failure shows what it said.
+    let panics = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "assertion failed: boom\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 23))
+    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    unreachable))"#,
+    )
+    .unwrap();
+    std::fs::write(suite.join("panics.wasm"), &panics).unwrap();
     let out = wasmproc(&["wasi-testsuite", suite.to_str().unwrap()]);
     let report = stdout(&out);
     let passed = |name: &str| {
@@ -440,6 +454,10 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
             .any(|l| l.starts_with(&format!("test ops/{name} ")) && l.ends_with("... ok"))
     };
     assert!(passed("named") && passed("fails"), "{report}");
+    assert!(
+        report.contains("error[trap]") && report.contains("assertion failed: boom"),
+        "{report}"
+    );
     for expected in [
         "operations [run, read, wait] are not supported yet",
         "world `wasi:http/service` is not supported yet",
@@ -447,7 +465,7 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
     ] {
         assert!(report.contains(expected), "{expected}: {report}");
     }
-    assert!(report.contains("3 failed"), "{report}");
+    assert!(report.contains("4 failed"), "{report}");
 }
 
 #[test]

@@ -267,16 +267,18 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     else {
         return Err("no EXIT within 60 s".into());
     };
+    let output = exit.output.clone().unwrap_or_default();
     let code = match &exit.outcome {
         // A command's `run` that returns `err` exits with 1, as under wasmtime's CLI.
         Ok(value) if *value == serde_json::json!({ "err": null }) => 1,
         Ok(_) => 0,
         Err(e) => match e.code {
             Some(code) => code,
-            None => return Err(e.kinded().to_string()),
+            // What the guest said before it trapped (a Rust test's panic message) is the
+            // reason a reader wants.
+            None => return Err(format!("{}{}", e.kinded(), stderr_tail(&output.stderr))),
         },
     };
-    let output = exit.output.clone().unwrap_or_default();
     let mut problems = Vec::new();
     if code != spec.exit_code {
         problems.push(format!("exit code {code}, expected {}", spec.exit_code));
@@ -296,6 +298,22 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The end of a test's stderr, to show beside its failure.
+fn stderr_tail(stderr: &str) -> String {
+    const SHOWN: usize = 2048;
+    if stderr.is_empty() {
+        return String::new();
+    }
+    let start = stderr.len().saturating_sub(SHOWN);
+    let start = (start..stderr.len())
+        .find(|&i| stderr.is_char_boundary(i))
+        .unwrap_or(stderr.len());
+    format!(
+        "\nstderr (its last {SHOWN} bytes at most):\n{}",
+        &stderr[start..]
+    )
 }
 
 /// The test's entry, named after its binary's file: the name is the guest's `argv[0]`, which

@@ -189,7 +189,7 @@ fn classify_imports(report: &mut Inspection, imports: Vec<String>) {
         let key = match Family::of_import(&name) {
             Some(family) => {
                 families.push(family);
-                if version.as_deref() == Some("0.3") && !crate::imports::provides_p3(family) {
+                if version.as_deref() == Some("0.3") && !crate::imports::links_p3(&name) {
                     report.unsupported_imports.push(name.clone());
                 }
                 family.package().to_string()
@@ -260,11 +260,12 @@ mod tests {
                 "wasi:filesystem/types@0.3.0".into(),
                 "wasi:sockets/types@0.3.0".into(),
                 "wasi:http/types@0.3.0".into(),
+                "wasi:http/client@0.3.0".into(),
                 "wasi:http/types@0.2.4".into(),
             ],
         );
         assert_eq!(report.wasi_versions, ["0.2", "0.3"]);
-        assert_eq!(report.unsupported_imports, ["wasi:http/types@0.3.0"]);
+        assert_eq!(report.unsupported_imports, ["wasi:http/client@0.3.0"]);
         assert_eq!(
             report.grants,
             ["wasi:cli", "wasi:filesystem", "wasi:sockets", "wasi:http"]

@@ -347,3 +347,67 @@ fn a_wasi_p3_socket_binds_only_where_the_policy_allows_it() {
     let other = if port == u16::MAX { port - 1 } else { port + 1 };
     assert_eq!(bind(other), Ok(json!(100)));
 }
+
+/// `fields()` makes a WASI 0.3 `wasi:http/types` `fields` and drops it: 1 when it got a handle.
+const FIELDS: &str = r#"
+(component
+  (import "wasi:http/types@0.3.0" (instance $types
+    (export "fields" (type $f (sub resource)))
+    (export "[constructor]fields" (func (result (own $f))))))
+  (alias export $types "fields" (type $fields))
+  (core func $new (canon lower (func $types "[constructor]fields")))
+  (core func $drop (canon resource.drop $fields))
+  (core module $m
+    (import "" "new" (func $new (result i32)))
+    (import "" "drop" (func $drop (param i32)))
+    (func (export "fields") (result i32) (local $h i32)
+      (local.set $h (call $new))
+      (call $drop (local.get $h))
+      (i32.ne (local.get $h) (i32.const 0))))
+  (core instance $i (instantiate $m (with "" (instance
+    (export "new" (func $new)) (export "drop" (func $drop))))))
+  (func (export "fields") (result u32) (canon lift (core func $i "fields"))))
+"#;
+
+/// Imports WASI 0.3's HTTP client, which wasmproc does not link yet.
+const CLIENT: &str = r#"
+(component
+  (import "wasi:http/client@0.3.0" (instance $client (export "send" (func))))
+  (core func $send (canon lower (func $client "send")))
+  (core module $m (import "" "send" (func $send))
+    (func (export "run") (result i32) (call $send) i32.const 0))
+  (core instance $i (instantiate $m (with "" (instance (export "send" (func $send))))))
+  (func (export "run") (result u32) (canon lift (core func $i "run"))))
+"#;
+
+/// Of WASI 0.3's `wasi:http`, `types` is linked (it reaches no network) and the client is not:
+/// a guest importing it is refused at load, however it is granted.
+#[test]
+fn wasi_p3_http_types_are_linked_and_its_client_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let fields = write(dir.path(), "fields.wasm", FIELDS);
+    let client = write(dir.path(), "client.wasm", CLIENT);
+    let http = ", imports: [wasi:http]";
+    let rt = runtime(
+        dir.path(),
+        &[
+            ("fields", "fields.wasm", fields, "fields", http),
+            ("client", "client.wasm", client, "run", http),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:fields", "t:host", &[], &mailbox)
+        .unwrap();
+    assert_eq!(
+        receive(&mut mailbox).expect("an EXIT").outcome,
+        Ok(json!(1))
+    );
+    let error = rt
+        .spawn_monitored("t:client", "t:host", &[], &mailbox)
+        .expect_err("the client is not linked");
+    assert_eq!(error.kind(), ErrorKind::UnsupportedImport, "{error}");
+    assert!(
+        error.to_string().contains("wasi:http/client@0.3.0"),
+        "{error}"
+    );
+}
