@@ -411,3 +411,50 @@ fn wasi_p3_http_types_are_linked_and_its_client_is_not() {
         "{error}"
     );
 }
+
+/// Attacks on WASI 0.3 guests that wait: one asleep far past its `max_execution_ms` ends at
+/// the limit (it is waiting on a host timer, not running code an epoch could interrupt), and
+/// more async processes than the concurrent engine's 256 slots wait for a slot, each ending
+/// with its value, none with a host failure.
+#[test]
+fn wasi_p3_waiters_end_at_their_limit_and_queue_past_the_engines_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = write(dir.path(), "sleeper.wasm", SLEEPER);
+    let rt = runtime(
+        dir.path(),
+        &[
+            (
+                "sleep",
+                "sleeper.wasm",
+                sleeper,
+                "sleep",
+                ", imports: [wasi:clocks]",
+            ),
+            (
+                "bounded",
+                "sleeper.wasm",
+                sleeper,
+                "sleep",
+                ", imports: [wasi:clocks], limits: { max_execution_ms: 200 }",
+            ),
+        ],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:bounded", "t:host", &[json!(60_000)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let error = exit.outcome.expect_err("it sleeps past its limit");
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+    let mut sleepers = HashMap::new();
+    for i in 0..300u32 {
+        let pid = rt
+            .spawn_monitored("t:sleep", "t:host", &[json!(100 + i % 7)], &mailbox)
+            .unwrap();
+        sleepers.insert(pid, 100 + i % 7);
+    }
+    for _ in 0..300 {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let ms = sleepers.remove(&exit.from).expect("one EXIT per sleeper");
+        assert_eq!(exit.outcome, Ok(json!(ms)));
+    }
+}
