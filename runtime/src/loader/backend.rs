@@ -14,6 +14,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use crate::capacity::Capacity;
+use crate::code_cache::{CacheConfig, CodeCache};
 use crate::engine::{EpochTicker, Pool};
 use crate::error::Error;
 use crate::imports::{self, Grants};
@@ -31,6 +32,8 @@ pub(super) struct Backend {
     linkers: Mutex<HashMap<Grants, Arc<Linker<ComponentData>>>>,
     /// The engine has concurrency support, so its linkers get WASI 0.3 too.
     concurrent: bool,
+    /// Compiled code on disk for this engine, kept between runs (none: every run compiles).
+    pub(super) disk: Option<CodeCache>,
 }
 
 impl Backend {
@@ -46,11 +49,13 @@ impl Backend {
             engine,
             linkers: Mutex::new(HashMap::new()),
             concurrent,
+            disk: None,
         })
     }
 
-    /// The concurrent engine for a loader whose main engine has `pool`.
-    pub(super) fn concurrent(pool: Pool) -> Result<Self, Error> {
+    /// The concurrent engine for a loader whose main engine has `pool`, keeping compiled code
+    /// in the cache `cache` opens (its own directory: the key is the engine's configuration).
+    pub(super) fn concurrent(pool: Pool, cache: Option<CacheConfig>) -> Result<Self, Error> {
         let pool = crate::engine::concurrent_pool(pool);
         let engine = Engine::new(&crate::engine::concurrent_config(pool)).map_err(|e| {
             Error::EngineStart {
@@ -61,7 +66,9 @@ impl Backend {
             processes = pool.processes,
             "started the engine for component-model-async binaries"
         );
-        Backend::new(engine, pool, true)
+        let mut backend = Backend::new(engine, pool, true)?;
+        backend.disk = cache.and_then(|cache| CodeCache::open_or_warn(&cache, &backend.engine));
+        Ok(backend)
     }
 
     pub(super) fn linker(&self, grants: &Grants) -> wasmtime::Result<Arc<Linker<ComponentData>>> {

@@ -44,9 +44,6 @@ pub struct Loader {
     /// check a binary against it, the loader does ([`Loader::fits_the_arena`]).
     arena: bool,
     compiled: Mutex<HashMap<Digest, Component>>,
-    /// Compiled code on disk, kept between runs (none: every run compiles). Only the main
-    /// engine's.
-    disk: Option<CodeCache>,
 }
 
 impl Loader {
@@ -59,7 +56,6 @@ impl Loader {
             pool,
             arena: capacity.allocation == crate::capacity::Allocation::Arena,
             compiled: Mutex::new(HashMap::new()),
-            disk: None,
         })
     }
 
@@ -67,7 +63,7 @@ impl Loader {
     /// it compiles. A cache opened for another engine is not used (said as a warning): its
     /// code would belong to that engine.
     pub fn with_code_cache(mut self, disk: Option<CodeCache>) -> Self {
-        self.disk = disk.filter(|disk| {
+        self.main.disk = disk.filter(|disk| {
             let same = Engine::same(disk.engine(), &self.main.engine);
             if !same {
                 tracing::warn!(dir = %disk.dir().display(), "a compiled-code cache opened for another engine is not used");
@@ -97,9 +93,10 @@ impl Loader {
         }
     }
 
-    /// The on-disk cache this loader uses, if any (its counters tell hits from compiles).
+    /// The on-disk cache this loader's main engine uses, if any (its counters tell hits from
+    /// compiles).
     pub fn code_cache(&self) -> Option<&CodeCache> {
-        self.disk.as_ref()
+        self.main.disk.as_ref()
     }
 
     /// Loads `entry` from the directory of its `fs` entry.
@@ -255,6 +252,7 @@ impl Loader {
         };
         let module = self
             .cached_or_compiled(
+                &self.main,
                 &digest,
                 ArtifactKind::Module,
                 CodeCache::module,
@@ -361,6 +359,7 @@ impl Loader {
         // Compiled outside the lock: compiling takes milliseconds, and other binaries should not
         // wait for it. Two threads may compile the same digest once each; either result is fine.
         let on_main = self.cached_or_compiled(
+            &self.main,
             &digest,
             ArtifactKind::Component,
             CodeCache::component,
@@ -368,14 +367,21 @@ impl Loader {
             Component::serialize,
         );
         let component = if backend::needs_concurrency(&on_main, &self.main.engine) {
-            // Not kept on disk: the cache's key is the main engine's configuration.
             let concurrent = self
                 .concurrent()
                 .map_err(|reason| LoadError::NoConcurrentEngine {
                     entry: entry.clone(),
                     reason,
                 })?;
-            Component::new(&concurrent.engine, bytes).map_err(not_compiled)?
+            self.cached_or_compiled(
+                concurrent,
+                &digest,
+                ArtifactKind::Component,
+                CodeCache::component,
+                || Component::new(&concurrent.engine, bytes),
+                Component::serialize,
+            )
+            .map_err(not_compiled)?
         } else {
             on_main.map_err(not_compiled)?
         };
@@ -393,17 +399,18 @@ impl Loader {
     /// stored there).
     fn cached_or_compiled<T>(
         &self,
+        backend: &Backend,
         digest: &Digest,
         kind: ArtifactKind,
         cached: fn(&CodeCache, &Digest) -> Option<T>,
         compile: impl FnOnce() -> wasmtime::Result<T>,
         serialize: fn(&T) -> wasmtime::Result<Vec<u8>>,
     ) -> wasmtime::Result<T> {
-        if let Some(found) = self.disk.as_ref().and_then(|disk| cached(disk, digest)) {
+        if let Some(found) = backend.disk.as_ref().and_then(|disk| cached(disk, digest)) {
             return Ok(found);
         }
         let compiled = compile()?;
-        if let Some(disk) = &self.disk {
+        if let Some(disk) = &backend.disk {
             disk.store(kind, digest, || serialize(&compiled));
         }
         Ok(compiled)
@@ -480,7 +487,10 @@ impl Loader {
     /// The concurrent engine, started on first use.
     fn concurrent(&self) -> Result<&Backend, String> {
         self.concurrent
-            .get_or_init(|| Backend::concurrent(self.pool).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                let cache = self.main.disk.as_ref().map(CodeCache::config);
+                Backend::concurrent(self.pool, cache).map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -667,6 +677,34 @@ mod tests {
             &loader.backend_of(&sync).engine,
             loader.engine()
         ));
+    }
+
+    /// The concurrent engine keeps compiled code on disk too, in the cache its loader was
+    /// given: a second run reads what the first compiled.
+    #[test]
+    fn async_abi_binaries_are_kept_in_the_code_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::code_cache::CacheConfig::in_dir(dir.path());
+        let pool = crate::engine::Pool {
+            processes: 0,
+            ..Default::default()
+        };
+        let bytes = wat::parse_str(ASYNC).unwrap();
+        let entry = EntryId::new("t", "async");
+        let concurrent_stats = |loader: &Loader| {
+            let component = loader
+                .compile(&entry, Path::new("async.wasm"), Digest::of(&bytes), &bytes)
+                .unwrap();
+            assert!(!Engine::same(component.engine(), loader.engine()));
+            let concurrent = loader.concurrent.get().unwrap().as_ref().unwrap();
+            concurrent.disk.as_ref().expect("a cache").stats()
+        };
+        let first = crate::engine::loader_caching(pool, &cache).unwrap();
+        let stats = concurrent_stats(&first);
+        assert_eq!((stats.hits, stats.written), (0, 1), "{stats:?}");
+        let second = crate::engine::loader_caching(pool, &cache).unwrap();
+        let stats = concurrent_stats(&second);
+        assert_eq!((stats.hits, stats.written), (1, 0), "{stats:?}");
     }
 
     #[test]
