@@ -172,14 +172,7 @@ const P3_OPENER: &str = r#"
   (import "wasi:filesystem/preopens@0.3.0" (instance $preopens
     (alias outer $C $descriptor (type $d))
     (export "get-directories" (func (result (list (tuple (own $d) string)))))))
-  (core module $libc
-    (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 8192))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
-      (local.get $p)))
-  (core instance $libc (instantiate $libc))
+  (; libc ;)
   (core func $get-dirs (canon lower (func $preopens "get-directories")
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core func $open-at (canon lower (func $types "[method]descriptor.open-at") async
@@ -245,7 +238,7 @@ const P3_OPENER: &str = r#"
 #[test]
 fn a_wasi_p3_guest_cannot_open_a_fifo_either() {
     let (mount, bins) = (mount_with_a_fifo(), tempfile::tempdir().unwrap());
-    let opener = wat::parse_str(P3_OPENER).unwrap();
+    let opener = wat::parse_str(crate::wasi_p3::with_libc(P3_OPENER)).unwrap();
     std::fs::write(bins.path().join("p3.wasm"), &opener).unwrap();
     let text = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: p3, kind: process.wasm, fs: bins, path: p3.wasm, hash: \"{}\", method: open, imports: [wasi:filesystem], limits: {{ max_execution_ms: 2000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",

@@ -83,8 +83,25 @@ const COMMAND: &str = r#"
   (export "wasi:cli/run@0.3.0" (instance $r3)))
 "#;
 
+/// `wat` with its `(; libc ;)` line replaced by a core instance `$libc` exporting a memory and
+/// a bump `realloc` from 8 KiB up: what component text needs to lower strings and lists.
+pub(crate) fn with_libc(wat: &str) -> String {
+    wat.replace(
+        "(; libc ;)",
+        r#"(core module $libc
+    (memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 8192))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap)
+        (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
+      (local.get $p)))
+  (core instance $libc (instantiate $libc))"#,
+    )
+}
+
 fn write(dir: &Path, file: &str, wat: &str) -> Digest {
-    let bytes = wat::parse_str(wat).expect("the WAT parses");
+    let bytes = wat::parse_str(with_libc(wat)).expect("the WAT parses");
     std::fs::write(dir.join(file), &bytes).unwrap();
     Digest::of(&bytes)
 }
@@ -206,14 +223,7 @@ const ARG_COUNTER: &str = r#"
 (component
   (import "wasi:cli/environment@0.3.0" (instance $env
     (export "get-arguments" (func (result (list string))))))
-  (core module $libc
-    (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 1024))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
-      (local.get $p)))
-  (core instance $libc (instantiate $libc))
+  (; libc ;)
   (core func $args (canon lower (func $env "get-arguments")
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core module $m
@@ -276,14 +286,7 @@ const BINDER: &str = r#"
       (result (result (own $s) (error $error')))))
     (export "[method]tcp-socket.bind" (func (param "self" (borrow $s))
       (param "local-address" $address') (result (result (error $error')))))))
-  (core module $libc
-    (memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 8192))
-    (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (i32.and (i32.add (local.get 3) (i32.const 7)) (i32.const -8))))
-      (local.get $p)))
-  (core instance $libc (instantiate $libc))
+  (; libc ;)
   (core func $create (canon lower (func $types "[static]tcp-socket.create")
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core func $bind (canon lower (func $types "[method]tcp-socket.bind")
