@@ -461,3 +461,93 @@ fn wasi_p3_waiters_end_at_their_limit_and_queue_past_the_engines_slots() {
         assert_eq!(exit.outcome, Ok(json!(ms)));
     }
 }
+
+/// `flood()` writes 64 KiB chunks to WASI 0.3 stdout (a `stream<u8>` handed to
+/// `write-via-stream`) until the host drops the stream, and returns how many bytes went.
+const FLOODER: &str = r#"
+(component $C
+  (import "wasi:cli/types@0.3.0" (instance $types
+    (type $ec (enum "io" "illegal-byte-sequence" "pipe"))
+    (export "error-code" (type $ec' (eq $ec)))))
+  (alias export $types "error-code" (type $error-code))
+  (import "wasi:cli/stdout@0.3.0" (instance $stdout
+    (alias outer $C $error-code (type $ec))
+    (export "error-code" (type $ec' (eq $ec)))
+    (export "write-via-stream" (func (param "data" (stream u8))
+      (result (future (result (error $ec'))))))))
+  (; libc ;)
+  (type $bytes (stream u8))
+  (core func $stream.new (canon stream.new $bytes))
+  (core func $stream.write (canon stream.write $bytes async (memory (core memory $libc "memory"))))
+  (core func $write-via-stream (canon lower (func $stdout "write-via-stream")))
+  (core func $ws.new (canon waitable-set.new))
+  (core func $join (canon waitable.join))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "" "stream.new" (func $stream.new (result i64)))
+    (import "" "stream.write" (func $stream.write (param i32 i32 i32) (result i32)))
+    (import "" "write-via-stream" (func $write-via-stream (param i32) (result i32)))
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (import "" "waitable.join" (func $join (param i32 i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (global $writer (mut i32) (i32.const 0))
+    (global $set (mut i32) (i32.const 0))
+    (global $total (mut i32) (i32.const 0))
+    ;; Writes until blocked (WAIT on the set) or dropped (return the total, EXIT).
+    (func $pump (param $status i32) (result i32)
+      (loop $again
+        (if (i32.eq (local.get $status) (i32.const -1))
+          (then (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
+        (global.set $total (i32.add (global.get $total) (i32.shr_u (local.get $status) (i32.const 4))))
+        (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 1))
+          (then (call $ret (global.get $total)) (return (i32.const 0))))
+        (local.set $status (call $stream.write (global.get $writer) (i32.const 0) (i32.const 65536)))
+        (br $again))
+      unreachable)
+    (func (export "flood") (result i32) (local $pair i64)
+      (local.set $pair (call $stream.new))
+      (global.set $writer (i32.wrap_i64 (i64.shr_u (local.get $pair) (i64.const 32))))
+      (drop (call $write-via-stream (i32.wrap_i64 (local.get $pair))))
+      (global.set $set (call $ws.new))
+      (call $join (global.get $writer) (global.get $set))
+      (call $pump (call $stream.write (global.get $writer) (i32.const 0) (i32.const 65536))))
+    (func (export "callback") (param $event i32) (param $handle i32) (param $status i32) (result i32)
+      (if (i32.ne (local.get $event) (i32.const 3)) (then unreachable))
+      (call $pump (local.get $status))))
+  (core instance $i (instantiate $m (with "" (instance
+    (export "stream.new" (func $stream.new))
+    (export "stream.write" (func $stream.write))
+    (export "write-via-stream" (func $write-via-stream))
+    (export "waitable-set.new" (func $ws.new))
+    (export "waitable.join" (func $join))
+    (export "task.return" (func $ret))))))
+  (func (export "flood") async (result u32)
+    (canon lift (core func $i "flood") async (callback (core func $i "callback")))))
+"#;
+
+/// An output bomb through WASI 0.3 stdout: the capture takes 1 MiB, then the host drops the
+/// stream and the guest's writes see it dropped; the process ends with its value (no host
+/// thread spins on a full capture).
+#[test]
+fn a_wasi_p3_stdout_flood_ends_at_the_capture_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let flooder = write(dir.path(), "flooder.wasm", FLOODER);
+    let rt = runtime(
+        dir.path(),
+        &[(
+            "flood",
+            "flooder.wasm",
+            flooder,
+            "flood",
+            ", imports: [wasi:cli], limits: { max_execution_ms: 5000 }",
+        )],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:flood", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let written = exit.outcome.clone().expect("the flood ends with a value");
+    assert_eq!(written, json!(1 << 20), "{exit:?}");
+    let output = exit.output.expect("captured output");
+    assert_eq!(output.stdout.len(), 1 << 20);
+}
