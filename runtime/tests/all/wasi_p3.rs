@@ -551,3 +551,43 @@ fn a_wasi_p3_stdout_flood_ends_at_the_capture_limit() {
     let output = exit.output.expect("captured output");
     assert_eq!(output.stdout.len(), 1 << 20);
 }
+
+/// `stuck()` waits on an empty waitable set: nothing can ever wake it.
+const STUCK: &str = r#"
+(component
+  (core func $ws.new (canon waitable-set.new))
+  (core module $m
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (func (export "stuck") (result i32)
+      (i32.or (i32.const 2) (i32.shl (call $ws.new) (i32.const 4))))
+    (func (export "callback") (param i32 i32 i32) (result i32) unreachable))
+  (core instance $i (instantiate $m (with "" (instance
+    (export "waitable-set.new" (func $ws.new))))))
+  (func (export "stuck") async (result u32)
+    (canon lift (core func $i "stuck") async (callback (core func $i "callback")))))
+"#;
+
+/// A guest that waits for what can never come is a deadlock: it ends at once with a trap (not
+/// at its time limit, not as a host failure), and its EXIT says so.
+#[test]
+fn a_wasi_p3_guest_waiting_for_nothing_ends_with_a_trap() {
+    let dir = tempfile::tempdir().unwrap();
+    let stuck = write(dir.path(), "stuck.wasm", STUCK);
+    let rt = runtime(
+        dir.path(),
+        &[(
+            "stuck",
+            "stuck.wasm",
+            stuck,
+            "stuck",
+            ", limits: { max_execution_ms: 60000 }",
+        )],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:stuck", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let error = exit.outcome.expect_err("it can never return");
+    assert_eq!(error.kind, ErrorKind::Trap, "{error:?}");
+    assert!(error.message.contains("deadlock"), "{error:?}");
+}
