@@ -38,6 +38,10 @@ pub struct WasiTestsuiteArgs {
     /// Known failures: a JSON file `{ "skip": [names], "fail": [names] }`.
     #[arg(long, value_name = "FILE")]
     expectations: Option<PathBuf>,
+    /// Also write a report: `json=PATH`, in the shape of the suite runner's JSON reporter
+    /// (per suite the counts of each outcome; per test its outcome, duration and failures).
+    #[arg(long, value_name = "KIND=PATH", value_parser = parse_report)]
+    report: Option<PathBuf>,
     /// Test-suite directories (e.g. `tests/rust/testsuite/wasm32-wasip1` of a checkout),
     /// mixed with libtest's arguments, as for `wasmproc test`.
     #[arg(
@@ -59,9 +63,29 @@ pub fn wasi_testsuite(args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitCode 
         None => Ok(Default::default()),
         Some(path) => wasmproc_harness::wasi_testsuite::Expectations::load(path),
     };
-    let trials =
-        expectations.and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e, cache));
-    run_trials("wasmproc wasi-testsuite", trials, libtest)
+    let report = wasmproc_harness::suite_report::SuiteReport::default();
+    let trials = expectations
+        .and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e, cache, &report));
+    let code = run_trials("wasmproc wasi-testsuite", trials, libtest);
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!(
+                "wasmproc wasi-testsuite: cannot write the report {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    code
+}
+
+/// `json=PATH`: the only kind of report so far.
+fn parse_report(text: &str) -> Result<PathBuf, String> {
+    match text.split_once('=') {
+        Some(("json", path)) if !path.is_empty() => Ok(PathBuf::from(path)),
+        _ => Err(format!("`{text}`: expected json=PATH")),
+    }
 }
 
 fn run_trials(

@@ -358,10 +358,13 @@ fn wasi_testsuite_runs_specs_and_honours_expectations() {
         r#"{"fail": ["own/wrong"], "skip": ["own/exit3"]}"#,
     )
     .unwrap();
+    let report = root.path().join("report.json");
     let out = wasmproc(&[
         "wasi-testsuite",
         "--expectations",
         expectations.to_str().unwrap(),
+        "--report",
+        &format!("json={}", report.display()),
         dir,
     ]);
     assert!(out.status.success(), "{}", stdout(&out));
@@ -372,6 +375,23 @@ fn wasi_testsuite_runs_specs_and_honours_expectations() {
         "{}",
         stdout(&out)
     );
+    // The suite runner's JSON report: counts per outcome, and each test's.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let suite = &report["results"][0];
+    assert_eq!(suite["name"], "own", "{report}");
+    for (outcome, count) in [("passed", 2), ("failed", 0), ("skipped", 1), ("xfailed", 1)] {
+        assert_eq!(suite[outcome], count, "{outcome}: {report}");
+    }
+    let wrong = suite["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "wrong")
+        .unwrap();
+    assert_eq!(wrong["outcome"], "xfailed", "{report}");
+    assert!(wrong["duration_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["execution"]["finish_timestamp"].as_f64().unwrap() > 0.0);
 }
 
 /// The suite's operations form, as far as it is supported: `run` then `wait`; anything else

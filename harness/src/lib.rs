@@ -15,6 +15,7 @@ mod failure;
 mod http_server;
 mod run;
 mod scenario;
+pub mod suite_report;
 pub mod wasi_testsuite;
 
 use std::path::{Path, PathBuf};

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
+
+use crate::suite_report::{Outcome, SuiteReport};
 use serde::Deserialize;
 use wasmproc_runtime::{Event, Loader, Mailbox, Manifest, Runtime, SpawnOptions, Stdio, Value};
 
@@ -151,6 +153,7 @@ pub fn trials(
     dirs: &[PathBuf],
     expectations: Expectations,
     cache: &wasmproc_runtime::code_cache::CacheConfig,
+    report: &SuiteReport,
 ) -> Result<Vec<Trial>, String> {
     let loader = Arc::new(
         wasmproc_runtime::engine::Pool::from_env()
@@ -169,22 +172,36 @@ pub fn trials(
         })
         .map_err(|e| format!("{}: {e}", dir.display()))?;
         for wasm in tests {
-            let prefix = suite_name(wasm.parent().unwrap_or(dir));
-            let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("test");
-            let name = format!("{prefix}/{stem}");
+            let suite = suite_name(wasm.parent().unwrap_or(dir));
+            let stem = wasm
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("test")
+                .to_string();
+            let name = format!("{suite}/{stem}");
             let ignored = expectations.skip.contains(&name);
             let must_fail = expectations.fail.contains(&name);
             let loader = loader.clone();
+            let report = report.clone();
+            if ignored {
+                report.record(&suite, &stem, Outcome::Skipped, Duration::ZERO, None);
+            }
             trials.push(
                 Trial::test(name, move || {
+                    let started = std::time::Instant::now();
                     let outcome = run(&wasm, &loader);
-                    match (must_fail, outcome) {
-                        (false, outcome) => outcome.map_err(Failed::from),
-                        (true, Err(_)) => Ok(()),
-                        (true, Ok(())) => Err(Failed::from(
-                            "passed, but the expectations file lists it under `fail`",
-                        )),
-                    }
+                    let (result, kind) = match (must_fail, outcome) {
+                        (false, Ok(())) => (Ok(()), Outcome::Passed),
+                        (false, Err(e)) => (Err(e), Outcome::Failed),
+                        (true, Err(_)) => (Ok(()), Outcome::Xfailed),
+                        (true, Ok(())) => (
+                            Err("passed, but the expectations file lists it under `fail`".into()),
+                            Outcome::Xpassed,
+                        ),
+                    };
+                    let failure = result.as_ref().err().cloned();
+                    report.record(&suite, &stem, kind, started.elapsed(), failure);
+                    result.map_err(Failed::from)
                 })
                 .with_ignored_flag(ignored),
             );
