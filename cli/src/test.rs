@@ -35,7 +35,9 @@ pub fn test(args: TestArgs, cache: &CacheConfig) -> ExitCode {
 
 #[derive(clap::Args)]
 pub struct WasiTestsuiteArgs {
-    /// Known failures: a JSON file `{ "skip": [names], "fail": [names] }`.
+    /// Known failures: the suite runner's TOML (`expectations/<runtime>/<os>.toml`: suites of
+    /// tests `expected = "fail"` or `action = "skip"`), or a JSON file
+    /// `{ "skip": [names], "fail": [names] }` with names `<suite>/<test>`.
     #[arg(long, value_name = "FILE")]
     expectations: Option<PathBuf>,
     /// Also write a report: `json=PATH`, in the shape of the suite runner's JSON reporter

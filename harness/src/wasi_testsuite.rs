@@ -138,10 +138,71 @@ pub struct Expectations {
 }
 
 impl Expectations {
+    /// Reads an expectations file: the suite's own TOML form (a `.toml` file, as its runner's
+    /// `expectations/<runtime>/<os>.toml`), or wasmproc's JSON `{ "skip": [..], "fail": [..] }`.
     pub fn load(path: &Path) -> Result<Expectations, String> {
         let text = wasmproc_runtime::source_file::read_text(path, SPEC_MAX_BYTES)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let parsed = if path.extension().is_some_and(|e| e == "toml") {
+            Expectations::from_toml(&text)
+        } else {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        };
+        parsed.map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The suite runner's form: `version = 1`, then `[[suite]]` tables with a `name` and
+    /// `[[suite.test]]` tables of `name` with `expected = "fail"` (or `"pass"`) or
+    /// `action = "skip"`.
+    fn from_toml(text: &str) -> Result<Expectations, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            version: u32,
+            #[serde(default)]
+            suite: Vec<Suite>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Suite {
+            name: String,
+            #[serde(default)]
+            test: Vec<Test>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Test {
+            name: String,
+            expected: Option<String>,
+            action: Option<String>,
+        }
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        if file.version != 1 {
+            return Err(format!(
+                "version {} is not supported (only 1)",
+                file.version
+            ));
+        }
+        let mut expectations = Expectations::default();
+        for suite in file.suite {
+            for test in suite.test {
+                let name = format!("{}/{}", suite.name, test.name);
+                match (test.action.as_deref(), test.expected.as_deref()) {
+                    (Some("skip"), _) => expectations.skip.insert(name),
+                    (None, Some("fail")) => expectations.fail.insert(name),
+                    (None, Some("pass") | None) => false,
+                    (Some(action), _) => {
+                        return Err(format!("{name}: unknown action `{action}` (only skip)"))
+                    }
+                    (None, Some(expected)) => {
+                        return Err(format!(
+                            "{name}: unknown expectation `{expected}` (pass or fail)"
+                        ))
+                    }
+                };
+            }
+        }
+        Ok(expectations)
     }
 }
 
@@ -475,6 +536,48 @@ mod tests {
         Spec::deserialize(&raw)
             .map_err(|e| e.to_string())?
             .normalized(&raw)
+    }
+
+    #[test]
+    fn the_suite_runners_toml_expectations_are_read() {
+        let text = r#"
+version = 1
+
+[[suite]]
+name = "WASI Rust tests [wasm32-wasip3]"
+
+# A comment, as in the suite's files.
+[[suite.test]]
+name = "http-service-uri"
+expected = "fail"
+
+[[suite.test]]
+name = "cli-env"
+action = "skip"
+
+[[suite.test]]
+name = "random"
+expected = "pass"
+"#;
+        let expectations = Expectations::from_toml(text).unwrap();
+        let suite = "WASI Rust tests [wasm32-wasip3]";
+        assert_eq!(
+            expectations.fail.into_iter().collect::<Vec<_>>(),
+            [format!("{suite}/http-service-uri")]
+        );
+        assert_eq!(
+            expectations.skip.into_iter().collect::<Vec<_>>(),
+            [format!("{suite}/cli-env")]
+        );
+        for (bad, reason) in [
+            ("version = 2", "version 2"),
+            ("version = 1\n[[suite]]\nname = \"s\"\n[[suite.test]]\nname = \"t\"\naction = \"run\"", "unknown action `run`"),
+            ("version = 1\n[[suite]]\nname = \"s\"\n[[suite.test]]\nname = \"t\"\nexpected = \"flaky\"", "unknown expectation `flaky`"),
+            ("version = 1\nfilters = []", "filters"),
+        ] {
+            let err = Expectations::from_toml(bad).err().unwrap_or_default();
+            assert!(err.contains(reason), "{bad}: {err}");
+        }
     }
 
     /// The manifest a test gets parses, with the proposals' grants and network rules valid
