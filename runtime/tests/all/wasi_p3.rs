@@ -591,3 +591,48 @@ fn a_wasi_p3_guest_waiting_for_nothing_ends_with_a_trap() {
     assert_eq!(error.kind, ErrorKind::Trap, "{error:?}");
     assert!(error.message.contains("deadlock"), "{error:?}");
 }
+
+/// A Lua script spawns WASI 0.3 sleepers like any entry and collects their EXITs; the script's
+/// own value is their sum.
+#[cfg(feature = "lua")]
+#[test]
+fn a_lua_script_spawns_wasi_p3_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = write(dir.path(), "sleeper.wasm", SLEEPER);
+    let rt = std::sync::Arc::new(runtime(
+        dir.path(),
+        &[(
+            "sleep",
+            "sleeper.wasm",
+            sleeper,
+            "sleep",
+            ", imports: [wasi:clocks]",
+        )],
+    ));
+    let script = r#"
+local total = 0
+for i = 1, 10 do
+    local pid, err = process.spawn_monitored("t:sleep", "t:host", 20 + i)
+    assert(pid, err)
+end
+for _ = 1, 10 do
+    local event = process.receive(time.seconds(10))
+    assert(event and event.value, "an EXIT is missing or failed")
+    total = total + event.value
+end
+return total
+"#;
+    let mut mailbox = Mailbox::new();
+    rt.spawn_lua(
+        script,
+        "p3.lua",
+        "t:host",
+        &[],
+        &wasmproc_runtime::SpawnOptions::default(),
+        Some(&mailbox),
+    )
+    .unwrap();
+    let exit = receive(&mut mailbox).expect("the script's EXIT");
+    // 21 + 22 + ... + 30
+    assert_eq!(exit.outcome, Ok(json!(255)));
+}
