@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
+/// The most component-model handles a process holds at once: resources, and with WASI 0.3
+/// streams, futures, subtasks and waitable sets. Each lives in host memory, outside
+/// `max_memory`: a guest starting a minute-long `wait-for` in a loop held ~850 bytes of host
+/// memory per pending timer (85 MB at wasmtime's default bound of 100,000). Past it the
+/// process ends with `limit_exceeded`.
+pub const MAX_HANDLES: usize = 10_000;
+
 /// An entry's `limits:`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -35,6 +35,7 @@ pub(super) async fn init_step_close(
             );
             meter(&mut store, fuel)?;
             store.set_hostcall_fuel(program.lift_fuel);
+            store.set_max_component_handles(crate::limits::MAX_HANDLES);
             let result = call(pre, *export, program, params, &mut store).await;
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
             result
@@ -185,6 +186,16 @@ fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
             format!(
                 "limits.max_value ({} bytes) exceeded: the guest passed the host more than it allows in one go (its result, or a host call's arguments): {message}",
                 limits.max_value()
+            ),
+        );
+    }
+    // wasmtime's bound on live handles, set from `MAX_HANDLES` (its error type is private).
+    if message.contains("store handle limit exceeded") {
+        return ExitError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "a process holds at most {} live handles (resources, streams, futures, subtasks): {message}",
+                crate::limits::MAX_HANDLES
             ),
         );
     }

@@ -636,3 +636,109 @@ return total
     // 21 + 22 + ... + 30
     assert_eq!(exit.outcome, Ok(json!(255)));
 }
+
+/// `timers(n)` starts `n` WASI 0.3 `wait-for`s of a minute each without waiting for any, then
+/// returns how many it started.
+const TIMER_BOMB: &str = r#"
+(component
+  (import "wasi:clocks/monotonic-clock@0.3.0" (instance $clock
+    (export "wait-for" (func async (param "how-long" u64)))))
+  (core func $wait-for (canon lower (func $clock "wait-for") async))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "" "wait-for" (func $wait-for (param i64) (result i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (func (export "timers") (param $n i32) (result i32) (local $i i32)
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+          (drop (call $wait-for (i64.const 60000000000)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next)))
+      (call $ret (local.get $i))
+      (i32.const 0))
+    (func (export "callback") (param i32 i32 i32) (result i32) unreachable))
+  (core instance $i (instantiate $m (with "" (instance
+    (export "wait-for" (func $wait-for)) (export "task.return" (func $ret))))))
+  (func (export "timers") async (param "n" u32) (result u32)
+    (canon lift (core func $i "timers") async (callback (core func $i "callback")))))
+"#;
+
+/// A timer bomb: a guest starting minute-long `wait-for`s in a loop without waiting for any
+/// ends with `limit_exceeded` at the bound on live handles (it was a `host_failure` after
+/// 100,000 pending timers, ~85 MB of host memory outside `max_memory`), and one starting
+/// fewer than the bound is not stopped by it.
+#[test]
+fn a_wasi_p3_timer_bomb_ends_at_the_handle_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = write(dir.path(), "bomb.wasm", TIMER_BOMB);
+    let rt = runtime(
+        dir.path(),
+        &[(
+            "timers",
+            "bomb.wasm",
+            bomb,
+            "timers",
+            ", imports: [wasi:clocks]",
+        )],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:timers", "t:host", &[json!(1_000_000)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let error = exit.outcome.expect_err("past the handle limit");
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+    assert!(error.message.contains("live handles"), "{error:?}");
+    rt.spawn_monitored("t:timers", "t:host", &[json!(1000)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.outcome, Ok(json!(1000)));
+}
+
+/// `big(n)` returns `n` bytes of its memory as a `list<u8>` through `task.return`.
+const BIG_RETURN: &str = r#"
+(component
+  (; libc ;)
+  (core func $ret (canon task.return (result (list u8)) (memory (core memory $libc "memory"))))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "task.return" (func $ret (param i32 i32)))
+    (func (export "big") (param $n i32) (result i32)
+      (drop (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))))
+      (call $ret (i32.const 0) (local.get $n))
+      (i32.const 0))
+    (func (export "callback") (param i32 i32 i32) (result i32) unreachable))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "task.return" (func $ret))))))
+  (func (export "big") async (param "n" u32) (result (list u8))
+    (canon lift (core func $i "big") async (memory (core memory $libc "memory"))
+      (realloc (core func $libc "realloc")) (callback (core func $i "callback")))))
+"#;
+
+/// Values through `task.return` are bounded like any result: within `max_value` it comes back,
+/// past it the process ends with `limit_exceeded` before the host copies it.
+#[test]
+fn an_async_exports_value_is_bounded_by_max_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = write(dir.path(), "big.wasm", BIG_RETURN);
+    let rt = runtime(
+        dir.path(),
+        &[(
+            "big",
+            "big.wasm",
+            big,
+            "big",
+            ", limits: { max_value: 64KiB }",
+        )],
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:big", "t:host", &[json!(3)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.outcome, Ok(json!([0, 0, 0])));
+    rt.spawn_monitored("t:big", "t:host", &[json!(8 << 20)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let error = exit.outcome.expect_err("8 MiB is past max_value");
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+}
