@@ -448,6 +448,11 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
             "mixed",
             r#"{"args": ["a"], "operations": [{"type": "run"}, {"type": "wait"}]}"#,
         ),
+        // A `run`'s root is held to the same rule as the fields form's: no way out.
+        (
+            "escape",
+            r#"{"operations": [{"type": "run", "root": "../.."}, {"type": "wait"}]}"#,
+        ),
     ] {
         std::fs::write(suite.join(format!("{name}.wasm")), p1_command(0)).unwrap();
         std::fs::write(suite.join(format!("{name}.json")), spec).unwrap();
@@ -482,10 +487,11 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
         "operations [run, read, wait] are not supported yet",
         "world `wasi:http/service` is not supported yet",
         "`operations` and `args` cannot be mixed",
+        "`../..` must be a relative path inside the directory",
     ] {
         assert!(report.contains(expected), "{expected}: {report}");
     }
-    assert!(report.contains("4 failed"), "{report}");
+    assert!(report.contains("5 failed"), "{report}");
 }
 
 #[test]

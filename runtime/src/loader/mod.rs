@@ -707,6 +707,23 @@ mod tests {
         assert_eq!((stats.hits, stats.written), (1, 0), "{stats:?}");
     }
 
+    /// Component-model threads are on neither engine: a binary using them is invalid, said
+    /// as such, and does not start the concurrent engine.
+    #[test]
+    fn a_binary_using_component_model_threads_is_invalid() {
+        let loader = loader();
+        let threads = wat::parse_str(
+            r#"(component
+              (core func $index (canon thread.index))
+              (core module $m (import "" "index" (func (result i32))))
+              (core instance (instantiate $m (with "" (instance (export "index" (func $index)))))))"#,
+        )
+        .unwrap();
+        let error = loader.compile_component(&threads).unwrap_err();
+        assert!(format!("{error:#}").contains("threading"), "{error:#}");
+        assert!(loader.concurrent.get().is_none());
+    }
+
     #[test]
     fn an_invalid_component_is_not_retried_on_the_concurrent_engine() {
         let loader = loader();
