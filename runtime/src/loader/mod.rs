@@ -84,13 +84,10 @@ impl Loader {
     /// the concurrent one.
     pub fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
         let on_main = Component::new(&self.main.engine, bytes);
-        if !backend::needs_concurrency(&on_main, &self.main.engine) {
-            return on_main;
-        }
-        match self.concurrent() {
-            Ok(concurrent) => Component::new(&concurrent.engine, bytes),
-            Err(reason) => Err(wasmtime::Error::msg(reason)),
-        }
+        self.on_the_right_engine(on_main, |concurrent| {
+            Component::new(&concurrent.engine, bytes)
+        })
+        .unwrap_or_else(|reason| Err(wasmtime::Error::msg(reason)))
     }
 
     /// The on-disk cache this loader's main engine uses, if any (its counters tell hits from
@@ -366,25 +363,22 @@ impl Loader {
             || Component::new(&self.main.engine, bytes),
             Component::serialize,
         );
-        let component = if backend::needs_concurrency(&on_main, &self.main.engine) {
-            let concurrent = self
-                .concurrent()
-                .map_err(|reason| LoadError::NoConcurrentEngine {
-                    entry: entry.clone(),
-                    reason,
-                })?;
-            self.cached_or_compiled(
-                concurrent,
-                &digest,
-                ArtifactKind::Component,
-                CodeCache::component,
-                || Component::new(&concurrent.engine, bytes),
-                Component::serialize,
-            )
-            .map_err(not_compiled)?
-        } else {
-            on_main.map_err(not_compiled)?
-        };
+        let component = self
+            .on_the_right_engine(on_main, |concurrent| {
+                self.cached_or_compiled(
+                    concurrent,
+                    &digest,
+                    ArtifactKind::Component,
+                    CodeCache::component,
+                    || Component::new(&concurrent.engine, bytes),
+                    Component::serialize,
+                )
+            })
+            .map_err(|reason| LoadError::NoConcurrentEngine {
+                entry: entry.clone(),
+                reason,
+            })?
+            .map_err(not_compiled)?;
         self.fits_the_arena(
             entry,
             path,
@@ -482,6 +476,20 @@ impl Loader {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Component>> {
         crate::lock::lock(&self.compiled)
+    }
+
+    /// `on_main`, the main engine's compile, unless the binary must run on the concurrent
+    /// engine (refused for its async ABI, or importing WASI 0.3): then `on_concurrent`'s; or
+    /// why the concurrent engine could not start.
+    fn on_the_right_engine(
+        &self,
+        on_main: wasmtime::Result<Component>,
+        on_concurrent: impl FnOnce(&Backend) -> wasmtime::Result<Component>,
+    ) -> Result<wasmtime::Result<Component>, String> {
+        if !backend::needs_concurrency(&on_main, &self.main.engine) {
+            return Ok(on_main);
+        }
+        self.concurrent().map(on_concurrent)
     }
 
     /// The concurrent engine, started on first use.

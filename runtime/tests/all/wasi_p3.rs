@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::common::receive;
 use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
+use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Runtime};
 
 /// `sleep(ms)` awaits `wasi:clocks/monotonic-clock@0.3.0#wait-for` and returns `ms`: it waits
 /// in its callback loop, holding no fiber, until the host's timer ends the subtask.
@@ -98,6 +98,23 @@ pub(crate) fn with_libc(wat: &str) -> String {
       (local.get $p)))
   (core instance $libc (instantiate $libc))"#,
     )
+}
+
+/// A runtime with one entry `name` (its binary `name.wasm`, from `wat`, its method `name`),
+/// with `fields` added to it; the directory lives as long as the first value.
+fn single(name: &str, wat: &str, fields: &str) -> (tempfile::TempDir, Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!("{name}.wasm");
+    let digest = write(dir.path(), &file, wat);
+    let rt = runtime(dir.path(), &[(name, &file, digest, name, fields)]);
+    (dir, rt)
+}
+
+/// Spawns `entry` on the host, monitored, and waits for its EXIT.
+fn exit_of(rt: &Runtime, entry: &str, args: &[serde_json::Value]) -> Exit {
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored(entry, "t:host", args, &mailbox).unwrap();
+    receive(&mut mailbox).expect("an EXIT")
 }
 
 fn write(dir: &Path, file: &str, wat: &str) -> Digest {
@@ -206,14 +223,9 @@ fn main_runs_the_newest_cli_run() {
             ("old", "command.wasm", command, "wasi:cli/run@0.2.0#run", ""),
         ],
     );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:main", "t:host", &[], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:main", &[]);
     assert_eq!(exit.outcome, Ok(json!({ "ok": null })));
-    rt.spawn_monitored("t:old", "t:host", &[], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:old", &[]);
     assert_eq!(exit.outcome, Ok(json!({ "err": null })));
 }
 
@@ -239,22 +251,12 @@ const ARG_COUNTER: &str = r#"
 
 #[test]
 fn a_synchronous_guest_importing_wasi_p3_gets_its_arguments() {
-    let dir = tempfile::tempdir().unwrap();
-    let counter = write(dir.path(), "counter.wasm", ARG_COUNTER);
-    let rt = runtime(
-        dir.path(),
-        &[(
-            "count",
-            "counter.wasm",
-            counter,
-            "count",
-            ", imports: [wasi:cli], wasi: { args: [a, b] }",
-        )],
+    let (_dir, rt) = single(
+        "count",
+        ARG_COUNTER,
+        ", imports: [wasi:cli], wasi: { args: [a, b] }",
     );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:count", "t:host", &[], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:count", &[]);
     // The program's name, then `a` and `b`.
     assert_eq!(exit.outcome, Ok(json!(3)));
 }
@@ -340,12 +342,7 @@ fn a_wasi_p3_socket_binds_only_where_the_policy_allows_it() {
             ),
         )],
     );
-    let mut mailbox = Mailbox::new();
-    let mut bind = |port: u16| {
-        rt.spawn_monitored("t:bind", "t:host", &[json!(port)], &mailbox)
-            .unwrap();
-        receive(&mut mailbox).expect("an EXIT").outcome
-    };
+    let bind = |port: u16| exit_of(&rt, "t:bind", &[json!(port)]).outcome;
     assert_eq!(bind(port), Ok(json!(0)));
     let other = if port == u16::MAX { port - 1 } else { port + 1 };
     assert_eq!(bind(other), Ok(json!(100)));
@@ -398,13 +395,8 @@ fn wasi_p3_http_types_are_linked_and_its_client_is_not() {
             ("client", "client.wasm", client, "run", http),
         ],
     );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:fields", "t:host", &[], &mailbox)
-        .unwrap();
-    assert_eq!(
-        receive(&mut mailbox).expect("an EXIT").outcome,
-        Ok(json!(1))
-    );
+    let mailbox = Mailbox::new();
+    assert_eq!(exit_of(&rt, "t:fields", &[]).outcome, Ok(json!(1)));
     let error = rt
         .spawn_monitored("t:client", "t:host", &[], &mailbox)
         .expect_err("the client is not linked");
@@ -443,9 +435,7 @@ fn wasi_p3_waiters_end_at_their_limit_and_queue_past_the_engines_slots() {
         ],
     );
     let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:bounded", "t:host", &[json!(60_000)], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:bounded", &[json!(60_000)]);
     let error = exit.outcome.expect_err("it sleeps past its limit");
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
     let mut sleepers = HashMap::new();
@@ -530,22 +520,12 @@ const FLOODER: &str = r#"
 /// thread spins on a full capture).
 #[test]
 fn a_wasi_p3_stdout_flood_ends_at_the_capture_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let flooder = write(dir.path(), "flooder.wasm", FLOODER);
-    let rt = runtime(
-        dir.path(),
-        &[(
-            "flood",
-            "flooder.wasm",
-            flooder,
-            "flood",
-            ", imports: [wasi:cli], limits: { max_execution_ms: 5000 }",
-        )],
+    let (_dir, rt) = single(
+        "flood",
+        FLOODER,
+        ", imports: [wasi:cli], limits: { max_execution_ms: 5000 }",
     );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:flood", "t:host", &[], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:flood", &[]);
     let written = exit.outcome.clone().expect("the flood ends with a value");
     assert_eq!(written, json!(1 << 20), "{exit:?}");
     let output = exit.output.expect("captured output");
@@ -571,22 +551,8 @@ const STUCK: &str = r#"
 /// at its time limit, not as a host failure), and its EXIT says so.
 #[test]
 fn a_wasi_p3_guest_waiting_for_nothing_ends_with_a_trap() {
-    let dir = tempfile::tempdir().unwrap();
-    let stuck = write(dir.path(), "stuck.wasm", STUCK);
-    let rt = runtime(
-        dir.path(),
-        &[(
-            "stuck",
-            "stuck.wasm",
-            stuck,
-            "stuck",
-            ", limits: { max_execution_ms: 60000 }",
-        )],
-    );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:stuck", "t:host", &[], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let (_dir, rt) = single("stuck", STUCK, ", limits: { max_execution_ms: 60000 }");
+    let exit = exit_of(&rt, "t:stuck", &[]);
     let error = exit.outcome.expect_err("it can never return");
     assert_eq!(error.kind, ErrorKind::Trap, "{error:?}");
     assert!(error.message.contains("deadlock"), "{error:?}");
@@ -670,28 +636,12 @@ const TIMER_BOMB: &str = r#"
 /// fewer than the bound is not stopped by it.
 #[test]
 fn a_wasi_p3_timer_bomb_ends_at_the_handle_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let bomb = write(dir.path(), "bomb.wasm", TIMER_BOMB);
-    let rt = runtime(
-        dir.path(),
-        &[(
-            "timers",
-            "bomb.wasm",
-            bomb,
-            "timers",
-            ", imports: [wasi:clocks]",
-        )],
-    );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:timers", "t:host", &[json!(1_000_000)], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let (_dir, rt) = single("timers", TIMER_BOMB, ", imports: [wasi:clocks]");
+    let exit = exit_of(&rt, "t:timers", &[json!(1_000_000)]);
     let error = exit.outcome.expect_err("past the handle limit");
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
     assert!(error.message.contains("live handles"), "{error:?}");
-    rt.spawn_monitored("t:timers", "t:host", &[json!(1000)], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:timers", &[json!(1000)]);
     assert_eq!(exit.outcome, Ok(json!(1000)));
 }
 
@@ -719,26 +669,10 @@ const BIG_RETURN: &str = r#"
 /// past it the process ends with `limit_exceeded` before the host copies it.
 #[test]
 fn an_async_exports_value_is_bounded_by_max_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let big = write(dir.path(), "big.wasm", BIG_RETURN);
-    let rt = runtime(
-        dir.path(),
-        &[(
-            "big",
-            "big.wasm",
-            big,
-            "big",
-            ", limits: { max_value: 64KiB }",
-        )],
-    );
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:big", "t:host", &[json!(3)], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let (_dir, rt) = single("big", BIG_RETURN, ", limits: { max_value: 64KiB }");
+    let exit = exit_of(&rt, "t:big", &[json!(3)]);
     assert_eq!(exit.outcome, Ok(json!([0, 0, 0])));
-    rt.spawn_monitored("t:big", "t:host", &[json!(8 << 20)], &mailbox)
-        .unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
+    let exit = exit_of(&rt, "t:big", &[json!(8 << 20)]);
     let error = exit.outcome.expect_err("8 MiB is past max_value");
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
 }
