@@ -9,7 +9,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-guests=(compute greet file_processor probe http_worker hostile net_probe)
+guests=(compute greet file_processor probe http_worker hostile net_probe http_service)
+# Cargo workspaces to build, each with its own Cargo.lock: http_service needs wit-bindgen's async
+# features, which would change the other guests' bytes in a shared workspace (features unify).
+workspaces=(. http_service)
 wasm_tools_version=1.262.0.0
 tools=${WASMPROC_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/wasmproc/tools}
 target=${WASMPROC_GUEST_TARGET:-$tools/guest-target}
@@ -64,14 +67,17 @@ build() {
   # panic=immediate-abort: a panic traps without formatting a message, so std's stderr and
   # environment code (and with them the adapter's wasi:filesystem and wasi:clocks imports) is
   # not linked into guests that do not use it; a guest imports what its code uses.
-  (
-    cd "$here"
-    env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-      CARGO_TARGET_DIR="$target" \
-      CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
-      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort --remap-path-prefix=$here=/guests --remap-path-prefix=${CARGO_HOME:-${HOME:-/root}/.cargo}=/cargo" \
-      /usr/bin/cargo build -q --locked --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort
-  )
+  for w in "${workspaces[@]}"; do
+    (
+      cd "$here"
+      env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+        CARGO_TARGET_DIR="$target" \
+        CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
+        CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi -Zunstable-options -Cpanic=immediate-abort --remap-path-prefix=$here=/guests --remap-path-prefix=${CARGO_HOME:-${HOME:-/root}/.cargo}=/cargo" \
+        /usr/bin/cargo build -q --locked --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
+        --manifest-path "$w/Cargo.toml"
+    )
+  done
   for g in "${guests[@]}"; do
     "$tools/venv/bin/wasm-tools" component new "$target/wasm32-wasip1/release/$g.wasm" \
       --adapt "wasi_snapshot_preview1=$adapter" -o "$out/$g.wasm"

@@ -5,6 +5,7 @@ mod cache;
 mod lua;
 mod manifest_path;
 mod run;
+mod serve;
 mod spawn;
 mod test;
 mod validate;
@@ -101,6 +102,19 @@ enum Command {
         wasmproc validate guests/dist/greet.wasm --entry myns:greet --json"
     )]
     Validate(validate::ValidateArgs),
+    /// Answer HTTP requests with a `process.wasm` entry that exports a `wasi:http` handler.
+    ///
+    /// The binary exports `wasi:http/handler@0.3` (WASI 0.3's service world) or
+    /// `wasi:http/incoming-handler@0.2` (WASI 0.2's proxy world); the entry's `method` is not
+    /// used. Each request gets a fresh instance under the entry's limits: a place in the pool
+    /// (requests past it wait), `max_memory`, `fuel`, and `max_execution_ms` (default 30 s) to
+    /// answer and again to send the body; a handler that traps or runs out gets a 500. Its
+    /// stdout and stderr are the server's; its outgoing requests follow the entry's `network`
+    /// policy. Prints `Serving HTTP on http://ADDR/` on stderr, then serves until SIGINT or
+    /// SIGTERM, finishes the requests in flight and exits 0. Exit status 2 when it cannot start.
+    #[command(after_help = "Example:
+          wasmproc serve demo:hello --manifest demo/serve.yaml --addr 127.0.0.1:0")]
+    Serve(serve::ServeArgs),
     /// Spawn one process, wait for its EXIT and print it as JSON.
     ///
     /// Prints `{"type":"EXIT","from":"<1>","value":42,...}` on success, or
@@ -146,6 +160,7 @@ fn main() -> ExitCode {
         Command::Lua(args) => cache().map_or_else(|code| code, |c| lua::lua(args, &c)),
         Command::Test(args) => cache().map_or_else(|code| code, |c| test::test(args, &c)),
         Command::Validate(args) => validate::validate(args),
+        Command::Serve(args) => cache().map_or_else(|code| code, |c| serve::serve(args, &c)),
         Command::WasiTestsuite(args) => {
             cache().map_or_else(|code| code, |c| test::wasi_testsuite(args, &c))
         }

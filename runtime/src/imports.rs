@@ -75,12 +75,13 @@ pub fn concurrent_linker(
 /// Whether wasmproc links the WASI 0.3 interface `import` names (`wasi:filesystem` with the
 /// same guard against special files as WASI 0.2's, [`crate::special_files`]; `wasi:sockets`
 /// under the same network policy: its sockets are wasmtime-wasi's WASI 0.2 ones, which ask the
-/// context's address check before each use; of `wasi:http`, only `types`, which reach no
-/// network). Not yet: `wasi:http/client` (the policy must first be shown to hold for it); a
-/// binary importing it is refused at load as needing an interface wasmproc does not provide.
+/// context's address check before each use; `wasi:http`'s `types` and `client`, whose requests
+/// go through the same [`crate::network::http`] sender as WASI 0.2's, under the entry's policy).
 pub fn links_p3(import: &str) -> bool {
     match Family::of_import(import) {
-        Some(Family::Http) => import.starts_with("wasi:http/types@"),
+        Some(Family::Http) => {
+            import.starts_with("wasi:http/types@") || import.starts_with("wasi:http/client@")
+        }
         Some(family) => family != Family::Io,
         None => false,
     }
@@ -97,10 +98,7 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
             crate::special_files::guard_open_at_p3(l)
         }
         Family::Sockets => p3::sockets::add_to_linker(l),
-        Family::Http => {
-            use wasmtime_wasi_http::{p3::bindings::http::types, WasiHttp, WasiHttpView as _};
-            types::add_to_linker::<_, WasiHttp>(l, ComponentData::http)
-        }
+        Family::Http => wasmtime_wasi_http::p3::add_to_linker(l),
         // WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
         Family::Io => Ok(()),
     }

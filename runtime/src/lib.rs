@@ -34,6 +34,7 @@ mod preemption;
 mod process;
 mod registry;
 mod runtime;
+pub mod serve;
 pub mod source_file;
 mod special_files;
 mod store_data;
@@ -46,7 +47,7 @@ pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pi
 pub use id::EntryId;
 pub use inspect::{inspect, BinaryKind, Inspection};
 pub use limits::Limits;
-pub use loader::{LoadError, Loader, Program, MAX_BINARY_BYTES, RECHECK};
+pub use loader::{HandlerProgram, LoadError, Loader, Program, MAX_BINARY_BYTES, RECHECK};
 pub use mailbox::Mailbox;
 pub use manifest::Manifest;
 pub use network::NetworkPolicy;

@@ -338,6 +338,31 @@ impl Runtime {
         }
     }
 
+    /// The `process.wasm` entry `entry` ready to answer HTTP requests ([`crate::serve`]): its
+    /// binary must export a `wasi:http` handler. Its environment and mounts are resolved now,
+    /// as a spawn's are.
+    pub fn http_service(&self, entry: &str) -> Result<crate::serve::HttpService, Error> {
+        let resolved = self.entry(entry)?;
+        let wasm = self.wasm_of(resolved)?;
+        let id = &resolved.id;
+        let program = self
+            .loader
+            .load_handler(id, wasm, self.directory(&wasm.fs)?)?;
+        let env = self.resolve_env(id, wasm)?;
+        let mounts = self.resolve_mounts(wasm);
+        let spec = resolved
+            .wasm
+            .clone()
+            .expect("a process.wasm entry has its spec");
+        Ok(crate::serve::HttpService::new(
+            id.clone(),
+            program,
+            spec,
+            env,
+            mounts,
+        ))
+    }
+
     /// Changes an `env.variable` kept in an `env.storage.memory`; later spawns see the value.
     pub fn set_env(&self, variable: &str, value: impl Into<String>) -> Result<(), Error> {
         let id = &self.entry(variable)?.id;

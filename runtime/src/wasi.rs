@@ -24,6 +24,9 @@ pub enum Stdio {
     Capture,
     /// The host's own stdin, stdout and stderr (`wasmproc run`).
     Inherit,
+    /// The host's stdout and stderr, and an empty stdin (`wasmproc serve`: requests run side by
+    /// side, and none of them owns the terminal).
+    InheritOutput,
 }
 
 /// The captured streams of a process, read when it ends.
@@ -98,6 +101,10 @@ pub(crate) fn context(
     let captured = match stdio {
         Stdio::Inherit => {
             builder.inherit_stdio();
+            None
+        }
+        Stdio::InheritOutput => {
+            builder.inherit_stdout().inherit_stderr();
             None
         }
         Stdio::Capture => {

@@ -99,6 +99,20 @@ pub enum LoadError {
         /// The functions the binary exports.
         available: Vec<String>,
     },
+    /// An entry to be served over HTTP whose binary exports no `wasi:http` handler.
+    #[error(
+        "entry `{entry}`: {} exports no wasi:http handler to serve (`wasi:http/handler@0.3.x` or `wasi:http/incoming-handler@0.2.x`; exported functions: {})",
+        path.display(),
+        list_or_none(available)
+    )]
+    NotAHandler {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The binary's path on the host.
+        path: PathBuf,
+        /// The functions the binary exports.
+        available: Vec<String>,
+    },
     /// The binary uses the component model's async ABI, and the engine for such binaries
     /// could not start (see `engine::concurrent_config`).
     #[error("entry `{entry}`: it uses the component model's async ABI, and the engine that runs such binaries could not start: {reason}")]
@@ -144,7 +158,9 @@ impl LoadError {
             LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
             LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
             LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
-            LoadError::MissingExport { .. } => ErrorKind::MissingExport,
+            LoadError::MissingExport { .. } | LoadError::NotAHandler { .. } => {
+                ErrorKind::MissingExport
+            }
             LoadError::NoConcurrentEngine { .. } => ErrorKind::HostFailure,
         }
     }

@@ -21,11 +21,13 @@ use crate::value::Signature;
 
 mod backend;
 mod error;
+mod handler;
 mod program;
 
 use backend::Backend;
 
 pub use error::LoadError;
+pub use handler::HandlerProgram;
 pub use program::{FileCheck, FileStamp, Program, Target, RECHECK};
 
 /// The largest binary a `process.wasm` entry may name: far above any real component (ours are
@@ -118,6 +120,94 @@ impl Loader {
         self.prepare(entry, wasm, path, stamp, digest, &bytes)
     }
 
+    /// Loads `entry` to be served over HTTP (`wasmproc serve`): a component exporting a
+    /// `wasi:http` handler, compiled on the concurrent engine (wasmtime-wasi-http runs both
+    /// handler versions through the component model's concurrent calls). Its `method` is not
+    /// used: the handler is the export.
+    pub fn load_handler(
+        &self,
+        entry: &EntryId,
+        wasm: &WasmSpec,
+        directory: &Path,
+    ) -> Result<Arc<HandlerProgram>, LoadError> {
+        let path = wasm.binary_path(directory);
+        let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(|source| {
+            LoadError::Unreadable {
+                entry: entry.clone(),
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let digest = Digest::of(&bytes);
+        check_hash(entry, wasm, &path, digest)?;
+        self.check_pool_memory(entry, wasm)?;
+        let backend = self
+            .concurrent()
+            .map_err(|reason| LoadError::NoConcurrentEngine {
+                entry: entry.clone(),
+                reason,
+            })?;
+        let component = self
+            .cached_or_compiled(
+                backend,
+                &digest,
+                ArtifactKind::Component,
+                CodeCache::component,
+                || Component::new(&backend.engine, &bytes),
+                Component::serialize,
+            )
+            .map_err(|e| self.not_compiled(entry, &path, BinaryKind::Component, e))?;
+        self.fits_the_arena(
+            entry,
+            &path,
+            BinaryKind::Component,
+            component.resources_required(),
+        )?;
+        let grants = Grants::new(&wasm.imports);
+        check_imports(entry, wasm, &grants, &component, &backend.engine)?;
+        let pre = backend
+            .linker(&grants)
+            .and_then(|linker| linker.instantiate_pre(&component))
+            .map_err(|e| LoadError::UnsupportedImport {
+                entry: entry.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let (proxy, world) = handler::proxy(pre).map_err(|()| LoadError::NotAHandler {
+            entry: entry.clone(),
+            path: path.clone(),
+            available: exported_functions(&component, &backend.engine),
+        })?;
+        tracing::debug!(%entry, %digest, world, "loaded a wasi:http handler");
+        Ok(Arc::new(HandlerProgram {
+            digest,
+            proxy,
+            engine: backend.engine.clone(),
+            world,
+            http_policy: grants.has(Family::Http).then(|| wasm.network.clone()),
+            admission: backend.admission.clone(),
+            lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
+        }))
+    }
+
+    /// A memory the pool cannot hold would fail at the pool, not at the limit: refused before
+    /// compiling.
+    fn check_pool_memory(&self, entry: &EntryId, wasm: &WasmSpec) -> Result<(), LoadError> {
+        match wasm
+            .limits
+            .max_memory
+            .filter(|&m| self.pool.processes > 0 && m > self.pool.memory)
+        {
+            Some(max) => Err(LoadError::LimitTooLarge {
+                entry: entry.clone(),
+                reason: format!(
+                    "limits.max_memory ({max} bytes) is larger than a pool slot ({} bytes): raise its host's pool.memory (or WASMPROC_POOL_MEMORY)",
+                    self.pool.memory
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Every reason `bytes`, read from `path`, could not run as `entry`, found by the checks a
     /// spawn's load makes: the hash, then compiling, limits, grants, the export and linking
     /// (these stop at the first problem). With the program the bytes make when only the hash
@@ -165,21 +255,8 @@ impl Loader {
         actual: Digest,
         bytes: &[u8],
     ) -> Result<Arc<Program>, LoadError> {
-        // Before compiling, and for both kinds: a memory the pool cannot hold would fail at
-        // the pool, not at the limit.
-        if let Some(max) = wasm
-            .limits
-            .max_memory
-            .filter(|&m| self.pool.processes > 0 && m > self.pool.memory)
-        {
-            return Err(LoadError::LimitTooLarge {
-                entry: entry.clone(),
-                reason: format!(
-                    "limits.max_memory ({max} bytes) is larger than a pool slot ({} bytes): raise its host's pool.memory (or WASMPROC_POOL_MEMORY)",
-                    self.pool.memory
-                ),
-            });
-        }
+        // Before compiling, and for both kinds.
+        self.check_pool_memory(entry, wasm)?;
         if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
             let (target, signature) = self.load_module(entry, wasm, &path, actual, bytes)?;
             return Ok(Arc::new(Program {

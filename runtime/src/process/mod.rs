@@ -7,6 +7,8 @@
 
 mod store;
 
+pub(crate) use store::{guest_error, meter, new_store};
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;

@@ -60,7 +60,7 @@ pub(super) async fn init_step_close(
 /// A store for `state`, its memory limited by the state's limiter. The state is passed
 /// straight in, never bound to a local of the async run: such a local stays in the process's
 /// future (which tokio copies when it spawns and ends a task) after it moved out.
-fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Store<T> {
+pub(crate) fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Store<T> {
     let mut store = Store::new(engine, state);
     // A closure that captures nothing: wasmtime boxes it without allocating.
     store.limiter(|state| -> &mut dyn wasmtime::ResourceLimiter { state.limiter() });
@@ -68,7 +68,7 @@ fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Store<T> {
 }
 
 /// Fuel, and the epoch deadline that makes the guest yield every slice.
-fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
+pub(crate) fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
     store
         .set_fuel(fuel)
         .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
@@ -162,7 +162,7 @@ fn exited_or_failed(e: wasmtime::Error) -> wasmtime::Result<Value> {
 
 /// How a failed instantiation or call ends the process: an exit code, the fuel limit, a trap,
 /// or (anything else) a host failure.
-fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
+pub(crate) fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError {
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return ExitError {
             kind: ErrorKind::ExitCode,

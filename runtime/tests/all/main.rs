@@ -11,6 +11,7 @@ mod manifest_bounds;
 mod manifest_fuzz;
 mod network;
 mod random_types;
+mod serve;
 mod spawn;
 mod special_files;
 mod value_conversion;

@@ -369,7 +369,7 @@ const FIELDS: &str = r#"
   (func (export "fields") (result u32) (canon lift (core func $i "fields"))))
 "#;
 
-/// Imports WASI 0.3's HTTP client, which wasmproc does not link yet.
+/// Imports WASI 0.3's HTTP client (with a made-up signature: it is refused before linking).
 const CLIENT: &str = r#"
 (component
   (import "wasi:http/client@0.3.0" (instance $client (export "send" (func))))
@@ -380,27 +380,39 @@ const CLIENT: &str = r#"
   (func (export "run") (result u32) (canon lift (core func $i "run"))))
 "#;
 
-/// Of WASI 0.3's `wasi:http`, `types` is linked (it reaches no network) and the client is not:
-/// a guest importing it is refused at load, however it is granted.
+/// WASI 0.3's `wasi:http` is linked (its client's requests ask the entry's network policy:
+/// `serve::a_handlers_outgoing_requests_follow_its_network_policy`), and only where granted:
+/// a guest importing the client without the grant is refused at load, by name.
 #[test]
-fn wasi_p3_http_types_are_linked_and_its_client_is_not() {
+fn wasi_p3_http_is_linked_only_where_granted() {
     let dir = tempfile::tempdir().unwrap();
     let fields = write(dir.path(), "fields.wasm", FIELDS);
     let client = write(dir.path(), "client.wasm", CLIENT);
-    let http = ", imports: [wasi:http]";
     let rt = runtime(
         dir.path(),
         &[
-            ("fields", "fields.wasm", fields, "fields", http),
-            ("client", "client.wasm", client, "run", http),
+            (
+                "fields",
+                "fields.wasm",
+                fields,
+                "fields",
+                ", imports: [wasi:http]",
+            ),
+            (
+                "client",
+                "client.wasm",
+                client,
+                "run",
+                ", imports: [wasi:cli]",
+            ),
         ],
     );
     let mailbox = Mailbox::new();
     assert_eq!(exit_of(&rt, "t:fields", &[]).outcome, Ok(json!(1)));
     let error = rt
         .spawn_monitored("t:client", "t:host", &[], &mailbox)
-        .expect_err("the client is not linked");
-    assert_eq!(error.kind(), ErrorKind::UnsupportedImport, "{error}");
+        .expect_err("wasi:http is not granted");
+    assert_eq!(error.kind(), ErrorKind::UngrantedImport, "{error}");
     assert!(
         error.to_string().contains("wasi:http/client@0.3.0"),
         "{error}"

@@ -1,0 +1,315 @@
+//! `wasmproc serve`'s core: the committed WASI 0.3 handler (`guests/http_service`) answers
+//! requests on 127.0.0.1, each in a fresh instance under the entry's limits, and a server
+//! stops when told, reporting what it served. Requests are written by hand (HTTP/1.1 with
+//! `connection: close`), so what the client sees is exactly what the server sent.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmproc_runtime::engine::Pool;
+use wasmproc_runtime::manifest::Digest;
+use wasmproc_runtime::serve::{serve, Served};
+use wasmproc_runtime::{ErrorKind, Runtime};
+
+/// A manifest over the committed guests, on an engine with `pool`: `entries` are
+/// `(name, file, fields)`.
+fn runtime(pool: Pool, entries: &[(&str, &str, &str)]) -> Runtime {
+    let dist = crate::common::dist();
+    let mut yaml = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: env, kind: env.storage.memory }}\n  - {{ name: upstream, kind: env.variable, variable: UPSTREAM, storage: env }}\n",
+        dist.display()
+    );
+    for (name, file, fields) in entries {
+        let digest = Digest::of(&std::fs::read(dist.join(file)).unwrap());
+        yaml.push_str(&format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {file}, hash: \"{digest}\", method: handle{fields} }}\n"
+        ));
+    }
+    let manifest = wasmproc_runtime::Manifest::parse(&yaml, Path::new("inline.yaml")).unwrap();
+    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
+    Runtime::new(manifest, Arc::new(loader))
+}
+
+/// The handler's grants, and its UPSTREAM variable.
+const SERVICE: &str = ", imports: [wasi:cli, wasi:http], wasi: { env: [{ id: upstream, name: UPSTREAM, required: false }] }";
+
+/// Serves `entry` while `client` runs (on this thread, against the server's address), then
+/// stops the server: what `client` returned, and what the server says it served.
+fn serving<R>(rt: &Runtime, entry: &str, client: impl FnOnce(SocketAddr) -> R) -> (R, Served) {
+    let service = rt.http_service(entry).unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = tokio
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio.spawn(serve(service, listener, async {
+        let _ = stopped.await;
+    }));
+    let result = client(address);
+    stop.send(()).unwrap();
+    let served = tokio
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), server).await })
+        .expect("the server stops when told")
+        .unwrap()
+        .unwrap();
+    (result, served)
+}
+
+/// A response as the client read it.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    head += "\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut response = Response {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    };
+    if response.header("transfer-encoding") == Some("chunked") {
+        response.body = dechunk(&response.body);
+    }
+    response
+}
+
+/// A chunked body's bytes.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[line + 2..line + 2 + size]);
+        raw = &raw[line + 4 + size..];
+    }
+}
+
+#[test]
+fn a_wasi_p3_handler_answers_requests_each_in_a_fresh_instance() {
+    let rt = runtime(Pool::default(), &[("web", "http_service.wasm", SERVICE)]);
+    let (responses, served) = serving(&rt, "t:web", |address| {
+        vec![
+            request(address, "GET", "/", &[], b""),
+            request(address, "POST", "/echo", &[], b"hello, echo"),
+            request(address, "POST", "/echo", &[], b""),
+            request(address, "GET", "/headers", &[("x-echo", "ping")], b""),
+            request(address, "GET", "/nothing-here", &[], b""),
+        ]
+    });
+    let [root, echo, empty, headers, missing] = responses.try_into().unwrap();
+    assert_eq!(
+        (root.status, root.text()),
+        (200, "hello from wasi 0.3\n".into())
+    );
+    assert_eq!(root.header("content-type"), Some("text/plain"));
+    assert_eq!((echo.status, echo.text()), (200, "hello, echo".into()));
+    assert_eq!(
+        echo.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!((empty.status, empty.text()), (200, String::new()));
+    assert_eq!(headers.status, 200);
+    assert_eq!(headers.header("x-echoed"), Some("ping"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        served,
+        Served {
+            answered: 5,
+            failed: 0
+        }
+    );
+}
+
+/// Attacks through a handler: one spinning past `max_execution_ms`, one allocating past
+/// `max_memory`. Each request ends with a 500 naming its kind, and the next request is answered
+/// as before (the failed instances took nothing with them).
+#[test]
+fn a_handler_past_its_time_or_memory_gets_a_500_and_the_server_goes_on() {
+    let limited = format!("{SERVICE}, limits: {{ max_execution_ms: 300, max_memory: 4MiB }}");
+    let rt = runtime(Pool::default(), &[("web", "http_service.wasm", &limited)]);
+    let ((spin, spun_for, alloc, after), served) = serving(&rt, "t:web", |address| {
+        let started = Instant::now();
+        let spin = request(address, "GET", "/spin", &[], b"");
+        let spun_for = started.elapsed();
+        let alloc = request(address, "GET", "/alloc", &[], b"");
+        let after = request(address, "GET", "/", &[], b"");
+        (spin, spun_for, alloc, after)
+    });
+    assert_eq!((spin.status, spin.text()), (500, "limit_exceeded\n".into()));
+    assert!(
+        spun_for < Duration::from_secs(10),
+        "a spinning handler is stopped at its limit, not left running ({spun_for:?})"
+    );
+    // The guest aborts when an allocation fails: a trap, caught before any host memory grew.
+    assert_eq!((alloc.status, alloc.text()), (500, "trap\n".into()));
+    assert_eq!(
+        (after.status, after.text()),
+        (200, "hello from wasi 0.3\n".into())
+    );
+    assert_eq!(
+        served,
+        Served {
+            answered: 1,
+            failed: 2
+        }
+    );
+}
+
+/// More requests at once than the engine has pool places: they wait for a place, and each is
+/// answered.
+#[test]
+fn requests_past_the_pools_places_wait_for_one() {
+    let pool = Pool {
+        processes: 2,
+        ..Pool::default()
+    };
+    let rt = runtime(pool, &[("web", "http_service.wasm", SERVICE)]);
+    let (bodies, served) = serving(&rt, "t:web", |address| {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let body = format!("request {i}");
+                    request(address, "POST", "/echo", &[], body.as_bytes()).text()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let expected: Vec<String> = (0..8).map(|i| format!("request {i}")).collect();
+    assert_eq!(bodies, expected);
+    assert_eq!(served.answered, 8);
+}
+
+/// An HTTP server on 127.0.0.1 answering every request with 204: its `host:port`.
+fn upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    address.to_string()
+}
+
+/// A handler's outgoing request (WASI 0.3's `wasi:http/client`) follows its entry's network
+/// policy: refused by default (loopback is not public), sent where the policy allows it.
+#[test]
+fn a_handlers_outgoing_requests_follow_its_network_policy() {
+    let allowed = format!("{SERVICE}, network: {{ allow: [\"http://127.0.0.1:*\"] }}");
+    let rt = runtime(
+        Pool::default(),
+        &[
+            ("closed", "http_service.wasm", SERVICE),
+            ("open", "http_service.wasm", &allowed),
+        ],
+    );
+    rt.set_env("t:upstream", upstream()).unwrap();
+    let (refused, _) = serving(&rt, "t:closed", |address| {
+        request(address, "GET", "/fetch", &[], b"")
+    });
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(
+        refused.text().contains("HttpRequestDenied"),
+        "{}",
+        refused.text()
+    );
+    let (sent, _) = serving(&rt, "t:open", |address| {
+        request(address, "GET", "/fetch", &[], b"")
+    });
+    assert_eq!((sent.status, sent.text()), (200, "upstream 204".into()));
+}
+
+/// Only a binary exporting a `wasi:http` handler can be served; the refusal names the entry
+/// and lists what the binary exports.
+#[test]
+fn a_binary_without_a_handler_is_refused_by_name() {
+    let rt = runtime(Pool::default(), &[("compute", "compute.wasm", "")]);
+    let error = rt.http_service("t:compute").err().expect("not a handler");
+    assert_eq!(error.kind(), ErrorKind::MissingExport, "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("t:compute") && text.contains("wasi:http"),
+        "{text}"
+    );
+    assert!(text.contains("compute"), "lists the exports: {text}");
+}
