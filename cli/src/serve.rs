@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasmproc_runtime::code_cache::CacheConfig;
-use wasmproc_runtime::Runtime;
+use wasmproc_runtime::{Runtime, Stdio};
 
 use crate::{manifest_path, refused};
 
@@ -34,7 +34,7 @@ pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return refused(e.kinded()),
     };
-    let service = match runtime.http_service(&args.entry) {
+    let service = match runtime.http_service(&args.entry, Stdio::InheritOutput) {
         Ok(service) => service,
         Err(e) => return refused(e.kinded()),
     };

@@ -10,8 +10,10 @@
 //! [`Failure`] naming the file, the step and both sides (`failure`).
 
 mod confined;
+mod endpoint_server;
 mod expect;
 mod failure;
+pub mod http_client;
 mod http_server;
 mod run;
 mod scenario;

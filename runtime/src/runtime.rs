@@ -340,8 +340,13 @@ impl Runtime {
 
     /// The `process.wasm` entry `entry` ready to answer HTTP requests ([`crate::serve`]): its
     /// binary must export a `wasi:http` handler. Its environment and mounts are resolved now,
-    /// as a spawn's are.
-    pub fn http_service(&self, entry: &str) -> Result<crate::serve::HttpService, Error> {
+    /// as a spawn's are. The handlers' stdout and stderr go where `stdio` says (captured
+    /// output is dropped with each request's instance).
+    pub fn http_service(
+        &self,
+        entry: &str,
+        stdio: Stdio,
+    ) -> Result<crate::serve::HttpService, Error> {
         let resolved = self.entry(entry)?;
         let wasm = self.wasm_of(resolved)?;
         let id = &resolved.id;
@@ -360,6 +365,7 @@ impl Runtime {
             spec,
             env,
             mounts,
+            stdio,
         ))
     }
 

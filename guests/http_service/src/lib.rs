@@ -3,8 +3,9 @@
 //! - `GET /` → 200 `hello from wasi 0.3\n` (text/plain)
 //! - `POST /echo` → 200 with the request body (application/octet-stream)
 //! - `GET /headers` → 200 with `x-echoed` set to the request's `x-echo`
-//! - `GET /fetch` → GETs `http://$UPSTREAM/` through `wasi:http/client` and answers
-//!   `upstream <status>`, or 502 with the send error
+//! - `GET /fetch` → GETs `http://$UPSTREAM/` (else `$HTTP_SERVER_MAIN`, as the WASI test
+//!   suite's runner names its server) through `wasi:http/client` and answers `upstream
+//!   <status>`, or 502 with the send error
 //! - `GET /spin` → computes forever (for the host's time limit)
 //! - `GET /alloc` → allocates 1 MiB blocks until allocation fails (for the memory limit)
 //! - anything else → 404
@@ -82,11 +83,13 @@ fn respond(status: StatusCode, headers: Fields, body: Option<Vec<u8>>) -> Respon
 
 /// GETs `http://$UPSTREAM/` and returns the upstream's status code.
 async fn fetch_upstream() -> Result<StatusCode, String> {
-    let authority = environment::get_environment()
-        .into_iter()
-        .find(|(key, _)| key == "UPSTREAM")
-        .map(|(_, value)| value)
-        .ok_or("UPSTREAM is not set")?;
+    // UPSTREAM, or the server a wasi-testsuite spec names `main`.
+    let environment = environment::get_environment();
+    let authority = ["UPSTREAM", "HTTP_SERVER_MAIN"]
+        .iter()
+        .find_map(|name| environment.iter().find(|(key, _)| key == name))
+        .map(|(_, value)| value.clone())
+        .ok_or("neither UPSTREAM nor HTTP_SERVER_MAIN is set")?;
     let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
     drop(trailers_tx);
     let (request, _sent) = Request::new(Fields::new(), None, trailers_rx, None);

@@ -51,6 +51,7 @@ struct Requests {
     wasm: Arc<WasmSpec>,
     env: Vec<(String, String)>,
     mounts: Vec<ResolvedMount>,
+    stdio: Stdio,
     timeout: Duration,
 }
 
@@ -61,6 +62,7 @@ impl HttpService {
         wasm: Arc<WasmSpec>,
         env: Vec<(String, String)>,
         mounts: Vec<ResolvedMount>,
+        stdio: Stdio,
     ) -> Self {
         let timeout = wasm.limits.max_execution.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         HttpService {
@@ -70,6 +72,7 @@ impl HttpService {
                 wasm,
                 env,
                 mounts,
+                stdio,
                 timeout,
             }),
         }
@@ -158,7 +161,7 @@ impl HandlerState for Requests {
             &[],
             &self.env,
             &self.mounts,
-            Stdio::InheritOutput,
+            self.stdio,
             self.wasm
                 .imports
                 .contains(&Family::Sockets)

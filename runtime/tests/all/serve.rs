@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use wasmproc_runtime::engine::Pool;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::serve::{serve, Served};
-use wasmproc_runtime::{ErrorKind, Runtime};
+use wasmproc_runtime::{ErrorKind, Runtime, Stdio};
 
 /// A manifest over the committed guests, on an engine with `pool`: `entries` are
 /// `(name, file, fields)`.
@@ -39,7 +39,7 @@ const SERVICE: &str = ", imports: [wasi:cli, wasi:http], wasi: { env: [{ id: ups
 /// Serves `entry` while `client` runs (on this thread, against the server's address), then
 /// stops the server: what `client` returned, and what the server says it served.
 fn serving<R>(rt: &Runtime, entry: &str, client: impl FnOnce(SocketAddr) -> R) -> (R, Served) {
-    let service = rt.http_service(entry).unwrap();
+    let service = rt.http_service(entry, Stdio::Capture).unwrap();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -304,7 +304,10 @@ fn a_handlers_outgoing_requests_follow_its_network_policy() {
 #[test]
 fn a_binary_without_a_handler_is_refused_by_name() {
     let rt = runtime(Pool::default(), &[("compute", "compute.wasm", "")]);
-    let error = rt.http_service("t:compute").err().expect("not a handler");
+    let error = rt
+        .http_service("t:compute", Stdio::Capture)
+        .err()
+        .expect("not a handler");
     assert_eq!(error.kind(), ErrorKind::MissingExport, "{error}");
     let text = error.to_string();
     assert!(

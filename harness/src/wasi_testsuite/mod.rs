@@ -16,8 +16,12 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 
+use crate::endpoint_server::{EndpointServer, ServerSpec};
 use crate::suite_report::{Outcome, SuiteReport};
 use serde::Deserialize;
+use service::HttpRequest;
+mod service;
+
 use wasmproc_runtime::{Event, Loader, Mailbox, Manifest, Runtime, SpawnOptions, Stdio, Value};
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,15 +49,26 @@ pub struct Spec {
     proposals: Vec<String>,
     #[serde(default)]
     world: Option<String>,
+    /// HTTP servers for the guest's outgoing requests, started before the run.
     #[serde(default)]
-    servers: Option<serde_json::Value>,
+    servers: Vec<ServerSpec>,
+    /// A `wasi:http/service` test: its binary is served, and `requests` are sent to it.
+    #[serde(skip)]
+    service: bool,
+    #[serde(skip)]
+    requests: Vec<HttpRequest>,
 }
 
-/// One step of an operations-form spec. Only what a run to its end needs is supported so far:
-/// `run` then `wait`; live stdio, sockets, requests and signals are not.
+/// One step of an operations-form spec. Supported: `run` then `wait` (a command), and for a
+/// service `run`, `request`s, `kill` and `wait`; live stdio and sockets are not yet.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Operation {
+    Request(HttpRequest),
+    Kill {
+        #[serde(default = "sigterm")]
+        signal: String,
+    },
     Run {
         #[serde(default)]
         args: Vec<String>,
@@ -70,22 +85,36 @@ enum Operation {
     Unsupported,
 }
 
+fn sigterm() -> String {
+    "SIGTERM".into()
+}
+
 /// The world of commands, the default.
 const COMMAND_WORLD: &str = "wasi:cli/command";
+
+/// The world of HTTP handlers, which `wasmproc serve` serves.
+const SERVICE_WORLD: &str = "wasi:http/service";
 
 impl Spec {
     /// The spec in the fields form: an operations-form spec of `run` then `wait` becomes its
     /// fields; anything else the runner cannot do yet is said by name.
     fn normalized(mut self, raw: &serde_json::Value) -> Result<Spec, String> {
-        if let Some(world) = self.world.as_deref().filter(|w| *w != COMMAND_WORLD) {
-            return Err(format!(
-                "world `{world}` is not supported yet (only {COMMAND_WORLD})"
-            ));
+        match self.world.as_deref() {
+            None | Some(COMMAND_WORLD) => {}
+            Some(SERVICE_WORLD) => self.service = true,
+            Some(world) => {
+                return Err(format!(
+                    "world `{world}` is not supported (only {COMMAND_WORLD} and {SERVICE_WORLD})"
+                ))
+            }
         }
-        if self.servers.is_some() {
-            return Err("`servers` are not supported yet".into());
+        for server in &self.servers {
+            server.check()?;
         }
         let Some(operations) = self.operations.take() else {
+            if self.service {
+                return Err(format!("a {SERVICE_WORLD} test needs `operations`"));
+            }
             return Ok(self);
         };
         let legacy = [
@@ -111,19 +140,43 @@ impl Spec {
                 })
                 .unwrap_or_default()
         };
-        match operations.as_slice() {
-            [Operation::Run { args, env, root }, Operation::Wait { exit_code }] => {
-                self.args = args.clone();
-                self.env = env.clone();
-                self.root = root.clone();
-                self.exit_code = *exit_code;
-                Ok(self)
-            }
-            _ => Err(format!(
-                "operations [{}] are not supported yet (only run, wait)",
+        let unsupported = || {
+            let supported = if self.service {
+                "run, request..., kill (SIGINT or SIGTERM), wait"
+            } else {
+                "run, wait"
+            };
+            format!(
+                "operations [{}] are not supported yet (only {supported})",
                 names()
-            )),
+            )
+        };
+        let [Operation::Run { args, env, root }, middle @ .., Operation::Wait { exit_code }] =
+            operations.as_slice()
+        else {
+            return Err(unsupported());
+        };
+        self.args = args.clone();
+        self.env = env.clone();
+        self.root = root.clone();
+        self.exit_code = *exit_code;
+        // A service answers requests until it is stopped; a command runs to its end.
+        let requests = match middle {
+            [] if !self.service => &[][..],
+            [requests @ .., Operation::Kill { signal }]
+                if self.service && matches!(signal.as_str(), "SIGINT" | "SIGTERM") =>
+            {
+                requests
+            }
+            _ => return Err(unsupported()),
+        };
+        for request in requests {
+            match request {
+                Operation::Request(request) => self.requests.push(request.clone()),
+                _ => return Err(unsupported()),
+            }
         }
+        Ok(self)
     }
 }
 
@@ -290,7 +343,8 @@ fn suite_name(dir: &Path) -> String {
 
 fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     let spec_path = wasm.with_extension("json");
-    let spec: Spec = match wasmproc_runtime::source_file::read_text(&spec_path, SPEC_MAX_BYTES) {
+    let mut spec: Spec = match wasmproc_runtime::source_file::read_text(&spec_path, SPEC_MAX_BYTES)
+    {
         Ok(text) => {
             let bad = |e: String| format!("{}: {e}", spec_path.display());
             let raw: serde_json::Value =
@@ -326,10 +380,22 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
             "/".into(),
         ));
     }
+    // The spec's servers, their addresses in the guest's environment (as HTTP_SERVER_<NAME>);
+    // they stop when the test ends.
+    let mut servers = Vec::new();
+    for server in &spec.servers {
+        let started =
+            EndpointServer::start(server).map_err(|e| format!("cannot start a server: {e}"))?;
+        spec.env.insert(server.env_var(), started.address());
+        servers.push(started);
+    }
     let manifest = manifest(wasm, &bytes, &spec, &mounts);
     let manifest = Manifest::parse(&manifest, &scratch.path().join("wasi-testsuite.yaml"))
         .map_err(|e| e.to_string())?;
     let runtime = Runtime::new(manifest, loader.clone());
+    if spec.service {
+        return service::run(&runtime, &test_entry(wasm), &spec.requests, spec.exit_code);
+    }
     let mut mailbox = Mailbox::new();
     let options = SpawnOptions {
         stdio: Stdio::Capture,
@@ -462,21 +528,33 @@ fn manifest(wasm: &Path, bytes: &[u8], spec: &Spec, mounts: &[(PathBuf, String)]
         ""
     };
     // The `sockets` proposal: loopback and the unspecified addresses, on any port, to connect,
-    // send, bind and listen (wasmtime's adapter inherits the host's network; the suite's tests
-    // need no more than loopback).
-    let network = if spec.proposals.iter().any(|p| p == "sockets") {
-        let local = ["127.0.0.0/8", "[::1]", "0.0.0.0", "[::]"];
-        let rules: Vec<String> = ["tcp", "udp"]
+    // send, bind and listen; the `http` proposal: requests to loopback (the spec's servers).
+    // wasmtime's adapter inherits the host's network; the suite's tests need no more.
+    let local = ["127.0.0.0/8", "[::1]", "0.0.0.0", "[::]"];
+    let rules = |schemes: &[&str]| -> Vec<String> {
+        schemes
             .iter()
             .flat_map(|scheme| local.iter().map(move |ip| format!("\"{scheme}://{ip}:*\"")))
-            .collect();
+            .collect()
+    };
+    let has = |proposal: &str| spec.proposals.iter().any(|p| p == proposal);
+    let mut allow = Vec::new();
+    let mut listen = Vec::new();
+    if has("sockets") {
+        allow.extend(rules(&["tcp", "udp"]));
+        listen.extend(rules(&["tcp", "udp"]));
+    }
+    if has("http") {
+        allow.extend(rules(&["http"]));
+    }
+    let network = if allow.is_empty() {
+        String::new()
+    } else {
         format!(
             "\n    network: {{ allow: [{}], listen: [{}] }}",
-            rules.join(", "),
-            rules.join(", ")
+            allow.join(", "),
+            listen.join(", ")
         )
-    } else {
-        String::new()
     };
     yaml += &format!(
         "  - name: {}\n    kind: process.wasm\n    fs: bins\n    path: {}\n    hash: {}\n    method: \"\"\n    imports: [wasi:cli, wasi:clocks, wasi:filesystem, wasi:random, wasi:sockets{http}]{network}\n    wasi: {{ args: [{}], env: [{}], mounts: [{}] }}\n",
@@ -578,6 +656,46 @@ expected = "pass"
             let err = Expectations::from_toml(bad).err().unwrap_or_default();
             assert!(err.contains(reason), "{bad}: {err}");
         }
+    }
+
+    /// A service test is `run`, requests, a stop by SIGINT or SIGTERM, and `wait`; other
+    /// shapes are refused naming what is supported.
+    #[test]
+    fn service_operations_are_run_requests_kill_and_wait() {
+        let service = |ops: &str| {
+            spec(&format!(
+                r#"{{"world": "wasi:http/service", "operations": [{ops}]}}"#
+            ))
+        };
+        let parsed = service(
+            r#"{"type": "run"}, {"type": "request", "method": "POST", "body": "b"}, {"type": "request", "path": "/x"}, {"type": "kill", "signal": "SIGINT"}, {"type": "wait"}"#,
+        )
+        .unwrap();
+        assert!(parsed.service);
+        let requests: Vec<_> = parsed
+            .requests
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str()))
+            .collect();
+        assert_eq!(requests, [("POST", "/"), ("GET", "/x")]);
+        for bad in [
+            r#"{"type": "run"}, {"type": "wait"}"#,
+            r#"{"type": "run"}, {"type": "kill", "signal": "SIGKILL"}, {"type": "wait"}"#,
+            r#"{"type": "run"}, {"type": "kill"}, {"type": "request"}, {"type": "wait"}"#,
+        ] {
+            let err = service(bad).err().unwrap_or_default();
+            assert!(err.contains("only run, request..., kill"), "{bad}: {err}");
+        }
+        let err = spec(r#"{"world": "wasi:http/middleware"}"#)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("not supported"), "{err}");
+        let err = spec(
+            r#"{"servers": [{"name": "x y"}], "operations": [{"type": "run"}, {"type": "wait"}]}"#,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("alphanumeric"), "{err}");
     }
 
     /// The manifest a test gets parses, with the proposals' grants and network rules valid
