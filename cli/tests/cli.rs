@@ -394,8 +394,8 @@ fn wasi_testsuite_runs_specs_and_honours_expectations() {
     assert!(report["execution"]["finish_timestamp"].as_f64().unwrap() > 0.0);
 }
 
-/// The suite's operations form, as far as it is supported: `run` then `wait`; anything else
-/// is a failure that names what is missing. A command sees its file's name as `argv[0]`, and a
+/// The suite's operations form: `run` then `wait` (live steps and services have their own
+/// tests); anything else is a failure that names what is supported. A command sees its file's name as `argv[0]`, and a
 /// component command whose `run` returns `err` exits with 1.
 #[test]
 fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
@@ -438,7 +438,7 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
     for (name, spec) in [
         (
             "live",
-            r#"{"operations": [{"type": "run"}, {"type": "read", "payload": "x"}, {"type": "wait"}]}"#,
+            r#"{"operations": [{"type": "run"}, {"type": "kill"}, {"type": "wait"}]}"#,
         ),
         (
             "served",
@@ -484,7 +484,7 @@ fn wasi_testsuite_runs_the_operations_form_of_run_and_wait() {
         "{report}"
     );
     for expected in [
-        "operations [run, read, wait] are not supported yet",
+        "operations [run, kill, wait] are not supported yet",
         "operations [run, wait] are not supported yet (only run, request..., kill",
         "`operations` and `args` cannot be mixed",
         "`../..` must be a relative path inside the directory",
@@ -542,6 +542,58 @@ fn wasi_testsuite_serves_a_service_world_test_and_its_servers() {
         report.contains(r#"GET /: body "hello from wasi 0.3\n", expected "bye""#),
         "{report}"
     );
+    assert!(report.contains("1 passed; 1 failed"), "{report}");
+}
+
+/// The live operations: the test reads what the process wrote while it still runs, then
+/// writes what it waits for (the suite's `cli-stdout-flush`), and a read of the wrong bytes
+/// fails saying what came.
+#[test]
+fn wasi_testsuite_reads_and_writes_a_running_processs_stdio() {
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("tests/own/testsuite/wasm32-wasip1");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(suite.join("manifest.json"), r#"{"name": "live"}"#).unwrap();
+    // Writes READY, then reads one byte from stdin and exits with it minus 'a'.
+    let ready = wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "READY")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 0) (i32.const 32))
+    (i32.store (i32.const 4) (i32.const 1))
+    (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $proc_exit (i32.sub (i32.load8_u (i32.const 32)) (i32.const 97)))))"#,
+    )
+    .unwrap();
+    for (name, read) in [("flush", "READY"), ("wrong", "STEADY")] {
+        std::fs::write(suite.join(format!("{name}.wasm")), &ready).unwrap();
+        std::fs::write(
+            suite.join(format!("{name}.json")),
+            format!(
+                r#"{{"operations": [{{"type": "run"}}, {{"type": "read", "id": "stdout", "payload": "{read}"}},
+                   {{"type": "write", "id": "stdin", "payload": "c"}}, {{"type": "wait", "exit_code": 2}}]}}"#
+            ),
+        )
+        .unwrap();
+    }
+    let out = wasmproc(&["wasi-testsuite", suite.to_str().unwrap()]);
+    let report = stdout(&out);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("test live/flush ") && l.ends_with("... ok")),
+        "{report}"
+    );
+    // Six bytes are asked for and five come before the process waits on its stdin: the read
+    // times out (nothing more comes), and the process, its stdin closed, reads nothing.
+    assert!(report.contains("live/wrong"), "{report}");
     assert!(report.contains("1 passed; 1 failed"), "{report}");
 }
 

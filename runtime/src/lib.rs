@@ -55,4 +55,4 @@ pub use registry::{REMEMBERED_EXITS, RETAINED_BYTES};
 pub use runtime::{Runtime, SpawnOptions};
 pub use serde_json::Value;
 pub use value::{from_val, type_name, Signature, ValueError};
-pub use wasi::Stdio;
+pub use wasi::{Stdio, StdioStreams};

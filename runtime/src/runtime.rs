@@ -191,7 +191,8 @@ impl Runtime {
         let env = self.resolve_env(entry, wasm)?;
         let (state, captured) = match &program.target {
             Target::Component { .. } if program.imports_nothing => {
-                let captured = (options.stdio == Stdio::Capture).then_some(wasi::Captured::Nothing);
+                let captured =
+                    matches!(options.stdio, Stdio::Capture).then_some(wasi::Captured::Nothing);
                 (SpawnContext::Component { wasi: None }, captured)
             }
             target => {
@@ -202,7 +203,7 @@ impl Runtime {
                     &options.extra_args,
                     &env,
                     &mounts,
-                    options.stdio,
+                    &options.stdio,
                     wasm.imports
                         .contains(&crate::manifest::Family::Sockets)
                         .then_some(&wasm.network),

@@ -17,7 +17,7 @@ use crate::network::NetworkPolicy;
 pub const CAPTURE_LIMIT: usize = 1 << 20;
 
 /// Where a process's stdout and stderr go.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Stdio {
     /// Kept in memory and delivered with the EXIT (scenarios, `spawn`).
     #[default]
@@ -27,6 +27,38 @@ pub enum Stdio {
     /// The host's stdout and stderr, and an empty stdin (`wasmproc serve`: requests run side by
     /// side, and none of them owns the terminal).
     InheritOutput,
+    /// Streams whose other ends the caller holds, read and written while the process runs
+    /// (`wasi-testsuite`'s live `read`, `write` and `connect` operations).
+    Streams(Arc<StdioStreams>),
+}
+
+/// A process's stdin, stdout and stderr as streams (see [`Stdio::Streams`]).
+pub struct StdioStreams {
+    stdin: Arc<wasmtime_wasi::cli::AsyncStdinStream>,
+    stdout: Arc<wasmtime_wasi::cli::AsyncStdoutStream>,
+    stderr: Arc<wasmtime_wasi::cli::AsyncStdoutStream>,
+}
+
+impl StdioStreams {
+    /// In-memory pipes of `capacity` bytes each: the process's ends, and the caller's
+    /// (the process's stdin to write, its stdout and stderr to read).
+    pub fn pipes(capacity: usize) -> (StdioStreams, [tokio::io::DuplexStream; 3]) {
+        let (stdin, to_stdin) = tokio::io::duplex(capacity);
+        let (stdout, from_stdout) = tokio::io::duplex(capacity);
+        let (stderr, from_stderr) = tokio::io::duplex(capacity);
+        let streams = StdioStreams {
+            stdin: Arc::new(wasmtime_wasi::cli::AsyncStdinStream::new(stdin)),
+            stdout: Arc::new(wasmtime_wasi::cli::AsyncStdoutStream::new(capacity, stdout)),
+            stderr: Arc::new(wasmtime_wasi::cli::AsyncStdoutStream::new(capacity, stderr)),
+        };
+        (streams, [to_stdin, from_stdout, from_stderr])
+    }
+}
+
+impl std::fmt::Debug for StdioStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StdioStreams")
+    }
 }
 
 /// The captured streams of a process, read when it ends.
@@ -69,7 +101,7 @@ pub(crate) fn context(
     extra_args: &[String],
     env: &[(String, String)],
     mounts: &[ResolvedMount],
-    stdio: Stdio,
+    stdio: &Stdio,
     sockets: Option<&Arc<NetworkPolicy>>,
 ) -> Result<(WasiCtxBuilder, Option<Captured>), Error> {
     let mut builder = WasiCtxBuilder::new();
@@ -105,6 +137,13 @@ pub(crate) fn context(
         }
         Stdio::InheritOutput => {
             builder.inherit_stdout().inherit_stderr();
+            None
+        }
+        Stdio::Streams(streams) => {
+            builder
+                .stdin(streams.stdin.clone())
+                .stdout(streams.stdout.clone())
+                .stderr(streams.stderr.clone());
             None
         }
         Stdio::Capture => {

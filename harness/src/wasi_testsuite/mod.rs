@@ -18,8 +18,10 @@ use libtest_mimic::{Failed, Trial};
 
 use crate::endpoint_server::{EndpointServer, ServerSpec};
 use crate::suite_report::{Outcome, SuiteReport};
+use live::LiveOp;
 use serde::Deserialize;
 use service::HttpRequest;
+mod live;
 mod service;
 
 use wasmproc_runtime::{Event, Loader, Mailbox, Manifest, Runtime, SpawnOptions, Stdio, Value};
@@ -57,6 +59,9 @@ pub struct Spec {
     service: bool,
     #[serde(skip)]
     requests: Vec<HttpRequest>,
+    /// A command's steps while it runs (stdio, sockets); none: it just runs to its end.
+    #[serde(skip)]
+    live: Vec<LiveOp>,
 }
 
 /// One step of an operations-form spec. Supported: `run` then `wait` (a command), and for a
@@ -65,6 +70,12 @@ pub struct Spec {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Operation {
     Request(HttpRequest),
+    // Live steps: their fields are read as a `LiveOp`.
+    Read {},
+    Write {},
+    Connect {},
+    Send {},
+    Recv {},
     Kill {
         #[serde(default = "sigterm")]
         signal: String,
@@ -144,7 +155,7 @@ impl Spec {
             let supported = if self.service {
                 "run, request..., kill (SIGINT or SIGTERM), wait"
             } else {
-                "run, wait"
+                "run, then read, write, connect, send or recv, then wait"
             };
             format!(
                 "operations [{}] are not supported yet (only {supported})",
@@ -160,9 +171,28 @@ impl Spec {
         self.env = env.clone();
         self.root = root.clone();
         self.exit_code = *exit_code;
-        // A service answers requests until it is stopped; a command runs to its end.
+        // A command runs to its end, its live steps (if any) on the way; a service answers
+        // requests until it is stopped.
+        if !self.service {
+            // The steps between `run` and `wait`, as written.
+            let raw_middle = raw["operations"]
+                .as_array()
+                .map_or(&[][..], |ops| &ops[1..ops.len() - 1]);
+            for (op, raw) in middle.iter().zip(raw_middle) {
+                match op {
+                    Operation::Read {}
+                    | Operation::Write {}
+                    | Operation::Connect {}
+                    | Operation::Send {}
+                    | Operation::Recv {} => self
+                        .live
+                        .push(LiveOp::deserialize(raw).map_err(|e| format!("{}: {e}", raw))?),
+                    _ => return Err(unsupported()),
+                }
+            }
+            return Ok(self);
+        }
         let requests = match middle {
-            [] if !self.service => &[][..],
             [requests @ .., Operation::Kill { signal }]
                 if self.service && matches!(signal.as_str(), "SIGINT" | "SIGTERM") =>
             {
@@ -396,6 +426,21 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
     if spec.service {
         return service::run(&runtime, &test_entry(wasm), &spec.requests, spec.exit_code);
     }
+    if !spec.live.is_empty() {
+        let (exit, mut problems) = live::run(&runtime, &test_entry(wasm), &spec.live)?;
+        let code = exit_code(&exit).map_err(|e| {
+            problems.push(e);
+            problems.join("; ")
+        })?;
+        if code != spec.exit_code {
+            problems.push(format!("exit code {code}, expected {}", spec.exit_code));
+        }
+        return if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        };
+    }
     let mut mailbox = Mailbox::new();
     let options = SpawnOptions {
         stdio: Stdio::Capture,
@@ -412,17 +457,7 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         return Err("no EXIT within 60 s".into());
     };
     let output = exit.output.clone().unwrap_or_default();
-    let code = match &exit.outcome {
-        // A command's `run` that returns `err` exits with 1, as under wasmtime's CLI.
-        Ok(value) if *value == serde_json::json!({ "err": null }) => 1,
-        Ok(_) => 0,
-        Err(e) => match e.code {
-            Some(code) => code,
-            // What the guest said before it trapped (a Rust test's panic message) is the
-            // reason a reader wants.
-            None => return Err(format!("{}{}", e.kinded(), stderr_tail(&output.stderr))),
-        },
-    };
+    let code = exit_code(&exit)?;
     let mut problems = Vec::new();
     if code != spec.exit_code {
         problems.push(format!("exit code {code}, expected {}", spec.exit_code));
@@ -441,6 +476,24 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+/// The exit status a command's EXIT stands for, or the error that ended it without one.
+fn exit_code(exit: &wasmproc_runtime::Exit) -> Result<i32, String> {
+    match &exit.outcome {
+        // A command's `run` that returns `err` exits with 1, as under wasmtime's CLI.
+        Ok(value) if *value == serde_json::json!({ "err": null }) => Ok(1),
+        Ok(_) => Ok(0),
+        Err(e) => match e.code {
+            Some(code) => Ok(code),
+            // What the guest said before it trapped (a Rust test's panic message) is the
+            // reason a reader wants.
+            None => {
+                let stderr = exit.output.as_ref().map_or("", |o| o.stderr.as_str());
+                Err(format!("{}{}", e.kinded(), stderr_tail(stderr)))
+            }
+        },
     }
 }
 

@@ -161,7 +161,7 @@ impl HandlerState for Requests {
             &[],
             &self.env,
             &self.mounts,
-            self.stdio,
+            &self.stdio,
             self.wasm
                 .imports
                 .contains(&Family::Sockets)
