@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasmproc_runtime::code_cache::CacheConfig;
+use wasmproc_runtime::serve::ServeOptions;
 use wasmproc_runtime::{Runtime, Stdio};
 
 use crate::{manifest_path, refused};
@@ -23,6 +24,12 @@ pub struct ServeArgs {
     /// Worker threads answering requests (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = ServeOptions::default().max_connections)]
+    max_connections: usize,
+    /// How long a client may take to send a request's head (e.g. `10s`).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
 }
 
 pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
@@ -64,7 +71,11 @@ pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
         // The first line on stderr, as `wasmtime serve` prints it: tools look for the URL there.
         eprintln!("Serving HTTP on http://{local}/");
         tracing::info!(entry = %service.entry(), world = service.world(), timeout = ?service.timeout(), "serving");
-        match wasmproc_runtime::serve::serve(service, listener, stop_signal()).await {
+        let options = ServeOptions {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+        };
+        match wasmproc_runtime::serve::serve(service, listener, options, stop_signal()).await {
             Ok(served) => {
                 tracing::info!(
                     answered = served.answered,

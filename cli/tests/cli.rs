@@ -1093,3 +1093,54 @@ fn validate_describes_a_component_model_async_export() {
         stdout(&human)
     );
 }
+
+/// `wasmproc serve` as a user runs it on the demo manifest: the URL on the first line of
+/// stderr, requests answered by the WASI 0.3 handler, SIGINT stops it with status 0; an entry
+/// without a handler is refused with status 2, by kind.
+#[test]
+fn serve_answers_on_the_printed_url_and_stops_on_sigint() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut server = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
+        .args(["serve", "myns:http_service", "--addr", "127.0.0.1:0"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env_remove("WASMPROC_LOG")
+        .env_remove("WASMPROC_MANIFEST")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let address = first
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 5\r\n\r\nhello")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("\r\n\r\nhello"),
+        "{response}"
+    );
+    let interrupted = Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a graceful stop");
+
+    let refused = wasmproc(&["serve", "myns:greet", "--addr", "127.0.0.1:0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("error[missing_export]") && said.contains("exports no wasi:http handler"),
+        "{said}"
+    );
+}

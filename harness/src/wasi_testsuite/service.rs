@@ -85,9 +85,14 @@ pub(super) fn run(
         .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio.spawn(wasmproc_runtime::serve::serve(service, listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio.spawn(wasmproc_runtime::serve::serve(
+        service,
+        listener,
+        wasmproc_runtime::serve::ServeOptions::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut problems: Vec<String> = requests
         .iter()
         .filter_map(|request| check(address, request).err())

@@ -17,9 +17,25 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::HttpService;
 
-/// Connections open at once: past it, accepting waits (each costs a task and its buffers, and
-/// a client opening connections without end must not exhaust the host).
-pub const MAX_CONNECTIONS: usize = 1024;
+/// How a server treats its clients.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// Connections open at once: past it, accepting waits (each costs a task and its buffers,
+    /// and a client opening connections without end must not exhaust the host).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head (and, on a kept-alive connection,
+    /// to start the next one): a client trickling bytes must not hold a connection for ever.
+    pub header_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// What a server did, once it stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,12 +58,13 @@ struct Counters {
 pub async fn serve(
     service: HttpService,
     listener: TcpListener,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<Served> {
     let local = listener.local_addr()?;
     let counters = Arc::new(Counters::default());
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let places = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -77,6 +94,8 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(answer(&service, request, local, &counters).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(super::timer::TokioTimer)
+                .header_read_timeout(options.header_timeout)
                 .serve_connection(TokioIo::new(stream), answer);
             let mut connection = std::pin::pin!(connection);
             let ended = tokio::select! {

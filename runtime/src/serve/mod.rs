@@ -9,6 +9,7 @@
 //! module gives it the entry's stores, and `listener` the HTTP/1 connections.
 
 mod listener;
+mod timer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,7 +33,7 @@ use crate::manifest::{Family, WasmSpec};
 use crate::store_data::ComponentData;
 use crate::wasi::{self, ResolvedMount, Stdio};
 
-pub use listener::{serve, Served};
+pub use listener::{serve, ServeOptions, Served};
 
 /// A request's time when its entry sets no `max_execution_ms`: a handler that never answers
 /// must not hold its place in the pool (and its client) for ever.

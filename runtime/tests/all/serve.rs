@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use wasmproc_runtime::engine::Pool;
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::serve::{serve, Served};
+use wasmproc_runtime::serve::{serve, ServeOptions, Served};
 use wasmproc_runtime::{ErrorKind, Runtime, Stdio};
 
 /// A manifest over the committed guests, on an engine with `pool`: `entries` are
@@ -39,6 +39,15 @@ const SERVICE: &str = ", imports: [wasi:cli, wasi:http], wasi: { env: [{ id: ups
 /// Serves `entry` while `client` runs (on this thread, against the server's address), then
 /// stops the server: what `client` returned, and what the server says it served.
 fn serving<R>(rt: &Runtime, entry: &str, client: impl FnOnce(SocketAddr) -> R) -> (R, Served) {
+    serving_with(rt, entry, ServeOptions::default(), client)
+}
+
+fn serving_with<R>(
+    rt: &Runtime,
+    entry: &str,
+    options: ServeOptions,
+    client: impl FnOnce(SocketAddr) -> R,
+) -> (R, Served) {
     let service = rt.http_service(entry, Stdio::Capture).unwrap();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -50,7 +59,7 @@ fn serving<R>(rt: &Runtime, entry: &str, client: impl FnOnce(SocketAddr) -> R) -
         .unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio.spawn(serve(service, listener, async {
+    let server = tokio.spawn(serve(service, listener, options, async {
         let _ = stopped.await;
     }));
     let result = client(address);
@@ -315,4 +324,32 @@ fn a_binary_without_a_handler_is_refused_by_name() {
         "{text}"
     );
     assert!(text.contains("compute"), "lists the exports: {text}");
+}
+
+/// Attack: a client that sends part of a request head and then nothing (slowloris) loses its
+/// connection at the header timeout, and the server answers others meanwhile.
+#[test]
+fn a_client_trickling_its_request_head_is_cut_off() {
+    let rt = runtime(Pool::default(), &[("web", "http_service.wasm", SERVICE)]);
+    let options = ServeOptions {
+        header_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let ((closed_after, other), _) = serving_with(&rt, "t:web", options, |address| {
+        let mut slow = TcpStream::connect(address).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
+        let started = Instant::now();
+        let other = request(address, "GET", "/", &[], b"");
+        let mut rest = Vec::new();
+        // The server closes it (after a 408, or without a word).
+        let _ = slow.read_to_end(&mut rest);
+        (started.elapsed(), other)
+    });
+    assert_eq!(other.status, 200);
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "a stalled head is cut off at its timeout, not held ({closed_after:?})"
+    );
 }
