@@ -7,6 +7,8 @@
 //!   suite's runner names its server) through `wasi:http/client` and answers `upstream
 //!   <status>`, or 502 with the send error
 //! - `GET /spin` → computes forever (for the host's time limit)
+//! - `GET /hang` → waits for ever without computing (for the host's time limit)
+//! - `GET /stream` → 200 with a body that never ends (for the host's time limit on bodies)
 //! - `GET /alloc` → allocates 1 MiB blocks until allocation fails (for the memory limit)
 //! - anything else → 404
 
@@ -45,6 +47,8 @@ impl exports::wasi::http::handler::Guest for HttpService {
                 Err(error) => (502, Some(error.into_bytes())),
             },
             (Method::Get, Some("/spin")) => spin(),
+            (Method::Get, Some("/hang")) => std::future::pending().await,
+            (Method::Get, Some("/stream")) => return Ok(endless(headers)),
             (Method::Get, Some("/alloc")) => alloc(),
             _ => (404, None),
         };
@@ -78,6 +82,23 @@ fn respond(status: StatusCode, headers: Fields, body: Option<Vec<u8>>) -> Respon
     drop(trailers_tx);
     let (response, _sent) = Response::new(headers, contents, trailers_rx);
     response.set_status_code(status).unwrap();
+    response
+}
+
+/// A 200 whose body never ends: 64 KiB chunks, written as fast as the host reads them.
+fn endless(headers: Fields) -> Response {
+    let (mut body_tx, body_rx) = wit_stream::new();
+    wit_bindgen::spawn_local(async move {
+        loop {
+            let unwritten = body_tx.write_all(vec![b'x'; 64 << 10]).await;
+            if !unwritten.is_empty() {
+                return;
+            }
+        }
+    });
+    let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+    drop(trailers_tx);
+    let (response, _sent) = Response::new(headers, Some(body_rx), trailers_rx);
     response
 }
 

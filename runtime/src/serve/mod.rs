@@ -8,6 +8,7 @@
 //! wasmtime-wasi-http's `ProxyHandler` drives the calls (it is what `wasmtime serve` uses); this
 //! module gives it the entry's stores, and `listener` the HTTP/1 connections.
 
+mod body;
 mod listener;
 mod timer;
 
@@ -95,20 +96,22 @@ impl HttpService {
     }
 
     /// The guest's answer to `request`, or why there is none, as a process's EXIT would say it
-    /// (a trap, a limit, a host failure), which `listener` turns into a 500.
+    /// (a trap, a limit, a host failure), which `listener` turns into a 500. A response whose
+    /// instance is stopped before its body ended has that body end with an error, not as if
+    /// it were complete.
     pub async fn handle(
         &self,
         request: wasmtime_wasi_http::handler::Request,
     ) -> Result<wasmtime_wasi_http::handler::Response, ExitError> {
-        let (report, reported) = tokio::sync::oneshot::channel();
-        let error = match self.handler.handle(report, request).await {
-            Ok(response) => return Ok(response),
+        let end = Arc::new(RequestEnd::default());
+        let error = match self.handler.handle(end.clone(), request).await {
+            Ok(response) => return Ok(response.map(|body| body::Cut::wrap(body, end))),
             Err(error) => error,
         };
         // The instance's end says best why (`OneRequest::drop`); it comes as the worker ends,
         // just after the request learns it has no response.
-        match tokio::time::timeout(REPORT_WAIT, reported).await {
-            Ok(Ok(ended)) => Err(ended),
+        match tokio::time::timeout(REPORT_WAIT, end.wait()).await {
+            Ok(Some(ended)) => Err(ended),
             _ => Err(self.failure(error)),
         }
     }
@@ -142,8 +145,38 @@ impl HttpService {
 /// How long a failed request waits for its instance's own account of the failure.
 const REPORT_WAIT: Duration = Duration::from_secs(1);
 
-/// Where a request's instance reports how it ended, when it ended without a response.
-type Report = tokio::sync::oneshot::Sender<ExitError>;
+/// How a request's instance ended, as it reports it.
+#[derive(Default)]
+struct RequestEnd {
+    /// Set when the instance goes: `Some` when a trap or a limit ended it.
+    ended: std::sync::OnceLock<Option<ExitError>>,
+    notify: tokio::sync::Notify,
+}
+
+impl RequestEnd {
+    fn end(&self, how: Option<ExitError>) {
+        let _ = self.ended.set(how);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether the instance was stopped (a trap, a limit), once it has gone.
+    fn failed(&self) -> bool {
+        matches!(self.ended.get(), Some(Some(_)))
+    }
+
+    /// How the instance ended, once it has.
+    async fn wait(&self) -> Option<ExitError> {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(how) = self.ended.get() {
+                return how.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+type Report = Arc<RequestEnd>;
 
 impl HandlerState for Requests {
     type StoreData = ComponentData;
@@ -202,7 +235,7 @@ impl HandlerState for Requests {
 struct OneRequest {
     timeout: Duration,
     limits: crate::limits::Limits,
-    /// The request's report, taken when the instance ends.
+    /// Where the request learns how the instance ended.
     report: std::sync::Mutex<Option<Report>>,
     _place: tokio::sync::OwnedSemaphorePermit,
 }
@@ -230,8 +263,13 @@ impl WorkerState for OneRequest {
     }
 
     fn drop(&self, store: Store<ComponentData>, result: wasmtime::Result<()>) {
-        drop(store);
-        let Err(error) = result else { return };
+        let report = crate::lock::lock(&self.report).take();
+        let Err(error) = result else {
+            if let Some(report) = report {
+                report.end(None);
+            }
+            return;
+        };
         // wasmtime-wasi-http's words for an instance its `Expiration` ended.
         let ended = if format!("{error}") == "guest timed out" {
             ExitError::new(
@@ -245,9 +283,12 @@ impl WorkerState for OneRequest {
             crate::process::guest_error(error, &self.limits)
         };
         tracing::debug!(target: "wasmproc::serve", kind = %ended.kind.as_str(), "a request's instance ended: {}", ended.message);
-        if let Some(report) = crate::lock::lock(&self.report).take() {
-            let _ = report.send(ended);
+        // Said before the store goes: its streams end with it, and a body cut short must
+        // know it was (`body::Cut`).
+        if let Some(report) = report {
+            report.end(Some(ended));
         }
+        drop(store);
     }
 }
 

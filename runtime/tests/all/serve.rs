@@ -196,26 +196,29 @@ fn a_wasi_p3_handler_answers_requests_each_in_a_fresh_instance() {
     );
 }
 
-/// Attacks through a handler: one spinning past `max_execution_ms`, one allocating past
-/// `max_memory`. Each request ends with a 500 naming its kind, and the next request is answered
+/// Attacks through a handler: one spinning past `max_execution_ms`, one waiting for ever, one
+/// allocating past `max_memory`. Each request ends with a 500 naming its kind, and the next request is answered
 /// as before (the failed instances took nothing with them).
 #[test]
 fn a_handler_past_its_time_or_memory_gets_a_500_and_the_server_goes_on() {
     let limited = format!("{SERVICE}, limits: {{ max_execution_ms: 300, max_memory: 4MiB }}");
     let rt = runtime(Pool::default(), &[("web", "http_service.wasm", &limited)]);
-    let ((spin, spun_for, alloc, after), served) = serving(&rt, "t:web", |address| {
+    let ((spin, spun_for, hang, alloc, after), served) = serving(&rt, "t:web", |address| {
         let started = Instant::now();
         let spin = request(address, "GET", "/spin", &[], b"");
         let spun_for = started.elapsed();
+        let hang = request(address, "GET", "/hang", &[], b"");
         let alloc = request(address, "GET", "/alloc", &[], b"");
         let after = request(address, "GET", "/", &[], b"");
-        (spin, spun_for, alloc, after)
+        (spin, spun_for, hang, alloc, after)
     });
     assert_eq!((spin.status, spin.text()), (500, "limit_exceeded\n".into()));
     assert!(
         spun_for < Duration::from_secs(10),
         "a spinning handler is stopped at its limit, not left running ({spun_for:?})"
     );
+    // Waiting on nothing that can ever wake it: wasmtime finds the deadlock at once.
+    assert_eq!((hang.status, hang.text()), (500, "trap\n".into()));
     // The guest aborts when an allocation fails: a trap, caught before any host memory grew.
     assert_eq!((alloc.status, alloc.text()), (500, "trap\n".into()));
     assert_eq!(
@@ -226,7 +229,7 @@ fn a_handler_past_its_time_or_memory_gets_a_500_and_the_server_goes_on() {
         served,
         Served {
             answered: 1,
-            failed: 2
+            failed: 3
         }
     );
 }
@@ -352,4 +355,42 @@ fn a_client_trickling_its_request_head_is_cut_off() {
         closed_after < Duration::from_secs(5),
         "a stalled head is cut off at its timeout, not held ({closed_after:?})"
     );
+}
+
+/// Attack: a handler whose response body never ends is cut off `max_execution_ms` after it
+/// answered: the connection closes mid-body, and the instance (and its pool place) goes.
+#[test]
+fn an_endless_response_body_is_cut_off_at_the_limit() {
+    let limited = format!("{SERVICE}, limits: {{ max_execution_ms: 300 }}");
+    let pool = Pool {
+        processes: 1,
+        ..Pool::default()
+    };
+    let rt = runtime(pool, &[("web", "http_service.wasm", &limited)]);
+    let ((streamed, took, after), _) = serving(&rt, "t:web", |address| {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+            .write_all(b"GET /stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let started = Instant::now();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        // The one pool place is free again: this request gets it.
+        let after = request(address, "GET", "/", &[], b"");
+        (raw, started.elapsed(), after)
+    });
+    assert!(streamed.starts_with(b"HTTP/1.1 200"), "it answered");
+    assert!(streamed.len() > 64 << 10, "the body flowed until the limit");
+    assert!(
+        !streamed.ends_with(b"0\r\n\r\n"),
+        "the body did not end as if complete"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "cut off at the limit ({took:?})"
+    );
+    assert_eq!(after.status, 200);
 }
