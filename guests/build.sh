@@ -9,7 +9,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-guests=(compute greet file_processor probe http_worker hostile net_probe http_service)
+guests=(compute greet file_processor probe http_worker hostile net_probe http_handler http_service)
 # Cargo workspaces to build, each with its own Cargo.lock: http_service needs wit-bindgen's async
 # features, which would change the other guests' bytes in a shared workspace (features unify).
 workspaces=(. http_service)

@@ -196,6 +196,29 @@ fn a_wasi_p3_handler_answers_requests_each_in_a_fresh_instance() {
     );
 }
 
+/// WASI 0.2's proxy world is served the same way (its handler gets a response outparam).
+#[test]
+fn a_wasi_p2_incoming_handler_is_served_too() {
+    let rt = runtime(
+        Pool::default(),
+        &[("web", "http_handler.wasm", ", imports: [wasi:io, wasi:http]")],
+    );
+    let service = rt.http_service("t:web", Stdio::Capture).unwrap();
+    assert_eq!(service.world(), "wasi:http/incoming-handler@0.2");
+    let (responses, served) = serving(&rt, "t:web", |address| {
+        vec![
+            request(address, "GET", "/", &[], b""),
+            request(address, "POST", "/echo", &[], b"hello, echo"),
+            request(address, "GET", "/nothing-here", &[], b""),
+        ]
+    });
+    let [root, echo, missing] = responses.try_into().unwrap();
+    assert_eq!((root.status, root.text()), (200, "hello from wasi 0.2\n".into()));
+    assert_eq!((echo.status, echo.text()), (200, "hello, echo".into()));
+    assert_eq!(missing.status, 404);
+    assert_eq!(served.answered, 3);
+}
+
 /// Attacks through a handler: one spinning past `max_execution_ms`, one waiting for ever, one
 /// allocating past `max_memory`. Each request ends with a 500 naming its kind, and the next request is answered
 /// as before (the failed instances took nothing with them).
