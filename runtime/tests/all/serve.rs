@@ -201,7 +201,11 @@ fn a_wasi_p3_handler_answers_requests_each_in_a_fresh_instance() {
 fn a_wasi_p2_incoming_handler_is_served_too() {
     let rt = runtime(
         Pool::default(),
-        &[("web", "http_handler.wasm", ", imports: [wasi:io, wasi:http]")],
+        &[(
+            "web",
+            "http_handler.wasm",
+            ", imports: [wasi:io, wasi:http]",
+        )],
     );
     let service = rt.http_service("t:web", Stdio::Capture).unwrap();
     assert_eq!(service.world(), "wasi:http/incoming-handler@0.2");
@@ -213,7 +217,10 @@ fn a_wasi_p2_incoming_handler_is_served_too() {
         ]
     });
     let [root, echo, missing] = responses.try_into().unwrap();
-    assert_eq!((root.status, root.text()), (200, "hello from wasi 0.2\n".into()));
+    assert_eq!(
+        (root.status, root.text()),
+        (200, "hello from wasi 0.2\n".into())
+    );
     assert_eq!((echo.status, echo.text()), (200, "hello, echo".into()));
     assert_eq!(missing.status, 404);
     assert_eq!(served.answered, 3);
