@@ -83,9 +83,11 @@ enum Command {
     /// Run the official WASI test suite (its `prod/testsuite-base` layout) through wasmproc.
     ///
     /// Every `NAME.wasm` with a `NAME.json` spec (`args`, `env`, `dirs`, `root`, `exit_code`,
-    /// `stdout`, `stderr`; or `operations` of a `run` then a `wait`, with `proposals`) below the
-    /// directories is a test named `<suite>/<NAME>` (the suite from the directory's
-    /// manifest.json). Known failures go in --expectations.
+    /// `stdout`, `stderr`; or `operations`: `run`, live `read`/`write`/`connect`/`send`/`recv`,
+    /// `wait` for a command, and `run`, `request`s, `kill`, `wait` for a `wasi:http/service`
+    /// test, with `proposals` and `servers`) below the directories is a test named
+    /// `<suite>/<NAME>` (the suite from the directory's manifest.json). Known failures go in
+    /// --expectations (the suite runner's TOML, or JSON).
     #[command(
         after_help = "Example (a checkout of WebAssembly/wasi-testsuite, branch prod/testsuite-base):\n  \
         wasmproc wasi-testsuite wasi-testsuite/tests/rust/testsuite/wasm32-wasip1 --format terse"
