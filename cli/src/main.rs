@@ -106,7 +106,9 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Answer HTTP requests with a `process.wasm` entry that exports a `wasi:http` handler.
     ///
-    /// The binary exports `wasi:http/handler@0.3` (WASI 0.3's service world) or
+    /// The entry is a `process.wasm` entry, or an `http.endpoint` (`handler: ns:name`,
+    /// `addr: 127.0.0.1:8080`), or when none is given the manifest's only `http.endpoint`. The
+    /// binary exports `wasi:http/handler@0.3` (WASI 0.3's service world) or
     /// `wasi:http/incoming-handler@0.2` (WASI 0.2's proxy world); the entry's `method` is not
     /// used. Each request gets a fresh instance under the entry's limits: a place in the pool
     /// (requests past it wait), `max_memory`, `fuel`, and `max_execution_ms` (default 30 s) to
@@ -115,7 +117,7 @@ enum Command {
     /// policy. Prints `Serving HTTP on http://ADDR/` on stderr, then serves until SIGINT or
     /// SIGTERM, finishes the requests in flight and exits 0. Exit status 2 when it cannot start.
     #[command(after_help = "Example:
-          wasmproc serve demo:hello --manifest demo/serve.yaml --addr 127.0.0.1:0")]
+          wasmproc serve myns:web\n  wasmproc serve myns:http_service --addr 127.0.0.1:0")]
     Serve(serve::ServeArgs),
     /// Spawn one process, wait for its EXIT and print it as JSON.
     ///

@@ -6,21 +6,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wasmproc_runtime::code_cache::CacheConfig;
+use wasmproc_runtime::manifest::{EntrySpec, DEFAULT_HTTP_ADDR};
 use wasmproc_runtime::serve::ServeOptions;
-use wasmproc_runtime::{Runtime, Stdio};
+use wasmproc_runtime::{EntryId, ErrorKind, Kinded, Runtime, Stdio};
 
 use crate::{manifest_path, refused};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The `process.wasm` entry to serve (`namespace:name`).
-    entry: String,
+    /// What to serve (`namespace:name`): an `http.endpoint` entry, or a `process.wasm` entry
+    /// whose binary exports a handler. Default: the manifest's only `http.endpoint`.
+    entry: Option<String>,
     /// The manifest file or directory (default: as for `run`).
     #[arg(long, short)]
     manifest: Option<PathBuf>,
     /// The address to listen on; port 0 picks a free one (the URL printed says which).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// Default: the `http.endpoint`'s `addr`, else 127.0.0.1:8080.
+    #[arg(long)]
+    addr: Option<SocketAddr>,
     /// Worker threads answering requests (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -41,7 +44,16 @@ pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return refused(e.kinded()),
     };
-    let service = match runtime.http_service(&args.entry, Stdio::InheritOutput) {
+    let (handler, declared) = match target(&runtime, args.entry.as_deref()) {
+        Ok(target) => target,
+        Err(message) => return refused(Kinded::new(ErrorKind::UnknownEntry, &message)),
+    };
+    let addr = args.addr.or(declared).unwrap_or_else(|| {
+        DEFAULT_HTTP_ADDR
+            .parse()
+            .expect("the default address parses")
+    });
+    let service = match runtime.http_service(&handler, Stdio::InheritOutput) {
         Ok(service) => service,
         Err(e) => return refused(e.kinded()),
     };
@@ -57,17 +69,14 @@ pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
         }
     };
     tokio.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(e) => {
-                eprintln!(
-                    "wasmproc: error[host_failure]: cannot listen on {}: {e}",
-                    args.addr
-                );
+                eprintln!("wasmproc: error[host_failure]: cannot listen on {addr}: {e}");
                 return ExitCode::from(2);
             }
         };
-        let local = listener.local_addr().unwrap_or(args.addr);
+        let local = listener.local_addr().unwrap_or(addr);
         // The first line on stderr, as `wasmtime serve` prints it: tools look for the URL there.
         eprintln!("Serving HTTP on http://{local}/");
         tracing::info!(entry = %service.entry(), world = service.world(), timeout = ?service.timeout(), "serving");
@@ -90,6 +99,39 @@ pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
             }
         }
     })
+}
+
+/// The `process.wasm` entry to serve and the address an `http.endpoint` declares: `entry`
+/// names either kind; without it, the manifest's only `http.endpoint`.
+fn target(runtime: &Runtime, entry: Option<&str>) -> Result<(String, Option<SocketAddr>), String> {
+    let endpoint_of = |entry: &wasmproc_runtime::manifest::Entry| match &entry.spec {
+        EntrySpec::HttpEndpoint(endpoint) => {
+            Some((endpoint.handler.to_string(), Some(endpoint.addr)))
+        }
+        _ => None,
+    };
+    if let Some(name) = entry {
+        let declared = EntryId::parse(name)
+            .ok()
+            .and_then(|id| runtime.manifest().get(&id))
+            .and_then(endpoint_of);
+        // Anything else is the handler's own entry: the runtime says what is wrong with it.
+        return Ok(declared.unwrap_or((name.to_string(), None)));
+    }
+    let endpoints: Vec<_> = runtime
+        .manifest()
+        .entries()
+        .filter(|e| matches!(e.spec, EntrySpec::HttpEndpoint(_)))
+        .collect();
+    match endpoints.as_slice() {
+        [only] => Ok(endpoint_of(only).expect("an http.endpoint")),
+        [] => Err("no entry to serve was given, and the manifest declares no http.endpoint: name a process.wasm entry whose binary exports a wasi:http handler".into()),
+        many => Err(format!(
+            "no entry to serve was given, and the manifest declares {} http.endpoint entries: name one ({})",
+            many.len(),
+            many.iter().map(|e| e.id.to_string()).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM: the server stops accepting and finishes what it has.

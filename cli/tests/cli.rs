@@ -1136,6 +1136,27 @@ fn serve_answers_on_the_printed_url_and_stops_on_sigint() {
     let status = server.wait().unwrap();
     assert_eq!(status.code(), Some(0), "a graceful stop");
 
+    // Without an entry, the manifest's only http.endpoint (its addr overridden): it answers.
+    let mut declared = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env_remove("WASMPROC_LOG")
+        .env_remove("WASMPROC_MANIFEST")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(declared.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("Serving HTTP on http://127.0.0.1:"),
+        "{first}"
+    );
+    declared.kill().unwrap();
+    declared.wait().unwrap();
+
     let refused = wasmproc(&["serve", "myns:greet", "--addr", "127.0.0.1:0"]);
     assert_eq!(refused.status.code(), Some(2));
     let said = String::from_utf8_lossy(&refused.stderr);

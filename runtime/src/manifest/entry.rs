@@ -49,7 +49,21 @@ pub enum EntrySpec {
     EnvStorage(EnvStorageSpec),
     /// `terminal.host` (it has no fields).
     Terminal,
+    /// `http.endpoint`: a `process.wasm` handler served over HTTP (`wasmproc serve`).
+    HttpEndpoint(HttpEndpointSpec),
 }
+
+/// `http.endpoint`: where `wasmproc serve` answers requests, and with which entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpEndpointSpec {
+    /// The `process.wasm` entry whose binary exports a `wasi:http` handler.
+    pub handler: EntryId,
+    /// The address to listen on (`addr`, default 127.0.0.1:8080).
+    pub addr: std::net::SocketAddr,
+}
+
+/// Where an `http.endpoint` listens when it does not say.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
 /// Declares the kinds once: the enum, its list and its words cannot drift apart.
 macro_rules! entry_kinds {
@@ -91,6 +105,8 @@ entry_kinds! {
     EnvStorageStatic => "env.storage.static",
     /// Variables fixed in the manifest that guests may change for the run.
     EnvStorageMemory => "env.storage.memory",
+    /// A `process.wasm` handler served over HTTP.
+    HttpEndpoint => "http.endpoint",
 }
 
 impl EntryKind {
@@ -132,6 +148,7 @@ impl EntrySpec {
             EntrySpec::EnvStorage(EnvStorageSpec::Static(_)) => EntryKind::EnvStorageStatic,
             EntrySpec::EnvStorage(EnvStorageSpec::Memory(_)) => EntryKind::EnvStorageMemory,
             EntrySpec::Terminal => EntryKind::Terminal,
+            EntrySpec::HttpEndpoint(_) => EntryKind::HttpEndpoint,
         }
     }
 }

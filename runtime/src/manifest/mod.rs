@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub use entry::{
     Command, DirectorySpec, Entry, EntryKind, EntrySpec, EnvBinding, EnvStorageSpec,
-    EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+    EnvVariableSpec, Family, HostPool, HostSpec, HttpEndpointSpec, Method, Mount, Origin, WasiSpec,
+    WasmSpec, DEFAULT_HTTP_ADDR,
 };
 pub use hash::Digest;
 pub use location::strip_location;
@@ -173,6 +174,10 @@ impl Manifest {
                             )));
                         }
                     }
+                }
+                EntrySpec::HttpEndpoint(endpoint) => {
+                    self.expect_kind("handler", &endpoint.handler, Wanted::Kind(EntryKind::Wasm))
+                        .map_err(fail)?;
                 }
                 EntrySpec::EnvVariable(variable) => {
                     if let Some(storage) = &variable.storage {

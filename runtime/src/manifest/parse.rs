@@ -12,13 +12,14 @@ use crate::limits::{parse_size, Limits};
 
 use super::entry::{
     Command, DirectorySpec, Entry, EntryKind, EntrySpec, EnvBinding, EnvStorageSpec,
-    EnvVariableSpec, Family, HostPool, HostSpec, Method, Mount, Origin, WasiSpec, WasmSpec,
+    EnvVariableSpec, Family, HostPool, HostSpec, HttpEndpointSpec, Method, Mount, Origin, WasiSpec,
+    WasmSpec, DEFAULT_HTTP_ADDR,
 };
 use super::hash::Digest;
 use super::location::{yaml_error, EntryLines};
 use super::raw::{
-    RawDirectory, RawEnvStorage, RawEnvVariable, RawHost, RawHostConfig, RawHostPool, RawLimits,
-    RawManifest, RawPlain, RawWasi, RawWasm,
+    RawDirectory, RawEnvStorage, RawEnvVariable, RawHost, RawHostConfig, RawHostPool,
+    RawHttpEndpoint, RawLimits, RawManifest, RawPlain, RawWasi, RawWasm,
 };
 use super::ManifestError;
 use crate::error::ErrorKind;
@@ -187,6 +188,18 @@ fn parse_spec(
         EntryKind::Terminal => {
             let _: RawPlain = serde_norway::from_value(rest).map_err(typed)?;
             Ok(EntrySpec::Terminal)
+        }
+        EntryKind::HttpEndpoint => {
+            let raw: RawHttpEndpoint = serde_norway::from_value(rest).map_err(typed)?;
+            let handler = EntryId::parse_in(&required(raw.handler, "handler")?, namespace)
+                .map_err(|e| invalid(format!("handler: {e}")))?;
+            let addr = raw.addr.as_deref().unwrap_or(DEFAULT_HTTP_ADDR);
+            let addr = addr.parse().map_err(|_| {
+                invalid(format!(
+                    "addr must be an IP address and port, e.g. {DEFAULT_HTTP_ADDR} (got `{addr}`)"
+                ))
+            })?;
+            Ok(EntrySpec::HttpEndpoint(HttpEndpointSpec { handler, addr }))
         }
         EntryKind::EnvVariable => {
             let raw: RawEnvVariable = serde_norway::from_value(rest).map_err(typed)?;

@@ -176,3 +176,15 @@ pub(super) struct RawHostPool {
     pub(super) memory: Option<Value>,
     pub(super) keep_resident: Option<Value>,
 }
+
+/// `http.endpoint`: `handler: ns:name`, `addr: host:port`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttpEndpoint {
+    pub(super) handler: Option<String>,
+    #[serde(default)]
+    pub(super) addr: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(super) meta: Option<RawMeta>,
+}
