@@ -16,7 +16,8 @@ use crate::failure::{Failure, StepError};
 use crate::http_server::HttpServer;
 use crate::scenario::{
     CancelStep, DirectorySetup, FilesStep, HttpRequestsStep, LifecycleStep, LuaScript, LuaStep,
-    ReceiveExpectation, ReceiveStep, Scenario, SetEnvStep, SpawnStep, Step, LUA_TIMEOUT,
+    ReceiveExpectation, ReceiveStep, RequestStep, Scenario, SetEnvStep, SpawnStep, Step,
+    LUA_TIMEOUT,
 };
 
 impl Scenario {
@@ -82,6 +83,14 @@ struct ScenarioRun<'a> {
     server: Option<HttpServer>,
     runtime: Arc<Runtime>,
     directories: HashMap<String, tempfile::TempDir>,
+    /// What `serve` serves, until the scenario ends.
+    served: Option<Served>,
+}
+
+/// A handler served for a scenario: its address, and its threads (dropping them stops it).
+struct Served {
+    address: std::net::SocketAddr,
+    _threads: tokio::runtime::Runtime,
 }
 
 impl<'a> ScenarioRun<'a> {
@@ -128,6 +137,7 @@ impl<'a> ScenarioRun<'a> {
             server,
             runtime,
             directories,
+            served: None,
         })
     }
 
@@ -149,6 +159,8 @@ impl<'a> ScenarioRun<'a> {
             Step::Order(aliases) => self.order(aliases),
             Step::Lifecycle(step) => self.lifecycle(step),
             Step::Lua(step) => self.lua(step),
+            Step::Serve(entry) => self.serve(entry),
+            Step::Request(step) => self.request(step),
         }
     }
 }
@@ -421,6 +433,90 @@ impl ScenarioRun<'_> {
         Ok(())
     }
 
+    fn serve(&mut self, entry: &str) -> Result<(), StepError> {
+        let service = self
+            .runtime
+            .http_service(entry, wasmproc_runtime::Stdio::Capture)
+            .map_err(StepError::refused)?;
+        let host_failure = |message: String| StepError::Host {
+            kind: wasmproc_runtime::ErrorKind::HostFailure,
+            message,
+        };
+        let threads = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| host_failure(format!("cannot start the server's threads: {e}")))?;
+        let listener = threads
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| host_failure(format!("cannot listen on 127.0.0.1: {e}")))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| host_failure(e.to_string()))?;
+        threads.spawn(wasmproc_runtime::serve::serve(
+            service,
+            listener,
+            wasmproc_runtime::serve::ServeOptions::default(),
+            std::future::pending(),
+        ));
+        self.served = Some(Served {
+            address,
+            _threads: threads,
+        });
+        Ok(())
+    }
+
+    fn request(&self, step: &RequestStep) -> Result<(), StepError> {
+        // Checked to follow a `serve` when the scenario loaded.
+        let Some(served) = &self.served else {
+            return Err(StepError::Unmet(
+                "`request` needs an earlier `serve`".into(),
+            ));
+        };
+        let headers: Vec<(&str, &str)> = step
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let response = crate::http_client::request(
+            served.address,
+            &step.method,
+            &step.path,
+            &headers,
+            step.body.as_bytes(),
+            std::time::Duration::from_secs(30),
+        )
+        .map_err(StepError::Unmet)?;
+        let shown = || {
+            format!(
+                "{} with body {:?}",
+                response.status,
+                shortened(&response.text())
+            )
+        };
+        if response.status != step.expect.status {
+            return Err(StepError::mismatch(
+                format!("status {}", step.expect.status),
+                shown(),
+            ));
+        }
+        for (name, want) in &step.expect.headers {
+            let got = response.header(name);
+            if got.as_deref() != Some(want.as_str()) {
+                return Err(StepError::mismatch(
+                    format!("header {name}: {want:?}"),
+                    format!("{got:?}"),
+                ));
+            }
+        }
+        if let Some(want) = &step.expect.body {
+            if response.text() != *want {
+                return Err(StepError::mismatch(format!("body {want:?}"), shown()));
+            }
+        }
+        Ok(())
+    }
+
     fn set_env(&self, step: &SetEnvStep) -> Result<(), StepError> {
         match (
             self.runtime.set_env(&step.id, &step.value),
@@ -518,5 +614,14 @@ impl ScenarioRun<'_> {
             }
             error.seen("aliases", aliases)
         })
+    }
+}
+
+/// At most the first 200 characters of `text`, for a failure message.
+fn shortened(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
     }
 }

@@ -97,6 +97,61 @@ pub enum Step {
     /// an `error(...)` or a failed `assert` fails it; with `as: name`, the script runs in the
     /// background and its EXIT arrives like a spawned process's.
     Lua(LuaStep),
+    /// Serves an `http.endpoint` or a `process.wasm` handler on 127.0.0.1 for the rest of the
+    /// scenario (one per scenario): `serve: ns:name`.
+    Serve(String),
+    /// Sends a request to what `serve` serves and checks its response.
+    Request(RequestStep),
+}
+
+/// `request: { method, path, headers, body, expect: { status, headers, body } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestStep {
+    #[serde(default = "get")]
+    pub method: String,
+    #[serde(default = "root")]
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub expect: ResponseExpectation,
+}
+
+/// What a response must be: its status (default 200), the headers given, and its body when given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseExpectation {
+    #[serde(default = "ok")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+impl Default for ResponseExpectation {
+    fn default() -> Self {
+        ResponseExpectation {
+            status: ok(),
+            headers: BTreeMap::new(),
+            body: None,
+        }
+    }
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+fn ok() -> u16 {
+    200
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +210,8 @@ impl Step {
             Step::Order(_) => "order",
             Step::Lifecycle(_) => "lifecycle",
             Step::Lua(_) => "lua",
+            Step::Serve(_) => "serve",
+            Step::Request(_) => "request",
         }
     }
 }
@@ -397,9 +454,18 @@ impl Scenario {
             }
         }
         let mut aliases = BTreeSet::new();
+        let mut served = false;
         for (i, step) in self.steps.iter().enumerate() {
-            step.check(self, &mut aliases)
-                .map_err(|m| fail(format!("steps[{i}]: {m}")))?;
+            let at = |m: String| fail(format!("steps[{i}]: {m}"));
+            match step {
+                Step::Serve(_) if served => return Err(at("one `serve` per scenario".into())),
+                Step::Serve(_) => served = true,
+                Step::Request(_) if !served => {
+                    return Err(at("`request` needs an earlier `serve`".into()))
+                }
+                _ => {}
+            }
+            step.check(self, &mut aliases).map_err(at)?;
         }
         Ok(())
     }
@@ -445,7 +511,11 @@ impl Step {
                     give(aliases, alias)?;
                 }
             }
-            Step::SetEnv(_) | Step::Sleep(_) | Step::Lua(LuaStep::File(_)) => {}
+            Step::SetEnv(_)
+            | Step::Sleep(_)
+            | Step::Lua(LuaStep::File(_))
+            | Step::Serve(_)
+            | Step::Request(_) => {}
             Step::Monitor(alias)
             | Step::Terminate(alias)
             | Step::Cancel(CancelStep { pid: alias, .. })

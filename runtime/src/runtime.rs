@@ -339,8 +339,8 @@ impl Runtime {
         }
     }
 
-    /// The `process.wasm` entry `entry` ready to answer HTTP requests ([`crate::serve`]): its
-    /// binary must export a `wasi:http` handler. Its environment and mounts are resolved now,
+    /// The `process.wasm` entry `entry` (or the handler an `http.endpoint` entry names) ready
+    /// to answer HTTP requests ([`crate::serve`]): its binary must export a `wasi:http` handler. Its environment and mounts are resolved now,
     /// as a spawn's are. The handlers' stdout and stderr go where `stdio` says (captured
     /// output is dropped with each request's instance).
     pub fn http_service(
@@ -348,7 +348,13 @@ impl Runtime {
         entry: &str,
         stdio: Stdio,
     ) -> Result<crate::serve::HttpService, Error> {
-        let resolved = self.entry(entry)?;
+        let mut resolved = self.entry(entry)?;
+        // An `http.endpoint` names its handler.
+        if let Some(EntrySpec::HttpEndpoint(endpoint)) =
+            self.manifest.get(&resolved.id).map(|e| &e.spec)
+        {
+            resolved = self.entry(&endpoint.handler.to_string())?;
+        }
         let wasm = self.wasm_of(resolved)?;
         let id = &resolved.id;
         let program = self
