@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wasmproc_harness::suite_report::SuiteReport;
 use wasmproc_runtime::code_cache::CacheConfig;
 
 #[derive(clap::Args)]
@@ -18,19 +19,59 @@ pub struct TestArgs {
         trailing_var_arg = true
     )]
     words: Vec<String>,
+    /// Also write a report, once every scenario has run: `junit=PATH` (JUnit XML) or
+    /// `json=PATH` (the WASI test suite runner's JSON shape); per scenario its name, outcome,
+    /// duration, and the failure naming the file and step. May be given more than once.
+    #[arg(long, value_name = "KIND=PATH", value_parser = parse_report)]
+    report: Vec<Report>,
 }
 
-pub fn test(args: TestArgs, cache: &CacheConfig) -> ExitCode {
+pub fn test(mut args: TestArgs, cache: &CacheConfig) -> ExitCode {
+    if let Err(code) = take_reports("wasmproc test", &mut args.words, &mut args.report) {
+        return code;
+    }
     let (paths, libtest) = split(args.words);
     if paths.is_empty() {
         eprintln!("wasmproc test: no scenario file or directory among the arguments");
         return ExitCode::from(2);
     }
-    run_trials(
+    let report = SuiteReport::default();
+    let code = run_trials(
         "wasmproc test",
-        wasmproc_harness::trials_for(&paths, cache),
+        wasmproc_harness::trials_for(&paths, cache, &report),
         libtest,
-    )
+    );
+    write_reports("wasmproc test", &report, &args.report).unwrap_or(code)
+}
+
+/// A report to write: its format and where.
+#[derive(Clone, Debug)]
+pub struct Report {
+    kind: ReportKind,
+    path: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ReportKind {
+    Json,
+    Junit,
+}
+
+/// Writes `reports` of `report`; the exit status 2 when one cannot be written.
+fn write_reports(command: &str, report: &SuiteReport, reports: &[Report]) -> Option<ExitCode> {
+    for Report { kind, path } in reports {
+        let text = match kind {
+            ReportKind::Json => {
+                serde_json::to_string_pretty(&report.to_json()).unwrap_or_default() + "\n"
+            }
+            ReportKind::Junit => report.to_junit(),
+        };
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("{command}: cannot write the report {}: {e}", path.display());
+            return Some(ExitCode::from(2));
+        }
+    }
+    None
 }
 
 #[derive(clap::Args)]
@@ -41,9 +82,10 @@ pub struct WasiTestsuiteArgs {
     #[arg(long, value_name = "FILE")]
     expectations: Option<PathBuf>,
     /// Also write a report: `json=PATH`, in the shape of the suite runner's JSON reporter
-    /// (per suite the counts of each outcome; per test its outcome, duration and failures).
+    /// (per suite the counts of each outcome; per test its outcome, duration and failures), or
+    /// `junit=PATH` (JUnit XML). May be given more than once.
     #[arg(long, value_name = "KIND=PATH", value_parser = parse_report)]
-    report: Option<PathBuf>,
+    report: Vec<Report>,
     /// Test-suite directories (e.g. `tests/rust/testsuite/wasm32-wasip1` of a checkout),
     /// mixed with libtest's arguments, as for `wasmproc test`.
     #[arg(
@@ -55,7 +97,10 @@ pub struct WasiTestsuiteArgs {
     words: Vec<String>,
 }
 
-pub fn wasi_testsuite(args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitCode {
+pub fn wasi_testsuite(mut args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitCode {
+    if let Err(code) = take_reports("wasmproc wasi-testsuite", &mut args.words, &mut args.report) {
+        return code;
+    }
     let (dirs, libtest) = split(args.words);
     if dirs.is_empty() {
         eprintln!("wasmproc wasi-testsuite: no test-suite directory among the arguments");
@@ -65,29 +110,61 @@ pub fn wasi_testsuite(args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitCode 
         None => Ok(Default::default()),
         Some(path) => wasmproc_harness::wasi_testsuite::Expectations::load(path),
     };
-    let report = wasmproc_harness::suite_report::SuiteReport::default();
+    let report = SuiteReport::default();
     let trials = expectations
         .and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e, cache, &report));
     let code = run_trials("wasmproc wasi-testsuite", trials, libtest);
-    if let Some(path) = &args.report {
-        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, json + "\n") {
-            eprintln!(
-                "wasmproc wasi-testsuite: cannot write the report {}: {e}",
-                path.display()
-            );
-            return ExitCode::from(2);
-        }
-    }
-    code
+    write_reports("wasmproc wasi-testsuite", &report, &args.report).unwrap_or(code)
 }
 
-/// `json=PATH`: the only kind of report so far.
-fn parse_report(text: &str) -> Result<PathBuf, String> {
-    match text.split_once('=') {
-        Some(("json", path)) if !path.is_empty() => Ok(PathBuf::from(path)),
-        _ => Err(format!("`{text}`: expected json=PATH")),
+/// `--report KIND=PATH` (or `--report=KIND=PATH`) given after the paths, where clap leaves
+/// it among the words: moved to `reports`.
+fn take_reports(
+    command: &str,
+    words: &mut Vec<String>,
+    reports: &mut Vec<Report>,
+) -> Result<(), ExitCode> {
+    let mut kept = Vec::with_capacity(words.len());
+    let mut rest = std::mem::take(words).into_iter();
+    while let Some(word) = rest.next() {
+        let value = match word.strip_prefix("--report") {
+            Some("") => rest.next(),
+            Some(inline) if inline.starts_with('=') => Some(inline[1..].to_string()),
+            _ => {
+                kept.push(word);
+                continue;
+            }
+        };
+        match value.as_deref().map(parse_report) {
+            Some(Ok(report)) => reports.push(report),
+            Some(Err(e)) => {
+                eprintln!("{command}: --report {e}");
+                return Err(ExitCode::from(2));
+            }
+            None => {
+                eprintln!("{command}: --report needs KIND=PATH (junit=PATH or json=PATH)");
+                return Err(ExitCode::from(2));
+            }
+        }
     }
+    *words = kept;
+    Ok(())
+}
+
+/// `json=PATH` or `junit=PATH`.
+fn parse_report(text: &str) -> Result<Report, String> {
+    let (kind, path) = match text.split_once('=') {
+        Some(("json", path)) => (ReportKind::Json, path),
+        Some(("junit", path)) => (ReportKind::Junit, path),
+        _ => return Err(format!("`{text}`: expected junit=PATH or json=PATH")),
+    };
+    if path.is_empty() {
+        return Err(format!("`{text}`: the report needs a path"));
+    }
+    Ok(Report {
+        kind,
+        path: PathBuf::from(path),
+    })
 }
 
 fn run_trials(

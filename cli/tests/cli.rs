@@ -1165,3 +1165,98 @@ fn serve_answers_on_the_printed_url_and_stops_on_sigint() {
         "{said}"
     );
 }
+
+/// Reports CI systems read: JUnit XML and JSON, per scenario its outcome and time; a failure
+/// names the scenario's file and step; a scenario marked `expect_failure` that fails is an
+/// expected failure (skipped in JUnit, the run passes for it) and one that passes is a failure.
+#[test]
+fn test_writes_junit_and_json_reports_with_expected_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/fixtures.yaml");
+    let scenario = |name: &str, extra: &str, value: u32| {
+        std::fs::write(
+            dir.path().join(format!("{name}.yaml")),
+            format!(
+                "scenario: {name}\nmanifest: {}\n{extra}steps:\n  - spawn: {{ entry: fixtures:compute_worker, args: [6, 7] }}\n  - receive: {{ expect: {{ value: {value} }} }}\n",
+                manifest.display()
+            ),
+        )
+        .unwrap();
+    };
+    scenario("passes", "", 42);
+    scenario("fails", "", 41);
+    scenario("known", "expect_failure: the worker multiplies\n", 41);
+    scenario("fixed", "expect_failure: it used to fail\n", 42);
+    let junit = dir.path().join("report.xml");
+    let json = dir.path().join("report.json");
+    let out = wasmproc(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--report",
+        &format!("junit={}", junit.display()),
+        "--report",
+        &format!("json={}", json.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(101), "{}", stdout(&out));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"tests="4" failures="2" skipped="1""#),
+        "{xml}"
+    );
+    let failing = xml
+        .split("<testcase")
+        .find(|case| case.contains("/fails\""))
+        .unwrap_or_else(|| panic!("{xml}"));
+    assert!(
+        failing.contains("<failure message=")
+            && failing.contains("fails.yaml")
+            && failing.contains("steps[1] (receive)"),
+        "the failure names the file and the step: {failing}"
+    );
+    let known = xml
+        .split("<testcase")
+        .find(|c| c.contains("/known\""))
+        .unwrap();
+    assert!(
+        known.contains(r#"<skipped message="expected failure: the worker multiplies"#),
+        "{known}"
+    );
+    let fixed = xml
+        .split("<testcase")
+        .find(|c| c.contains("/fixed\""))
+        .unwrap();
+    assert!(
+        fixed.contains("<failure") && fixed.contains("marked `expect_failure: it used to fail`"),
+        "{fixed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let suite = &report["results"][0];
+    assert_eq!(
+        (
+            &suite["passed"],
+            &suite["failed"],
+            &suite["xfailed"],
+            &suite["xpassed"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{report}"
+    );
+    let bad = wasmproc(&[
+        "test",
+        dir.path().to_str().unwrap(),
+        "--report",
+        "xml=r.xml",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("expected junit=PATH or json=PATH"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -29,6 +29,7 @@ use wasmproc_runtime::Loader;
 
 pub use failure::{Failure, StepError};
 pub use scenario::{Scenario, ScenarioError};
+use suite_report::{Outcome, SuiteReport};
 
 /// A scenario file is a YAML file with a top-level `scenario:` key; other YAML files (manifests)
 /// are left alone. Returned in path order; symlinks are followed, each directory once.
@@ -70,13 +71,21 @@ pub fn trials(root: &Path) -> Result<Vec<Trial>, String> {
             .map(|file| (trial_name(file.strip_prefix(root).unwrap_or(&file)), file))
             .collect(),
         &CacheConfig::off(),
+        &SuiteReport::default(),
     )
 }
 
+/// The suite name scenarios are reported under.
+pub const SCENARIO_SUITE: &str = "wasmproc test";
+
 /// One trial per scenario file given, or found below a directory given; named by the path as
 /// given plus the path below it, without the extension (`my-tests/http/get`). Compiled code
-/// is kept in the cache `cache` names.
-pub fn trials_for(paths: &[PathBuf], cache: &CacheConfig) -> Result<Vec<Trial>, String> {
+/// is kept in the cache `cache` names; each trial records how it ended in `report`.
+pub fn trials_for(
+    paths: &[PathBuf],
+    cache: &CacheConfig,
+    report: &SuiteReport,
+) -> Result<Vec<Trial>, String> {
     let mut named = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -89,14 +98,18 @@ pub fn trials_for(paths: &[PathBuf], cache: &CacheConfig) -> Result<Vec<Trial>, 
             return Err(format!("{}: no such file or directory", path.display()));
         }
     }
-    make_trials(named, cache)
+    make_trials(named, cache, report)
 }
 
 fn trial_name(path: &Path) -> String {
     path.with_extension("").to_string_lossy().replace('\\', "/")
 }
 
-fn make_trials(named: Vec<(String, PathBuf)>, cache: &CacheConfig) -> Result<Vec<Trial>, String> {
+fn make_trials(
+    named: Vec<(String, PathBuf)>,
+    cache: &CacheConfig,
+    report: &SuiteReport,
+) -> Result<Vec<Trial>, String> {
     let loader = Arc::new(
         wasmproc_runtime::engine::Pool::from_env()
             .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
@@ -105,15 +118,47 @@ fn make_trials(named: Vec<(String, PathBuf)>, cache: &CacheConfig) -> Result<Vec
     Ok(named
         .into_iter()
         .map(|(name, file)| {
-            let loader = loader.clone();
-            Trial::test(name, move || run_file(&file, &loader))
+            let (loader, report) = (loader.clone(), report.clone());
+            Trial::test(name.clone(), move || {
+                let started = std::time::Instant::now();
+                let (outcome, text) = run_file(&file, &loader);
+                report.record(
+                    SCENARIO_SUITE,
+                    &name,
+                    outcome,
+                    started.elapsed(),
+                    text.clone(),
+                );
+                match outcome {
+                    Outcome::Failed | Outcome::Xpassed => {
+                        Err(Failed::from(text.unwrap_or_default()))
+                    }
+                    _ => Ok(()),
+                }
+            })
         })
         .collect())
 }
 
-fn run_file(file: &Path, loader: &Arc<Loader>) -> Result<(), Failed> {
-    let scenario = Scenario::load(file).map_err(|e| Failed::from(e.to_string()))?;
-    scenario
-        .run(loader)
-        .map_err(|f| Failed::from(f.to_string()))
+/// How a scenario ended, and what to say about it: a failure is expected when the scenario says
+/// `expect_failure` (xfail: the trial passes, the report keeps the reason and what failed), and
+/// a pass then fails (xpass).
+fn run_file(file: &Path, loader: &Arc<Loader>) -> (Outcome, Option<String>) {
+    let scenario = match Scenario::load(file) {
+        Ok(scenario) => scenario,
+        Err(e) => return (Outcome::Failed, Some(e.to_string())),
+    };
+    let ran = scenario.run(loader).map_err(|f| f.to_string());
+    match (&scenario.expect_failure, ran) {
+        (None, Ok(())) => (Outcome::Passed, None),
+        (None, Err(e)) => (Outcome::Failed, Some(e)),
+        (Some(reason), Err(e)) => (Outcome::Xfailed, Some(format!("{reason}: {e}"))),
+        (Some(reason), Ok(())) => (
+            Outcome::Xpassed,
+            Some(format!(
+                "{}: passed, but it is marked `expect_failure: {reason}`",
+                file.display()
+            )),
+        ),
+    }
 }

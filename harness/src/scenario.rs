@@ -29,6 +29,10 @@ pub struct Scenario {
     /// A loopback HTTP server to start before the steps.
     #[serde(default)]
     pub http_server: Option<HttpServerSetup>,
+    /// The scenario is known to fail, for this reason: its failure passes (reported as an
+    /// expected failure), and a pass fails (an unexpected pass).
+    #[serde(default)]
+    pub expect_failure: Option<String>,
     /// Steps are written `- spawn: {...}` (a one-key map), not YAML tags.
     #[serde(default, with = "serde_norway::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
