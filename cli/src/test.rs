@@ -24,10 +24,19 @@ pub struct TestArgs {
     /// duration, and the failure naming the file and step. May be given more than once.
     #[arg(long, value_name = "KIND=PATH", value_parser = parse_report)]
     report: Vec<Report>,
+    /// Run only shard K of N (`1/4`): the scenarios sorted by name, every Nth from the Kth, so
+    /// that N machines given 1/N .. N/N run each scenario exactly once.
+    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
+    partition: Option<Partition>,
 }
 
 pub fn test(mut args: TestArgs, cache: &CacheConfig) -> ExitCode {
-    if let Err(code) = take_reports("wasmproc test", &mut args.words, &mut args.report) {
+    if let Err(code) = take_options(
+        "wasmproc test",
+        &mut args.words,
+        &mut args.report,
+        &mut args.partition,
+    ) {
         return code;
     }
     let (paths, libtest) = split(args.words);
@@ -36,11 +45,9 @@ pub fn test(mut args: TestArgs, cache: &CacheConfig) -> ExitCode {
         return ExitCode::from(2);
     }
     let report = SuiteReport::default();
-    let code = run_trials(
-        "wasmproc test",
-        wasmproc_harness::trials_for(&paths, cache, &report),
-        libtest,
-    );
+    let trials = wasmproc_harness::trials_for(&paths, cache, &report)
+        .map(|trials| partitioned(trials, args.partition));
+    let code = run_trials("wasmproc test", trials, libtest);
     write_reports("wasmproc test", &report, &args.report).unwrap_or(code)
 }
 
@@ -86,6 +93,9 @@ pub struct WasiTestsuiteArgs {
     /// `junit=PATH` (JUnit XML). May be given more than once.
     #[arg(long, value_name = "KIND=PATH", value_parser = parse_report)]
     report: Vec<Report>,
+    /// Run only shard K of N, as for `wasmproc test`.
+    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
+    partition: Option<Partition>,
     /// Test-suite directories (e.g. `tests/rust/testsuite/wasm32-wasip1` of a checkout),
     /// mixed with libtest's arguments, as for `wasmproc test`.
     #[arg(
@@ -98,7 +108,12 @@ pub struct WasiTestsuiteArgs {
 }
 
 pub fn wasi_testsuite(mut args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitCode {
-    if let Err(code) = take_reports("wasmproc wasi-testsuite", &mut args.words, &mut args.report) {
+    if let Err(code) = take_options(
+        "wasmproc wasi-testsuite",
+        &mut args.words,
+        &mut args.report,
+        &mut args.partition,
+    ) {
         return code;
     }
     let (dirs, libtest) = split(args.words);
@@ -112,43 +127,82 @@ pub fn wasi_testsuite(mut args: WasiTestsuiteArgs, cache: &CacheConfig) -> ExitC
     };
     let report = SuiteReport::default();
     let trials = expectations
-        .and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e, cache, &report));
+        .and_then(|e| wasmproc_harness::wasi_testsuite::trials(&dirs, e, cache, &report))
+        .map(|trials| partitioned(trials, args.partition));
     let code = run_trials("wasmproc wasi-testsuite", trials, libtest);
     write_reports("wasmproc wasi-testsuite", &report, &args.report).unwrap_or(code)
 }
 
-/// `--report KIND=PATH` (or `--report=KIND=PATH`) given after the paths, where clap leaves
-/// it among the words: moved to `reports`.
-fn take_reports(
+/// wasmproc's own options given after the paths, where clap leaves them among the words
+/// (`--report KIND=PATH`, `--partition K/N`, or with `=`): moved to `reports` and `partition`.
+fn take_options(
     command: &str,
     words: &mut Vec<String>,
     reports: &mut Vec<Report>,
+    partition: &mut Option<Partition>,
 ) -> Result<(), ExitCode> {
+    let refuse = |message: String| {
+        eprintln!("{command}: {message}");
+        ExitCode::from(2)
+    };
     let mut kept = Vec::with_capacity(words.len());
     let mut rest = std::mem::take(words).into_iter();
     while let Some(word) = rest.next() {
-        let value = match word.strip_prefix("--report") {
-            Some("") => rest.next(),
-            Some(inline) if inline.starts_with('=') => Some(inline[1..].to_string()),
-            _ => {
-                kept.push(word);
-                continue;
-            }
+        let (name, inline) = match word.split_once('=') {
+            Some((name, value)) => (name.to_string(), Some(value.to_string())),
+            None => (word.clone(), None),
         };
-        match value.as_deref().map(parse_report) {
-            Some(Ok(report)) => reports.push(report),
-            Some(Err(e)) => {
-                eprintln!("{command}: --report {e}");
-                return Err(ExitCode::from(2));
-            }
-            None => {
-                eprintln!("{command}: --report needs KIND=PATH (junit=PATH or json=PATH)");
-                return Err(ExitCode::from(2));
-            }
+        if name != "--report" && name != "--partition" {
+            kept.push(word);
+            continue;
+        }
+        let Some(value) = inline.or_else(|| rest.next()) else {
+            return Err(refuse(format!("{name} needs a value")));
+        };
+        if name == "--report" {
+            reports.push(parse_report(&value).map_err(|e| refuse(format!("--report {e}")))?);
+        } else {
+            *partition =
+                Some(parse_partition(&value).map_err(|e| refuse(format!("--partition {e}")))?);
         }
     }
     *words = kept;
     Ok(())
+}
+
+/// Shard `index` (from 1) of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    index: usize,
+    count: usize,
+}
+
+/// `K/N`, with 1 <= K <= N.
+fn parse_partition(text: &str) -> Result<Partition, String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index >= 1 && index <= count => Ok(Partition { index, count }),
+        _ => Err(format!("`{text}`: expected K/N with 1 <= K <= N, e.g. 2/4")),
+    }
+}
+
+/// The trials of `partition`'s shard: sorted by name, every Nth from the Kth.
+fn partitioned(
+    mut trials: Vec<libtest_mimic::Trial>,
+    partition: Option<Partition>,
+) -> Vec<libtest_mimic::Trial> {
+    let Some(Partition { index, count }) = partition else {
+        return trials;
+    };
+    trials.sort_by(|a, b| a.name().cmp(b.name()));
+    trials
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % count == index - 1)
+        .map(|(_, trial)| trial)
+        .collect()
 }
 
 /// `json=PATH` or `junit=PATH`.

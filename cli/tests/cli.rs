@@ -1260,3 +1260,47 @@ fn test_writes_junit_and_json_reports_with_expected_failures() {
         stderr(&bad)
     );
 }
+
+/// `--partition K/N` splits the scenarios over N machines: each runs once, in exactly one
+/// shard, and the shards are even; a malformed one is refused.
+#[test]
+fn test_partitions_scenarios_into_disjoint_even_shards() {
+    let listed = |args: &[&str]| -> Vec<String> {
+        let out = wasmproc(args);
+        stdout(&out)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(str::to_string)
+            .collect()
+    };
+    let all = listed(&["test", "conformance", "--list"]);
+    assert!(all.len() > 30, "{all:?}");
+    let mut shards: Vec<Vec<String>> = (1..=3)
+        .map(|k| {
+            listed(&[
+                "test",
+                "conformance",
+                "--partition",
+                &format!("{k}/3"),
+                "--list",
+            ])
+        })
+        .collect();
+    for shard in &shards {
+        assert!(shard.len().abs_diff(all.len() / 3) <= 1, "{}", shard.len());
+    }
+    let mut union: Vec<String> = shards.concat();
+    union.sort();
+    let mut expected = all.clone();
+    expected.sort();
+    assert_eq!(union, expected, "every scenario in exactly one shard");
+    shards.dedup();
+    assert_eq!(shards.len(), 3);
+    let refused = wasmproc(&["test", "conformance", "--partition=4/3"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("expected K/N"),
+        "{}",
+        stderr(&refused)
+    );
+}
