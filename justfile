@@ -30,4 +30,4 @@ lint:
 
 # Benchmarks (criterion): the scheduler and Lua scripts at scale, each beside its baseline measured in the same run.
 bench *args:
-    cargo bench -p wasmproc-benches --bench scheduler --bench scripts -- {{args}}
+    cargo bench -p wasmproc-benches --bench scheduler --bench scripts --bench serve -- {{args}}

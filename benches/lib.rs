@@ -25,3 +25,42 @@ pub fn criterion_home() -> std::path::PathBuf {
         .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("criterion")))
         .unwrap_or_else(|| "target/criterion".into())
 }
+
+/// Whether criterion's filter (the first argument that is neither a flag nor a flag's value)
+/// selects `name`. Unlike a bare "first argument not starting with `-`", this reads
+/// `--measurement-time 5` as a flag and its value, not as the filter `5`.
+pub fn selected(name: &str) -> bool {
+    // criterion 0.8's options that take a value as the next argument.
+    const VALUED: &[&str] = &[
+        "--measurement-time",
+        "--warm-up-time",
+        "--sample-size",
+        "--profile-time",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--nresamples",
+        "--color",
+        "--colour",
+        "-c",
+        "-s",
+        "--plotting-backend",
+        "--output-format",
+        "--format",
+    ];
+    let mut args = std::env::args().skip(1);
+    let mut filter = None;
+    while let Some(arg) = args.next() {
+        if VALUED.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filter = Some(arg);
+            break;
+        }
+    }
+    filter.is_none_or(|f| name.contains(&f) || f.contains(name))
+}

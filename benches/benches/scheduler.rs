@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use wasmproc_benches::{criterion_home, resident_bytes};
+use wasmproc_benches::{criterion_home, resident_bytes, selected};
 use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, SLICE_TICKS};
 use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
@@ -556,13 +556,6 @@ fn write_cdf_svg(
 /// Whether criterion's filter (its first free argument, a regex it matches against benchmark
 /// names) can select `name`: the one-shot measurements outside criterion's groups run only
 /// then. A plain substring test: the filters used here are names or their beginnings.
-fn selected(name: &str) -> bool {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-') && a != "--bench");
-    filter.is_none_or(|f| name.contains(&f) || f.contains(name))
-}
-
 fn sleepers_at_scale(_: &mut Criterion) {
     if selected("sleepers/100k") {
         at_scale::run();
