@@ -9,10 +9,10 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-guests=(compute greet file_processor probe http_worker hostile net_probe http_handler http_service)
-# Cargo workspaces to build, each with its own Cargo.lock: http_service needs wit-bindgen's async
-# features, which would change the other guests' bytes in a shared workspace (features unify).
-workspaces=(. http_service)
+guests=(compute greet file_processor probe http_worker hostile net_probe http_handler http_service p3_probe)
+# Cargo workspaces to build, each with its own Cargo.lock: http_service and p3_probe need wit-bindgen's
+# async features, which would change the other guests' bytes in a shared workspace (features unify).
+workspaces=(. http_service p3_probe)
 wasm_tools_version=1.262.0.0
 tools=${WASMPROC_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/wasmproc/tools}
 target=${WASMPROC_GUEST_TARGET:-$tools/guest-target}

@@ -10,6 +10,7 @@ mod lua;
 mod manifest_bounds;
 mod manifest_fuzz;
 mod network;
+mod p3_guest;
 mod random_types;
 mod serve;
 mod spawn;

@@ -1,0 +1,110 @@
+//! The committed WASI 0.3 guest (`guests/p3_probe`, async exports) against the network policy:
+//! an HTTP request to a loopback server the policy allows gets there, and a TCP echo on
+//! loopback works where `network.listen` allows it (the test reads the address it prints
+//! from its live stdout, as the WASI test suite's runner does).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use wasmproc_runtime::manifest::Digest;
+use wasmproc_runtime::{Mailbox, Runtime, SpawnOptions, Stdio, StdioStreams};
+
+/// The probe as entry `t:<name>` for each `(name, method, fields)`, granted all it imports.
+fn runtime(entries: &[(&str, &str, &str)]) -> Runtime {
+    let dist = crate::common::dist();
+    let digest = Digest::of(&std::fs::read(dist.join("p3_probe.wasm")).unwrap());
+    let mut yaml = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n",
+        dist.display()
+    );
+    for (name, method, fields) in entries {
+        yaml.push_str(&format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: p3_probe.wasm, hash: \"{digest}\", method: {method}, imports: [wasi:clocks, wasi:cli, wasi:http, wasi:sockets]{fields} }}\n"
+        ));
+    }
+    let manifest = wasmproc_runtime::Manifest::parse(&yaml, Path::new("inline.yaml")).unwrap();
+    let loader = wasmproc_runtime::engine::loader_with(Default::default()).unwrap();
+    Runtime::new(manifest, Arc::new(loader))
+}
+
+/// A loopback HTTP server answering every request with 200 `pong`: its address.
+fn http_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
+        }
+    });
+    address
+}
+
+#[test]
+fn a_wasi_p3_http_request_reaches_a_loopback_server_its_policy_allows() {
+    let rt = runtime(&[(
+        "fetch",
+        "fetch",
+        ", network: { allow: [\"http://127.0.0.1:*\"] }",
+    )]);
+    let url = format!("http://{}/ping", http_server());
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:fetch", "t:host", &[json!(url)], &mailbox)
+        .unwrap();
+    let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.outcome, Ok(json!({ "ok": [200, "pong"] })));
+}
+
+#[test]
+fn a_wasi_p3_tcp_echo_on_loopback_works_where_the_policy_lets_it_listen() {
+    let rt = runtime(&[(
+        "echo",
+        "echo-once",
+        ", network: { allow: [\"tcp://127.0.0.1:*\"], listen: [\"tcp://127.0.0.1:*\"] }",
+    )]);
+    let (streams, [_stdin, stdout, _stderr]) = StdioStreams::pipes(64 << 10);
+    let options = SpawnOptions {
+        stdio: Stdio::Streams(Arc::new(streams)),
+        ..SpawnOptions::default()
+    };
+    let mut mailbox = Mailbox::new();
+    rt.spawn_with("t:echo", "t:host", &[json!(0)], &options, Some(&mailbox))
+        .unwrap();
+    // The address it listens on, from its stdout as it runs.
+    let io = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let line = io.block_on(async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stdout);
+        tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+            .await
+            .expect("it prints its address")
+            .unwrap();
+        line
+    });
+    let mut socket = TcpStream::connect(line.trim()).unwrap();
+    socket.write_all(b"echo me").unwrap();
+    socket.shutdown(Shutdown::Write).unwrap();
+    let mut echoed = String::new();
+    BufReader::new(&socket).read_line(&mut echoed).unwrap();
+    assert_eq!(echoed, "echo me");
+    let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
+    assert_eq!(exit.outcome, Ok(json!({ "ok": "echo me" })));
+}
