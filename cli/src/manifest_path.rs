@@ -38,6 +38,17 @@ pub fn resolve_or_refuse(given: Option<&Path>) -> Result<PathBuf, std::process::
     })
 }
 
+/// The runtime over the manifest `given` names (or the one found as [`resolve_here`] says),
+/// keeping compiled code in the cache `cache` names; a refusal is printed, exit status 2.
+pub fn load_runtime(
+    given: Option<&Path>,
+    cache: &wasmproc_runtime::code_cache::CacheConfig,
+) -> Result<wasmproc_runtime::Runtime, std::process::ExitCode> {
+    let manifest = resolve_or_refuse(given)?;
+    wasmproc_runtime::Runtime::load_caching(&manifest, cache)
+        .map_err(|e| crate::refused(e.kinded()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,13 +40,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, cache: &CacheConfig) -> ExitCode {
-    let manifest = match manifest_path::resolve_or_refuse(args.manifest.as_deref()) {
-        Ok(path) => path,
-        Err(code) => return code,
-    };
-    let runtime = match Runtime::load_caching(&manifest, cache) {
+    let runtime = match manifest_path::load_runtime(args.manifest.as_deref(), cache) {
         Ok(runtime) => runtime,
-        Err(e) => return refused(e.kinded()),
+        Err(code) => return code,
     };
     // With --exec every word is an argument; otherwise the first names the command.
     let (command, rest) = match (&args.exec, args.words.split_first()) {

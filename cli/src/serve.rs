@@ -36,13 +36,9 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs, cache: &CacheConfig) -> ExitCode {
-    let manifest = match manifest_path::resolve_or_refuse(args.manifest.as_deref()) {
-        Ok(path) => path,
-        Err(code) => return code,
-    };
-    let runtime = match Runtime::load_caching(&manifest, cache) {
+    let runtime = match manifest_path::load_runtime(args.manifest.as_deref(), cache) {
         Ok(runtime) => runtime,
-        Err(e) => return refused(e.kinded()),
+        Err(code) => return code,
     };
     let (handler, declared) = match target(&runtime, args.entry.as_deref()) {
         Ok(target) => target,

@@ -105,18 +105,7 @@ impl Loader {
         wasm: &WasmSpec,
         directory: &Path,
     ) -> Result<Arc<Program>, LoadError> {
-        let path = wasm.binary_path(directory);
-        let unreadable = |source| LoadError::Unreadable {
-            entry: entry.clone(),
-            path: path.clone(),
-            source,
-        };
-        let stamp = FileStamp::of(&path).map_err(unreadable)?;
-        // A regular file of bounded size: a FIFO or device put where the binary was expected
-        // (by a guest that can write into the directory, say) would block or never end.
-        let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(unreadable)?;
-        let digest = Digest::of(&bytes);
-        check_hash(entry, wasm, &path, digest)?;
+        let (path, stamp, bytes, digest) = read_checked(entry, wasm, directory)?;
         self.prepare(entry, wasm, path, stamp, digest, &bytes)
     }
 
@@ -130,16 +119,7 @@ impl Loader {
         wasm: &WasmSpec,
         directory: &Path,
     ) -> Result<Arc<HandlerProgram>, LoadError> {
-        let path = wasm.binary_path(directory);
-        let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(|source| {
-            LoadError::Unreadable {
-                entry: entry.clone(),
-                path: path.clone(),
-                source,
-            }
-        })?;
-        let digest = Digest::of(&bytes);
-        check_hash(entry, wasm, &path, digest)?;
+        let (path, _, bytes, digest) = read_checked(entry, wasm, directory)?;
         self.check_pool_memory(entry, wasm)?;
         let backend = self
             .concurrent()
@@ -589,6 +569,28 @@ impl Loader {
             _ => &self.main,
         }
     }
+}
+
+/// `entry`'s binary from `directory`: its path, how it looked, its bytes and their sha256,
+/// which must be the one the entry pins.
+fn read_checked(
+    entry: &EntryId,
+    wasm: &WasmSpec,
+    directory: &Path,
+) -> Result<(PathBuf, FileStamp, Vec<u8>, Digest), LoadError> {
+    let path = wasm.binary_path(directory);
+    let unreadable = |source| LoadError::Unreadable {
+        entry: entry.clone(),
+        path: path.clone(),
+        source,
+    };
+    let stamp = FileStamp::of(&path).map_err(unreadable)?;
+    // A regular file of bounded size: a FIFO or device put where the binary was expected
+    // (by a guest that can write into the directory, say) would block or never end.
+    let bytes = crate::source_file::read_bytes(&path, MAX_BINARY_BYTES).map_err(unreadable)?;
+    let digest = Digest::of(&bytes);
+    check_hash(entry, wasm, &path, digest)?;
+    Ok((path, stamp, bytes, digest))
 }
 
 /// `actual`, the sha256 of the binary read from `path`, is the one `entry` pins.

@@ -3,8 +3,8 @@
 //! loopback works where `network.listen` allows it (the test reads the address it prints
 //! from its live stdout, as the WASI test suite's runner does).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,29 +31,6 @@ fn runtime(entries: &[(&str, &str, &str)]) -> Runtime {
     Runtime::new(manifest, Arc::new(loader))
 }
 
-/// A loopback HTTP server answering every request with 200 `pong`: its address.
-fn http_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
-            );
-        }
-    });
-    address
-}
-
 #[test]
 fn a_wasi_p3_http_request_reaches_a_loopback_server_its_policy_allows() {
     let rt = runtime(&[(
@@ -61,7 +38,12 @@ fn a_wasi_p3_http_request_reaches_a_loopback_server_its_policy_allows() {
         "fetch",
         ", network: { allow: [\"http://127.0.0.1:*\"] }",
     )]);
-    let url = format!("http://{}/ping", http_server());
+    let url = format!(
+        "http://{}/ping",
+        crate::loopback::http_server(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong"
+        )
+    );
     let mut mailbox = Mailbox::new();
     rt.spawn_monitored("t:fetch", "t:host", &[json!(url)], &mailbox)
         .unwrap();

@@ -4,11 +4,12 @@
 //! `connection: close`), so what the client sees is exactly what the server sent.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmproc_harness::http_client::{self, Response};
 use wasmproc_runtime::engine::Pool;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::serve::{serve, ServeOptions, Served};
@@ -72,27 +73,8 @@ fn serving_with<R>(
     (result, served)
 }
 
-/// A response as the client read it.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
+/// `method path` sent to `address` (harness's hand-written HTTP/1.1 client: what the test
+/// sees is exactly what the server sent).
 fn request(
     address: SocketAddr,
     method: &str,
@@ -100,64 +82,15 @@ fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head += &format!("{name}: {value}\r\n");
-    }
-    head += "\r\n";
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut response = Response {
-        status,
+    http_client::request(
+        address,
+        method,
+        path,
         headers,
-        body: raw[end + 4..].to_vec(),
-    };
-    if response.header("transfer-encoding") == Some("chunked") {
-        response.body = dechunk(&response.body);
-    }
-    response
-}
-
-/// A chunked body's bytes.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&raw[line + 2..line + 2 + size]);
-        raw = &raw[line + 4 + size..];
-    }
+        body,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 #[test]
@@ -177,15 +110,15 @@ fn a_wasi_p3_handler_answers_requests_each_in_a_fresh_instance() {
         (root.status, root.text()),
         (200, "hello from wasi 0.3\n".into())
     );
-    assert_eq!(root.header("content-type"), Some("text/plain"));
+    assert_eq!(root.header("content-type").as_deref(), Some("text/plain"));
     assert_eq!((echo.status, echo.text()), (200, "hello, echo".into()));
     assert_eq!(
-        echo.header("content-type"),
+        echo.header("content-type").as_deref(),
         Some("application/octet-stream")
     );
     assert_eq!((empty.status, empty.text()), (200, String::new()));
     assert_eq!(headers.status, 200);
-    assert_eq!(headers.header("x-echoed"), Some("ping"));
+    assert_eq!(headers.header("x-echoed").as_deref(), Some("ping"));
     assert_eq!(missing.status, 404);
     assert_eq!(
         served,
@@ -292,27 +225,6 @@ fn requests_past_the_pools_places_wait_for_one() {
     assert_eq!(served.answered, 8);
 }
 
-/// An HTTP server on 127.0.0.1 answering every request with 204: its `host:port`.
-fn upstream() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
-        }
-    });
-    address.to_string()
-}
-
 /// A handler's outgoing request (WASI 0.3's `wasi:http/client`) follows its entry's network
 /// policy: refused by default (loopback is not public), sent where the policy allows it.
 #[test]
@@ -325,7 +237,11 @@ fn a_handlers_outgoing_requests_follow_its_network_policy() {
             ("open", "http_service.wasm", &allowed),
         ],
     );
-    rt.set_env("t:upstream", upstream()).unwrap();
+    rt.set_env(
+        "t:upstream",
+        crate::loopback::http_server(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"),
+    )
+    .unwrap();
     let (refused, _) = serving(&rt, "t:closed", |address| {
         request(address, "GET", "/fetch", &[], b"")
     });
