@@ -51,6 +51,15 @@ impl Guest for P3Probe {
     }
 
     async fn fetch(url: String) -> Result<(u16, String), String> {
+        // `$NAME`: the URL is the value of environment variable NAME (a scenario's server).
+        let url = match url.strip_prefix('$') {
+            Some(name) => environment::get_environment()
+                .into_iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value)
+                .ok_or_else(|| format!("{name} is not set"))?,
+            None => url,
+        };
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| format!("not an http:// URL: `{url}`"))?;
