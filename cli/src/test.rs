@@ -28,6 +28,15 @@ pub struct TestArgs {
     /// that N machines given 1/N .. N/N run each scenario exactly once.
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
     partition: Option<Partition>,
+    /// Instead of running the scenarios, print each requirement of the requirements file and
+    /// the scenarios (`covers: [ID]`) and Rust tests that prove it; exit status 1 when a
+    /// requirement has no proof or a scenario names an unknown ID.
+    #[arg(long)]
+    coverage: bool,
+    /// The requirements file for --coverage (default: REQUIREMENTS.md in the first directory
+    /// given). Rust tests it names are paths relative to the current directory.
+    #[arg(long, value_name = "FILE")]
+    requirements: Option<PathBuf>,
 }
 
 pub fn test(mut args: TestArgs, cache: &CacheConfig) -> ExitCode {
@@ -39,16 +48,75 @@ pub fn test(mut args: TestArgs, cache: &CacheConfig) -> ExitCode {
     ) {
         return code;
     }
+    // Flags clap leaves among the words when they follow the paths.
+    args.words.retain(|w| match w.as_str() {
+        "--coverage" => {
+            args.coverage = true;
+            false
+        }
+        _ => true,
+    });
     let (paths, libtest) = split(args.words);
     if paths.is_empty() {
         eprintln!("wasmproc test: no scenario file or directory among the arguments");
         return ExitCode::from(2);
+    }
+    if args.coverage {
+        return coverage(&paths, args.requirements.as_deref());
     }
     let report = SuiteReport::default();
     let trials = wasmproc_harness::trials_for(&paths, cache, &report)
         .map(|trials| partitioned(trials, args.partition));
     let code = run_trials("wasmproc test", trials, libtest);
     write_reports("wasmproc test", &report, &args.report).unwrap_or(code)
+}
+
+/// `--coverage`: the requirements and their proofs among the scenarios below `paths`.
+fn coverage(paths: &[PathBuf], requirements: Option<&std::path::Path>) -> ExitCode {
+    use wasmproc_harness::requirements::{parse, Coverage};
+    let file = match requirements {
+        Some(file) => file.to_path_buf(),
+        None => paths[0].join("REQUIREMENTS.md"),
+    };
+    let table = match wasmproc_runtime::source_file::read_text(&file, 4 << 20) {
+        Ok(text) => parse(&text),
+        Err(e) => Err(e.to_string()),
+    };
+    let requirements = match table {
+        Ok(requirements) => requirements,
+        Err(e) => {
+            eprintln!("wasmproc test: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut scenarios = Vec::new();
+    for path in paths {
+        let files = if path.is_dir() {
+            wasmproc_harness::discover(path).unwrap_or_default()
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            match wasmproc_harness::Scenario::load(&file) {
+                Ok(scenario) => scenarios.push((file.display().to_string(), scenario.covers)),
+                Err(e) => {
+                    eprintln!("wasmproc test: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    let coverage = Coverage::of(requirements, &scenarios);
+    print!("{}", coverage.table());
+    let problems = coverage.problems(std::path::Path::new("."));
+    for problem in &problems {
+        println!("problem: {problem}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// A report to write: its format and where.

@@ -1304,3 +1304,39 @@ fn test_partitions_scenarios_into_disjoint_even_shards() {
         stderr(&refused)
     );
 }
+
+/// `--coverage` prints each requirement with what proves it; a requirement without a proof or
+/// a scenario covering an unlisted ID is a problem (exit status 1).
+#[test]
+fn test_coverage_lists_proofs_and_gaps() {
+    let ok = wasmproc(&["test", "conformance", "--coverage"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(
+        stdout(&ok).contains("proved by: conformance/errors/hash_mismatch.yaml"),
+        "{}",
+        stdout(&ok)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("REQUIREMENTS.md"),
+        "| ID | Requirement | Rust tests |\n|---|---|---|\n| A-1 | proven | |\n| A-2 | not proven | |\n",
+    )
+    .unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/apps/fixtures.yaml");
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        format!(
+            "scenario: s\ncovers: [A-1, B-7]\nmanifest: {}\nsteps: []\n",
+            manifest.display()
+        ),
+    )
+    .unwrap();
+    let gaps = wasmproc(&["test", dir.path().to_str().unwrap(), "--coverage"]);
+    assert_eq!(gaps.status.code(), Some(1));
+    let said = stdout(&gaps);
+    assert!(said.contains("problem: A-2 has no proof"), "{said}");
+    assert!(
+        said.contains("covers B-7, which REQUIREMENTS.md does not list"),
+        "{said}"
+    );
+}

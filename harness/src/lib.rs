@@ -15,6 +15,7 @@ mod expect;
 mod failure;
 pub mod http_client;
 mod http_server;
+pub mod requirements;
 mod run;
 mod scenario;
 pub mod suite_report;

@@ -29,6 +29,9 @@ pub struct Scenario {
     /// A loopback HTTP server to start before the steps.
     #[serde(default)]
     pub http_server: Option<HttpServerSetup>,
+    /// The requirements (`conformance/REQUIREMENTS.md` IDs) this scenario proves.
+    #[serde(default)]
+    pub covers: Vec<String>,
     /// The scenario is known to fail, for this reason: its failure passes (reported as an
     /// expected failure), and a pass fails (an unexpected pass).
     #[serde(default)]
