@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -144,32 +144,48 @@ pub struct EndpointServer {
     address: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Connections being answered now, each on a thread of its own (the tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    live: Arc<AtomicUsize>,
 }
+
+/// Connections answered at once: a guest opening connections without end must not start a
+/// thread for each (past it, a connection is closed at once, unanswered).
+pub const MAX_CONNECTIONS: usize = 64;
 
 impl EndpointServer {
     pub fn start(spec: &ServerSpec) -> std::io::Result<EndpointServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(AtomicUsize::new(0));
         if spec.kind == ServerKind::Closed {
             // The port was free a moment ago and nothing listens on it now.
             return Ok(EndpointServer {
                 address,
                 stop,
                 thread: None,
+                live,
             });
         }
         // Polled, so that dropping the server stops the thread promptly.
         listener.set_nonblocking(true)?;
         let endpoints = Arc::new(spec.endpoints.clone());
         let thread = {
-            let stop = stop.clone();
+            let (stop, live) = (stop.clone(), live.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
+                        Ok((stream, _)) if live.load(Ordering::SeqCst) >= MAX_CONNECTIONS => {
+                            drop(stream)
+                        }
                         Ok((stream, _)) => {
-                            let endpoints = endpoints.clone();
-                            std::thread::spawn(move || answer(stream, &endpoints));
+                            let (endpoints, live) = (endpoints.clone(), live.clone());
+                            live.fetch_add(1, Ordering::SeqCst);
+                            std::thread::spawn(move || {
+                                answer(stream, &endpoints);
+                                live.fetch_sub(1, Ordering::SeqCst);
+                            });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
                     }
@@ -180,7 +196,14 @@ impl EndpointServer {
             address,
             stop,
             thread: Some(thread),
+            live,
         })
+    }
+
+    /// Connections being answered now.
+    #[cfg(test)]
+    fn live_connections(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 
     /// `127.0.0.1:<port>`, as the guest gets it.
@@ -451,6 +474,39 @@ mod tests {
         assert!(send(&s, "GET /short HTTP/1.1\r\n\r\n")
             .ends_with("content-length: 2\r\nconnection: close\r\n\r\nhi"));
         assert!(send(&s, "GET /none HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    }
+
+    /// Attack: a guest opening connections and sending nothing gets at most `MAX_CONNECTIONS`
+    /// answered at once (a thread each), the rest closed; once they go, requests are answered.
+    #[test]
+    fn idle_connections_cannot_start_a_thread_each() {
+        let s = server(r#"{ "name": "main", "endpoints": [{ "path": "/", "response": "hi" }] }"#);
+        let idle: Vec<TcpStream> = (0..200)
+            .map(|_| TcpStream::connect(s.address()).unwrap())
+            .collect();
+        // Until the listener has seen them all.
+        for _ in 0..500 {
+            if s.live_connections() >= MAX_CONNECTIONS {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            s.live_connections() <= MAX_CONNECTIONS,
+            "{} connections answered at once",
+            s.live_connections()
+        );
+        drop(idle);
+        let mut answered = String::new();
+        for _ in 0..100 {
+            answered = send(&s, "GET / HTTP/1.1\r\n\r\n");
+            if !answered.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(answered.ends_with("\r\n\r\nhi"), "{answered}");
     }
 
     #[test]
