@@ -8,14 +8,33 @@ use std::process::{Command, Output};
 const TEST_CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/wasmproc-cli-cache");
 
 fn wasmproc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmproc"))
+    wasmproc_command(args).output().expect("wasmproc runs")
+}
+
+/// `wasmproc args...` from the workspace root, with the tests' cache and no inherited settings.
+fn wasmproc_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmproc"));
+    command
         .env("WASMPROC_CACHE_DIR", TEST_CACHE)
         .args(args)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env_remove("WASMPROC_LOG")
-        .env_remove("WASMPROC_MANIFEST")
-        .output()
-        .expect("wasmproc runs")
+        .env_remove("WASMPROC_MANIFEST");
+    command
+}
+
+/// `wasmproc serve args...` started, and the first line it printed on stderr.
+fn serve_started(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut server = wasmproc_command(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (server, first)
 }
 
 /// `wasmproc lua <script> --manifest conformance/apps/seed.yaml <rest>...`
@@ -1099,19 +1118,9 @@ fn validate_describes_a_component_model_async_export() {
 /// without a handler is refused with status 2, by kind.
 #[test]
 fn serve_answers_on_the_printed_url_and_stops_on_sigint() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut server = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
-        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
-        .args(["serve", "myns:http_service", "--addr", "127.0.0.1:0"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env_remove("WASMPROC_LOG")
-        .env_remove("WASMPROC_MANIFEST")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
+    use std::io::{Read, Write};
+    let (mut server, first) =
+        serve_started(&["serve", "myns:http_service", "--addr", "127.0.0.1:0"]);
     let address = first
         .trim()
         .strip_prefix("Serving HTTP on http://")
@@ -1137,19 +1146,7 @@ fn serve_answers_on_the_printed_url_and_stops_on_sigint() {
     assert_eq!(status.code(), Some(0), "a graceful stop");
 
     // Without an entry, the manifest's only http.endpoint (its addr overridden): it answers.
-    let mut declared = Command::new(env!("CARGO_BIN_EXE_wasmproc"))
-        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env_remove("WASMPROC_LOG")
-        .env_remove("WASMPROC_MANIFEST")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(declared.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let (mut declared, first) = serve_started(&["serve", "--addr", "127.0.0.1:0"]);
     assert!(
         first.starts_with("Serving HTTP on http://127.0.0.1:"),
         "{first}"

@@ -145,13 +145,7 @@ impl Loader {
         )?;
         let grants = Grants::new(&wasm.imports);
         check_imports(entry, wasm, &grants, &component, &backend.engine)?;
-        let pre = backend
-            .linker(&grants)
-            .and_then(|linker| linker.instantiate_pre(&component))
-            .map_err(|e| LoadError::UnsupportedImport {
-                entry: entry.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let pre = link(entry, backend, &grants, &component)?;
         let (proxy, world) = handler::proxy(pre).map_err(|()| LoadError::NotAHandler {
             entry: entry.clone(),
             path: path.clone(),
@@ -259,13 +253,7 @@ impl Loader {
         let grants = Grants::new(&wasm.imports);
         check_imports(entry, wasm, &grants, &component, &backend.engine)?;
         let (export, signature) = find_export(entry, &wasm.method, &component, &backend.engine)?;
-        let pre = backend
-            .linker(&grants)
-            .and_then(|linker| linker.instantiate_pre(&component))
-            .map_err(|e| LoadError::UnsupportedImport {
-                entry: entry.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let pre = link(entry, backend, &grants, &component)?;
         tracing::debug!(%entry, digest = %actual, "loaded");
         let imports_nothing = component
             .component_type()
@@ -569,6 +557,23 @@ impl Loader {
             _ => &self.main,
         }
     }
+}
+
+/// `component` linked with the `grants`' interfaces on `backend`: refused when wasmproc does
+/// not provide an import it names (an interface, or a version).
+fn link(
+    entry: &EntryId,
+    backend: &Backend,
+    grants: &Grants,
+    component: &Component,
+) -> Result<wasmtime::component::InstancePre<crate::store_data::ComponentData>, LoadError> {
+    backend
+        .linker(grants)
+        .and_then(|linker| linker.instantiate_pre(component))
+        .map_err(|e| LoadError::UnsupportedImport {
+            entry: entry.clone(),
+            reason: format!("{e:#}"),
+        })
 }
 
 /// `entry`'s binary from `directory`: its path, how it looked, its bytes and their sha256,

@@ -120,7 +120,7 @@ impl HttpService {
     fn failure(&self, error: wasmtime::Error) -> ExitError {
         use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError};
         if error.downcast_ref::<ExpirationError>().is_some() {
-            return self.timed_out();
+            return timed_out(self.timeout());
         }
         if error.is::<InstantiationError<Report>>() {
             return ExitError::new(
@@ -130,16 +130,17 @@ impl HttpService {
         }
         crate::process::guest_error(error, &self.handler.state().wasm.limits)
     }
+}
 
-    fn timed_out(&self) -> ExitError {
-        ExitError::new(
-            ErrorKind::LimitExceeded,
-            format!(
-                "max_execution_ms ({} ms) exceeded: the handler did not answer, or send its body, in time",
-                self.timeout().as_millis()
-            ),
-        )
-    }
+/// A request (or its body) past `timeout`.
+fn timed_out(timeout: Duration) -> ExitError {
+    ExitError::new(
+        ErrorKind::LimitExceeded,
+        format!(
+            "max_execution_ms ({} ms) exceeded: the handler did not answer, or send its body, in time",
+            timeout.as_millis()
+        ),
+    )
 }
 
 /// How long a failed request waits for its instance's own account of the failure.
@@ -272,13 +273,7 @@ impl WorkerState for OneRequest {
         };
         // wasmtime-wasi-http's words for an instance its `Expiration` ended.
         let ended = if format!("{error}") == "guest timed out" {
-            ExitError::new(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "max_execution_ms ({} ms) exceeded: the handler did not answer, or send its body, in time",
-                    self.timeout.as_millis()
-                ),
-            )
+            timed_out(self.timeout)
         } else {
             crate::process::guest_error(error, &self.limits)
         };
