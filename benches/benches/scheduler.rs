@@ -16,6 +16,9 @@
 //!   Criterion times the spawns to the last EXIT; the figure the goal is stated in is each
 //!   sleeper's lateness (its EXIT's `wall_time` − 10 ms), printed as p50/p99/max beside what
 //!   fair round-robin would give, and drawn as distributions in an SVG whose path is printed.
+//!   Each sleeper's lifecycle trace splits its time: queued (spawn → Init, not lateness), wake
+//!   (timer deadline → the Step that resumed it) and exit (that Step → Close); and the
+//!   workers' CPU per sleeper says how long a burst of 1,000 keeps 2 workers busy.
 //! - `sleepers/100k`: 100,000 processes sleeping at once, beside bare wasmtime (see
 //!   [`at_scale`]); one run each, figures printed, a plot written.
 
@@ -314,6 +317,78 @@ struct WakeRound {
     last_exit: Duration,
     /// Suspensions of all the sleepers.
     yields: u64,
+    parts: Parts,
+}
+
+/// Where each sleeper's time went, from its lifecycle trace: `queued` from the round's first
+/// spawn to its Init (not in its lateness: wall time starts at Init), `wake` from its timer's
+/// deadline (the Yield at which it started waiting, + `WAKE_MS`) to the Step that resumed it,
+/// `exit` from that Step to its Close.
+#[derive(Default)]
+struct Parts {
+    queued: Vec<Duration>,
+    wake: Vec<Duration>,
+    exit: Vec<Duration>,
+}
+
+impl Parts {
+    fn of(
+        start: Instant,
+        phases: &mut tokio::sync::mpsc::UnboundedReceiver<wasmproc_runtime::Lifecycle>,
+    ) -> Parts {
+        let mut by_pid: std::collections::HashMap<_, Vec<_>> = Default::default();
+        while let Ok(event) = phases.try_recv() {
+            by_pid.entry(event.pid).or_default().push(event);
+        }
+        let mut parts = Parts::default();
+        for events in by_pid.values() {
+            let at = |phase: Phase, nth: usize| {
+                events
+                    .iter()
+                    .filter(|e| e.phase == phase)
+                    .nth(nth)
+                    .map(|e| e.at)
+            };
+            let (Some(init), Some(waits), Some(resumed), Some(close)) = (
+                at(Phase::Init, 0),
+                at(Phase::Yield, 0),
+                at(Phase::Step, 1),
+                at(Phase::Close, 0),
+            ) else {
+                continue;
+            };
+            let deadline = waits + Duration::from_millis(WAKE_MS);
+            parts.queued.push(init - start);
+            parts.wake.push(resumed.saturating_duration_since(deadline));
+            parts.exit.push(close - resumed);
+        }
+        parts
+    }
+
+    fn extend(&mut self, other: Parts) {
+        self.queued.extend(other.queued);
+        self.wake.extend(other.wake);
+        self.exit.extend(other.exit);
+    }
+
+    fn print(mut self, name: &str) {
+        for (part, samples) in [
+            ("queued", &mut self.queued),
+            ("wake", &mut self.wake),
+            ("exit", &mut self.exit),
+        ] {
+            samples.sort();
+            if samples.is_empty() {
+                continue;
+            }
+            eprintln!(
+                "wake_latency_under_spin/{name}: {part} p50 {:.2} / p99 {:.2} / max {:.2} ms",
+                ms(quantile(samples, 0.5)),
+                ms(quantile(samples, 0.99)),
+                ms(quantile(samples, 1.0)),
+            );
+        }
+    }
 }
 
 /// Starts `spinners` spinning guests, waits until each has been preempted once (so every
@@ -341,15 +416,28 @@ fn wake_round(rt: &Runtime, clock: &tokio::runtime::Runtime, spinners: usize) ->
         }
     }
     let mut mailbox = Mailbox::new();
+    let (trace, mut sleeper_phases) = tokio::sync::mpsc::unbounded_channel();
+    let traced = SpawnOptions {
+        trace: Some(trace),
+        ..SpawnOptions::default()
+    };
     let start = Instant::now();
     for _ in 0..WAKE_SLEEPERS {
-        rt.spawn_monitored("bench:sleeper", host, &[json!(WAKE_MS)], &mailbox)
-            .unwrap();
+        rt.spawn_with(
+            "bench:sleeper",
+            host,
+            &[json!(WAKE_MS)],
+            &traced,
+            Some(&mailbox),
+        )
+        .unwrap();
     }
+    drop(traced);
     let mut round = WakeRound {
         lateness: Vec::with_capacity(WAKE_SLEEPERS),
         last_exit: Duration::ZERO,
         yields: 0,
+        parts: Parts::default(),
     };
     clock.block_on(async {
         for _ in 0..WAKE_SLEEPERS {
@@ -366,6 +454,7 @@ fn wake_round(rt: &Runtime, clock: &tokio::runtime::Runtime, spinners: usize) ->
             round.yields += u64::from(exit.accounting.yields);
             round.last_exit = round.last_exit.max(exit.accounting.ended - start);
         }
+        round.parts = Parts::of(start, &mut sleeper_phases);
         for pid in spinning {
             rt.cancel(pid, "the round is over").unwrap();
             spin_exits
@@ -375,6 +464,36 @@ fn wake_round(rt: &Runtime, clock: &tokio::runtime::Runtime, spinners: usize) ->
         }
     });
     round
+}
+
+/// CPU time (user + system) spent so far by this process's threads whose name starts with
+/// `prefix` (a host's workers are named `wasmproc <host>`, cut to 15 bytes by the kernel).
+fn threads_cpu(prefix: &str) -> std::time::Duration {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        total += fields.iter().sum::<u64>();
+    }
+    std::time::Duration::from_nanos(total * 1_000_000_000 / ticks)
 }
 
 /// The `q` quantile of sorted `samples`.
@@ -400,14 +519,19 @@ fn wake_latency_under_spin(c: &mut Criterion) {
         let mut lateness = Vec::new();
         let mut last_exits = Vec::new();
         let mut yields = 0;
+        let mut wake_rounds = 0;
+        let mut parts = Parts::default();
+        let cpu_before = threads_cpu("wasmproc bench:");
         group.bench_function(format!("{spinners}_spinners"), |b| {
             b.iter_custom(|n| {
                 (0..n)
                     .map(|_| {
                         let round = wake_round(&rt, &clock, spinners);
+                        wake_rounds += 1;
                         lateness.extend(round.lateness);
                         last_exits.push(round.last_exit);
                         yields += round.yields;
+                        parts.extend(round.parts);
                         round.last_exit
                     })
                     .sum()
@@ -440,6 +564,20 @@ fn wake_latency_under_spin(c: &mut Criterion) {
             ms(quantile(&last_exits, 0.5)),
             yields as f64 / lateness.len() as f64,
         );
+        parts.print(&format!("{spinners}_spinners"));
+        if spinners == 0 {
+            // Spinners take every cycle given to them: only the quiet case says what a
+            // sleeper costs (warm-up rounds included in both counts: criterion's warm-up
+            // goes through the same closure).
+            let cpu = threads_cpu("wasmproc bench:").saturating_sub(cpu_before);
+            let sleepers = (wake_rounds * WAKE_SLEEPERS).max(1);
+            eprintln!(
+                "wake_latency_under_spin/0_spinners: workers' CPU {:.1} us per sleeper (spawn, \
+                 sleep, wake, EXIT): 1,000 of them keep 2 workers busy {:.1} ms",
+                cpu.as_secs_f64() * 1e6 / sleepers as f64,
+                cpu.as_secs_f64() * 1e3 / sleepers as f64 * WAKE_SLEEPERS as f64 / workers as f64,
+            );
+        }
         let name = match spinners {
             1 => "1 spinner".to_string(),
             n => format!("{n} spinners"),
