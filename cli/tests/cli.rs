@@ -1454,3 +1454,95 @@ fn run_finds_the_manifest_through_wasmproc_manifest() {
         stderr(&out)
     );
 }
+
+/// A command needs a `process.host` as well as a `terminal.host`: without one, `run` exits 2
+/// with `missing_host`, naming what is missing.
+#[test]
+fn run_refuses_a_manifest_without_a_process_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/dist")
+        .canonicalize()
+        .unwrap();
+    let greet = std::fs::read(dist.join("greet.wasm")).unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: term, kind: terminal.host }}\n  - {{ name: greet, kind: process.wasm, fs: bins, path: greet.wasm, hash: \"{}\", method: greet, imports: [wasi:cli], meta: {{ command: {{ name: greet }} }} }}\n",
+            dist.display(),
+            wasmproc_runtime::manifest::Digest::of(&greet)
+        ),
+    )
+    .unwrap();
+    let out = wasmproc(&[
+        "run",
+        "--manifest",
+        file.to_str().unwrap(),
+        "greet",
+        "World",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[missing_host]") && err.contains("process.host"),
+        "{err}"
+    );
+}
+
+/// `serve --max-connections N` holds at most N connections open: a client past it is accepted,
+/// and answered, only once an earlier connection closes.
+#[test]
+fn serve_accepts_past_max_connections_only_when_a_connection_closes() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let (server, first) = serve_started(&[
+        "serve",
+        "myns:http_service",
+        "--addr",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1",
+        "--header-timeout",
+        "60s",
+    ]);
+    // Stopped however the test ends, so that a failure does not leave it serving.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(server);
+    let address = first
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
+        .to_string();
+    let idle = std::net::TcpStream::connect(&address).unwrap();
+    // Let the server accept the idle connection first.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting = std::net::TcpStream::connect(&address).unwrap();
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "answered while the only connection place was taken: {early:?}"
+    );
+    drop(idle);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut response = String::new();
+    waiting.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
