@@ -1337,3 +1337,212 @@ fn test_coverage_lists_proofs_and_gaps() {
         "{said}"
     );
 }
+
+/// `wasmproc run`'s exit status mirrors the process: 0 when it returned, the guest's code when
+/// it called `exit(n)`, 1 for another failure (its kind on stderr).
+#[test]
+fn run_exits_with_the_guests_code_and_1_for_another_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let trap = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+    )
+    .unwrap();
+    let mut manifest = String::from(
+        "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n  - { name: host, kind: process.host, host: { workers: 1 } }\n  - { name: term, kind: terminal.host }\n",
+    );
+    for (name, bytes) in [
+        ("ok", p1_command(0)),
+        ("exit3", p1_command(3)),
+        ("crash", trap),
+    ] {
+        std::fs::write(dir.path().join(format!("{name}.wasm")), &bytes).unwrap();
+        manifest += &format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{}\", method: \"\", imports: [wasi:cli], meta: {{ command: {{ name: {name} }} }} }}\n",
+            wasmproc_runtime::manifest::Digest::of(&bytes)
+        );
+    }
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let run = |name: &str| wasmproc(&["run", "--manifest", file.to_str().unwrap(), name]);
+
+    let ok = run("ok");
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok), "hello\n");
+    let exit3 = run("exit3");
+    assert_eq!(exit3.status.code(), Some(3), "{}", stderr(&exit3));
+    assert_eq!(stdout(&exit3), "hello\n");
+    assert!(
+        stderr(&exit3).contains("error[exit_code]"),
+        "{}",
+        stderr(&exit3)
+    );
+    let crash = run("crash");
+    assert_eq!(crash.status.code(), Some(1), "{}", stderr(&crash));
+    assert!(stderr(&crash).contains("error[trap]"), "{}", stderr(&crash));
+}
+
+/// `wasmproc spawn` exits 1 for an EXIT carrying an error (printed as JSON, with its kind), and
+/// when no EXIT comes within `--timeout`.
+#[test]
+fn spawn_exits_1_for_an_exit_with_an_error_and_when_no_exit_comes_in_time() {
+    let out = wasmproc(&["spawn", "conformance/apps/host.yaml", "host:crash"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let exit: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(exit["type"], "EXIT", "{exit}");
+    assert_eq!(exit["error"]["kind"], "trap", "{exit}");
+    let out = wasmproc(&[
+        "spawn",
+        "--timeout",
+        "300ms",
+        "conformance/apps/host.yaml",
+        "host:sleeper",
+        "60000",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no EXIT from") && stderr(&out).contains("within 300ms"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The EXIT `spawn` prints carries the process's accounting (`wall_time_ms`, `steps`, `yields`,
+/// `fuel_used`, `peak_memory`) and its captured stdout.
+#[test]
+fn the_printed_exit_carries_accounting_and_captured_output() {
+    let out = wasmproc(&["spawn", "wasmproc.yaml", "myns:greet", "World"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exit: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(exit["stdout"], "Hello, World!\n", "{exit}");
+    assert!(exit["wall_time_ms"].as_f64().unwrap() > 0.0, "{exit}");
+    assert!(exit["steps"].as_u64().unwrap() >= 1, "{exit}");
+    assert!(exit["yields"].is_u64(), "{exit}");
+    assert!(exit["peak_memory"].as_u64().unwrap() > 0, "{exit}");
+    assert!(exit["fuel_used"].as_u64().unwrap() > 0, "{exit}");
+
+    let out = wasmproc(&["spawn", "conformance/apps/host.yaml", "host:spin_on_fuel"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let exit: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(exit["error"]["kind"], "limit_exceeded", "{exit}");
+    assert!(exit["fuel_used"].as_u64().unwrap() > 0, "{exit}");
+}
+
+/// Without `--manifest`, `$WASMPROC_MANIFEST` names the manifest, wherever wasmproc runs.
+#[test]
+fn run_finds_the_manifest_through_wasmproc_manifest() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasmproc.yaml")
+        .canonicalize()
+        .unwrap();
+    let out = wasmproc_command(&["run", "greet", "World"])
+        .current_dir(elsewhere.path())
+        .env("WASMPROC_MANIFEST", &manifest)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Hello, World!\n");
+    let out = wasmproc_command(&["run", "greet", "World"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no wasmproc.yaml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A command needs a `process.host` as well as a `terminal.host`: without one, `run` exits 2
+/// with `missing_host`, naming what is missing.
+#[test]
+fn run_refuses_a_manifest_without_a_process_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/dist")
+        .canonicalize()
+        .unwrap();
+    let greet = std::fs::read(dist.join("greet.wasm")).unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: term, kind: terminal.host }}\n  - {{ name: greet, kind: process.wasm, fs: bins, path: greet.wasm, hash: \"{}\", method: greet, imports: [wasi:cli], meta: {{ command: {{ name: greet }} }} }}\n",
+            dist.display(),
+            wasmproc_runtime::manifest::Digest::of(&greet)
+        ),
+    )
+    .unwrap();
+    let out = wasmproc(&[
+        "run",
+        "--manifest",
+        file.to_str().unwrap(),
+        "greet",
+        "World",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error[missing_host]") && err.contains("process.host"),
+        "{err}"
+    );
+}
+
+/// `serve --max-connections N` holds at most N connections open: a client past it is accepted,
+/// and answered, only once an earlier connection closes.
+#[test]
+fn serve_accepts_past_max_connections_only_when_a_connection_closes() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let (server, first) = serve_started(&[
+        "serve",
+        "myns:http_service",
+        "--addr",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1",
+        "--header-timeout",
+        "60s",
+    ]);
+    // Stopped however the test ends, so that a failure does not leave it serving.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(server);
+    let address = first
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
+        .to_string();
+    let idle = std::net::TcpStream::connect(&address).unwrap();
+    // Let the server accept the idle connection first.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting = std::net::TcpStream::connect(&address).unwrap();
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "answered while the only connection place was taken: {early:?}"
+    );
+    drop(idle);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut response = String::new();
+    waiting.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
