@@ -31,3 +31,16 @@ lint:
 # Benchmarks (criterion): the scheduler and Lua scripts at scale, each beside its baseline measured in the same run.
 bench *args:
     cargo bench -p wasmproc-benches --bench scheduler --bench scripts --bench serve -- {{args}}
+
+# Judged by the runtime's tests and the conformance scenarios (.cargo/mutants.toml); results in
+# mutants.out/, figures in conformance/MUTANTS.md.
+# Mutation testing of runtime files (just mutants runtime/src/imports.rs), or of the lines changed since the last commit.
+mutants *files:
+    command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+    if [ -n "{{files}}" ]; then \
+      args=(); for f in {{files}}; do args+=(-f "$f"); done; \
+      cargo mutants "${args[@]}"; \
+    else \
+      git diff HEAD > "${TMPDIR:-/tmp}/wasmproc-mutants.diff"; \
+      cargo mutants --in-diff "${TMPDIR:-/tmp}/wasmproc-mutants.diff"; \
+    fi
