@@ -711,6 +711,19 @@ fn a_memory_the_binary_declares_past_max_memory_is_the_limit_not_a_host_failure(
 }
 
 #[test]
+fn a_trap_under_max_memory_with_no_growth_denied_stays_a_trap() {
+    // Only a trap after a denied growth is the limit's doing (killed a mutant that took
+    // "nothing denied" for a denial of 0 bytes and blamed every trap on max_memory).
+    let wat = r#"(module (memory 1) (func (export "main") (result i32) unreachable))"#;
+    for pool in [small_pool(2), on_demand()] {
+        let exit = run_main(&one_binary(wat, "max_memory: 1MiB", pool));
+        let error = exit.outcome.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Trap, "{error}");
+        assert!(!error.message.contains("max_memory"), "{error}");
+    }
+}
+
+#[test]
 fn tables_count_toward_max_memory() {
     // Grows its table by the argument baked in and returns table.grow's answer.
     let grower = |elements: u32| {
