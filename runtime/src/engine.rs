@@ -257,6 +257,12 @@ impl CoarseClock {
     pub(crate) fn millis(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Sets the time, as the epoch thread does (tests that step the clock).
+    #[cfg(test)]
+    pub(crate) fn set(&self, millis: u64) {
+        self.0.store(millis, Ordering::Relaxed);
+    }
 }
 
 impl EpochTicker {

@@ -108,3 +108,43 @@ impl FileStamp {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::CoarseClock;
+
+    const RECHECK_MS: u64 = RECHECK.as_millis() as u64;
+
+    /// A loaded binary's file, stamped when the clock read `at`.
+    fn checked(at: u64) -> (tempfile::TempDir, PathBuf, CoarseClock, FileCheck) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.wasm");
+        std::fs::write(&path, b"checked").unwrap();
+        let clock = CoarseClock::default();
+        clock.set(at);
+        let check = FileCheck::new(path.clone(), FileStamp::of(&path).unwrap(), clock.clone());
+        (dir, path, clock, check)
+    }
+
+    #[test]
+    fn a_changed_file_is_noticed_once_recheck_has_passed_and_not_before() {
+        let (_dir, path, clock, check) = checked(5_000);
+        assert!(check.unchanged(), "untouched");
+        std::fs::write(&path, b"changed since").unwrap();
+        // Within RECHECK of the last look, spawns trust it (one stat a second, not one each).
+        clock.set(5_000 + RECHECK_MS - 1);
+        assert!(check.unchanged(), "looked at less than RECHECK ago");
+        clock.set(5_000 + RECHECK_MS);
+        assert!(!check.unchanged(), "RECHECK has passed: the change is seen");
+    }
+
+    #[test]
+    fn an_untouched_file_stays_unchanged_when_looked_at_again() {
+        let (_dir, _path, clock, check) = checked(5_000);
+        for later in [RECHECK_MS, 2 * RECHECK_MS, 10 * RECHECK_MS] {
+            clock.set(5_000 + later);
+            assert!(check.unchanged(), "{later} ms later");
+        }
+    }
+}
