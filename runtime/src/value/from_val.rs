@@ -92,3 +92,20 @@ fn single(key: &str, value: Value) -> Value {
     map.insert(key.to_string(), value);
     Value::Object(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_char_counts_its_utf8_bytes_against_the_budget() {
+        // 'λ' is 2 bytes of UTF-8: a value of it costs NODE_BYTES + 2.
+        let lambda = Val::Char('λ');
+        let mut fits = Budget::new((NODE_BYTES + 2) as u64);
+        assert_eq!(back(&lambda, &mut fits), Value::String("λ".into()));
+        assert!(!fits.exceeded);
+        let mut short = Budget::new((NODE_BYTES + 1) as u64);
+        assert_eq!(back(&lambda, &mut short), Value::Null);
+        assert!(short.exceeded, "one byte short of the char's cost");
+    }
+}
