@@ -108,4 +108,17 @@ mod tests {
         assert_eq!(back(&lambda, &mut short), Value::Null);
         assert!(short.exceeded, "one byte short of the char's cost");
     }
+
+    #[test]
+    fn flags_count_each_name_against_the_budget() {
+        // The value, and each flag set as a name of its own.
+        let flags = Val::Flags(vec!["a".into(), "bc".into()]);
+        let cost = NODE_BYTES + (NODE_BYTES + 1) + (NODE_BYTES + 2);
+        let mut fits = Budget::new(cost as u64);
+        assert_eq!(back(&flags, &mut fits), serde_json::json!(["a", "bc"]));
+        assert!(!fits.exceeded);
+        let mut short = Budget::new(cost as u64 - 1);
+        assert_eq!(back(&flags, &mut short), Value::Null);
+        assert!(short.exceeded, "one byte short of the flags' cost");
+    }
 }
