@@ -96,29 +96,36 @@ fn single(key: &str, value: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn a_char_counts_its_utf8_bytes_against_the_budget() {
-        // 'λ' is 2 bytes of UTF-8: a value of it costs NODE_BYTES + 2.
-        let lambda = Val::Char('λ');
-        let mut fits = Budget::new((NODE_BYTES + 2) as u64);
-        assert_eq!(back(&lambda, &mut fits), Value::String("λ".into()));
-        assert!(!fits.exceeded);
-        let mut short = Budget::new((NODE_BYTES + 1) as u64);
-        assert_eq!(back(&lambda, &mut short), Value::Null);
-        assert!(short.exceeded, "one byte short of the char's cost");
+    /// `val` converts to `expected` within a budget of exactly `cost` bytes, and not within
+    /// one byte less.
+    fn costs_exactly(val: Val, cost: usize, expected: Value) {
+        let mut fits = Budget::new(cost as u64);
+        assert_eq!(back(&val, &mut fits), expected, "{val:?}");
+        assert!(!fits.exceeded, "{val:?} within {cost} bytes");
+        let mut short = Budget::new(cost as u64 - 1);
+        back(&val, &mut short);
+        assert!(short.exceeded, "{val:?} costs more than {} bytes", cost - 1);
     }
 
     #[test]
-    fn flags_count_each_name_against_the_budget() {
-        // The value, and each flag set as a name of its own.
-        let flags = Val::Flags(vec!["a".into(), "bc".into()]);
-        let cost = NODE_BYTES + (NODE_BYTES + 1) + (NODE_BYTES + 2);
-        let mut fits = Budget::new(cost as u64);
-        assert_eq!(back(&flags, &mut fits), serde_json::json!(["a", "bc"]));
-        assert!(!fits.exceeded);
-        let mut short = Budget::new(cost as u64 - 1);
-        assert_eq!(back(&flags, &mut short), Value::Null);
-        assert!(short.exceeded, "one byte short of the flags' cost");
+    fn strings_in_a_value_count_their_bytes_against_the_budget() {
+        // Each value costs NODE_BYTES, and each string in it its UTF-8 bytes: a char ('λ' is
+        // 2 bytes), each flag set (a name of its own), a record's field names, a result's
+        // case name ("ok" and "err" count 3).
+        costs_exactly(Val::Char('λ'), NODE_BYTES + 2, json!("λ"));
+        costs_exactly(
+            Val::Flags(vec!["a".into(), "bc".into()]),
+            NODE_BYTES + (NODE_BYTES + 1) + (NODE_BYTES + 2),
+            json!(["a", "bc"]),
+        );
+        costs_exactly(
+            Val::Record(vec![("ab".into(), Val::Bool(true))]),
+            NODE_BYTES + 2 + NODE_BYTES,
+            json!({"ab": true}),
+        );
+        costs_exactly(Val::Result(Ok(None)), NODE_BYTES + 3, json!({"ok": null}));
+        costs_exactly(Val::String("héllo".into()), NODE_BYTES + 6, json!("héllo"));
     }
 }
