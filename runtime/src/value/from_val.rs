@@ -128,4 +128,13 @@ mod tests {
         costs_exactly(Val::Result(Ok(None)), NODE_BYTES + 3, json!({"ok": null}));
         costs_exactly(Val::String("héllo".into()), NODE_BYTES + 6, json!("héllo"));
     }
+
+    #[test]
+    fn a_map_with_string_keys_is_an_object_and_any_other_a_list_of_pairs() {
+        let key = |k: &str| Val::String(k.into());
+        let by_name = Val::Map(vec![(key("k"), Val::U8(1)), (key("j"), Val::U8(2))]);
+        assert_eq!(from_val(&by_name), json!({"k": 1, "j": 2}));
+        let by_number = Val::Map(vec![(Val::U8(3), Val::Bool(true))]);
+        assert_eq!(from_val(&by_number), json!([[3, true]]));
+    }
 }
