@@ -11,6 +11,25 @@ pub fn resident_bytes() -> u64 {
     pages * 4096
 }
 
+/// CPU time of this process's threads so far, in nanoseconds (Linux schedstat): of all of
+/// them, or of those whose name starts with `prefix` (a host's workers are `wasmproc <host>`,
+/// cut to 15 bytes by the kernel).
+pub fn cpu_ns(prefix: Option<&str>) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok().map(|t| t.path()))
+        .filter(|task| {
+            prefix.is_none_or(|prefix| {
+                std::fs::read_to_string(task.join("comm")).is_ok_and(|c| c.starts_with(prefix))
+            })
+        })
+        .filter_map(|task| std::fs::read_to_string(task.join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Where criterion writes its reports: `$CRITERION_HOME`, `$CARGO_TARGET_DIR/criterion`, or
 /// `criterion` in the target directory this benchmark was built in (`<target>/release/deps`).
 pub fn criterion_home() -> std::path::PathBuf {

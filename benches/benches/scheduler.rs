@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use wasmproc_benches::{criterion_home, resident_bytes, selected};
+use wasmproc_benches::{cpu_ns, criterion_home, resident_bytes, selected};
 use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, SLICE_TICKS};
 use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
@@ -209,9 +209,9 @@ fn ratio(rt: &Runtime, args: &[serde_json::Value], best: &Bare, metered: &Bare) 
     let per_second = |d: Duration| N as f64 / d.as_secs_f64();
     // CPU time (all threads) per spawn: what a round costs, whatever else the machine runs.
     let measured = |run: &dyn Fn() -> Duration| {
-        let before = cpu_ns();
+        let before = cpu_ns(None);
         let elapsed = run();
-        let cpu_us = (cpu_ns() - before) as f64 / N as f64 / 1000.0;
+        let cpu_us = (cpu_ns(None) - before) as f64 / N as f64 / 1000.0;
         (per_second(elapsed), cpu_us)
     };
     let mut rounds: Vec<[f64; 5]> = (0..ROUNDS)
@@ -248,17 +248,6 @@ fn ratio(rt: &Runtime, args: &[serde_json::Value], best: &Bare, metered: &Bare) 
         ours / 1000.0,
         bare_cpu / ours_cpu
     );
-}
-
-/// CPU time of every thread of this process so far, in nanoseconds (Linux schedstat).
-fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Resident set size of this process, from /proc.
@@ -466,36 +455,6 @@ fn wake_round(rt: &Runtime, clock: &tokio::runtime::Runtime, spinners: usize) ->
     round
 }
 
-/// CPU time (user + system) spent so far by this process's threads whose name starts with
-/// `prefix` (a host's workers are named `wasmproc <host>`, cut to 15 bytes by the kernel).
-fn threads_cpu(prefix: &str) -> std::time::Duration {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<u64> = after
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        total += fields.iter().sum::<u64>();
-    }
-    std::time::Duration::from_nanos(total * 1_000_000_000 / ticks)
-}
-
 /// The `q` quantile of sorted `samples`.
 fn quantile(samples: &[Duration], q: f64) -> Duration {
     let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
@@ -521,7 +480,7 @@ fn wake_latency_under_spin(c: &mut Criterion) {
         let mut yields = 0;
         let mut wake_rounds = 0;
         let mut parts = Parts::default();
-        let cpu_before = threads_cpu("wasmproc bench:");
+        let cpu_before = cpu_ns(Some("wasmproc bench:"));
         group.bench_function(format!("{spinners}_spinners"), |b| {
             b.iter_custom(|n| {
                 (0..n)
@@ -569,7 +528,7 @@ fn wake_latency_under_spin(c: &mut Criterion) {
             // Spinners take every cycle given to them: only the quiet case says what a
             // sleeper costs (warm-up rounds included in both counts: criterion's warm-up
             // goes through the same closure).
-            let cpu = threads_cpu("wasmproc bench:").saturating_sub(cpu_before);
+            let cpu = Duration::from_nanos(cpu_ns(Some("wasmproc bench:")) - cpu_before);
             let sleepers = (wake_rounds * WAKE_SLEEPERS).max(1);
             eprintln!(
                 "wake_latency_under_spin/0_spinners: workers' CPU {:.1} us per sleeper (spawn, \

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::{BodyExt, Empty, Full};
-use wasmproc_benches::{criterion_home, selected};
+use wasmproc_benches::{cpu_ns, criterion_home, selected};
 use wasmproc_runtime::engine::{self, Pool};
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::serve::{ServeOptions, Served};
@@ -451,9 +451,9 @@ fn ratio(ours: &mut Client, ours_at: SocketAddr, bare: &mut Client, bare_at: Soc
     // CPU time (all threads, the client's included) per request: what a round costs,
     // whatever else the machine runs.
     let measured = |run: &mut dyn FnMut() -> Duration| {
-        let before = cpu_ns();
+        let before = cpu_ns(None);
         let elapsed = run();
-        let cpu_us = (cpu_ns() - before) as f64 / N as f64 / 1000.0;
+        let cpu_us = (cpu_ns(None) - before) as f64 / N as f64 / 1000.0;
         (per_second(elapsed), cpu_us)
     };
     let mut rounds: Vec<[f64; 5]> = (0..ROUNDS)
@@ -490,17 +490,6 @@ fn ratio(ours: &mut Client, ours_at: SocketAddr, bare: &mut Client, bare_at: Soc
         bare / 1000.0,
         bare_cpu / ours_cpu
     );
-}
-
-/// CPU time of every thread of this process so far, in nanoseconds (Linux schedstat).
-fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 criterion_group! {
