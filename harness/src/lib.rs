@@ -102,6 +102,15 @@ pub fn trials_for(
     make_trials(named, cache, report)
 }
 
+/// One engine (pooled as the environment says) for every trial of a run, keeping compiled code
+/// in the cache `cache` names.
+fn shared_loader(cache: &CacheConfig) -> Result<Arc<Loader>, String> {
+    wasmproc_runtime::engine::Pool::from_env()
+        .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
+        .map(Arc::new)
+        .map_err(|e| format!("cannot start the engine: {e}"))
+}
+
 fn trial_name(path: &Path) -> String {
     path.with_extension("").to_string_lossy().replace('\\', "/")
 }
@@ -111,11 +120,7 @@ fn make_trials(
     cache: &CacheConfig,
     report: &SuiteReport,
 ) -> Result<Vec<Trial>, String> {
-    let loader = Arc::new(
-        wasmproc_runtime::engine::Pool::from_env()
-            .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
-            .map_err(|e| format!("cannot start the engine: {e}"))?,
-    );
+    let loader = shared_loader(cache)?;
     Ok(named
         .into_iter()
         .map(|(name, file)| {

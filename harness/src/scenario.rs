@@ -50,20 +50,12 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 pub struct HttpServerSetup {
     pub env: String,
-    #[serde(default = "root_path")]
+    #[serde(default = "root")]
     pub path: String,
-    #[serde(default = "ok_status")]
+    #[serde(default = "ok")]
     pub status: u16,
     #[serde(default)]
     pub body: String,
-}
-
-fn root_path() -> String {
-    "/".into()
-}
-
-fn ok_status() -> u16 {
-    200
 }
 
 /// The content of a fresh directory: `path: text` files and `path: target` symlinks.
@@ -149,15 +141,16 @@ impl Default for ResponseExpectation {
     }
 }
 
-fn get() -> String {
+/// HTTP defaults of the serde forms here and in wasi-testsuite's service specs.
+pub(crate) fn get() -> String {
     "GET".into()
 }
 
-fn root() -> String {
+pub(crate) fn root() -> String {
     "/".into()
 }
 
-fn ok() -> u16 {
+pub(crate) fn ok() -> u16 {
     200
 }
 

@@ -299,11 +299,7 @@ pub fn trials(
     cache: &wasmproc_runtime::code_cache::CacheConfig,
     report: &SuiteReport,
 ) -> Result<Vec<Trial>, String> {
-    let loader = Arc::new(
-        wasmproc_runtime::engine::Pool::from_env()
-            .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
-            .map_err(|e| format!("cannot start the engine: {e}"))?,
-    );
+    let loader = crate::shared_loader(cache)?;
     let mut trials = Vec::new();
     for dir in dirs {
         // Absolute: each test runs with a manifest written in a scratch directory, where a

@@ -16,9 +16,9 @@ use crate::http_client;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HttpRequest {
-    #[serde(default = "get")]
+    #[serde(default = "crate::scenario::get")]
     pub(super) method: String,
-    #[serde(default = "root")]
+    #[serde(default = "crate::scenario::root")]
     pub(super) path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -31,7 +31,7 @@ pub(super) struct HttpRequest {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExpectedResponse {
-    #[serde(default = "ok")]
+    #[serde(default = "crate::scenario::ok")]
     status: u16,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -42,23 +42,11 @@ pub(super) struct ExpectedResponse {
 impl Default for ExpectedResponse {
     fn default() -> Self {
         ExpectedResponse {
-            status: ok(),
+            status: crate::scenario::ok(),
             headers: BTreeMap::new(),
             body: String::new(),
         }
     }
-}
-
-fn get() -> String {
-    "GET".into()
-}
-
-fn root() -> String {
-    "/".into()
-}
-
-fn ok() -> u16 {
-    200
 }
 
 /// How long the runner waits for each response (its `requests.request(..., timeout=5)`).

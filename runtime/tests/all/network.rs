@@ -148,14 +148,7 @@ fn a_udp_datagram_to_loopback_is_sent_only_where_the_policy_allows_it() {
 /// An HTTP server that answers every request with `hi`: its port.
 fn http_server() -> (String, Arc<AtomicUsize>) {
     let (address, accepted) = counting_listener(|stream| {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
+        crate::loopback::read_head(stream);
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi");
     });
