@@ -111,7 +111,9 @@ fn v6_class(ip: Ipv6Addr) -> AddressClass {
         AddressClass::LinkLocal
     } else if s[0] & 0xff00 == 0xff00 {
         AddressClass::Multicast
-    } else if (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) || (s[0] == 0x2001 && s[1] == 0xdb8) {
+    } else if s[0] == 0x2001 && s[1] == 0xdb8 {
+        // Documentation, inside 2000::/3. (Local-use NAT64, 64:ff9b:1::/48, lies outside it and
+        // is reserved with the rest below.)
         AddressClass::Reserved
     } else if s[0] & 0xe000 == 0x2000 {
         // 2000::/3, the global unicast space.
@@ -154,6 +156,21 @@ mod tests {
             ("255.255.255.255", AddressClass::Broadcast),
             ("240.0.0.1", AddressClass::Reserved),
             ("2001:db8::1", AddressClass::Reserved),
+            ("fec0::1", AddressClass::Private),
+            ("64:ff9b:1::1", AddressClass::Reserved),
+            ("192.0.0.8", AddressClass::Reserved),
+            ("192.0.2.1", AddressClass::Reserved),
+            ("198.51.100.7", AddressClass::Reserved),
+            ("203.0.113.9", AddressClass::Reserved),
+            ("198.18.0.1", AddressClass::Reserved),
+            ("198.19.255.255", AddressClass::Reserved),
+            // Neighbours of the special ranges above are public.
+            ("192.0.1.1", AddressClass::Public),
+            ("198.20.0.1", AddressClass::Public),
+            ("203.0.114.1", AddressClass::Public),
+            ("2001:4860:4860::8888", AddressClass::Public),
+            ("2600:db8::1", AddressClass::Public),
+            ("2600:ff9b:1::1", AddressClass::Public),
             ("93.184.215.14", AddressClass::Public),
             ("172.15.255.255", AddressClass::Public),
             ("172.32.0.0", AddressClass::Public),
@@ -183,5 +200,18 @@ mod tests {
         assert_eq!(class("::ffff:169.254.169.254"), AddressClass::LinkLocal);
         assert_eq!(class("::ffff:0.0.0.0"), AddressClass::Unspecified);
         assert_eq!(class("::ffff:8.8.8.8"), AddressClass::Public);
+        // `::a.b.c.d` with a zero high half is still IPv4-compatible, but `::` and `::1` are not.
+        assert_eq!(
+            canonical("::5".parse().unwrap()),
+            "0.0.0.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            canonical("::".parse().unwrap()),
+            "::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            canonical("::1".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -888,6 +888,64 @@ mod tests {
     }
 
     #[test]
+    fn a_subdomain_wildcard_matches_its_subdomains_only_and_a_name_only_itself() {
+        let policy = declared(&["https://*.example.com", "http://db.internal:8000"]);
+        for name in ["api.example.com", "a.example.com", "x.y.example.com"] {
+            assert_eq!(
+                policy.check_name(Scheme::Https, name, 443),
+                Ok(NameReach::Public),
+                "{name}"
+            );
+        }
+        for name in [
+            "example.com",
+            ".example.com",
+            "badexample.com",
+            "example.com.evil",
+        ] {
+            assert!(
+                policy.check_name(Scheme::Https, name, 443).is_err(),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            policy.check_name(Scheme::Http, "db.internal", 8000),
+            Ok(NameReach::Anywhere)
+        );
+        for name in ["cache.internal", "db.internal.evil", "internal"] {
+            assert!(
+                policy.check_name(Scheme::Http, name, 8000).is_err(),
+                "{name}"
+            );
+        }
+        // Beside `*`, a name not written out is reached as a wildcard's: public addresses only.
+        let with_any = declared(&["http://db.internal:8000", "*://*:*"]);
+        assert_eq!(
+            with_any.check_name(Scheme::Http, "cache.internal", 8000),
+            Ok(NameReach::Public)
+        );
+    }
+
+    #[test]
+    fn the_policy_reports_what_was_written() {
+        assert!(!default().is_declared());
+        assert!(declared(&["https://*:*"]).is_declared());
+        assert!(declared(&[]).is_declared());
+        assert_eq!(default().rules().collect::<Vec<_>>(), ["*://*:*"]);
+        assert_eq!(default().listen_rules().count(), 0);
+        let listening = NetworkPolicy::parse(
+            entry(),
+            None,
+            &["tcp://127.0.0.1:8080".into(), " udp://*:* ".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            listening.listen_rules().collect::<Vec<_>>(),
+            ["tcp://127.0.0.1:8080", "udp://*:*"]
+        );
+    }
+
+    #[test]
     fn binds_to_ephemeral_ports_are_free_and_fixed_ports_and_listening_need_a_listen_rule() {
         let sock = |text: &str| text.parse::<SocketAddr>().unwrap();
         let policy = default();
@@ -898,7 +956,12 @@ mod tests {
             .unwrap_err();
         assert_eq!(refusal.why, Why::NotListening);
         assert!(refusal.to_string().contains("network.listen"), "{refusal}");
-        assert!(policy.check_listen(Scheme::Tcp, sock("0.0.0.0:0")).is_err());
+        assert_eq!(refusal.suggestion, "tcp://0.0.0.0:8080");
+        // Listening on port 0 (any port) is suggested as `:*`.
+        let refusal = policy
+            .check_listen(Scheme::Tcp, sock("0.0.0.0:0"))
+            .unwrap_err();
+        assert_eq!(refusal.suggestion, "tcp://0.0.0.0:*");
         let listening = NetworkPolicy::parse(
             entry(),
             None,
@@ -967,6 +1030,8 @@ mod tests {
             ("http://exa mple.com", "is not a host name"),
             ("http://a.*.com", "is not a host name"),
             ("http://", "the host is missing"),
+            ("http://[::1]x", "unexpected `x` after the host"),
+            ("http://a_b.ex-ample.com:99-98", "98"),
         ];
         for (rule, expected) in cases {
             let error = parse_error(rule);
@@ -990,7 +1055,25 @@ mod tests {
             "tcp://[fd00::/8]:5433",
             "udp://0.0.0.0/0:53",
             "*://198.51.100.7:1-2",
+            "http://my_host-1.example.com:8080-8080",
         ]);
+        assert_eq!(
+            policy.check_name(Scheme::Http, "my_host-1.example.com", 8080),
+            Ok(NameReach::Anywhere)
+        );
+        // A name's length: at most 253 bytes (here four labels of 62 and three dots).
+        let label = "a".repeat(62);
+        let longest = [label.as_str(); 4].join(".");
+        assert_eq!(longest.len(), 251);
+        for (name, ok) in [
+            (format!("{longest}.b"), true),
+            (format!("{longest}.bc"), false),
+            (format!("{longest}.bcd"), false),
+        ] {
+            let rule = format!("https://{name}");
+            let result = NetworkPolicy::parse(entry(), Some(&[rule]), &[]);
+            assert_eq!(result.is_ok(), ok, "{} bytes: {result:?}", name.len());
+        }
         assert_eq!(
             policy.check_name(Scheme::Http, "localhost", 80),
             Ok(NameReach::Anywhere)
