@@ -256,9 +256,8 @@ impl http_body::Body for TimedBody {
                 self.timeout.reset();
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
-                Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
-            }
+            // (hyper's own timeouts are never set on this client, so no error of its is one:
+            // the time between frames is this body's `timeout`.)
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.timeout.poll_tick(cx) {
@@ -274,5 +273,67 @@ impl http_body::Body for TimedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The body of the response a loopback server writes as `response`.
+    async fn body_of(response: &'static str, between_bytes: Duration) -> TimedBody {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut peer, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = peer.read(&mut head).await.unwrap();
+            peer.write_all(response.as_bytes()).await.unwrap();
+            // Held open until the client is done: the body ends by its length, not by a close.
+            let _ = peer.read(&mut head).await;
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, String>(
+            wasmtime_wasi_http::io::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::get("/").body(String::new()).unwrap();
+        let incoming = sender.send_request(request).await.unwrap().into_body();
+        let mut timeout = tokio::time::interval(between_bytes);
+        timeout.reset();
+        TimedBody { incoming, timeout }
+    }
+
+    #[tokio::test]
+    async fn a_response_body_passes_on_its_length_and_its_end() {
+        let body = body_of(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(body.size_hint().exact(), Some(5));
+        assert!(!body.is_end_stream());
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello");
+
+        let empty = body_of(
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_past_the_between_bytes_timeout_fails() {
+        let stalls = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhe";
+        let body = body_of(stalls, Duration::from_millis(50)).await;
+        let error = body.collect().await.err().expect("a stalled body fails");
+        assert!(matches!(error, Error::ConnectionReadTimeout), "{error:?}");
     }
 }
