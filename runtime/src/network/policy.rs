@@ -982,6 +982,10 @@ mod tests {
         assert!(listening.check_receive(sock("10.0.0.1:53")));
         assert!(!policy.check_receive(sock("10.0.0.1:53")));
         assert!(policy.check_receive(sock("8.8.8.8:53")));
+        // Only a UDP listen rule opens the socket to datagrams from anywhere.
+        let tcp_only =
+            NetworkPolicy::parse(entry(), None, &["tcp://127.0.0.1:8080".into()]).unwrap();
+        assert!(!tcp_only.check_receive(sock("10.0.0.1:53")));
     }
 
     #[test]
