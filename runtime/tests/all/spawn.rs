@@ -955,6 +955,31 @@ fn a_fifo_where_the_binary_should_be_is_unreadable_not_a_hang() {
     assert!(message.contains("not a regular file"), "{message}");
 }
 
+/// A binary over `MAX_BINARY_BYTES` (256 MiB) is refused by its size, before a byte of it is
+/// read or hashed (the file here is sparse: it takes no disk).
+#[test]
+fn a_binary_over_256_mib_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("huge.wasm")).unwrap();
+    file.set_len(wasmproc_runtime::MAX_BINARY_BYTES + 1)
+        .unwrap();
+    let rt = runtime(
+        dir.path(),
+        &[("huge", "huge.wasm", Digest::of(b""), "main")],
+    );
+    let mailbox = Mailbox::new();
+    let error = rt
+        .spawn_monitored("t:huge", "t:host", &[], &mailbox)
+        .map(|_| ())
+        .expect_err("the spawn is refused");
+    let message = error.to_string();
+    assert_eq!(error.kind(), ErrorKind::BinaryUnreadable, "{message}");
+    assert!(
+        message.contains("larger than the 268435456 bytes") && message.contains("huge.wasm"),
+        "{message}"
+    );
+}
+
 /// 1,000 sleepers spawned at once beside a guest spinning on every worker (SPEC 5: a busy guest
 /// starves no one): every EXIT arrives, and the last one within a second. The bound is
 /// generous, for a loaded machine: the last EXIT comes 80-130 ms after the spawns here (debug
