@@ -430,7 +430,39 @@ fn default_workers() -> usize {
 #[cfg(test)]
 mod tests {
     use super::normalize;
+    use crate::manifest::{EntrySpec, HostPool, HostSpec, Manifest};
     use std::path::Path;
+
+    #[test]
+    fn a_host_and_an_endpoint_without_fields_take_the_defaults() {
+        let text = "namespace: t\nentries:\n\
+                    - { name: host, kind: process.host }\n\
+                    - { name: bins, kind: fs.directory, directory: . }\n\
+                    - { name: app, kind: process.wasm, fs: t:bins, path: a.wasm, method: run,\
+                        hash: \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" }\n\
+                    - { name: web, kind: http.endpoint, handler: t:app }\n";
+        let manifest = Manifest::parse(text, Path::new("t.yaml")).unwrap();
+        let spec = |name: &str| {
+            let id = crate::EntryId::parse(&format!("t:{name}")).unwrap();
+            manifest.get(&id).unwrap().spec.clone()
+        };
+        let EntrySpec::Host(host) = spec("host") else {
+            panic!("not a host")
+        };
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            host,
+            HostSpec {
+                workers: cpus,
+                queue_size: 1024,
+                pool: HostPool::default(),
+            }
+        );
+        let EntrySpec::HttpEndpoint(endpoint) = spec("web") else {
+            panic!("not an endpoint")
+        };
+        assert_eq!(endpoint.addr, "127.0.0.1:8080".parse().unwrap());
+    }
 
     #[test]
     fn normalize_folds_parent_components() {

@@ -257,6 +257,28 @@ fn a_handlers_outgoing_requests_follow_its_network_policy() {
     assert_eq!((sent.status, sent.text()), (200, "upstream 204".into()));
 }
 
+/// A request's time is the entry's `max_execution_ms`, else 30 s (a handler that never
+/// answers must not hold its place for ever).
+#[test]
+fn a_requests_time_is_the_entrys_max_execution_else_30_seconds() {
+    let limited = format!("{SERVICE}, limits: {{ max_execution_ms: 1500 }}");
+    let rt = runtime(
+        Pool::default(),
+        &[
+            ("web", "http_service.wasm", SERVICE),
+            ("limited", "http_service.wasm", &limited),
+        ],
+    );
+    let default = rt.http_service("t:web", Stdio::Capture).unwrap();
+    assert_eq!(default.timeout(), Duration::from_secs(30));
+    assert_eq!(
+        default.timeout(),
+        wasmproc_runtime::serve::DEFAULT_REQUEST_TIMEOUT
+    );
+    let limited = rt.http_service("t:limited", Stdio::Capture).unwrap();
+    assert_eq!(limited.timeout(), Duration::from_millis(1500));
+}
+
 /// Only a binary exporting a `wasi:http` handler can be served; the refusal names the entry
 /// and lists what the binary exports.
 #[test]
