@@ -500,6 +500,41 @@ mod tests {
     }
 
     #[test]
+    fn unmonitor_stops_one_mailboxs_exit_and_unlink_undoes_a_link() {
+        let registry = Registry::default();
+        let (mut kept, mut dropped) = (Mailbox::new(), Mailbox::new());
+        let proc = registry.start(Pid(1), smallvec::smallvec![dropped.address()], None);
+        registry.monitor(Pid(1), kept.address()).unwrap();
+        registry.unmonitor(Pid(1), &dropped.address()).unwrap();
+        registry.finish(&proc, exit(1), true);
+        assert_eq!(dropped.try_receive(), None, "unmonitored");
+        assert_eq!(
+            kept.try_receive().and_then(Event::into_exit).unwrap().from,
+            Pid(1)
+        );
+        // Unmonitoring or unlinking a PID never seen is an error.
+        assert!(matches!(
+            registry.unmonitor(Pid(99), &kept.address()),
+            Err(Error::UnknownProcess { .. })
+        ));
+        assert!(matches!(
+            registry.unlink(Pid(1), Pid(99)),
+            Err(Error::UnknownProcess { .. })
+        ));
+        // Unlinked, a failure is not passed on.
+        let mut parent_box = Mailbox::new();
+        let parent = registry.start(Pid(10), smallvec::smallvec![parent_box.address()], None);
+        let child = registry.start(Pid(11), Monitors::new(), Some(Pid(10)));
+        registry.unlink(Pid(10), Pid(11)).unwrap();
+        let mut failed = exit(11);
+        failed.outcome = Err(ExitError::new(ErrorKind::Trap, "boom"));
+        registry.finish(&child, failed, true);
+        registry.finish(&parent, exit(10), false);
+        let event = parent_box.try_receive().and_then(Event::into_exit).unwrap();
+        assert!(event.outcome.is_ok(), "{:?}", event.outcome);
+    }
+
+    #[test]
     fn a_failure_is_passed_to_linked_processes_running_or_linking_later() {
         let registry = Registry::default();
         let (mut parent_box, mut late_box) = (Mailbox::new(), Mailbox::new());
