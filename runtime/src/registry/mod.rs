@@ -534,6 +534,91 @@ mod tests {
         assert!(event.outcome.is_ok(), "{:?}", event.outcome);
     }
 
+    fn failure(pid: u64) -> Exit {
+        let mut failed = exit(pid);
+        failed.outcome = Err(ExitError::new(ErrorKind::Trap, "boom"));
+        failed
+    }
+
+    /// How `proc`, stopped, ends: `link_down` when a linked failure reached it.
+    fn ends_told(registry: &Registry, proc: &Proc, mailbox: &mut Mailbox) -> bool {
+        registry.finish(proc, exit(proc.pid().0), false);
+        let exit = mailbox.try_receive().and_then(Event::into_exit).unwrap();
+        matches!(exit.outcome, Err(e) if e.kind == ErrorKind::LinkDown)
+    }
+
+    #[test]
+    fn a_link_passes_a_failure_both_ways_and_outlives_another_links_end() {
+        let registry = Registry::default();
+        let (mut a_box, mut c_box) = (Mailbox::new(), Mailbox::new());
+        let a = registry.start(Pid(1), smallvec::smallvec![a_box.address()], None);
+        let b = registry.start(Pid(2), Monitors::new(), None);
+        let c = registry.start(Pid(3), smallvec::smallvec![c_box.address()], None);
+        registry.link(Pid(1), Pid(2)).unwrap();
+        registry.link(Pid(1), Pid(3)).unwrap();
+        // b, linked by a, fails: a is told.
+        registry.finish(&b, failure(2), true);
+        assert!(ends_told(&registry, &a, &mut a_box));
+        // a's end (after b's) still reaches c, the other process it linked.
+        assert!(ends_told(&registry, &c, &mut c_box));
+
+        // Ended well, b's end leaves a's other links in place: a's failure reaches c.
+        let (mut c_box, mut b_box) = (Mailbox::new(), Mailbox::new());
+        let a = registry.start(Pid(11), Monitors::new(), None);
+        let b = registry.start(Pid(12), smallvec::smallvec![b_box.address()], None);
+        let c = registry.start(Pid(13), smallvec::smallvec![c_box.address()], None);
+        registry.link(Pid(11), Pid(12)).unwrap();
+        registry.link(Pid(11), Pid(13)).unwrap();
+        registry.finish(&b, exit(12), true);
+        assert!(b_box.try_receive().is_some());
+        registry.finish(&a, failure(11), true);
+        assert!(ends_told(&registry, &c, &mut c_box));
+    }
+
+    #[test]
+    fn an_ended_process_is_known_and_a_pid_never_seen_is_not() {
+        let registry = Registry::default();
+        let mailbox = Mailbox::new();
+        let proc = registry.start(Pid(1), Monitors::new(), None);
+        registry.finish(&proc, exit(1), true);
+        drop(proc);
+        registry.unmonitor(Pid(1), &mailbox.address()).unwrap();
+        registry.signal(Pid(1), Signal::Terminate).unwrap();
+        let running = registry.start(Pid(2), Monitors::new(), None);
+        registry.link(Pid(2), Pid(1)).unwrap();
+        registry.unlink(Pid(2), Pid(1)).unwrap();
+        assert!(matches!(
+            registry.link(Pid(2), Pid(99)),
+            Err(Error::UnknownProcess { .. })
+        ));
+        registry.finish(&running, exit(2), true);
+    }
+
+    /// Two threads linking and unlinking the same two processes, each naming them in its own
+    /// order, never deadlock: both lock them in PID order.
+    #[test]
+    fn linking_one_pair_from_both_sides_at_once_does_not_deadlock() {
+        let registry = Arc::new(Registry::default());
+        let _a = registry.start(Pid(1), Monitors::new(), None);
+        let _b = registry.start(Pid(2), Monitors::new(), None);
+        let (done, finished) = std::sync::mpsc::channel();
+        for (pid, other) in [(1, 2), (2, 1)] {
+            let (registry, done) = (registry.clone(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    registry.link(Pid(pid), Pid(other)).unwrap();
+                    registry.unlink(Pid(pid), Pid(other)).unwrap();
+                }
+                let _ = done.send(());
+            });
+        }
+        for _ in 0..2 {
+            finished
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no deadlock");
+        }
+    }
+
     #[test]
     fn a_failure_is_passed_to_linked_processes_running_or_linking_later() {
         let registry = Registry::default();
