@@ -311,6 +311,55 @@ pub fn value_bytes(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::Component;
+
+    /// The result types of a function returning `result` (WAT; `$t` names `named`, a type
+    /// that the component model wants named before a function may use it).
+    fn results_of(named: &str, result: &str) -> Vec<Type> {
+        let engine = wasmtime::Engine::default();
+        let named = match named {
+            "" => String::new(),
+            ty => format!("(type $d {ty}) (import \"t\" (type $t (eq $d)))"),
+        };
+        let text = format!("(component {named} (import \"f\" (func {result})))");
+        let component = Component::new(&engine, wat::parse_str(&text).unwrap()).unwrap();
+        let ty = component.component_type();
+        let (_, item) = ty.imports(&engine).find(|(name, _)| *name == "f").unwrap();
+        let ComponentItem::ComponentFunc(f) = item.ty else {
+            panic!("not a function: {result}")
+        };
+        f.results().collect()
+    }
+
+    #[test]
+    fn the_lift_fuel_divides_the_limit_by_what_a_type_can_cost_beyond_its_values() {
+        let max = 33_000u64;
+        let t = "(result $t)";
+        for (named, result, divisor) in [
+            ("", "", 1),
+            ("", "(result u32)", 1),
+            ("", "(result string)", 2),
+            ("", "(result (list string))", 2),
+            ("", "(result (list (list u8)))", 1),
+            ("", "(result (option string))", 2),
+            ("", "(result (tuple u8 string))", 2),
+            ("", "(result (result string (error u8)))", 2),
+            ("", "(result (result u8 (error string)))", 2),
+            ("(record (field \"a\" u32) (field \"b\" string))", t, 2),
+            ("(variant (case \"a\") (case \"b\" string))", t, 2),
+            // A flag costs wasmtime its name's length but becomes a String of NODE_BYTES more.
+            ("(flags \"a\" \"bcd\")", t, 33),
+            ("(flags \"abcd\")", t, 9),
+            ("(flags \"ab\")", "(result (list $t))", 17),
+        ] {
+            assert_eq!(
+                lift_fuel(&results_of(named, result), max),
+                max as usize / divisor,
+                "{named} {result}"
+            );
+        }
+    }
 
     #[test]
     fn a_result_stops_converting_once_it_counts_past_the_limit() {
