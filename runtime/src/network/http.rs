@@ -333,7 +333,7 @@ mod tests {
     async fn a_body_that_stalls_past_the_between_bytes_timeout_fails() {
         let stalls = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhe";
         let body = body_of(stalls, Duration::from_millis(50)).await;
-        let error = body.collect().await.err().expect("a stalled body fails");
+        let error = body.collect().await.expect_err("a stalled body fails");
         assert!(matches!(error, Error::ConnectionReadTimeout), "{error:?}");
     }
 }
