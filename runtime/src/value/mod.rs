@@ -314,22 +314,34 @@ mod tests {
     use wasmtime::component::types::ComponentItem;
     use wasmtime::component::Component;
 
-    /// The result types of a function returning `result` (WAT; `$t` names `named`, a type
-    /// that the component model wants named before a function may use it).
-    fn results_of(named: &str, result: &str) -> Vec<Type> {
-        let engine = wasmtime::Engine::default();
-        let named = match named {
-            "" => String::new(),
-            ty => format!("(type $d {ty}) (import \"t\" (type $t (eq $d)))"),
-        };
-        let text = format!("(component {named} (import \"f\" (func {result})))");
+    /// A function of type `func` (WAT, `(param ...)` and `(result ...)`), as a component that
+    /// imports one has it; `decls` declares the types it names (the component model wants
+    /// records, variants, enums, flags and resources named before a function uses them).
+    pub(super) fn func_of(decls: &str, func: &str) -> wasmtime::component::types::ComponentFunc {
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model_async(true)
+            .wasm_component_model_error_context(true)
+            .wasm_component_model_fixed_length_lists(true)
+            .wasm_component_model_map(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let text = format!("(component {decls} (import \"f\" (func {func})))");
         let component = Component::new(&engine, wat::parse_str(&text).unwrap()).unwrap();
         let ty = component.component_type();
         let (_, item) = ty.imports(&engine).find(|(name, _)| *name == "f").unwrap();
         let ComponentItem::ComponentFunc(f) = item.ty else {
-            panic!("not a function: {result}")
+            panic!("not a function: {func}")
         };
-        f.results().collect()
+        f
+    }
+
+    /// The result types of a function returning `result`, `$t` being `named` when given.
+    fn results_of(named: &str, result: &str) -> Vec<Type> {
+        let decls = match named {
+            "" => String::new(),
+            ty => format!("(type $d {ty}) (import \"t\" (type $t (eq $d)))"),
+        };
+        func_of(&decls, result).results().collect()
     }
 
     #[test]

@@ -138,3 +138,65 @@ fn write_type(out: &mut String, ty: &Type) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_is_spelled_as_wit_writes_it() {
+        let decls = r#"
+            (type $rec' (record (field "a" u32) (field "b" string)))
+            (import "rec" (type $rec (eq $rec')))
+            (type $var' (variant (case "a") (case "b" string)))
+            (import "var" (type $var (eq $var')))
+            (type $enum' (enum "x" "y"))
+            (import "enum" (type $enum (eq $enum')))
+            (type $flags' (flags "r" "w"))
+            (import "flags" (type $flags (eq $flags')))
+            (import "res" (type $res (sub resource)))
+        "#;
+        let spelled = [
+            ("bool", "bool"),
+            ("s8", "s8"),
+            ("u8", "u8"),
+            ("s16", "s16"),
+            ("u16", "u16"),
+            ("s32", "s32"),
+            ("u32", "u32"),
+            ("s64", "s64"),
+            ("u64", "u64"),
+            ("f32", "f32"),
+            ("f64", "f64"),
+            ("char", "char"),
+            ("string", "string"),
+            ("error-context", "error-context"),
+            ("(own $res)", "own<resource>"),
+            ("(borrow $res)", "borrow<resource>"),
+            ("(future u8)", "future"),
+            ("(stream u8)", "stream"),
+            ("(list (list u8))", "list<list<u8>>"),
+            ("(list u8 4)", "list<u8, 4>"),
+            ("(map string u8)", "map<string, u8>"),
+            ("(tuple u8 string bool)", "tuple<u8, string, bool>"),
+            ("(option s32)", "option<s32>"),
+            ("(result)", "result"),
+            ("(result u8)", "result<u8>"),
+            ("(result (error string))", "result<_, string>"),
+            ("(result u8 (error string))", "result<u8, string>"),
+            ("$rec", "record { a: u32, b: string }"),
+            ("$var", "variant { a, b(string) }"),
+            ("$enum", "enum { x, y }"),
+            ("$flags", "flags { r, w }"),
+        ];
+        let params: String = spelled
+            .iter()
+            .enumerate()
+            .map(|(i, (wat, _))| format!("(param \"p{i}\" {wat}) "))
+            .collect();
+        let func = crate::value::tests::func_of(decls, &params);
+        let names: Vec<String> = func.params().map(|(_, ty)| type_name(&ty)).collect();
+        let expected: Vec<&str> = spelled.iter().map(|(_, name)| *name).collect();
+        assert_eq!(names, expected);
+    }
+}
