@@ -284,3 +284,185 @@ fn describe(value: &Value) -> String {
         format!("{kind} ({text})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The types of `(param "p0" ...)`, `(param "p1" ...)`, ... of `types` (WAT), with the
+    /// named types `$rec` (record a: u32, b: string, c: option<u8>), `$var` (variant a,
+    /// b(string)), `$enum` (x, y) and `$flags` (r, w).
+    fn types(types: &[&str]) -> Vec<Type> {
+        let decls = r#"
+            (type $rec' (record (field "a" u32) (field "b" string) (field "c" (option u8))))
+            (import "rec" (type $rec (eq $rec')))
+            (type $var' (variant (case "a") (case "b" string)))
+            (import "var" (type $var (eq $var')))
+            (type $enum' (enum "x" "y"))
+            (import "enum" (type $enum (eq $enum')))
+            (type $flags' (flags "r" "w"))
+            (import "flags" (type $flags (eq $flags')))
+        "#;
+        let params: String = types
+            .iter()
+            .enumerate()
+            .map(|(i, wat)| format!("(param \"p{i}\" {wat}) "))
+            .collect();
+        let func = crate::value::tests::func_of(decls, &params);
+        func.params().map(|(_, ty)| ty).collect()
+    }
+
+    fn to(value: Value, ty: &Type) -> Result<Val, String> {
+        convert(&value, ty, &mut Budget::new(u64::MAX))
+    }
+
+    #[test]
+    fn each_shape_converts_and_each_mismatch_says_what_was_expected() {
+        let [string, char_, fixed, tuple, enum_, rec, var, result, only_ok, flags, list] =
+            <[Type; 11]>::try_from(types(&[
+                "string",
+                "char",
+                "(list u8 2)",
+                "(tuple u8 string)",
+                "$enum",
+                "$rec",
+                "$var",
+                "(result u8 (error string))",
+                "(result u8)",
+                "$flags",
+                "(list u8)",
+            ]))
+            .unwrap();
+        let s = |text: &str| Val::String(text.into());
+        // Strings take strings, numbers and booleans as their text.
+        assert_eq!(to(json!("x"), &string), Ok(s("x")));
+        assert_eq!(to(json!(5), &string), Ok(s("5")));
+        assert_eq!(to(json!(true), &string), Ok(s("true")));
+        assert_eq!(
+            to(json!(null), &string),
+            Err("expected string, got null".into())
+        );
+        assert_eq!(to(json!("é"), &char_), Ok(Val::Char('é')));
+        assert_eq!(
+            to(json!("ab"), &char_),
+            Err("expected a single character, got \"ab\"".into())
+        );
+        assert_eq!(
+            to(json!([1, 2]), &fixed),
+            Ok(Val::FixedLengthList(vec![Val::U8(1), Val::U8(2)]))
+        );
+        assert_eq!(
+            to(json!([1]), &fixed),
+            Err("expected 2 elements, got 1".into())
+        );
+        assert_eq!(
+            to(json!([1, "a"]), &tuple),
+            Ok(Val::Tuple(vec![Val::U8(1), s("a")]))
+        );
+        assert_eq!(
+            to(json!([1]), &tuple),
+            Err("expected a tuple of 2 values, got 1".into())
+        );
+        assert_eq!(to(json!("y"), &enum_), Ok(Val::Enum("y".into())));
+        assert_eq!(
+            to(json!("z"), &enum_),
+            Err("unknown case `z` (cases: x, y)".into())
+        );
+        // Records: every field but an option's, and no other.
+        assert_eq!(
+            to(json!({"a": 1, "b": "s"}), &rec),
+            Ok(Val::Record(vec![
+                ("a".into(), Val::U32(1)),
+                ("b".into(), s("s")),
+                ("c".into(), Val::Option(None)),
+            ]))
+        );
+        assert_eq!(to(json!({"a": 1}), &rec), Err("missing field `b`".into()));
+        assert_eq!(
+            to(json!({"a": 1, "b": "s", "d": 0}), &rec),
+            Err("unknown field `d`".into())
+        );
+        // Variants: "case" or { case: payload }, with a payload exactly when it has one.
+        assert_eq!(to(json!("a"), &var), Ok(Val::Variant("a".into(), None)));
+        assert_eq!(
+            to(json!({"b": "s"}), &var),
+            Ok(Val::Variant("b".into(), Some(Box::new(s("s")))))
+        );
+        assert_eq!(
+            to(json!({"a": null}), &var),
+            Ok(Val::Variant("a".into(), None))
+        );
+        assert_eq!(
+            to(json!("c"), &var),
+            Err("unknown case `c` (cases: a, b)".into())
+        );
+        assert_eq!(
+            to(json!("b"), &var),
+            Err("case `b` carries a string: write { b: ... }".into())
+        );
+        assert_eq!(
+            to(json!({"a": 1}), &var),
+            Err("case `a` has no payload".into())
+        );
+        assert_eq!(
+            to(json!({"a": 1, "b": "s"}), &var),
+            Err("expected variant { a, b(string) }, got a mapping ({\"a\":1,\"b\":\"s\"})".into())
+        );
+        // Results: { ok: ... } or { err: ... }.
+        assert_eq!(
+            to(json!({"ok": 3}), &result),
+            Ok(Val::Result(Ok(Some(Box::new(Val::U8(3))))))
+        );
+        assert_eq!(
+            to(json!({"err": "e"}), &result),
+            Ok(Val::Result(Err(Some(Box::new(s("e"))))))
+        );
+        assert_eq!(
+            to(json!({"err": null}), &only_ok),
+            Ok(Val::Result(Err(None)))
+        );
+        assert_eq!(
+            to(json!({"err": 1}), &only_ok),
+            Err("err has no payload".into())
+        );
+        assert_eq!(to(json!("ok"), &result), Err("ok needs a u8".into()));
+        assert_eq!(
+            to(json!({"fine": 3}), &result),
+            Err("expected { ok: ... } or { err: ... }, got a mapping ({\"fine\":3})".into())
+        );
+        assert_eq!(
+            to(json!({"ok": "x"}), &result),
+            Err("ok: expected u8, got a string (\"x\")".into())
+        );
+        assert_eq!(
+            to(json!(["w", "r"]), &flags),
+            Ok(Val::Flags(vec!["w".into(), "r".into()]))
+        );
+        assert_eq!(to(json!(["x"]), &flags), Err("unknown flag `x`".into()));
+        assert_eq!(
+            to(json!([1, 2, 3]), &list),
+            Ok(Val::List(vec![Val::U8(1), Val::U8(2), Val::U8(3)]))
+        );
+        assert_eq!(
+            to(json!([1, 256]), &list),
+            Err("[1]: 256 is out of range for u8".into())
+        );
+        // A value too long to quote is named by its kind alone.
+        let long = "x".repeat(41);
+        assert_eq!(
+            to(json!([long]), &char_),
+            Err("expected char, got a list".into())
+        );
+    }
+
+    #[test]
+    fn strings_count_their_bytes_against_the_budget() {
+        let [string] = <[Type; 1]>::try_from(types(&["string"])).unwrap();
+        let cost = (crate::value::NODE_BYTES + 5) as u64;
+        assert!(convert(&json!("hello"), &string, &mut Budget::new(cost)).is_ok());
+        let mut short = Budget::new(cost - 1);
+        assert!(convert(&json!("hello"), &string, &mut short).is_err());
+        assert!(short.exceeded);
+    }
+}
