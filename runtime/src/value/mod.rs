@@ -345,6 +345,49 @@ mod tests {
     }
 
     #[test]
+    fn arguments_convert_in_order_naming_the_one_that_does_not_fit() {
+        let signature = Signature::of(&func_of("", r#"(param "a" u8) (param "b" string)"#));
+        let big = "x".repeat(1 << 20);
+        let vals = signature
+            .args_to_vals(&[serde_json::json!(1), serde_json::json!(big)])
+            .unwrap();
+        assert_eq!(vals.as_slice(), [Val::U8(1), Val::String(big.clone())]);
+        match signature.args_to_vals(&[serde_json::json!(1)]) {
+            Err(ValueError::Arity {
+                expected: 2,
+                got: 1,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        match signature.args_to_vals(&[serde_json::json!(1), serde_json::json!([])]) {
+            Err(ValueError::Param {
+                position: 2, name, ..
+            }) => assert_eq!(name, "b"),
+            other => panic!("{other:?}"),
+        }
+        // Within a budget: the two arguments count NODE_BYTES each, and the string its bytes.
+        let args = [serde_json::json!(1), serde_json::json!("hello")];
+        let cost = (2 * NODE_BYTES + 5) as u64;
+        assert!(signature.args_to_vals_within(&args, cost).is_ok());
+        match signature.args_to_vals_within(&args, cost - 1) {
+            Err(ValueError::TooLarge { limit }) => assert_eq!(limit, cost - 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(DEFAULT_MAX_VALUE, 64 << 20);
+    }
+
+    #[test]
+    fn a_result_is_null_one_value_or_a_list_of_them() {
+        assert_eq!(Signature::result_value(&[]), serde_json::Value::Null);
+        assert_eq!(Signature::result_value(&[Val::U8(3)]), serde_json::json!(3));
+        assert_eq!(
+            Signature::result_value(&[Val::U8(3), Val::Bool(true)]),
+            serde_json::json!([3, true])
+        );
+    }
+
+    #[test]
     fn the_lift_fuel_divides_the_limit_by_what_a_type_can_cost_beyond_its_values() {
         let max = 33_000u64;
         let t = "(result $t)";
