@@ -448,7 +448,12 @@ mod tests {
             to(json!([1, 256]), &list),
             Err("[1]: 256 is out of range for u8".into())
         );
-        // A value too long to quote is named by its kind alone.
+        // A value up to 40 characters long is quoted; a longer one is named by its kind alone.
+        let forty = "x".repeat(38);
+        assert_eq!(
+            to(json!(forty), &fixed),
+            Err(format!("expected list<u8, 2>, got a string (\"{forty}\")"))
+        );
         let long = "x".repeat(41);
         assert_eq!(
             to(json!([long]), &char_),
