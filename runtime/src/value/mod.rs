@@ -317,7 +317,7 @@ mod tests {
     /// A function of type `func` (WAT, `(param ...)` and `(result ...)`), as a component that
     /// imports one has it; `decls` declares the types it names (the component model wants
     /// records, variants, enums, flags and resources named before a function uses them).
-    pub(super) fn func_of(decls: &str, func: &str) -> wasmtime::component::types::ComponentFunc {
+    fn func_of(decls: &str, func: &str) -> wasmtime::component::types::ComponentFunc {
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model_async(true)
@@ -333,6 +333,31 @@ mod tests {
             panic!("not a function: {func}")
         };
         f
+    }
+
+    /// Types the tests name: `$rec` (record a: u32, b: string, c: option<u8>), `$var`
+    /// (variant a, b(string)), `$enum` (x, y), `$flags` (r, w) and the resource `$res`.
+    const NAMED: &str = r#"
+        (type $rec' (record (field "a" u32) (field "b" string) (field "c" (option u8))))
+        (import "rec" (type $rec (eq $rec')))
+        (type $var' (variant (case "a") (case "b" string)))
+        (import "var" (type $var (eq $var')))
+        (type $enum' (enum "x" "y"))
+        (import "enum" (type $enum (eq $enum')))
+        (type $flags' (flags "r" "w"))
+        (import "flags" (type $flags (eq $flags')))
+        (import "res" (type $res (sub resource)))
+    "#;
+
+    /// The types `types` (WAT; `$rec`, `$var`, `$enum`, `$flags` and `$res` as in [`NAMED`]),
+    /// as the parameters of a function have them.
+    pub(super) fn param_types(types: &[&str]) -> Vec<Type> {
+        let params: String = types
+            .iter()
+            .enumerate()
+            .map(|(i, wat)| format!("(param \"p{i}\" {wat}) "))
+            .collect();
+        func_of(NAMED, &params).params().map(|(_, ty)| ty).collect()
     }
 
     /// The result types of a function returning `result`, `$t` being `named` when given.

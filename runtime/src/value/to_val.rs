@@ -290,28 +290,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The types of `(param "p0" ...)`, `(param "p1" ...)`, ... of `types` (WAT), with the
-    /// named types `$rec` (record a: u32, b: string, c: option<u8>), `$var` (variant a,
-    /// b(string)), `$enum` (x, y) and `$flags` (r, w).
-    fn types(types: &[&str]) -> Vec<Type> {
-        let decls = r#"
-            (type $rec' (record (field "a" u32) (field "b" string) (field "c" (option u8))))
-            (import "rec" (type $rec (eq $rec')))
-            (type $var' (variant (case "a") (case "b" string)))
-            (import "var" (type $var (eq $var')))
-            (type $enum' (enum "x" "y"))
-            (import "enum" (type $enum (eq $enum')))
-            (type $flags' (flags "r" "w"))
-            (import "flags" (type $flags (eq $flags')))
-        "#;
-        let params: String = types
-            .iter()
-            .enumerate()
-            .map(|(i, wat)| format!("(param \"p{i}\" {wat}) "))
-            .collect();
-        let func = crate::value::tests::func_of(decls, &params);
-        func.params().map(|(_, ty)| ty).collect()
-    }
+    use crate::value::tests::param_types as types;
 
     fn to(value: Value, ty: &Type) -> Result<Val, String> {
         convert(&value, ty, &mut Budget::new(u64::MAX))

@@ -145,17 +145,6 @@ mod tests {
 
     #[test]
     fn every_type_is_spelled_as_wit_writes_it() {
-        let decls = r#"
-            (type $rec' (record (field "a" u32) (field "b" string)))
-            (import "rec" (type $rec (eq $rec')))
-            (type $var' (variant (case "a") (case "b" string)))
-            (import "var" (type $var (eq $var')))
-            (type $enum' (enum "x" "y"))
-            (import "enum" (type $enum (eq $enum')))
-            (type $flags' (flags "r" "w"))
-            (import "flags" (type $flags (eq $flags')))
-            (import "res" (type $res (sub resource)))
-        "#;
         let spelled = [
             ("bool", "bool"),
             ("s8", "s8"),
@@ -184,18 +173,16 @@ mod tests {
             ("(result u8)", "result<u8>"),
             ("(result (error string))", "result<_, string>"),
             ("(result u8 (error string))", "result<u8, string>"),
-            ("$rec", "record { a: u32, b: string }"),
+            ("$rec", "record { a: u32, b: string, c: option<u8> }"),
             ("$var", "variant { a, b(string) }"),
             ("$enum", "enum { x, y }"),
             ("$flags", "flags { r, w }"),
         ];
-        let params: String = spelled
+        let types: Vec<&str> = spelled.iter().map(|(wat, _)| *wat).collect();
+        let names: Vec<String> = crate::value::tests::param_types(&types)
             .iter()
-            .enumerate()
-            .map(|(i, (wat, _))| format!("(param \"p{i}\" {wat}) "))
+            .map(type_name)
             .collect();
-        let func = crate::value::tests::func_of(decls, &params);
-        let names: Vec<String> = func.params().map(|(_, ty)| type_name(&ty)).collect();
         let expected: Vec<&str> = spelled.iter().map(|(_, name)| *name).collect();
         assert_eq!(names, expected);
     }
