@@ -526,9 +526,7 @@ mod tests {
         let parent = registry.start(Pid(10), smallvec::smallvec![parent_box.address()], None);
         let child = registry.start(Pid(11), Monitors::new(), Some(Pid(10)));
         registry.unlink(Pid(10), Pid(11)).unwrap();
-        let mut failed = exit(11);
-        failed.outcome = Err(ExitError::new(ErrorKind::Trap, "boom"));
-        registry.finish(&child, failed, true);
+        registry.finish(&child, failure(11), true);
         registry.finish(&parent, exit(10), false);
         let event = parent_box.try_receive().and_then(Event::into_exit).unwrap();
         assert!(event.outcome.is_ok(), "{:?}", event.outcome);
