@@ -926,6 +926,47 @@ mod tests {
         );
     }
 
+    /// Attack: names a resolver reads as addresses (`2130706433`, `0x7f000001`, `127.1`) or
+    /// that mean this machine (`localhost`) are names to the policy: under a wildcard they
+    /// reach public addresses only, and the loopback address they resolve to is refused.
+    #[test]
+    fn names_that_spell_addresses_reach_only_what_their_addresses_may() {
+        let policy = default();
+        for name in [
+            "2130706433",
+            "0x7f000001",
+            "127.1",
+            "localhost",
+            "LOCALHOST.",
+        ] {
+            let reach = policy.check_name(Scheme::Http, name, 80).unwrap();
+            assert_eq!(reach, NameReach::Public, "{name}");
+            let refusal = policy
+                .check_resolved(reach, Scheme::Http, name, ip("127.0.0.1"), 80)
+                .unwrap_err();
+            assert_eq!(
+                refusal.why,
+                Why::Resolves {
+                    name: name.to_string(),
+                    class: AddressClass::Loopback
+                },
+                "{name}"
+            );
+        }
+        // A named host is matched whatever its case or a final dot, and nothing else is.
+        let named = declared(&["http://db.internal:8000"]);
+        assert_eq!(
+            named.check_name(Scheme::Http, "DB.Internal.", 8000),
+            Ok(NameReach::Anywhere)
+        );
+        assert!(named
+            .check_name(Scheme::Http, "db.internal.x", 8000)
+            .is_err());
+        assert!(named
+            .check_name(Scheme::Http, "xdb.internal", 8000)
+            .is_err());
+    }
+
     #[test]
     fn the_policy_reports_what_was_written() {
         assert!(!default().is_declared());
