@@ -1546,3 +1546,57 @@ fn serve_accepts_past_max_connections_only_when_a_connection_closes() {
     waiting.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
+
+/// The sha256 `guests/build.sh` recorded for a committed guest, as a manifest's `hash`.
+fn committed_hash(file: &str) -> String {
+    let sums = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist/SHA256SUMS");
+    let sums = std::fs::read_to_string(sums).unwrap();
+    let line = sums
+        .lines()
+        .find(|line| line.ends_with(&format!("  {file}")))
+        .unwrap_or_else(|| panic!("{file} in SHA256SUMS"));
+    format!("sha256:{}", &line[..64])
+}
+
+#[test]
+fn a_refused_connection_is_logged_at_warn_naming_the_entry_and_the_destination() {
+    // Loopback, refused by the default policy: the listener must see nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let manifest = dir.path().join("net.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: probe, kind: process.wasm, fs: bins, path: /net_probe.wasm, hash: \"{}\", method: tcp-exchange, imports: [wasi:sockets] }}\n",
+            dist.display(),
+            committed_hash("net_probe.wasm")
+        ),
+    )
+    .unwrap();
+    let out = wasmproc(&[
+        "spawn",
+        manifest.to_str().unwrap(),
+        "t:probe",
+        &address,
+        "ping",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let exit: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(exit["value"], serde_json::json!({ "err": "access-denied" }));
+    let log = stderr(&out);
+    let line = log
+        .lines()
+        .find(|line| line.contains("network policy refuses"))
+        .unwrap_or_else(|| panic!("a log line for the refusal: {log}"));
+    assert!(
+        line.contains("WARN") && line.contains("entry `t:probe`") && line.contains(&address),
+        "{line}"
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the refused connection reached the listener"
+    );
+}
