@@ -904,4 +904,18 @@ mod tests {
         assert!(!old.exists());
         assert!(new.exists());
     }
+
+    #[test]
+    fn usage_of_a_missing_directory_is_nothing_and_of_an_unreachable_one_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            usage(&dir.path().join("never-made")).unwrap(),
+            Usage::default()
+        );
+        // Not "not found" but "not a directory": the user's mistake, reported.
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"x").unwrap();
+        assert!(usage(&file.join("below")).is_err());
+        assert!(usage(&file).is_err());
+    }
 }

@@ -393,4 +393,23 @@ mod tests {
             assert!(err.to_string().contains(expected), "{host}: {err}");
         }
     }
+
+    #[test]
+    fn the_concurrent_engines_pool_holds_at_most_its_share_of_processes() {
+        let main = Pool {
+            processes: 10_000,
+            ..Pool::default()
+        };
+        let concurrent = concurrent_pool(main);
+        assert_eq!(concurrent.processes, CONCURRENT_PROCESSES);
+        assert_eq!(
+            (concurrent.memory, concurrent.keep_resident),
+            (main.memory, main.keep_resident)
+        );
+        let small = Pool {
+            processes: 10,
+            ..Pool::default()
+        };
+        assert_eq!(concurrent_pool(small), small);
+    }
 }

@@ -230,3 +230,64 @@ pub struct Lifecycle {
 
 /// Where a traced spawn sends its [`Lifecycle`] events.
 pub type TraceSink = mpsc::UnboundedSender<Lifecycle>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(outcome: Result<Value, ExitError>, output: Option<Output>) -> Exit {
+        let started = Instant::now();
+        let wall_time = Duration::from_micros(1_500);
+        Exit {
+            from: Pid(7),
+            outcome,
+            accounting: Accounting {
+                wall_time,
+                started,
+                ended: started + wall_time,
+                steps: 3,
+                yields: 2,
+                fuel_used: Some(1_234),
+                peak_memory: 65_536,
+            },
+            output,
+            trimmed: false,
+        }
+    }
+
+    #[test]
+    fn an_exit_serializes_as_the_documented_object() {
+        let json = |exit: &Exit| serde_json::to_value(exit).unwrap();
+        let ok = exit(
+            Ok(Value::from(42)),
+            Some(Output {
+                stdout: "out".into(),
+                stderr: String::new(),
+            }),
+        );
+        assert_eq!(
+            json(&ok),
+            serde_json::json!({
+                "type": "EXIT", "from": "<7>", "value": 42, "wall_time_ms": 1.5,
+                "steps": 3, "yields": 2, "fuel_used": 1234, "peak_memory": 65536, "stdout": "out",
+            })
+        );
+        let mut failed = exit(
+            Err(ExitError::new(ErrorKind::Trap, "unreachable")),
+            Some(Output {
+                stdout: String::new(),
+                stderr: "err".into(),
+            }),
+        );
+        failed.accounting.fuel_used = None;
+        failed.trimmed = true;
+        let failed = json(&failed);
+        assert_eq!(failed["error"]["kind"], "trap");
+        assert_eq!(failed["error"]["message"], "unreachable");
+        assert_eq!(failed["stderr"], "err");
+        assert_eq!(failed["trimmed"], true);
+        for absent in ["value", "fuel_used", "stdout"] {
+            assert!(failed.get(absent).is_none(), "{absent}: {failed}");
+        }
+    }
+}

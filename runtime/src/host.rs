@@ -85,3 +85,35 @@ impl Drop for ProcessHost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::HostPool;
+
+    #[test]
+    fn a_host_dropped_inside_async_code_lets_its_workers_go_and_drops_its_tasks() {
+        let spec = HostSpec {
+            workers: 1,
+            queue_size: 4,
+            pool: HostPool::default(),
+        };
+        let host = ProcessHost::start(EntryId::parse("t:host").unwrap(), spec).unwrap();
+        let (held, dropped) = tokio::sync::oneshot::channel::<()>();
+        host.spawn_task(async move {
+            let _held = held;
+            std::future::pending::<()>().await
+        })
+        .unwrap();
+        // A runtime dropped where blocking is not allowed panics: the host must not block.
+        let outer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        outer.block_on(async move {
+            drop(host);
+            let gone = tokio::time::timeout(std::time::Duration::from_secs(10), dropped).await;
+            assert!(matches!(gone, Ok(Err(_))), "the pending task was dropped");
+        });
+    }
+}

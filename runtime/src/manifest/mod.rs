@@ -216,7 +216,8 @@ impl Manifest {
             .find(|(_, wasm)| wasm.command.as_ref().is_some_and(|c| c.name == name))
     }
 
-    /// Every `process.wasm` entry that registers a CLI command, in entry order.
+    /// Every `process.wasm` entry that registers a CLI command, by entry ID (not the order of
+    /// the file: a manifest may be a directory of files).
     pub fn commands(&self) -> impl Iterator<Item = (&Entry, &WasmSpec)> {
         self.entries.values().filter_map(|e| match &e.spec {
             EntrySpec::Wasm(wasm) if wasm.command.is_some() => Some((e, wasm.as_ref())),
@@ -281,5 +282,37 @@ impl std::fmt::Display for Wanted {
             Wanted::Kind(kind) => kind.fmt(f),
             Wanted::AnyStorage => f.write_str("env.storage.*"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commands_are_the_entries_that_register_one_by_entry_id() {
+        let hash = format!("sha256:{}", "0".repeat(64));
+        let mut text = String::from(
+            "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n",
+        );
+        for (name, command) in [("b", Some("build")), ("plain", None), ("a", Some("add"))] {
+            let meta = command.map_or(String::new(), |c| {
+                format!(", meta: {{ command: {{ name: {c}, short: x }} }}")
+            });
+            text += &format!(
+                "  - {{ name: {name}, kind: process.wasm, fs: t:bins, path: a.wasm, method: run, hash: \"{hash}\"{meta} }}\n"
+            );
+        }
+        let manifest = Manifest::parse(&text, std::path::Path::new("t.yaml")).unwrap();
+        let commands: Vec<String> = manifest
+            .commands()
+            .map(|(entry, wasm)| format!("{} {}", entry.id, wasm.command.as_ref().unwrap().name))
+            .collect();
+        assert_eq!(commands, ["t:a add", "t:b build"]);
+        assert_eq!(
+            manifest.command("add").map(|(e, _)| e.id.to_string()),
+            Some("t:a".into())
+        );
+        assert!(manifest.command("plain").is_none());
     }
 }
