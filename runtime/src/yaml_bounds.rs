@@ -354,6 +354,34 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_nests_as_deep_as_the_node_written_out_would() {
+        // `b:` holds `outer` lists around an alias of 40 nested lists, under the document's
+        // map: 1 + outer + 40 collections, the limit at outer = 23.
+        let inner = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        let aliased = |outer: usize| {
+            format!(
+                "a: &a {inner}\nb: {}*a{}\n",
+                "[".repeat(outer),
+                "]".repeat(outer)
+            )
+        };
+        let written_out = |outer: usize| {
+            format!(
+                "a: {inner}\nb: {}{inner}{}\n",
+                "[".repeat(outer),
+                "]".repeat(outer)
+            )
+        };
+        let limit = MAX_DEPTH - 41;
+        for text in [aliased(limit), written_out(limit)] {
+            check(&text).unwrap();
+        }
+        for text in [aliased(limit + 1), written_out(limit + 1)] {
+            assert!(check(&text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
     fn an_alias_inside_its_own_node_is_refused() {
         let err = check("a: &a [1, *a]\n").unwrap_err();
         assert!(err.message.contains("inside the node it names"), "{err}");

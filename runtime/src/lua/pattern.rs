@@ -589,6 +589,10 @@ mod tests {
             ("[tag]", "%[(.-)%]", Some(&["tag"])),
             ("end$", "d%$", Some(&["d$"])),
             ("a$b", "$b", Some(&["$b"])),
+            // Control characters, and their complement.
+            ("a\tb", "%c", Some(&["\t"])),
+            ("\x01\x7fab\x02", "%C+", Some(&["ab"])),
+            ("abc", "%c", None),
         ];
         for (src, pat, want) in cases {
             let got = text(src, pat);

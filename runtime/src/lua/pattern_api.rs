@@ -350,3 +350,16 @@ fn expand(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_position_counts_from_the_end_when_negative_as_luas_posrelat_does() {
+        // string.find("abc", "c", init) starts at these 1-based positions.
+        for (init, start) in [(1, 1), (2, 2), (5, 5), (0, 1), (-1, 3), (-3, 1), (-4, 1)] {
+            assert_eq!(start_position(init, 3), start, "init {init}");
+        }
+    }
+}
