@@ -580,6 +580,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_record_written_over_gives_its_bytes_back() {
+        let mut ended = Ended::default();
+        let each = 3 + crate::value::NODE_BYTES;
+        for pid in 1..=REMEMBERED_EXITS as u64 + 100 {
+            drop(ended.insert(&wrote(pid, "abc")));
+            let live = (pid as usize).min(REMEMBERED_EXITS);
+            assert_eq!(ended.retained(), live * each, "after {pid}");
+        }
+        // Nothing was trimmed to get there: every record kept is whole.
+        let oldest = ended.get(Pid(101)).unwrap();
+        assert!(!oldest.trimmed);
+        assert_eq!(oldest.output.unwrap().stdout, "abc");
+    }
+
     fn exit_with_value(pid: u64, value: Value) -> Exit {
         let mut e = exit(pid);
         e.outcome = Ok(value);
