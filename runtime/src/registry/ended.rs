@@ -595,6 +595,47 @@ mod tests {
         assert_eq!(oldest.output.unwrap().stdout, "abc");
     }
 
+    #[test]
+    fn past_the_budget_the_oldest_live_payloads_go_not_a_newer_one_in_a_reused_place() {
+        let mut ended = Ended::default();
+        let cap = REMEMBERED_EXITS as u64;
+        for pid in 1..=cap + 1 {
+            drop(ended.insert(&wrote(pid, "abc")));
+        }
+        // Pid 1's place now holds pid cap + 1; what the budget remembered of pid 1 is stale.
+        let big = RETAINED_BYTES - 1_000;
+        drop(ended.insert(&wrote(cap + 2, &"x".repeat(big))));
+        assert!(ended.retained() <= RETAINED_BYTES);
+        assert!(
+            ended.get(Pid(3)).unwrap().trimmed,
+            "the oldest kept go first"
+        );
+        for newest in [cap + 1, cap + 2] {
+            let exit = ended.get(Pid(newest)).unwrap();
+            assert!(!exit.trimmed, "{newest} was trimmed");
+        }
+    }
+
+    #[test]
+    fn a_long_message_is_cut_at_a_character_boundary() {
+        // Three bytes each: byte 256 falls inside the 86th.
+        let cut = shortened(&"€".repeat(200));
+        assert_eq!(cut, format!("{}... (trimmed)", "€".repeat(85)));
+        assert_eq!(shortened("short"), "short");
+    }
+
+    #[test]
+    fn both_output_streams_count_against_the_budget() {
+        let mut ended = Ended::default();
+        let mut e = exit(1);
+        e.output = Some(Output {
+            stdout: "ab".into(),
+            stderr: "cdefg".into(),
+        });
+        drop(ended.insert(&e));
+        assert_eq!(ended.retained(), 2 + 5 + crate::value::NODE_BYTES);
+    }
+
     fn exit_with_value(pid: u64, value: Value) -> Exit {
         let mut e = exit(pid);
         e.outcome = Ok(value);
