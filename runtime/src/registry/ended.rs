@@ -636,6 +636,47 @@ mod tests {
         assert_eq!(ended.retained(), 2 + 5 + crate::value::NODE_BYTES);
     }
 
+    #[test]
+    fn plain_outcomes_cost_the_budget_nothing() {
+        let mut ended = Ended::default();
+        let plain = [
+            Value::Null,
+            Value::Bool(false),
+            Value::from(7u64),
+            Value::from(-7i64),
+            Value::from(2.5f64),
+        ];
+        let mut pid = 0;
+        for value in plain {
+            // Not captured, or captured and empty.
+            for output in [None, Some(Output::default())] {
+                pid += 1;
+                let mut e = exit_with_value(pid, value.clone());
+                e.output = output;
+                drop(ended.insert(&e));
+                assert_eq!(ended.retained(), 0, "{value} {:?}", e.output);
+                assert_eq!(ended.get(Pid(pid)).as_ref(), Some(&e));
+            }
+        }
+    }
+
+    #[test]
+    fn a_payload_of_the_whole_budget_is_kept_and_a_larger_one_is_trimmed_alone() {
+        let node = crate::value::NODE_BYTES;
+        let mut ended = Ended::default();
+        drop(ended.insert(&wrote(1, "abc")));
+        // Larger than the whole budget: trimmed as it arrives; the older payload stays.
+        drop(ended.insert(&wrote(2, &"x".repeat(RETAINED_BYTES))));
+        assert!(ended.get(Pid(2)).unwrap().trimmed);
+        assert!(!ended.get(Pid(1)).unwrap().trimmed);
+        assert_eq!(ended.retained(), 3 + node);
+        // Exactly the budget: kept whole, and the older payload gives way.
+        drop(ended.insert(&wrote(3, &"x".repeat(RETAINED_BYTES - node))));
+        assert!(!ended.get(Pid(3)).unwrap().trimmed);
+        assert!(ended.get(Pid(1)).unwrap().trimmed);
+        assert_eq!(ended.retained(), RETAINED_BYTES);
+    }
+
     fn exit_with_value(pid: u64, value: Value) -> Exit {
         let mut e = exit(pid);
         e.outcome = Ok(value);
