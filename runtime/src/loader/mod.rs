@@ -825,4 +825,62 @@ mod tests {
         assert!(!backend::needs_async_abi(&error), "{error:#}");
         assert!(loader.concurrent.get().is_none());
     }
+
+    /// `bytes` as the binary of an entry calling `method`, with more `fields`, checked by
+    /// `loader` as `validate --entry` does: what it finds wrong.
+    fn problems(loader: &Loader, bytes: &[u8], method: &str, fields: &str) -> Vec<LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.wasm");
+        std::fs::write(&path, bytes).unwrap();
+        let text = format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: . }}\n  - {{ name: f, kind: process.wasm, fs: t:bins, path: f.wasm, method: {method}, hash: \"{}\"{fields} }}\n",
+            Digest::of(bytes)
+        );
+        let manifest = crate::Manifest::parse(&text, Path::new("t.yaml")).unwrap();
+        let id = EntryId::new("t", "f");
+        let Some(crate::manifest::EntrySpec::Wasm(wasm)) = manifest.get(&id).map(|e| &e.spec)
+        else {
+            panic!("not a process.wasm entry")
+        };
+        loader.verify(&id, wasm, &path, bytes).0
+    }
+
+    #[test]
+    fn a_max_memory_larger_than_a_pool_slot_is_refused_before_compiling() {
+        let pooled = crate::engine::loader_with(crate::engine::Pool {
+            processes: 4,
+            memory: 1 << 20,
+            keep_resident: 64 << 10,
+        })
+        .unwrap();
+        let sync = wat::parse_str(SYNC).unwrap();
+        let max_memory = |max: &str| format!(", limits: {{ max_memory: {max} }}");
+        assert!(problems(&pooled, &sync, "f", &max_memory("1MiB")).is_empty());
+        let refused = problems(&pooled, &sync, "f", &max_memory("1088KiB"));
+        assert!(
+            matches!(refused.as_slice(), [LoadError::LimitTooLarge { .. }]),
+            "{refused:?}"
+        );
+        // Without the pool no slot bounds a memory.
+        assert!(problems(&loader(), &sync, "f", &max_memory("1GiB")).is_empty());
+    }
+
+    #[test]
+    fn a_core_modules_export_takes_and_returns_every_number_type_and_nothing_else() {
+        let module = |params: &str| {
+            wat::parse_str(format!(
+                "(module (func (export \"f\") (param {params}) (result {params}) unreachable))"
+            ))
+            .unwrap()
+        };
+        for ty in ["i32", "i64", "f32", "f64"] {
+            let found = problems(&loader(), &module(ty), "f", "");
+            assert!(found.is_empty(), "{ty}: {found:?}");
+        }
+        let refused = problems(&loader(), &module("v128"), "f", "");
+        assert!(
+            matches!(refused.as_slice(), [LoadError::InvalidBinary { reason, .. }] if reason.contains("only i32, i64, f32, f64")),
+            "{refused:?}"
+        );
+    }
 }
