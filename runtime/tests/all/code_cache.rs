@@ -225,7 +225,7 @@ fn a_cache_opened_for_another_engine_is_not_used() {
     let cache = code_cache::CodeCache::open(&f.cache, &other).unwrap();
     let loader =
         wasmproc_runtime::Loader::new(engine::new(small_pool()).unwrap(), small_pool()).unwrap();
-    let (loader, warnings) = crate::common::warnings_of(|| loader.with_code_cache(cache));
+    let (loader, warnings) = crate::warnings::warnings_of(|| loader.with_code_cache(cache));
     assert!(loader.code_cache().is_none());
     assert!(
         matches!(warnings.as_slice(), [w] if w.contains("opened for another engine")),
@@ -233,7 +233,7 @@ fn a_cache_opened_for_another_engine_is_not_used() {
     );
     // Its own engine's cache is used, and nothing is said.
     let own = code_cache::CodeCache::open(&f.cache, loader.engine()).unwrap();
-    let (loader, warnings) = crate::common::warnings_of(|| loader.with_code_cache(own));
+    let (loader, warnings) = crate::warnings::warnings_of(|| loader.with_code_cache(own));
     assert!(loader.code_cache().is_some());
     assert_eq!(warnings, Vec::<String>::new());
 }

@@ -4,6 +4,7 @@
 
 mod common;
 mod loopback;
+mod warnings;
 
 mod code_cache;
 #[cfg(feature = "lua")]
