@@ -221,12 +221,18 @@ fn main_runs_the_newest_cli_run() {
         &[
             ("main", "command.wasm", command, "main", ""),
             ("old", "command.wasm", command, "wasi:cli/run@0.2.0#run", ""),
+            ("typo", "command.wasm", command, "mian", ""),
         ],
     );
     let exit = exit_of(&rt, "t:main", &[]);
     assert_eq!(exit.outcome, Ok(json!({ "ok": null })));
     let exit = exit_of(&rt, "t:old", &[]);
     assert_eq!(exit.outcome, Ok(json!({ "err": null })));
+    // Only `main` means the command's run: any other missing name is refused.
+    let error = rt
+        .spawn_monitored("t:typo", "t:host", &[], &Mailbox::new())
+        .expect_err("no export `mian`");
+    assert_eq!(error.kind(), ErrorKind::MissingExport, "{error}");
 }
 
 /// `count()` returns how many arguments `wasi:cli/environment@0.3.0#get-arguments` gives: a
