@@ -352,3 +352,21 @@ unsafe fn hook_mode(state: *mut ffi::lua_State, mask: i32, count: i32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the sandbox's checkpoints between long library calls ask: measured in this
+    /// thread's CPU time, so a loaded machine never ends a slice early.
+    #[test]
+    fn a_slice_is_over_after_slice_of_cpu_time_since_the_last_poll_and_not_before() {
+        let preemption = Preemption::new();
+        assert!(!preemption.slice_over());
+        let start = cpu_time::now();
+        while cpu_time::now().saturating_sub(start) < SLICE {
+            std::hint::black_box(start);
+        }
+        assert!(preemption.slice_over());
+    }
+}
