@@ -142,7 +142,7 @@ async fn checked_addresses(
     port: u16,
 ) -> Result<Vec<SocketAddr>, Error> {
     let refused = |refusal: Box<Refusal>| {
-        tracing::warn!(target: "wasmproc::network", "{refusal}");
+        policy.log_refusal(&refusal);
         Error::HttpRequestDenied
     };
     let literal = host.trim_start_matches('[').trim_end_matches(']');

@@ -4,6 +4,7 @@
 pub mod address;
 pub(crate) mod http;
 pub mod policy;
+mod refusal_log;
 pub mod sockets;
 
 pub use policy::NetworkPolicy;

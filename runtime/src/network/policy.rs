@@ -359,6 +359,8 @@ pub struct NetworkPolicy {
     /// Whether `network.allow` was written (else `allow` is the default `*://*:*`).
     declared: bool,
     listen: Vec<Rule>,
+    /// Its refusals' lines in the log, bounded (shared by clones: they are the same entry's).
+    log: std::sync::Arc<super::refusal_log::RefusalLog>,
 }
 
 /// Why the policy refused a destination.
@@ -448,7 +450,14 @@ impl NetworkPolicy {
             }],
             declared: false,
             listen: Vec::new(),
+            log: Default::default(),
         }
+    }
+
+    /// Logs `refusal` at `warn`, at most [`super::refusal_log::LINES_PER_WINDOW`] a second for
+    /// this entry (the guest decides how often it is refused).
+    pub(crate) fn log_refusal(&self, refusal: &Refusal) {
+        self.log.warn(&self.entry, refusal);
     }
 
     /// `network: { allow, listen }`; `allow: None` keeps the default. Errors name the field and

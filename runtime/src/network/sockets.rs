@@ -39,7 +39,7 @@ pub fn decide(policy: &NetworkPolicy, addr: SocketAddr, used: SocketAddrUse) -> 
     match decision {
         Ok(()) => true,
         Err(refusal) => {
-            tracing::warn!(target: "wasmproc::network", "{refusal}");
+            policy.log_refusal(&refusal);
             false
         }
     }
