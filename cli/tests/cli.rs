@@ -1595,3 +1595,75 @@ fn a_refused_connection_is_logged_at_warn_naming_the_entry_and_the_destination()
         "the refused connection reached the listener"
     );
 }
+
+/// HTTP clients decide how many requests fail: the server's log says at most 20 failures a
+/// second per service, then that the rest are counted (one line per failure let a client write
+/// the log as fast as it could send).
+#[test]
+fn serve_logs_a_flood_of_failed_requests_within_its_budget() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    /// Killed however the test ends: a server left running would hold the test's output open.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        wasmproc_command(&["serve", "myns:http_service", "--addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(server.0.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let address = first
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
+        .to_string();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (threads, each) = (8, 25);
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..threads)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    // Past max_memory (16 MiB): a 500 each.
+                    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                    stream
+                        .write_all(b"GET /alloc HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                        .unwrap();
+                    let mut response = String::new();
+                    stream.read_to_string(&mut response).unwrap();
+                    assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let took = started.elapsed();
+    drop(server);
+    let log = log.join().unwrap();
+    let lines = log.matches("request failed").count();
+    let windows = took.as_secs() as usize + 2;
+    assert!(
+        (1..=20 * windows).contains(&lines) && lines < threads * each,
+        "{lines} lines for {} failures in {took:?}",
+        threads * each
+    );
+    if took < std::time::Duration::from_secs(5) {
+        assert!(log.contains("the rest are counted, not logged"), "{log}");
+    }
+}

@@ -25,6 +25,7 @@ mod inspect;
 mod limits;
 mod loader;
 mod lock;
+mod log_budget;
 #[cfg(feature = "lua")]
 pub mod lua;
 mod mailbox;

@@ -4,7 +4,6 @@
 pub mod address;
 pub(crate) mod http;
 pub mod policy;
-mod refusal_log;
 pub mod sockets;
 
 pub use policy::NetworkPolicy;

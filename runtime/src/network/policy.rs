@@ -359,8 +359,8 @@ pub struct NetworkPolicy {
     /// Whether `network.allow` was written (else `allow` is the default `*://*:*`).
     declared: bool,
     listen: Vec<Rule>,
-    /// Its refusals' lines in the log, bounded (shared by clones: they are the same entry's).
-    log: std::sync::Arc<super::refusal_log::RefusalLog>,
+    /// Its refusals' lines in the log (shared by clones: they are the same entry's).
+    log: std::sync::Arc<crate::log_budget::LogBudget>,
 }
 
 /// Why the policy refused a destination.
@@ -454,10 +454,15 @@ impl NetworkPolicy {
         }
     }
 
-    /// Logs `refusal` at `warn`, at most [`super::refusal_log::LINES_PER_WINDOW`] a second for
-    /// this entry (the guest decides how often it is refused).
+    /// Logs `refusal` at `warn`, within this entry's budget of lines (the guest decides how
+    /// often it is refused).
     pub(crate) fn log_refusal(&self, refusal: &Refusal) {
-        self.log.warn(&self.entry, refusal);
+        crate::log_budget::warn_within!(
+            self.log,
+            target: "wasmproc::network",
+            format_args!("entry `{}`: network refusals", self.entry),
+            "{refusal}"
+        );
     }
 
     /// `network: { allow, listen }`; `allow: None` keeps the default. Errors name the field and

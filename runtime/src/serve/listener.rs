@@ -50,6 +50,8 @@ pub struct Served {
 struct Counters {
     answered: AtomicU64,
     failed: AtomicU64,
+    /// The lines failed requests write to the log (clients decide how many fail).
+    failures_logged: crate::log_budget::LogBudget,
 }
 
 /// Answers requests on `listener` with `service` until `shutdown` resolves; then stops
@@ -142,7 +144,15 @@ async fn answer(
         }
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(target: "wasmproc::serve", entry = %service.entry(), kind = e.kind.as_str(), "request failed: {}", e.message);
+            crate::log_budget::warn_within!(
+                counters.failures_logged,
+                target: "wasmproc::serve",
+                format_args!("entry `{}`: failed requests", service.entry()),
+                entry = %service.entry(),
+                kind = e.kind.as_str(),
+                "request failed: {}",
+                e.message
+            );
             // The kind, not the message: a backtrace of the guest is for the server's log.
             let mut response = http::Response::new(
                 Full::new(Bytes::from(format!("{}\n", e.kind.as_str())))

@@ -1,25 +1,24 @@
-//! How an entry's network refusals reach the log.
+//! Warnings that something outside the host decides the rate of: at most
+//! [`LINES_PER_WINDOW`] per [`WINDOW`] from one source, then one line saying the rest are not
+//! logged, and their count with the next line after the window.
 //!
-//! Invariant: at most [`LINES_PER_WINDOW`] refusals of an entry are logged per [`WINDOW`], plus
-//! one line saying the rest are not; the next refusal after the window says how many were not.
-//! A guest decides how often it is refused (a loop of connects to an address its policy does
-//! not name): one line per refusal let it write the host's log as fast as it could call
-//! `connect` (found attacking the warn line of NET-8).
+//! Why: a guest decides how often it is refused (a loop of connects to an address its policy
+//! does not name), an HTTP client how often a handler fails; one line each let them write the
+//! host's log as fast as they could call (found attacking the warn line of NET-8).
 
-use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::lock::lock;
 
-/// The window refusals are counted in.
+/// The window lines are counted in.
 pub const WINDOW: Duration = Duration::from_secs(1);
-/// Refusals an entry may log per window.
+/// Lines a source may log per window.
 pub const LINES_PER_WINDOW: u32 = 20;
 
-/// One entry's count of refusals in the current window (shared by its processes).
+/// One source's count of lines in the current window.
 #[derive(Debug, Default)]
-pub(crate) struct RefusalLog(Mutex<Window>);
+pub(crate) struct LogBudget(Mutex<Window>);
 
 #[derive(Debug, Default)]
 struct Window {
@@ -28,19 +27,19 @@ struct Window {
     muted: u64,
 }
 
-/// What to log for one refusal.
+/// What to log for one more line.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admit {
-    /// The refusal, as the previous window's count of refusals not logged (0: none) says first.
+    /// The line, after the previous window's count of lines not logged (0: none).
     Log { muted_before: u64 },
-    /// This window's lines are spent: say so once, with the refusal.
+    /// The line, and that this window's lines are spent (once a window).
     LogAndMute,
     /// Counted, not logged.
     Mute,
 }
 
-impl RefusalLog {
-    /// Counts a refusal at `now` and says what to log for it.
+impl LogBudget {
+    /// Counts a line at `now` and says what to log.
     pub(crate) fn admit(&self, now: Instant) -> Admit {
         let mut window = lock(&self.0);
         let mut muted_before = 0;
@@ -67,32 +66,42 @@ impl RefusalLog {
             }
         }
     }
-
-    /// Logs `refusal` of `entry` at `warn`, within the window's lines.
-    pub(crate) fn warn(&self, entry: &dyn fmt::Display, refusal: &dyn fmt::Display) {
-        match self.admit(Instant::now()) {
-            Admit::Log { muted_before } => {
-                if muted_before > 0 {
-                    tracing::warn!(target: "wasmproc::network", "entry `{entry}`: {muted_before} more network refusals were not logged");
-                }
-                tracing::warn!(target: "wasmproc::network", "{refusal}");
-            }
-            Admit::LogAndMute => tracing::warn!(
-                target: "wasmproc::network",
-                "{refusal} (entry `{entry}` was refused more than {LINES_PER_WINDOW} times within {WINDOW:?}: the rest are counted, not logged, until then)"
-            ),
-            Admit::Mute => {}
-        }
-    }
 }
+
+/// `tracing::warn!(target: T, ...)` within `budget` ([`LogBudget`]); `subject` names what the
+/// budget counts in the lines about it (`entry \`t:web\`: request failures`).
+macro_rules! warn_within {
+    ($budget:expr, target: $target:literal, $subject:expr, $($line:tt)+) => {
+        match $budget.admit(std::time::Instant::now()) {
+            $crate::log_budget::Admit::Log { muted_before } => {
+                if muted_before > 0 {
+                    tracing::warn!(target: $target, "{}: {} more were not logged", $subject, muted_before);
+                }
+                tracing::warn!(target: $target, $($line)+);
+            }
+            $crate::log_budget::Admit::LogAndMute => {
+                tracing::warn!(target: $target, $($line)+);
+                tracing::warn!(
+                    target: $target,
+                    "{}: more than {} within {:?}; the rest are counted, not logged, until then",
+                    $subject,
+                    $crate::log_budget::LINES_PER_WINDOW,
+                    $crate::log_budget::WINDOW
+                );
+            }
+            $crate::log_budget::Admit::Mute => {}
+        }
+    };
+}
+pub(crate) use warn_within;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_flood_of_refusals_logs_a_window_of_lines_then_the_count_of_the_rest() {
-        let log = RefusalLog::default();
+    fn a_flood_logs_a_window_of_lines_then_the_count_of_the_rest() {
+        let log = LogBudget::default();
         let start = Instant::now();
         for _ in 0..LINES_PER_WINDOW {
             assert_eq!(log.admit(start), Admit::Log { muted_before: 0 });
@@ -110,7 +119,7 @@ mod tests {
         );
         assert_eq!(log.admit(start + WINDOW), Admit::Log { muted_before: 0 });
         // A quiet entry logs every refusal.
-        let quiet = RefusalLog::default();
+        let quiet = LogBudget::default();
         for n in 0..3 {
             assert_eq!(
                 quiet.admit(start + WINDOW * 2 * n),
