@@ -37,6 +37,16 @@ fn serve_started(args: &[&str]) -> (std::process::Child, String) {
     (server, first)
 }
 
+/// The address in `serve`'s first line (`Serving HTTP on http://ADDR/`).
+fn served_address(first: &str) -> String {
+    first
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
+        .to_string()
+}
+
 /// `wasmproc lua <script> --manifest conformance/apps/seed.yaml <rest>...`
 fn lua_on_seed(script: &str, rest: &[&str]) -> Output {
     let mut args = vec!["lua", script, "--manifest", "conformance/apps/seed.yaml"];
@@ -1116,12 +1126,7 @@ fn serve_answers_on_the_printed_url_and_stops_on_sigint() {
     use std::io::{Read, Write};
     let (mut server, first) =
         serve_started(&["serve", "myns:http_service", "--addr", "127.0.0.1:0"]);
-    let address = first
-        .trim()
-        .strip_prefix("Serving HTTP on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
-        .to_string();
+    let address = served_address(&first);
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     stream
         .write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 5\r\n\r\nhello")
@@ -1511,12 +1516,7 @@ fn serve_accepts_past_max_connections_only_when_a_connection_closes() {
         }
     }
     let _server = Stop(server);
-    let address = first
-        .trim()
-        .strip_prefix("Serving HTTP on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
-        .to_string();
+    let address = served_address(&first);
     let idle = std::net::TcpStream::connect(&address).unwrap();
     // Let the server accept the idle connection first.
     std::thread::sleep(Duration::from_millis(300));
@@ -1620,12 +1620,7 @@ fn serve_logs_a_flood_of_failed_requests_within_its_budget() {
     let mut stderr = BufReader::new(server.0.stderr.take().unwrap());
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
-    let address = first
-        .trim()
-        .strip_prefix("Serving HTTP on http://")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("the URL on the first line: {first:?}"))
-        .to_string();
+    let address = served_address(&first);
     let log = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
