@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 use wasmproc_benches::{cpu_ns, criterion_home, resident_bytes, selected};
-use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, SLICE_TICKS};
+use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, PREEMPTED_SLICE_TICKS};
 use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -502,10 +502,11 @@ fn wake_latency_under_spin(c: &mut Criterion) {
             continue;
         }
         // Fair round-robin: a sleeper waits for the time wheel (1 ms resolution), and, when
-        // every worker runs a spinner, for the rest of the slice under way (at most
-        // SLICE_TICKS ticks, taken as even over the slice); its own CPU time is left out.
+        // every worker runs a spinner, for the rest of the slice under way (the spinners are
+        // past their first slice: at most PREEMPTED_SLICE_TICKS ticks, taken as even over
+        // the slice); its own CPU time is left out.
         let wheel = 1.0;
-        let slice = ms(EPOCH_TICK) * SLICE_TICKS as f64;
+        let slice = ms(EPOCH_TICK) * PREEMPTED_SLICE_TICKS as f64;
         let busy = if spinners >= workers { slice } else { 0.0 };
         eprintln!(
             "wake_latency_under_spin/{spinners}_spinners: lateness p50 {:.1} / p99 {:.1} / max \

@@ -19,14 +19,20 @@ use crate::manifest::Manifest;
 /// 1 ms; measured on a loaded 2-core VM).
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// A guest runs at most this many ticks (2–4 ms) before it yields to the scheduler: long
-/// enough that a short call never yields (a synchronous guest is one Step), short enough that
-/// a spinning guest delays others by little: on a worker running a spinner, a timer that fires
-/// waits for the rest of the slice (see `preemption`). 1,000 sleepers of 10 ms beside a spinner
-/// on each of 2 workers: p99 lateness 88-104 ms and the last EXIT 85-101 ms after the spawns
-/// with 5–10 ms slices, 33-42 ms and 44-48 ms with 2–4 ms (1 ms ticks, 2–3 ms slices: no
-/// better, 31-41 ms and 43-60 ms); alternating runs of one session on a loaded machine.
+/// A guest's first slice: it runs at most this many ticks (2–4 ms) before it yields to the
+/// scheduler: long enough that a short call never yields (a synchronous guest is one Step).
+/// On a worker running a spinner, a timer that fires waits for the rest of the slice (see
+/// `preemption`). 1,000 sleepers of 10 ms beside a spinner on each of 2 workers: p99 lateness
+/// 88-104 ms and the last EXIT 85-101 ms after the spawns with 5–10 ms slices, 33-42 ms and
+/// 44-48 ms with 2–4 ms (1 ms ticks, 2–3 ms slices: no better, 31-41 ms and 43-60 ms);
+/// alternating runs of one session on a loaded machine (before `preemption`'s requeue).
 pub const SLICE_TICKS: u64 = 2;
+
+/// The slices after a guest's first (it was preempted, so it computes): they end at the next
+/// tick, 0–2 ms (about 2 ms when nothing else waits, since the guest resumes right after the
+/// tick that ended its last). A spinner's turn is then about half as long, and so is the wait
+/// of a timer that fires behind it; the first slice still lets a short call finish in one Step.
+pub const PREEMPTED_SLICE_TICKS: u64 = 1;
 
 /// Tables are small: this much of one is always enough to keep.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;

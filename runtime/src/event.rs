@@ -213,7 +213,9 @@ pub enum Phase {
     Step,
     /// The guest suspended (waiting for I/O or a timer, or preempted).
     Yield,
-    /// The process ended and its store is gone; its EXIT follows.
+    /// The process ended: its guest runs no more; its EXIT follows. Its store (memory, pool
+    /// slot, open resources) is dropped soon after on the same worker: a few at each Init or
+    /// yield there, all when the worker runs out of tasks.
     Close,
 }
 

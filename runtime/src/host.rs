@@ -25,6 +25,11 @@ impl ProcessHost {
         let scheduler = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(spec.workers)
             .thread_name(format!("wasmproc {id}"))
+            // Finished processes' stores are dropped when a worker runs out of tasks, and
+            // before it stops (see `process::release`).
+            .on_thread_start(crate::process::worker_started)
+            .on_thread_park(crate::process::release_finished_stores)
+            .on_thread_stop(crate::process::release_finished_stores)
             .enable_all()
             .build()
             .map_err(|e| Error::HostStart {

@@ -1,6 +1,7 @@
 //! How a guest that computes without calling the host shares its worker.
 //!
-//! Invariant: a guest computes at most one slice ([`SLICE_TICKS`] epoch ticks) per turn, and
+//! Invariant: a guest computes at most one slice ([`SLICE_TICKS`] epoch ticks the first time,
+//! [`PREEMPTED_SLICE_TICKS`] after) per turn, and
 //! its next turn comes after the worker has looked at its timers and I/O and run the tasks
 //! they woke. So a guest waiting for a timer waits for at most the rest of one slice per
 //! spinning guest ahead of it on its worker, never for a run of slices.
@@ -20,14 +21,16 @@ use std::task::{Context, Poll};
 
 use wasmtime::{StoreContextMut, UpdateDeadline};
 
+use crate::engine::PREEMPTED_SLICE_TICKS;
+#[cfg(doc)]
 use crate::engine::SLICE_TICKS;
 
 /// The epoch deadline callback: the slice is over, the guest yields until [`next_turn`], then
-/// gets a new slice. A function, not a capturing closure: wasmtime boxes the callback of every
+/// gets a new, shorter slice. A function, not a capturing closure: wasmtime boxes the callback of every
 /// store, and a zero-sized one costs no allocation (this future's box is made only on yields).
 pub(crate) fn end_of_slice<T>(_: StoreContextMut<'_, T>) -> wasmtime::Result<UpdateDeadline> {
     Ok(UpdateDeadline::YieldCustom(
-        SLICE_TICKS,
+        PREEMPTED_SLICE_TICKS,
         Box::pin(next_turn()),
     ))
 }

@@ -1,12 +1,15 @@
-//! One process: Init (instantiate, capture arguments) → Step (run the export) → Close (drop the
-//! store), and the EXIT event that reports how it ended.
+//! One process: Init (instantiate, capture arguments) → Step (run the export) → Close (the
+//! guest is done; its store goes to `release`), and the EXIT event that reports how it ended.
 //!
 //! A process always produces exactly one EXIT: its outcome is sent by `ExitGuard`, which also
 //! fires when the task panics or is dropped before it finished. This module supervises a run
-//! (its phases, its deadline, panics, the EXIT); `store` runs a WebAssembly store.
+//! (its phases, its deadline, panics, the EXIT); `store` runs a WebAssembly store; `release`
+//! drops finished stores when their worker has a moment.
 
+mod release;
 mod store;
 
+pub(crate) use release::{all as release_finished_stores, worker_started};
 pub(crate) use store::{guest_error, meter, new_store};
 
 use std::future::Future;
@@ -188,6 +191,9 @@ impl<'a, F: Future<Output = Result<Value, ExitError>>> Supervised<'a, F> {
         }
         self.counters.yields += 1;
         emit(self.trace, self.pid, Phase::Yield);
+        // Between two turns: the processes that woke and finished before this one yielded
+        // have had theirs.
+        release::few();
         let expired = (self.deadline.as_mut()).is_some_and(|d| d.as_mut().poll(cx).is_ready());
         if expired {
             return Poll::Ready(Err(ExitError::new(
@@ -228,9 +234,12 @@ fn emit(trace: Option<&TraceSink>, pid: Pid, phase: Phase) {
 pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = ()> + Send {
     async move {
         let pid = guard.pid();
-        // Held until after Close, when the store has given its pool slot back.
+        // Stores that ended on this worker first: the pool then hands this process the slot
+        // its module last used, pages still resident.
+        release::few();
+        // Held by the store until `release` drops it, which gives the pool slot back.
         // (The semaphore is never closed, so acquiring only waits.)
-        let _slot = match launch.slot {
+        let slot = match launch.slot {
             Some(slot) => Some(slot),
             None => launch.program.admission.clone().acquire_owned().await.ok(),
         };
@@ -245,6 +254,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
                 launch.state,
                 &launch.limits,
                 &mut guard.usage,
+                slot,
             ));
             let limit = launch.limits.max_execution;
             Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await

@@ -1,12 +1,13 @@
 //! A WebAssembly process's store: Init (a fresh store and instance, metered and limited),
-//! Step (the export's call, its result converted), Close (the store dropped), and what a
-//! failure inside it means (a trap, a limit, an exit code).
+//! Step (the export's call, its result converted), Close (the store handed to `release` with
+//! its pool slot), and what a failure inside it means (a trap, a limit, an exit code).
 
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::Val;
 use wasmtime::Store;
 
-use super::Usage;
+use super::{release, Usage};
 use crate::engine::SLICE_TICKS;
 use crate::error::ErrorKind;
 use crate::event::ExitError;
@@ -21,9 +22,11 @@ pub(super) async fn init_step_close(
     state: SpawnContext,
     limits: &Limits,
     usage: &mut Usage,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> Result<Value, ExitError> {
     // Init: a fresh store and instance; the arguments and WASI context were captured at
-    // spawn. Close: the store (instance, memories, tables) is dropped at the end of each arm.
+    // spawn. Close: the store (instance, memories, tables) goes to `release` with the pool
+    // `slot` it holds at the end of each arm (or is dropped with it on an early error).
     let fuel = limits.fuel.unwrap_or(u64::MAX);
     let limiter = MemoryLimiter::new(limits.max_memory);
     usage.memory = Some(limiter.usage.clone());
@@ -38,6 +41,7 @@ pub(super) async fn init_step_close(
             store.set_max_component_handles(crate::limits::MAX_HANDLES);
             let result = call(pre, *export, program, params, &mut store).await;
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            release::later(release::Store::Component(store), slot);
             result
         }
         (SpawnContext::Module { p1 }, Target::Module { pre, func }) => {
@@ -48,6 +52,7 @@ pub(super) async fn init_step_close(
             // future, components' included.
             let result = Box::pin(call_module(pre, func, params, &mut store)).await;
             usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            release::later(release::Store::Module(store), slot);
             result
         }
         _ => Err(wasmtime::Error::msg(

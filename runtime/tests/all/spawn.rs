@@ -454,6 +454,56 @@ fn take_the_only_slot(rt: &Runtime, ms: u64, mailbox: &Mailbox) -> wasmproc_runt
 }
 
 #[test]
+fn a_slot_an_exit_freed_goes_to_the_next_process_while_a_spinner_keeps_the_worker_busy() {
+    // A finished process's store (and pool slot) is dropped when its worker has a moment: here
+    // the only worker never runs out of tasks (a spinner), so it must be at a yield.
+    let dist = crate::common::dist();
+    let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
+    let guest = |name: &str| {
+        format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: {name}, imports: [wasi:clocks, wasi:cli], limits: {{ max_memory: 4MiB }} }}\n",
+            Digest::of(&bytes)
+        )
+    };
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1, queue_size: 10 }} }}\n{}{}",
+        dir.path().display(),
+        guest("sleep"),
+        guest("spin"),
+    );
+    let rt = pooled(&text, small_pool(2));
+    let mut mailbox = Mailbox::new();
+    let (trace, mut traced) = tokio::sync::mpsc::unbounded_channel();
+    let options = wasmproc_runtime::SpawnOptions {
+        trace: Some(trace),
+        ..Default::default()
+    };
+    let spinner = rt
+        .spawn_with("t:spin", "t:host", &[], &options, Some(&mailbox))
+        .unwrap();
+    while traced.blocking_recv().expect("the spinner's trace").phase
+        != wasmproc_runtime::Phase::Yield
+    {}
+    // The other slot: a sleeper takes it, and the next one waits for it.
+    let first = take_the_only_slot(&rt, 100, &mailbox);
+    let next = rt
+        .spawn_monitored("t:sleep", "t:host", &[json!(10)], &mailbox)
+        .unwrap();
+    for pid in [first, next] {
+        let exit = receive(&mut mailbox).expect("each sleeper's EXIT, the spinner still running");
+        assert_eq!(
+            (exit.from, exit.outcome),
+            (pid, Ok(json!(if pid == first { 100 } else { 10 })))
+        );
+    }
+    rt.cancel(spinner, "the test is over").unwrap();
+    let exit = receive(&mut mailbox).expect("the spinner's EXIT");
+    assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Cancelled);
+}
+
+#[test]
 fn a_full_queue_refuses_the_spawn_with_queue_full() {
     // One pool slot: the first sleeper runs, the next three wait; a fifth finds the queue full.
     let pool = small_pool(1);
