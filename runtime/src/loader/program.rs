@@ -30,10 +30,10 @@ pub struct Program {
     /// host call copies from the guest, stay within `max_value` (see
     /// `value::lift_fuel`).
     pub lift_fuel: usize,
-    /// The engine's admission (see [`Loader`]), reached through the program that every
-    /// process holds anyway. Processes start in the order they were spawned: a spawn that
-    /// finds a place free takes it at once as an owned permit (one more reference count per
-    /// spawn; no cost showed, 0.86-0.88 vs 0.87-0.90 of bare).
+    /// The engine's admission (see [`Loader`](super::Loader)), reached through the program
+    /// that every process holds anyway. Processes start in the order they were spawned: a
+    /// spawn that finds a place free takes it at once as an owned permit (one more reference
+    /// count per spawn; no cost showed, 0.86-0.88 vs 0.87-0.90 of bare).
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
 }
 

@@ -62,8 +62,8 @@ pub(super) enum Control {
     /// next suspension), and the signal says how it ended. Nothing per process is allocated
     /// or polled for this: most processes never hear a signal.
     Abort {
-        /// Known once the task is spawned (see [`Registry::attach`]); never for a task that
-        /// could not start (its host is shutting down).
+        /// Known once the task is spawned (see [`Registry::attach`](super::Registry::attach));
+        /// never for a task that could not start (its host is shutting down).
         task: Option<AbortHandle>,
         stopping: Option<Signal>,
     },
