@@ -288,15 +288,22 @@ pub(crate) async fn supervise(
 
 /// A panic in host code while a process runs ends that process with `host_failure`.
 fn host_panicked(panic: Box<dyn std::any::Any + Send>) -> ExitError {
-    let message = panic
+    ExitError::new(
+        ErrorKind::HostFailure,
+        format!(
+            "host code panicked while running the process: {}",
+            panic_message(&*panic)
+        ),
+    )
+}
+
+/// What a caught panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    ExitError::new(
-        ErrorKind::HostFailure,
-        format!("host code panicked while running the process: {message}"),
-    )
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// wasmtime's error when a memory or table the binary declares is refused by the limiter as

@@ -123,12 +123,10 @@ fn waiting() -> usize {
 /// WASI resource's): logged, and the worker goes on.
 fn drop_quietly(finished: Finished) {
     if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(finished))) {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        tracing::error!("dropping a finished process's store panicked: {message}");
+        tracing::error!(
+            "dropping a finished process's store panicked: {}",
+            super::panic_message(&*panic)
+        );
     }
 }
 
