@@ -181,6 +181,32 @@ mod tests {
     }
 
     #[test]
+    fn between_turns_a_few_go_oldest_first_and_a_parking_worker_drops_the_rest() {
+        on_thread(|| {
+            worker_started();
+            let engine = wasmtime::Engine::default();
+            // The first FEW stores hold places of `older`, the 4 after them of `newer`.
+            let older = Arc::new(Semaphore::new(FEW));
+            let newer = Arc::new(Semaphore::new(4));
+            for slots in [&older, &newer] {
+                while let Ok(slot) = slots.clone().try_acquire_owned() {
+                    later(finished(&engine), Some(slot));
+                }
+            }
+            few();
+            assert_eq!(waiting(), 4);
+            assert_eq!(older.available_permits(), FEW, "the oldest went");
+            assert_eq!(newer.available_permits(), 0);
+            all();
+            assert_eq!(waiting(), 0);
+            assert_eq!(newer.available_permits(), 4);
+            few();
+            all();
+            assert_eq!(waiting(), 0, "nothing to drop is no error");
+        });
+    }
+
+    #[test]
     fn past_the_bound_the_oldest_store_goes_at_once() {
         on_thread(|| {
             worker_started();
