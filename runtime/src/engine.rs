@@ -25,7 +25,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// `preemption`). 1,000 sleepers of 10 ms beside a spinner on each of 2 workers: p99 lateness
 /// 88-104 ms and the last EXIT 85-101 ms after the spawns with 5–10 ms slices, 33-42 ms and
 /// 44-48 ms with 2–4 ms (1 ms ticks, 2–3 ms slices: no better, 31-41 ms and 43-60 ms);
-/// alternating runs of one session on a loaded machine (before `preemption`'s requeue).
+/// alternating runs of one session on a loaded machine (2026-12-02).
 pub const SLICE_TICKS: u64 = 2;
 
 /// The slices after a guest's first (it was preempted, so it computes): they end at the next
