@@ -92,18 +92,25 @@ impl Drop for ProcessHost {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::HostPool;
-
-    #[test]
-    fn a_host_dropped_inside_async_code_lets_its_workers_go_and_drops_its_tasks() {
+impl ProcessHost {
+    /// A host `t:host` of one worker, for unit tests.
+    pub(crate) fn one_worker() -> ProcessHost {
         let spec = HostSpec {
             workers: 1,
             queue_size: 4,
-            pool: HostPool::default(),
+            pool: crate::manifest::HostPool::default(),
         };
-        let host = ProcessHost::start(EntryId::parse("t:host").unwrap(), spec).unwrap();
+        ProcessHost::start(EntryId::parse("t:host").unwrap(), spec).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_dropped_inside_async_code_lets_its_workers_go_and_drops_its_tasks() {
+        let host = ProcessHost::one_worker();
         let (held, dropped) = tokio::sync::oneshot::channel::<()>();
         host.spawn_task(async move {
             let _held = held;

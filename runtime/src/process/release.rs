@@ -261,15 +261,7 @@ mod tests {
 
     #[test]
     fn a_host_worker_that_runs_out_of_tasks_drops_the_stores_waiting_on_it() {
-        use crate::host::ProcessHost;
-        use crate::id::EntryId;
-        use crate::manifest::{HostPool, HostSpec};
-        let spec = HostSpec {
-            workers: 1,
-            queue_size: 4,
-            pool: HostPool::default(),
-        };
-        let host = ProcessHost::start(EntryId::parse("t:host").unwrap(), spec).unwrap();
+        let host = crate::host::ProcessHost::one_worker();
         let engine = wasmtime::Engine::default();
         let slots = Arc::new(Semaphore::new(1));
         let slot = slots.clone().try_acquire_owned().unwrap();

@@ -437,6 +437,28 @@ fn a_memory_limit_larger_than_a_pool_slot_is_refused() {
     assert!(err.to_string().contains("WASMPROC_POOL_MEMORY"), "{err}");
 }
 
+/// A manifest of the hostile guest's `sleep` and `spin` (`t:sleep`, `t:spin`, each with
+/// `fields` besides) on a host `t:host` with `host` fields, the binary in a folder of its own
+/// (returned: it must outlive the runtime's loads).
+fn hostile_manifest(host: &str, fields: &str) -> (String, tempfile::TempDir) {
+    let bytes = std::fs::read(crate::common::dist().join("hostile.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
+    let guest = |method: &str| {
+        format!(
+            "  - {{ name: {method}, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: {method}, imports: [wasi:clocks, wasi:cli]{fields} }}\n",
+            Digest::of(&bytes)
+        )
+    };
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ {host} }} }}\n{}{}",
+        dir.path().display(),
+        guest("sleep"),
+        guest("spin"),
+    );
+    (text, dir)
+}
+
 /// Spawns a sleeper of `ms` and returns once it has reached Init, and so holds a pool slot
 /// before anything spawned next asks for one.
 fn take_the_only_slot(rt: &Runtime, ms: u64, mailbox: &Mailbox) -> wasmproc_runtime::Pid {
@@ -457,21 +479,9 @@ fn take_the_only_slot(rt: &Runtime, ms: u64, mailbox: &Mailbox) -> wasmproc_runt
 fn a_slot_an_exit_freed_goes_to_the_next_process_while_a_spinner_keeps_the_worker_busy() {
     // A finished process's store (and pool slot) is dropped when its worker has a moment: here
     // the only worker never runs out of tasks (a spinner), so it must be at a yield.
-    let dist = crate::common::dist();
-    let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
-    let guest = |name: &str| {
-        format!(
-            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{}\", method: {name}, imports: [wasi:clocks, wasi:cli], limits: {{ max_memory: 4MiB }} }}\n",
-            Digest::of(&bytes)
-        )
-    };
-    let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1, queue_size: 10 }} }}\n{}{}",
-        dir.path().display(),
-        guest("sleep"),
-        guest("spin"),
+    let (text, _dir) = hostile_manifest(
+        "workers: 1, queue_size: 10",
+        ", limits: { max_memory: 4MiB }",
     );
     let rt = pooled(&text, small_pool(2));
     let mut mailbox = Mailbox::new();
@@ -1037,18 +1047,7 @@ fn a_binary_over_256_mib_is_refused_unread() {
 /// (Sleepers used to advance about one poll per slice: 2.4 s here, 3.5-4 s in the bench.)
 #[test]
 fn a_thousand_sleepers_beside_a_spinner_on_every_worker_all_wake_within_seconds() {
-    let dist = crate::common::dist();
-    let bytes = std::fs::read(dist.join("hostile.wasm")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hostile.wasm"), &bytes).unwrap();
-    let hostile = format!(
-        "fs: bins, path: hostile.wasm, hash: \"{}\", imports: [wasi:clocks, wasi:cli]",
-        Digest::of(&bytes)
-    );
-    let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2, queue_size: 2000 }} }}\n  - {{ name: sleep, kind: process.wasm, method: sleep, {hostile} }}\n  - {{ name: spin, kind: process.wasm, method: spin, {hostile} }}\n",
-        dir.path().display(),
-    );
+    let (text, _dir) = hostile_manifest("workers: 2, queue_size: 2000", "");
     let rt = pooled(&text, small_pool(1_010));
     let mut mailbox = Mailbox::new();
     let spinners: Vec<_> = (0..2)
