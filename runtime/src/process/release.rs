@@ -151,6 +151,14 @@ mod tests {
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 
+    /// Ends `n` processes on this thread, each store holding a place of `slots`.
+    fn end(engine: &wasmtime::Engine, slots: &Arc<Semaphore>, n: usize) {
+        for _ in 0..n {
+            let slot = slots.clone().try_acquire_owned().unwrap();
+            later(finished(engine), Some(slot));
+        }
+    }
+
     fn finished(engine: &wasmtime::Engine) -> Store {
         let data = ComponentData::new(None, crate::limits::MemoryLimiter::new(None), None);
         Store::Component(wasmtime::Store::new(engine, data))
@@ -166,8 +174,7 @@ mod tests {
         on_thread(|| {
             let engine = wasmtime::Engine::default();
             let slots = Arc::new(Semaphore::new(1));
-            let slot = slots.clone().try_acquire_owned().unwrap();
-            later(finished(&engine), Some(slot));
+            end(&engine, &slots, 1);
             assert_eq!(waiting(), 0);
             assert_eq!(slots.available_permits(), 1, "the slot is back");
         });
@@ -179,10 +186,7 @@ mod tests {
             worker_started();
             let engine = wasmtime::Engine::default();
             let slots = Arc::new(Semaphore::new(2));
-            for _ in 0..2 {
-                let slot = slots.clone().try_acquire_owned().unwrap();
-                later(finished(&engine), Some(slot));
-            }
+            end(&engine, &slots, 2);
             assert_eq!(waiting(), 2);
             assert_eq!(
                 slots.available_permits(),
@@ -203,12 +207,8 @@ mod tests {
             // The first FEW stores hold places of `older`, the 4 after them of `newer`.
             let older = Arc::new(Semaphore::new(FEW));
             let newer = Arc::new(Semaphore::new(4));
-            for (slots, n) in [(&older, FEW), (&newer, 4)] {
-                for _ in 0..n {
-                    let slot = slots.clone().try_acquire_owned().unwrap();
-                    later(finished(&engine), Some(slot));
-                }
-            }
+            end(&engine, &older, FEW);
+            end(&engine, &newer, 4);
             few();
             assert_eq!(waiting(), 4);
             assert_eq!(older.available_permits(), FEW, "the oldest went");
@@ -228,10 +228,7 @@ mod tests {
             worker_started();
             let engine = wasmtime::Engine::default();
             let slots = Arc::new(Semaphore::new(3));
-            for _ in 0..3 {
-                let slot = slots.clone().try_acquire_owned().unwrap();
-                later(finished(&engine), Some(slot));
-            }
+            end(&engine, &slots, 3);
             // However slow the drops (a budget already spent), one goes and the rest wait.
             drop_within(FEW, Duration::ZERO);
             assert_eq!(waiting(), 2);
@@ -246,10 +243,7 @@ mod tests {
             worker_started();
             let engine = wasmtime::Engine::default();
             let slots = Arc::new(Semaphore::new(MAX_WAITING + 1));
-            for _ in 0..=MAX_WAITING {
-                let slot = slots.clone().try_acquire_owned().unwrap();
-                later(finished(&engine), Some(slot));
-            }
+            end(&engine, &slots, MAX_WAITING + 1);
             assert_eq!(waiting(), MAX_WAITING);
             assert_eq!(
                 slots.available_permits(),
