@@ -19,8 +19,9 @@
 //!   Each sleeper's lifecycle trace splits its time: queued (spawn → Init, not lateness), wake
 //!   (timer deadline → the Step that resumed it) and exit (that Step → Close); and the
 //!   workers' CPU per sleeper says how long a burst of 1,000 keeps 2 workers busy.
-//! - `sleepers/100k`: 100,000 processes sleeping at once, beside bare wasmtime (see
-//!   [`at_scale`]); one run each, figures printed, a plot written.
+//! - `sleepers/100k`: 100,000 processes sleeping at once, beside bare wasmtime, with the
+//!   `hostile` guest and a minimal one (see [`at_scale`]); one run each in a process of its
+//!   own, figures printed, a plot written.
 
 mod at_scale;
 

@@ -1,10 +1,15 @@
 //! `sleepers/100k`: many processes sleeping at once, beside bare wasmtime sleeping as many.
 //!
-//! One run each (a criterion sample of 100,000 processes would take minutes): the time to spawn
-//! them and to collect every EXIT, and, sampled as they start, resident memory and memory maps
-//! (`/proc/self/maps` lines, what `vm.max_map_count` limits) against live processes. The
-//! figures per process are the growth from before the first spawn to the peak, divided by the
-//! processes live at the peak. A plot of both is written beside criterion's reports.
+//! Two guests each: the `hostile` guest's `sleep` (a Rust WASI 0.2 component) and
+//! `minimal_sleeper.wat` (one core instance, no memory), so that what a sleeping process costs
+//! because of its guest's shape shows apart from what the runtime adds.
+//!
+//! One run of each side with each guest, each in a fresh child process (a criterion sample of
+//! 100,000 processes would take minutes): the time to spawn them and to collect every EXIT,
+//! and, sampled as they start, resident memory and memory maps (`/proc/self/maps` lines, what
+//! `vm.max_map_count` limits) against live processes. The figures per process are the growth
+//! from before the first spawn to the peak, divided by the processes live at the peak. A plot
+//! of every run is written beside criterion's reports.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wasmproc_runtime::engine::{self, Pool};
+use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, Linker, ResourceTable, Val};
 use wasmtime::{Engine, Store};
@@ -70,11 +76,36 @@ impl Sample {
             maps,
         }
     }
+
+    /// One line of text, as a run's child process hands it back.
+    fn line(&self) -> String {
+        let Sample {
+            live,
+            resident,
+            page_tables,
+            heap,
+            maps,
+        } = self;
+        format!("{live} {resident} {page_tables} {heap} {maps}")
+    }
+
+    fn parse(line: &str) -> Option<Sample> {
+        let mut fields = line.split_whitespace().map(str::parse::<u64>);
+        let mut next = || fields.next()?.ok();
+        Some(Sample {
+            live: usize::try_from(next()?).ok()?,
+            resident: next()?,
+            page_tables: next()?,
+            heap: next()?,
+            maps: usize::try_from(next()?).ok()?,
+        })
+    }
 }
 
-/// One side's run.
+/// One side's run of one guest.
 struct Run {
-    name: &'static str,
+    /// The side, then the guest.
+    name: String,
     base: Sample,
     samples: Vec<Sample>,
     spawned_in: Duration,
@@ -122,13 +153,73 @@ fn max_map_count() -> u64 {
         .unwrap_or(0)
 }
 
+/// A guest whose `sleep(ms)` the sleepers run.
+struct Guest {
+    name: &'static str,
+    /// A manifest whose `many:sleeper` is this guest's `sleep`, on the host `many:host`.
+    manifest: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Guest {
+    /// The `hostile` guest, as `sleepers.yaml` names it.
+    fn hostile() -> Guest {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Guest {
+            name: "hostile",
+            manifest: here.join("sleepers.yaml"),
+            bytes: std::fs::read(here.join("../guests/dist/hostile.wasm")).unwrap(),
+        }
+    }
+
+    /// `minimal_sleeper.wat`, compiled beside criterion's reports with a copy of
+    /// `sleepers.yaml` (same host and pool) that names it.
+    fn minimal() -> std::io::Result<Guest> {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let bytes =
+            wat::parse_file(here.join("minimal_sleeper.wat")).map_err(std::io::Error::other)?;
+        let dir = wasmproc_benches::criterion_home().join("sleepers_100k/minimal");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("minimal_sleeper.wasm"), &bytes)?;
+        let hostile = std::fs::read_to_string(here.join("sleepers.yaml"))?;
+        let mut replaced = 0;
+        let text: Vec<String> = hostile
+            .lines()
+            .map(|line| {
+                let (indent, field) = line.split_at(line.len() - line.trim_start().len());
+                let new = match field.split_once(':').map(|(k, _)| k) {
+                    Some("directory") => format!("directory: {}", dir.display()),
+                    Some("path") => "path: /minimal_sleeper.wasm".into(),
+                    Some("hash") => format!("hash: {}", Digest::of(&bytes)),
+                    _ => return line.to_string(),
+                };
+                replaced += 1;
+                format!("{indent}{new}")
+            })
+            .collect();
+        assert_eq!(
+            replaced, 3,
+            "sleepers.yaml has one directory, path and hash each"
+        );
+        let manifest = dir.join("sleepers.yaml");
+        std::fs::write(&manifest, text.join("\n"))?;
+        Ok(Guest {
+            name: "minimal",
+            manifest,
+            bytes,
+        })
+    }
+}
+
 /// Spawns the sleepers through the runtime; `None` when the runtime does not start.
-fn wasmproc(n: usize, ms: u32) -> Option<Run> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("sleepers.yaml");
-    let rt = match Runtime::load(&manifest) {
+fn wasmproc(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
+    let rt = match Runtime::load(&guest.manifest) {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("sleepers/100k wasmproc: the runtime does not start: {e}");
+            eprintln!(
+                "sleepers/100k wasmproc {}: the runtime does not start: {e}",
+                guest.name
+            );
             return None;
         }
     };
@@ -209,7 +300,7 @@ fn wasmproc(n: usize, ms: u32) -> Option<Run> {
         }
     });
     Some(Run {
-        name: "wasmproc",
+        name: format!("wasmproc {}", guest.name),
         base,
         samples,
         spawned_in,
@@ -243,20 +334,20 @@ impl WasiView for BareState {
 
 /// The same sleepers in bare wasmtime under wasmproc's engine configuration for the same pool:
 /// one tokio task each, instantiate and call, nothing else.
-fn bare(n: usize, ms: u32) -> Option<Run> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("sleepers.yaml");
-    let pool = Pool::for_manifest(&wasmproc_runtime::Manifest::load(&manifest).unwrap()).unwrap();
+fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
+    let manifest = wasmproc_runtime::Manifest::load(&guest.manifest).unwrap();
+    let pool = Pool::for_manifest(&manifest).unwrap();
     let engine = match Engine::new(&engine::config(pool)) {
         Ok(engine) => engine,
         Err(e) => {
-            eprintln!("sleepers/100k bare: the engine does not start: {e:#}");
+            eprintln!(
+                "sleepers/100k bare {}: the engine does not start: {e:#}",
+                guest.name
+            );
             return None;
         }
     };
-    let bytes =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist/hostile.wasm"))
-            .unwrap();
-    let component = Component::new(&engine, bytes).unwrap();
+    let component = Component::new(&engine, &guest.bytes).unwrap();
     let export = component.get_export_index(None, "sleep").unwrap();
     let mut linker = Linker::<BareState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
@@ -323,7 +414,7 @@ fn bare(n: usize, ms: u32) -> Option<Run> {
         }
     });
     Some(Run {
-        name: "bare",
+        name: format!("bare {}", guest.name),
         base,
         samples,
         spawned_in,
@@ -332,8 +423,17 @@ fn bare(n: usize, ms: u32) -> Option<Run> {
     })
 }
 
-/// Runs both sides and writes the plot.
+/// Set in the child process that runs one side with one guest: `<side> <guest> <file>`, the
+/// file taking its samples back to the parent.
+const CHILD: &str = "WASMPROC_SLEEPERS_CHILD";
+
+/// Runs each side with each guest, each in a child process of its own (a run that follows
+/// another in the same process finds the pages its predecessor freed still resident, and its
+/// own resident growth then reads low), and writes the plot.
 pub fn run() {
+    if let Ok(child) = std::env::var(CHILD) {
+        return run_child(&child);
+    }
     let n = env_or("WASMPROC_SLEEPERS", SLEEPERS);
     let ms = env_or("WASMPROC_SLEEP_MS", SLEEP_MS);
     eprintln!(
@@ -342,21 +442,109 @@ pub fn run() {
     );
     // `WASMPROC_SLEEPERS_BARE=0` leaves bare wasmtime out (looking for the ceiling, say).
     let with_bare = env_or("WASMPROC_SLEEPERS_BARE", 1) != 0;
-    let runs: Vec<Run> = [wasmproc(n, ms), with_bare.then(|| bare(n, ms)).flatten()]
-        .into_iter()
-        .flatten()
-        .collect();
-    for run in &runs {
-        run.report();
+    // `WASMPROC_SLEEPER_GUESTS=hostile` (or `minimal`) runs one guest only.
+    let chosen = std::env::var("WASMPROC_SLEEPER_GUESTS").unwrap_or_default();
+    let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|g| g.trim() == name);
+    let dir = wasmproc_benches::criterion_home().join("sleepers_100k");
+    let mut curves = Vec::new();
+    for guest in ["hostile", "minimal"].into_iter().filter(|g| wanted(g)) {
+        for side in ["wasmproc", "bare"] {
+            if side == "bare" && !with_bare {
+                continue;
+            }
+            match run_in_child(side, guest, &dir) {
+                Ok(curve) => curves.push(curve),
+                Err(e) => eprintln!("sleepers/100k {side} {guest}: {e}"),
+            }
+        }
     }
-    match write_plot(&runs) {
+    match write_plot(&curves) {
         Ok(path) => eprintln!("sleepers/100k: plot in {}", path.display()),
         Err(e) => eprintln!("sleepers/100k: no plot: {e}"),
     }
 }
 
-/// Resident memory and maps against live processes, one line per side, as an SVG.
-fn write_plot(runs: &[Run]) -> std::io::Result<PathBuf> {
+/// This benchmark binary again, running `side` with `guest` only; its report goes to stderr
+/// as it is, its samples come back through a file in `dir`.
+fn run_in_child(side: &str, guest: &str, dir: &Path) -> std::io::Result<Curve> {
+    std::fs::create_dir_all(dir)?;
+    let samples = dir.join(format!("{side}_{guest}.samples"));
+    let _ = std::fs::remove_file(&samples);
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(["--bench", "sleepers/100k"])
+        .env(CHILD, format!("{side} {guest} {}", samples.display()))
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let text = std::fs::read_to_string(&samples)
+        .map_err(|e| std::io::Error::other(format!("the run left no samples ({status}): {e}")))?;
+    Ok(Curve::parse(&text))
+}
+
+/// A run's samples, as the plot draws them.
+struct Curve {
+    name: String,
+    base: Sample,
+    samples: Vec<Sample>,
+}
+
+impl Curve {
+    /// Its name, then its base, then a sample a line.
+    fn text(&self) -> String {
+        let mut text = format!("{}\n{}\n", self.name, self.base.line());
+        for sample in &self.samples {
+            text.push_str(&sample.line());
+            text.push('\n');
+        }
+        text
+    }
+
+    fn parse(text: &str) -> Curve {
+        let mut lines = text.lines();
+        let name = lines.next().unwrap_or_default().to_string();
+        let mut samples = lines.filter_map(Sample::parse);
+        Curve {
+            name,
+            base: samples.next().unwrap_or_default(),
+            samples: samples.collect(),
+        }
+    }
+}
+
+/// In the child: one side with one guest, reported, its samples written for the parent.
+fn run_child(spec: &str) {
+    let n = env_or("WASMPROC_SLEEPERS", SLEEPERS);
+    let ms = env_or("WASMPROC_SLEEP_MS", SLEEP_MS);
+    let mut parts = spec.splitn(3, ' ');
+    let (side, guest, out) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let guest = match guest {
+        "hostile" => Guest::hostile(),
+        _ => match Guest::minimal() {
+            Ok(guest) => guest,
+            Err(e) => return eprintln!("sleepers/100k: no minimal guest: {e}"),
+        },
+    };
+    let run = match side {
+        "wasmproc" => wasmproc(&guest, n, ms),
+        _ => bare(&guest, n, ms),
+    };
+    let Some(run) = run else { return };
+    run.report();
+    let curve = Curve {
+        name: run.name,
+        base: run.base,
+        samples: run.samples,
+    };
+    if let Err(e) = std::fs::write(out, curve.text()) {
+        eprintln!("sleepers/100k: cannot hand the samples back through {out}: {e}");
+    }
+}
+
+/// Resident memory and maps against live processes, one line per run, as an SVG.
+fn write_plot(runs: &[Curve]) -> std::io::Result<PathBuf> {
     let dir = wasmproc_benches::criterion_home().join("sleepers_100k");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("resident.svg");
@@ -371,7 +559,7 @@ fn write_plot(runs: &[Run]) -> std::io::Result<PathBuf> {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="12">"#,
         2.0 * h
     );
-    let colours = ["#c03", "#06c"];
+    let colours = ["#c03", "#06c", "#f80", "#3a3"];
     type Measure = fn(&Sample, &Sample) -> f64;
     let charts: [(&str, Measure); 2] = [
         ("resident memory above base, MiB", |s, b| {
@@ -417,11 +605,11 @@ fn write_plot(runs: &[Run]) -> std::io::Result<PathBuf> {
             let _ = write!(
                 svg,
                 r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{}">{}</text>"#,
-                colours[r % 2],
+                colours[r % colours.len()],
                 line.join(" "),
                 w - pad - 80.0,
                 top + 50.0 + 15.0 * r as f64,
-                colours[r % 2],
+                colours[r % colours.len()],
                 run.name
             );
         }
