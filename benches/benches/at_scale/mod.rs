@@ -178,7 +178,9 @@ impl Guest {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));
         let bytes =
             wat::parse_file(here.join("minimal_sleeper.wat")).map_err(std::io::Error::other)?;
-        let dir = wasmproc_benches::criterion_home().join("sleepers_100k/minimal");
+        // Absolute: the manifest's directory would read a relative one from where it lies.
+        let dir =
+            std::path::absolute(wasmproc_benches::criterion_home())?.join("sleepers_100k/minimal");
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("minimal_sleeper.wasm"), &bytes)?;
         let hostile = std::fs::read_to_string(here.join("sleepers.yaml"))?;

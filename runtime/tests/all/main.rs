@@ -19,3 +19,4 @@ mod spawn;
 mod special_files;
 mod value_conversion;
 mod wasi_p3;
+mod wasi_random;
