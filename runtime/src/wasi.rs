@@ -169,7 +169,7 @@ pub(crate) fn context(
 /// (`rand::rng()`: ChaCha12, reseeded from the OS), through a handle that holds nothing.
 /// wasmtime-wasi's default gives each process a ChaCha state of its own, seeded from that same
 /// thread generator: the same quality, for 0.35 KiB of heap each process holds until it ends
-/// (a fifth of what the runtime adds to a sleeping process), plus a small generator for
+/// (a quarter of what the runtime added to a sleeping process), plus a small generator for
 /// `insecure`.
 pub(crate) struct ThreadRandom;
 

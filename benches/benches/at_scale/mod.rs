@@ -524,14 +524,16 @@ fn run_child(spec: &str) {
     );
     let guest = match guest {
         "hostile" => Guest::hostile(),
-        _ => match Guest::minimal() {
+        "minimal" => match Guest::minimal() {
             Ok(guest) => guest,
             Err(e) => return eprintln!("sleepers/100k: no minimal guest: {e}"),
         },
+        other => return eprintln!("sleepers/100k: no guest `{other}` ({CHILD}={spec})"),
     };
     let run = match side {
         "wasmproc" => wasmproc(&guest, n, ms),
-        _ => bare(&guest, n, ms),
+        "bare" => bare(&guest, n, ms),
+        other => return eprintln!("sleepers/100k: no side `{other}` ({CHILD}={spec})"),
     };
     let Some(run) = run else { return };
     run.report();
