@@ -45,6 +45,7 @@ pub mod yaml_bounds;
 
 pub use error::{Error, ErrorKind, Kinded};
 pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pid, TraceSink};
+pub use host::BLOCKING_THREADS;
 pub use id::EntryId;
 pub use inspect::{inspect, BinaryKind, Inspection};
 pub use limits::Limits;

@@ -6,6 +6,7 @@ mod common;
 mod loopback;
 mod warnings;
 
+mod blocking_threads;
 mod code_cache;
 #[cfg(feature = "lua")]
 mod lua;
