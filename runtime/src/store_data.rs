@@ -36,7 +36,7 @@ impl ComponentData {
         ComponentData {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: PolicyHooks(http_policy),
+            http_hooks: PolicyHooks::new(http_policy),
             table: ResourceTable::new(),
             limiter,
         }

@@ -17,11 +17,25 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::lookup::Lookups;
 use super::policy::{NameReach, NetworkPolicy, Refusal, Scheme};
 
-/// What wasi:http asks of the embedder, with the policy in between. `None` refuses every
-/// request (a process whose entry does not grant `wasi:http` never gets this far).
-pub(crate) struct PolicyHooks(pub(crate) Option<Arc<NetworkPolicy>>);
+/// What wasi:http asks of one process's store, with the policy in between.
+pub(crate) struct PolicyHooks {
+    /// `None` refuses every request (a process whose entry does not grant `wasi:http` never
+    /// gets this far).
+    policy: Option<Arc<NetworkPolicy>>,
+    lookups: Lookups,
+}
+
+impl PolicyHooks {
+    pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>) -> PolicyHooks {
+        PolicyHooks {
+            policy,
+            lookups: Lookups::new(),
+        }
+    }
+}
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
@@ -32,12 +46,12 @@ impl WasiHttpHooks for PolicyHooks {
         options: Option<RequestOptions>,
         _response_errors: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
-        let policy = self.0.clone();
+        let (policy, lookups) = (self.policy.clone(), self.lookups.clone());
         Box::new(async move {
             let Some(policy) = policy else {
                 return Err(Error::HttpRequestDenied);
             };
-            send(&policy, request, options).await
+            send(&policy, &lookups, request, options).await
         })
     }
 }
@@ -47,6 +61,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn send(
     policy: &NetworkPolicy,
+    lookups: &Lookups,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
@@ -67,7 +82,7 @@ async fn send(
 
     let addresses = tokio::time::timeout(
         connect_timeout,
-        checked_addresses(policy, scheme, &host, port),
+        checked_addresses(policy, lookups, scheme, &host, port),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
@@ -137,6 +152,7 @@ async fn send(
 /// refusal when there are none.
 async fn checked_addresses(
     policy: &NetworkPolicy,
+    lookups: &Lookups,
     scheme: Scheme,
     host: &str,
     port: u16,
@@ -151,13 +167,14 @@ async fn checked_addresses(
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let reach: NameReach = policy.check_name(scheme, host, port).map_err(refused)?;
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| Error::DnsError {
-            rcode: Some(e.to_string()),
-            info_code: None,
-        })?
-        .collect();
+    let resolved: Vec<SocketAddr> =
+        lookups
+            .resolve(host, port)
+            .await
+            .map_err(|e| Error::DnsError {
+                rcode: Some(e.to_string()),
+                info_code: None,
+            })?;
     let mut first_refusal = None;
     let mut allowed = Vec::with_capacity(resolved.len());
     for addr in resolved {

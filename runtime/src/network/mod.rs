@@ -3,6 +3,7 @@
 
 pub mod address;
 pub(crate) mod http;
+pub(crate) mod lookup;
 pub mod policy;
 pub mod sockets;
 
