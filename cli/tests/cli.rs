@@ -180,6 +180,45 @@ fn run_exec_runs_an_entry_without_a_command_and_can_print_its_value() {
 }
 
 #[test]
+fn run_passes_the_words_after_the_command_to_the_guest_as_its_arguments() {
+    // The probe's `environment` takes no parameters and returns its WASI argv.
+    let dir = tempfile::tempdir().unwrap();
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/dist")
+        .canonicalize()
+        .unwrap();
+    let probe = std::fs::read(dist.join("probe.wasm")).unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: term, kind: terminal.host }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: env, kind: process.wasm, fs: bins, path: probe.wasm, hash: \"{}\", method: environment, imports: [wasi:cli, wasi:clocks, wasi:filesystem], meta: {{ command: {{ name: show-args }} }} }}\n",
+            dist.display(),
+            wasmproc_runtime::manifest::Digest::of(&probe)
+        ),
+    )
+    .unwrap();
+    let out = wasmproc(&[
+        "run",
+        "--print-value",
+        "--manifest",
+        file.to_str().unwrap(),
+        "show-args",
+        "42",
+        "two words",
+        "[not, a, list]",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    // argv[0] is the entry's name; the rest are the words as typed, never parsed.
+    assert_eq!(
+        value["args"],
+        serde_json::json!(["env", "42", "two words", "[not, a, list]"]),
+        "{value}"
+    );
+}
+
+#[test]
 fn run_refuses_unknown_commands_and_manifests_without_a_terminal_host() {
     let out = wasmproc(&["run", "nope"]);
     assert_eq!(out.status.code(), Some(2));
