@@ -157,7 +157,8 @@ fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
             sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
             sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
             sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
-            sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+            // wasmproc's own, each process's lookups bounded.
+            crate::network::name_lookup::add_to_linker(l)?;
         }
         Family::Http => wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?,
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
+use crate::network::lookup::Lookups;
 use crate::network::NetworkPolicy;
 
 /// What a component's store carries while it runs (the `T` of its `Store<T>`): its WASI and
@@ -23,22 +24,31 @@ pub struct ComponentData {
     pub(crate) http_hooks: PolicyHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    /// The process's name lookups (wasi:http's and wasi:sockets'), bounded together.
+    pub(crate) lookups: Lookups,
+    /// Whether `wasi:sockets` may look names up (see `Program::name_lookup`).
+    pub(crate) name_lookup: bool,
 }
 
 impl ComponentData {
     /// `http_policy`: the entry's network policy when it grants `wasi:http` (else requests,
-    /// which cannot be made without the grant anyway, are refused).
+    /// which cannot be made without the grant anyway, are refused); `name_lookup`: whether
+    /// `wasi:sockets` may look names up.
     pub(crate) fn new(
         wasi: Option<Box<WasiCtx>>,
         limiter: MemoryLimiter,
         http_policy: Option<Arc<NetworkPolicy>>,
+        name_lookup: bool,
     ) -> Self {
+        let lookups = Lookups::new();
         ComponentData {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: PolicyHooks::new(http_policy),
+            http_hooks: PolicyHooks::new(http_policy, lookups.clone()),
             table: ResourceTable::new(),
             limiter,
+            lookups,
+            name_lookup,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct HandlerProgram {
     pub world: &'static str,
     /// The entry's network policy, when it grants `wasi:http` (its outgoing requests ask it).
     pub(crate) http_policy: Option<Arc<NetworkPolicy>>,
+    /// As [`crate::loader::Program`]'s.
+    pub(crate) name_lookup: bool,
     /// The concurrent engine's admission: a request's instance holds a place like a process.
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
     /// What one host call may copy from the guest (`limits.max_value`).

@@ -158,6 +158,7 @@ impl Loader {
             engine: backend.engine.clone(),
             world,
             http_policy: grants.has(Family::Http).then(|| wasm.network.clone()),
+            name_lookup: name_lookup(&grants, wasm),
             admission: backend.admission.clone(),
             lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
         }))
@@ -241,6 +242,8 @@ impl Loader {
                 // A core module always gets its preview 1 context.
                 imports_nothing: false,
                 http_policy: None,
+                // Preview 1 has no name lookup.
+                name_lookup: false,
                 max_value: wasm.limits.max_value(),
                 // Its result is numbers; the fuel bounds what one preview 1 call copies from
                 // the guest (wasmtime's default: 128 MiB).
@@ -271,6 +274,7 @@ impl Loader {
             http_policy: grants
                 .has(crate::manifest::Family::Http)
                 .then(|| wasm.network.clone()),
+            name_lookup: name_lookup(&grants, wasm),
             max_value,
             admission: backend.admission.clone(),
         }))
@@ -557,6 +561,12 @@ impl Loader {
             _ => &self.main,
         }
     }
+}
+
+/// Whether a component of `wasm` may look names up through `wasi:sockets`: granted, and its
+/// policy lets a socket reach public addresses.
+fn name_lookup(grants: &Grants, wasm: &WasmSpec) -> bool {
+    grants.has(Family::Sockets) && wasm.network.reaches_public_sockets()
 }
 
 /// `component` linked with the `grants`' interfaces on `backend`: refused when wasmproc does

@@ -24,6 +24,9 @@ pub struct Program {
     pub imports_nothing: bool,
     /// The entry's network policy, for a component granted `wasi:http` (its requests ask it).
     pub(crate) http_policy: Option<Arc<crate::network::NetworkPolicy>>,
+    /// Whether `wasi:sockets` may look names up: granted, and the policy lets a socket reach
+    /// public addresses.
+    pub(crate) name_lookup: bool,
     /// The entry's `limits.max_value`: what a result, or a spawn's arguments, may count.
     pub max_value: u64,
     /// The hostcall fuel its stores get, so that wasmtime's lift of the result, and what one

@@ -29,11 +29,9 @@ pub(crate) struct PolicyHooks {
 }
 
 impl PolicyHooks {
-    pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>) -> PolicyHooks {
-        PolicyHooks {
-            policy,
-            lookups: Lookups::new(),
-        }
+    /// `lookups`: the process's, shared with its `wasi:sockets` lookups.
+    pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>, lookups: Lookups) -> PolicyHooks {
+        PolicyHooks { policy, lookups }
     }
 }
 

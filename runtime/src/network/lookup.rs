@@ -1,4 +1,5 @@
-//! Name lookups for `wasi:http` requests, bounded per process.
+//! Name lookups, bounded per process: `wasi:http` requests' and WASI 0.2 `wasi:sockets`'
+//! (`super::name_lookup`).
 //!
 //! A lookup (`getaddrinfo`) blocks a thread for as long as the resolver takes: seconds for a
 //! name whose servers do not answer. Those threads are the host's blocking pool

@@ -4,6 +4,7 @@
 pub mod address;
 pub(crate) mod http;
 pub(crate) mod lookup;
+pub(crate) mod name_lookup;
 pub mod policy;
 pub mod sockets;
 

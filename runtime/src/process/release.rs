@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn finished(engine: &wasmtime::Engine) -> Store {
-        let data = ComponentData::new(None, crate::limits::MemoryLimiter::new(None), None);
+        let data = ComponentData::new(None, crate::limits::MemoryLimiter::new(None), None, false);
         Store::Component(wasmtime::Store::new(engine, data))
     }
 

@@ -34,7 +34,12 @@ pub(super) async fn init_step_close(
         (SpawnContext::Component { wasi }, Target::Component { pre, export }) => {
             let mut store = new_store(
                 pre.engine(),
-                ComponentData::new(wasi, limiter, program.http_policy.clone()),
+                ComponentData::new(
+                    wasi,
+                    limiter,
+                    program.http_policy.clone(),
+                    program.name_lookup,
+                ),
             );
             meter(&mut store, fuel)?;
             store.set_hostcall_fuel(program.lift_fuel);

@@ -207,6 +207,7 @@ impl HandlerState for Requests {
             Some(Box::new(builder.build())),
             MemoryLimiter::new(limits.max_memory),
             self.program.http_policy.clone(),
+            self.program.name_lookup,
         );
         let mut store = crate::process::new_store(&self.program.engine, data);
         crate::process::meter(&mut store, limits.fuel.unwrap_or(u64::MAX))

@@ -12,6 +12,7 @@ mod code_cache;
 mod lua;
 mod manifest_bounds;
 mod manifest_fuzz;
+mod name_lookup;
 mod network;
 mod p3_guest;
 mod random_types;

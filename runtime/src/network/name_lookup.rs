@@ -1,0 +1,169 @@
+//! `wasi:sockets/ip-name-lookup` (WASI 0.2), served by wasmproc instead of wasmtime-wasi so
+//! that a process's lookups share its bound ([`Lookups`]): at most a few running or queued on
+//! the host's blocking threads, and none left to run after its request (its stream) or its
+//! process is gone. wasmtime-wasi's own queued a lookup per call on those threads, each still
+//! run after the process ended, as long as the resolver takes.
+//!
+//! Otherwise it behaves as wasmtime-wasi 48's: a lookup is allowed only when the entry's policy
+//! lets a socket reach public addresses (else `permanent-resolver-failure`), a name must be a
+//! valid domain or address (else `invalid-argument`), an address resolves to itself, and
+//! IPv4-mapped IPv6 answers are given as IPv4.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
+use std::str::FromStr;
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddress, Network};
+use wasmtime_wasi::runtime::AbortOnDropJoinHandle;
+use wasmtime_wasi_io::poll::{subscribe, DynPollable, Pollable};
+
+use super::lookup::Lookups;
+use crate::store_data::ComponentData;
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "wit/name-lookup",
+        world: "name-lookup",
+        imports: { default: trappable },
+        with: {
+            "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
+            "wasi:sockets/network": wasmtime_wasi::p2::bindings::sockets::network,
+            "wasi:sockets/ip-name-lookup.resolve-address-stream": super::ResolveAddressStream,
+        },
+        require_store_data_send: true,
+    });
+}
+
+use generated::wasi::sockets::ip_name_lookup;
+
+/// One `resolve-addresses` call: its lookup under way, then its answer, read address by
+/// address.
+pub struct ResolveAddressStream(State);
+
+enum State {
+    Waiting(AbortOnDropJoinHandle<Result<Vec<IpAddr>, ErrorCode>>),
+    Done(Result<std::vec::IntoIter<IpAddr>, ErrorCode>),
+}
+
+impl ResolveAddressStream {
+    /// The answer, once there is one (without waiting).
+    fn poll_done(&mut self) -> Option<&mut Result<std::vec::IntoIter<IpAddr>, ErrorCode>> {
+        if let State::Waiting(task) = &mut self.0 {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            match std::pin::Pin::new(task).poll(&mut cx) {
+                std::task::Poll::Ready(found) => self.0 = State::Done(found.map(Vec::into_iter)),
+                std::task::Poll::Pending => return None,
+            }
+        }
+        match &mut self.0 {
+            State::Done(done) => Some(done),
+            State::Waiting(_) => None,
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ResolveAddressStream {
+    async fn ready(&mut self) {
+        if let State::Waiting(task) = &mut self.0 {
+            let found = task.await;
+            self.0 = State::Done(found.map(Vec::into_iter));
+        }
+    }
+}
+
+/// What the lookup functions see of a process's store.
+pub(crate) struct View<'a> {
+    table: &'a mut ResourceTable,
+    allowed: bool,
+    lookups: &'a Lookups,
+}
+
+struct HasView;
+
+impl HasData for HasView {
+    type Data<'a> = View<'a>;
+}
+
+/// Links `wasi:sockets/ip-name-lookup` (WASI 0.2) to the process's own lookups.
+pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    ip_name_lookup::add_to_linker::<ComponentData, HasView>(l, |data| View {
+        table: &mut data.table,
+        allowed: data.name_lookup,
+        lookups: &data.lookups,
+    })
+}
+
+/// A name the guest may look up: its IP addresses at once when it is an address literal.
+fn parse(name: &str) -> Result<Result<String, Vec<IpAddr>>, ErrorCode> {
+    match url::Host::parse(name) {
+        Ok(url::Host::Domain(domain)) => Ok(Ok(domain)),
+        Ok(url::Host::Ipv4(addr)) => Ok(Err(vec![IpAddr::V4(addr)])),
+        Ok(url::Host::Ipv6(addr)) => Ok(Err(vec![IpAddr::V6(addr)])),
+        // `url` wants IPv6 addresses in brackets.
+        Err(_) => match Ipv6Addr::from_str(name) {
+            Ok(addr) => Ok(Err(vec![IpAddr::V6(addr)])),
+            Err(_) => Err(ErrorCode::InvalidArgument),
+        },
+    }
+}
+
+impl ip_name_lookup::Host for View<'_> {
+    fn resolve_addresses(
+        &mut self,
+        network: Resource<Network>,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<ResolveAddressStream>, ErrorCode>> {
+        // The network resource is the capability to look up; it must be a live one.
+        self.table.get(&network)?;
+        if !self.allowed {
+            return Ok(Err(ErrorCode::PermanentResolverFailure));
+        }
+        let state = match parse(&name) {
+            Err(code) => return Ok(Err(code)),
+            Ok(Err(addresses)) => State::Done(Ok(addresses.into_iter())),
+            Ok(Ok(domain)) => {
+                let lookups = self.lookups.clone();
+                State::Waiting(wasmtime_wasi::runtime::spawn(async move {
+                    match lookups.resolve(&domain, 0).await {
+                        Ok(found) => Ok(found.iter().map(|a| a.ip().to_canonical()).collect()),
+                        Err(e) => {
+                            tracing::debug!(%domain, "name lookup failed: {e}");
+                            Err(ErrorCode::NameUnresolvable)
+                        }
+                    }
+                }))
+            }
+        };
+        Ok(Ok(self.table.push(ResolveAddressStream(state))?))
+    }
+}
+
+impl ip_name_lookup::HostResolveAddressStream for View<'_> {
+    fn resolve_next_address(
+        &mut self,
+        stream: Resource<ResolveAddressStream>,
+    ) -> wasmtime::Result<Result<Option<IpAddress>, ErrorCode>> {
+        let stream = self.table.get_mut(&stream)?;
+        Ok(match stream.poll_done() {
+            None => Err(ErrorCode::WouldBlock),
+            Some(Ok(addresses)) => Ok(addresses.next().map(IpAddress::from)),
+            Some(Err(code)) => Err(*code),
+        })
+    }
+
+    fn subscribe(
+        &mut self,
+        stream: Resource<ResolveAddressStream>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        subscribe(self.table, stream)
+    }
+
+    fn drop(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<()> {
+        // Its lookup, if still waiting for a thread, is cancelled with it.
+        self.table.delete(stream)?;
+        Ok(())
+    }
+}
