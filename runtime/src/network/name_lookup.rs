@@ -96,8 +96,16 @@ pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<(
     })
 }
 
+/// The longest name looked at: a DNS name has at most 253 bytes once IDNA-encoded, which a
+/// name of this many UTF-8 bytes cannot exceed by much. Past it the name is refused unparsed:
+/// parsing runs on the process's worker, and a guest may pass up to `max_value` bytes.
+const MAX_NAME: usize = 1024;
+
 /// A name the guest may look up: its IP addresses at once when it is an address literal.
 fn parse(name: &str) -> Result<Result<String, Vec<IpAddr>>, ErrorCode> {
+    if name.len() > MAX_NAME {
+        return Err(ErrorCode::InvalidArgument);
+    }
     match url::Host::parse(name) {
         Ok(url::Host::Domain(domain)) => Ok(Ok(domain)),
         Ok(url::Host::Ipv4(addr)) => Ok(Err(vec![IpAddr::V4(addr)])),
@@ -165,5 +173,25 @@ impl ip_name_lookup::HostResolveAddressStream for View<'_> {
         // Its lookup, if still waiting for a thread, is cancelled with it.
         self.table.delete(stream)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_domains_or_addresses_and_long_ones_are_refused_unparsed() {
+        assert!(matches!(parse("localhost"), Ok(Ok(d)) if d == "localhost"));
+        // IDNA: a Unicode name is looked up in its ASCII form.
+        assert!(matches!(parse("bücher.example"), Ok(Ok(d)) if d == "xn--bcher-kva.example"));
+        assert!(matches!(parse("10.1.2.3"), Ok(Err(a)) if a == [IpAddr::from([10, 1, 2, 3])]));
+        assert!(matches!(parse("::1"), Ok(Err(a)) if a == [IpAddr::from(Ipv6Addr::LOCALHOST)]));
+        assert!(matches!(
+            parse("no spaces"),
+            Err(ErrorCode::InvalidArgument)
+        ));
+        let long = "a.".repeat(MAX_NAME / 2) + "a";
+        assert!(matches!(parse(&long), Err(ErrorCode::InvalidArgument)));
     }
 }
