@@ -56,9 +56,7 @@ fn runtime(mount: &std::path::Path, bins: &std::path::Path) -> Runtime {
         mount.display(),
         Digest::of(&bytes),
     );
-    let manifest = bins.join("wasmproc.yaml");
-    std::fs::write(&manifest, text).unwrap();
-    Runtime::load(&manifest).unwrap()
+    crate::common::load_written(bins, &text)
 }
 
 /// Threads of this test process whose name starts with `prefix` (the kernel keeps 15 bytes).

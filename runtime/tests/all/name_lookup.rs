@@ -2,10 +2,10 @@
 //! pollable, read the addresses. Only `localhost` is looked up (answered from the hosts file,
 //! nothing sent). The bound on each process's lookups is tested in `network::lookup`.
 
-use crate::common::receive;
-use serde_json::{json, Value};
+use crate::common::value_of;
+use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::{Mailbox, Runtime};
+use wasmproc_runtime::Runtime;
 
 /// `lookup()` resolves `localhost` and returns how many addresses it has, or 1000 + the
 /// `error-code` (20: `permanent-resolver-failure`).
@@ -128,26 +128,16 @@ fn runtime(dir: &std::path::Path) -> Runtime {
         entry("public", "tcp://*:*"),
         entry("loopback_only", "tcp://127.0.0.1:*"),
     );
-    let manifest = dir.join("wasmproc.yaml");
-    std::fs::write(&manifest, text).unwrap();
-    Runtime::load(&manifest).unwrap()
-}
-
-fn lookup(rt: &Runtime, entry: &str) -> Value {
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored(entry, "t:host", &[], &mailbox).unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
-    exit.outcome
-        .unwrap_or_else(|e| panic!("{entry} failed: {e:?}"))
+    crate::common::load_written(dir, &text)
 }
 
 #[test]
 fn a_guest_whose_policy_reaches_public_addresses_resolves_names_and_another_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
-    let found = lookup(&rt, "t:public");
+    let found = value_of(&rt, "t:public", "t:host");
     let count = found.as_u64().expect("a count");
     assert!((1..1000).contains(&count), "localhost resolved to {found}");
     // permanent-resolver-failure, before anything is looked up.
-    assert_eq!(lookup(&rt, "t:loopback_only"), json!(1020));
+    assert_eq!(value_of(&rt, "t:loopback_only", "t:host"), json!(1020));
 }

@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
-use crate::common::receive;
+use crate::common::value_of;
 use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::{Mailbox, Runtime};
+use wasmproc_runtime::Runtime;
 
 /// `secure()` and `insecure()` each draw a u64 from their interface; `pair-differs()` is 1
 /// when two secure draws in a row differ.
@@ -48,17 +48,7 @@ fn runtime(dir: &std::path::Path) -> Runtime {
         entry("insecure"),
         entry("pair-differs"),
     );
-    let manifest = dir.join("wasmproc.yaml");
-    std::fs::write(&manifest, text).unwrap();
-    Runtime::load(&manifest).unwrap()
-}
-
-fn draw(rt: &Runtime, entry: &str) -> serde_json::Value {
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored(entry, "t:host", &[], &mailbox).unwrap();
-    let exit = receive(&mut mailbox).expect("an EXIT");
-    exit.outcome
-        .unwrap_or_else(|e| panic!("{entry} failed: {e:?}"))
+    crate::common::load_written(dir, &text)
 }
 
 #[test]
@@ -66,8 +56,10 @@ fn every_process_draws_its_own_random_numbers_from_both_generators() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     for entry in ["t:secure", "t:insecure"] {
-        let draws: HashSet<String> = (0..16).map(|_| draw(&rt, entry).to_string()).collect();
+        let draws: HashSet<String> = (0..16)
+            .map(|_| value_of(&rt, entry, "t:host").to_string())
+            .collect();
         assert_eq!(draws.len(), 16, "{entry}: 16 processes, 16 different draws");
     }
-    assert_eq!(draw(&rt, "t:pair-differs"), json!(1));
+    assert_eq!(value_of(&rt, "t:pair-differs", "t:host"), json!(1));
 }
