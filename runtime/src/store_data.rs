@@ -24,8 +24,9 @@ pub struct ComponentData {
     pub(crate) http_hooks: PolicyHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
-    /// The process's name lookups (wasi:http's and wasi:sockets'), bounded together.
-    pub(crate) lookups: Lookups,
+    /// The process's name lookups (wasi:http's and wasi:sockets'), bounded together; `None`
+    /// for a process that may make neither (most: no allocation for them).
+    pub(crate) lookups: Option<Lookups>,
     /// Whether `wasi:sockets` may look names up (see `Program::name_lookup`).
     pub(crate) name_lookup: bool,
 }
@@ -40,7 +41,7 @@ impl ComponentData {
         http_policy: Option<Arc<NetworkPolicy>>,
         name_lookup: bool,
     ) -> Self {
-        let lookups = Lookups::new();
+        let lookups = (http_policy.is_some() || name_lookup).then(Lookups::new);
         ComponentData {
             wasi,
             http: WasiHttpCtx::new(),

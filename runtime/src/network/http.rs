@@ -25,12 +25,13 @@ pub(crate) struct PolicyHooks {
     /// `None` refuses every request (a process whose entry does not grant `wasi:http` never
     /// gets this far).
     policy: Option<Arc<NetworkPolicy>>,
-    lookups: Lookups,
+    /// Present whenever the policy is.
+    lookups: Option<Lookups>,
 }
 
 impl PolicyHooks {
     /// `lookups`: the process's, shared with its `wasi:sockets` lookups.
-    pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>, lookups: Lookups) -> PolicyHooks {
+    pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>, lookups: Option<Lookups>) -> PolicyHooks {
         PolicyHooks { policy, lookups }
     }
 }
@@ -46,7 +47,7 @@ impl WasiHttpHooks for PolicyHooks {
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
         let (policy, lookups) = (self.policy.clone(), self.lookups.clone());
         Box::new(async move {
-            let Some(policy) = policy else {
+            let (Some(policy), Some(lookups)) = (policy, lookups) else {
                 return Err(Error::HttpRequestDenied);
             };
             send(&policy, &lookups, request, options).await

@@ -77,8 +77,8 @@ impl Pollable for ResolveAddressStream {
 /// What the lookup functions see of a process's store.
 pub(crate) struct View<'a> {
     table: &'a mut ResourceTable,
-    allowed: bool,
-    lookups: &'a Lookups,
+    /// `None` when the process may not look names up.
+    lookups: Option<&'a Lookups>,
 }
 
 struct HasView;
@@ -91,8 +91,7 @@ impl HasData for HasView {
 pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
     ip_name_lookup::add_to_linker::<ComponentData, HasView>(l, |data| View {
         table: &mut data.table,
-        allowed: data.name_lookup,
-        lookups: &data.lookups,
+        lookups: data.lookups.as_ref().filter(|_| data.name_lookup),
     })
 }
 
@@ -126,14 +125,14 @@ impl ip_name_lookup::Host for View<'_> {
     ) -> wasmtime::Result<Result<Resource<ResolveAddressStream>, ErrorCode>> {
         // The network resource is the capability to look up; it must be a live one.
         self.table.get(&network)?;
-        if !self.allowed {
+        let Some(lookups) = self.lookups else {
             return Ok(Err(ErrorCode::PermanentResolverFailure));
-        }
+        };
         let state = match parse(&name) {
             Err(code) => return Ok(Err(code)),
             Ok(Err(addresses)) => State::Done(Ok(addresses.into_iter())),
             Ok(Ok(domain)) => {
-                let lookups = self.lookups.clone();
+                let lookups = lookups.clone();
                 State::Waiting(wasmtime_wasi::runtime::spawn(async move {
                     match lookups.resolve(&domain, 0).await {
                         Ok(found) => Ok(found.iter().map(|a| a.ip().to_canonical()).collect()),
