@@ -190,7 +190,11 @@ mod tests {
             parse("no spaces"),
             Err(ErrorCode::InvalidArgument)
         ));
-        let long = "a.".repeat(MAX_NAME / 2) + "a";
-        assert!(matches!(parse(&long), Err(ErrorCode::InvalidArgument)));
+        // At the bound a name is still parsed; one byte past it, it is not.
+        let at_bound = "a.".repeat(MAX_NAME / 2 - 1) + "aa";
+        assert_eq!(at_bound.len(), MAX_NAME);
+        assert!(matches!(parse(&at_bound), Ok(Ok(_))));
+        let past = at_bound + "a";
+        assert!(matches!(parse(&past), Err(ErrorCode::InvalidArgument)));
     }
 }
