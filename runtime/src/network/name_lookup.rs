@@ -178,6 +178,30 @@ impl ip_name_lookup::HostResolveAddressStream for View<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ip_name_lookup::HostResolveAddressStream as _;
+
+    #[test]
+    fn a_dropped_stream_leaves_the_table() {
+        // Otherwise a guest resolving and dropping in a loop would grow the host's table
+        // without bound (its own handle table is freed either way).
+        let mut table = ResourceTable::new();
+        let stream = table
+            .push(ResolveAddressStream(State::Done(
+                Ok(Vec::new().into_iter()),
+            )))
+            .unwrap();
+        let rep = stream.rep();
+        let mut view = View {
+            table: &mut table,
+            lookups: None,
+        };
+        view.drop(stream).unwrap();
+        let gone: Resource<ResolveAddressStream> = Resource::new_own(rep);
+        assert!(
+            table.get(&gone).is_err(),
+            "the stream is still in the table"
+        );
+    }
 
     #[test]
     fn names_are_domains_or_addresses_and_long_ones_are_refused_unparsed() {
