@@ -1271,3 +1271,37 @@ fn a_spinning_async_export_does_not_starve_an_ordinary_process() {
     let error = second.outcome.expect_err("it never returns");
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
 }
+
+/// Bytes that are not WebAssembly at all, under a hash they do not have: the refusal is the
+/// hash's, so the hash was checked before anything tried to compile them; under their own hash
+/// they reach the compiler, which refuses them.
+#[test]
+fn a_binary_is_checked_against_its_hash_before_it_is_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = b"not a WebAssembly binary".to_vec();
+    std::fs::write(dir.path().join("junk.wasm"), &junk).unwrap();
+    let (actual, expected) = (Digest::of(&junk), Digest::of(b"other bytes"));
+    let entry = |name: &str, hash: &Digest| {
+        format!("  - {{ name: {name}, kind: process.wasm, fs: bins, path: /junk.wasm, hash: \"{hash}\", method: run }}\n")
+    };
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n{}{}",
+        dir.path().display(),
+        entry("tampered", &expected),
+        entry("junk", &actual),
+    );
+    let rt = crate::common::load_written(dir.path(), &text);
+    let mailbox = Mailbox::new();
+    let err = rt
+        .spawn_monitored("t:tampered", "t:host", &[], &mailbox)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HashMismatch, "{err}");
+    let message = err.to_string();
+    for part in ["t:tampered", &expected.to_string(), &actual.to_string()] {
+        assert!(message.contains(part), "{message} names {part}");
+    }
+    let err = rt
+        .spawn_monitored("t:junk", "t:host", &[], &mailbox)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidBinary, "{err}");
+}
