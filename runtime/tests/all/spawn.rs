@@ -143,6 +143,37 @@ fn an_import_the_entry_does_not_grant_is_refused_at_load() {
 }
 
 #[test]
+fn an_ungranted_wasi_import_is_refused_naming_the_grant_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_component(
+        dir.path(),
+        "clock.wasm",
+        r#"(component
+          (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+            (export "now" (func (result u64)))))
+          (core func $now (canon lower (func $clock "now")))
+          (core module $m
+            (import "host" "now" (func $now (result i64)))
+            (func (export "run") (result i64) (call $now)))
+          (core instance $i (instantiate $m
+            (with "host" (instance (export "now" (func $now))))))
+          (func (export "run") (result u64) (canon lift (core func $i "run"))))"#,
+    );
+    // The entry grants nothing.
+    let rt = runtime(dir.path(), &[("clock", "clock.wasm", digest, "run")]);
+    let err = rt.spawn("t:clock", "t:host", &[]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UngrantedImport, "{err}");
+    let message = err.to_string();
+    for part in [
+        "t:clock",
+        "wasi:clocks/monotonic-clock@0.2.0",
+        "add wasi:clocks",
+    ] {
+        assert!(message.contains(part), "{message} names {part}");
+    }
+}
+
+#[test]
 fn ten_thousand_spawns_with_failures_give_exactly_ten_thousand_exits() {
     let dir = tempfile::tempdir().unwrap();
     let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
