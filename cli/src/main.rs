@@ -87,7 +87,8 @@ enum Command {
     /// `wait` for a command, and `run`, `request`s, `kill`, `wait` for a `wasi:http/service`
     /// test, with `proposals` and `servers`) below the directories is a test named
     /// `<suite>/<NAME>` (the suite from the directory's manifest.json). Known failures go in
-    /// --expectations (the suite runner's TOML, or JSON).
+    /// --expectations (the suite runner's TOML, or JSON). Exit status: 0 when every test went
+    /// as expected, 101 when one did not, 2 when no test was found or the arguments are wrong.
     #[command(
         after_help = "Example (a checkout of WebAssembly/wasi-testsuite, branch prod/testsuite-base):\n  \
         wasmproc wasi-testsuite wasi-testsuite/tests/rust/testsuite/wasm32-wasip1 --format terse"
@@ -150,6 +151,9 @@ enum Command {
     /// configuration, so that the next run loads it instead of compiling. Each file is
     /// authenticated with a key kept in the cache directory (mode 0600): a file altered,
     /// truncated or copied from elsewhere is refused, compiled again and replaced.
+    ///
+    /// Exit status: 0 when done, 1 when the directory cannot be read or emptied, 2 when there
+    /// is no cache directory (no WASMPROC_CACHE_DIR, XDG_CACHE_HOME or HOME) or it is invalid.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
 }

@@ -141,6 +141,25 @@ fn help_explains_the_commands() {
         help.contains("--host") && help.contains("--timeout") && help.contains("Exit status"),
         "{help}"
     );
+    // Every command's help says what its exit status means.
+    for command in [
+        "run",
+        "lua",
+        "test",
+        "wasi-testsuite",
+        "validate",
+        "serve",
+        "spawn",
+        "cache",
+    ] {
+        let out = wasmproc(&[command, "--help"]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        let help = stdout(&out).to_lowercase();
+        assert!(
+            help.contains("usage: wasmproc") && help.contains("exit status"),
+            "{command} --help:\n{help}"
+        );
+    }
 }
 
 #[test]
