@@ -97,7 +97,15 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
             p3::filesystem::add_to_linker(l)?;
             crate::special_files::guard_open_at_p3(l)
         }
-        Family::Sockets => p3::sockets::add_to_linker(l),
+        Family::Sockets => {
+            use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
+            p3::bindings::sockets::types::add_to_linker::<_, WasiSockets>(
+                l,
+                ComponentData::sockets,
+            )?;
+            // wasmproc's own, each process's lookups bounded.
+            crate::network::name_lookup::add_to_linker_p3(l)
+        }
         Family::Http => wasmtime_wasi_http::p3::add_to_linker(l),
         // WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
         Family::Io => Ok(()),

@@ -1,4 +1,4 @@
-//! Name lookups, bounded per process: `wasi:http` requests' and WASI 0.2 `wasi:sockets`'
+//! Name lookups, bounded per process: `wasi:http` requests' and `wasi:sockets`'
 //! (`super::name_lookup`).
 //!
 //! A lookup (`getaddrinfo`) blocks a thread for as long as the resolver takes: seconds for a

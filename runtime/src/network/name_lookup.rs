@@ -1,5 +1,5 @@
-//! `wasi:sockets/ip-name-lookup` (WASI 0.2), served by wasmproc instead of wasmtime-wasi so
-//! that a process's lookups share its bound ([`Lookups`]): at most a few running or queued on
+//! `wasi:sockets/ip-name-lookup` (WASI 0.2 and 0.3), served by wasmproc instead of
+//! wasmtime-wasi so that a process's lookups share its bound ([`Lookups`]): at most a few running or queued on
 //! the host's blocking threads, and none left to run after its request (its stream) or its
 //! process is gone. wasmtime-wasi's own queued a lookup per call on those threads, each still
 //! run after the process ended, as long as the resolver takes.
@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddress, Network};
+use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup as p3;
+use wasmtime_wasi::p3::bindings::sockets::types::IpAddress as IpAddressP3;
 use wasmtime_wasi::runtime::AbortOnDropJoinHandle;
 use wasmtime_wasi_io::poll::{subscribe, DynPollable, Pollable};
 
@@ -99,6 +101,48 @@ pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<(
 /// name of this many UTF-8 bytes cannot exceed by much. Past it the name is refused unparsed:
 /// parsing runs on the process's worker, and a guest may pass up to `max_value` bytes.
 const MAX_NAME: usize = 1024;
+
+/// WASI 0.3's `ip-name-lookup`, the same way: its one function is async and returns the
+/// whole answer.
+struct HasViewP3;
+
+impl HasData for HasViewP3 {
+    type Data<'a> = View<'a>;
+}
+
+/// Links `wasi:sockets/ip-name-lookup` (WASI 0.3) to the process's own lookups.
+pub(crate) fn add_to_linker_p3(l: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    p3::add_to_linker::<ComponentData, HasViewP3>(l, |data| View {
+        table: &mut data.table,
+        lookups: data.lookups.as_ref().filter(|_| data.name_lookup),
+    })
+}
+
+impl p3::Host for View<'_> {}
+
+impl<U> p3::HostWithStore<U> for HasViewP3 {
+    async fn resolve_addresses(
+        store: &wasmtime::component::Accessor<U, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<IpAddressP3>, p3::ErrorCode>> {
+        let lookups = store.with(|mut view| view.get().lookups.cloned());
+        let Some(lookups) = lookups else {
+            return Ok(Err(p3::ErrorCode::PermanentResolverFailure));
+        };
+        let found = match parse(&name) {
+            Err(_) => return Ok(Err(p3::ErrorCode::InvalidArgument)),
+            Ok(Err(addresses)) => addresses,
+            Ok(Ok(domain)) => match lookups.resolve(&domain, 0).await {
+                Ok(found) => found.iter().map(|a| a.ip().to_canonical()).collect(),
+                Err(e) => {
+                    tracing::debug!(%domain, "name lookup failed: {e}");
+                    return Ok(Err(p3::ErrorCode::NameUnresolvable));
+                }
+            },
+        };
+        Ok(Ok(found.into_iter().map(Into::into).collect()))
+    }
+}
 
 /// A name the guest may look up: its IP addresses at once when it is an address literal.
 fn parse(name: &str) -> Result<Result<String, Vec<IpAddr>>, ErrorCode> {

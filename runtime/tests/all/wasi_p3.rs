@@ -694,3 +694,99 @@ fn an_async_exports_value_is_bounded_by_max_value() {
     let error = exit.outcome.expect_err("8 MiB is past max_value");
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
 }
+
+/// A WASI 0.3 guest's `lookup()`: resolves `localhost` through `wasi:sockets/ip-name-lookup`
+/// (an async call it waits for in its callback loop) and returns how many addresses it got, or
+/// 1000 + the error-code case (4: `permanent-resolver-failure`).
+const P3_LOOKUP: &str = r#"
+(component $C
+  (import "wasi:sockets/ip-name-lookup@0.3.0" (instance $lookup
+    (type $ip (variant (case "ipv4" (tuple u8 u8 u8 u8))
+                       (case "ipv6" (tuple u16 u16 u16 u16 u16 u16 u16 u16))))
+    (export "ip-address" (type $ip' (eq $ip)))
+    (type $ec (variant (case "access-denied") (case "invalid-argument")
+      (case "name-unresolvable") (case "temporary-resolver-failure")
+      (case "permanent-resolver-failure") (case "other" (option string))))
+    (export "error-code" (type $ec' (eq $ec)))
+    (export "resolve-addresses" (func async (param "name" string)
+      (result (result (list $ip') (error $ec')))))))
+  (; libc ;)
+  (core func $resolve (canon lower (func $lookup "resolve-addresses") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $ws.new (canon waitable-set.new))
+  (core func $join (canon waitable.join))
+  (core func $subtask.drop (canon subtask.drop))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "resolve" (func $resolve (param i32 i32 i32) (result i32)))
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (import "" "waitable.join" (func $join (param i32 i32)))
+    (import "" "subtask.drop" (func $subtask.drop (param i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (data (i32.const 2048) "localhost")
+    (global $set (mut i32) (i32.const 0))
+    ;; The result<list<ip-address>, error-code> at 1536: its case at 0; the list's length at
+    ;; 8, or the error's case at 4.
+    (func $outcome (result i32)
+      (if (result i32) (i32.eqz (i32.load8_u (i32.const 1536)))
+        (then (i32.load (i32.const 1544)))
+        (else (i32.add (i32.const 1000) (i32.load8_u (i32.const 1540))))))
+    (func (export "lookup") (result i32)
+      (local $status i32)
+      (local.set $status (call $resolve (i32.const 2048) (i32.const 9) (i32.const 1536)))
+      (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
+        (then (call $ret (call $outcome)) (return (i32.const 0))))
+      (global.set $set (call $ws.new))
+      (call $join (i32.shr_u (local.get $status) (i32.const 4)) (global.get $set))
+      (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
+    (func (export "callback") (param $event i32) (param $handle i32) (param $state i32) (result i32)
+      (if (i32.ne (local.get $event) (i32.const 1)) (then unreachable))
+      (if (i32.ne (local.get $state) (i32.const 2))
+        (then (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
+      (call $subtask.drop (local.get $handle))
+      (call $ret (call $outcome))
+      (i32.const 0)))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "resolve" (func $resolve))
+    (export "waitable-set.new" (func $ws.new))
+    (export "waitable.join" (func $join))
+    (export "subtask.drop" (func $subtask.drop))
+    (export "task.return" (func $ret))))))
+  (func (export "lookup") async (result u32)
+    (canon lift (core func $i "lookup") async (callback (core func $i "callback")))))
+"#;
+
+/// WASI 0.3 name lookups are served like WASI 0.2's: only when a socket rule reaches public
+/// addresses, through the process's bounded lookups.
+#[test]
+fn a_wasi_p3_guest_resolves_names_only_where_its_policy_reaches_public_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write(dir.path(), "lookup.wasm", P3_LOOKUP);
+    let rt = runtime(
+        dir.path(),
+        &[
+            (
+                "public",
+                "lookup.wasm",
+                digest,
+                "lookup",
+                ", imports: [wasi:sockets], network: { allow: [\"tcp://*:*\"] }",
+            ),
+            (
+                "loopback_only",
+                "lookup.wasm",
+                digest,
+                "lookup",
+                ", imports: [wasi:sockets], network: { allow: [\"tcp://127.0.0.1:*\"] }",
+            ),
+        ],
+    );
+    let found = exit_of(&rt, "t:public", &[]).outcome.unwrap();
+    let count = found.as_u64().expect("a count");
+    assert!((1..1000).contains(&count), "localhost resolved to {found}");
+    assert_eq!(
+        exit_of(&rt, "t:loopback_only", &[]).outcome,
+        Ok(serde_json::json!(1004))
+    );
+}
