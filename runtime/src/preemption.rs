@@ -26,8 +26,9 @@ use crate::engine::PREEMPTED_SLICE_TICKS;
 use crate::engine::SLICE_TICKS;
 
 /// The epoch deadline callback: the slice is over, the guest yields until [`next_turn`], then
-/// gets a new, shorter slice. A function, not a capturing closure: wasmtime boxes the callback of every
-/// store, and a zero-sized one costs no allocation (this future's box is made only on yields).
+/// gets a new, shorter slice. A function, not a capturing closure: wasmtime boxes the callback
+/// of every store, and a zero-sized one costs no allocation (this future's box is made only on
+/// yields).
 pub(crate) fn end_of_slice<T>(_: StoreContextMut<'_, T>) -> wasmtime::Result<UpdateDeadline> {
     Ok(UpdateDeadline::YieldCustom(
         PREEMPTED_SLICE_TICKS,

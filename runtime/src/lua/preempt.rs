@@ -75,9 +75,9 @@ pub(crate) struct Preemption {
 /// The chunk's waker. A preempted script's thread wakes its task at once (mlua does, when the
 /// hook yields), and tokio then polls it again before anything else: its timers and I/O are
 /// looked at only every 61 polls, 610 ms of the 10 ms slices scripts had then, so sleepers
-/// beside a spinning script woke ~2 s late (measured). The task's own wake during its poll is held back here and
-/// replaced by a guest's next turn (`preemption::next_turn`): after tokio has looked at timers
-/// and I/O, and behind the tasks they woke.
+/// beside a spinning script woke ~2 s late (measured). The task's own wake during its poll is
+/// held back here and replaced by a guest's next turn (`preemption::next_turn`): after tokio
+/// has looked at timers and I/O, and behind the tasks they woke.
 struct Requeue {
     task: Mutex<Option<std::task::Waker>>,
     /// The chunk is being polled: a wake now is the chunk's own.
