@@ -1,7 +1,7 @@
 //! `wasi:sockets/ip-name-lookup` (WASI 0.2 and 0.3), served by wasmproc instead of
-//! wasmtime-wasi so that a process's lookups share its bound ([`Lookups`]): at most a few running or queued on
-//! the host's blocking threads, and none left to run after its request (its stream) or its
-//! process is gone. wasmtime-wasi's own queued a lookup per call on those threads, each still
+//! wasmtime-wasi so that a process's lookups share its bound ([`Lookups`]): at most a few
+//! running or queued on the host's blocking threads, and none left to run after its request
+//! (its stream) or its process is gone. wasmtime-wasi's own queued a lookup per call on those threads, each still
 //! run after the process ended, as long as the resolver takes.
 //!
 //! Otherwise it behaves as wasmtime-wasi 48's: a lookup is allowed only when the entry's policy
@@ -83,18 +83,23 @@ pub(crate) struct View<'a> {
     lookups: Option<&'a Lookups>,
 }
 
+/// Both WASI versions' lookups see the store through it.
 struct HasView;
 
 impl HasData for HasView {
     type Data<'a> = View<'a>;
 }
 
-/// Links `wasi:sockets/ip-name-lookup` (WASI 0.2) to the process's own lookups.
-pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
-    ip_name_lookup::add_to_linker::<ComponentData, HasView>(l, |data| View {
+fn view(data: &mut ComponentData) -> View<'_> {
+    View {
         table: &mut data.table,
         lookups: data.lookups.as_ref().filter(|_| data.name_lookup),
-    })
+    }
+}
+
+/// Links `wasi:sockets/ip-name-lookup` (WASI 0.2) to the process's own lookups.
+pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    ip_name_lookup::add_to_linker::<ComponentData, HasView>(l, view)
 }
 
 /// The longest name looked at: a DNS name has at most 253 bytes once IDNA-encoded, which a
@@ -102,25 +107,15 @@ pub(crate) fn add_to_linker(l: &mut Linker<ComponentData>) -> wasmtime::Result<(
 /// parsing runs on the process's worker, and a guest may pass up to `max_value` bytes.
 const MAX_NAME: usize = 1024;
 
-/// WASI 0.3's `ip-name-lookup`, the same way: its one function is async and returns the
-/// whole answer.
-struct HasViewP3;
-
-impl HasData for HasViewP3 {
-    type Data<'a> = View<'a>;
-}
-
-/// Links `wasi:sockets/ip-name-lookup` (WASI 0.3) to the process's own lookups.
+/// Links `wasi:sockets/ip-name-lookup` (WASI 0.3: one async function that returns the whole
+/// answer) to the process's own lookups.
 pub(crate) fn add_to_linker_p3(l: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
-    p3::add_to_linker::<ComponentData, HasViewP3>(l, |data| View {
-        table: &mut data.table,
-        lookups: data.lookups.as_ref().filter(|_| data.name_lookup),
-    })
+    p3::add_to_linker::<ComponentData, HasView>(l, view)
 }
 
 impl p3::Host for View<'_> {}
 
-impl<U> p3::HostWithStore<U> for HasViewP3 {
+impl<U> p3::HostWithStore<U> for HasView {
     async fn resolve_addresses(
         store: &wasmtime::component::Accessor<U, Self>,
         name: String,
@@ -132,15 +127,24 @@ impl<U> p3::HostWithStore<U> for HasViewP3 {
         let found = match parse(&name) {
             Err(_) => return Ok(Err(p3::ErrorCode::InvalidArgument)),
             Ok(Err(addresses)) => addresses,
-            Ok(Ok(domain)) => match lookups.resolve(&domain, 0).await {
-                Ok(found) => found.iter().map(|a| a.ip().to_canonical()).collect(),
-                Err(e) => {
-                    tracing::debug!(%domain, "name lookup failed: {e}");
-                    return Ok(Err(p3::ErrorCode::NameUnresolvable));
-                }
+            Ok(Ok(domain)) => match addresses_of(&lookups, domain).await {
+                Some(found) => found,
+                None => return Ok(Err(p3::ErrorCode::NameUnresolvable)),
             },
         };
         Ok(Ok(found.into_iter().map(Into::into).collect()))
+    }
+}
+
+/// The addresses `domain` resolves to (IPv4-mapped ones as IPv4); `None` when the lookup
+/// failed (logged at debug: the guest sees only `name-unresolvable`).
+async fn addresses_of(lookups: &Lookups, domain: String) -> Option<Vec<IpAddr>> {
+    match lookups.resolve(&domain, 0).await {
+        Ok(found) => Some(found.iter().map(|a| a.ip().to_canonical()).collect()),
+        Err(e) => {
+            tracing::debug!(%domain, "name lookup failed: {e}");
+            None
+        }
     }
 }
 
@@ -178,13 +182,9 @@ impl ip_name_lookup::Host for View<'_> {
             Ok(Ok(domain)) => {
                 let lookups = lookups.clone();
                 State::Waiting(wasmtime_wasi::runtime::spawn(async move {
-                    match lookups.resolve(&domain, 0).await {
-                        Ok(found) => Ok(found.iter().map(|a| a.ip().to_canonical()).collect()),
-                        Err(e) => {
-                            tracing::debug!(%domain, "name lookup failed: {e}");
-                            Err(ErrorCode::NameUnresolvable)
-                        }
-                    }
+                    addresses_of(&lookups, domain)
+                        .await
+                        .ok_or(ErrorCode::NameUnresolvable)
                 }))
             }
         };

@@ -12,10 +12,9 @@ use super::policy::{NetworkPolicy, Scheme};
 
 /// Enables sockets in `builder`, checked by `policy`.
 pub(crate) fn install(builder: &mut WasiCtxBuilder, policy: &Arc<NetworkPolicy>) {
-    builder
-        .allow_tcp(true)
-        .allow_udp(true)
-        .allow_ip_name_lookup(policy.reaches_public_sockets());
+    // Name lookups are wasmproc's own (`super::name_lookup`), allowed by the loader's
+    // `Program::name_lookup`; wasmtime-wasi's, which this builder would configure, is not linked.
+    builder.allow_tcp(true).allow_udp(true);
     let policy = policy.clone();
     builder.socket_addr_check(move |addr, used| {
         Box::pin(std::future::ready(decide(&policy, addr, used)))
