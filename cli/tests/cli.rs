@@ -62,6 +62,24 @@ fn lua_source_on_seed(name: &str, source: &str, rest: &[&str]) -> Output {
     lua_on_seed(script.to_str().unwrap(), rest)
 }
 
+/// `dir/app.yaml`: namespace `t`, a `bins` directory over the committed guests, then
+/// `entries` (YAML list items), where `HASH` stands for `guest`'s sha256.
+fn app_manifest(dir: &Path, guest: &str, entries: &str) -> std::path::PathBuf {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guests/dist")
+        .canonicalize()
+        .unwrap();
+    let hash = wasmproc_runtime::manifest::Digest::of(&std::fs::read(dist.join(guest)).unwrap());
+    let file = dir.join("app.yaml");
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n{}",
+        dist.display(),
+        entries.replace("HASH", &hash.to_string())
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -202,21 +220,11 @@ fn run_exec_runs_an_entry_without_a_command_and_can_print_its_value() {
 fn run_passes_the_words_after_the_command_to_the_guest_as_its_arguments() {
     // The probe's `environment` takes no parameters and returns its WASI argv.
     let dir = tempfile::tempdir().unwrap();
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/dist")
-        .canonicalize()
-        .unwrap();
-    let probe = std::fs::read(dist.join("probe.wasm")).unwrap();
-    let file = dir.path().join("app.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: term, kind: terminal.host }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: env, kind: process.wasm, fs: bins, path: probe.wasm, hash: \"{}\", method: environment, imports: [wasi:cli, wasi:clocks, wasi:filesystem], meta: {{ command: {{ name: show-args }} }} }}\n",
-            dist.display(),
-            wasmproc_runtime::manifest::Digest::of(&probe)
-        ),
-    )
-    .unwrap();
+    let file = app_manifest(
+        dir.path(),
+        "probe.wasm",
+        "  - { name: term, kind: terminal.host }\n  - { name: host, kind: process.host }\n  - { name: env, kind: process.wasm, fs: bins, path: probe.wasm, hash: \"HASH\", method: environment, imports: [wasi:cli, wasi:clocks, wasi:filesystem], meta: { command: { name: show-args } } }\n",
+    );
     let out = wasmproc(&[
         "run",
         "--print-value",
@@ -1518,21 +1526,11 @@ fn run_finds_the_manifest_through_wasmproc_manifest() {
 #[test]
 fn run_refuses_a_manifest_without_a_process_host() {
     let dir = tempfile::tempdir().unwrap();
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../guests/dist")
-        .canonicalize()
-        .unwrap();
-    let greet = std::fs::read(dist.join("greet.wasm")).unwrap();
-    let file = dir.path().join("app.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: term, kind: terminal.host }}\n  - {{ name: greet, kind: process.wasm, fs: bins, path: greet.wasm, hash: \"{}\", method: greet, imports: [wasi:cli], meta: {{ command: {{ name: greet }} }} }}\n",
-            dist.display(),
-            wasmproc_runtime::manifest::Digest::of(&greet)
-        ),
-    )
-    .unwrap();
+    let file = app_manifest(
+        dir.path(),
+        "greet.wasm",
+        "  - { name: term, kind: terminal.host }\n  - { name: greet, kind: process.wasm, fs: bins, path: greet.wasm, hash: \"HASH\", method: greet, imports: [wasi:cli], meta: { command: { name: greet } } }\n",
+    );
     let out = wasmproc(&[
         "run",
         "--manifest",
