@@ -74,6 +74,14 @@ const LOOKUP: &str = r#"
     (import "host" "drop-stream" (func $drop-stream (param i32)))
     (import "host" "drop-network" (func $drop-network (param i32)))
     (data (i32.const 16) "localhost")
+    ;; Starts lookups and keeps every stream, without end: only a bound can stop it.
+    (func (export "flood") (result i32)
+      (local $net i32)
+      (local.set $net (call $instance-network))
+      (loop $more
+        (call $resolve (local.get $net) (i32.const 16) (i32.const 9) (i32.const 64))
+        (br $more))
+      (i32.const 0))
     (func (export "lookup") (result i32)
       (local $net i32) (local $stream i32) (local $p i32) (local $count i32)
       (local.set $net (call $instance-network))
@@ -108,25 +116,27 @@ const LOOKUP: &str = r#"
     (export "drop-stream" (func $drop-stream))
     (export "drop-network" (func $drop-network)))
   (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "host" (instance $host))))
-  (func (export "lookup") (result u32) (canon lift (core func $i "lookup"))))
+  (func (export "lookup") (result u32) (canon lift (core func $i "lookup")))
+  (func (export "flood") (result u32) (canon lift (core func $i "flood"))))
 "#;
 
 /// `t:public` may look names up (its policy lets sockets reach public addresses);
-/// `t:loopback_only` may not.
+/// `t:loopback_only` may not; `t:flood` may, and floods.
 fn runtime(dir: &std::path::Path) -> Runtime {
     let bytes = wat::parse_str(LOOKUP).unwrap();
     std::fs::write(dir.join("lookup.wasm"), &bytes).unwrap();
     let hash = Digest::of(&bytes);
-    let entry = |name: &str, allow: &str| {
+    let entry = |name: &str, method: &str, allow: &str| {
         format!(
-            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: /lookup.wasm, hash: \"{hash}\", method: lookup, imports: [wasi:sockets], network: {{ allow: [\"{allow}\"] }} }}\n"
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: /lookup.wasm, hash: \"{hash}\", method: {method}, imports: [wasi:sockets], network: {{ allow: [\"{allow}\"] }} }}\n"
         )
     };
     let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n{}{}",
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n{}{}{}",
         dir.display(),
-        entry("public", "tcp://*:*"),
-        entry("loopback_only", "tcp://127.0.0.1:*"),
+        entry("public", "lookup", "tcp://*:*"),
+        entry("loopback_only", "lookup", "tcp://127.0.0.1:*"),
+        entry("flood", "flood", "tcp://*:*"),
     );
     crate::common::load_written(dir, &text)
 }
@@ -140,4 +150,28 @@ fn a_guest_whose_policy_reaches_public_addresses_resolves_names_and_another_does
     assert!((1..1000).contains(&count), "localhost resolved to {found}");
     // permanent-resolver-failure, before anything is looked up.
     assert_eq!(value_of(&rt, "t:loopback_only", "t:host"), json!(1020));
+}
+
+/// A guest that starts lookups without end, keeping every stream, stops at the bound on live
+/// handles (each stream is one), with `limit_exceeded`; its queued lookups go with it.
+#[test]
+fn a_guest_hoarding_lookup_streams_ends_at_the_handle_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let mut mailbox = wasmproc_runtime::Mailbox::new();
+    rt.spawn_monitored("t:flood", "t:host", &[], &mailbox)
+        .unwrap();
+    let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
+    let error = exit.outcome.unwrap_err();
+    assert_eq!(
+        error.kind,
+        wasmproc_runtime::ErrorKind::LimitExceeded,
+        "{error:?}"
+    );
+    assert!(error.message.contains("live handles"), "{error:?}");
+    // The host goes on: the next lookup is answered.
+    let count = value_of(&rt, "t:public", "t:host")
+        .as_u64()
+        .expect("a count");
+    assert!((1..1000).contains(&count));
 }
