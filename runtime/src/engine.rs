@@ -142,15 +142,29 @@ pub fn config(pool: Pool) -> Config {
     configured(pool, false)
 }
 
-/// The most processes of component-model-async binaries (WASI 0.3 guests) that run at once;
-/// more wait for a slot. Their engine's pool is this size (or the main one's, if smaller), so
-/// that it costs little address space and few maps until such guests are common.
+/// The most processes of component-model-async binaries (WASI 0.3 guests) that run at once
+/// beside a pooled main engine; more wait for a slot. A pooled engine's slots are reserved
+/// address space and maps from the start, so that engine's pool is this size (or the main
+/// one's, if smaller) until such guests are common.
 pub const CONCURRENT_PROCESSES: u32 = 256;
 
 /// The pool of the engine for component-model-async binaries, beside a main engine's `pool`.
+/// A main pool too large for wasmtime's pooling allocator takes the arena, which maps memory
+/// only as processes use it: the concurrent engine's arena then holds as many processes as the
+/// main one (a pool of 100,000 runs 100,000 WASI 0.3 sleepers at once, not 256).
 pub fn concurrent_pool(pool: Pool) -> Pool {
+    concurrent_pool_within(pool, crate::capacity::max_map_count())
+}
+
+/// [`concurrent_pool`] on a kernel allowing `max_map_count` maps.
+fn concurrent_pool_within(pool: Pool, max_map_count: u64) -> Pool {
+    let arena = Capacity::within(pool.processes, max_map_count).allocation == Allocation::Arena;
     Pool {
-        processes: pool.processes.min(CONCURRENT_PROCESSES),
+        processes: if arena {
+            pool.processes
+        } else {
+            pool.processes.min(CONCURRENT_PROCESSES)
+        },
         ..pool
     }
 }
@@ -401,12 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn the_concurrent_engines_pool_holds_at_most_its_share_of_processes() {
+    fn the_concurrent_engines_pool_holds_its_share_beside_a_pooled_engine_and_all_in_the_arena() {
         let main = Pool {
             processes: 10_000,
             ..Pool::default()
         };
-        let concurrent = concurrent_pool(main);
+        // Pooled on a kernel that allows 200,000 maps: the concurrent engine gets its share.
+        let concurrent = concurrent_pool_within(main, 200_000);
         assert_eq!(concurrent.processes, CONCURRENT_PROCESSES);
         assert_eq!(
             (concurrent.memory, concurrent.keep_resident),
@@ -416,6 +431,16 @@ mod tests {
             processes: 10,
             ..Pool::default()
         };
-        assert_eq!(concurrent_pool(small), small);
+        assert_eq!(concurrent_pool_within(small, 200_000), small);
+        // In the arena (the default limit holds ~9,500 pooled slots): as many as the main one.
+        assert_eq!(
+            concurrent_pool_within(main, crate::capacity::DEFAULT_MAX_MAP_COUNT),
+            main
+        );
+        let million = Pool {
+            processes: 1_000_000,
+            ..Pool::default()
+        };
+        assert_eq!(concurrent_pool_within(million, 200_000), million);
     }
 }

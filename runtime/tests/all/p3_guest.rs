@@ -10,11 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use wasmproc_runtime::capacity::{Allocation, Capacity};
+use wasmproc_runtime::engine::{Pool, CONCURRENT_PROCESSES};
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::{Mailbox, Runtime, SpawnOptions, Stdio, StdioStreams};
+use wasmproc_runtime::{
+    ErrorKind, Lifecycle, Mailbox, Phase, Runtime, SpawnOptions, Stdio, StdioStreams,
+};
 
 /// The probe as entry `t:<name>` for each `(name, method, fields)`, granted all it imports.
 fn runtime(entries: &[(&str, &str, &str)]) -> Runtime {
+    runtime_with(Pool::default(), entries)
+}
+
+/// As [`runtime`], on an engine with `pool`.
+fn runtime_with(pool: Pool, entries: &[(&str, &str, &str)]) -> Runtime {
     let dist = crate::common::dist();
     let digest = Digest::of(&std::fs::read(dist.join("p3_probe.wasm")).unwrap());
     let mut yaml = format!(
@@ -27,7 +36,7 @@ fn runtime(entries: &[(&str, &str, &str)]) -> Runtime {
         ));
     }
     let manifest = wasmproc_runtime::Manifest::parse(&yaml, Path::new("inline.yaml")).unwrap();
-    let loader = wasmproc_runtime::engine::loader_with(Default::default()).unwrap();
+    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
     Runtime::new(manifest, Arc::new(loader))
 }
 
@@ -89,4 +98,70 @@ fn a_wasi_p3_tcp_echo_on_loopback_works_where_the_policy_lets_it_listen() {
     assert_eq!(echoed, "echo me");
     let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
     assert_eq!(exit.outcome, Ok(json!({ "ok": "echo me" })));
+}
+
+#[test]
+fn wasi_p3_processes_sleep_at_once_as_many_as_the_pool_holds_when_it_takes_the_arena() {
+    // Past what wasmtime's pooling allocator holds on the default map limit: the arena.
+    let pool = Pool {
+        processes: 20_000,
+        memory: 2 << 20,
+        keep_resident: 64 << 10,
+    };
+    let rt = runtime_with(pool, &[("sleep", "sleep", "")]);
+    const SLEEPERS: usize = CONCURRENT_PROCESSES as usize + 44;
+    // On a kernel whose map limit lets 20,000 slots be pooled, the concurrent engine keeps
+    // its share of 256; this machine's default limit takes the arena.
+    let at_once = if Capacity::of(pool.processes).allocation == Allocation::Arena {
+        SLEEPERS
+    } else {
+        CONCURRENT_PROCESSES as usize
+    };
+    let (trace, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let options = SpawnOptions {
+        trace: Some(trace),
+        ..SpawnOptions::default()
+    };
+    let mut mailbox = Mailbox::new();
+    let pids: Vec<_> = (0..SLEEPERS)
+        .map(|_| {
+            rt.spawn_with(
+                "t:sleep",
+                "t:host",
+                &[json!(120_000)],
+                &options,
+                Some(&mailbox),
+            )
+            .unwrap()
+        })
+        .collect();
+    // Each sleeps two minutes: those beyond what the engine holds would start only then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut live = 0;
+    while live < at_once && std::time::Instant::now() < deadline {
+        match events.try_recv() {
+            Ok(Lifecycle {
+                phase: Phase::Init, ..
+            }) => live += 1,
+            Ok(Lifecycle {
+                phase: Phase::Close,
+                pid,
+                ..
+            }) => panic!("{pid} ended while {live} slept"),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert_eq!(live, at_once, "sleeping at once, of {SLEEPERS} spawned");
+    for pid in pids {
+        rt.terminate(pid).unwrap();
+    }
+    for _ in 0..SLEEPERS {
+        let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
+        assert!(
+            matches!(&exit.outcome, Err(e) if e.kind == ErrorKind::Terminated),
+            "{:?}",
+            exit.outcome
+        );
+    }
 }
