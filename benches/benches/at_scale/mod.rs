@@ -1,8 +1,9 @@
 //! `sleepers/100k`: many processes sleeping at once, beside bare wasmtime sleeping as many.
 //!
-//! Two guests each: the `hostile` guest's `sleep` (a Rust WASI 0.2 component) and
+//! Three guests each: the `hostile` guest's `sleep` (a Rust WASI 0.2 component),
 //! `minimal_sleeper.wat` (one core instance, no memory), so that what a sleeping process costs
-//! because of its guest's shape shows apart from what the runtime adds.
+//! because of its guest's shape shows apart from what the runtime adds, and the `p3_probe`'s
+//! `sleep` (a Rust WASI 0.3 component waiting with the async ABI, on the concurrent engine).
 //!
 //! One run of each side with each guest, each in a fresh child process (a criterion sample of
 //! 100,000 processes would take minutes): the time to spawn them and to collect every EXIT,
@@ -159,6 +160,11 @@ struct Guest {
     /// A manifest whose `many:sleeper` is this guest's `sleep`, on the host `many:host`.
     manifest: PathBuf,
     bytes: Vec<u8>,
+    /// Its `ms` parameter, as bare wasmtime passes it.
+    ms: fn(u32) -> Val,
+    /// It waits with the component model's async ABI (WASI 0.3): bare wasmtime runs it on the
+    /// concurrent engine's configuration, as wasmproc does.
+    concurrent: bool,
 }
 
 impl Guest {
@@ -169,7 +175,25 @@ impl Guest {
             name: "hostile",
             manifest: here.join("sleepers.yaml"),
             bytes: std::fs::read(here.join("../guests/dist/hostile.wasm")).unwrap(),
+            ms: Val::U32,
+            concurrent: false,
         }
+    }
+
+    /// The `p3_probe` guest's `sleep(ms: u64)`, with a copy of `sleepers.yaml` (same host and
+    /// pool) that names it and grants what it imports.
+    fn p3() -> std::io::Result<Guest> {
+        let dist =
+            std::path::absolute(Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist"))?;
+        let bytes = std::fs::read(dist.join("p3_probe.wasm"))?;
+        let manifest = rewritten("p3", &dist, "p3_probe.wasm", &bytes, WASI_P3_IMPORTS)?;
+        Ok(Guest {
+            name: "p3",
+            manifest,
+            bytes,
+            ms: |ms| Val::U64(ms.into()),
+            concurrent: true,
+        })
     }
 
     /// `minimal_sleeper.wat`, compiled beside criterion's reports with a copy of
@@ -179,38 +203,67 @@ impl Guest {
         let bytes =
             wat::parse_file(here.join("minimal_sleeper.wat")).map_err(std::io::Error::other)?;
         // Absolute: the manifest's directory would read a relative one from where it lies.
-        let dir =
-            std::path::absolute(wasmproc_benches::criterion_home())?.join("sleepers_100k/minimal");
-        std::fs::create_dir_all(&dir)?;
+        let dir = guest_home("minimal")?;
         std::fs::write(dir.join("minimal_sleeper.wasm"), &bytes)?;
-        let hostile = std::fs::read_to_string(here.join("sleepers.yaml"))?;
-        let mut replaced = 0;
-        let text: Vec<String> = hostile
-            .lines()
-            .map(|line| {
-                let (indent, field) = line.split_at(line.len() - line.trim_start().len());
-                let new = match field.split_once(':').map(|(k, _)| k) {
-                    Some("directory") => format!("directory: {}", dir.display()),
-                    Some("path") => "path: /minimal_sleeper.wasm".into(),
-                    Some("hash") => format!("hash: {}", Digest::of(&bytes)),
-                    _ => return line.to_string(),
-                };
-                replaced += 1;
-                format!("{indent}{new}")
-            })
-            .collect();
-        assert_eq!(
-            replaced, 3,
-            "sleepers.yaml has one directory, path and hash each"
-        );
-        let manifest = dir.join("sleepers.yaml");
-        std::fs::write(&manifest, text.join("\n"))?;
+        let manifest = rewritten("minimal", &dir, "minimal_sleeper.wasm", &bytes, None)?;
         Ok(Guest {
             name: "minimal",
             manifest,
             bytes,
+            ms: Val::U32,
+            concurrent: false,
         })
     }
+}
+
+/// The `imports:` of an entry running the `p3_probe` (it imports `wasi:http` and
+/// `wasi:sockets` too, though its `sleep` uses neither).
+const WASI_P3_IMPORTS: Option<&str> = Some("[wasi:clocks, wasi:cli, wasi:http, wasi:sockets]");
+
+/// A directory for `guest`'s files beside criterion's reports.
+fn guest_home(guest: &str) -> std::io::Result<PathBuf> {
+    let dir = std::path::absolute(wasmproc_benches::criterion_home())?
+        .join("sleepers_100k")
+        .join(guest);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A copy of `sleepers.yaml` written to `guest`'s directory whose sleeper is `file` (`bytes`)
+/// in `dir`, with `imports` if given: the same host and pool for every guest.
+fn rewritten(
+    guest: &str,
+    dir: &Path,
+    file: &str,
+    bytes: &[u8],
+    imports: Option<&str>,
+) -> std::io::Result<PathBuf> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hostile = std::fs::read_to_string(here.join("sleepers.yaml"))?;
+    let mut replaced = 0;
+    let text: Vec<String> = hostile
+        .lines()
+        .map(|line| {
+            let (indent, field) = line.split_at(line.len() - line.trim_start().len());
+            let new = match (field.split_once(':').map(|(k, _)| k), imports) {
+                (Some("directory"), _) => format!("directory: {}", dir.display()),
+                (Some("path"), _) => format!("path: /{file}"),
+                (Some("hash"), _) => format!("hash: {}", Digest::of(bytes)),
+                (Some("imports"), Some(imports)) => format!("imports: {imports}"),
+                _ => return line.to_string(),
+            };
+            replaced += 1;
+            format!("{indent}{new}")
+        })
+        .collect();
+    let expected = if imports.is_some() { 4 } else { 3 };
+    assert_eq!(
+        replaced, expected,
+        "sleepers.yaml has one directory, path, hash and imports each"
+    );
+    let manifest = guest_home(guest)?.join("sleepers.yaml");
+    std::fs::write(&manifest, text.join("\n"))?;
+    Ok(manifest)
 }
 
 /// Spawns the sleepers through the runtime; `None` when the runtime does not start.
@@ -339,7 +392,12 @@ impl WasiView for BareState {
 fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
     let manifest = wasmproc_runtime::Manifest::load(&guest.manifest).unwrap();
     let pool = Pool::for_manifest(&manifest).unwrap();
-    let engine = match Engine::new(&engine::config(pool)) {
+    let config = if guest.concurrent {
+        engine::concurrent_config(engine::concurrent_pool(pool))
+    } else {
+        engine::config(pool)
+    };
+    let engine = match Engine::new(&config) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!(
@@ -353,7 +411,13 @@ fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
     let export = component.get_export_index(None, "sleep").unwrap();
     let mut linker = Linker::<BareState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    if guest.concurrent {
+        wasmtime_wasi::p3::add_to_linker(&mut linker).unwrap();
+        // Its HTTP and sockets imports, which `sleep` does not call.
+        linker.define_unknown_imports_as_traps(&component).unwrap();
+    }
     let pre = linker.instantiate_pre(&component).unwrap();
+    let arg = guest.ms;
     let scheduler = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -374,10 +438,8 @@ fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
             let instance = pre.instantiate_async(&mut store).await?;
             live.fetch_add(1, Ordering::Relaxed);
             let func = instance.get_func(&mut store, export).unwrap();
-            let mut result = [Val::U32(0)];
-            let called = func
-                .call_async(&mut store, &[Val::U32(ms)], &mut result)
-                .await;
+            let mut result = [Val::Bool(false)];
+            let called = func.call_async(&mut store, &[arg(ms)], &mut result).await;
             live.fetch_sub(1, Ordering::Relaxed);
             called
         }
@@ -444,12 +506,15 @@ pub fn run() {
     );
     // `WASMPROC_SLEEPERS_BARE=0` leaves bare wasmtime out (looking for the ceiling, say).
     let with_bare = env_or("WASMPROC_SLEEPERS_BARE", 1) != 0;
-    // `WASMPROC_SLEEPER_GUESTS=hostile` (or `minimal`) runs one guest only.
+    // `WASMPROC_SLEEPER_GUESTS=hostile` (or `minimal`, `p3`, or a list) runs those only.
     let chosen = std::env::var("WASMPROC_SLEEPER_GUESTS").unwrap_or_default();
     let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|g| g.trim() == name);
     let dir = wasmproc_benches::criterion_home().join("sleepers_100k");
     let mut curves = Vec::new();
-    for guest in ["hostile", "minimal"].into_iter().filter(|g| wanted(g)) {
+    for guest in ["hostile", "minimal", "p3"]
+        .into_iter()
+        .filter(|g| wanted(g))
+    {
         for side in ["wasmproc", "bare"] {
             if side == "bare" && !with_bare {
                 continue;
@@ -527,6 +592,10 @@ fn run_child(spec: &str) {
         "minimal" => match Guest::minimal() {
             Ok(guest) => guest,
             Err(e) => return eprintln!("sleepers/100k: no minimal guest: {e}"),
+        },
+        "p3" => match Guest::p3() {
+            Ok(guest) => guest,
+            Err(e) => return eprintln!("sleepers/100k: no p3 guest: {e}"),
         },
         other => return eprintln!("sleepers/100k: no guest `{other}` ({CHILD}={spec})"),
     };
