@@ -151,7 +151,8 @@ pub const CONCURRENT_PROCESSES: u32 = 256;
 /// The pool of the engine for component-model-async binaries, beside a main engine's `pool`.
 /// A main pool too large for wasmtime's pooling allocator takes the arena, which maps memory
 /// only as processes use it: the concurrent engine's arena then holds as many processes as the
-/// main one (a pool of 100,000 runs 100,000 WASI 0.3 sleepers at once, not 256).
+/// main one (a pool of 100,000 runs 100,000 WASI 0.3 sleepers at once, not 256), and the two
+/// engines share the pool's places (the loader gives them one admission).
 pub fn concurrent_pool(pool: Pool) -> Pool {
     concurrent_pool_within(pool, crate::capacity::max_map_count())
 }

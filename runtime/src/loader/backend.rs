@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
-use crate::capacity::Capacity;
+use crate::capacity::{Allocation, Capacity};
 use crate::code_cache::{CacheConfig, CodeCache};
 use crate::engine::{EpochTicker, Pool};
 use crate::error::Error;
@@ -39,12 +39,24 @@ pub(super) struct Backend {
 impl Backend {
     /// Fails when the engine's epoch thread cannot start.
     pub(super) fn new(engine: Engine, pool: Pool, concurrent: bool) -> Result<Self, Error> {
+        // Without a pool too: past what the kernel's map limit leaves room for, instances
+        // fail with ENOMEM (see `capacity`).
+        let places = Capacity::of(pool.processes).processes as usize;
+        Backend::admitting(
+            engine,
+            Arc::new(tokio::sync::Semaphore::new(places)),
+            concurrent,
+        )
+    }
+
+    /// A backend whose processes hold places of `admission`.
+    fn admitting(
+        engine: Engine,
+        admission: Arc<tokio::sync::Semaphore>,
+        concurrent: bool,
+    ) -> Result<Self, Error> {
         Ok(Backend {
-            // Without a pool too: past what the kernel's map limit leaves room for, instances
-            // fail with ENOMEM (see `capacity`).
-            admission: Arc::new(tokio::sync::Semaphore::new(
-                Capacity::of(pool.processes).processes as usize,
-            )),
+            admission,
             ticker: EpochTicker::start(&engine)?,
             engine,
             linkers: Mutex::new(HashMap::new()),
@@ -53,10 +65,21 @@ impl Backend {
         })
     }
 
-    /// The concurrent engine for a loader whose main engine has `pool`, keeping compiled code
-    /// in the cache `cache` opens (its own directory: the key is the engine's configuration).
-    pub(super) fn concurrent(pool: Pool, cache: Option<CacheConfig>) -> Result<Self, Error> {
+    /// The concurrent engine for a loader whose main engine is `main` with `pool`, keeping
+    /// compiled code in the cache `cache` opens (its own directory: the key is the engine's
+    /// configuration).
+    ///
+    /// When the pool takes the arena, the concurrent engine holds as many processes as the
+    /// main one, and both take their places from one admission: the pool's `processes` stays
+    /// the most live at once, whichever engine runs them. Beside a pooled main engine it has
+    /// its own few places, as its own few slots.
+    pub(super) fn concurrent(
+        main: &Backend,
+        pool: Pool,
+        cache: Option<CacheConfig>,
+    ) -> Result<Self, Error> {
         let pool = crate::engine::concurrent_pool(pool);
+        let shared = Capacity::of(pool.processes).allocation == Allocation::Arena;
         let engine = Engine::new(&crate::engine::concurrent_config(pool)).map_err(|e| {
             Error::EngineStart {
                 reason: format!("the engine for component-model-async binaries: {e:#}"),
@@ -66,7 +89,11 @@ impl Backend {
             processes = pool.processes,
             "started the engine for component-model-async binaries"
         );
-        let mut backend = Backend::new(engine, pool, true)?;
+        let mut backend = if shared {
+            Backend::admitting(engine, main.admission.clone(), true)?
+        } else {
+            Backend::new(engine, pool, true)?
+        };
         backend.disk = cache.and_then(|cache| CodeCache::open_or_warn(&cache, &backend.engine));
         Ok(backend)
     }

@@ -546,7 +546,7 @@ impl Loader {
         self.concurrent
             .get_or_init(|| {
                 let cache = self.main.disk.as_ref().map(CodeCache::config);
-                Backend::concurrent(self.pool, cache).map_err(|e| e.to_string())
+                Backend::concurrent(&self.main, self.pool, cache).map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -779,6 +779,39 @@ mod tests {
             &loader.backend_of(&sync).engine,
             loader.engine()
         ));
+    }
+
+    /// In the arena, a pool's places are shared by both engines: a place a WASI 0.2 process
+    /// holds is one a WASI 0.3 process cannot take. Beside a pooled engine the concurrent one
+    /// has its own share.
+    #[test]
+    fn both_engines_take_places_from_one_admission_when_the_pool_takes_the_arena() {
+        for processes in [100, 20_000] {
+            let pool = crate::engine::Pool {
+                processes,
+                memory: 2 << 20,
+                keep_resident: 64 << 10,
+            };
+            let loader = crate::engine::loader_with(pool).unwrap();
+            loader
+                .compile_component(&wat::parse_str(ASYNC).unwrap())
+                .unwrap();
+            let concurrent = loader.concurrent().unwrap();
+            let (main, other) = (&loader.main.admission, &concurrent.admission);
+            let before = other.available_permits();
+            let held = main.clone().try_acquire_many_owned(3).unwrap();
+            if loader.arena {
+                assert_eq!(before, processes as usize);
+                assert_eq!(other.available_permits(), before - 3, "{processes}");
+            } else {
+                assert_eq!(
+                    before,
+                    crate::engine::CONCURRENT_PROCESSES.min(processes) as usize
+                );
+                assert_eq!(other.available_permits(), before, "{processes}");
+            }
+            drop(held);
+        }
     }
 
     /// The concurrent engine keeps compiled code on disk too, in the cache its loader was
