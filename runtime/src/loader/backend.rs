@@ -69,17 +69,20 @@ impl Backend {
     /// compiled code in the cache `cache` opens (its own directory: the key is the engine's
     /// configuration).
     ///
-    /// When the pool takes the arena, the concurrent engine holds as many processes as the
-    /// main one, and both take their places from one admission: the pool's `processes` stays
-    /// the most live at once, whichever engine runs them. Beside a pooled main engine it has
-    /// its own few places, as its own few slots.
+    /// When the pool takes the arena (or there is no pool), the concurrent engine holds as
+    /// many processes as the main one, and both take their places from one admission: the
+    /// pool's `processes` (or what the map limit allows) stays the most live at once,
+    /// whichever engine runs them. Beside a pooled main engine it has its own few places, as
+    /// its own few slots.
     pub(super) fn concurrent(
         main: &Backend,
         pool: Pool,
         cache: Option<CacheConfig>,
     ) -> Result<Self, Error> {
         let pool = crate::engine::concurrent_pool(pool);
-        let shared = Capacity::of(pool.processes).allocation == Allocation::Arena;
+        // Without a pool, both engines' instances take from the one map limit the places
+        // were counted from: separate places would admit twice what fits.
+        let shared = Capacity::of(pool.processes).allocation != Allocation::Pooled;
         let engine = Engine::new(&crate::engine::concurrent_config(pool)).map_err(|e| {
             Error::EngineStart {
                 reason: format!("the engine for component-model-async binaries: {e:#}"),

@@ -781,12 +781,12 @@ mod tests {
         ));
     }
 
-    /// In the arena, a pool's places are shared by both engines: a place a WASI 0.2 process
-    /// holds is one a WASI 0.3 process cannot take. Beside a pooled engine the concurrent one
-    /// has its own share.
+    /// In the arena, and without a pool, a pool's places are shared by both engines: a place a
+    /// WASI 0.2 process holds is one a WASI 0.3 process cannot take. Beside a pooled engine
+    /// the concurrent one has its own share.
     #[test]
-    fn both_engines_take_places_from_one_admission_when_the_pool_takes_the_arena() {
-        for processes in [100, 20_000] {
+    fn both_engines_take_places_from_one_admission_unless_the_pool_reserves_slots() {
+        for processes in [0, 100, 20_000] {
             let pool = crate::engine::Pool {
                 processes,
                 memory: 2 << 20,
@@ -800,8 +800,9 @@ mod tests {
             let (main, other) = (&loader.main.admission, &concurrent.admission);
             let before = other.available_permits();
             let held = main.clone().try_acquire_many_owned(3).unwrap();
-            if loader.arena {
-                assert_eq!(before, processes as usize);
+            let capacity = crate::capacity::Capacity::of(processes);
+            if capacity.allocation != crate::capacity::Allocation::Pooled {
+                assert_eq!(before, capacity.processes as usize);
                 assert_eq!(other.available_permits(), before - 3, "{processes}");
             } else {
                 assert_eq!(
