@@ -199,19 +199,41 @@ impl Guest {
     /// `minimal_sleeper.wat`, compiled beside criterion's reports with a copy of
     /// `sleepers.yaml` (same host and pool) that names it.
     fn minimal() -> std::io::Result<Guest> {
+        Guest::from_wat("minimal", "minimal_sleeper", None, false)
+    }
+
+    /// `minimal_p3_sleeper.wat` (WASI 0.3, the callback ABI), as [`Guest::minimal`].
+    fn minimal_p3() -> std::io::Result<Guest> {
+        Guest::from_wat(
+            "minimal_p3",
+            "minimal_p3_sleeper",
+            Some("[wasi:clocks]"),
+            true,
+        )
+    }
+
+    /// `benches/<file>.wat`, compiled beside criterion's reports with a copy of
+    /// `sleepers.yaml` (same host and pool) that names it, granted `imports` if given.
+    fn from_wat(
+        name: &'static str,
+        file: &str,
+        imports: Option<&str>,
+        concurrent: bool,
+    ) -> std::io::Result<Guest> {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));
         let bytes =
-            wat::parse_file(here.join("minimal_sleeper.wat")).map_err(std::io::Error::other)?;
+            wat::parse_file(here.join(format!("{file}.wat"))).map_err(std::io::Error::other)?;
         // Absolute: the manifest's directory would read a relative one from where it lies.
-        let dir = guest_home("minimal")?;
-        std::fs::write(dir.join("minimal_sleeper.wasm"), &bytes)?;
-        let manifest = rewritten("minimal", &dir, "minimal_sleeper.wasm", &bytes, None)?;
+        let dir = guest_home(name)?;
+        let binary = format!("{file}.wasm");
+        std::fs::write(dir.join(&binary), &bytes)?;
+        let manifest = rewritten(name, &dir, &binary, &bytes, imports)?;
         Ok(Guest {
-            name: "minimal",
+            name,
             manifest,
             bytes,
             ms: Val::U32,
-            concurrent: false,
+            concurrent,
         })
     }
 }
@@ -511,7 +533,7 @@ pub fn run() {
     let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|g| g.trim() == name);
     let dir = wasmproc_benches::criterion_home().join("sleepers_100k");
     let mut curves = Vec::new();
-    for guest in ["hostile", "minimal", "p3"]
+    for guest in ["hostile", "minimal", "p3", "minimal_p3"]
         .into_iter()
         .filter(|g| wanted(g))
     {
@@ -596,6 +618,10 @@ fn run_child(spec: &str) {
         "p3" => match Guest::p3() {
             Ok(guest) => guest,
             Err(e) => return eprintln!("sleepers/100k: no p3 guest: {e}"),
+        },
+        "minimal_p3" => match Guest::minimal_p3() {
+            Ok(guest) => guest,
+            Err(e) => return eprintln!("sleepers/100k: no minimal_p3 guest: {e}"),
         },
         other => return eprintln!("sleepers/100k: no guest `{other}` ({CHILD}={spec})"),
     };
