@@ -149,7 +149,9 @@ fn help_explains_the_commands() {
     assert!(stdout(&out).contains("spawn"), "{}", stdout(&out));
     // The capacity this kernel gives a pool, read when asked.
     assert!(
-        stdout(&out).contains("vm.max_map_count") && stdout(&out).contains("queue_full"),
+        stdout(&out).contains("vm.max_map_count")
+            && stdout(&out).contains("queue_full")
+            && stdout(&out).contains("async ABI"),
         "{}",
         stdout(&out)
     );
