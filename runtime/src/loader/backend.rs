@@ -90,6 +90,7 @@ impl Backend {
         })?;
         tracing::info!(
             processes = pool.processes,
+            shares_the_main_engines_places = shared,
             "started the engine for component-model-async binaries"
         );
         let mut backend = if shared {
