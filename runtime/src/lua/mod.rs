@@ -135,6 +135,10 @@ impl Runtime {
         preemption.install(&lua, &script).map_err(refused)?;
         let thread = lua.create_thread(main).map_err(refused)?;
         preemption.own(&thread);
+        // What setting the sandbox up left behind, collected before the script first waits:
+        // otherwise each waiting script keeps it until it allocates enough to start a cycle
+        // (6.7 KiB resident a script; spawns no slower, measured).
+        lua.gc_collect().map_err(refused)?;
         tracing::debug!(%pid, script = name, host = %host.id(), "spawn lua");
         let monitors = monitors_of(monitor);
         let started = Started::Lua(preemption.clone());
