@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use mlua::{Lua, LuaSerdeExt, MultiValue, Value as LuaValue};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind};
 use crate::event::{Event, ExitError, Pid};
@@ -57,7 +56,7 @@ pub(crate) struct ScriptProcess {
     /// Locked only by waits, and a script waits for one thing at a time.
     mailbox: tokio::sync::Mutex<Mailbox>,
     /// Where monitors of the processes it watches send their EXITs.
-    address: mpsc::UnboundedSender<Event>,
+    address: crate::mailbox::Address,
     trap_links: AtomicBool,
 }
 

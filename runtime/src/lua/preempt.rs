@@ -182,10 +182,12 @@ impl Preemption {
             match signal {
                 None => *open = false,
                 Some(Signal::Cancel { reason, from }) => {
-                    let _ = script.address.send(Event::Cancel { from, reason });
+                    let _ = script
+                        .address
+                        .send(Box::new(Event::Cancel { from, reason }));
                 }
                 Some(Signal::LinkDown(exit)) if script.trap_links.load(Ordering::Relaxed) => {
-                    let _ = script.address.send(Event::LinkDown(*exit));
+                    let _ = script.address.send(Box::new(Event::LinkDown(*exit)));
                 }
                 Some(signal) => self.end(signal.ending()),
             }

@@ -83,4 +83,3 @@ fn compile() -> Option<Vec<u8>> {
     // `dump` panics where it cannot grow the stack; keep the host up and parse instead.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| function.dump(true))).ok()
 }
-

@@ -23,6 +23,7 @@ use tokio::task::AbortHandle;
 use crate::error::Error;
 use crate::event::{Event, Exit, Pid};
 use crate::lock::lock;
+use crate::mailbox::Address;
 
 mod ended;
 mod index;
@@ -37,7 +38,7 @@ pub use signal::Signal;
 pub(crate) use signal::Signals;
 
 /// Where a process's EXIT goes; one monitor (the usual case) without an allocation.
-pub(crate) type Monitors = smallvec::SmallVec<[mpsc::UnboundedSender<Event>; 1]>;
+pub(crate) type Monitors = smallvec::SmallVec<[Address; 1]>;
 
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -180,11 +181,7 @@ impl Registry {
     }
 
     /// Adds a monitor. A process that already ended sends its recorded EXIT at once.
-    pub(crate) fn monitor(
-        &self,
-        pid: Pid,
-        monitor: mpsc::UnboundedSender<Event>,
-    ) -> Result<(), Error> {
+    pub(crate) fn monitor(&self, pid: Pid, monitor: Address) -> Result<(), Error> {
         if self
             .with_running(pid, |running| running.monitors.push(monitor.clone()))
             .is_some()
@@ -194,7 +191,7 @@ impl Registry {
         let exit = lock(&self.ended).get(pid);
         match exit {
             Some(exit) => {
-                let _ = monitor.send(Event::Exit(exit));
+                let _ = monitor.send(Box::new(Event::Exit(exit)));
                 Ok(())
             }
             None => Err(Error::UnknownProcess { pid }),
@@ -202,11 +199,7 @@ impl Registry {
     }
 
     /// Removes every monitor of `pid` that delivers to `monitor`'s mailbox.
-    pub(crate) fn unmonitor(
-        &self,
-        pid: Pid,
-        monitor: &mpsc::UnboundedSender<Event>,
-    ) -> Result<(), Error> {
+    pub(crate) fn unmonitor(&self, pid: Pid, monitor: &Address) -> Result<(), Error> {
         match self.with_running(pid, |running| {
             running.monitors.retain(|m| !m.same_channel(monitor))
         }) {
@@ -375,15 +368,15 @@ fn lock_two<'a>(
 }
 
 /// Sends `event` to every monitor (cloned for all but the last).
-fn deliver(monitors: &[mpsc::UnboundedSender<Event>], event: Event) {
+fn deliver(monitors: &[Address], event: Event) {
     let Some((last, others)) = monitors.split_last() else {
         return;
     };
     for monitor in others {
         // A monitor that went away no longer wants the event.
-        let _ = monitor.send(event.clone());
+        let _ = monitor.send(Box::new(event.clone()));
     }
-    let _ = last.send(event);
+    let _ = last.send(Box::new(event));
 }
 
 #[cfg(test)]
