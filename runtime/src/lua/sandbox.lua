@@ -16,11 +16,26 @@ local ended, preempted, slice_over = guard.ended, guard.preempted, guard.slice_o
 local running = guard.running
 local MORE, FAIL = steps.MORE, steps.FAIL
 
+-- This file's bytecode carries no names or lines (it is stripped: every script's state holds
+-- it). So an argument the raw function would refuse is refused here first, naming the
+-- function the script called, at the script's line: argument n of name, as Lua words it.
+local function expect(ok, n, name, expected, v)
+    if not ok then
+        error(format("bad argument #%d to '%s' (%s expected, got %s)", n, name, expected,
+            type(v)), 3)
+    end
+end
+
 ---------------------------------------------------------------------------------------------
 -- Text chunks only: a binary chunk is bytecode, which Lua does not verify (a corrupted one
 -- crashes the host). No string.dump to make one.
 local raw_load = load
 load = function(chunk, chunkname, mode, ...)
+    local kind = type(chunk)
+    expect(kind == "string" or kind == "function", 1, "load", "string", chunk)
+    kind = type(chunkname)
+    expect(chunkname == nil or kind == "string" or kind == "number", 2, "load", "string",
+        chunkname)
     if select("#", ...) == 0 then
         return raw_load(chunk, chunkname, "t")
     end
@@ -73,6 +88,7 @@ pcall = function(f, ...)
     return caught(raw_pcall(f, ...))
 end
 xpcall = function(f, handler, ...)
+    expect(type(handler) == "function", 2, "xpcall", "function", handler)
     return caught(raw_xpcall(f, handler, ...))
 end
 
@@ -80,6 +96,8 @@ end
 -- Finalizers run inside the collector, where nothing can be preempted.
 local raw_setmetatable = setmetatable
 setmetatable = function(t, mt)
+    expect(type(t) == "table", 1, "setmetatable", "table", t)
+    expect(mt == nil or type(mt) == "table", 2, "setmetatable", "nil or table", mt)
     if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
         error("wasmproc scripts cannot set finalizers (__gc): they run where the script "
             .. "cannot be preempted", 2)
@@ -90,11 +108,19 @@ end
 -- A full collection of a large heap is one long call: "collect" and "step" do nothing (the
 -- incremental collector still runs as the script allocates).
 local raw_collectgarbage = collectgarbage
+local GC_OPTIONS = {
+    stop = true, restart = true, count = true, isrunning = true, incremental = true,
+    generational = true, setpause = true, setstepmul = true,
+}
 collectgarbage = function(opt, ...)
     if opt == nil or opt == "collect" then
         return 0
     elseif opt == "step" then
         return false
+    end
+    expect(type(opt) == "string", 1, "collectgarbage", "string", opt)
+    if not GC_OPTIONS[opt] then
+        error(format("bad argument #1 to 'collectgarbage' (invalid option '%s')", opt), 2)
     end
     return raw_collectgarbage(opt, ...)
 end
@@ -111,9 +137,6 @@ local PREEMPTED = {}
 -- Resumes co once, the host told which thread computes meanwhile (its CPU-time alarm taps that
 -- one when a single instruction runs long).
 local function step(co, ...)
-    if type(co) ~= "thread" then
-        return pack(raw_resume(co, ...))
-    end
     local me = raw_running()
     running(co)
     local r = pack(raw_resume(co, ...))
@@ -122,6 +145,7 @@ local function step(co, ...)
 end
 
 local function resume(co, ...)
+    expect(type(co) == "thread", 1, "resume", "coroutine", co)
     local r = step(co, ...)
     while r[1] and raw_status(co) == "suspended" do
         if r.n == 2 and r[2] == pending then
@@ -142,6 +166,7 @@ local function resume(co, ...)
 end
 
 local function wrap(f)
+    expect(type(f) == "function", 1, "wrap", "function", f)
     local co = raw_create(f)
     return function(...)
         local r = pack(resume(co, ...))
@@ -156,9 +181,7 @@ end
 -- alarm taps that thread meanwhile, and the script's ending is passed on as resume does.
 local raw_close = coroutine.close
 local function close(co)
-    if type(co) ~= "thread" then
-        return raw_close(co)
-    end
+    expect(type(co) == "thread", 1, "close", "coroutine", co)
     local me = raw_running()
     running(co)
     local r = pack(raw_close(co))

@@ -142,6 +142,67 @@ fn require_never_reads_a_host_file_whatever_package_path_says() {
     );
 }
 
+/// The sandbox's replacements refuse a bad argument as Lua's own functions do: naming the
+/// function the script called, at the script's line (the sandbox's own frames have neither).
+#[test]
+fn a_bad_argument_to_a_sandboxed_function_names_it_at_the_scripts_line() {
+    let runtime = runtime();
+    for (call, expected) in [
+        (
+            "coroutine.resume(5)",
+            "bad argument #1 to 'resume' (coroutine expected, got number)",
+        ),
+        (
+            "coroutine.close('x')",
+            "bad argument #1 to 'close' (coroutine expected, got string)",
+        ),
+        (
+            "coroutine.wrap(nil)",
+            "bad argument #1 to 'wrap' (function expected, got nil)",
+        ),
+        (
+            "setmetatable(5, {})",
+            "bad argument #1 to 'setmetatable' (table expected, got number)",
+        ),
+        (
+            "setmetatable({}, 5)",
+            "bad argument #2 to 'setmetatable' (nil or table expected, got number)",
+        ),
+        (
+            "collectgarbage('bogus')",
+            "bad argument #1 to 'collectgarbage' (invalid option 'bogus')",
+        ),
+        (
+            "collectgarbage({})",
+            "bad argument #1 to 'collectgarbage' (string expected, got table)",
+        ),
+        (
+            "load({})",
+            "bad argument #1 to 'load' (string expected, got table)",
+        ),
+        (
+            "xpcall(print, 5)",
+            "bad argument #2 to 'xpcall' (function expected, got number)",
+        ),
+    ] {
+        let mut mailbox = Mailbox::new();
+        spawn_script(
+            &runtime,
+            &format!("local x = 1\n{call}"),
+            "bad.lua",
+            &[],
+            &mailbox,
+        );
+        let error = receive(&mut mailbox).outcome.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::ScriptError, "{call}");
+        assert!(
+            error.message.contains(&format!("bad.lua:2: {expected}")),
+            "{call}: {}",
+            error.message
+        );
+    }
+}
+
 #[test]
 fn a_binary_chunk_is_refused_as_a_script() {
     // A compiled chunk's header (what luac writes): Lua does not verify bytecode, and a
