@@ -1,9 +1,10 @@
 //! `sleepers/100k`: many processes sleeping at once, beside bare wasmtime sleeping as many.
 //!
-//! Three guests each: the `hostile` guest's `sleep` (a Rust WASI 0.2 component),
+//! Four guests each: the `hostile` guest's `sleep` (a Rust WASI 0.2 component) and
 //! `minimal_sleeper.wat` (one core instance, no memory), so that what a sleeping process costs
-//! because of its guest's shape shows apart from what the runtime adds, and the `p3_probe`'s
-//! `sleep` (a Rust WASI 0.3 component waiting with the async ABI, on the concurrent engine).
+//! because of its guest's shape shows apart from what the runtime adds; and their WASI 0.3
+//! counterparts, waiting with the async ABI on the concurrent engine: the `p3_probe`'s `sleep`
+//! (Rust) and `minimal_p3_sleeper.wat`.
 //!
 //! One run of each side with each guest, each in a fresh child process (a criterion sample of
 //! 100,000 processes would take minutes): the time to spawn them and to collect every EXIT,
@@ -223,7 +224,6 @@ impl Guest {
         let here = Path::new(env!("CARGO_MANIFEST_DIR"));
         let bytes =
             wat::parse_file(here.join(format!("{file}.wat"))).map_err(std::io::Error::other)?;
-        // Absolute: the manifest's directory would read a relative one from where it lies.
         let dir = guest_home(name)?;
         let binary = format!("{file}.wasm");
         std::fs::write(dir.join(&binary), &bytes)?;
@@ -242,7 +242,8 @@ impl Guest {
 /// `wasi:sockets` too, though its `sleep` uses neither).
 const WASI_P3_IMPORTS: Option<&str> = Some("[wasi:clocks, wasi:cli, wasi:http, wasi:sockets]");
 
-/// A directory for `guest`'s files beside criterion's reports.
+/// A directory for `guest`'s files beside criterion's reports; absolute, as a manifest's
+/// `directory` must be here (a relative one would be read from where the manifest lies).
 fn guest_home(guest: &str) -> std::io::Result<PathBuf> {
     let dir = std::path::absolute(wasmproc_benches::criterion_home())?
         .join("sleepers_100k")
