@@ -179,7 +179,7 @@ impl Preemption {
                     Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
                 },
             };
-            match signal {
+            match signal.map(|signal| *signal) {
                 None => *open = false,
                 Some(Signal::Cancel { reason, from }) => {
                     let _ = script
