@@ -145,7 +145,10 @@ local function step(co, ...)
 end
 
 local function resume(co, ...)
-    expect(type(co) == "thread", 1, "resume", "coroutine", co)
+    -- Checked inline: resume runs at every wait and preemption of a coroutine.
+    if type(co) ~= "thread" then
+        expect(false, 1, "resume", "coroutine", co)
+    end
     local r = step(co, ...)
     while r[1] and raw_status(co) == "suspended" do
         if r.n == 2 and r[2] == pending then
