@@ -659,7 +659,9 @@ fn write_plot(runs: &[Curve]) -> std::io::Result<PathBuf> {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="12">"#,
         2.0 * h
     );
-    let colours = ["#c03", "#06c", "#f80", "#3a3"];
+    let colours = [
+        "#c03", "#06c", "#f80", "#3a3", "#90c", "#0aa", "#963", "#555",
+    ];
     type Measure = fn(&Sample, &Sample) -> f64;
     let charts: [(&str, Measure); 2] = [
         ("resident memory above base, MiB", |s, b| {
