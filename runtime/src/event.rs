@@ -158,6 +158,22 @@ pub enum Event {
     LinkDown(Exit),
 }
 
+impl Exit {
+    /// What its payload holds, in bytes: its captured output, its value (as
+    /// [`crate::value::value_bytes`] counts it) and its error's message.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        let output = self
+            .output
+            .as_ref()
+            .map_or(0, |o| o.stdout.len() + o.stderr.len());
+        let outcome = match &self.outcome {
+            Ok(value) => crate::value::value_bytes(value),
+            Err(error) => error.message.len(),
+        };
+        output + outcome
+    }
+}
+
 impl Event {
     /// The EXIT, if this is one. A mailbox that only monitors receives nothing else: CANCEL
     /// and LINK_DOWN reach only a Lua script's own mailbox.
@@ -166,6 +182,15 @@ impl Event {
             Event::Exit(exit) => Some(exit),
             _ => None,
         }
+    }
+
+    /// What it holds while it waits in a mailbox, in bytes: itself, boxed, and its payload.
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Event>()
+            + match self {
+                Event::Exit(exit) | Event::LinkDown(exit) => exit.payload_bytes(),
+                Event::Cancel { reason, .. } => reason.len(),
+            }
     }
 
     /// `pid.exit`, `pid.cancel`, `pid.link.down`: the kinds Wippy's events carry.

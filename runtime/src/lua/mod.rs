@@ -45,6 +45,12 @@ pub(crate) use preempt::Preemption;
 pub use preempt::UNPREEMPTIBLE;
 pub use sandbox::MEMORY_LIMIT;
 
+/// The most bytes a script's unreceived events may hold (as `Event::bytes` counts them: the
+/// event and its value, message and output): as much again as its Lua state may allocate, so
+/// ~1,000,000 EXITs without output. Past it the script ends with `limit_exceeded`; what waits
+/// there is host memory, which its own calls could otherwise fill without end.
+pub const MAILBOX_BYTES: usize = MEMORY_LIMIT;
+
 /// The largest script file read (`wasmproc lua`, a scenario's `lua: file`): 16 MiB.
 pub const SCRIPT_MAX_BYTES: u64 = 16 << 20;
 
@@ -109,7 +115,7 @@ impl Runtime {
             message: e.to_string(),
         };
         let pid = self.next_pid();
-        let mailbox = Mailbox::new();
+        let mailbox = Mailbox::bounded(MAILBOX_BYTES);
         let script = Arc::new(ScriptProcess {
             runtime: Arc::downgrade(self),
             pid,

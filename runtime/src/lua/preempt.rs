@@ -162,8 +162,20 @@ impl Preemption {
     }
 
     /// Handles the signals that have arrived: CANCEL (and LINK_DOWN when trapped) become
-    /// events; any other ends the script. With `cx`, the task is woken by the next one.
+    /// events; any other ends the script. With `cx`, the task is woken by the next one. A
+    /// script whose mailbox refused an event for want of room ends here too.
     fn hear(&self, script: &ScriptProcess, mut cx: Option<&mut Context<'_>>) {
+        if script.address.overflowed() {
+            self.end(ExitError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "the script's unreceived events outgrew its mailbox ({} MiB): receive \
+                     them, or ask for fewer (each `monitor` of an ended process sends its \
+                     EXIT again; each `cancel` sends a CANCEL)",
+                    super::MAILBOX_BYTES >> 20
+                ),
+            ));
+        }
         let mut stream = lock(&self.signals);
         let SignalStream { signals, open } = &mut *stream;
         let Some(signals) = signals else { return };
@@ -182,12 +194,10 @@ impl Preemption {
             match signal.map(|signal| *signal) {
                 None => *open = false,
                 Some(Signal::Cancel { reason, from }) => {
-                    let _ = script
-                        .address
-                        .send(Box::new(Event::Cancel { from, reason }));
+                    script.address.send(Event::Cancel { from, reason });
                 }
                 Some(Signal::LinkDown(exit)) if script.trap_links.load(Ordering::Relaxed) => {
-                    let _ = script.address.send(Box::new(Event::LinkDown(*exit)));
+                    script.address.send(Event::LinkDown(*exit));
                 }
                 Some(signal) => self.end(signal.ending()),
             }

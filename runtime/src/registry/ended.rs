@@ -26,7 +26,7 @@ use crate::event::{Accounting, Exit, ExitError, Output, Pid};
 pub const REMEMBERED_EXITS: usize = 10_000;
 
 /// How many bytes of output, values and error messages the remembered EXITs hold together
-/// (as `payload_bytes` counts them). Past it, the oldest give theirs up first.
+/// (as `Exit::payload_bytes` counts them). Past it, the oldest give theirs up first.
 pub const RETAINED_BYTES: usize = 16 << 20;
 
 /// What a trimmed error keeps of its message.
@@ -238,7 +238,7 @@ enum Outcome {
 struct Payload {
     outcome: Result<Value, ExitError>,
     output: Option<Output>,
-    /// As [`payload_bytes`] counts them; 0 once trimmed.
+    /// As [`Exit::payload_bytes`] counts them; 0 once trimmed.
     bytes: usize,
     /// Its output and value were dropped to keep the window within its budget.
     trimmed: bool,
@@ -281,20 +281,6 @@ fn shortened(message: &str) -> String {
     format!("{}... (trimmed)", &message[..end])
 }
 
-/// What an EXIT's payload holds, in bytes: its captured output, its value (as
-/// [`crate::value::value_bytes`] counts it) and its error's message.
-fn payload_bytes(exit: &Exit) -> usize {
-    let output = exit
-        .output
-        .as_ref()
-        .map_or(0, |o| o.stdout.len() + o.stderr.len());
-    let outcome = match &exit.outcome {
-        Ok(value) => crate::value::value_bytes(value),
-        Err(error) => error.message.len(),
-    };
-    output + outcome
-}
-
 impl Outcome {
     fn of(exit: &Exit) -> Outcome {
         let captured = match &exit.output {
@@ -319,7 +305,7 @@ impl Outcome {
             let mut payload = Payload {
                 outcome: Ok(Value::Null),
                 output: None,
-                bytes: payload_bytes(exit),
+                bytes: exit.payload_bytes(),
                 trimmed: exit.trimmed,
             };
             if payload.bytes > RETAINED_BYTES {

@@ -17,6 +17,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+#[cfg(feature = "lua")]
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -191,7 +192,7 @@ impl Registry {
         let exit = lock(&self.ended).get(pid);
         match exit {
             Some(exit) => {
-                let _ = monitor.send(Box::new(Event::Exit(exit)));
+                monitor.send(Event::Exit(exit));
                 Ok(())
             }
             None => Err(Error::UnknownProcess { pid }),
@@ -201,7 +202,7 @@ impl Registry {
     /// Removes every monitor of `pid` that delivers to `monitor`'s mailbox.
     pub(crate) fn unmonitor(&self, pid: Pid, monitor: &Address) -> Result<(), Error> {
         match self.with_running(pid, |running| {
-            running.monitors.retain(|m| !m.same_channel(monitor))
+            running.monitors.retain(|m| !m.same_mailbox(monitor))
         }) {
             Some(()) => Ok(()),
             None => self.ensure_known(pid),
@@ -374,9 +375,9 @@ fn deliver(monitors: &[Address], event: Event) {
     };
     for monitor in others {
         // A monitor that went away no longer wants the event.
-        let _ = monitor.send(Box::new(event.clone()));
+        monitor.send(event.clone());
     }
-    let _ = last.send(Box::new(event));
+    last.send(event);
 }
 
 #[cfg(test)]

@@ -203,6 +203,23 @@ fn a_bad_argument_to_a_sandboxed_function_names_it_at_the_scripts_line() {
     }
 }
 
+/// A script's own calls cannot fill host memory through its mailbox: each `cancel` of itself
+/// queues a CANCEL there (here with a 1 MiB reason), which it never receives. Past the
+/// mailbox's bound the script ends with `limit_exceeded`, the host unharmed.
+#[test]
+fn a_script_filling_its_own_mailbox_ends_at_the_bound() {
+    let runtime = runtime();
+    let mut mailbox = Mailbox::new();
+    let source = "local process = require('process')\n\
+                  local me, reason = process.pid(), string.rep('x', 1 << 20)\n\
+                  for i = 1, 400 do process.cancel(me, reason) end\n\
+                  return 'never stopped'";
+    spawn_script(&runtime, source, "flood.lua", &[], &mailbox);
+    let error = receive(&mut mailbox).outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    assert!(error.message.contains("mailbox"), "{error}");
+}
+
 #[test]
 fn a_binary_chunk_is_refused_as_a_script() {
     // A compiled chunk's header (what luac writes): Lua does not verify bytecode, and a
