@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::common::receive;
 use serde_json::json;
-use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{Mailbox, Runtime};
 
 /// A preview 1 core module whose `main()` reads `big.bin` from its first preopen (fd 3) to the
@@ -48,13 +47,12 @@ const HOST_THREADS: &str = "wasmproc bounde";
 /// The reader as `bounded:reader` on the one-worker host `bounded:host`, `mount` at `/data`.
 /// A namespace no other test uses: threads are told apart by name, the host's ID in it.
 fn runtime(mount: &std::path::Path, bins: &std::path::Path) -> Runtime {
-    let bytes = wat::parse_str(READER).unwrap();
-    std::fs::write(bins.join("reader.wasm"), &bytes).unwrap();
+    let reader = crate::common::write_wat(bins, "reader.wasm", READER);
     let text = format!(
         "namespace: bounded\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1, queue_size: 1000 }} }}\n  - {{ name: reader, kind: process.wasm, fs: bins, path: /reader.wasm, hash: \"{}\", method: main, imports: [wasi:cli, wasi:filesystem], wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
         bins.display(),
         mount.display(),
-        Digest::of(&bytes),
+        reader,
     );
     crate::common::load_written(bins, &text)
 }

@@ -17,6 +17,18 @@ pub fn dist() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist")
 }
 
+/// Writes `wat`, compiled, as `dir/file` and returns the binary's digest.
+#[allow(dead_code)] // As below.
+pub fn write_wat(
+    dir: &std::path::Path,
+    file: &str,
+    wat: &str,
+) -> wasmproc_runtime::manifest::Digest {
+    let bytes = wat::parse_str(wat).unwrap_or_else(|e| panic!("{file}'s WAT: {e}"));
+    std::fs::write(dir.join(file), &bytes).unwrap();
+    wasmproc_runtime::manifest::Digest::of(&bytes)
+}
+
 /// Writes `text` as `dir/wasmproc.yaml` and loads it.
 #[allow(dead_code)] // `capacity`, a test binary of its own, includes this file too.
 pub fn load_written(dir: &std::path::Path, text: &str) -> Runtime {

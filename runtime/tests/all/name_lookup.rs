@@ -4,7 +4,6 @@
 
 use crate::common::value_of;
 use serde_json::json;
-use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::Runtime;
 
 /// `lookup()` resolves `localhost` and returns how many addresses it has, or 1000 + the
@@ -123,9 +122,7 @@ const LOOKUP: &str = r#"
 /// `t:public` may look names up (its policy lets sockets reach public addresses);
 /// `t:loopback_only` may not; `t:flood` may, and floods.
 fn runtime(dir: &std::path::Path) -> Runtime {
-    let bytes = wat::parse_str(LOOKUP).unwrap();
-    std::fs::write(dir.join("lookup.wasm"), &bytes).unwrap();
-    let hash = Digest::of(&bytes);
+    let hash = crate::common::write_wat(dir, "lookup.wasm", LOOKUP);
     let entry = |name: &str, method: &str, allow: &str| {
         format!(
             "  - {{ name: {name}, kind: process.wasm, fs: bins, path: /lookup.wasm, hash: \"{hash}\", method: {method}, imports: [wasi:sockets], network: {{ allow: [\"{allow}\"] }} }}\n"

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::receive;
+use crate::common::{receive, write_wat};
 use serde_json::json;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Runtime};
@@ -66,12 +66,6 @@ const EXITER: &str = r#"
 )
 "#;
 
-fn write_component(dir: &Path, file: &str, wat: &str) -> Digest {
-    let bytes = wat::parse_str(wat).expect("the WAT parses");
-    std::fs::write(dir.join(file), &bytes).unwrap();
-    Digest::of(&bytes)
-}
-
 /// A manifest with one `process.wasm` entry per (name, file, digest, method), and a host.
 fn runtime(dir: &Path, entries: &[(&str, &str, Digest, &str)]) -> Runtime {
     let mut yaml = String::from(
@@ -90,7 +84,7 @@ fn runtime(dir: &Path, entries: &[(&str, &str, Digest, &str)]) -> Runtime {
 #[test]
 fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let digest = write_wat(dir.path(), "arith.wasm", ARITHMETIC);
     let rt = runtime(
         dir.path(),
         &[
@@ -135,7 +129,7 @@ fn assert_stack_exhausted(exit: Exit) {
 #[test]
 fn an_import_the_entry_does_not_grant_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "importer.wasm", IMPORTER);
+    let digest = write_wat(dir.path(), "importer.wasm", IMPORTER);
     let rt = runtime(dir.path(), &[("importer", "importer.wasm", digest, "run")]);
     let err = rt.spawn("t:importer", "t:host", &[]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UngrantedImport);
@@ -145,7 +139,7 @@ fn an_import_the_entry_does_not_grant_is_refused_at_load() {
 #[test]
 fn an_ungranted_wasi_import_is_refused_naming_the_grant_to_add() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(
+    let digest = write_wat(
         dir.path(),
         "clock.wasm",
         r#"(component
@@ -176,7 +170,7 @@ fn an_ungranted_wasi_import_is_refused_naming_the_grant_to_add() {
 #[test]
 fn ten_thousand_spawns_with_failures_give_exactly_ten_thousand_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let digest = write_wat(dir.path(), "arith.wasm", ARITHMETIC);
     let rt = runtime(
         dir.path(),
         &[
@@ -211,7 +205,7 @@ fn ten_thousand_spawns_with_failures_give_exactly_ten_thousand_exits() {
 #[test]
 fn a_monitor_added_while_processes_end_gets_exactly_one_exit_from_each() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let digest = write_wat(dir.path(), "arith.wasm", ARITHMETIC);
     let rt = std::sync::Arc::new(runtime(dir.path(), &[("add", "arith.wasm", digest, "add")]));
     // Spawned unmonitored, and monitored from another thread as soon as each PID is known:
     // some are still running then, some have ended (their EXIT comes from the record).
@@ -249,7 +243,7 @@ fn a_monitor_added_while_processes_end_gets_exactly_one_exit_from_each() {
 #[test]
 fn method_forms_plain_interface_and_empty_for_main() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "methods.wasm", METHODS);
+    let digest = write_wat(dir.path(), "methods.wasm", METHODS);
     let rt = runtime(
         dir.path(),
         &[
@@ -348,7 +342,7 @@ entries:
 #[test]
 fn exit_ok_is_success_and_exit_err_is_an_exit_code_error() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "exiter.wasm", EXITER);
+    let digest = write_wat(dir.path(), "exiter.wasm", EXITER);
     std::fs::write(
         dir.path().join("manifest.yaml"),
         format!(
@@ -597,7 +591,7 @@ const P1_COMMAND: &str = r#"
 #[test]
 fn core_modules_run_with_preview1_wasi() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "p1.wasm", P1_COMMAND);
+    let digest = write_wat(dir.path(), "p1.wasm", P1_COMMAND);
     let rt = runtime(dir.path(), &[("command", "p1.wasm", digest, "\"\"")]);
     // Without a grant, its preview 1 imports are refused by name.
     let err = rt.spawn("t:command", "t:host", &[]).unwrap_err();
@@ -608,7 +602,7 @@ fn core_modules_run_with_preview1_wasi() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "p1.wasm", P1_COMMAND);
+    let digest = write_wat(dir.path(), "p1.wasm", P1_COMMAND);
     std::fs::write(
         dir.path().join("manifest.yaml"),
         format!(
@@ -636,7 +630,7 @@ fn core_modules_run_with_preview1_wasi() {
 #[test]
 fn a_binary_changed_on_disk_is_checked_again_and_refused_until_it_matches() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "ops.wasm", METHODS);
+    let digest = write_wat(dir.path(), "ops.wasm", METHODS);
     let rt = runtime(dir.path(), &[("main", "ops.wasm", digest, "main")]);
     let mut mailbox = Mailbox::new();
     rt.spawn_monitored("t:main", "t:host", &[], &mailbox)
@@ -750,7 +744,7 @@ fn a_cancel_reaches_a_process_still_waiting_for_a_pool_slot_and_one_just_spawned
 /// `limits` (YAML flow mapping fields).
 fn one_binary(wat: &str, limits: &str, pool: wasmproc_runtime::engine::Pool) -> Runtime {
     let dir = tempfile::tempdir().unwrap().keep();
-    let digest = write_component(&dir, "one.wasm", wat);
+    let digest = write_wat(&dir, "one.wasm", wat);
     let text = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: one, kind: process.wasm, fs: bins, path: one.wasm, hash: \"{digest}\", method: main, limits: {{ {limits} }} }}\n",
         dir.display(),
@@ -902,7 +896,7 @@ const LISTS: &str = r#"
 /// The `LISTS` component's exports as `t:flags`, `t:bytes` and `t:count`, with `limits`.
 fn lists(limits: &str) -> Runtime {
     let dir = tempfile::tempdir().unwrap().keep();
-    let digest = write_component(&dir, "lists.wasm", LISTS);
+    let digest = write_wat(&dir, "lists.wasm", LISTS);
     let mut text = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n",
         dir.display()
@@ -998,7 +992,7 @@ const P1_WRITER: &str = r#"
 #[test]
 fn max_value_bounds_what_a_core_module_passes_to_one_host_call() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "writer.wasm", P1_WRITER);
+    let digest = write_wat(dir.path(), "writer.wasm", P1_WRITER);
     let text = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: one, kind: process.wasm, fs: bins, path: writer.wasm, hash: \"{digest}\", method: main, imports: [wasi:cli], limits: {{ max_value: 1KiB }} }}\n",
         dir.path().display(),
@@ -1133,7 +1127,7 @@ fn in_the_arena_stacks_have_no_guard_page_yet_unbounded_recursion_is_a_trap_in_e
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let digest = write_wat(dir.path(), "arith.wasm", ARITHMETIC);
     let text = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: deep, kind: process.wasm, fs: bins, path: arith.wasm, hash: \"{digest}\", method: deep }}\n  - {{ name: add, kind: process.wasm, fs: bins, path: arith.wasm, hash: \"{digest}\", method: add }}\n",
         dir.path().display()
@@ -1183,8 +1177,8 @@ const ASYNC_DOUBLER: &str = r#"
 #[test]
 fn an_async_export_runs_as_a_process_and_exits_with_its_task_return_value() {
     let dir = tempfile::tempdir().unwrap();
-    let doubler = write_component(dir.path(), "async.wasm", ASYNC_DOUBLER);
-    let arithmetic = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let doubler = write_wat(dir.path(), "async.wasm", ASYNC_DOUBLER);
+    let arithmetic = write_wat(dir.path(), "arith.wasm", ARITHMETIC);
     let rt = runtime(
         dir.path(),
         &[
@@ -1247,7 +1241,7 @@ const ASYNC_HOSTILE: &str = r#"
 #[test]
 fn async_exports_that_never_return_end_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = write_component(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
+    let digest = write_wat(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
     let manifest = dir.path().join("manifest.yaml");
     std::fs::write(
         &manifest,
@@ -1276,8 +1270,8 @@ fn async_exports_that_never_return_end_with_an_error() {
 #[test]
 fn a_spinning_async_export_does_not_starve_an_ordinary_process() {
     let dir = tempfile::tempdir().unwrap();
-    let hostile = write_component(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
-    let arithmetic = write_component(dir.path(), "arith.wasm", ARITHMETIC);
+    let hostile = write_wat(dir.path(), "hostile.wasm", ASYNC_HOSTILE);
+    let arithmetic = write_wat(dir.path(), "arith.wasm", ARITHMETIC);
     let manifest = dir.path().join("manifest.yaml");
     std::fs::write(
         &manifest,

@@ -238,13 +238,16 @@ const P3_OPENER: &str = r#"
 #[test]
 fn a_wasi_p3_guest_cannot_open_a_fifo_either() {
     let (mount, bins) = (mount_with_a_fifo(), tempfile::tempdir().unwrap());
-    let opener = wat::parse_str(crate::wasi_p3::with_libc(P3_OPENER)).unwrap();
-    std::fs::write(bins.path().join("p3.wasm"), &opener).unwrap();
+    let opener = crate::common::write_wat(
+        bins.path(),
+        "p3.wasm",
+        &crate::wasi_p3::with_libc(P3_OPENER),
+    );
     let text = format!(
         "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: p3, kind: process.wasm, fs: bins, path: p3.wasm, hash: \"{}\", method: open, imports: [wasi:filesystem], limits: {{ max_execution_ms: 2000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
         bins.path().display(),
         mount.path().display(),
-        Digest::of(&opener),
+        opener,
     );
     let manifest = bins.path().join("wasmproc.yaml");
     std::fs::write(&manifest, text).unwrap();

@@ -118,9 +118,7 @@ fn exit_of(rt: &Runtime, entry: &str, args: &[serde_json::Value]) -> Exit {
 }
 
 fn write(dir: &Path, file: &str, wat: &str) -> Digest {
-    let bytes = wat::parse_str(with_libc(wat)).expect("the WAT parses");
-    std::fs::write(dir.join(file), &bytes).unwrap();
-    Digest::of(&bytes)
+    crate::common::write_wat(dir, file, &with_libc(wat))
 }
 
 /// A manifest with a one-worker host and these `process.wasm` entries (name, file, digest,

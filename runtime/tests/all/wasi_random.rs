@@ -6,7 +6,6 @@ use std::collections::HashSet;
 
 use crate::common::value_of;
 use serde_json::json;
-use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::Runtime;
 
 /// `secure()` and `insecure()` each draw a u64 from their interface; `pair-differs()` is 1
@@ -33,9 +32,7 @@ const DRAWS: &str = r#"
 "#;
 
 fn runtime(dir: &std::path::Path) -> Runtime {
-    let bytes = wat::parse_str(DRAWS).unwrap();
-    std::fs::write(dir.join("draws.wasm"), &bytes).unwrap();
-    let hash = Digest::of(&bytes);
+    let hash = crate::common::write_wat(dir, "draws.wasm", DRAWS);
     let entry = |method: &str| {
         format!(
             "  - {{ name: {method}, kind: process.wasm, fs: bins, path: /draws.wasm, hash: \"{hash}\", method: {method}, imports: [wasi:random] }}\n"
