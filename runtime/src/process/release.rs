@@ -106,11 +106,19 @@ pub(crate) fn few() {
 }
 
 /// Drops the oldest waiting stores, at most `most`, and no more once `budget` has passed
-/// (always one, if any wait, so the queue moves however slow a drop is).
+/// (always one, if any wait, so the queue moves however slow a drop is). The clock is read
+/// only when a second store waits: between two turns there is usually one, or none.
 fn drop_within(most: usize, budget: Duration) {
-    let start = Instant::now();
-    for _ in 0..most {
-        if !drop_oldest() || start.elapsed() >= budget {
+    let Some((oldest, more)) = pop_oldest() else {
+        return;
+    };
+    let start = more.then(Instant::now);
+    drop_quietly(oldest);
+    let Some(start) = start else {
+        return;
+    };
+    for _ in 1..most {
+        if start.elapsed() >= budget || !drop_oldest() {
             return;
         }
     }
@@ -118,14 +126,23 @@ fn drop_within(most: usize, budget: Duration) {
 
 /// Whether there was a store to drop.
 fn drop_oldest() -> bool {
-    // Outside the borrow: a store's drop never queues another, but if it did, it would find
-    // the queue free.
-    let oldest = WAITING.with(|waiting| waiting.borrow_mut().as_mut()?.pop_front());
-    let Some(oldest) = oldest else {
+    let Some((oldest, _)) = pop_oldest() else {
         return false;
     };
     drop_quietly(oldest);
     true
+}
+
+/// The oldest store waiting on this worker, and whether others wait after it. Taken out of
+/// the queue before it is dropped: a store's drop never queues another, but if it did, it
+/// would find the queue free.
+fn pop_oldest() -> Option<(Finished, bool)> {
+    WAITING.with(|waiting| {
+        let mut waiting = waiting.borrow_mut();
+        let waiting = waiting.as_mut()?;
+        let oldest = waiting.pop_front()?;
+        Some((oldest, !waiting.is_empty()))
+    })
 }
 
 /// How many stores wait on this thread.
