@@ -3,8 +3,8 @@
 //!
 //! - `spawn_exit/compute`: spawn → EXIT of the compute guest (6 × 7), 64 in flight, 2 workers.
 //!   `wasmproc` is the full runtime (entry lookup, hash-checked program, argument conversion,
-//!   limits, fuel and epochs, registry, EXIT delivery; compute imports nothing, so it gets no
-//!   WASI context); `bare_*` is `InstancePre::instantiate_async` + `call_async` of the same
+//!   limits, epochs (no fuel: `bench.yaml` limits none), registry, EXIT delivery; compute
+//!   imports nothing, so it gets no WASI context); `bare_*` is `InstancePre::instantiate_async` + `call_async` of the same
 //!   component in tokio tasks: on-demand, pooling with wasmtime's defaults, wasmproc's own
 //!   engine configuration (`engine::config`: its pool, slots reset in place) without metering
 //!   (the best), and the same with wasmproc's metering (fuel, epoch deadline), to show what
@@ -19,6 +19,9 @@
 //!   Each sleeper's lifecycle trace splits its time: queued (spawn → Init, not lateness), wake
 //!   (timer deadline → the Step that resumed it) and exit (that Step → Close); and the
 //!   workers' CPU per sleeper says how long a burst of 1,000 keeps 2 workers busy.
+//! - `guest_loop`: a guest that only computes (`loop.wat`, ~10 ms a call) through wasmproc
+//!   with fuel not counted (its manifest limits none, as `bench.yaml`) and counted, beside bare
+//!   wasmtime without metering: what epochs and fuel cost a guest's own code.
 //! - `sleepers/100k`: 100,000 processes sleeping at once, beside bare wasmtime, with the
 //!   `hostile` guest and a minimal one (see [`at_scale`]); one run each in a process of its
 //!   own, figures printed, a plot written.
@@ -98,7 +101,9 @@ impl Bare {
     fn new(allocation: Allocation, metered: bool) -> Bare {
         let mut config = match allocation {
             // The very configuration the runtime's engine has (same pool, same environment).
-            Allocation::PoolingTuned => engine::config(Pool::from_env().unwrap()),
+            Allocation::PoolingTuned => {
+                engine::config(Pool::from_env().unwrap(), engine::Fuel::NotCounted)
+            }
             Allocation::Pooling => {
                 let mut pool = PoolingAllocationConfig::default();
                 pool.total_component_instances(1_000)
@@ -652,9 +657,124 @@ fn write_cdf_svg(
     std::fs::write(path, svg)
 }
 
-/// Whether criterion's filter (its first free argument, a regex it matches against benchmark
-/// names) can select `name`: the one-shot measurements outside criterion's groups run only
-/// then. A plain substring test: the filters used here are names or their beginnings.
+/// Iterations of `benches/loop.wat`'s loop per call: ~10 ms of compute on this machine.
+const LOOP_ITERATIONS: u64 = 10_000_000;
+
+/// A runtime over `loop.wat` written to criterion's directory, as entry `bench:loop`; its
+/// manifest sets `limits.fuel` (so the runtime counts fuel) when `fuel` is given.
+fn loop_runtime(fuel: Option<u64>) -> Runtime {
+    let bytes = wat::parse_file(root().join("loop.wat")).unwrap();
+    let dir = std::path::absolute(criterion_home())
+        .unwrap()
+        .join("guest_loop");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("loop.wasm"), &bytes).unwrap();
+    let limits = fuel.map_or(String::new(), |fuel| {
+        format!(", limits: {{ fuel: {fuel} }}")
+    });
+    let yaml = format!(
+        "namespace: bench\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: loop, kind: process.wasm, fs: bins, path: /loop.wasm, hash: \"{}\", method: run{limits} }}\n",
+        dir.display(),
+        wasmproc_runtime::manifest::Digest::of(&bytes),
+    );
+    let manifest = dir.join(format!("loop_{}.yaml", fuel.is_some()));
+    std::fs::write(&manifest, yaml).unwrap();
+    Runtime::load(&manifest).unwrap()
+}
+
+/// One call of the loop through `rt`, spawn to EXIT.
+fn loop_through(rt: &Runtime) -> Duration {
+    let mut mailbox = Mailbox::new();
+    let start = Instant::now();
+    rt.spawn_monitored(
+        "bench:loop",
+        "bench:host",
+        &[json!(LOOP_ITERATIONS)],
+        &mailbox,
+    )
+    .unwrap();
+    let exit = mailbox.receive_blocking(None).unwrap().unwrap().into_exit();
+    let elapsed = start.elapsed();
+    assert!(
+        exit.is_some_and(|exit| exit.outcome.is_ok()),
+        "the loop ran to its end"
+    );
+    elapsed
+}
+
+/// The loop in bare wasmtime without fuel or epochs: a call on an instance made once.
+struct BareLoop {
+    store: Store<()>,
+    run: wasmtime::component::TypedFunc<(u64,), (u64,)>,
+}
+
+impl BareLoop {
+    fn new() -> BareLoop {
+        let engine = Engine::new(Config::new().wasm_component_model(true)).unwrap();
+        let bytes = wat::parse_file(root().join("loop.wat")).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let mut store = Store::new(&engine, ());
+        let instance = Linker::new(&engine)
+            .instantiate(&mut store, &component)
+            .unwrap();
+        let run = instance.get_typed_func(&mut store, "run").unwrap();
+        BareLoop { store, run }
+    }
+
+    fn call(&mut self) -> Duration {
+        let start = Instant::now();
+        self.run.call(&mut self.store, (LOOP_ITERATIONS,)).unwrap();
+        start.elapsed()
+    }
+}
+
+/// `guest_loop`: a guest that only computes, ~10 ms a call, through wasmproc with fuel not
+/// counted (its manifest limits none) and counted (it limits the loop's), and in bare wasmtime
+/// without metering. wasmproc always has epoch checks (preemption); fuel adds its own.
+fn guest_loop(c: &mut Criterion) {
+    if !selected("guest_loop") {
+        return;
+    }
+    let unmetered = loop_runtime(None);
+    let counted = loop_runtime(Some(u64::MAX / 2));
+    let mut bare = BareLoop::new();
+    let mut group = c.benchmark_group("guest_loop");
+    group.sample_size(20);
+    let time = |b: &mut criterion::Bencher, call: &mut dyn FnMut() -> Duration| {
+        b.iter_custom(|n| (0..n).map(|_| call()).sum())
+    };
+    group.bench_function("wasmproc", |b| time(b, &mut || loop_through(&unmetered)));
+    group.bench_function("wasmproc_fuel_counted", |b| {
+        time(b, &mut || loop_through(&counted))
+    });
+    group.bench_function("bare", |b| time(b, &mut || bare.call()));
+    group.finish();
+    // Interleaved: the three in turn, 41 times; medians (the machine moves between a fast and
+    // a slow phase within seconds: criterion's rows, one after another, can land in either).
+    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..41 {
+        samples[0].push(loop_through(&unmetered));
+        samples[1].push(loop_through(&counted));
+        samples[2].push(bare.call());
+    }
+    let [ours, fuel, bare] = samples.map(|mut s| {
+        s.sort();
+        s[s.len() / 2]
+    });
+    eprintln!(
+        "guest_loop: a call of {LOOP_ITERATIONS} iterations, medians of 41 interleaved: wasmproc \
+         {:.2} ms, with fuel counted {:.2} ms, bare wasmtime {:.2} ms (bare / wasmproc {:.2}, \
+         with fuel {:.2})",
+        ms(ours),
+        ms(fuel),
+        ms(bare),
+        bare.as_secs_f64() / ours.as_secs_f64(),
+        bare.as_secs_f64() / fuel.as_secs_f64(),
+    );
+}
+
+/// `sleepers/100k`, measured once outside criterion's groups (see [`at_scale`]), when the
+/// filter selects it.
 fn sleepers_at_scale(_: &mut Criterion) {
     if selected("sleepers/100k") {
         at_scale::run();
@@ -664,6 +784,6 @@ fn sleepers_at_scale(_: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = spawn_exit, sleepers, wake_latency_under_spin, sleepers_at_scale
+    targets = spawn_exit, sleepers, wake_latency_under_spin, guest_loop, sleepers_at_scale
 }
 criterion_main!(benches);

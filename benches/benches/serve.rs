@@ -93,7 +93,9 @@ fn wasmproc_server(
         guest.parent().unwrap().display()
     );
     let manifest = wasmproc_runtime::Manifest::parse(&yaml, Path::new("serve.yaml")).unwrap();
-    let loader = engine::loader_with(Pool::default()).unwrap();
+    // As `wasmproc serve` loads it: fuel counted only if the manifest limits it (it does not).
+    let fuel = engine::Fuel::for_manifest(&manifest);
+    let loader = engine::loader_counting(Pool::from_env().unwrap(), fuel).unwrap();
     let rt = Runtime::new(manifest, Arc::new(loader));
     let service = rt.http_service("bench:hello", Stdio::Capture).unwrap();
     let listener = servers
@@ -221,7 +223,10 @@ impl WorkerState for OneRequest {
 /// on-demand allocator 0.3-0.5x, its pooling allocator with wasmtime's defaults 0.5-0.8x; the
 /// slot reset in place is what makes the difference, as for spawns).
 fn bare_engine() -> Engine {
-    let mut config = engine::concurrent_config(engine::concurrent_pool(Pool::default()));
+    let mut config = engine::concurrent_config(
+        engine::concurrent_pool(Pool::from_env().unwrap()),
+        engine::Fuel::NotCounted,
+    );
     config.consume_fuel(false).epoch_interruption(false);
     Engine::new(&config).unwrap()
 }
@@ -398,6 +403,15 @@ fn serve_hello(c: &mut Criterion) {
         .unwrap();
     let (rt, mut ours, ours_served) = wasmproc_server(&servers);
     let (mut bare, bare_accepting, bare_failed) = bare_server(&servers);
+    if let Some((side, n)) = only_side() {
+        let address = if side == "wasmproc" {
+            ours.address
+        } else {
+            bare.address
+        };
+        Client::new().requests(address, n);
+        return;
+    }
     let mut ours_client = Client::new();
     let mut bare_client = Client::new();
 
@@ -440,6 +454,14 @@ fn serve_hello(c: &mut Criterion) {
             .join("serve/hello/report/index.html")
             .display()
     );
+}
+
+/// `WASMPROC_SERVE_ONLY=wasmproc:N` (or `bare:N`): only N requests to that side, no
+/// measurement, for `benches/instructions.sh` to count under callgrind.
+fn only_side() -> Option<(String, u64)> {
+    let only = std::env::var("WASMPROC_SERVE_ONLY").ok()?;
+    let (side, n) = only.split_once(':')?;
+    Some((side.to_string(), n.parse().ok()?))
 }
 
 /// The ratio, from interleaved rounds: on a shared machine the load changes between

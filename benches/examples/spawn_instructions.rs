@@ -55,7 +55,7 @@ fn wasmproc(root: &Path, n: u64) {
 /// `bare_pooling_tuned` (wasmproc's engine configuration, no runtime), metered like wasmproc's
 /// stores or not.
 fn bare(root: &Path, n: u64, metered: bool) {
-    let mut config = engine::config(Pool::from_env().unwrap());
+    let mut config = engine::config(Pool::from_env().unwrap(), engine::Fuel::NotCounted);
     config.consume_fuel(metered).epoch_interruption(metered);
     let engine = Engine::new(&config).unwrap();
     let bytes = std::fs::read(root.join("../guests/dist/compute.wasm")).unwrap();

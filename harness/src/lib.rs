@@ -103,10 +103,16 @@ pub fn trials_for(
 }
 
 /// One engine (pooled as the environment says) for every trial of a run, keeping compiled code
-/// in the cache `cache` names.
+/// in the cache `cache` names. It counts fuel, which any scenario's entries may limit.
 fn shared_loader(cache: &CacheConfig) -> Result<Arc<Loader>, String> {
     wasmproc_runtime::engine::Pool::from_env()
-        .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, cache))
+        .and_then(|pool| {
+            wasmproc_runtime::engine::loader_caching(
+                pool,
+                wasmproc_runtime::engine::Fuel::Counted,
+                cache,
+            )
+        })
         .map(Arc::new)
         .map_err(|e| format!("cannot start the engine: {e}"))
 }

@@ -182,8 +182,10 @@ fn loader_for(
         .map_or_else(wasmproc_runtime::code_cache::CacheConfig::off, |c| {
             c.config()
         });
+    // Counting fuel, as the shared engine does.
+    let fuel = wasmproc_runtime::engine::Fuel::Counted;
     let own = wasmproc_runtime::engine::Pool::for_manifest(manifest)
-        .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, &cache))?;
+        .and_then(|pool| wasmproc_runtime::engine::loader_caching(pool, fuel, &cache))?;
     Ok(Arc::new(own))
 }
 

@@ -60,6 +60,48 @@ impl Default for Pool {
     }
 }
 
+/// Whether an engine's compiled code counts fuel. Counting costs every guest, limited or not:
+/// the checks it adds made the `http_service` guest run 17% more instructions per request,
+/// and a tight loop 25% slower beside the epoch checks preemption needs (measured,
+/// 2026-12-07). So a runtime counts only when an entry's `limits.fuel` needs it
+/// ([`Fuel::for_manifest`]); EXITs then carry `fuel_used` (without, it is unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fuel {
+    /// Stores start with their `limits.fuel` (or all there is) and report what they used.
+    Counted,
+    /// No fuel checks in compiled code: `limits.fuel` is refused, `fuel_used` unknown.
+    NotCounted,
+}
+
+impl Fuel {
+    /// Counted when some `process.wasm` entry of `manifest` sets `limits.fuel`.
+    pub fn for_manifest(manifest: &Manifest) -> Fuel {
+        let limited = manifest.entries().any(|entry| match &entry.spec {
+            crate::manifest::EntrySpec::Wasm(wasm) => wasm.limits.fuel.is_some(),
+            _ => false,
+        });
+        if limited {
+            Fuel::Counted
+        } else {
+            Fuel::NotCounted
+        }
+    }
+
+    /// Whether this is [`Fuel::Counted`].
+    pub fn counted(self) -> bool {
+        self == Fuel::Counted
+    }
+}
+
+impl std::fmt::Display for Fuel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fuel::Counted => "counted",
+            Fuel::NotCounted => "not counted",
+        })
+    }
+}
+
 impl Pool {
     /// The defaults, as the environment overrides them: `WASMPROC_POOL` (processes, default
     /// 1000; 0 turns the pool off), `WASMPROC_POOL_MEMORY` (default 64MiB) and
@@ -120,17 +162,18 @@ impl Pool {
     }
 }
 
-/// An engine for asynchronous component execution with epoch preemption and fuel metering.
-pub fn new(pool: Pool) -> Result<Engine, Error> {
+/// An engine for asynchronous component execution with epoch preemption, counting `fuel`.
+pub fn new(pool: Pool, fuel: Fuel) -> Result<Engine, Error> {
     let capacity = Capacity::of(pool.processes);
     tracing::info!(
         allocation = %capacity.allocation,
         processes = capacity.processes,
         maps = capacity.maps,
         max_map_count = capacity.max_map_count,
+        %fuel,
         "instance capacity: {capacity}"
     );
-    Engine::new(&config(pool)).map_err(|e| Error::EngineStart {
+    Engine::new(&config(pool, fuel)).map_err(|e| Error::EngineStart {
         reason: format!("{e:#}"),
     })
 }
@@ -138,8 +181,8 @@ pub fn new(pool: Pool) -> Result<Engine, Error> {
 /// The configuration of the engine processes run on (public so that benchmarks compare bare
 /// wasmtime under exactly this configuration). Without the component model's concurrency
 /// support: binaries that use its async ABI run on a second engine ([`concurrent_config`]).
-pub fn config(pool: Pool) -> Config {
-    configured(pool, false)
+pub fn config(pool: Pool, fuel: Fuel) -> Config {
+    configured(pool, fuel, false)
 }
 
 /// The most processes of component-model-async binaries (WASI 0.3 guests) that run at once
@@ -172,18 +215,18 @@ fn concurrent_pool_within(pool: Pool, max_map_count: u64) -> Pool {
 
 /// The configuration of the engine for binaries that use the component model's async ABI:
 /// the main one's, with concurrency support on (every store then carries an event loop).
-pub fn concurrent_config(pool: Pool) -> Config {
-    configured(pool, true)
+pub fn concurrent_config(pool: Pool, fuel: Fuel) -> Config {
+    configured(pool, fuel, true)
 }
 
-fn configured(pool: Pool, concurrent: bool) -> Config {
+fn configured(pool: Pool, fuel: Fuel, concurrent: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Compiled in, wasmtime turns concurrency support on by default; it costs every store.
     config.concurrency_support(concurrent);
     config.wasm_component_model_async(concurrent);
     config.epoch_interruption(true);
-    config.consume_fuel(true);
+    config.consume_fuel(fuel.counted());
     let capacity = Capacity::of(pool.processes);
     if capacity.allocation == Allocation::Arena {
         arena(&mut config, pool);
@@ -247,18 +290,25 @@ pub fn loader() -> Result<Loader, Error> {
     loader_with(Pool::from_env()?)
 }
 
-/// A loader over a fresh engine with this pool, compiling every binary it loads.
+/// A loader over a fresh engine with this pool, counting fuel (it can load any entry),
+/// compiling every binary it loads.
 pub fn loader_with(pool: Pool) -> Result<Loader, Error> {
-    Loader::new(new(pool)?, pool)
+    loader_counting(pool, Fuel::Counted)
+}
+
+/// [`loader_with`], counting fuel or not: an engine that does not count refuses entries that
+/// set `limits.fuel`.
+pub fn loader_counting(pool: Pool, fuel: Fuel) -> Result<Loader, Error> {
+    Loader::new(new(pool, fuel)?, pool, fuel)
 }
 
 /// A loader over a fresh engine with this pool that keeps compiled code in the cache `cache`
 /// names. A cache that cannot be used is a warning (once), not an error: binaries are then
 /// compiled, as without a cache.
-pub fn loader_caching(pool: Pool, cache: &CacheConfig) -> Result<Loader, Error> {
-    let engine = new(pool)?;
+pub fn loader_caching(pool: Pool, fuel: Fuel, cache: &CacheConfig) -> Result<Loader, Error> {
+    let engine = new(pool, fuel)?;
     let disk = CodeCache::open_or_warn(cache, &engine);
-    Ok(Loader::new(engine, pool)?.with_code_cache(disk))
+    Ok(Loader::new(engine, pool, fuel)?.with_code_cache(disk))
 }
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] until dropped.

@@ -199,7 +199,11 @@ mod tests {
             processes: 0,
             ..Default::default()
         };
-        let concurrent = Engine::new(&crate::engine::concurrent_config(pool)).unwrap();
+        let concurrent = Engine::new(&crate::engine::concurrent_config(
+            pool,
+            crate::engine::Fuel::Counted,
+        ))
+        .unwrap();
         concurrent_linker(&concurrent, &all).expect("both WASI versions link together");
     }
 }

@@ -85,10 +85,14 @@ pub struct Runtime {
 
 impl Runtime {
     /// Loads a manifest file or directory with a fresh engine, its pool sized as the
-    /// manifest's hosts ask ([`engine::Pool::for_manifest`]).
+    /// manifest's hosts ask ([`engine::Pool::for_manifest`]), counting fuel when an entry sets
+    /// `limits.fuel` ([`engine::Fuel::for_manifest`]).
     pub fn load(path: &std::path::Path) -> Result<Self, Error> {
         let manifest = Manifest::load(path)?;
-        let loader = engine::loader_with(engine::Pool::for_manifest(&manifest)?)?;
+        let loader = engine::loader_counting(
+            engine::Pool::for_manifest(&manifest)?,
+            engine::Fuel::for_manifest(&manifest),
+        )?;
         Ok(Runtime::new(manifest, Arc::new(loader)))
     }
 
@@ -100,7 +104,11 @@ impl Runtime {
         cache: &crate::code_cache::CacheConfig,
     ) -> Result<Self, Error> {
         let manifest = Manifest::load(path)?;
-        let loader = engine::loader_caching(engine::Pool::for_manifest(&manifest)?, cache)?;
+        let loader = engine::loader_caching(
+            engine::Pool::for_manifest(&manifest)?,
+            engine::Fuel::for_manifest(&manifest),
+            cache,
+        )?;
         Ok(Runtime::new(manifest, Arc::new(loader)))
     }
 

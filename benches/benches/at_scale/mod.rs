@@ -415,10 +415,11 @@ impl WasiView for BareState {
 fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
     let manifest = wasmproc_runtime::Manifest::load(&guest.manifest).unwrap();
     let pool = Pool::for_manifest(&manifest).unwrap();
+    let fuel = engine::Fuel::for_manifest(&manifest);
     let config = if guest.concurrent {
-        engine::concurrent_config(engine::concurrent_pool(pool))
+        engine::concurrent_config(engine::concurrent_pool(pool), fuel)
     } else {
-        engine::config(pool)
+        engine::config(pool, fuel)
     };
     let engine = match Engine::new(&config) {
         Ok(engine) => engine,

@@ -77,13 +77,14 @@ impl Backend {
     pub(super) fn concurrent(
         main: &Backend,
         pool: Pool,
+        fuel: crate::engine::Fuel,
         cache: Option<CacheConfig>,
     ) -> Result<Self, Error> {
         let pool = crate::engine::concurrent_pool(pool);
         // Without a pool, both engines' instances take from the one map limit the places
         // were counted from: separate places would admit twice what fits.
         let shared = Capacity::of(pool.processes).allocation != Allocation::Pooled;
-        let engine = Engine::new(&crate::engine::concurrent_config(pool)).map_err(|e| {
+        let engine = Engine::new(&crate::engine::concurrent_config(pool, fuel)).map_err(|e| {
             Error::EngineStart {
                 reason: format!("the engine for component-model-async binaries: {e:#}"),
             }

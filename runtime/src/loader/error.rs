@@ -78,12 +78,13 @@ pub enum LoadError {
         /// Which import, and why.
         reason: String,
     },
-    /// A limit the engine cannot honour (a `max_memory` larger than a pool slot).
+    /// A limit the engine cannot honour (a `max_memory` larger than a pool slot, `fuel` on an
+    /// engine that does not count it).
     #[error("entry `{entry}`: {reason}")]
-    LimitTooLarge {
+    LimitNotHonoured {
         /// The entry loaded.
         entry: EntryId,
-        /// Which limit, and the largest the engine allows.
+        /// Which limit, and what the engine allows.
         reason: String,
     },
     /// The entry's `method` is not a function exported by the binary.
@@ -157,7 +158,7 @@ impl LoadError {
             LoadError::PoolTooSmall { .. } => ErrorKind::LimitExceeded,
             LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
             LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,
-            LoadError::LimitTooLarge { .. } => ErrorKind::InvalidEntry,
+            LoadError::LimitNotHonoured { .. } => ErrorKind::InvalidEntry,
             LoadError::MissingExport { .. } | LoadError::NotAHandler { .. } => {
                 ErrorKind::MissingExport
             }

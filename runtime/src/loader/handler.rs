@@ -27,6 +27,8 @@ pub struct HandlerProgram {
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
     /// What one host call may copy from the guest (`limits.max_value`).
     pub(crate) lift_fuel: usize,
+    /// As [`crate::loader::Program`]'s.
+    pub(crate) counts_fuel: bool,
 }
 
 /// The handler `pre` exports, WASI 0.3's first; `Err` when it exports neither.

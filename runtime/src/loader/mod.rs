@@ -42,6 +42,8 @@ pub struct Loader {
     /// time one is loaded (see the `backend` module); why it could not start, if it could not.
     concurrent: OnceLock<Result<Backend, String>>,
     pool: crate::engine::Pool,
+    /// Whether both engines count fuel: entries that set `limits.fuel` need it.
+    fuel: crate::engine::Fuel,
     /// Memories come from the arena (`crate::arena`), not wasmtime's pool: wasmtime does not
     /// check a binary against it, the loader does ([`Loader::fits_the_arena`]).
     arena: bool,
@@ -50,12 +52,18 @@ pub struct Loader {
 
 impl Loader {
     /// Fails when the engine's epoch thread cannot start.
-    pub fn new(engine: Engine, pool: crate::engine::Pool) -> Result<Self, crate::error::Error> {
+    /// `engine` must be configured with `pool` and `fuel` (see [`crate::engine::new`]).
+    pub fn new(
+        engine: Engine,
+        pool: crate::engine::Pool,
+        fuel: crate::engine::Fuel,
+    ) -> Result<Self, crate::error::Error> {
         let capacity = crate::capacity::Capacity::of(pool.processes);
         Ok(Loader {
             main: Backend::new(engine, pool, false)?,
             concurrent: OnceLock::new(),
             pool,
+            fuel,
             arena: capacity.allocation == crate::capacity::Allocation::Arena,
             compiled: Mutex::new(HashMap::new()),
         })
@@ -120,7 +128,7 @@ impl Loader {
         directory: &Path,
     ) -> Result<Arc<HandlerProgram>, LoadError> {
         let (path, _, bytes, digest) = read_checked(entry, wasm, directory)?;
-        self.check_pool_memory(entry, wasm)?;
+        self.check_limits(entry, wasm)?;
         let backend = self
             .concurrent()
             .map_err(|reason| LoadError::NoConcurrentEngine {
@@ -161,18 +169,29 @@ impl Loader {
             name_lookup: name_lookup(&grants, wasm),
             admission: backend.admission.clone(),
             lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
+            counts_fuel: self.fuel.counted(),
         }))
     }
 
-    /// A memory the pool cannot hold would fail at the pool, not at the limit: refused before
-    /// compiling.
+    /// Limits the engine cannot honour, refused before compiling: a memory the pool cannot
+    /// hold (it would fail at the pool, not at the limit), and fuel an engine does not count.
+    fn check_limits(&self, entry: &EntryId, wasm: &WasmSpec) -> Result<(), LoadError> {
+        if wasm.limits.fuel.is_some() && !self.fuel.counted() {
+            return Err(LoadError::LimitNotHonoured {
+                entry: entry.clone(),
+                reason: "limits.fuel needs an engine that counts fuel, and this one was started without (a runtime counts fuel when its manifest sets limits.fuel on some entry)".into(),
+            });
+        }
+        self.check_pool_memory(entry, wasm)
+    }
+
     fn check_pool_memory(&self, entry: &EntryId, wasm: &WasmSpec) -> Result<(), LoadError> {
         match wasm
             .limits
             .max_memory
             .filter(|&m| self.pool.processes > 0 && m > self.pool.memory)
         {
-            Some(max) => Err(LoadError::LimitTooLarge {
+            Some(max) => Err(LoadError::LimitNotHonoured {
                 entry: entry.clone(),
                 reason: format!(
                     "limits.max_memory ({max} bytes) is larger than a pool slot ({} bytes): raise its host's pool.memory (or WASMPROC_POOL_MEMORY)",
@@ -231,7 +250,7 @@ impl Loader {
         bytes: &[u8],
     ) -> Result<Arc<Program>, LoadError> {
         // Before compiling, and for both kinds.
-        self.check_pool_memory(entry, wasm)?;
+        self.check_limits(entry, wasm)?;
         if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
             let (target, signature) = self.load_module(entry, wasm, &path, actual, bytes)?;
             return Ok(Arc::new(Program {
@@ -249,6 +268,7 @@ impl Loader {
                 // the guest (wasmtime's default: 128 MiB).
                 lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
                 admission: self.main.admission.clone(),
+                counts_fuel: self.fuel.counted(),
             }));
         }
         let component = self.compile(entry, &path, actual, bytes)?;
@@ -277,6 +297,7 @@ impl Loader {
             name_lookup: name_lookup(&grants, wasm),
             max_value,
             admission: backend.admission.clone(),
+            counts_fuel: self.fuel.counted(),
         }))
     }
 
@@ -546,7 +567,8 @@ impl Loader {
         self.concurrent
             .get_or_init(|| {
                 let cache = self.main.disk.as_ref().map(CodeCache::config);
-                Backend::concurrent(&self.main, self.pool, cache).map_err(|e| e.to_string())
+                Backend::concurrent(&self.main, self.pool, self.fuel, cache)
+                    .map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -835,10 +857,12 @@ mod tests {
             let concurrent = loader.concurrent.get().unwrap().as_ref().unwrap();
             concurrent.disk.as_ref().expect("a cache").stats()
         };
-        let first = crate::engine::loader_caching(pool, &cache).unwrap();
+        let first =
+            crate::engine::loader_caching(pool, crate::engine::Fuel::Counted, &cache).unwrap();
         let stats = concurrent_stats(&first);
         assert_eq!((stats.hits, stats.written), (0, 1), "{stats:?}");
-        let second = crate::engine::loader_caching(pool, &cache).unwrap();
+        let second =
+            crate::engine::loader_caching(pool, crate::engine::Fuel::Counted, &cache).unwrap();
         let stats = concurrent_stats(&second);
         assert_eq!((stats.hits, stats.written), (1, 0), "{stats:?}");
     }
@@ -902,7 +926,7 @@ mod tests {
         assert!(problems(&pooled, &sync, "f", &max_memory("1MiB")).is_empty());
         let refused = problems(&pooled, &sync, "f", &max_memory("1088KiB"));
         assert!(
-            matches!(refused.as_slice(), [LoadError::LimitTooLarge { .. }]),
+            matches!(refused.as_slice(), [LoadError::LimitNotHonoured { .. }]),
             "{refused:?}"
         );
         // Without the pool no slot bounds a memory.

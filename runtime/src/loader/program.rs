@@ -38,6 +38,9 @@ pub struct Program {
     /// spawn that finds a place free takes it at once as an owned permit (one more reference
     /// count per spawn; no cost showed, 0.86-0.88 vs 0.87-0.90 of bare).
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
+    /// Its engine counts fuel: its stores get their `limits.fuel` (or all there is), and its
+    /// EXITs report what they used.
+    pub(crate) counts_fuel: bool,
 }
 
 /// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is

@@ -27,7 +27,7 @@ pub(super) async fn init_step_close(
     // Init: a fresh store and instance; the arguments and WASI context were captured at
     // spawn. Close: the store (instance, memories, tables) goes to `release` with the pool
     // `slot` it holds at the end of each arm (or is dropped with it on an early error).
-    let fuel = limits.fuel.unwrap_or(u64::MAX);
+    let fuel = program.counts_fuel.then(|| limits.fuel.unwrap_or(u64::MAX));
     let limiter = MemoryLimiter::new(limits.max_memory);
     usage.memory = Some(limiter.usage.clone());
     let result = match (state, &program.target) {
@@ -45,7 +45,7 @@ pub(super) async fn init_step_close(
             store.set_hostcall_fuel(program.lift_fuel);
             store.set_max_component_handles(crate::limits::MAX_HANDLES);
             let result = call(pre, *export, program, params, &mut store).await;
-            usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            usage.fuel_used = fuel_used(&store, fuel);
             release::later(release::Store::Component(store), slot);
             result
         }
@@ -56,7 +56,7 @@ pub(super) async fn init_step_close(
             // Boxed: inline, this arm's state would double the size of every process's
             // future, components' included.
             let result = Box::pin(call_module(pre, func, params, &mut store)).await;
-            usage.fuel_used = store.get_fuel().ok().map(|left| fuel - left);
+            usage.fuel_used = fuel_used(&store, fuel);
             release::later(release::Store::Module(store), slot);
             result
         }
@@ -77,14 +77,23 @@ pub(crate) fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Stor
     store
 }
 
-/// Fuel, and the epoch deadline that makes the guest yield every slice.
-pub(crate) fn meter<T>(store: &mut Store<T>, fuel: u64) -> Result<(), ExitError> {
-    store
-        .set_fuel(fuel)
-        .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
+/// The fuel a store starts with, on an engine that counts it (`None` on one that does not),
+/// and the epoch deadline that makes the guest yield every slice.
+pub(crate) fn meter<T>(store: &mut Store<T>, fuel: Option<u64>) -> Result<(), ExitError> {
+    if let Some(fuel) = fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| ExitError::new(ErrorKind::HostFailure, format!("cannot set fuel: {e}")))?;
+    }
     store.set_epoch_deadline(SLICE_TICKS);
     store.epoch_deadline_callback(crate::preemption::end_of_slice);
     Ok(())
+}
+
+/// What a store that started with `fuel` used of it (unknown where fuel is not counted).
+fn fuel_used<T>(store: &Store<T>, fuel: Option<u64>) -> Option<u64> {
+    let left = store.get_fuel().ok()?;
+    fuel.map(|fuel| fuel - left)
 }
 
 async fn call(

@@ -210,8 +210,11 @@ impl HandlerState for Requests {
             self.program.name_lookup,
         );
         let mut store = crate::process::new_store(&self.program.engine, data);
-        crate::process::meter(&mut store, limits.fuel.unwrap_or(u64::MAX))
-            .map_err(|e| wasmtime::Error::msg(e.message))?;
+        crate::process::meter(
+            &mut store,
+            (self.program.counts_fuel).then(|| limits.fuel.unwrap_or(u64::MAX)),
+        )
+        .map_err(|e| wasmtime::Error::msg(e.message))?;
         store.set_hostcall_fuel(self.program.lift_fuel);
         store.set_max_component_handles(crate::limits::MAX_HANDLES);
         let proxy = self.program.proxy.instantiate_async(&mut store).await?;

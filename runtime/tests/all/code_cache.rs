@@ -40,7 +40,7 @@ fn write_manifest(dir: &Path) -> (Digest, Digest) {
 /// returns what the cache did.
 fn run_both(dir: &Path, pool: Pool, cache: &CacheConfig) -> CacheStats {
     let manifest = Manifest::load(&dir.join("manifest.yaml")).unwrap();
-    let loader = Arc::new(engine::loader_caching(pool, cache).unwrap());
+    let loader = Arc::new(engine::loader_caching(pool, engine::Fuel::Counted, cache).unwrap());
     let rt = Runtime::new(manifest, loader.clone());
     for entry in ["t:compute", "t:mul"] {
         let mut mailbox = Mailbox::new();
@@ -88,7 +88,7 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// The file that holds `digest`'s code for `pool`'s engine.
     fn artifact(&self, pool: Pool, kind: ArtifactKind, digest: &Digest) -> PathBuf {
-        let engine = engine::new(pool).unwrap();
+        let engine = engine::new(pool, engine::Fuel::Counted).unwrap();
         let cache = code_cache::CodeCache::open(&self.cache, &engine)
             .unwrap()
             .unwrap();
@@ -172,7 +172,7 @@ fn another_binarys_valid_artifact_does_not_pass_for_this_one() {
     std::fs::write(&greet_manifest, yaml).unwrap();
     let rt = Runtime::new(
         Manifest::load(&greet_manifest).unwrap(),
-        Arc::new(engine::loader_caching(small_pool(), &f.cache).unwrap()),
+        Arc::new(engine::loader_caching(small_pool(), engine::Fuel::Counted, &f.cache).unwrap()),
     );
     rt.program(&EntryId::parse("g:greet").unwrap()).unwrap();
     assert!(greet_file.exists());
@@ -221,10 +221,14 @@ fn engine_configurations_do_not_share_artifacts() {
 #[test]
 fn a_cache_opened_for_another_engine_is_not_used() {
     let f = fixture();
-    let other = engine::new(small_pool()).unwrap();
+    let other = engine::new(small_pool(), engine::Fuel::Counted).unwrap();
     let cache = code_cache::CodeCache::open(&f.cache, &other).unwrap();
-    let loader =
-        wasmproc_runtime::Loader::new(engine::new(small_pool()).unwrap(), small_pool()).unwrap();
+    let loader = wasmproc_runtime::Loader::new(
+        engine::new(small_pool(), engine::Fuel::Counted).unwrap(),
+        small_pool(),
+        engine::Fuel::Counted,
+    )
+    .unwrap();
     let (loader, warnings) = crate::warnings::warnings_of(|| loader.with_code_cache(cache));
     assert!(loader.code_cache().is_none());
     assert!(

@@ -8,6 +8,7 @@ mod warnings;
 
 mod blocking_threads;
 mod code_cache;
+mod fuel;
 #[cfg(feature = "lua")]
 mod lua;
 mod manifest_bounds;

@@ -1,0 +1,99 @@
+//! Fuel is counted only where a manifest asks for it: counting costs every guest's code, so a
+//! runtime loaded from a manifest that sets no `limits.fuel` starts its engines without it
+//! (EXITs then carry no `fuel_used`), and an engine that does not count refuses an entry that
+//! sets the limit instead of running it unlimited.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use wasmproc_runtime::engine::{self, Fuel, Pool};
+use wasmproc_runtime::manifest::Digest;
+use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Manifest, Runtime};
+
+/// A manifest in `dir` with `compute` (`compute.wasm`) and `sleep` (the WASI 0.3 probe's, on
+/// the concurrent engine), neither limited, and `limited` (`compute.wasm` with `fuel`) when
+/// `with_limited`. Its path.
+fn manifest(dir: &Path, with_limited: bool) -> PathBuf {
+    let dist = crate::common::dist();
+    let hash = |file: &str| Digest::of(&std::fs::read(dist.join(file)).unwrap());
+    let (compute, probe) = (hash("compute.wasm"), hash("p3_probe.wasm"));
+    let mut yaml = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ pool: {{ processes: 8 }} }} }}\n  - {{ name: compute, kind: process.wasm, fs: bins, path: compute.wasm, hash: \"{compute}\", method: compute }}\n  - {{ name: sleep, kind: process.wasm, fs: bins, path: p3_probe.wasm, hash: \"{probe}\", method: sleep, imports: [wasi:clocks, wasi:cli, wasi:http, wasi:sockets] }}\n",
+        dist.display()
+    );
+    if with_limited {
+        yaml.push_str(&format!(
+            "  - {{ name: limited, kind: process.wasm, fs: bins, path: compute.wasm, hash: \"{compute}\", method: compute, limits: {{ fuel: 1000000 }} }}\n"
+        ));
+    }
+    let path = dir.join(format!("fuel_{with_limited}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn exit_of(rt: &Runtime, entry: &str, args: &[serde_json::Value]) -> Exit {
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored(entry, "t:host", args, &mailbox).unwrap();
+    crate::common::receive(&mut mailbox).expect("an EXIT")
+}
+
+#[test]
+fn a_runtime_counts_fuel_only_when_an_entry_of_its_manifest_limits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for with_limited in [false, true] {
+        let rt = Runtime::load(&manifest(dir.path(), with_limited)).unwrap();
+        let compute = exit_of(&rt, "t:compute", &[json!(6), json!(7)]);
+        let sleep = exit_of(&rt, "t:sleep", &[json!(1)]);
+        assert_eq!(compute.outcome, Ok(json!(42)));
+        assert!(sleep.outcome.is_ok(), "{sleep:?}");
+        for (what, exit) in [("main engine", &compute), ("concurrent engine", &sleep)] {
+            let used = exit.accounting.fuel_used;
+            if with_limited {
+                // Counted for every entry, limited or not.
+                assert!(used.is_some_and(|used| used > 0), "{what}: {used:?}");
+            } else {
+                assert_eq!(used, None, "{what}: not counted, so not known");
+            }
+        }
+        if with_limited {
+            let limited = exit_of(&rt, "t:limited", &[json!(6), json!(7)]);
+            assert_eq!(limited.outcome, Ok(json!(42)));
+            assert!(limited.accounting.fuel_used.is_some_and(|used| used > 0));
+        }
+    }
+}
+
+#[test]
+fn an_engine_that_does_not_count_fuel_refuses_an_entry_that_limits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Manifest::load(&manifest(dir.path(), true)).unwrap();
+    let pool = Pool {
+        processes: 8,
+        ..Pool::default()
+    };
+    let loader = engine::loader_counting(pool, Fuel::NotCounted).unwrap();
+    let rt = Runtime::new(manifest, Arc::new(loader));
+    let err = rt
+        .spawn("t:limited", "t:host", &[json!(6), json!(7)])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEntry, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("t:limited"), "{text}");
+    assert!(text.contains("limits.fuel"), "{text}");
+    // The entries without the limit run.
+    assert_eq!(
+        exit_of(&rt, "t:compute", &[json!(6), json!(7)]).outcome,
+        Ok(json!(42))
+    );
+}
+
+#[test]
+fn fuel_is_counted_when_some_process_wasm_entry_sets_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let counted = |with_limited| {
+        Fuel::for_manifest(&Manifest::load(&manifest(dir.path(), with_limited)).unwrap())
+    };
+    assert_eq!(counted(false), Fuel::NotCounted);
+    assert_eq!(counted(true), Fuel::Counted);
+}
