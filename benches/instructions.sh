@@ -1,39 +1,56 @@
 #!/usr/bin/env bash
-# Instructions per spawn → EXIT of the compute guest (64 in flight, 2 workers): wasmproc, and
-# bare wasmtime with wasmproc's engine configuration (unmetered, the goal's baseline, and
-# metered), counted by callgrind. Each side runs twice, with N1 and N2 spawns; the difference
-# divided by N2 - N1 leaves out start-up and compilation. User-space instructions only: the
-# kernel's share (resetting pool slots, waking threads) is the same on both sides, and this
-# count does not move with the machine's load as time does (ratio of instructions here ~ the
-# ratio of spawns per second `spawn_exit` measures, on a quiet machine).
+# Instructions per operation, wasmproc beside bare wasmtime, counted by callgrind: a figure the
+# machine's load does not move, to measure a change to a hot path before and after.
 #
-#   benches/instructions.sh [N1 N2]          (needs valgrind: apt install valgrind)
+#   benches/instructions.sh [spawn|serve] [N1 N2]      (needs valgrind: apt install valgrind)
+#
+# - spawn: spawn → EXIT of the compute guest, 64 in flight on 2 workers (`spawn_exit`'s
+#   sides): wasmproc, `bare_pooling_tuned` (wasmproc's engine configuration, unmetered: the
+#   goal's baseline) and the same metered. Default N: 2,000 and 12,000.
+# - serve: `GET /` of the WASI 0.3 http_service guest over 16 keep-alive connections
+#   (`serve/hello`'s sides, the client counted too). Default N: 500 and 2,500.
+#
+# Each side runs alone in the benchmark's process (`WASMPROC_BENCH_ONLY=SIDE:N`), twice, with
+# N1 and N2 operations; the difference over N2 - N1 leaves out start-up and compilation. Only
+# user-space instructions count: the kernel's share (resetting pool slots, waking threads,
+# sockets) is the same on both sides. Runs of one build agree within ~0.3%.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt install valgrind)" >&2; exit 1; }
-n1=${1:-2000}
-n2=${2:-12000}
-cargo build -q --release -p wasmproc-benches --example spawn_instructions
-bin=${CARGO_TARGET_DIR:-target}/release/examples/spawn_instructions
+what=${1:-spawn}
+case $what in
+  spawn) bench=scheduler filter=spawn_exit sides=(wasmproc bare bare_metered) n1=${2:-2000} n2=${3:-12000} ;;
+  serve) bench=serve filter=serve/hello sides=(wasmproc bare) n1=${2:-500} n2=${3:-2500} ;;
+  *) echo "usage: benches/instructions.sh [spawn|serve] [N1 N2]" >&2; exit 2 ;;
+esac
+bin=$(cargo bench -p wasmproc-benches --bench "$bench" --no-run 2>&1 \
+  | sed -n 's/.*Executable .*(\(.*\))$/\1/p')
+[ -x "$bin" ] || { echo "could not build the $bench benchmark" >&2; exit 1; }
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # valgrind cannot reserve the default pool's address space (~125 GB for 1,000 slots).
 export WASMPROC_POOL=100
 
-# Instructions callgrind counted for `$bin $side $n`.
+# Instructions callgrind counted in the benchmark's own process for `$side:$n`.
 count() {
-  valgrind --tool=callgrind --callgrind-out-file="$scratch/out" "$bin" "$1" "$2" 2>"$scratch/log" \
-    || { cat "$scratch/log" >&2; exit 1; }
-  sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$scratch/log"
+  WASMPROC_BENCH_ONLY="$1:$2" valgrind --tool=callgrind --callgrind-out-file="$scratch/out.%p" \
+    "$bin" --bench "$filter" >/dev/null 2>"$scratch/log" || { cat "$scratch/log" >&2; exit 1; }
+  # The first process valgrind reports is the benchmark (criterion may start others).
+  local pid
+  pid=$(sed -n 's/^==\([0-9]*\)==.*/\1/p' "$scratch/log" | head -1)
+  sed -n "s/^==$pid== Collected : \([0-9]*\)$/\1/p" "$scratch/log"
 }
 
-declare -A per_spawn
-for side in wasmproc bare bare_metered; do
+declare -A per_op
+for side in "${sides[@]}"; do
   a=$(count "$side" "$n1")
   b=$(count "$side" "$n2")
-  per_spawn[$side]=$(( (b - a) / (n2 - n1) ))
-  echo "$side: ${per_spawn[$side]} instructions per spawn"
+  per_op[$side]=$(( (b - a) / (n2 - n1) ))
+  echo "$what/$side: ${per_op[$side]} instructions per operation"
 done
-awk -v w="${per_spawn[wasmproc]}" -v b="${per_spawn[bare]}" -v m="${per_spawn[bare_metered]}" 'BEGIN {
-  printf "wasmproc / bare_pooling_tuned = %.3f (bare / wasmproc instructions); metering costs bare %d instructions per spawn\n", b / w, m - b
+awk -v w="${per_op[wasmproc]}" -v b="${per_op[bare]}" -v what="$what" 'BEGIN {
+  printf "%s: bare / wasmproc = %.3f (instructions per operation)\n", what, b / w
 }'
+if [ "$what" = spawn ]; then
+  echo "metering (fuel, epochs) costs bare $(( per_op[bare_metered] - per_op[bare] )) instructions per spawn"
+fi

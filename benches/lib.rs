@@ -83,3 +83,12 @@ pub fn selected(name: &str) -> bool {
     }
     filter.is_none_or(|f| name.contains(&f) || f.contains(name))
 }
+
+/// `WASMPROC_BENCH_ONLY=SIDE:N`: a benchmark group that reads it runs only N of its operations
+/// on that side (`wasmproc`, `bare`, ...) and measures nothing, for `benches/instructions.sh`
+/// to count instructions under callgrind. `None` when it is not set (or not `SIDE:N`).
+pub fn only_side() -> Option<(String, u64)> {
+    let only = std::env::var("WASMPROC_BENCH_ONLY").ok()?;
+    let (side, n) = only.split_once(':')?;
+    Some((side.to_string(), n.parse().ok()?))
+}

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
-use wasmproc_benches::{cpu_ns, criterion_home, resident_bytes, selected};
+use wasmproc_benches::{cpu_ns, criterion_home, only_side, resident_bytes, selected};
 use wasmproc_runtime::engine::{self, Pool, EPOCH_TICK, PREEMPTED_SLICE_TICKS};
 use wasmproc_runtime::{Mailbox, Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, Val};
@@ -177,8 +177,21 @@ fn spawn_exit(c: &mut Criterion) {
     if !selected("spawn_exit/compute") {
         return;
     }
-    let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let args = [json!(6), json!(7)];
+    // Counted under callgrind (`benches/instructions.sh spawn`): `wasmproc:N`, `bare:N`
+    // (`bare_pooling_tuned`) or `bare_metered:N`, each side alone in the process.
+    if let Some((side, n)) = only_side() {
+        match side.as_str() {
+            "wasmproc" => {
+                let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
+                wasmproc_round_trips(&rt, "bench:compute", &args, n);
+            }
+            "bare" => drop(Bare::new(Allocation::PoolingTuned, false).round_trips(n)),
+            _ => drop(Bare::new(Allocation::PoolingTuned, true).round_trips(n)),
+        }
+        return;
+    }
+    let rt = Runtime::load(&root().join("bench.yaml")).unwrap();
     let mut group = c.benchmark_group("spawn_exit/compute");
     group.throughput(Throughput::Elements(1));
     group.bench_function("wasmproc", |b| {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::{BodyExt, Empty, Full};
-use wasmproc_benches::{cpu_ns, criterion_home, selected};
+use wasmproc_benches::{cpu_ns, criterion_home, only_side, selected};
 use wasmproc_runtime::engine::{self, Pool};
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::serve::{ServeOptions, Served};
@@ -403,6 +403,7 @@ fn serve_hello(c: &mut Criterion) {
         .unwrap();
     let (rt, mut ours, ours_served) = wasmproc_server(&servers);
     let (mut bare, bare_accepting, bare_failed) = bare_server(&servers);
+    // Counted under callgrind (`benches/instructions.sh serve`): `wasmproc:N` or `bare:N`.
     if let Some((side, n)) = only_side() {
         let address = if side == "wasmproc" {
             ours.address
@@ -454,14 +455,6 @@ fn serve_hello(c: &mut Criterion) {
             .join("serve/hello/report/index.html")
             .display()
     );
-}
-
-/// `WASMPROC_SERVE_ONLY=wasmproc:N` (or `bare:N`): only N requests to that side, no
-/// measurement, for `benches/instructions.sh` to count under callgrind.
-fn only_side() -> Option<(String, u64)> {
-    let only = std::env::var("WASMPROC_SERVE_ONLY").ok()?;
-    let (side, n) = only.split_once(':')?;
-    Some((side.to_string(), n.parse().ok()?))
 }
 
 /// The ratio, from interleaved rounds: on a shared machine the load changes between
