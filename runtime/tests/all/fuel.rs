@@ -97,3 +97,51 @@ fn fuel_is_counted_when_some_process_wasm_entry_sets_the_limit() {
     assert_eq!(counted(false), Fuel::NotCounted);
     assert_eq!(counted(true), Fuel::Counted);
 }
+
+/// A guest that computes for ever (a loop that calls nothing), as a component's `main`.
+const SPIN: &str = r#"(component
+  (core module $m (func (export "main") (result i32) (loop $l (br $l)) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func (export "main") (result s32) (canon lift (core func $i "main"))))"#;
+
+/// Code compiled without fuel checks is never what an engine that counts fuel runs: with one
+/// cache for both, a fuel-limited spinner still ends on its fuel (without its own files per
+/// engine configuration, it would spin until its time ran out).
+#[test]
+fn code_compiled_without_fuel_is_not_run_where_fuel_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = crate::common::write_wat(dir.path(), "spin.wasm", SPIN);
+    let manifest = |limits: &str| {
+        Manifest::parse(
+            &format!(
+                "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ pool: {{ processes: 8 }} }} }}\n  - {{ name: spin, kind: process.wasm, fs: bins, path: spin.wasm, hash: \"{digest}\", method: main, limits: {{ {limits} }} }}\n",
+                dir.path().display()
+            ),
+            Path::new("inline.yaml"),
+        )
+        .unwrap()
+    };
+    let cache = wasmproc_runtime::code_cache::CacheConfig::in_dir(dir.path().join("cache"));
+    let pool = Pool {
+        processes: 8,
+        ..Pool::default()
+    };
+    let run = |limits: &str, fuel: Fuel| {
+        let loader = engine::loader_caching(pool, fuel, &cache).unwrap();
+        let rt = Runtime::new(manifest(limits), Arc::new(loader));
+        exit_of(&rt, "t:spin", &[])
+    };
+    // Compiled (and written to the cache) without fuel: only its time ends it.
+    let timed = run("max_execution_ms: 100", Fuel::NotCounted);
+    let error = timed.outcome.unwrap_err();
+    assert!(error.message.contains("max_execution_ms"), "{error:?}");
+    // The same binary, limited by fuel, on an engine that counts it.
+    let fueled = run("fuel: 1000000, max_execution_ms: 20000", Fuel::Counted);
+    let error = fueled.outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded);
+    assert!(
+        error.message.contains("fuel (1000000) exhausted"),
+        "{error:?}"
+    );
+    assert_eq!(fueled.accounting.fuel_used, Some(1_000_000));
+}
