@@ -7,7 +7,7 @@
 //!   request in flight each, every response checked. Both servers give each request a fresh
 //!   instance in its own store, and run on the same 2-worker tokio runtime.
 //!   `wasmproc` is `Runtime::http_service` + `serve::serve`: the entry's hash-checked program on
-//!   the concurrent engine, a WASI context per request (stdio captured), its limits (a place
+//!   the concurrent engine, a WASI context per request (stdout and stderr the server's, as `wasmproc serve` has them), its limits (a place
 //!   in the pool, fuel, epochs, the request's timer), the header timeout and the connection
 //!   cap. `bare` is what `wasmtime serve` does with the least around it: wasmtime-wasi-http's
 //!   `ProxyHandler` over hyper's `serve_connection`, a store with an empty WASI context, no
@@ -97,7 +97,9 @@ fn wasmproc_server(
     let fuel = engine::Fuel::for_manifest(&manifest);
     let loader = engine::loader_counting(Pool::from_env().unwrap(), fuel).unwrap();
     let rt = Runtime::new(manifest, Arc::new(loader));
-    let service = rt.http_service("bench:hello", Stdio::Capture).unwrap();
+    let service = rt
+        .http_service("bench:hello", Stdio::InheritOutput)
+        .unwrap();
     let listener = servers
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
