@@ -133,6 +133,8 @@ local raw_resume, raw_yield, raw_create, raw_status, raw_isyieldable =
     coroutine.resume, coroutine.yield, coroutine.create, coroutine.status, coroutine.isyieldable
 local raw_running = coroutine.running
 local PREEMPTED = {}
+local CANNOT_WAIT = "cannot wait here: a coroutine waiting inside a metamethod or a library's "
+    .. "callback cannot yield to the scheduler (it was closed)"
 
 -- Resumes co once, the host told which thread computes meanwhile (its CPU-time alarm taps that
 -- one when a single instruction runs long).
@@ -140,6 +142,17 @@ local function step(co, ...)
     local me = raw_running()
     running(co)
     local r = pack(raw_resume(co, ...))
+    running(me)
+    return r
+end
+
+-- Closing a coroutine runs its pending __close handlers in it, where they cannot yield: the
+-- alarm taps that thread meanwhile, and the script's ending is passed on as resume does.
+local raw_close = coroutine.close
+local function closed(co)
+    local me = raw_running()
+    running(co)
+    local r = pack(raw_close(co))
     running(me)
     return r
 end
@@ -152,6 +165,15 @@ local function resume(co, ...)
     local r = step(co, ...)
     while r[1] and raw_status(co) == "suspended" do
         if r.n == 2 and r[2] == pending then
+            if not raw_isyieldable() then
+                -- Nothing passes the wait up from here (a metamethod, a library's callback):
+                -- closed, the coroutine lets go of what it waited on (host memory, outside the
+                -- script's limit) instead of holding it for a resume that never comes. The
+                -- resume fails, as when the coroutine raises an error.
+                local c = closed(co)
+                r = c[1] and pack(false, CANNOT_WAIT) or c
+                break
+            end
             r = step(co, raw_yield(pending))
         elseif (r.n == 1 and preempted()) or (r.n == 2 and r[2] == PREEMPTED) then
             if raw_isyieldable() then
@@ -180,15 +202,9 @@ local function wrap(f)
     end
 end
 
--- Closing a coroutine runs its pending __close handlers in it, where they cannot yield: the
--- alarm taps that thread meanwhile, and the script's ending is passed on as resume does.
-local raw_close = coroutine.close
 local function close(co)
     expect(type(co) == "thread", 1, "close", "coroutine", co)
-    local me = raw_running()
-    running(co)
-    local r = pack(raw_close(co))
-    running(me)
+    local r = closed(co)
     if not r[1] and ended() then
         error(r[2], 0)
     end
