@@ -149,3 +149,38 @@ fn code_compiled_without_fuel_is_not_run_where_fuel_is_counted() {
     );
     assert_eq!(fueled.accounting.fuel_used, Some(1_000_000));
 }
+
+/// Without fuel, nothing but epochs stops a guest that computes: on a one-worker host whose
+/// manifest limits no fuel, a spinner with no limits still lets a sleeper beside it wake, and
+/// `terminate` still ends it.
+#[test]
+fn a_spinner_that_no_fuel_limits_is_still_preempted_and_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = crate::common::dist();
+    let hostile = Digest::of(&std::fs::read(dist.join("hostile.wasm")).unwrap());
+    let guest = |method: &str| {
+        format!("  - {{ name: {method}, kind: process.wasm, fs: bins, path: hostile.wasm, hash: \"{hostile}\", method: {method}, imports: [wasi:clocks, wasi:cli] }}\n")
+    };
+    let yaml = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1, pool: {{ processes: 8 }} }} }}\n{}{}",
+        dist.display(),
+        guest("spin"),
+        guest("sleep"),
+    );
+    let path = dir.path().join("spin.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let rt = Runtime::load(&path).unwrap();
+    let mut spins = Mailbox::new();
+    let spinner = rt.spawn_monitored("t:spin", "t:host", &[], &spins).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let sleep = exit_of(&rt, "t:sleep", &[json!(10)]);
+    assert!(sleep.outcome.is_ok(), "{sleep:?}");
+    assert_eq!(sleep.accounting.fuel_used, None, "fuel is not counted here");
+    rt.terminate(spinner).unwrap();
+    let spun = crate::common::receive(&mut spins).expect("the spinner's EXIT");
+    assert_eq!(
+        spun.outcome.unwrap_err().kind,
+        ErrorKind::Terminated,
+        "stopped by the signal"
+    );
+}
