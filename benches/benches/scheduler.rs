@@ -4,8 +4,8 @@
 //! - `spawn_exit/compute`: spawn → EXIT of the compute guest (6 × 7), 64 in flight, 2 workers.
 //!   `wasmproc` is the full runtime (entry lookup, hash-checked program, argument conversion,
 //!   limits, epochs (no fuel: `bench.yaml` limits none), registry, EXIT delivery; compute
-//!   imports nothing, so it gets no WASI context); `bare_*` is `InstancePre::instantiate_async` + `call_async` of the same
-//!   component in tokio tasks: on-demand, pooling with wasmtime's defaults, wasmproc's own
+//!   imports nothing, so it gets no WASI context); `bare_*` is
+//!   `InstancePre::instantiate_async` + `call_async` of the same component in tokio tasks: on-demand, pooling with wasmtime's defaults, wasmproc's own
 //!   engine configuration (`engine::config`: its pool, slots reset in place) without metering
 //!   (the best), and the same with wasmproc's metering (fuel, epoch deadline), to show what
 //!   that costs by itself. Then 15 interleaved rounds give the ratio to the best.

@@ -9,7 +9,8 @@
 //!   `wasmproc` is `Runtime::http_service` + `serve::serve`: the entry's hash-checked program on
 //!   the concurrent engine, a WASI context per request (stdout and stderr the server's, as
 //!   `wasmproc serve` has them), its limits (a place in the pool, epochs, the request's timer;
-//!   no fuel, which its manifest does not limit), the header timeout and the connection cap. `bare` is what `wasmtime serve` does with the least around it: wasmtime-wasi-http's
+//!   no fuel, which its manifest does not limit), the header timeout and the connection cap.
+//!   `bare` is what `wasmtime serve` does with the least around it: wasmtime-wasi-http's
 //!   `ProxyHandler` over hyper's `serve_connection`, a store with an empty WASI context, no
 //!   metering, no timers, on wasmproc's concurrent engine configuration (its pool, slots reset
 //!   in place) without fuel and epochs: the fastest bare configuration measured (see

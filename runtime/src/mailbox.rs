@@ -18,9 +18,16 @@ use crate::event::Event;
 /// event; every Lua script has one (10,000 waiting scripts: 6.2 KiB of their 65 KiB each).
 #[derive(Clone)]
 pub(crate) struct Address {
-    tx: mpsc::UnboundedSender<Box<Event>>,
+    tx: mpsc::UnboundedSender<Box<Sent>>,
     /// A bounded mailbox's count; none for an unbounded one (nothing counted as it sends).
     held: Option<Arc<Held>>,
+}
+
+/// An event on its way, with what it counts against its mailbox's bound (counted once, as it
+/// is sent: an EXIT's value may be large; 0 in an unbounded mailbox).
+struct Sent {
+    event: Event,
+    bytes: usize,
 }
 
 /// What a bounded mailbox holds, shared by its addresses and itself.
@@ -36,7 +43,7 @@ impl Address {
     /// dropped, and the mailbox remembers it overflowed.
     pub(crate) fn send(&self, event: Event) {
         let Some(held) = &self.held else {
-            let _ = self.tx.send(Box::new(event));
+            let _ = self.tx.send(Box::new(Sent { event, bytes: 0 }));
             return;
         };
         let bytes = event.bytes();
@@ -46,7 +53,7 @@ impl Address {
             held.overflowed.store(true, Ordering::Relaxed);
             return;
         }
-        if self.tx.send(Box::new(event)).is_err() {
+        if self.tx.send(Box::new(Sent { event, bytes })).is_err() {
             held.bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
@@ -68,7 +75,7 @@ impl Address {
 /// Where a monitor's events arrive.
 pub struct Mailbox {
     tx: Address,
-    rx: mpsc::UnboundedReceiver<Box<Event>>,
+    rx: mpsc::UnboundedReceiver<Box<Sent>>,
 }
 
 impl Default for Mailbox {
@@ -105,11 +112,12 @@ impl Mailbox {
         self.tx.clone()
     }
 
-    /// `event`, received: its bytes no longer count against the bound.
-    fn received(&self, event: &Event) {
+    /// `sent`'s event, received: its bytes no longer count against the bound.
+    fn received(&self, sent: Sent) -> Event {
         if let Some(held) = &self.tx.held {
-            held.bytes.fetch_sub(event.bytes(), Ordering::Relaxed);
+            held.bytes.fetch_sub(sent.bytes, Ordering::Relaxed);
         }
+        sent.event
     }
 
     /// The next event, or `None` when `timeout` passes first. Needs a tokio runtime with time.
@@ -118,18 +126,14 @@ impl Mailbox {
             .await
             .ok()
             .flatten()?;
-        self.received(&event);
-        Some(*event)
+        Some(self.received(*event))
     }
 
     /// The next event, however long it takes.
     pub async fn next(&mut self) -> Event {
         // Never closed: the mailbox holds a sender itself.
         match self.rx.recv().await {
-            Some(event) => {
-                self.received(&event);
-                *event
-            }
+            Some(sent) => self.received(*sent),
             None => std::future::pending().await,
         }
     }
@@ -143,10 +147,7 @@ impl Mailbox {
     ) -> std::io::Result<Option<Event>> {
         match timeout {
             // Never closed: the mailbox holds a sender itself.
-            None => Ok(self.rx.blocking_recv().map(|event| {
-                self.received(&event);
-                *event
-            })),
+            None => Ok(self.rx.blocking_recv().map(|sent| self.received(*sent))),
             Some(timeout) => Ok(tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()?
@@ -156,9 +157,8 @@ impl Mailbox {
 
     /// The next event if one is already there.
     pub fn try_receive(&mut self) -> Option<Event> {
-        let event = self.rx.try_recv().ok()?;
-        self.received(&event);
-        Some(*event)
+        let sent = self.rx.try_recv().ok()?;
+        Some(self.received(*sent))
     }
 }
 

@@ -1,8 +1,8 @@
 //! `wasi:sockets/ip-name-lookup` (WASI 0.2 and 0.3), served by wasmproc instead of
 //! wasmtime-wasi so that a process's lookups share its bound ([`Lookups`]): at most a few
 //! running or queued on the host's blocking threads, and none left to run after its request
-//! (its stream) or its process is gone. wasmtime-wasi's own queued a lookup per call on those threads, each still
-//! run after the process ended, as long as the resolver takes.
+//! (its stream) or its process is gone. wasmtime-wasi's own queued a lookup per call on those
+//! threads, each still run after the process ended, as long as the resolver takes.
 //!
 //! Otherwise it behaves as wasmtime-wasi 48's: a lookup is allowed only when the entry's policy
 //! lets a socket reach public addresses (else `permanent-resolver-failure`), a name must be a

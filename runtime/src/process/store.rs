@@ -27,7 +27,7 @@ pub(super) async fn init_step_close(
     // Init: a fresh store and instance; the arguments and WASI context were captured at
     // spawn. Close: the store (instance, memories, tables) goes to `release` with the pool
     // `slot` it holds at the end of each arm (or is dropped with it on an early error).
-    let fuel = program.counts_fuel.then(|| limits.fuel.unwrap_or(u64::MAX));
+    let fuel = starting_fuel(program.counts_fuel, limits);
     let limiter = MemoryLimiter::new(limits.max_memory);
     usage.memory = Some(limiter.usage.clone());
     let result = match (state, &program.target) {
@@ -77,8 +77,14 @@ pub(crate) fn new_store<T: Limited>(engine: &wasmtime::Engine, state: T) -> Stor
     store
 }
 
-/// The fuel a store starts with, on an engine that counts it (`None` on one that does not),
-/// and the epoch deadline that makes the guest yield every slice.
+/// The fuel a store starts with where its engine `counts` fuel: its `limits.fuel`, or all
+/// there is; `None` where fuel is not counted.
+pub(crate) fn starting_fuel(counts: bool, limits: &Limits) -> Option<u64> {
+    counts.then(|| limits.fuel.unwrap_or(u64::MAX))
+}
+
+/// The store's [`starting_fuel`], and the epoch deadline that makes the guest yield every
+/// slice.
 pub(crate) fn meter<T>(store: &mut Store<T>, fuel: Option<u64>) -> Result<(), ExitError> {
     if let Some(fuel) = fuel {
         store

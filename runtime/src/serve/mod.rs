@@ -212,7 +212,7 @@ impl HandlerState for Requests {
         let mut store = crate::process::new_store(&self.program.engine, data);
         crate::process::meter(
             &mut store,
-            (self.program.counts_fuel).then(|| limits.fuel.unwrap_or(u64::MAX)),
+            crate::process::starting_fuel(self.program.counts_fuel, limits),
         )
         .map_err(|e| wasmtime::Error::msg(e.message))?;
         store.set_hostcall_fuel(self.program.lift_fuel);

@@ -230,7 +230,7 @@ fn a_wait_that_cannot_reach_the_scheduler_closes_its_coroutine() {
     let runtime = runtime();
     let mut mailbox = Mailbox::new();
     let source = "local time = require('time')\n\
-                  local co = coroutine.create(function() time.sleep(100000) end)\n\
+                  local co = coroutine.create(function() time.sleep(100 * time.SECOND) end)\n\
                   local ok, err\n\
                   local t = setmetatable({}, {__tostring = function() ok, err = coroutine.resume(co) return '' end})\n\
                   tostring(t)\n\
