@@ -39,6 +39,15 @@ pub(crate) enum Admit {
 }
 
 impl LogBudget {
+    /// A budget with nothing counted yet, for a `static`.
+    pub(crate) const fn new() -> Self {
+        LogBudget(Mutex::new(Window {
+            started: None,
+            logged: 0,
+            muted: 0,
+        }))
+    }
+
     /// Counts a line at `now` and says what to log.
     pub(crate) fn admit(&self, now: Instant) -> Admit {
         let mut window = lock(&self.0);

@@ -1,7 +1,9 @@
-//! Special files (FIFOs, sockets, character and block devices) inside mounts are refused when
-//! a guest opens them: before the open, the path is looked at with a `stat` (which never
-//! blocks on such a file), and anything but a regular file, a directory or a symbolic link is
-//! refused with `unsupported`; only then is it opened.
+//! Guests' opens, guarded. While the host's file descriptors are spent (see
+//! [`crate::descriptors`]), any open is refused. And special files (FIFOs, sockets, character
+//! and block devices) inside mounts are refused when a guest opens them: before the open, the
+//! path is looked at with a `stat` (which never blocks on such a file), and anything but a
+//! regular file, a directory or a symbolic link is refused with `unsupported`; only then is it
+//! opened.
 //!
 //! Every way in is guarded: components' `wasi:filesystem` `open-at` (WASI 0.2, which preview 1
 //! guests reach through their adapter, and WASI 0.3) and core modules' preview 1 `path_open`.
@@ -50,6 +52,10 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
             DescriptorFlags,
         )| {
             Box::new(async move {
+                // `io`: what wasmtime-wasi reports for the kernel's own "too many open files".
+                if !crate::descriptors::guest_may_open() {
+                    return Ok((Err(ErrorCode::Io),));
+                }
                 let mut view = store.data_mut().filesystem();
                 let looked = HostDescriptor::stat_at(
                     &mut view,
@@ -100,6 +106,9 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
             p3::DescriptorFlags,
         )| {
             Box::pin(async move {
+                if !crate::descriptors::guest_may_open() {
+                    return Ok((Err(p3::ErrorCode::Io),));
+                }
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
                 let looked = WasiFilesystem::stat_at(
                     &fs,
@@ -154,6 +163,10 @@ pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleData>) -> wasm
             i32,
         )| {
             Box::new(async move {
+                // "Too many files open in system": the host's, shared by every guest.
+                if !crate::descriptors::guest_may_open() {
+                    return Ok(Errno::Nfile as i32);
+                }
                 let Some(wasmtime::Extern::Memory(memory)) = caller.get_export("memory") else {
                     wasmtime::bail!("path_open: the module exports no memory");
                 };

@@ -1,0 +1,69 @@
+//! The host's file descriptors, which guests' files and sockets share with the host's own (its
+//! listeners and connections, the compiled-code cache, manifests, memory images, wake-ups).
+//!
+//! The kernel gives a process `RLIMIT_NOFILE` of them. Nothing else bounded what guests took:
+//! one preview 1 guest opening a file in a loop held 19,985 of the 20,000 this machine allows
+//! (found attacking, 2026-12-07), and meanwhile the host could accept no connection and open
+//! no file, and every other guest's opens failed.
+//!
+//! So a guest may open a file or a socket only while the lowest free descriptor is below the
+//! guests' share of the soft limit ([`GUESTS_SHARE`]). The kernel hands out the lowest free
+//! number, so guests' descriptors fill the numbers below the share and the numbers above it
+//! stay the host's: a guest's open takes a free number below the share or is refused, and
+//! never raises the total past the share or past what the host itself reached. Asking costs
+//! two system calls (an `eventfd` and its close) and keeps no count of closes, which happen
+//! wherever wasmtime-wasi drops a file or a stream.
+//!
+//! Not bounded here: how the share is divided among guests (one guest may take all of it, and
+//! the others' opens are refused meanwhile; a process holds at most `MAX_HANDLES` handles).
+
+/// The part of the soft limit guests may use, as a fraction: 3/4.
+pub(crate) const GUESTS_SHARE: (u64, u64) = (3, 4);
+
+/// Whether a guest may open one more file or socket now; a refusal is logged (within a budget:
+/// guests decide how often they ask).
+pub(crate) fn guest_may_open() -> bool {
+    let Some(limit) = soft_limit() else {
+        return true;
+    };
+    let share = limit / GUESTS_SHARE.1 * GUESTS_SHARE.0;
+    let may = lowest_free().is_some_and(|fd| fd < share);
+    if !may {
+        crate::log_budget::warn_within!(
+            REFUSALS,
+            target: "wasmproc::descriptors",
+            "guests' opens refused for want of file descriptors",
+            "a guest's open was refused: guests hold {share} of the host's {limit} file descriptors (RLIMIT_NOFILE)",
+        );
+    }
+    may
+}
+
+static REFUSALS: crate::log_budget::LogBudget = crate::log_budget::LogBudget::new();
+
+/// The soft `RLIMIT_NOFILE`, or `None` when there is none.
+fn soft_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the struct it is given, which lives across the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
+/// The lowest free descriptor number, or `None` when none is free (or the kernel refused).
+fn lowest_free() -> Option<u64> {
+    // SAFETY: `eventfd` takes no pointers; the descriptor it returns is ours and closed here.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { libc::close(fd) };
+    Some(fd as u64)
+}

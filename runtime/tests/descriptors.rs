@@ -1,0 +1,146 @@
+//! Guests share the host's file descriptors but never take the host's part: a guest opening
+//! files in a loop is refused once guests hold their share of `RLIMIT_NOFILE`, and the host
+//! can still open files meanwhile. (Before, one preview 1 guest held 19,985 of this machine's
+//! 20,000 and the host could open nothing.)
+//!
+//! A binary of its own: it lowers the process's soft limit, which every test of a shared
+//! binary would feel.
+
+#[path = "all/common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::receive;
+use serde_json::json;
+use wasmproc_runtime::manifest::Digest;
+use wasmproc_runtime::{Mailbox, Runtime};
+
+/// The soft limit the test runs under: guests' share is 3/4 of it.
+const LIMIT: u64 = 600;
+
+/// A preview 1 module whose `main(hold_ms)` opens `plain.txt` in its first preopen (fd 3) until
+/// an open fails, keeps every file open for `hold_ms` (a clock `poll_oneoff`), and returns the
+/// failed open's errno × 2^24 + the files it opened.
+const HOARDER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 32) "plain.txt")
+  (func (export "main") (param $hold_ms i32) (result i32)
+    (local $opened i32) (local $errno i32)
+    (block $refused
+      (loop $again
+        (local.set $errno (call $open (i32.const 3) (i32.const 1) (i32.const 32) (i32.const 9)
+          (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64)))
+        (br_if $refused (local.get $errno))
+        (local.set $opened (i32.add (local.get $opened) (i32.const 1)))
+        (br $again)))
+    ;; One clock subscription at 128: userdata 0, tag 0 (clock), monotonic (id 1), the
+    ;; timeout in nanoseconds, relative (flags 0); the event goes to 256, the count to 320.
+    (i32.store (i32.const 144) (i32.const 1))
+    (i64.store (i32.const 152)
+      (i64.mul (i64.extend_i32_u (local.get $hold_ms)) (i64.const 1000000)))
+    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 320)))
+    (i32.or (i32.shl (local.get $errno) (i32.const 24)) (local.get $opened))))
+"#;
+
+/// WASI preview 1's `nfile`: too many files open in the system.
+const NFILE: i64 = 41;
+
+fn lower_the_soft_limit_to(limit: u64) {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls read or write the struct they are given, which outlives them.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut current), 0);
+        current.rlim_cur = limit.min(current.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &current), 0);
+    }
+}
+
+/// The hoarder (`t:hoarder`) and the probe's `try-fs` (`t:probe`), both with `mount` at
+/// `/data`; binaries and manifest in `bins`.
+fn runtime(mount: &std::path::Path, bins: &std::path::Path) -> Runtime {
+    let probe = std::fs::read(common::dist().join("probe.wasm")).unwrap();
+    let hoarder = wat::parse_str(HOARDER).unwrap();
+    std::fs::write(bins.join("probe.wasm"), &probe).unwrap();
+    std::fs::write(bins.join("hoarder.wasm"), &hoarder).unwrap();
+    let entry = |name: &str, hash: Digest, method: &str| {
+        format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{hash}\", method: {method}, imports: [wasi:cli, wasi:clocks, wasi:filesystem], limits: {{ max_execution_ms: 20000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n"
+        )
+    };
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n{}{}",
+        bins.display(),
+        mount.display(),
+        entry("probe", Digest::of(&probe), "try-fs"),
+        entry("hoarder", Digest::of(&hoarder), "main"),
+    );
+    let manifest = bins.join("wasmproc.yaml");
+    std::fs::write(&manifest, text).unwrap();
+    Runtime::load(&manifest).unwrap()
+}
+
+fn read_plain(rt: &Runtime) -> serde_json::Value {
+    let mut mailbox = Mailbox::new();
+    let args = [json!("read"), json!("/data/plain.txt"), json!("")];
+    rt.spawn_monitored("t:probe", "t:host", &args, &mailbox)
+        .unwrap();
+    receive(&mut mailbox)
+        .expect("an EXIT")
+        .outcome
+        .expect("an open's failure is the guest's to report, not the process's end")
+}
+
+#[test]
+fn a_guest_opening_files_without_end_leaves_the_host_its_descriptors() {
+    lower_the_soft_limit_to(LIMIT);
+    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(mount.path().join("plain.txt"), "plain").unwrap();
+    let rt = runtime(mount.path(), bins.path());
+    assert_eq!(read_plain(&rt), json!({ "ok": "plain" }));
+
+    let mut hoarder = Mailbox::new();
+    rt.spawn_monitored("t:hoarder", "t:host", &[json!(2000)], &hoarder)
+        .unwrap();
+    // While the hoarder holds its files: another guest's open is refused, and it goes on...
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = read_plain(&rt);
+    assert!(refused.get("err").is_some(), "{refused}");
+    // ...and the host still has a quarter of its descriptors to open files with.
+    let host_files: Vec<_> = (0..LIMIT / 8)
+        .map(|i| {
+            std::fs::File::open(mount.path().join("plain.txt"))
+                .unwrap_or_else(|e| panic!("the host's open {i} failed: {e}"))
+        })
+        .collect();
+    drop(host_files);
+
+    let held = receive(&mut hoarder).expect("the hoarder's EXIT");
+    let held = held.outcome.unwrap().as_i64().unwrap();
+    let (errno, opened) = (held >> 24, held & 0xff_ffff);
+    assert_eq!(errno, NFILE, "opened {opened}");
+    assert!(
+        opened > 100 && opened < (LIMIT * 3 / 4) as i64,
+        "opened {opened} of a share of {}",
+        LIMIT * 3 / 4
+    );
+
+    // Its files are given back once it has ended: guests open files again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = read_plain(&rt);
+        if value == json!({ "ok": "plain" }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
