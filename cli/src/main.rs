@@ -162,6 +162,9 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&Cli::command().after_help(after_help()).get_matches())
         .unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
+    if let Some((before, after)) = wasmproc_runtime::descriptors::raise_soft_limit() {
+        tracing::debug!("open files limit (RLIMIT_NOFILE) raised from {before} to {after}");
+    }
     let cache = || code_cache(cli.no_cache);
     match cli.command {
         Command::Run(args) => cache().map_or_else(|code| code, |c| run::run(args, &c)),

@@ -7,15 +7,35 @@
 //! no file, and every other guest's opens failed.
 //!
 //! So a guest may open a file or a socket only while the lowest free descriptor is below the
-//! guests' share of the soft limit ([`GUESTS_SHARE`]). The kernel hands out the lowest free
-//! number, so guests' descriptors fill the numbers below the share and the numbers above it
-//! stay the host's: a guest's open takes a free number below the share or is refused, and
-//! never raises the total past the share or past what the host itself reached. Asking costs
-//! two system calls (an `eventfd` and its close) and keeps no count of closes, which happen
-//! wherever wasmtime-wasi drops a file or a stream.
+//! guests' share of the soft limit (3/4). The kernel hands out the lowest free number, so
+//! guests' descriptors fill the numbers below the share and the numbers above it stay the
+//! host's: a guest's open takes a free number below the share or is refused, and never raises
+//! the total past the share or past what the host itself reached. Asking costs two system calls
+//! (an `eventfd` and its close) and keeps no count of closes, which happen wherever
+//! wasmtime-wasi drops a file or a stream.
 //!
 //! Not bounded here: how the share is divided among guests (one guest may take all of it, and
-//! the others' opens are refused meanwhile; a process holds at most `MAX_HANDLES` handles).
+//! the others' opens are refused meanwhile; a component holds at most `MAX_HANDLES` handles).
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard one, as Go's runtime does at start: the soft
+/// limit (1,024 on many systems) is kept low for programs that still use `select`, which
+/// wasmproc does not. Returns the soft limit before and after, or `None` when it was left.
+pub fn raise_soft_limit() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls read or write the struct they are given, which outlives them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return None;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some((before, limit.rlim_max))
+    }
+}
 
 /// The part of the soft limit guests may use, as a fraction: 3/4.
 pub(crate) const GUESTS_SHARE: (u64, u64) = (3, 4);

@@ -103,6 +103,7 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
                 l,
                 ComponentData::sockets,
             )?;
+            crate::network::sockets::guard_creation_p3(l)?;
             // wasmproc's own, each process's lookups bounded.
             crate::network::name_lookup::add_to_linker_p3(l)
         }
@@ -165,6 +166,7 @@ fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
             sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
             sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
             sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
+            crate::network::sockets::guard_creation(l)?;
             // wasmproc's own, each process's lookups bounded.
             crate::network::name_lookup::add_to_linker(l)?;
         }

@@ -13,7 +13,7 @@
 mod arena;
 pub mod capacity;
 pub mod code_cache;
-mod descriptors;
+pub mod descriptors;
 pub mod engine;
 mod env;
 mod error;

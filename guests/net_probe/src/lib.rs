@@ -77,6 +77,22 @@ impl Guest for NetProbe {
             .map_err(name)?;
         Ok(format!("sent {sent}"))
     }
+
+    fn hoard(tcp: bool, hold_ms: u32) -> (u32, String) {
+        let mut held = (Vec::new(), Vec::new());
+        let failure = loop {
+            let created = if tcp {
+                tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4).map(|s| held.0.push(s))
+            } else {
+                udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4).map(|s| held.1.push(s))
+            };
+            if let Err(e) = created {
+                break name(e);
+            }
+        };
+        wasip2::clocks::monotonic_clock::subscribe_duration(u64::from(hold_ms) * 1_000_000).block();
+        ((held.0.len() + held.1.len()) as u32, failure)
+    }
 }
 
 /// The error's WIT name (`access-denied`), without its documentation.

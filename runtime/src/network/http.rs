@@ -85,6 +85,10 @@ async fn send(
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
+    // The connection takes one of the host's descriptors (see `crate::descriptors`).
+    if !crate::descriptors::guest_may_open() {
+        return Err(Error::ConnectionLimitReached);
+    }
     let stream = tokio::time::timeout(connect_timeout, connect(&addresses))
         .await
         .map_err(|_| Error::ConnectionTimeout)?

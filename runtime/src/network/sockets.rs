@@ -5,10 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsView as _};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::policy::{NetworkPolicy, Scheme};
+use crate::store_data::ComponentData;
 
 /// Enables sockets in `builder`, checked by `policy`.
 pub(crate) fn install(builder: &mut WasiCtxBuilder, policy: &Arc<NetworkPolicy>) {
@@ -30,8 +32,9 @@ pub fn decide(policy: &NetworkPolicy, addr: SocketAddr, used: SocketAddrUse) -> 
         SocketAddrUse::TcpBind => policy.check_bind(Scheme::Tcp, addr),
         SocketAddrUse::UdpBind => policy.check_bind(Scheme::Udp, addr),
         SocketAddrUse::TcpListen => policy.check_listen(Scheme::Tcp, addr),
-        // A client of a listener the policy allowed.
-        SocketAddrUse::TcpAccept => Ok(()),
+        // A client of a listener the policy allowed, which takes a descriptor of the host's
+        // (refused, the connection is closed at once).
+        SocketAddrUse::TcpAccept => return crate::descriptors::guest_may_open(),
         // Dropped silently by wasmtime when refused: not worth a log line per datagram.
         SocketAddrUse::UdpReceive => return policy.check_receive(addr),
     };
@@ -42,4 +45,101 @@ pub fn decide(policy: &NetworkPolicy, addr: SocketAddr, used: SocketAddrUse) -> 
             false
         }
     }
+}
+
+/// The `wasi:sockets` versions wasmtime-wasi defines (guests' imports match them).
+const P2: &str = "@0.2.12";
+const P3_TYPES: &str = "wasi:sockets/types@0.3.0";
+
+/// Replaces the linker's WASI 0.2 socket constructors with ones that first ask whether guests
+/// may take another of the host's descriptors ([`crate::descriptors`]): `new-socket-limit`
+/// when not.
+pub(crate) fn guard_creation(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Host as _, IpAddressFamily};
+    use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as _;
+    use wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host as _;
+    use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
+    linker.allow_shadowing(true);
+    linker
+        .instance(&format!("wasi:sockets/tcp-create-socket{P2}"))?
+        .func_wrap(
+            "create-tcp-socket",
+            |mut store, (family,): (IpAddressFamily,)| {
+                if !crate::descriptors::guest_may_open() {
+                    return Ok((Err(ErrorCode::NewSocketLimit),));
+                }
+                let mut view = store.data_mut().sockets();
+                Ok((match view.create_tcp_socket(family) {
+                    Ok(socket) => Ok::<Resource<TcpSocket>, _>(socket),
+                    Err(e) => Err(view.convert_error_code(e)?),
+                },))
+            },
+        )?;
+    linker
+        .instance(&format!("wasi:sockets/udp-create-socket{P2}"))?
+        .func_wrap_async(
+            "create-udp-socket",
+            |mut store, (family,): (IpAddressFamily,)| {
+                Box::new(async move {
+                    if !crate::descriptors::guest_may_open() {
+                        return Ok((Err(ErrorCode::NewSocketLimit),));
+                    }
+                    let mut view = store.data_mut().sockets();
+                    Ok((match view.create_udp_socket(family).await {
+                        Ok(socket) => Ok::<Resource<UdpSocket>, _>(socket),
+                        Err(e) => Err(view.convert_error_code(e)?),
+                    },))
+                })
+            },
+        )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// [`guard_creation`] for WASI 0.3's `tcp-socket.create` and `udp-socket.create`.
+pub(crate) fn guard_creation_p3(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p3::bindings::sockets::types::{
+        ErrorCode, HostTcpSocket, HostUdpSocket, IpAddressFamily,
+    };
+    // WASI 0.3 has no `new-socket-limit`.
+    fn spent() -> ErrorCode {
+        ErrorCode::Other(Some(
+            "the host's file descriptors for guests are spent".into(),
+        ))
+    }
+    use wasmtime_wasi::sockets::{TcpSocket, UdpSocket};
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(P3_TYPES)?;
+    types.func_wrap(
+        "[static]tcp-socket.create",
+        |mut store, (family,): (IpAddressFamily,)| {
+            if !crate::descriptors::guest_may_open() {
+                return Ok((Err(spent()),));
+            }
+            Ok((
+                match HostTcpSocket::create(&mut store.data_mut().sockets(), family) {
+                    Ok(socket) => Ok::<Resource<TcpSocket>, _>(socket),
+                    Err(e) => Err(e.downcast()?),
+                },
+            ))
+        },
+    )?;
+    types.func_wrap_async(
+        "[static]udp-socket.create",
+        |mut store, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                if !crate::descriptors::guest_may_open() {
+                    return Ok((Err(spent()),));
+                }
+                Ok((
+                    match HostUdpSocket::create(&mut store.data_mut().sockets(), family).await {
+                        Ok(socket) => Ok::<Resource<UdpSocket>, _>(socket),
+                        Err(e) => Err(e.downcast()?),
+                    },
+                ))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
