@@ -107,7 +107,10 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
             // wasmproc's own, each process's lookups bounded.
             crate::network::name_lookup::add_to_linker_p3(l)
         }
-        Family::Http => wasmtime_wasi_http::p3::add_to_linker(l),
+        Family::Http => {
+            wasmtime_wasi_http::p3::add_to_linker(l)?;
+            crate::network::http_parts::guard_p3(l)
+        }
         // WASI 0.3 has no `wasi:io`: streams and futures are the component model's own.
         Family::Io => Ok(()),
     }
@@ -170,7 +173,10 @@ fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
             // wasmproc's own, each process's lookups bounded.
             crate::network::name_lookup::add_to_linker(l)?;
         }
-        Family::Http => wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?,
+        Family::Http => {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+            crate::network::http_parts::guard(l)?;
+        }
     }
     Ok(())
 }

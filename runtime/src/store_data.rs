@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
+use crate::network::http_parts::HttpParts;
 use crate::network::lookup::Lookups;
 use crate::network::NetworkPolicy;
 
@@ -22,6 +23,8 @@ pub struct ComponentData {
     pub(crate) http: WasiHttpCtx,
     /// wasi:http's requests, sent under the entry's network policy.
     pub(crate) http_hooks: PolicyHooks,
+    /// The wasi:http parts (fields, requests, bodies) it holds, bounded.
+    pub(crate) http_parts: HttpParts,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     /// The process's name lookups (wasi:http's and wasi:sockets'), bounded together; `None`
@@ -46,6 +49,7 @@ impl ComponentData {
             wasi,
             http: WasiHttpCtx::new(),
             http_hooks: PolicyHooks::new(http_policy, lookups.clone()),
+            http_parts: HttpParts::default(),
             table: ResourceTable::new(),
             limiter,
             lookups,

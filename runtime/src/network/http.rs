@@ -38,7 +38,15 @@ impl PolicyHooks {
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
+/// What a WASI 0.2 guest may write into an outgoing body in one call. The body keeps two such
+/// chunks until its request is sent and read (1 MiB each by default): see `super::http_parts`.
+pub(crate) const BODY_CHUNK: usize = 64 << 10;
+
 impl WasiHttpHooks for PolicyHooks {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

@@ -3,6 +3,7 @@
 
 pub mod address;
 pub(crate) mod http;
+pub(crate) mod http_parts;
 pub(crate) mod lookup;
 pub(crate) mod name_lookup;
 pub mod policy;

@@ -214,6 +214,12 @@ pub(crate) fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError 
             ),
         );
     }
+    if error
+        .downcast_ref::<crate::network::http_parts::TooManyHttpParts>()
+        .is_some()
+    {
+        return ExitError::new(ErrorKind::LimitExceeded, message);
+    }
     // wasmtime's bound on live handles, set from `MAX_HANDLES` (its error type is private).
     if message.contains("store handle limit exceeded") {
         return ExitError::new(

@@ -9,6 +9,7 @@ mod warnings;
 mod blocking_threads;
 mod code_cache;
 mod fuel;
+mod http_parts;
 #[cfg(feature = "lua")]
 mod lua;
 mod manifest_bounds;
