@@ -1722,3 +1722,36 @@ fn serve_logs_a_flood_of_failed_requests_within_its_budget() {
         assert!(log.contains("the rest are counted, not logged"), "{log}");
     }
 }
+
+/// Started with a low soft open-files limit, the CLI raises it to the hard one (guests get 3/4
+/// of it), and says so at `-v`.
+#[test]
+fn the_cli_raises_the_soft_open_files_limit_to_the_hard_one() {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -Sn 256 && exec "$0" -v cache info"#)
+        .arg(env!("CARGO_BIN_EXE_wasmproc"))
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
+        .env_remove("WASMPROC_LOG")
+        .output()
+        .expect("sh runs");
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hard = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let hard = hard.trim();
+    if hard == "256" {
+        eprintln!("the hard limit is 256: nothing to raise");
+        return;
+    }
+    assert!(
+        stderr.contains(&format!("raised from 256 to {hard}")),
+        "{stderr}"
+    );
+}

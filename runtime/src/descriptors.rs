@@ -14,27 +14,81 @@
 //! (an `eventfd` and its close) and keeps no count of closes, which happen wherever
 //! wasmtime-wasi drops a file or a stream.
 //!
-//! Not bounded here: how the share is divided among guests (one guest may take all of it, and
-//! the others' opens are refused meanwhile; a component holds at most `MAX_HANDLES` handles).
+//! A process may also hold at most [`MAX_OPEN_FILES`] open files at once, like a POSIX
+//! process's default limit, so that one guest cannot take the whole share from the others
+//! (`OpenFiles`). Its sockets are bounded by the share and its handles only.
+
+use std::sync::{Arc, Weak};
+
+/// The files (and directories) one process may hold open at once.
+pub const MAX_OPEN_FILES: usize = 1024;
+
+/// A component process's open files: what its descriptors and their streams share, held
+/// weakly, so that a file counts until its descriptor and every stream reading or writing it
+/// are gone (wasmtime-wasi closes it then).
+#[derive(Debug, Default)]
+pub(crate) struct OpenFiles(Vec<Weak<std::fs::File>>);
+
+impl OpenFiles {
+    /// Whether the process may open one more file. Files closed since are forgotten only when
+    /// the bound is reached, which keeps each open's cost constant over time.
+    pub(crate) fn may_open(&mut self) -> bool {
+        if self.0.len() >= MAX_OPEN_FILES {
+            self.0.retain(|file| file.strong_count() > 0);
+        }
+        self.0.len() < MAX_OPEN_FILES
+    }
+
+    /// Counts `file`, which the process just opened.
+    pub(crate) fn opened(&mut self, file: &Arc<std::fs::File>) {
+        self.0.push(Arc::downgrade(file));
+    }
+}
+
+/// The file a WASI descriptor holds open.
+pub(crate) fn file_of(descriptor: &wasmtime_wasi::filesystem::Descriptor) -> &Arc<std::fs::File> {
+    match descriptor {
+        wasmtime_wasi::filesystem::Descriptor::File(file) => &file.file,
+        wasmtime_wasi::filesystem::Descriptor::Dir(dir) => &dir.dir,
+    }
+}
+
+/// Whether a preview 1 process, whose WASI resources are in `table`, may open one more file:
+/// its descriptors are counted there (preview 1 has no streams that outlive them).
+pub(crate) fn p1_may_open(table: &mut wasmtime::component::ResourceTable) -> bool {
+    let open = table
+        .iter_mut()
+        .filter(|entry| {
+            let entry: &dyn std::any::Any = &**entry;
+            entry.is::<wasmtime_wasi::filesystem::Descriptor>()
+        })
+        .count();
+    open < MAX_OPEN_FILES
+}
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard one, as Go's runtime does at start: the soft
 /// limit (1,024 on many systems) is kept low for programs that still use `select`, which
 /// wasmproc does not. Returns the soft limit before and after, or `None` when it was left.
 pub fn raise_soft_limit() -> Option<(u64, u64)> {
+    let mut limit = rlimit()?;
+    if limit.rlim_cur >= limit.rlim_max {
+        return None;
+    }
+    let before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `setrlimit` reads the struct it is given, which lives across the call.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0)
+        .then_some((before, limit.rlim_max))
+}
+
+/// This process's `RLIMIT_NOFILE`.
+fn rlimit() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: both calls read or write the struct they are given, which outlives them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
-        {
-            return None;
-        }
-        let before = limit.rlim_cur;
-        limit.rlim_cur = limit.rlim_max;
-        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some((before, limit.rlim_max))
-    }
+    // SAFETY: `getrlimit` writes the struct it is given, which lives across the call.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
 /// The part of the soft limit guests may use, as a fraction: 3/4.
@@ -63,17 +117,9 @@ static REFUSALS: crate::log_budget::LogBudget = crate::log_budget::LogBudget::ne
 
 /// The soft `RLIMIT_NOFILE`, or `None` when there is none.
 fn soft_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes the struct it is given, which lives across the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
-        return None;
-    }
-    Some(limit.rlim_cur)
+    rlimit()
+        .map(|limit| limit.rlim_cur)
+        .filter(|&soft| soft != libc::RLIM_INFINITY)
 }
 
 /// The lowest free descriptor number, or `None` when none is free (or the kernel refused).

@@ -53,7 +53,8 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
         )| {
             Box::new(async move {
                 // `io`: what wasmtime-wasi reports for the kernel's own "too many open files".
-                if !crate::descriptors::guest_may_open() {
+                if !store.data_mut().open_files.may_open() || !crate::descriptors::guest_may_open()
+                {
                     return Ok((Err(ErrorCode::Io),));
                 }
                 let mut view = store.data_mut().filesystem();
@@ -71,10 +72,14 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                 }
                 let opened =
                     HostDescriptor::open_at(&mut view, dir, path_flags, path, oflags, flags).await;
-                Ok((match opened {
-                    Ok(file) => Ok(file),
-                    Err(e) => Err(Host::convert_error_code(&mut view, e)?),
-                },))
+                let opened = match opened {
+                    Ok(file) => file,
+                    Err(e) => return Ok((Err(Host::convert_error_code(&mut view, e)?),)),
+                };
+                let data = store.data_mut();
+                let file = crate::descriptors::file_of(data.table.get(&opened)?).clone();
+                data.open_files.opened(&file);
+                Ok((Ok(opened),))
             })
         },
     )?;
@@ -106,7 +111,8 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
             p3::DescriptorFlags,
         )| {
             Box::pin(async move {
-                if !crate::descriptors::guest_may_open() {
+                let may = accessor.with(|mut access| access.get().open_files.may_open());
+                if !may || !crate::descriptors::guest_may_open() {
                     return Ok((Err(p3::ErrorCode::Io),));
                 }
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
@@ -128,13 +134,22 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
                 }) {
                     return Ok((Err(p3::ErrorCode::Unsupported),));
                 }
-                let opened =
-                    WasiFilesystem::open_at(&fs, dir, path_flags, path, oflags, flags).await;
-                Ok((match opened {
-                    Ok(file) => Ok(file),
+                let opened = match WasiFilesystem::open_at(
+                    &fs, dir, path_flags, path, oflags, flags,
+                )
+                .await
+                {
+                    Ok(file) => file,
                     // A trap stays a trap; an error code goes to the guest.
-                    Err(e) => Err(e.downcast()?),
-                },))
+                    Err(e) => return Ok((Err(e.downcast()?),)),
+                };
+                accessor.with(|mut access| {
+                    let data = access.get();
+                    let file = crate::descriptors::file_of(data.table.get(&opened)?).clone();
+                    data.open_files.opened(&file);
+                    wasmtime::Result::<()>::Ok(())
+                })?;
+                Ok((Ok(opened),))
             })
         },
     )?;
@@ -163,6 +178,11 @@ pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleData>) -> wasm
             i32,
         )| {
             Box::new(async move {
+                // "Too many open files": this process's bound.
+                let table = wasmtime_wasi::WasiView::ctx(&mut *caller.data_mut().p1).table;
+                if !crate::descriptors::p1_may_open(table) {
+                    return Ok(Errno::Mfile as i32);
+                }
                 // "Too many files open in system": the host's, shared by every guest.
                 if !crate::descriptors::guest_may_open() {
                     return Ok(Errno::Nfile as i32);

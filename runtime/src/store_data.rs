@@ -7,6 +7,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use std::sync::Arc;
 
+use crate::descriptors::OpenFiles;
 use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
 use crate::network::http_parts::HttpParts;
@@ -25,6 +26,8 @@ pub struct ComponentData {
     pub(crate) http_hooks: PolicyHooks,
     /// The wasi:http parts (fields, requests, bodies) it holds, bounded.
     pub(crate) http_parts: HttpParts,
+    /// The files it opened and holds, bounded.
+    pub(crate) open_files: OpenFiles,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     /// The process's name lookups (wasi:http's and wasi:sockets'), bounded together; `None`
@@ -50,6 +53,7 @@ impl ComponentData {
             http: WasiHttpCtx::new(),
             http_hooks: PolicyHooks::new(http_policy, lookups.clone()),
             http_parts: HttpParts::default(),
+            open_files: OpenFiles::default(),
             table: ResourceTable::new(),
             limiter,
             lookups,

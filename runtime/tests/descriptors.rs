@@ -23,35 +23,6 @@ use wasmproc_runtime::{Mailbox, Runtime};
 /// The soft limit the test runs under: guests' share is 3/4 of it.
 const LIMIT: u64 = 600;
 
-/// A preview 1 module whose `main(hold_ms)` opens `plain.txt` in its first preopen (fd 3) until
-/// an open fails, keeps every file open for `hold_ms` (a clock `poll_oneoff`), and returns the
-/// failed open's errno × 2^24 + the files it opened.
-const HOARDER: &str = r#"
-(module
-  (import "wasi_snapshot_preview1" "path_open"
-    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "poll_oneoff"
-    (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 32) "plain.txt")
-  (func (export "main") (param $hold_ms i32) (result i32)
-    (local $opened i32) (local $errno i32)
-    (block $refused
-      (loop $again
-        (local.set $errno (call $open (i32.const 3) (i32.const 1) (i32.const 32) (i32.const 9)
-          (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64)))
-        (br_if $refused (local.get $errno))
-        (local.set $opened (i32.add (local.get $opened) (i32.const 1)))
-        (br $again)))
-    ;; One clock subscription at 128: userdata 0, tag 0 (clock), monotonic (id 1), the
-    ;; timeout in nanoseconds, relative (flags 0); the event goes to 256, the count to 320.
-    (i32.store (i32.const 144) (i32.const 1))
-    (i64.store (i32.const 152)
-      (i64.mul (i64.extend_i32_u (local.get $hold_ms)) (i64.const 1000000)))
-    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 320)))
-    (i32.or (i32.shl (local.get $errno) (i32.const 24)) (local.get $opened))))
-"#;
-
 /// The tests share the process's descriptors: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -75,7 +46,7 @@ fn lower_the_soft_limit_to(limit: u64) {
 /// `/data`, and the net probe's `hoard` (`t:sockets`); binaries and manifest in `bins`.
 fn runtime(mount: &std::path::Path, bins: &std::path::Path) -> Runtime {
     let probe = std::fs::read(common::dist().join("probe.wasm")).unwrap();
-    let hoarder = wat::parse_str(HOARDER).unwrap();
+    let hoarder = wat::parse_str(common::P1_HOARDER).unwrap();
     let sockets = std::fs::read(common::dist().join("net_probe.wasm")).unwrap();
     std::fs::write(bins.join("sockets.wasm"), &sockets).unwrap();
     std::fs::write(bins.join("probe.wasm"), &probe).unwrap();

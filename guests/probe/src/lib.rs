@@ -60,9 +60,41 @@ impl Guest for Probe {
             "metadata" => fs::metadata(&path).map(|m| {
                 if m.is_dir() { "dir" } else { "file" }.to_string()
             }),
+            // Opens `path` (relative to the preopen named `target`) until an open fails,
+            // keeping every file (`hoard`) or only a read stream of each, its descriptor
+            // dropped (`hoard-streams`): `<opened> <error>`.
+            "hoard" => return Ok(hoard(&target, &path, false)),
+            "hoard-streams" => return Ok(hoard(&target, &path, true)),
             other => return Err(format!("unknown op `{other}`")),
         };
         result.map_err(|e| format!("{:?}", e.kind()))
+    }
+}
+
+fn hoard(preopen: &str, path: &str, streams: bool) -> String {
+    use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let Some((dir, _)) = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find(|(_, name)| name == preopen)
+    else {
+        return format!("0 no preopen {preopen}");
+    };
+    let (mut files, mut kept_streams) = (Vec::new(), Vec::new());
+    loop {
+        let opened = dir.open_at(
+            PathFlags::empty(),
+            path,
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        );
+        let kept = match opened {
+            Ok(file) if streams => file.read_via_stream(0).map(|s| kept_streams.push(s)),
+            Ok(file) => Ok(files.push(file)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
+            return format!("{} {}", files.len() + kept_streams.len(), e.name());
+        }
     }
 }
 

@@ -47,3 +47,33 @@ pub fn value_of(rt: &Runtime, entry: &str, host: &str) -> Value {
     exit.outcome
         .unwrap_or_else(|e| panic!("{entry} failed: {e:?}"))
 }
+
+/// A preview 1 module whose `main(hold_ms)` opens `plain.txt` in its first preopen (fd 3) until
+/// an open fails, keeps every file open for `hold_ms` (a clock `poll_oneoff`), and returns the
+/// failed open's errno × 2^24 + the files it opened.
+#[allow(dead_code)] // Not every test binary that includes this file uses it.
+pub const P1_HOARDER: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 32) "plain.txt")
+  (func (export "main") (param $hold_ms i32) (result i32)
+    (local $opened i32) (local $errno i32)
+    (block $refused
+      (loop $again
+        (local.set $errno (call $open (i32.const 3) (i32.const 1) (i32.const 32) (i32.const 9)
+          (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 64)))
+        (br_if $refused (local.get $errno))
+        (local.set $opened (i32.add (local.get $opened) (i32.const 1)))
+        (br $again)))
+    ;; One clock subscription at 128: userdata 0, tag 0 (clock), monotonic (id 1), the
+    ;; timeout in nanoseconds, relative (flags 0); the event goes to 256, the count to 320.
+    (i32.store (i32.const 144) (i32.const 1))
+    (i64.store (i32.const 152)
+      (i64.mul (i64.extend_i32_u (local.get $hold_ms)) (i64.const 1000000)))
+    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 320)))
+    (i32.or (i32.shl (local.get $errno) (i32.const 24)) (local.get $opened))))
+"#;

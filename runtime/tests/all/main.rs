@@ -16,6 +16,7 @@ mod manifest_bounds;
 mod manifest_fuzz;
 mod name_lookup;
 mod network;
+mod open_files;
 mod p3_guest;
 mod random_types;
 mod serve;
