@@ -16,12 +16,31 @@
 //!
 //! A process may also hold at most [`MAX_OPEN_FILES`] open files at once, like a POSIX
 //! process's default limit, so that one guest cannot take the whole share from the others
-//! (`OpenFiles`). Its sockets are bounded by the share and its handles only.
+//! (`OpenFiles`), and at most [`MAX_SOCKETS`] sockets (those it created or accepted and still
+//! holds as sockets: a connection's streams kept after its socket was dropped are bounded by the
+//! share and its handles only).
 
 use std::sync::{Arc, Weak};
 
 /// The files (and directories) one process may hold open at once.
 pub const MAX_OPEN_FILES: usize = 1024;
+
+/// The sockets one process may hold at once.
+pub const MAX_SOCKETS: usize = 1024;
+
+/// The sockets (WASI 0.2's and 0.3's) in a process's resource table.
+pub(crate) fn sockets_in(table: &mut wasmtime::component::ResourceTable) -> usize {
+    table
+        .iter_mut()
+        .filter(|entry| {
+            let entry: &dyn std::any::Any = &**entry;
+            entry.is::<wasmtime_wasi::p2::TcpSocket>()
+                || entry.is::<wasmtime_wasi::p2::UdpSocket>()
+                || entry.is::<wasmtime_wasi::sockets::TcpSocket>()
+                || entry.is::<wasmtime_wasi::sockets::UdpSocket>()
+        })
+        .count()
+}
 
 /// A component process's open files: what its descriptors and their streams share, held
 /// weakly, so that a file counts until its descriptor and every stream reading or writing it

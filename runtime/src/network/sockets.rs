@@ -51,9 +51,16 @@ pub fn decide(policy: &NetworkPolicy, addr: SocketAddr, used: SocketAddrUse) -> 
 const P2: &str = "@0.2.12";
 const P3_TYPES: &str = "wasi:sockets/types@0.3.0";
 
-/// Replaces the linker's WASI 0.2 socket constructors with ones that first ask whether guests
-/// may take another of the host's descriptors ([`crate::descriptors`]): `new-socket-limit`
-/// when not.
+/// Whether the process whose state is `data` may create a socket: it holds fewer than
+/// [`crate::descriptors::MAX_SOCKETS`], and guests may take another of the host's descriptors
+/// ([`crate::descriptors`]).
+fn may_create(data: &mut ComponentData) -> bool {
+    crate::descriptors::sockets_in(&mut data.table) < crate::descriptors::MAX_SOCKETS
+        && crate::descriptors::guest_may_open()
+}
+
+/// Replaces the linker's WASI 0.2 socket constructors with ones that first ask
+/// [`may_create`]: `new-socket-limit` when not.
 pub(crate) fn guard_creation(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Host as _, IpAddressFamily};
     use wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host as _;
@@ -65,7 +72,7 @@ pub(crate) fn guard_creation(linker: &mut Linker<ComponentData>) -> wasmtime::Re
         .func_wrap(
             "create-tcp-socket",
             |mut store, (family,): (IpAddressFamily,)| {
-                if !crate::descriptors::guest_may_open() {
+                if !may_create(store.data_mut()) {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
                 let mut view = store.data_mut().sockets();
@@ -81,7 +88,7 @@ pub(crate) fn guard_creation(linker: &mut Linker<ComponentData>) -> wasmtime::Re
             "create-udp-socket",
             |mut store, (family,): (IpAddressFamily,)| {
                 Box::new(async move {
-                    if !crate::descriptors::guest_may_open() {
+                    if !may_create(store.data_mut()) {
                         return Ok((Err(ErrorCode::NewSocketLimit),));
                     }
                     let mut view = store.data_mut().sockets();
@@ -113,7 +120,7 @@ pub(crate) fn guard_creation_p3(linker: &mut Linker<ComponentData>) -> wasmtime:
     types.func_wrap(
         "[static]tcp-socket.create",
         |mut store, (family,): (IpAddressFamily,)| {
-            if !crate::descriptors::guest_may_open() {
+            if !may_create(store.data_mut()) {
                 return Ok((Err(spent()),));
             }
             Ok((
@@ -128,7 +135,7 @@ pub(crate) fn guard_creation_p3(linker: &mut Linker<ComponentData>) -> wasmtime:
         "[static]udp-socket.create",
         |mut store, (family,): (IpAddressFamily,)| {
             Box::new(async move {
-                if !crate::descriptors::guest_may_open() {
+                if !may_create(store.data_mut()) {
                     return Ok((Err(spent()),));
                 }
                 Ok((

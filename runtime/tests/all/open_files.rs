@@ -1,9 +1,10 @@
-//! A process holds at most `MAX_OPEN_FILES` open files, however it keeps them: as files
-//! (preview 1 or WASI 0.2), or as streams whose descriptors it dropped. Before, one guest could
-//! take the whole share of descriptors guests have, and every other guest's opens failed.
+//! A process holds at most `MAX_OPEN_FILES` open files, however it keeps them (as files,
+//! preview 1 or WASI 0.2, or as streams whose descriptors it dropped), and `MAX_SOCKETS`
+//! sockets. Before, one guest could take the whole share of descriptors guests have (up to its
+//! 10,000 handles), and every other guest's opens failed.
 
 use serde_json::json;
-use wasmproc_runtime::descriptors::MAX_OPEN_FILES;
+use wasmproc_runtime::descriptors::{MAX_OPEN_FILES, MAX_SOCKETS};
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{Mailbox, Runtime};
 
@@ -78,5 +79,25 @@ fn a_process_holds_at_most_max_open_files_however_it_keeps_them() {
         let value = exit.outcome.unwrap();
         let opened = value["ok"].as_str().unwrap().split(' ').next().unwrap();
         assert_eq!(opened, MAX_OPEN_FILES.to_string());
+    }
+}
+
+#[test]
+fn a_process_holds_at_most_max_sockets() {
+    let bins = tempfile::tempdir().unwrap();
+    let sockets = std::fs::read(crate::common::dist().join("net_probe.wasm")).unwrap();
+    std::fs::write(bins.path().join("sockets.wasm"), &sockets).unwrap();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: sockets, kind: process.wasm, fs: bins, path: sockets.wasm, hash: \"{}\", method: hoard, imports: [wasi:io, wasi:clocks, wasi:sockets] }}\n",
+        bins.path().display(),
+        Digest::of(&sockets),
+    );
+    let rt = crate::common::load_written(bins.path(), &text);
+    for tcp in [true, false] {
+        assert_eq!(
+            run(&rt, "t:sockets", &[json!(tcp), json!(0)]),
+            json!([MAX_SOCKETS, "new-socket-limit"]),
+            "tcp: {tcp}"
+        );
     }
 }
