@@ -1,13 +1,15 @@
 //! A bound on the wasi:http message parts a process holds at once: header fields, outgoing
-//! requests and responses, and outgoing bodies.
+//! requests, responses and bodies, and WASI 0.2 requests in flight with their responses and
+//! bodies.
 //!
 //! Each part keeps host memory that `max_memory` does not see: a `fields` up to 128 KiB of
 //! headers (wasmtime-wasi-http's limit per fields), a request or response the fields it was
-//! made with, and a WASI 0.2 outgoing body what the guest wrote into it until the request is
-//! sent (two chunks: 1 MiB each by default, 64 KiB here, see `PolicyHooks`). Only the handle
-//! limit bounded their number. Found attacking (2026-12-07): 1,000 full `fields` took 139 MiB of
-//! the host's memory and 300 filled bodies of requests never sent 604 MiB, in about a second;
-//! 10,000 handles allowed ~1.2 GiB of fields, or ~6.5 GiB of bodies, per process.
+//! made with, a WASI 0.2 outgoing body what the guest wrote into it until the request is sent
+//! (two chunks: 1 MiB each by default, 64 KiB here, see `PolicyHooks`), and a request in flight
+//! a connection (a host descriptor) and its buffers. Only the handle limit bounded their
+//! number. Found attacking (2026-12-07): 1,000 full `fields` took 139 MiB of the host's memory
+//! and 300 filled bodies of requests never sent 604 MiB, in about a second; 10,000 handles
+//! allowed ~1.2 GiB of fields, ~6.5 GiB of bodies, or ~5,000 connections, per process.
 //!
 //! With at most [`MAX_HTTP_PARTS`] parts, one process holds at most ~64 MiB of them. Making a
 //! part past that ends the process with `limit_exceeded`, as the handle limit does. Parts are
@@ -16,8 +18,10 @@
 //! counts once every 512 of them.
 
 use wasmtime::component::{Linker, Resource, ResourceTable};
-use wasmtime_wasi_http::p2::body::HostOutgoingBody;
-use wasmtime_wasi_http::p2::types::{HostOutgoingRequest, HostOutgoingResponse};
+use wasmtime_wasi_http::p2::body::{HostIncomingBody, HostOutgoingBody};
+use wasmtime_wasi_http::p2::types::{
+    HostFutureIncomingResponse, HostIncomingResponse, HostOutgoingRequest, HostOutgoingResponse,
+};
 use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
 
 use crate::store_data::ComponentData;
@@ -28,7 +32,7 @@ pub const MAX_HTTP_PARTS: usize = 512;
 /// A process made a wasi:http part past [`MAX_HTTP_PARTS`]: it ends with `limit_exceeded`.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "a process holds at most {MAX_HTTP_PARTS} wasi:http parts at once (header fields, outgoing requests, responses and bodies)"
+    "a process holds at most {MAX_HTTP_PARTS} wasi:http parts at once (header fields, requests, responses and bodies, requests in flight included)"
 )]
 pub struct TooManyHttpParts;
 
@@ -56,13 +60,17 @@ impl HttpParts {
     }
 }
 
-/// The parts in `table` (WASI 0.2's and 0.3's).
+/// The parts in `table` (WASI 0.2's and 0.3's). A request in flight is one: its future, then
+/// its response, then its body.
 fn count(table: &mut ResourceTable) -> usize {
     table
         .iter_mut()
         .filter(|entry| {
             let entry: &dyn std::any::Any = &**entry;
             entry.is::<FieldMap>()
+                || entry.is::<HostFutureIncomingResponse>()
+                || entry.is::<HostIncomingResponse>()
+                || entry.is::<HostIncomingBody>()
                 || entry.is::<HostOutgoingRequest>()
                 || entry.is::<HostOutgoingResponse>()
                 || entry.is::<HostOutgoingBody>()

@@ -118,9 +118,140 @@ const P3_FIELDS: &str = r#"
   (func (export "fields") (param "n" u32) (result u32) (canon lift (core func $i "fields"))))
 "#;
 
+/// `in_flight(port)` sends `GET http://127.0.0.1:<port>/` again and again, keeping every
+/// response's future (the server never answers): it returns only when a request fails at once,
+/// with 1000 + the error's case.
+const IN_FLIGHT: &str = r#"
+(component $C
+  (import "wasi:http/types@0.2.0" (instance $types
+    (export "fields" (type $f (sub resource)))
+    (export "outgoing-request" (type $r (sub resource)))
+    (export "request-options" (type $o (sub resource)))
+    (export "future-incoming-response" (type $fr (sub resource)))
+    (type $dns (record (field "rcode" (option string)) (field "info-code" (option u16))))
+    (export "DNS-error-payload" (type $dns' (eq $dns)))
+    (type $tls (record (field "alert-id" (option u8)) (field "alert-message" (option string))))
+    (export "TLS-alert-received-payload" (type $tls' (eq $tls)))
+    (type $fs (record (field "field-name" (option string)) (field "field-size" (option u32))))
+    (export "field-size-payload" (type $fs' (eq $fs)))
+    (type $ec (variant
+      (case "DNS-timeout") (case "DNS-error" $dns') (case "destination-not-found")
+      (case "destination-unavailable") (case "destination-IP-prohibited")
+      (case "destination-IP-unroutable") (case "connection-refused")
+      (case "connection-terminated") (case "connection-timeout")
+      (case "connection-read-timeout") (case "connection-write-timeout")
+      (case "connection-limit-reached") (case "TLS-protocol-error")
+      (case "TLS-certificate-error") (case "TLS-alert-received" $tls')
+      (case "HTTP-request-denied") (case "HTTP-request-length-required")
+      (case "HTTP-request-body-size" (option u64)) (case "HTTP-request-method-invalid")
+      (case "HTTP-request-URI-invalid") (case "HTTP-request-URI-too-long")
+      (case "HTTP-request-header-section-size" (option u32))
+      (case "HTTP-request-header-size" (option $fs'))
+      (case "HTTP-request-trailer-section-size" (option u32))
+      (case "HTTP-request-trailer-size" $fs') (case "HTTP-response-incomplete")
+      (case "HTTP-response-header-section-size" (option u32))
+      (case "HTTP-response-header-size" $fs') (case "HTTP-response-body-size" (option u64))
+      (case "HTTP-response-trailer-section-size" (option u32))
+      (case "HTTP-response-trailer-size" $fs')
+      (case "HTTP-response-transfer-coding" (option string))
+      (case "HTTP-response-content-coding" (option string)) (case "HTTP-response-timeout")
+      (case "HTTP-upgrade-failed") (case "HTTP-protocol-error") (case "loop-detected")
+      (case "configuration-error") (case "internal-error" (option string))))
+    (export "error-code" (type $ec' (eq $ec)))
+    (export "[constructor]fields" (func (result (own $f))))
+    (export "[constructor]outgoing-request"
+      (func (param "headers" (own $f)) (result (own $r))))
+    (type $sc (variant (case "HTTP") (case "HTTPS") (case "other" string)))
+    (export "scheme" (type $sc' (eq $sc)))
+    (export "[method]outgoing-request.set-scheme"
+      (func (param "self" (borrow $r)) (param "scheme" (option $sc')) (result (result))))
+    (export "[method]outgoing-request.set-authority"
+      (func (param "self" (borrow $r)) (param "authority" (option string)) (result (result))))
+    (export "[method]outgoing-request.set-path-with-query"
+      (func (param "self" (borrow $r)) (param "path-with-query" (option string))
+        (result (result))))))
+  (alias export $types "outgoing-request" (type $request))
+  (alias export $types "request-options" (type $options))
+  (alias export $types "future-incoming-response" (type $future))
+  (alias export $types "error-code" (type $error-code))
+  (import "wasi:http/outgoing-handler@0.2.0" (instance $handler
+    (alias outer $C $request (type $r))
+    (export "outgoing-request" (type $r' (eq $r)))
+    (alias outer $C $options (type $o))
+    (export "request-options" (type $o' (eq $o)))
+    (alias outer $C $future (type $fr))
+    (export "future-incoming-response" (type $fr' (eq $fr)))
+    (alias outer $C $error-code (type $ec))
+    (export "error-code" (type $ec' (eq $ec)))
+    (export "handle" (func (param "request" (own $r')) (param "options" (option (own $o')))
+      (result (result (own $fr') (error $ec')))))))
+  (core module $libc
+    (memory (export "memory") 1)
+    ;; A bump allocator above 1024, for the error's strings (never reached here).
+    (global $next (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (global.set $next (i32.and (i32.add (global.get $next) (i32.const 7)) (i32.const -8)))
+      (global.get $next)
+      (global.set $next (i32.add (global.get $next) (local.get 3)))))
+  (core instance $libc (instantiate $libc))
+  (core func $fields (canon lower (func $types "[constructor]fields")))
+  (core func $request (canon lower (func $types "[constructor]outgoing-request")))
+  (core func $set-scheme (canon lower (func $types "[method]outgoing-request.set-scheme")
+    (memory (core memory $libc "memory")) string-encoding=utf8))
+  (core func $set-path (canon lower (func $types "[method]outgoing-request.set-path-with-query")
+    (memory (core memory $libc "memory")) string-encoding=utf8))
+  (core func $set-authority (canon lower (func $types "[method]outgoing-request.set-authority")
+    (memory (core memory $libc "memory")) string-encoding=utf8))
+  (core func $handle (canon lower (func $handler "handle")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc")) string-encoding=utf8))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "host" "fields" (func $fields (result i32)))
+    (import "host" "request" (func $request (param i32) (result i32)))
+    (import "host" "set-scheme" (func $set-scheme (param i32 i32 i32 i32 i32) (result i32)))
+    (import "host" "set-authority" (func $set-authority (param i32 i32 i32 i32) (result i32)))
+    (import "host" "set-path" (func $set-path (param i32 i32 i32 i32) (result i32)))
+    (import "host" "handle" (func $handle (param i32 i32 i32 i32)))
+    ;; The authority `127.0.0.1:` and five digits of the port, at 16; the path at 40.
+    (data (i32.const 16) "127.0.0.1:")
+    (data (i32.const 40) "/")
+    (func (export "in-flight") (param $port i32) (result i32)
+      (local $i i32) (local $request i32) (local $n i32)
+      (local.set $n (local.get $port))
+      (local.set $i (i32.const 31))
+      (loop $digit
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (i32.store8 (local.get $i)
+          (i32.add (i32.const 48) (i32.rem_u (local.get $n) (i32.const 10))))
+        (local.set $n (i32.div_u (local.get $n) (i32.const 10)))
+        (br_if $digit (i32.gt_u (local.get $i) (i32.const 26))))
+      (loop $more
+        (local.set $request (call $request (call $fields)))
+        (drop (call $set-scheme (local.get $request) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0)))
+        (drop (call $set-path (local.get $request) (i32.const 1) (i32.const 40) (i32.const 1)))
+        (drop (call $set-authority (local.get $request) (i32.const 1) (i32.const 16) (i32.const 15)))
+        ;; result<own<future-incoming-response>, error-code> at 64: its case at 64
+        (call $handle (local.get $request) (i32.const 0) (i32.const 0) (i32.const 64))
+        (if (i32.load8_u (i32.const 64))
+          (then (return (i32.add (i32.const 1000) (i32.load8_u (i32.const 72))))))
+        (br $more))
+      (i32.const 0)))
+  (core instance $host
+    (export "fields" (func $fields))
+    (export "request" (func $request))
+    (export "set-scheme" (func $set-scheme))
+    (export "set-authority" (func $set-authority))
+    (export "set-path" (func $set-path))
+    (export "handle" (func $handle)))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "host" (instance $host))))
+  (func (export "in-flight") (param "port" u32) (result u32)
+    (canon lift (core func $i "in-flight"))))
+"#;
+
 fn runtime(dir: &std::path::Path) -> Runtime {
     let hash = crate::common::write_wat(dir, "parts.wasm", PARTS);
     let p3_hash = crate::common::write_wat(dir, "p3_fields.wasm", P3_FIELDS);
+    let in_flight_hash = crate::common::write_wat(dir, "in_flight.wasm", IN_FLIGHT);
     let entry = |method: &str| {
         format!(
             "  - {{ name: {method}, kind: process.wasm, fs: bins, path: /parts.wasm, hash: \"{hash}\", method: {method}, imports: [wasi:http] }}\n"
@@ -133,7 +264,7 @@ fn runtime(dir: &std::path::Path) -> Runtime {
         entry("bodies"),
         entry("budget"),
     ) + &format!(
-        "  - {{ name: p3_fields, kind: process.wasm, fs: bins, path: /p3_fields.wasm, hash: \"{p3_hash}\", method: fields, imports: [wasi:http] }}\n"
+        "  - {{ name: p3_fields, kind: process.wasm, fs: bins, path: /p3_fields.wasm, hash: \"{p3_hash}\", method: fields, imports: [wasi:http] }}\n  - {{ name: in_flight, kind: process.wasm, fs: bins, path: /in_flight.wasm, hash: \"{in_flight_hash}\", method: in-flight, imports: [wasi:http], network: {{ allow: [\"http://127.0.0.1:*\"] }}, limits: {{ max_execution_ms: 20000 }} }}\n"
     );
     crate::common::load_written(dir, &text)
 }
@@ -170,4 +301,24 @@ fn an_outgoing_body_takes_64_kib_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     assert_eq!(run(&rt, "t:budget", &[]).outcome, Ok(json!(64 << 10)));
+}
+
+/// Requests in flight count too (each holds a connection): a guest sending requests a server
+/// never answers ends at the bound, not at its 10,000 handles.
+#[test]
+fn requests_in_flight_count_toward_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    // Accepts connections and keeps them, answering nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let error = run(&rt, "t:in_flight", &[json!(port)]).outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error:?}");
+    assert!(error.message.contains("wasi:http parts"), "{error:?}");
 }
