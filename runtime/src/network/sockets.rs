@@ -108,13 +108,14 @@ pub(crate) fn guard_creation_p3(linker: &mut Linker<ComponentData>) -> wasmtime:
     use wasmtime_wasi::p3::bindings::sockets::types::{
         ErrorCode, HostTcpSocket, HostUdpSocket, IpAddressFamily,
     };
+    use wasmtime_wasi::sockets::{TcpSocket, UdpSocket};
     // WASI 0.3 has no `new-socket-limit`.
     fn spent() -> ErrorCode {
-        ErrorCode::Other(Some(
-            "the host's file descriptors for guests are spent".into(),
-        ))
+        ErrorCode::Other(Some(format!(
+            "too many sockets: a process may hold {}, and guests together a share of the host's file descriptors",
+            crate::descriptors::MAX_SOCKETS
+        )))
     }
-    use wasmtime_wasi::sockets::{TcpSocket, UdpSocket};
     linker.allow_shadowing(true);
     let mut types = linker.instance(P3_TYPES)?;
     types.func_wrap(
