@@ -34,7 +34,7 @@ use crate::manifest::{Family, WasmSpec};
 use crate::store_data::ComponentData;
 use crate::wasi::{self, ResolvedMount, Stdio};
 
-pub use listener::{serve, ServeOptions, Served};
+pub use listener::{serve, ServeOptions, Served, MAX_HEAD};
 
 /// A request's time when its entry sets no `max_execution_ms`: a handler that never answers
 /// must not hold its place in the pool (and its client) for ever.

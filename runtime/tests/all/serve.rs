@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use wasmproc_harness::http_client::{self, Response};
 use wasmproc_runtime::engine::Pool;
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::serve::{serve, ServeOptions, Served};
+use wasmproc_runtime::serve::{serve, ServeOptions, Served, MAX_HEAD};
 use wasmproc_runtime::{ErrorKind, Runtime, Stdio};
 
 /// A manifest over the committed guests, on an engine with `pool`: `entries` are
@@ -361,4 +361,18 @@ fn an_endless_response_body_is_cut_off_at_the_limit() {
         "cut off at the limit ({took:?})"
     );
     assert_eq!(after.status, 200);
+}
+
+/// Attack: a request head larger than `MAX_HEAD` gets a 431, and the connection's buffer stays
+/// within it (hyper's default let each of 1,024 connections buffer ~408 KiB); a head within it
+/// is served.
+#[test]
+fn a_request_head_past_its_bound_is_refused() {
+    let rt = runtime(Pool::default(), &[("web", "http_service.wasm", SERVICE)]);
+    let within = "a".repeat(MAX_HEAD / 2);
+    let past = "a".repeat(MAX_HEAD * 2);
+    let (statuses, _) = serving(&rt, "t:web", |address| {
+        [&within, &past].map(|value| request(address, "GET", "/", &[("x-big", value)], b"").status)
+    });
+    assert_eq!(statuses, [200, 431]);
 }
