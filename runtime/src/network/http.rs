@@ -254,10 +254,16 @@ type Handshake<S> = (
     hyper::client::conn::http1::Connection<wasmtime_wasi_http::io::TokioIo<S>, WasiBody>,
 );
 
+/// The largest response head a guest's request reads, which is also the most its connection
+/// buffers: past it, the request fails. hyper's default, ~408 KiB, let a server the policy
+/// allows make each of a process's 512 requests in flight buffer that much (~200 MB).
+pub(crate) const MAX_RESPONSE_HEAD: usize = 64 << 10;
+
 async fn handshake<S: Stream>(stream: S, timeout: Duration) -> Result<Handshake<S>, Error> {
     tokio::time::timeout(
         timeout,
         hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_RESPONSE_HEAD)
             .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
     )
     .await

@@ -60,6 +60,40 @@ fn a_wasi_p3_http_request_reaches_a_loopback_server_its_policy_allows() {
     assert_eq!(exit.outcome, Ok(json!({ "ok": [200, "pong"] })));
 }
 
+/// Attack: a server the policy allows cannot make a request buffer a response head past 64
+/// KiB (hyper's default let it buffer ~408 KiB for each request in flight): that request fails;
+/// a head within the bound is read.
+#[test]
+fn a_response_head_past_its_bound_fails_the_request() {
+    let rt = runtime(&[(
+        "fetch",
+        "fetch",
+        ", network: { allow: [\"http://127.0.0.1:*\"] }",
+    )]);
+    let fetch = |header_bytes: usize| {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            "a".repeat(header_bytes)
+        );
+        let server = crate::loopback::http_server(Box::leak(response.into_bytes().into()));
+        let mut mailbox = Mailbox::new();
+        rt.spawn_monitored(
+            "t:fetch",
+            "t:host",
+            &[json!(format!("http://{server}/"))],
+            &mailbox,
+        )
+        .unwrap();
+        crate::common::receive(&mut mailbox)
+            .expect("an EXIT")
+            .outcome
+            .unwrap()
+    };
+    assert_eq!(fetch(16 << 10), json!({ "ok": [200, "pong"] }));
+    let failed = fetch(128 << 10);
+    assert!(failed.get("err").is_some(), "{failed}");
+}
+
 #[test]
 fn a_wasi_p3_tcp_echo_on_loopback_works_where_the_policy_lets_it_listen() {
     let rt = runtime(&[(
