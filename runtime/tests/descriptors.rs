@@ -166,6 +166,18 @@ fn a_guest_creating_sockets_without_end_leaves_the_host_its_descriptors() {
 /// The WASI 0.3 probe's `echo-once` (it listens on loopback, first creating a socket) and its
 /// `fetch` of `url`: their EXITs.
 fn p3_probe(url: &str) -> [wasmproc_runtime::Exit; 2] {
+    let rt = p3_runtime();
+    let run = |entry: &str, arg: serde_json::Value| {
+        let mut mailbox = Mailbox::new();
+        rt.spawn_monitored(entry, "t:host", &[arg], &mailbox)
+            .unwrap();
+        receive(&mut mailbox).expect("an EXIT")
+    };
+    [run("t:echo-once", json!(0)), run("t:fetch", json!(url))]
+}
+
+/// The WASI 0.3 probe as `t:echo-once` and `t:fetch`, allowed loopback.
+fn p3_runtime() -> Runtime {
     let dist = common::dist();
     let digest = Digest::of(&std::fs::read(dist.join("p3_probe.wasm")).unwrap());
     let entry = |name: &str| {
@@ -180,14 +192,64 @@ fn p3_probe(url: &str) -> [wasmproc_runtime::Exit; 2] {
     let manifest =
         wasmproc_runtime::Manifest::parse(&yaml, std::path::Path::new("p3.yaml")).unwrap();
     let loader = wasmproc_runtime::engine::loader_with(Default::default()).unwrap();
-    let rt = Runtime::new(manifest, std::sync::Arc::new(loader));
-    let run = |entry: &str, arg: serde_json::Value| {
-        let mut mailbox = Mailbox::new();
-        rt.spawn_monitored(entry, "t:host", &[arg], &mailbox)
-            .unwrap();
-        receive(&mut mailbox).expect("an EXIT")
+    Runtime::new(manifest, std::sync::Arc::new(loader))
+}
+
+#[test]
+fn a_listening_guest_accepts_no_connection_while_guests_hold_their_share() {
+    use std::io::{Read as _, Write as _};
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    lower_the_soft_limit_to(LIMIT);
+    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(mount.path().join("plain.txt"), "plain").unwrap();
+    let rt = runtime(mount.path(), bins.path());
+    let p3 = p3_runtime();
+    // The echo guest listens, and prints where.
+    let (streams, [_stdin, stdout, _stderr]) = wasmproc_runtime::StdioStreams::pipes(64 << 10);
+    let options = wasmproc_runtime::SpawnOptions {
+        stdio: wasmproc_runtime::Stdio::Streams(std::sync::Arc::new(streams)),
+        ..Default::default()
     };
-    [run("t:echo-once", json!(0)), run("t:fetch", json!(url))]
+    let mut echo = Mailbox::new();
+    p3.spawn_with("t:echo-once", "t:host", &[json!(0)], &options, Some(&echo))
+        .unwrap();
+    let address = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use tokio::io::AsyncBufReadExt;
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(stdout);
+            tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+                .await
+                .expect("it prints its address")
+                .unwrap();
+            line.trim().to_string()
+        });
+    let exchange = |message: &[u8]| {
+        let mut client = std::net::TcpStream::connect(&address).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = client.write_all(message);
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer);
+        answer
+    };
+    // While guests hold their share, its accept is refused: the client is cut off unanswered...
+    let mut hoarder = Mailbox::new();
+    rt.spawn_monitored("t:hoarder", "t:host", &[json!(2000)], &hoarder)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(exchange(b"lost"), b"");
+    receive(&mut hoarder).expect("the hoarder's EXIT");
+    guests_open_files_again(&rt);
+    // ...and once they hold fewer, the next client is accepted and answered.
+    assert_eq!(exchange(b"echo me"), b"echo me");
+    let exit = receive(&mut echo).expect("the echo's EXIT");
+    assert_eq!(exit.outcome, Ok(json!({ "ok": "echo me" })));
 }
 
 /// The host opens an eighth of the soft limit's worth of files (its part is a quarter).
