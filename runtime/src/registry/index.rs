@@ -1,7 +1,7 @@
 //! Every process by PID, in a fixed array of slots with an overflow map: a spawn writes one
 //! slot, and whoever names a PID reads one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -44,6 +44,10 @@ impl Index {
 }
 
 pub(super) type PidMap<V> = HashMap<Pid, V, BuildHasherDefault<PidHasher>>;
+
+/// A set of PIDs (a process's links: a supervisor may link thousands, each added and removed
+/// in constant time).
+pub(super) type PidSet = HashSet<Pid, BuildHasherDefault<PidHasher>>;
 
 /// PIDs are sequential integers handed out by the runtime, so nobody can pick colliding keys:
 /// a multiply spreads them well.

@@ -32,7 +32,7 @@ mod signal;
 
 use ended::Ended;
 pub use ended::{REMEMBERED_EXITS, RETAINED_BYTES};
-use index::Index;
+use index::{Index, PidSet};
 use signal::Control;
 pub use signal::Signal;
 #[cfg(feature = "lua")]
@@ -70,7 +70,7 @@ struct ProcRecord {
 struct Running {
     monitors: Monitors,
     control: Control,
-    links: Vec<Pid>,
+    links: PidSet,
 }
 
 impl Proc {
@@ -121,7 +121,7 @@ impl Registry {
                 running: Some(Running {
                     monitors,
                     control,
-                    links: Vec::new(),
+                    links: PidSet::default(),
                 }),
                 task: None,
                 overflowed: false,
@@ -224,7 +224,7 @@ impl Registry {
                 let (mut a, mut b) = lock_two(&a, &b);
                 for (state, gone) in [(&mut a, other), (&mut b, pid)] {
                     if let Some(running) = state.running.as_mut() {
-                        running.links.retain(|l| *l != gone);
+                        running.links.remove(&gone);
                     }
                 }
             }
@@ -294,7 +294,7 @@ impl Registry {
     /// when the end was a failure, hears a LINK_DOWN.
     fn unlinked_by_end(&self, linked: Pid, exit: &Exit) {
         self.with_running(linked, |running| {
-            running.links.retain(|l| *l != exit.from);
+            running.links.remove(&exit.from);
             if exit.outcome.is_err() {
                 running
                     .control
@@ -325,12 +325,8 @@ impl Registry {
             Some(b) => {
                 let (mut a, mut b) = lock_two(&a, &b);
                 if let (Some(ra), Some(rb)) = (a.running.as_mut(), b.running.as_mut()) {
-                    if !ra.links.contains(&other) {
-                        ra.links.push(other);
-                    }
-                    if !rb.links.contains(&pid) {
-                        rb.links.push(pid);
-                    }
+                    ra.links.insert(other);
+                    rb.links.insert(pid);
                     return;
                 }
                 if b.running.is_some() {
