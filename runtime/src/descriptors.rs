@@ -30,16 +30,12 @@ pub const MAX_SOCKETS: usize = 1024;
 
 /// The sockets (WASI 0.2's and 0.3's) in a process's resource table.
 pub(crate) fn sockets_in(table: &mut wasmtime::component::ResourceTable) -> usize {
-    table
-        .iter_mut()
-        .filter(|entry| {
-            let entry: &dyn std::any::Any = &**entry;
-            entry.is::<wasmtime_wasi::p2::TcpSocket>()
-                || entry.is::<wasmtime_wasi::p2::UdpSocket>()
-                || entry.is::<wasmtime_wasi::sockets::TcpSocket>()
-                || entry.is::<wasmtime_wasi::sockets::UdpSocket>()
-        })
-        .count()
+    crate::store_data::held(table, |entry| {
+        entry.is::<wasmtime_wasi::p2::TcpSocket>()
+            || entry.is::<wasmtime_wasi::p2::UdpSocket>()
+            || entry.is::<wasmtime_wasi::sockets::TcpSocket>()
+            || entry.is::<wasmtime_wasi::sockets::UdpSocket>()
+    })
 }
 
 /// A component process's open files: what its descriptors and their streams share, held
@@ -75,14 +71,9 @@ pub(crate) fn file_of(descriptor: &wasmtime_wasi::filesystem::Descriptor) -> &Ar
 /// Whether a preview 1 process, whose WASI resources are in `table`, may open one more file:
 /// its descriptors are counted there (preview 1 has no streams that outlive them).
 pub(crate) fn p1_may_open(table: &mut wasmtime::component::ResourceTable) -> bool {
-    let open = table
-        .iter_mut()
-        .filter(|entry| {
-            let entry: &dyn std::any::Any = &**entry;
-            entry.is::<wasmtime_wasi::filesystem::Descriptor>()
-        })
-        .count();
-    open < MAX_OPEN_FILES
+    crate::store_data::held(table, |entry| {
+        entry.is::<wasmtime_wasi::filesystem::Descriptor>()
+    }) < MAX_OPEN_FILES
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard one, as Go's runtime does at start: the soft

@@ -62,6 +62,18 @@ impl ComponentData {
     }
 }
 
+/// The entries of `table` that `kind` picks (by their type): how many files, sockets or HTTP
+/// parts a process holds. A walk of the whole table, for the bounds that are checked rarely.
+pub(crate) fn held(table: &mut ResourceTable, kind: impl Fn(&dyn std::any::Any) -> bool) -> usize {
+    table
+        .iter_mut()
+        .filter(|entry| {
+            let entry: &dyn std::any::Any = &**entry;
+            kind(entry)
+        })
+        .count()
+}
+
 impl WasiHttpView for ComponentData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {

@@ -63,21 +63,17 @@ impl HttpParts {
 /// The parts in `table` (WASI 0.2's and 0.3's). A request in flight is one: its future, then
 /// its response, then its body.
 fn count(table: &mut ResourceTable) -> usize {
-    table
-        .iter_mut()
-        .filter(|entry| {
-            let entry: &dyn std::any::Any = &**entry;
-            entry.is::<FieldMap>()
-                || entry.is::<HostFutureIncomingResponse>()
-                || entry.is::<HostIncomingResponse>()
-                || entry.is::<HostIncomingBody>()
-                || entry.is::<HostOutgoingRequest>()
-                || entry.is::<HostOutgoingResponse>()
-                || entry.is::<HostOutgoingBody>()
-                || entry.is::<wasmtime_wasi_http::p3::Request>()
-                || entry.is::<wasmtime_wasi_http::p3::Response>()
-        })
-        .count()
+    crate::store_data::held(table, |entry| {
+        entry.is::<FieldMap>()
+            || entry.is::<HostFutureIncomingResponse>()
+            || entry.is::<HostIncomingResponse>()
+            || entry.is::<HostIncomingBody>()
+            || entry.is::<HostOutgoingRequest>()
+            || entry.is::<HostOutgoingResponse>()
+            || entry.is::<HostOutgoingBody>()
+            || entry.is::<wasmtime_wasi_http::p3::Request>()
+            || entry.is::<wasmtime_wasi_http::p3::Response>()
+    })
 }
 
 /// Admits one more part for the process whose state is `data`.

@@ -19,7 +19,11 @@ pub(crate) fn install(builder: &mut WasiCtxBuilder, policy: &Arc<NetworkPolicy>)
     builder.allow_tcp(true).allow_udp(true);
     let policy = policy.clone();
     builder.socket_addr_check(move |addr, used| {
-        Box::pin(std::future::ready(decide(&policy, addr, used)))
+        // An accepted client also takes one of the host's descriptors (refused, wasmtime-wasi
+        // closes the connection at once).
+        let may = decide(&policy, addr, used)
+            && (!matches!(used, SocketAddrUse::TcpAccept) || crate::descriptors::guest_may_open());
+        Box::pin(std::future::ready(may))
     });
 }
 
@@ -32,9 +36,8 @@ pub fn decide(policy: &NetworkPolicy, addr: SocketAddr, used: SocketAddrUse) -> 
         SocketAddrUse::TcpBind => policy.check_bind(Scheme::Tcp, addr),
         SocketAddrUse::UdpBind => policy.check_bind(Scheme::Udp, addr),
         SocketAddrUse::TcpListen => policy.check_listen(Scheme::Tcp, addr),
-        // A client of a listener the policy allowed, which takes a descriptor of the host's
-        // (refused, the connection is closed at once).
-        SocketAddrUse::TcpAccept => return crate::descriptors::guest_may_open(),
+        // A client of a listener the policy allowed.
+        SocketAddrUse::TcpAccept => Ok(()),
         // Dropped silently by wasmtime when refused: not worth a log line per datagram.
         SocketAddrUse::UdpReceive => return policy.check_receive(addr),
     };
