@@ -213,20 +213,7 @@ fn a_listening_guest_accepts_no_connection_while_guests_hold_their_share() {
     let mut echo = Mailbox::new();
     p3.spawn_with("t:echo-once", "t:host", &[json!(0)], &options, Some(&echo))
         .unwrap();
-    let address = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            use tokio::io::AsyncBufReadExt;
-            let mut line = String::new();
-            let mut reader = tokio::io::BufReader::new(stdout);
-            tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
-                .await
-                .expect("it prints its address")
-                .unwrap();
-            line.trim().to_string()
-        });
+    let address = common::first_line(stdout).trim().to_string();
     let exchange = |message: &[u8]| {
         let mut client = std::net::TcpStream::connect(&address).unwrap();
         client

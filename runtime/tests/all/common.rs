@@ -77,3 +77,23 @@ pub const P1_HOARDER: &str = r#"
     (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 320)))
     (i32.or (i32.shl (local.get $errno) (i32.const 24)) (local.get $opened))))
 "#;
+
+/// The first line a process prints on `stdout` (from `StdioStreams::pipes`), waiting at most
+/// 10 s for it: a listening guest's address, say.
+#[allow(dead_code)] // Not every test binary that includes this file uses it.
+pub fn first_line(stdout: tokio::io::DuplexStream) -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use tokio::io::AsyncBufReadExt;
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(stdout);
+            tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+                .await
+                .expect("it prints a line")
+                .unwrap();
+            line
+        })
+}

@@ -110,20 +110,7 @@ fn a_wasi_p3_tcp_echo_on_loopback_works_where_the_policy_lets_it_listen() {
     rt.spawn_with("t:echo", "t:host", &[json!(0)], &options, Some(&mailbox))
         .unwrap();
     // The address it listens on, from its stdout as it runs.
-    let io = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let line = io.block_on(async {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        let mut reader = tokio::io::BufReader::new(stdout);
-        tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
-            .await
-            .expect("it prints its address")
-            .unwrap();
-        line
-    });
+    let line = crate::common::first_line(stdout);
     let mut socket = TcpStream::connect(line.trim()).unwrap();
     socket.write_all(b"echo me").unwrap();
     socket.shutdown(Shutdown::Write).unwrap();
