@@ -28,14 +28,12 @@ pub const MAX_OPEN_FILES: usize = 1024;
 /// The sockets one process may hold at once.
 pub const MAX_SOCKETS: usize = 1024;
 
-/// The sockets (WASI 0.2's and 0.3's) in a process's resource table.
-pub(crate) fn sockets_in(table: &mut wasmtime::component::ResourceTable) -> usize {
-    crate::store_data::held(table, |entry| {
-        entry.is::<wasmtime_wasi::p2::TcpSocket>()
-            || entry.is::<wasmtime_wasi::p2::UdpSocket>()
-            || entry.is::<wasmtime_wasi::sockets::TcpSocket>()
-            || entry.is::<wasmtime_wasi::sockets::UdpSocket>()
-    })
+/// Whether a resource table's `entry` is a socket (WASI 0.2's or 0.3's).
+pub(crate) fn is_socket(entry: &dyn std::any::Any) -> bool {
+    entry.is::<wasmtime_wasi::p2::TcpSocket>()
+        || entry.is::<wasmtime_wasi::p2::UdpSocket>()
+        || entry.is::<wasmtime_wasi::sockets::TcpSocket>()
+        || entry.is::<wasmtime_wasi::sockets::UdpSocket>()
 }
 
 /// A component process's open files: what its descriptors and their streams share, held

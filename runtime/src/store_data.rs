@@ -10,7 +10,6 @@ use std::sync::Arc;
 use crate::descriptors::OpenFiles;
 use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
-use crate::network::http_parts::HttpParts;
 use crate::network::lookup::Lookups;
 use crate::network::NetworkPolicy;
 
@@ -25,7 +24,9 @@ pub struct ComponentData {
     /// wasi:http's requests, sent under the entry's network policy.
     pub(crate) http_hooks: PolicyHooks,
     /// The wasi:http parts (fields, requests, bodies) it holds, bounded.
-    pub(crate) http_parts: HttpParts,
+    pub(crate) http_parts: Tally,
+    /// The sockets it holds, bounded.
+    pub(crate) sockets: Tally,
     /// The files it opened and holds, bounded.
     pub(crate) open_files: OpenFiles,
     pub(crate) table: ResourceTable,
@@ -52,7 +53,8 @@ impl ComponentData {
             wasi,
             http: WasiHttpCtx::new(),
             http_hooks: PolicyHooks::new(http_policy, lookups.clone()),
-            http_parts: HttpParts::default(),
+            http_parts: Tally::default(),
+            sockets: Tally::default(),
             open_files: OpenFiles::default(),
             table: ResourceTable::new(),
             limiter,
@@ -72,6 +74,39 @@ pub(crate) fn held(table: &mut ResourceTable, kind: impl Fn(&dyn std::any::Any) 
             kind(entry)
         })
         .count()
+}
+
+/// A process's count of one kind of entry of its resource table, for a bound on how many it
+/// holds: the table is walked only when the entries made since the last walk could have
+/// reached the bound, so a process that makes and drops one at a time walks it once every
+/// `bound` of them, not at each.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Entries of the kind in the table when it was last walked.
+    counted: usize,
+    /// Entries made since.
+    made_since: usize,
+}
+
+impl Tally {
+    /// Whether the process may make one more entry of the `kind` it holds at most `bound` of
+    /// (counted as made when it may).
+    pub(crate) fn admit(
+        &mut self,
+        table: &mut ResourceTable,
+        bound: usize,
+        kind: impl Fn(&dyn std::any::Any) -> bool,
+    ) -> bool {
+        if self.counted + self.made_since >= bound {
+            self.counted = held(table, kind);
+            self.made_since = 0;
+            if self.counted >= bound {
+                return false;
+            }
+        }
+        self.made_since += 1;
+        true
+    }
 }
 
 impl WasiHttpView for ComponentData {
@@ -131,4 +166,37 @@ pub(crate) enum SpawnContext {
     Module {
         p1: Box<wasmtime_wasi::p1::WasiP1Ctx>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_tally_walks_the_table_once_per_bound_and_refuses_past_it() {
+        let mut table = ResourceTable::new();
+        let walked = Cell::new(0);
+        let kind = |entry: &dyn std::any::Any| {
+            walked.set(walked.get() + 1);
+            entry.is::<u32>()
+        };
+        // One held: made and dropped one at a time, 1,000 more walk the one entry 10 times.
+        table.push(7u32).unwrap();
+        let mut tally = Tally::default();
+        for _ in 0..1_000 {
+            assert!(tally.admit(&mut table, 100, kind));
+        }
+        assert_eq!(walked.get(), 10);
+        // Each one made and kept, up to the bound: the next is refused (the table holds 101).
+        let mut tally = Tally::default();
+        for _ in 0..100 {
+            assert!(tally.admit(&mut table, 100, kind));
+            table.push(7u32).unwrap();
+        }
+        table.push("another kind").unwrap();
+        assert!(!tally.admit(&mut table, 100, kind));
+        assert!(!tally.admit(&mut table, 101, kind));
+        assert!(tally.admit(&mut table, 102, kind));
+    }
 }

@@ -13,11 +13,9 @@
 //!
 //! With at most [`MAX_HTTP_PARTS`] parts, one process holds at most ~64 MiB of them. Making a
 //! part past that ends the process with `limit_exceeded`, as the handle limit does. Parts are
-//! counted in the process's resource table, only when the parts made since the last count
-//! could have reached the bound: a process that makes and drops one `fields` per request
-//! counts once every 512 of them.
+//! counted in the process's resource table (`store_data::Tally`).
 
-use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi_http::p2::body::{HostIncomingBody, HostOutgoingBody};
 use wasmtime_wasi_http::p2::types::{
     HostFutureIncomingResponse, HostIncomingResponse, HostOutgoingRequest, HostOutgoingResponse,
@@ -36,49 +34,29 @@ pub const MAX_HTTP_PARTS: usize = 512;
 )]
 pub struct TooManyHttpParts;
 
-/// A process's count of its wasi:http parts, as of the last look at its resource table.
-#[derive(Debug, Default)]
-pub(crate) struct HttpParts {
-    /// Parts in the table when it was last counted.
-    counted: usize,
-    /// Parts made since.
-    made_since: usize,
-}
-
-impl HttpParts {
-    /// Admits one more part, or refuses it when `table` already holds [`MAX_HTTP_PARTS`].
-    fn admit(&mut self, table: &mut ResourceTable) -> Result<(), TooManyHttpParts> {
-        if self.counted + self.made_since >= MAX_HTTP_PARTS {
-            self.counted = count(table);
-            self.made_since = 0;
-            if self.counted >= MAX_HTTP_PARTS {
-                return Err(TooManyHttpParts);
-            }
-        }
-        self.made_since += 1;
-        Ok(())
-    }
-}
-
-/// The parts in `table` (WASI 0.2's and 0.3's). A request in flight is one: its future, then
-/// its response, then its body.
-fn count(table: &mut ResourceTable) -> usize {
-    crate::store_data::held(table, |entry| {
-        entry.is::<FieldMap>()
-            || entry.is::<HostFutureIncomingResponse>()
-            || entry.is::<HostIncomingResponse>()
-            || entry.is::<HostIncomingBody>()
-            || entry.is::<HostOutgoingRequest>()
-            || entry.is::<HostOutgoingResponse>()
-            || entry.is::<HostOutgoingBody>()
-            || entry.is::<wasmtime_wasi_http::p3::Request>()
-            || entry.is::<wasmtime_wasi_http::p3::Response>()
-    })
+/// Whether a resource table's `entry` is a wasi:http part (WASI 0.2's or 0.3's). A request in
+/// flight is one: its future, then its response, then its body.
+fn is_part(entry: &dyn std::any::Any) -> bool {
+    entry.is::<FieldMap>()
+        || entry.is::<HostFutureIncomingResponse>()
+        || entry.is::<HostIncomingResponse>()
+        || entry.is::<HostIncomingBody>()
+        || entry.is::<HostOutgoingRequest>()
+        || entry.is::<HostOutgoingResponse>()
+        || entry.is::<HostOutgoingBody>()
+        || entry.is::<wasmtime_wasi_http::p3::Request>()
+        || entry.is::<wasmtime_wasi_http::p3::Response>()
 }
 
 /// Admits one more part for the process whose state is `data`.
 fn admit(data: &mut ComponentData) -> wasmtime::Result<()> {
-    Ok(data.http_parts.admit(&mut data.table)?)
+    if !data
+        .http_parts
+        .admit(&mut data.table, MAX_HTTP_PARTS, is_part)
+    {
+        return Err(TooManyHttpParts.into());
+    }
+    Ok(())
 }
 
 /// The `wasi:http/types` versions wasmtime-wasi-http defines.

@@ -58,7 +58,9 @@ const P3_TYPES: &str = "wasi:sockets/types@0.3.0";
 /// [`crate::descriptors::MAX_SOCKETS`], and guests may take another of the host's descriptors
 /// ([`crate::descriptors`]).
 fn may_create(data: &mut ComponentData) -> bool {
-    crate::descriptors::sockets_in(&mut data.table) < crate::descriptors::MAX_SOCKETS
+    let max = crate::descriptors::MAX_SOCKETS;
+    data.sockets
+        .admit(&mut data.table, max, crate::descriptors::is_socket)
         && crate::descriptors::guest_may_open()
 }
 
