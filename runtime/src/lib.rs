@@ -53,6 +53,7 @@ pub use limits::Limits;
 pub use loader::{HandlerProgram, LoadError, Loader, Program, MAX_BINARY_BYTES, RECHECK};
 pub use mailbox::Mailbox;
 pub use manifest::Manifest;
+pub use network::http::MAX_HTTP_CONNECTIONS;
 pub use network::http_parts::MAX_HTTP_PARTS;
 pub use network::NetworkPolicy;
 pub use registry::{REMEMBERED_EXITS, RETAINED_BYTES};

@@ -9,8 +9,13 @@
 //! - `echo-once(port)` → listens on 127.0.0.1:`port` (`wasi:sockets`), prints `127.0.0.1:PORT`,
 //!   echoes one connection's bytes back (read until the peer shuts down writing, at most
 //!   64 KiB); the text received
+//! - `fetch-many(url, count)` → `count` of `fetch`'s requests at once; how many got a
+//!   response, and the first error
 //!
 //! No `std::io` or `std::env`, so the preview1 adapter imports nothing from WASI 0.2.
+
+use core::future::Future;
+use core::task::Poll;
 
 use wasi::cli::{environment, stderr, stdout};
 use wasi::clocks::monotonic_clock;
@@ -51,43 +56,35 @@ impl Guest for P3Probe {
     }
 
     async fn fetch(url: String) -> Result<(u16, String), String> {
-        // `$NAME`: the URL is the value of environment variable NAME (a scenario's server).
-        let url = match url.strip_prefix('$') {
-            Some(name) => environment::get_environment()
-                .into_iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value)
-                .ok_or_else(|| format!("{name} is not set"))?,
-            None => url,
-        };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("not an http:// URL: `{url}`"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() {
-            return Err(format!("no host in `{url}`"));
-        }
-        let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
-        drop(trailers_tx);
-        let (request, _sent) = Request::new(Fields::new(), None, trailers_rx, None);
-        request.set_method(&Method::Get).map_err(|()| "invalid method")?;
-        request.set_scheme(Some(&Scheme::Http)).map_err(|()| "invalid scheme")?;
-        request
-            .set_authority(Some(authority))
-            .map_err(|()| format!("invalid authority `{authority}`"))?;
-        request
-            .set_path_with_query(Some(path))
-            .map_err(|()| format!("invalid path `{path}`"))?;
-        let response = client::send(request).await.map_err(|e| format!("{e:?}"))?;
-        let status = response.get_status_code();
-        let (_, result_rx) = wit_future::new(|| Ok(()));
-        let (body_rx, trailers) = Response::consume_body(response, result_rx);
-        let body = body_rx.collect().await;
-        trailers.await.map_err(|e| format!("{e:?}"))?;
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        get(url).await
+    }
+
+    async fn fetch_many(url: String, count: u32) -> (u32, String) {
+        let mut requests: Vec<_> = (0..count).map(|_| Box::pin(get(url.clone()))).collect();
+        let (mut answered, mut first_error) = (0, String::new());
+        // Polled together until each has ended (no executor crate: a plain join).
+        core::future::poll_fn(|cx| {
+            requests.retain_mut(|request| match request.as_mut().poll(cx) {
+                Poll::Ready(Ok(_)) => {
+                    answered += 1;
+                    false
+                }
+                Poll::Ready(Err(e)) => {
+                    if first_error.is_empty() {
+                        first_error = e;
+                    }
+                    false
+                }
+                Poll::Pending => true,
+            });
+            if requests.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        (answered, first_error)
     }
 
     async fn echo_once(port: u16) -> Result<String, String> {
@@ -130,6 +127,47 @@ impl Guest for P3Probe {
         drop(connection);
         Ok(String::from_utf8_lossy(&data).into_owned())
     }
+}
+
+/// `fetch`: GETs `url`; (status, body).
+async fn get(url: String) -> Result<(u16, String), String> {
+    // `$NAME`: the URL is the value of environment variable NAME (a scenario's server).
+    let url = match url.strip_prefix('$') {
+        Some(name) => environment::get_environment()
+            .into_iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+            .ok_or_else(|| format!("{name} is not set"))?,
+        None => url,
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http:// URL: `{url}`"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("no host in `{url}`"));
+    }
+    let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+    drop(trailers_tx);
+    let (request, _sent) = Request::new(Fields::new(), None, trailers_rx, None);
+    request.set_method(&Method::Get).map_err(|()| "invalid method")?;
+    request.set_scheme(Some(&Scheme::Http)).map_err(|()| "invalid scheme")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| format!("invalid authority `{authority}`"))?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| format!("invalid path `{path}`"))?;
+    let response = client::send(request).await.map_err(|e| format!("{e:?}"))?;
+    let status = response.get_status_code();
+    let (_, result_rx) = wit_future::new(|| Ok(()));
+    let (body_rx, trailers) = Response::consume_body(response, result_rx);
+    let body = body_rx.collect().await;
+    trailers.await.map_err(|e| format!("{e:?}"))?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn debug(error: impl core::fmt::Debug) -> String {

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,12 +28,50 @@ pub(crate) struct PolicyHooks {
     policy: Option<Arc<NetworkPolicy>>,
     /// Present whenever the policy is.
     lookups: Option<Lookups>,
+    /// Present whenever the policy is (no allocation for a process that makes no requests).
+    connections: Option<Connections>,
 }
 
 impl PolicyHooks {
     /// `lookups`: the process's, shared with its `wasi:sockets` lookups.
     pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>, lookups: Option<Lookups>) -> PolicyHooks {
-        PolicyHooks { policy, lookups }
+        let connections = policy.is_some().then(Connections::default);
+        PolicyHooks {
+            policy,
+            lookups,
+            connections,
+        }
+    }
+}
+
+/// The connections one process's wasi:http requests may hold open at once, WASI 0.2's and
+/// 0.3's together. A WASI 0.3 request in flight is a subtask, not an entry of the resource
+/// table, so the bound on wasi:http parts never saw it: one process held 2,400 connections open
+/// at once (found attacking, 2026-12-07; only its handles bounded them, a request taking four),
+/// each with its buffers (up to `MAX_RESPONSE_HEAD` for the head) outside `max_memory`.
+pub const MAX_HTTP_CONNECTIONS: usize = 512;
+
+/// A process's open connections, counted by their [`Connection`]s.
+#[derive(Clone, Default)]
+struct Connections(Arc<AtomicUsize>);
+
+impl Connections {
+    /// One more connection, unless the process holds `MAX_HTTP_CONNECTIONS` already.
+    fn open(&self) -> Option<Connection> {
+        if self.0.fetch_add(1, Ordering::AcqRel) >= MAX_HTTP_CONNECTIONS {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Connection(self.0.clone()))
+    }
+}
+
+/// One open connection of a process: counted until the connection is done or dropped.
+struct Connection(Arc<AtomicUsize>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -53,12 +92,17 @@ impl WasiHttpHooks for PolicyHooks {
         options: Option<RequestOptions>,
         _response_errors: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
-        let (policy, lookups) = (self.policy.clone(), self.lookups.clone());
+        let (policy, lookups, connections) = (
+            self.policy.clone(),
+            self.lookups.clone(),
+            self.connections.clone(),
+        );
         Box::new(async move {
-            let (Some(policy), Some(lookups)) = (policy, lookups) else {
+            let (Some(policy), Some(lookups), Some(connections)) = (policy, lookups, connections)
+            else {
                 return Err(Error::HttpRequestDenied);
             };
-            send(&policy, &lookups, request, options).await
+            send(&policy, &lookups, &connections, request, options).await
         })
     }
 }
@@ -69,6 +113,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 async fn send(
     policy: &NetworkPolicy,
     lookups: &Lookups,
+    connections: &Connections,
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
@@ -93,6 +138,8 @@ async fn send(
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
+    // Held for as long as the connection is: it ends with the `io` future returned.
+    let connection = connections.open().ok_or(Error::ConnectionLimitReached)?;
     // The connection takes one of the host's descriptors (see `crate::descriptors`).
     if !crate::descriptors::guest_may_open() {
         return Err(Error::ConnectionLimitReached);
@@ -151,6 +198,7 @@ async fn send(
         TimedBody { incoming, timeout }.boxed_unsync()
     });
     let io: IoFuture = Box::new(async move {
+        let _connection = connection;
         match conn {
             Some(conn) => conn.await.map_err(Error::from),
             None => Ok(()),

@@ -27,3 +27,46 @@ pub fn read_head(stream: &mut impl std::io::Read) {
         }
     }
 }
+
+/// An HTTP server on 127.0.0.1 that holds every connection it accepts, unanswered, until it
+/// holds `enough` or none has come for `quiet`, then answers them all with `response` and
+/// closes them: its `host:port`, and the most connections it held at once.
+#[allow(dead_code)] // Not every test binary that includes this file uses it.
+pub fn holding_server(
+    response: &'static [u8],
+    enough: usize,
+    quiet: std::time::Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let record = most.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let mut last = std::time::Instant::now();
+        loop {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    read_head(&mut stream);
+                    held.push(stream);
+                    record.fetch_max(held.len(), Ordering::AcqRel);
+                    last = std::time::Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if held.len() >= enough || (!held.is_empty() && last.elapsed() >= quiet) {
+                        for mut stream in held.drain(..) {
+                            let _ = stream.write_all(response);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    (address.to_string(), most)
+}

@@ -15,6 +15,7 @@ use wasmproc_runtime::engine::{Pool, CONCURRENT_PROCESSES};
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{
     ErrorKind, Lifecycle, Mailbox, Phase, Runtime, SpawnOptions, Stdio, StdioStreams,
+    MAX_HTTP_CONNECTIONS,
 };
 
 /// The probe as entry `t:<name>` for each `(name, method, fields)`, granted all it imports.
@@ -92,6 +93,52 @@ fn a_response_head_past_its_bound_fails_the_request() {
     assert_eq!(fetch(16 << 10), json!({ "ok": [200, "pong"] }));
     let failed = fetch(128 << 10);
     assert!(failed.get("err").is_some(), "{failed}");
+}
+
+/// Attack: a WASI 0.3 request in flight is a subtask, not a resource table entry, so the bound
+/// on wasi:http parts never counted it, and one process held a connection open for each of as
+/// many requests as it started (2,400 measured; its handles bounded them), each with its
+/// buffers outside `max_memory`. Now it holds at most `MAX_HTTP_CONNECTIONS`; the requests past them fail with
+/// `connection-limit-reached`, and the others are answered.
+#[test]
+fn a_process_holds_at_most_max_http_connections_open() {
+    let rt = runtime(&[(
+        "fetch_many",
+        "fetch-many",
+        ", network: { allow: [\"http://127.0.0.1:*\"] }",
+    )]);
+    let requests = MAX_HTTP_CONNECTIONS + 88;
+    let (server, most) = crate::loopback::holding_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+        requests,
+        Duration::from_secs(3),
+    );
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored(
+        "t:fetch_many",
+        "t:host",
+        &[json!(format!("http://{server}/")), json!(requests)],
+        &mailbox,
+    )
+    .unwrap();
+    let exit = crate::common::receive(&mut mailbox).expect("an EXIT");
+    let (answered, first_error) = match exit.outcome {
+        Ok(serde_json::Value::Array(pair)) => (pair[0].as_u64().unwrap(), pair[1].clone()),
+        other => panic!("{other:?}"),
+    };
+    let most = most.load(std::sync::atomic::Ordering::Acquire);
+    assert!(
+        most <= MAX_HTTP_CONNECTIONS,
+        "the server held {most} connections of one process"
+    );
+    assert_eq!(answered as usize, most, "each connection held is answered");
+    assert!(
+        first_error
+            .as_str()
+            .unwrap()
+            .contains("ConnectionLimitReached"),
+        "{first_error}"
+    );
 }
 
 #[test]
