@@ -156,12 +156,25 @@ enum Command {
     /// is no cache directory (no WASMPROC_CACHE_DIR, XDG_CACHE_HOME or HOME) or it is invalid.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Compiles one binary from stdin under the compile limits (this executable runs itself
+    /// so; not for users).
+    #[command(hide = true)]
+    CompileWorker {
+        /// The engine's configuration and the binary's kind, as the parent encodes them.
+        recipe: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&Cli::command().after_help(after_help()).get_matches())
         .unwrap_or_else(|e| e.exit());
+    if let Command::CompileWorker { recipe } = &cli.command {
+        return wasmproc_runtime::compile_isolation::worker(recipe);
+    }
     init_logging(cli.verbose);
+    if let Err(code) = isolate_compiles() {
+        return code;
+    }
     if let Some((before, after)) = wasmproc_runtime::descriptors::raise_soft_limit() {
         tracing::debug!("open files limit (RLIMIT_NOFILE) raised from {before} to {after}");
     }
@@ -176,6 +189,7 @@ fn main() -> ExitCode {
             cache().map_or_else(|code| code, |c| test::wasi_testsuite(args, &c))
         }
         Command::Cache(command) => cache::cache(command),
+        Command::CompileWorker { .. } => unreachable!("handled before logging starts"),
         Command::Spawn {
             manifest,
             entry,
@@ -187,6 +201,28 @@ fn main() -> ExitCode {
             |c| spawn::spawn(&manifest, &entry, &args, host.as_deref(), timeout, &c),
         ),
     }
+}
+
+/// Binaries are compiled in a child process of this executable, bounded in memory and CPU time
+/// (see `wasmproc_runtime::compile_isolation`): a crafted binary cannot make this process's
+/// compiler take the machine's memory.
+fn isolate_compiles() -> Result<(), ExitCode> {
+    use wasmproc_runtime::compile_isolation::{isolate, CompileLimits, Isolation};
+    let limits = CompileLimits::from_env().map_err(|e| {
+        eprintln!("wasmproc: error[host_failure]: {e}");
+        ExitCode::from(2)
+    })?;
+    match std::env::current_exe() {
+        Ok(program) => isolate(Isolation {
+            program,
+            args: vec!["compile-worker".into()],
+            limits,
+        }),
+        Err(e) => {
+            tracing::warn!("compiling in this process, unbounded: cannot find this executable: {e}")
+        }
+    }
+    Ok(())
 }
 
 /// Where compiled code is kept, as the environment and `--no-cache` say.
@@ -210,6 +246,9 @@ fn after_help() -> String {
          $XDG_CACHE_HOME/wasmproc/compiled, else ~/.cache/wasmproc/compiled (at most \
          $WASMPROC_CACHE_MAX, default 512MiB); WASMPROC_CACHE=off or --no-cache turns that off, \
          `wasmproc cache clear` empties it.\n\n\
+         Binaries are compiled in a child process limited to $WASMPROC_COMPILE_MEMORY of heap \
+         (default 4GiB) and $WASMPROC_COMPILE_CPU_SECONDS of CPU time (default 120): a binary \
+         whose compile needs more is refused as invalid_binary, naming the limit.\n\n\
          Capacity: this kernel allows {max_map_count} memory maps per process \
          (vm.max_map_count). A pool of up to {} processes (`pool.processes`, WASMPROC_POOL) \
          uses wasmtime's pooling allocator; a larger one takes fiber stacks and memories from a \

@@ -1755,3 +1755,71 @@ fn the_cli_raises_the_soft_open_files_limit_to_the_hard_one() {
         "{stderr}"
     );
 }
+
+/// A valid core module built to make Cranelift slow and hungry: its SSA construction costs
+/// about (locals read) × (blocks they are read through). `locals` locals and `loops` loops,
+/// each reading one local and writing another.
+fn compile_bomb(locals: usize, loops: usize) -> Vec<u8> {
+    let mut text = String::from("(module (func (export \"run\") (local");
+    text.push_str(&" i32".repeat(locals));
+    text.push(')');
+    for i in 0..loops {
+        let (read, write) = (i % locals, (i * 7919) % locals);
+        text.push_str(&format!(" (loop (local.set {write} (local.get {read})))"));
+    }
+    text.push_str("))");
+    wat::parse_str(&text).unwrap()
+}
+
+/// Attack: a 100 KB module (`compile_bomb(1000, 10_000)`) took 3.6 s and 555 MB to compile in
+/// a release build, and a 5 MB one (50,000 locals, 500,000 loops) took `wasmproc validate` to
+/// 24 GB, all of this machine's memory, until the kernel killed it after 221 s (2026-12-07).
+/// Binaries are now compiled in a child process under the compile limits: past either, the
+/// binary is refused, naming the limit and how to raise it. Each failed before (the module
+/// was reported valid once compiled).
+#[test]
+fn a_binary_whose_compile_exceeds_the_compile_limits_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bomb.wasm");
+    std::fs::write(&file, compile_bomb(1000, 10_000)).unwrap();
+    let validate = |variable: &str, value: &str| {
+        wasmproc_command(&["validate", file.to_str().unwrap()])
+            .env(variable, value)
+            .output()
+            .unwrap()
+    };
+    let out = validate("WASMPROC_COMPILE_MEMORY", "64MiB");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(report.contains("valid:   no"), "{report}");
+    assert!(
+        report.contains("compiling needed more than 67108864 bytes of memory")
+            && report.contains("WASMPROC_COMPILE_MEMORY"),
+        "{report}"
+    );
+
+    let out = validate("WASMPROC_COMPILE_CPU_SECONDS", "1");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("compiling took more than 1 s of CPU time")
+            && report.contains("WASMPROC_COMPILE_CPU_SECONDS"),
+        "{report}"
+    );
+
+    // A binary within the limits compiles as before, and a bad limit is a clear refusal.
+    let small = dir.path().join("small.wasm");
+    std::fs::write(&small, compile_bomb(10, 10)).unwrap();
+    let out = wasmproc_command(&["validate", small.to_str().unwrap()])
+        .env("WASMPROC_COMPILE_MEMORY", "64MiB")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = validate("WASMPROC_COMPILE_CPU_SECONDS", "soon");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("WASMPROC_COMPILE_CPU_SECONDS"),
+        "{}",
+        stderr(&out)
+    );
+}

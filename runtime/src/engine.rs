@@ -219,7 +219,7 @@ pub fn concurrent_config(pool: Pool, fuel: Fuel) -> Config {
     configured(pool, fuel, true)
 }
 
-fn configured(pool: Pool, fuel: Fuel, concurrent: bool) -> Config {
+pub(crate) fn configured(pool: Pool, fuel: Fuel, concurrent: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Compiled in, wasmtime turns concurrency support on by default; it costs every store.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use wasmtime::{Engine, Module};
+use wasmtime::Engine;
 
 use crate::loader::Loader;
 use crate::manifest::{Digest, Family};
@@ -74,9 +74,7 @@ pub fn inspect(loader: &Loader, bytes: &[u8]) -> Inspection {
         problems: Vec::new(),
     };
     match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-            inspect_module(loader.engine(), bytes, &mut report)
-        }
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => inspect_module(loader, bytes, &mut report),
         Some([0, b'a', b's', b'm', ..]) => inspect_component(loader, bytes, &mut report),
         _ => report
             .problems
@@ -109,8 +107,8 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     classify_imports(report, imports);
 }
 
-fn inspect_module(engine: &Engine, bytes: &[u8], report: &mut Inspection) {
-    match Module::new(engine, bytes) {
+fn inspect_module(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
+    match loader.compile_module(bytes) {
         Ok(module) => {
             report.kind = BinaryKind::CoreModule;
             for export in module.exports() {

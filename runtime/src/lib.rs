@@ -13,6 +13,7 @@
 mod arena;
 pub mod capacity;
 pub mod code_cache;
+pub mod compile_isolation;
 pub mod descriptors;
 pub mod engine;
 mod env;

@@ -14,7 +14,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use crate::capacity::{Allocation, Capacity};
-use crate::code_cache::{CacheConfig, CodeCache};
+use crate::code_cache::{ArtifactKind, CacheConfig, CodeCache};
+use crate::compile_isolation::{self, Recipe};
 use crate::engine::{EpochTicker, Pool};
 use crate::error::Error;
 use crate::imports::{self, Grants};
@@ -34,18 +35,21 @@ pub(super) struct Backend {
     concurrent: bool,
     /// Compiled code on disk for this engine, kept between runs (none: every run compiles).
     pub(super) disk: Option<CodeCache>,
+    /// What the engine was configured from: a compiler process rebuilds it.
+    pub(super) recipe: Recipe,
 }
 
 impl Backend {
     /// Fails when the engine's epoch thread cannot start.
-    pub(super) fn new(engine: Engine, pool: Pool, concurrent: bool) -> Result<Self, Error> {
+    /// `engine` is configured from `recipe`.
+    pub(super) fn new(engine: Engine, recipe: Recipe) -> Result<Self, Error> {
         // Without a pool too: past what the kernel's map limit leaves room for, instances
         // fail with ENOMEM (see `capacity`).
-        let places = Capacity::of(pool.processes).processes as usize;
+        let places = Capacity::of(recipe.pool.processes).processes as usize;
         Backend::admitting(
             engine,
             Arc::new(tokio::sync::Semaphore::new(places)),
-            concurrent,
+            recipe,
         )
     }
 
@@ -53,16 +57,44 @@ impl Backend {
     fn admitting(
         engine: Engine,
         admission: Arc<tokio::sync::Semaphore>,
-        concurrent: bool,
+        recipe: Recipe,
     ) -> Result<Self, Error> {
         Ok(Backend {
             admission,
             ticker: EpochTicker::start(&engine)?,
             engine,
             linkers: Mutex::new(HashMap::new()),
-            concurrent,
+            concurrent: recipe.concurrent,
             disk: None,
+            recipe,
         })
+    }
+
+    /// `bytes` compiled as a component for this engine: in a compiler process when this
+    /// process isolates compiles (see `compile_isolation`), else here.
+    pub(super) fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        match compile_isolation::isolation() {
+            Some(isolation) => {
+                let code = isolation.compile(&self.recipe, ArtifactKind::Component, bytes)?;
+                // SAFETY: code this executable's compiler just wrote for an engine of this
+                // configuration (deserialize checks that), passed through a pipe only the two
+                // processes hold: what `Component::new` would have made here.
+                unsafe { Component::deserialize(&self.engine, &code) }
+            }
+            None => Component::new(&self.engine, bytes),
+        }
+    }
+
+    /// `bytes` compiled as a core module for this engine, as [`Backend::compile_component`].
+    pub(super) fn compile_module(&self, bytes: &[u8]) -> wasmtime::Result<wasmtime::Module> {
+        match compile_isolation::isolation() {
+            Some(isolation) => {
+                let code = isolation.compile(&self.recipe, ArtifactKind::Module, bytes)?;
+                // SAFETY: as in `compile_component`.
+                unsafe { wasmtime::Module::deserialize(&self.engine, &code) }
+            }
+            None => wasmtime::Module::new(&self.engine, bytes),
+        }
     }
 
     /// The concurrent engine for a loader whose main engine is `main` with `pool`, keeping
@@ -84,6 +116,11 @@ impl Backend {
         // Without a pool, both engines' instances take from the one map limit the places
         // were counted from: separate places would admit twice what fits.
         let shared = Capacity::of(pool.processes).allocation != Allocation::Pooled;
+        let recipe = Recipe {
+            pool,
+            fuel,
+            concurrent: true,
+        };
         let engine = Engine::new(&crate::engine::concurrent_config(pool, fuel)).map_err(|e| {
             Error::EngineStart {
                 reason: format!("the engine for component-model-async binaries: {e:#}"),
@@ -95,9 +132,9 @@ impl Backend {
             "started the engine for component-model-async binaries"
         );
         let mut backend = if shared {
-            Backend::admitting(engine, main.admission.clone(), true)?
+            Backend::admitting(engine, main.admission.clone(), recipe)?
         } else {
-            Backend::new(engine, pool, true)?
+            Backend::new(engine, recipe)?
         };
         backend.disk = cache.and_then(|cache| CodeCache::open_or_warn(&cache, &backend.engine));
         Ok(backend)

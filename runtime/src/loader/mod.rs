@@ -60,7 +60,14 @@ impl Loader {
     ) -> Result<Self, crate::error::Error> {
         let capacity = crate::capacity::Capacity::of(pool.processes);
         Ok(Loader {
-            main: Backend::new(engine, pool, false)?,
+            main: Backend::new(
+                engine,
+                crate::compile_isolation::Recipe {
+                    pool,
+                    fuel,
+                    concurrent: false,
+                },
+            )?,
             concurrent: OnceLock::new(),
             pool,
             fuel,
@@ -93,11 +100,14 @@ impl Loader {
     /// engine, or when the binary uses the component model's async ABI or imports WASI 0.3,
     /// the concurrent one.
     pub fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let on_main = Component::new(&self.main.engine, bytes);
-        self.on_the_right_engine(on_main, |concurrent| {
-            Component::new(&concurrent.engine, bytes)
-        })
-        .unwrap_or_else(|reason| Err(wasmtime::Error::msg(reason)))
+        let on_main = self.main.compile_component(bytes);
+        self.on_the_right_engine(on_main, |concurrent| concurrent.compile_component(bytes))
+            .unwrap_or_else(|reason| Err(wasmtime::Error::msg(reason)))
+    }
+
+    /// Compiles a core module on the main engine, without caching it.
+    pub fn compile_module(&self, bytes: &[u8]) -> wasmtime::Result<wasmtime::Module> {
+        self.main.compile_module(bytes)
     }
 
     /// The on-disk cache this loader's main engine uses, if any (its counters tell hits from
@@ -141,7 +151,7 @@ impl Loader {
                 &digest,
                 ArtifactKind::Component,
                 CodeCache::component,
-                || Component::new(&backend.engine, &bytes),
+                || backend.compile_component(&bytes),
                 Component::serialize,
             )
             .map_err(|e| self.not_compiled(entry, &path, BinaryKind::Component, e))?;
@@ -323,7 +333,7 @@ impl Loader {
                 &digest,
                 ArtifactKind::Module,
                 CodeCache::module,
-                || wasmtime::Module::new(&self.main.engine, bytes),
+                || self.main.compile_module(bytes),
                 wasmtime::Module::serialize,
             )
             .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
@@ -430,7 +440,7 @@ impl Loader {
             &digest,
             ArtifactKind::Component,
             CodeCache::component,
-            || Component::new(&self.main.engine, bytes),
+            || self.main.compile_component(bytes),
             Component::serialize,
         );
         let component = self
@@ -440,7 +450,7 @@ impl Loader {
                     &digest,
                     ArtifactKind::Component,
                     CodeCache::component,
-                    || Component::new(&concurrent.engine, bytes),
+                    || concurrent.compile_component(bytes),
                     Component::serialize,
                 )
             })

@@ -1,0 +1,357 @@
+//! Compiling in a child process, bounded in memory and CPU time.
+//!
+//! A valid binary can be built to make Cranelift slow and hungry: its SSA construction costs
+//! about (locals read) × (blocks they are read through) in time and memory. Found attacking,
+//! 2026-12-07: a 100 KB module (one function of 1,000 locals and 10,000 loops) took 3.6 s and
+//! 555 MB to compile, and a 5 MB one (50,000 locals, 500,000 loops) ran `wasmproc validate` to
+//! 24 GB, all of this machine's memory, until the kernel killed it after 221 s. wasmtime treats
+//! such inputs as compile-time bugs to fix one by one; a host that compiles binaries it does not
+//! trust needs a bound now.
+//!
+//! So a process that calls [`isolate`] (the `wasmproc` CLI does, at start) compiles every
+//! binary in a child process: the same executable, run as [`worker`], with `RLIMIT_DATA` and
+//! `RLIMIT_CPU` set to [`CompileLimits`]. The child builds an engine of the same configuration
+//! (without the instance pool, which compiling does not use), compiles, and writes the
+//! serialized code to its stdout; the loader deserializes it on its own engine, which checks
+//! that the configurations match. A compile past a limit is refused with an error that names
+//! the limit and how to raise it; the host itself never holds the compiler's memory.
+//!
+//! The bytes deserialized come from this executable's own compiler, through a pipe only the
+//! two processes hold: the trust is the same as compiling in process (and as the code cache's,
+//! see `code_cache`). A library user that does not call [`isolate`] compiles in process.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::OnceLock;
+
+use crate::code_cache::ArtifactKind;
+use crate::engine::{Fuel, Pool};
+
+/// What one compile in the child may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileLimits {
+    /// Bytes of heap (`RLIMIT_DATA`).
+    pub memory: u64,
+    /// Seconds of CPU time, all of its threads together (`RLIMIT_CPU`).
+    pub cpu_seconds: u64,
+}
+
+impl Default for CompileLimits {
+    /// 4 GiB and 120 s: several times what large real binaries take (wasmtime compiles tens of
+    /// megabytes of code in seconds), far below what a crafted one would take.
+    fn default() -> Self {
+        CompileLimits {
+            memory: 4 << 30,
+            cpu_seconds: 120,
+        }
+    }
+}
+
+impl CompileLimits {
+    /// The defaults, as `WASMPROC_COMPILE_MEMORY` (a size: `512MiB`) and
+    /// `WASMPROC_COMPILE_CPU_SECONDS` override them.
+    pub fn from_env() -> Result<CompileLimits, String> {
+        let defaults = CompileLimits::default();
+        let memory = match std::env::var("WASMPROC_COMPILE_MEMORY") {
+            Ok(v) => crate::limits::parse_size(&v)
+                .map_err(|e| format!("WASMPROC_COMPILE_MEMORY: {e}"))?,
+            Err(_) => defaults.memory,
+        };
+        let cpu_seconds = match std::env::var("WASMPROC_COMPILE_CPU_SECONDS") {
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(|| {
+                    format!("WASMPROC_COMPILE_CPU_SECONDS: `{v}` is not a whole number of seconds above 0")
+                })?,
+            Err(_) => defaults.cpu_seconds,
+        };
+        Ok(CompileLimits {
+            memory,
+            cpu_seconds,
+        })
+    }
+}
+
+/// How this process compiles in a child: the program and arguments that run [`worker`].
+#[derive(Clone, Debug)]
+pub struct Isolation {
+    /// The executable (usually this one, `std::env::current_exe`).
+    pub program: PathBuf,
+    /// The arguments before the compile's own (the CLI's hidden subcommand).
+    pub args: Vec<OsString>,
+    /// What each compile may use.
+    pub limits: CompileLimits,
+}
+
+static ISOLATION: OnceLock<Isolation> = OnceLock::new();
+
+/// From now on, every loader of this process compiles in a child as `isolation` says. Only the
+/// first call counts.
+pub fn isolate(isolation: Isolation) {
+    let _ = ISOLATION.set(isolation);
+}
+
+/// How this process compiles, if in a child.
+pub(crate) fn isolation() -> Option<&'static Isolation> {
+    ISOLATION.get()
+}
+
+/// The configuration an engine was built from, which the child rebuilds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Recipe {
+    pub pool: Pool,
+    pub fuel: Fuel,
+    /// The engine with the component model's concurrency support.
+    pub concurrent: bool,
+}
+
+impl Recipe {
+    /// The child's one argument: `processes,memory,keep_resident,fuel,concurrent,kind`.
+    fn encode(&self, kind: ArtifactKind) -> String {
+        format!(
+            "{},{},{},{},{},{}",
+            self.pool.processes,
+            self.pool.memory,
+            self.pool.keep_resident,
+            u8::from(self.fuel.counted()),
+            u8::from(self.concurrent),
+            match kind {
+                ArtifactKind::Component => "component",
+                ArtifactKind::Module => "module",
+            }
+        )
+    }
+
+    fn decode(text: &str) -> Option<(Recipe, ArtifactKind)> {
+        let fields: Vec<&str> = text.split(',').collect();
+        let [processes, memory, keep_resident, fuel, concurrent, kind] = fields[..] else {
+            return None;
+        };
+        let flag = |v: &str| match v {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        };
+        let recipe = Recipe {
+            pool: Pool {
+                processes: processes.parse().ok()?,
+                memory: memory.parse().ok()?,
+                keep_resident: keep_resident.parse().ok()?,
+            },
+            fuel: if flag(fuel)? {
+                Fuel::Counted
+            } else {
+                Fuel::NotCounted
+            },
+            concurrent: flag(concurrent)?,
+        };
+        let kind = match kind {
+            "component" => ArtifactKind::Component,
+            "module" => ArtifactKind::Module,
+            _ => return None,
+        };
+        Some((recipe, kind))
+    }
+}
+
+impl Isolation {
+    /// `bytes` compiled in a child as an engine of `recipe` would: its serialized code.
+    pub(crate) fn compile(
+        &self,
+        recipe: &Recipe,
+        kind: ArtifactKind,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Vec<u8>> {
+        let limits = self.limits;
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .arg(recipe.encode(kind))
+            .env("WASMPROC_COMPILE_MEMORY", limits.memory.to_string())
+            .env(
+                "WASMPROC_COMPILE_CPU_SECONDS",
+                limits.cpu_seconds.to_string(),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                wasmtime::Error::msg(format!(
+                    "could not start the compiler process `{}`: {e}",
+                    self.program.display()
+                ))
+            })?;
+        // The child reads all of its input before it writes: write, close, then read. A child
+        // that died early (a limit) closes the pipe; its status says why.
+        let written = child
+            .stdin
+            .take()
+            .map(|mut stdin| stdin.write_all(bytes))
+            .transpose();
+        let output = child.wait_with_output().map_err(|e| {
+            wasmtime::Error::msg(format!("the compiler process could not be read: {e}"))
+        })?;
+        if output.status.success() {
+            written.map_err(|e| {
+                wasmtime::Error::msg(format!("the compiler process did not read the binary: {e}"))
+            })?;
+            return Ok(output.stdout);
+        }
+        Err(wasmtime::Error::msg(failure(
+            &output.status,
+            &String::from_utf8_lossy(&output.stderr),
+            limits,
+        )))
+    }
+}
+
+/// Why the child failed, as the host tells it.
+fn failure(status: &std::process::ExitStatus, stderr: &str, limits: CompileLimits) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = stderr.trim();
+    let signal = status.signal();
+    // Past RLIMIT_CPU the kernel sends SIGXCPU (and SIGKILL at the hard limit); past
+    // RLIMIT_DATA an allocation fails and Rust aborts, saying so.
+    if signal == Some(libc::SIGXCPU) || signal == Some(libc::SIGKILL) {
+        return format!(
+            "compiling took more than {} s of CPU time, the compile limit \
+             (WASMPROC_COMPILE_CPU_SECONDS raises it)",
+            limits.cpu_seconds
+        );
+    }
+    if stderr.contains("memory allocation of") || signal == Some(libc::SIGABRT) {
+        return format!(
+            "compiling needed more than {} bytes of memory, the compile limit \
+             (WASMPROC_COMPILE_MEMORY raises it)",
+            limits.memory
+        );
+    }
+    match (stderr.is_empty(), signal) {
+        (false, _) => stderr.to_string(),
+        (true, Some(signal)) => format!("the compiler process ended by signal {signal}"),
+        (true, None) => format!("the compiler process failed ({status})"),
+    }
+}
+
+/// The child: `recipe` is its one argument, the binary its stdin; its serialized code goes to
+/// stdout, or the compile's error to stderr (exit status 1). The limits come from the
+/// environment the parent set.
+pub fn worker(recipe: &str) -> ExitCode {
+    match work(recipe) {
+        Ok(code) => match std::io::stdout().lock().write_all(&code) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("could not write the compiled code: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn work(recipe: &str) -> Result<Vec<u8>, String> {
+    let limits = CompileLimits::from_env()?;
+    limit(libc::RLIMIT_DATA, limits.memory)?;
+    limit(libc::RLIMIT_CPU, limits.cpu_seconds)?;
+    let (recipe, kind) =
+        Recipe::decode(recipe).ok_or_else(|| format!("not a compile recipe: `{recipe}`"))?;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(crate::loader::MAX_BINARY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("could not read the binary: {e}"))?;
+    let mut config = crate::engine::configured(recipe.pool, recipe.fuel, recipe.concurrent);
+    // Compiling uses no instance: no pool (its reservations would count for nothing here).
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+    let engine = wasmtime::Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+    let compiled = match kind {
+        ArtifactKind::Component => {
+            wasmtime::component::Component::new(&engine, &bytes).and_then(|c| c.serialize())
+        }
+        ArtifactKind::Module => wasmtime::Module::new(&engine, &bytes).and_then(|m| m.serialize()),
+    };
+    compiled.map_err(|e| format!("{e:#}"))
+}
+
+/// Sets `resource`'s soft limit to `value`, and its hard limit a little above (CPU: the
+/// kernel's SIGKILL 5 s after the SIGXCPU that should have ended it).
+fn limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), String> {
+    let hard = if resource == libc::RLIMIT_CPU {
+        value.saturating_add(5)
+    } else {
+        value
+    };
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct passed; it changes only this process's limits.
+    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+        return Err(format!(
+            "could not set the compile limit: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recipe_survives_its_argument() {
+        let recipe = Recipe {
+            pool: Pool {
+                processes: 7,
+                memory: 1 << 20,
+                keep_resident: 4096,
+            },
+            fuel: Fuel::NotCounted,
+            concurrent: true,
+        };
+        let (back, kind) = Recipe::decode(&recipe.encode(ArtifactKind::Module)).unwrap();
+        assert_eq!(back.pool, recipe.pool);
+        assert_eq!(back.fuel, recipe.fuel);
+        assert!(back.concurrent);
+        assert_eq!(kind, ArtifactKind::Module);
+        assert!(Recipe::decode("1,2,3,1,0").is_none());
+        assert!(Recipe::decode("1,2,3,2,0,module").is_none());
+    }
+
+    #[test]
+    fn a_limit_is_named_with_how_to_raise_it() {
+        use std::os::unix::process::ExitStatusExt;
+        let limits = CompileLimits::default();
+        let cpu = failure(
+            &std::process::ExitStatus::from_raw(libc::SIGXCPU),
+            "",
+            limits,
+        );
+        assert!(
+            cpu.contains("120 s of CPU time") && cpu.contains("WASMPROC_COMPILE_CPU_SECONDS"),
+            "{cpu}"
+        );
+        let memory = failure(
+            &std::process::ExitStatus::from_raw(libc::SIGABRT),
+            "memory allocation of 1048576 bytes failed",
+            limits,
+        );
+        assert!(memory.contains("WASMPROC_COMPILE_MEMORY"), "{memory}");
+        let invalid = failure(
+            &std::process::ExitStatus::from_raw(1 << 8),
+            "failed to parse WebAssembly module\n",
+            limits,
+        );
+        assert_eq!(invalid, "failed to parse WebAssembly module");
+    }
+}
