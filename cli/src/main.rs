@@ -212,7 +212,7 @@ fn isolate_compiles() -> Result<(), ExitCode> {
         eprintln!("wasmproc: error[host_failure]: {e}");
         ExitCode::from(2)
     })?;
-    match std::env::current_exe() {
+    match Isolation::this_executable() {
         Ok(program) => isolate(Isolation {
             program,
             args: vec!["compile-worker".into()],

@@ -80,12 +80,25 @@ impl CompileLimits {
 /// How this process compiles in a child: the program and arguments that run [`worker`].
 #[derive(Clone, Debug)]
 pub struct Isolation {
-    /// The executable (usually this one, `std::env::current_exe`).
+    /// The executable: [`Isolation::this_executable`] for a program that runs [`worker`] itself.
     pub program: PathBuf,
     /// The arguments before the compile's own (the CLI's hidden subcommand).
     pub args: Vec<OsString>,
     /// What each compile may use.
     pub limits: CompileLimits,
+}
+
+impl Isolation {
+    /// This process's own executable: `/proc/self/exe`, which stays this image even when its
+    /// file was replaced or removed since it started (an upgrade, or someone who can write
+    /// its directory), else the path it was started from.
+    pub fn this_executable() -> std::io::Result<PathBuf> {
+        let proc = PathBuf::from("/proc/self/exe");
+        if proc.exists() {
+            return Ok(proc);
+        }
+        std::env::current_exe()
+    }
 }
 
 static ISOLATION: OnceLock<Isolation> = OnceLock::new();
@@ -215,12 +228,20 @@ fn failure(status: &std::process::ExitStatus, stderr: &str, limits: CompileLimit
     use std::os::unix::process::ExitStatusExt;
     let stderr = stderr.trim();
     let signal = status.signal();
-    // Past RLIMIT_CPU the kernel sends SIGXCPU (and SIGKILL at the hard limit); past
-    // RLIMIT_DATA an allocation fails and Rust aborts, saying so.
-    if signal == Some(libc::SIGXCPU) || signal == Some(libc::SIGKILL) {
+    // Past RLIMIT_CPU the kernel sends SIGXCPU (and SIGKILL at the hard limit, which the
+    // system's out-of-memory killer sends too); past RLIMIT_DATA an allocation fails and Rust
+    // aborts, saying so.
+    if signal == Some(libc::SIGXCPU) {
         return format!(
             "compiling took more than {} s of CPU time, the compile limit \
              (WASMPROC_COMPILE_CPU_SECONDS raises it)",
+            limits.cpu_seconds
+        );
+    }
+    if signal == Some(libc::SIGKILL) {
+        return format!(
+            "the compiler process was killed: past its CPU time limit ({} s, \
+             WASMPROC_COMPILE_CPU_SECONDS), or by the system (out of memory?)",
             limits.cpu_seconds
         );
     }
@@ -347,6 +368,15 @@ mod tests {
             limits,
         );
         assert!(memory.contains("WASMPROC_COMPILE_MEMORY"), "{memory}");
+        let killed = failure(
+            &std::process::ExitStatus::from_raw(libc::SIGKILL),
+            "",
+            limits,
+        );
+        assert!(
+            killed.contains("killed") && killed.contains("out of memory"),
+            "{killed}"
+        );
         let invalid = failure(
             &std::process::ExitStatus::from_raw(1 << 8),
             "failed to parse WebAssembly module\n",
