@@ -1793,7 +1793,8 @@ fn a_binary_whose_compile_exceeds_the_compile_limits_is_refused_naming_the_limit
     let report = stdout(&out);
     assert!(report.contains("valid:   no"), "{report}");
     assert!(
-        report.contains("compiling needed more than 67108864 bytes of memory")
+        report
+            .contains("not compiled (module): compiling needed more than 67108864 bytes of memory")
             && report.contains("WASMPROC_COMPILE_MEMORY"),
         "{report}"
     );
@@ -1805,6 +1806,30 @@ fn a_binary_whose_compile_exceeds_the_compile_limits_is_refused_naming_the_limit
         report.contains("compiling took more than 1 s of CPU time")
             && report.contains("WASMPROC_COMPILE_CPU_SECONDS"),
         "{report}"
+    );
+
+    // A manifest's entry naming it is refused at its spawn, with the same reason.
+    let bytes = std::fs::read(&file).unwrap();
+    let manifest = dir.path().join("bomb.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: bomb, kind: process.wasm, fs: bins, path: bomb.wasm, hash: \"{}\", method: run }}\n",
+            dir.path().display(),
+            wasmproc_runtime::manifest::Digest::of(&bytes)
+        ),
+    )
+    .unwrap();
+    let out = wasmproc_command(&["--no-cache", "spawn", manifest.to_str().unwrap(), "t:bomb"])
+        .env("WASMPROC_COMPILE_MEMORY", "64MiB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error[invalid_binary]")
+            && stderr(&out).contains("could not be compiled: compiling needed more than"),
+        "{}",
+        stderr(&out)
     );
 
     // A binary within the limits compiles as before, and a bad limit is a clear refusal.

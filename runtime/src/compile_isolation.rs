@@ -215,48 +215,67 @@ impl Isolation {
             })?;
             return Ok(output.stdout);
         }
-        Err(wasmtime::Error::msg(failure(
+        Err(failure(
             &output.status,
             &String::from_utf8_lossy(&output.stderr),
             limits,
-        )))
+        ))
     }
 }
 
-/// Why the child failed, as the host tells it.
-fn failure(status: &std::process::ExitStatus, stderr: &str, limits: CompileLimits) -> String {
+/// A compile the limits stopped: the binary may be valid, but it costs more to compile than
+/// this host allows.
+#[derive(Debug)]
+pub struct CompileRefused(pub String);
+
+impl std::fmt::Display for CompileRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CompileRefused {}
+
+/// Why the child failed, as the host tells it: a [`CompileRefused`] when a limit stopped it,
+/// else what the compiler said.
+fn failure(
+    status: &std::process::ExitStatus,
+    stderr: &str,
+    limits: CompileLimits,
+) -> wasmtime::Error {
     use std::os::unix::process::ExitStatusExt;
     let stderr = stderr.trim();
     let signal = status.signal();
+    let refused = |reason: String| wasmtime::Error::new(CompileRefused(reason));
     // Past RLIMIT_CPU the kernel sends SIGXCPU (and SIGKILL at the hard limit, which the
     // system's out-of-memory killer sends too); past RLIMIT_DATA an allocation fails and Rust
     // aborts, saying so.
     if signal == Some(libc::SIGXCPU) {
-        return format!(
+        return refused(format!(
             "compiling took more than {} s of CPU time, the compile limit \
              (WASMPROC_COMPILE_CPU_SECONDS raises it)",
             limits.cpu_seconds
-        );
+        ));
     }
     if signal == Some(libc::SIGKILL) {
-        return format!(
+        return refused(format!(
             "the compiler process was killed: past its CPU time limit ({} s, \
              WASMPROC_COMPILE_CPU_SECONDS), or by the system (out of memory?)",
             limits.cpu_seconds
-        );
+        ));
     }
     if stderr.contains("memory allocation of") || signal == Some(libc::SIGABRT) {
-        return format!(
+        return refused(format!(
             "compiling needed more than {} bytes of memory, the compile limit \
              (WASMPROC_COMPILE_MEMORY raises it)",
             limits.memory
-        );
+        ));
     }
-    match (stderr.is_empty(), signal) {
+    wasmtime::Error::msg(match (stderr.is_empty(), signal) {
         (false, _) => stderr.to_string(),
         (true, Some(signal)) => format!("the compiler process ended by signal {signal}"),
         (true, None) => format!("the compiler process failed ({status})"),
-    }
+    })
 }
 
 /// The child: `recipe` is its one argument, the binary its stdin; its serialized code goes to
@@ -358,6 +377,8 @@ mod tests {
             "",
             limits,
         );
+        assert!(cpu.downcast_ref::<CompileRefused>().is_some());
+        let cpu = cpu.to_string();
         assert!(
             cpu.contains("120 s of CPU time") && cpu.contains("WASMPROC_COMPILE_CPU_SECONDS"),
             "{cpu}"
@@ -366,13 +387,15 @@ mod tests {
             &std::process::ExitStatus::from_raw(libc::SIGABRT),
             "memory allocation of 1048576 bytes failed",
             limits,
-        );
+        )
+        .to_string();
         assert!(memory.contains("WASMPROC_COMPILE_MEMORY"), "{memory}");
         let killed = failure(
             &std::process::ExitStatus::from_raw(libc::SIGKILL),
             "",
             limits,
-        );
+        )
+        .to_string();
         assert!(
             killed.contains("killed") && killed.contains("out of memory"),
             "{killed}"
@@ -382,6 +405,7 @@ mod tests {
             "failed to parse WebAssembly module\n",
             limits,
         );
-        assert_eq!(invalid, "failed to parse WebAssembly module");
+        assert!(invalid.downcast_ref::<CompileRefused>().is_none());
+        assert_eq!(invalid.to_string(), "failed to parse WebAssembly module");
     }
 }

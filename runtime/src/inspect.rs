@@ -87,7 +87,7 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     let component = match loader.compile_component(bytes) {
         Ok(component) => component,
         Err(e) => {
-            report.problems.push(format!("invalid component: {e:#}"));
+            report.problems.push(not_compiled("component", &e));
             return;
         }
     };
@@ -107,6 +107,18 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     classify_imports(report, imports);
 }
 
+/// Why a binary did not compile: invalid, or past the compile limits (then it may be valid).
+fn not_compiled(what: &str, error: &wasmtime::Error) -> String {
+    if error
+        .downcast_ref::<crate::compile_isolation::CompileRefused>()
+        .is_some()
+    {
+        format!("not compiled ({what}): {error:#}")
+    } else {
+        format!("invalid {what}: {error:#}")
+    }
+}
+
 fn inspect_module(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     match loader.compile_module(bytes) {
         Ok(module) => {
@@ -122,7 +134,7 @@ fn inspect_module(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
                 .collect::<Vec<_>>();
             classify_imports(report, imports);
         }
-        Err(e) => report.problems.push(format!("invalid module: {e:#}")),
+        Err(e) => report.problems.push(not_compiled("module", &e)),
     }
 }
 

@@ -48,6 +48,19 @@ pub enum LoadError {
         /// What wasmtime reported.
         reason: String,
     },
+    /// A binary whose compile the compile limits stopped (see `compile_isolation`):
+    /// `invalid_binary`, since this host cannot run it, but it may well be valid.
+    #[error("entry `{entry}`: {} (a WebAssembly {what}) could not be compiled: {reason}", path.display())]
+    NotCompiled {
+        /// The entry loaded.
+        entry: EntryId,
+        /// The binary's path on the host.
+        path: PathBuf,
+        /// What the binary claims to be.
+        what: BinaryKind,
+        /// The limit and how to raise it.
+        reason: String,
+    },
     /// A valid binary that a slot of the instance pool cannot hold: a memory or table larger
     /// than a slot's, or more of them than a slot has: `limit_exceeded`, not `invalid_binary`,
     /// since the binary itself is valid.
@@ -154,7 +167,9 @@ impl LoadError {
         match self {
             LoadError::Unreadable { .. } => ErrorKind::BinaryUnreadable,
             LoadError::HashMismatch { .. } => ErrorKind::HashMismatch,
-            LoadError::InvalidBinary { .. } => ErrorKind::InvalidBinary,
+            LoadError::InvalidBinary { .. } | LoadError::NotCompiled { .. } => {
+                ErrorKind::InvalidBinary
+            }
             LoadError::PoolTooSmall { .. } => ErrorKind::LimitExceeded,
             LoadError::UngrantedImports { .. } => ErrorKind::UngrantedImport,
             LoadError::UnsupportedImport { .. } => ErrorKind::UnsupportedImport,

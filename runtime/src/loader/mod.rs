@@ -526,6 +526,17 @@ impl Loader {
         error: wasmtime::Error,
     ) -> LoadError {
         let reason = format!("{error:#}");
+        if error
+            .downcast_ref::<crate::compile_isolation::CompileRefused>()
+            .is_some()
+        {
+            return LoadError::NotCompiled {
+                entry: entry.clone(),
+                path: path.to_path_buf(),
+                what,
+                reason,
+            };
+        }
         if self.pool.processes > 0 && reason.contains("pooling allocator") {
             return self.too_large_for_a_slot(path, what, entry, reason);
         }
