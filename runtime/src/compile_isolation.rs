@@ -199,14 +199,18 @@ impl Isolation {
                     self.program.display()
                 ))
             })?;
-        // The child reads all of its input before it writes: write, close, then read. A child
-        // that died early (a limit) closes the pipe; its status says why.
-        let written = child
-            .stdin
-            .take()
-            .map(|mut stdin| stdin.write_all(bytes))
-            .transpose();
-        let output = child.wait_with_output().map_err(|e| {
+        // Written while its output is read: neither side waits on a full pipe, whatever the
+        // child does. A child that died early (a limit) closes the pipe; its status says why.
+        let stdin = child.stdin.take();
+        let (output, written) = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| stdin.map(|mut stdin| stdin.write_all(bytes)).transpose());
+            let output = child.wait_with_output();
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writer panicked")));
+            (output, written)
+        });
+        let output = output.map_err(|e| {
             wasmtime::Error::msg(format!("the compiler process could not be read: {e}"))
         })?;
         if output.status.success() {
@@ -303,10 +307,11 @@ fn work(recipe: &str) -> Result<Vec<u8>, String> {
     limit(libc::RLIMIT_CPU, limits.cpu_seconds)?;
     let (recipe, kind) =
         Recipe::decode(recipe).ok_or_else(|| format!("not a compile recipe: `{recipe}`"))?;
+    // All of it (the parent sends only a binary it holds in memory): a child that stopped
+    // reading early would leave the parent's write waiting.
     let mut bytes = Vec::new();
     std::io::stdin()
         .lock()
-        .take(crate::loader::MAX_BINARY_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("could not read the binary: {e}"))?;
     let mut config = crate::engine::configured(recipe.pool, recipe.fuel, recipe.concurrent);
