@@ -182,9 +182,19 @@ impl Registry {
     }
 
     /// Adds a monitor. A process that already ended sends its recorded EXIT at once.
+    ///
+    /// A mailbox monitors a process once: monitoring it again changes nothing (it still gets
+    /// one EXIT, and `unmonitor` removes it), as a link is made once. Each call added an entry
+    /// before, held outside the caller's memory limit until the process ended: a Lua script
+    /// monitoring a sleeper 10,000,000 times took the host to 175 MB (found attacking,
+    /// 2026-12-07), and its mailbox then got as many EXITs.
     pub(crate) fn monitor(&self, pid: Pid, monitor: Address) -> Result<(), Error> {
         if self
-            .with_running(pid, |running| running.monitors.push(monitor.clone()))
+            .with_running(pid, |running| {
+                if !running.monitors.iter().any(|m| m.same_mailbox(&monitor)) {
+                    running.monitors.push(monitor.clone());
+                }
+            })
             .is_some()
         {
             return Ok(());
@@ -410,6 +420,37 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
+    }
+
+    /// Attack: each `monitor` call added an entry (a script monitoring a sleeper 10,000,000
+    /// times took the host to 175 MB), and the mailbox got as many EXITs.
+    #[test]
+    fn a_mailbox_monitors_a_process_once_however_often_it_asks() {
+        let registry = Registry::default();
+        let mut watcher = Mailbox::new();
+        let mut other = Mailbox::new();
+        // Monitored at its spawn, then asked again and again.
+        let proc = registry.start(Pid(1), smallvec::smallvec![watcher.address()], None);
+        for _ in 0..1000 {
+            registry.monitor(Pid(1), watcher.address()).unwrap();
+        }
+        registry.monitor(Pid(1), other.address()).unwrap();
+        assert_eq!(proc.lock().running.as_ref().unwrap().monitors.len(), 2);
+        registry.finish(&proc, exit(1), true);
+        assert_eq!(
+            watcher
+                .try_receive()
+                .and_then(Event::into_exit)
+                .unwrap()
+                .from,
+            Pid(1)
+        );
+        assert_eq!(watcher.try_receive(), None, "one EXIT");
+        assert_eq!(
+            other.try_receive().and_then(Event::into_exit).unwrap().from,
+            Pid(1)
+        );
+        assert_eq!(other.try_receive(), None, "one EXIT");
     }
 
     #[test]
