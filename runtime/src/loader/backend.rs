@@ -31,11 +31,10 @@ pub(super) struct Backend {
     pub(super) ticker: EpochTicker,
     /// One linker per distinct set of grants: entries granted the same families share it.
     linkers: Mutex<HashMap<Grants, Arc<Linker<ComponentData>>>>,
-    /// The engine has concurrency support, so its linkers get WASI 0.3 too.
-    concurrent: bool,
     /// Compiled code on disk for this engine, kept between runs (none: every run compiles).
     pub(super) disk: Option<CodeCache>,
-    /// What the engine was configured from: a compiler process rebuilds it.
+    /// What the engine was configured from: a compiler process rebuilds it. With concurrency
+    /// support (`recipe.concurrent`), its linkers get WASI 0.3 too.
     pub(super) recipe: Recipe,
 }
 
@@ -64,7 +63,6 @@ impl Backend {
             ticker: EpochTicker::start(&engine)?,
             engine,
             linkers: Mutex::new(HashMap::new()),
-            concurrent: recipe.concurrent,
             disk: None,
             recipe,
         })
@@ -145,7 +143,7 @@ impl Backend {
         if let Some(linker) = linkers.get(grants) {
             return Ok(linker.clone());
         }
-        let linker = Arc::new(if self.concurrent {
+        let linker = Arc::new(if self.recipe.concurrent {
             imports::concurrent_linker(&self.engine, grants)?
         } else {
             imports::linker(&self.engine, grants)?
