@@ -28,18 +28,17 @@ pub(crate) struct PolicyHooks {
     policy: Option<Arc<NetworkPolicy>>,
     /// Present whenever the policy is.
     lookups: Option<Lookups>,
-    /// Present whenever the policy is (no allocation for a process that makes no requests).
+    /// Made at the first request (no allocation for a process that makes none).
     connections: Option<Connections>,
 }
 
 impl PolicyHooks {
     /// `lookups`: the process's, shared with its `wasi:sockets` lookups.
     pub(crate) fn new(policy: Option<Arc<NetworkPolicy>>, lookups: Option<Lookups>) -> PolicyHooks {
-        let connections = policy.is_some().then(Connections::default);
         PolicyHooks {
             policy,
             lookups,
-            connections,
+            connections: None,
         }
     }
 }
@@ -92,14 +91,10 @@ impl WasiHttpHooks for PolicyHooks {
         options: Option<RequestOptions>,
         _response_errors: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
-        let (policy, lookups, connections) = (
-            self.policy.clone(),
-            self.lookups.clone(),
-            self.connections.clone(),
-        );
+        let (policy, lookups) = (self.policy.clone(), self.lookups.clone());
+        let connections = self.connections.get_or_insert_with(Connections::default).clone();
         Box::new(async move {
-            let (Some(policy), Some(lookups), Some(connections)) = (policy, lookups, connections)
-            else {
+            let (Some(policy), Some(lookups)) = (policy, lookups) else {
                 return Err(Error::HttpRequestDenied);
             };
             send(&policy, &lookups, &connections, request, options).await
