@@ -194,10 +194,10 @@ impl Isolation {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
-                wasmtime::Error::msg(format!(
+                wasmtime::Error::new(CompilerUnavailable(format!(
                     "could not start the compiler process `{}`: {e}",
                     self.program.display()
-                ))
+                )))
             })?;
         // Written while its output is read: neither side waits on a full pipe, whatever the
         // child does. A child that died early (a limit) closes the pipe; its status says why.
@@ -211,11 +211,15 @@ impl Isolation {
             (output, written)
         });
         let output = output.map_err(|e| {
-            wasmtime::Error::msg(format!("the compiler process could not be read: {e}"))
+            wasmtime::Error::new(CompilerUnavailable(format!(
+                "the compiler process could not be read: {e}"
+            )))
         })?;
         if output.status.success() {
             written.map_err(|e| {
-                wasmtime::Error::msg(format!("the compiler process did not read the binary: {e}"))
+                wasmtime::Error::new(CompilerUnavailable(format!(
+                    "the compiler process did not read the binary: {e}"
+                )))
             })?;
             return Ok(output.stdout);
         }
@@ -226,6 +230,18 @@ impl Isolation {
         ))
     }
 }
+
+/// The compiler process could not be started or read: the host's failure, not the binary's.
+#[derive(Debug)]
+pub struct CompilerUnavailable(pub String);
+
+impl std::fmt::Display for CompilerUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CompilerUnavailable {}
 
 /// A compile the limits stopped: the binary may be valid, but it costs more to compile than
 /// this host allows.

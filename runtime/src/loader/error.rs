@@ -136,6 +136,15 @@ pub enum LoadError {
         /// Why the engine did not start.
         reason: String,
     },
+    /// The compiler process could not be started or read (see `compile_isolation`): the
+    /// host's failure, not the binary's.
+    #[error("entry `{entry}`: {reason}")]
+    CompilerUnavailable {
+        /// The entry loaded.
+        entry: EntryId,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// What to add to `imports:` to grant these, when they are families wasmproc knows.
@@ -177,7 +186,9 @@ impl LoadError {
             LoadError::MissingExport { .. } | LoadError::NotAHandler { .. } => {
                 ErrorKind::MissingExport
             }
-            LoadError::NoConcurrentEngine { .. } => ErrorKind::HostFailure,
+            LoadError::NoConcurrentEngine { .. } | LoadError::CompilerUnavailable { .. } => {
+                ErrorKind::HostFailure
+            }
         }
     }
 }

@@ -527,6 +527,15 @@ impl Loader {
     ) -> LoadError {
         let reason = format!("{error:#}");
         if error
+            .downcast_ref::<crate::compile_isolation::CompilerUnavailable>()
+            .is_some()
+        {
+            return LoadError::CompilerUnavailable {
+                entry: entry.clone(),
+                reason,
+            };
+        }
+        if error
             .downcast_ref::<crate::compile_isolation::CompileRefused>()
             .is_some()
         {

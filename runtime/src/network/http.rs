@@ -92,7 +92,10 @@ impl WasiHttpHooks for PolicyHooks {
         _response_errors: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
         let (policy, lookups) = (self.policy.clone(), self.lookups.clone());
-        let connections = self.connections.get_or_insert_with(Connections::default).clone();
+        let connections = self
+            .connections
+            .get_or_insert_with(Connections::default)
+            .clone();
         Box::new(async move {
             let (Some(policy), Some(lookups)) = (policy, lookups) else {
                 return Err(Error::HttpRequestDenied);
