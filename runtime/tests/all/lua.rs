@@ -382,3 +382,68 @@ fn a_coroutine_resumed_in_a_loop_where_nothing_can_yield_ends_at_the_limit() {
         );
     }
 }
+
+/// A script's spawn loads its entry's binary on first use, compiling it on the script's
+/// worker; a slow compile (here a module built to make Cranelift slow, ~2.5 s) held that
+/// worker, so a 10 ms sleeper waiting on it woke only after the compile. Now the compile lets
+/// the worker's other tasks go on elsewhere.
+#[test]
+fn a_slow_compile_at_a_scripts_spawn_does_not_hold_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = crate::common::dist().canonicalize().unwrap();
+    let hostile =
+        wasmproc_runtime::manifest::Digest::of(&std::fs::read(dist.join("hostile.wasm")).unwrap());
+    let mut slow = String::from("(module (func (export \"run\") (local");
+    slow.push_str(&" i32".repeat(1000));
+    slow.push(')');
+    for i in 0..4000 {
+        slow.push_str(&format!(
+            " (loop (local.set {} (local.get {}))) ",
+            (i * 7919) % 1000,
+            i % 1000
+        ));
+    }
+    slow.push_str("))");
+    let slow = crate::common::write_wat(dir.path(), "slow.wasm", &slow);
+    let runtime = Arc::new(crate::common::load_written(
+        dir.path(),
+        &format!(
+            "namespace: t\nentries:\n  - {{ name: dist, kind: fs.directory, directory: {} }}\n  - {{ name: here, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 1 }} }}\n  - {{ name: sleeper, kind: process.wasm, fs: dist, path: hostile.wasm, hash: \"{hostile}\", method: sleep, imports: [wasi:clocks, wasi:cli] }}\n  - {{ name: slow, kind: process.wasm, fs: here, path: slow.wasm, hash: \"{slow}\", method: run }}\n",
+            dist.display(),
+            dir.path().display()
+        ),
+    ));
+    let mut mailbox = Mailbox::new();
+    let sleeper = runtime
+        .spawn_monitored("t:sleeper", "t:host", &[10.into()], &mailbox)
+        .unwrap();
+    let script = runtime
+        .spawn_lua(
+            "assert(process.spawn('t:slow', 't:host')) return 'spawned'",
+            "slow.lua",
+            "t:host",
+            &[],
+            &SpawnOptions::default(),
+            Some(&mailbox),
+        )
+        .unwrap();
+    let sleeper_exit = receive(&mut mailbox);
+    assert_eq!(sleeper_exit.from, sleeper, "{sleeper_exit:?}");
+    let script_exit = receive(&mut mailbox);
+    assert_eq!(script_exit.from, script, "{script_exit:?}");
+    assert_eq!(script_exit.outcome, Ok(serde_json::json!("spawned")));
+    // The script ran as long as the compile; the sleeper, on the same worker, for its 10 ms
+    // and not for the compile (before: 2.49 s, as long as the script).
+    let (slept, compiled) = (
+        sleeper_exit.accounting.wall_time,
+        script_exit.accounting.wall_time,
+    );
+    assert!(
+        compiled > std::time::Duration::from_millis(200),
+        "the compile was too quick to tell ({compiled:?})"
+    );
+    assert!(
+        slept * 4 < compiled,
+        "the sleeper took {slept:?}, the compile at the script's spawn {compiled:?}"
+    );
+}
