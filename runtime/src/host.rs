@@ -100,6 +100,20 @@ impl Drop for ProcessHost {
     }
 }
 
+/// Runs `work`, which may take seconds (reading and hashing a binary, compiling it: up to the
+/// compile limits), letting the worker's other tasks go on elsewhere when it is called on a
+/// worker of a host's runtime. A script's spawn loads its entry's binary on first use, and
+/// before, the compile held that worker, so the processes waiting on it (a sleeper's wake-up)
+/// waited for the compile too. Nested calls run `work` directly.
+pub(crate) fn off_the_worker<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 #[cfg(test)]
 impl ProcessHost {
     /// A host `t:host` of one worker, for unit tests.

@@ -431,7 +431,8 @@ impl Runtime {
         }
         let wasm = self.wasm_of(resolved)?;
         let directory = self.directory(&wasm.fs)?;
-        let program = self.loader.load(&resolved.id, wasm, directory)?;
+        let program =
+            crate::host::off_the_worker(|| self.loader.load(&resolved.id, wasm, directory))?;
         *slot = Some(program.clone());
         Ok(program)
     }

@@ -71,7 +71,7 @@ impl Backend {
     /// `bytes` compiled as a component for this engine: in a compiler process when this
     /// process isolates compiles (see `compile_isolation`), else here.
     pub(super) fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        off_the_worker(|| match compile_isolation::isolation() {
+        crate::host::off_the_worker(|| match compile_isolation::isolation() {
             Some(isolation) => {
                 let code = isolation.compile(&self.recipe, ArtifactKind::Component, bytes)?;
                 // SAFETY: code this executable's compiler just wrote for an engine of this
@@ -85,7 +85,7 @@ impl Backend {
 
     /// `bytes` compiled as a core module for this engine, as [`Backend::compile_component`].
     pub(super) fn compile_module(&self, bytes: &[u8]) -> wasmtime::Result<wasmtime::Module> {
-        off_the_worker(|| match compile_isolation::isolation() {
+        crate::host::off_the_worker(|| match compile_isolation::isolation() {
             Some(isolation) => {
                 let code = isolation.compile(&self.recipe, ArtifactKind::Module, bytes)?;
                 // SAFETY: as in `compile_component`.
@@ -173,18 +173,5 @@ pub(super) fn needs_concurrency(compiled: &wasmtime::Result<Component>, main: &E
             .component_type()
             .imports(main)
             .any(|(name, _)| name.starts_with("wasi:") && name.contains("@0.3.")),
-    }
-}
-
-/// Runs `compile`, which may take seconds (up to the compile limits), letting the worker's other
-/// tasks go on elsewhere when it is called on a worker of a multi-thread runtime: a script's
-/// spawn loads its entry's binary on first use, and before, the compile held that worker, so
-/// the processes waiting on it (a sleeper's wake-up) waited for the compile too.
-fn off_the_worker<T>(compile: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(compile)
-        }
-        _ => compile(),
     }
 }
