@@ -232,29 +232,15 @@ impl Isolation {
 }
 
 /// The compiler process could not be started or read: the host's failure, not the binary's.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct CompilerUnavailable(pub String);
-
-impl std::fmt::Display for CompilerUnavailable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CompilerUnavailable {}
 
 /// A compile the limits stopped: the binary may be valid, but it costs more to compile than
 /// this host allows.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct CompileRefused(pub String);
-
-impl std::fmt::Display for CompileRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CompileRefused {}
 
 /// Why the child failed, as the host tells it: a [`CompileRefused`] when a limit stopped it,
 /// else what the compiler said.
