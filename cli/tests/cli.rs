@@ -1848,3 +1848,35 @@ fn a_binary_whose_compile_exceeds_the_compile_limits_is_refused_naming_the_limit
         stderr(&out)
     );
 }
+
+/// A compile stopped by a limit ends its compiler process by a signal whose default action
+/// dumps core: where core files are on (`ulimit -c unlimited`), each refusal wrote the
+/// compiler's memory (tens of MiB here, gigabytes at the default limit) into the current
+/// directory. The compiler process turns core files off.
+#[test]
+fn a_compile_stopped_by_a_limit_leaves_no_core_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bomb.wasm"), compile_bomb(1000, 10_000)).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        // Where the hard limit forbids core files, there are none to find anyway.
+        .arg("ulimit -c unlimited 2>/dev/null; exec \"$0\" validate bomb.wasm")
+        .arg(env!("CARGO_BIN_EXE_wasmproc"))
+        .current_dir(dir.path())
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
+        .env("WASMPROC_COMPILE_MEMORY", "64MiB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("compiling needed more than"),
+        "{}",
+        stdout(&out)
+    );
+    let cores: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("core"))
+        .collect();
+    assert!(cores.is_empty(), "core files: {cores:?}");
+}

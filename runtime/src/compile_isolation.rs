@@ -307,6 +307,10 @@ fn work(recipe: &str) -> Result<Vec<u8>, String> {
     let limits = CompileLimits::from_env()?;
     limit(libc::RLIMIT_DATA, limits.memory)?;
     limit(libc::RLIMIT_CPU, limits.cpu_seconds)?;
+    // A compile stopped by a limit ends by a signal (SIGABRT, SIGXCPU) whose default action
+    // dumps core: where core files are on, each refusal would write gigabytes into the
+    // current directory.
+    limit(libc::RLIMIT_CORE, 0)?;
     let (recipe, kind) =
         Recipe::decode(recipe).ok_or_else(|| format!("not a compile recipe: `{recipe}`"))?;
     // All of it (the parent sends only a binary it holds in memory): a child that stopped
@@ -329,24 +333,37 @@ fn work(recipe: &str) -> Result<Vec<u8>, String> {
     compiled.map_err(|e| format!("{e:#}"))
 }
 
-/// Sets `resource`'s soft limit to `value`, and its hard limit a little above (CPU: the
-/// kernel's SIGKILL 5 s after the SIGXCPU that should have ended it).
+/// Sets `resource`'s soft limit to `value`, and its hard limit a little above for CPU time (the
+/// kernel's SIGKILL 5 s after the SIGXCPU that should have ended it), else to it. Never above
+/// the hard limit this process was given, which it could not raise.
 fn limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), String> {
+    let failed = |what: &str| {
+        format!(
+            "could not {what} the compile limit: {}",
+            std::io::Error::last_os_error()
+        )
+    };
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct passed.
+    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
+        return Err(failed("read"));
+    }
+    let soft = value.min(current.rlim_max);
     let hard = if resource == libc::RLIMIT_CPU {
-        value.saturating_add(5)
+        value.saturating_add(5).min(current.rlim_max)
     } else {
-        value
+        soft
     };
     let limit = libc::rlimit {
-        rlim_cur: value,
+        rlim_cur: soft,
         rlim_max: hard,
     };
     // SAFETY: setrlimit reads the struct passed; it changes only this process's limits.
     if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-        return Err(format!(
-            "could not set the compile limit: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(failed("set"));
     }
     Ok(())
 }
