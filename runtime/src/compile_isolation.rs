@@ -39,8 +39,9 @@ pub struct CompileLimits {
 }
 
 impl Default for CompileLimits {
-    /// 4 GiB and 120 s: several times what large real binaries take (wasmtime compiles tens of
-    /// megabytes of code in seconds), far below what a crafted one would take.
+    /// 4 GiB and 120 s: this project's largest guests compile in 0.13 s and 27 MB resident
+    /// (release build), crafted ones took 24 GB and minutes. Binaries far larger than ours
+    /// were not measured: their users may need to raise the limits.
     fn default() -> Self {
         CompileLimits {
             memory: 4 << 30,
