@@ -247,7 +247,8 @@ fn after_help() -> String {
          $WASMPROC_CACHE_MAX, default 512MiB); WASMPROC_CACHE=off or --no-cache turns that off, \
          `wasmproc cache clear` empties it.\n\n\
          Binaries are compiled in a child process limited to $WASMPROC_COMPILE_MEMORY of heap \
-         (default 4GiB) and $WASMPROC_COMPILE_CPU_SECONDS of CPU time (default 120): a binary \
+         (default 4GiB) and $WASMPROC_COMPILE_CPU_SECONDS of CPU time (default 120, or 5 s per \
+         MiB of binary when that is more): a binary \
          whose compile needs more is refused as invalid_binary, naming the limit.\n\n\
          Capacity: this kernel allows {max_map_count} memory maps per process \
          (vm.max_map_count). A pool of up to {} processes (`pool.processes`, WASMPROC_POOL) \

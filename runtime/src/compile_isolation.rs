@@ -34,9 +34,18 @@ use crate::engine::{Fuel, Pool};
 pub struct CompileLimits {
     /// Bytes of heap (`RLIMIT_DATA`).
     pub memory: u64,
-    /// Seconds of CPU time, all of its threads together (`RLIMIT_CPU`).
+    /// Seconds of CPU time, all of its threads together (`RLIMIT_CPU`), or
+    /// [`CPU_SECONDS_PER_MIB`] per MiB of the binary when that is more (see
+    /// [`CompileLimits::for_binary`]).
     pub cpu_seconds: u64,
 }
+
+/// CPU seconds a compile may take per MiB of binary, past [`CompileLimits::cpu_seconds`]: large
+/// binaries need time in proportion. A generated 24 MB module of 20,000 ordinary functions
+/// took 46 s of CPU (1.9 s per MB, release build, 2026-12-07), so a fixed 120 s would refuse
+/// valid binaries from ~60 MB; crafted ones are slow far beyond their size (a 100 KB module
+/// took 3.6 s).
+pub const CPU_SECONDS_PER_MIB: u64 = 5;
 
 impl Default for CompileLimits {
     /// 4 GiB and 120 s: this project's largest guests compile in 0.13 s and 27 MB resident
@@ -51,6 +60,15 @@ impl Default for CompileLimits {
 }
 
 impl CompileLimits {
+    /// These limits for a binary of `bytes` bytes: the CPU time grows with its size.
+    pub fn for_binary(self, bytes: usize) -> CompileLimits {
+        let proportional = (bytes as u64).saturating_mul(CPU_SECONDS_PER_MIB) >> 20;
+        CompileLimits {
+            cpu_seconds: self.cpu_seconds.max(proportional),
+            ..self
+        }
+    }
+
     /// The defaults, as `WASMPROC_COMPILE_MEMORY` (a size: `512MiB`) and
     /// `WASMPROC_COMPILE_CPU_SECONDS` override them.
     pub fn from_env() -> Result<CompileLimits, String> {
@@ -181,7 +199,7 @@ impl Isolation {
         kind: ArtifactKind,
         bytes: &[u8],
     ) -> wasmtime::Result<Vec<u8>> {
-        let limits = self.limits;
+        let limits = self.limits.for_binary(bytes.len());
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .arg(recipe.encode(kind))
@@ -391,6 +409,25 @@ mod tests {
         assert_eq!(kind, ArtifactKind::Module);
         assert!(Recipe::decode("1,2,3,1,0").is_none());
         assert!(Recipe::decode("1,2,3,2,0,module").is_none());
+    }
+
+    #[test]
+    fn large_binaries_get_cpu_time_in_proportion_to_their_size() {
+        let limits = CompileLimits::default();
+        assert_eq!(limits.for_binary(100 << 10).cpu_seconds, 120);
+        assert_eq!(limits.for_binary(24 << 20).cpu_seconds, 120);
+        assert_eq!(limits.for_binary(25 << 20).cpu_seconds, 125);
+        assert_eq!(limits.for_binary(256 << 20).cpu_seconds, 1280);
+        assert_eq!(limits.for_binary(256 << 20).memory, limits.memory);
+        let one = CompileLimits {
+            cpu_seconds: 1,
+            ..limits
+        };
+        assert_eq!(
+            one.for_binary(100 << 10).cpu_seconds,
+            1,
+            "a small binary keeps the limit"
+        );
     }
 
     #[test]
