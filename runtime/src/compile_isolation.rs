@@ -122,6 +122,56 @@ impl Isolation {
 
 static ISOLATION: OnceLock<Isolation> = OnceLock::new();
 
+/// At most one compiler process per core at once, so that the limits bound the host's compile
+/// memory as a whole (cores × `memory`), not per compile: loads run off the workers (see
+/// `host::off_the_worker`), so scripts spawning many entries on first use could otherwise start
+/// as many compilers as a host has blocking threads. More at once would not compile faster:
+/// each compile already uses every core.
+static COMPILERS: Turns = Turns::new();
+
+/// A counting semaphore over threads (the waits are blocking: loads happen off the workers).
+struct Turns {
+    taken: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// A turn taken from [`Turns`], given back when dropped.
+struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    const fn new() -> Turns {
+        Turns {
+            taken: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// How many turns there are: one per core.
+    fn limit() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// Waits for a turn.
+    fn take(&self) -> Turn<'_> {
+        let mut taken = crate::lock::lock(&self.taken);
+        while *taken >= Turns::limit() {
+            taken = self
+                .freed
+                .wait(taken)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *taken += 1;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *crate::lock::lock(&self.0.taken) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
 /// From now on, every loader of this process compiles in a child as `isolation` says. Only the
 /// first call counts.
 pub fn isolate(isolation: Isolation) {
@@ -200,6 +250,7 @@ impl Isolation {
         bytes: &[u8],
     ) -> wasmtime::Result<Vec<u8>> {
         let limits = self.limits.for_binary(bytes.len());
+        let _turn = COMPILERS.take();
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .arg(recipe.encode(kind))
@@ -409,6 +460,27 @@ mod tests {
         assert_eq!(kind, ArtifactKind::Module);
         assert!(Recipe::decode("1,2,3,1,0").is_none());
         assert!(Recipe::decode("1,2,3,2,0,module").is_none());
+    }
+
+    #[test]
+    fn at_most_one_compiler_per_core_runs_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let turns = Turns::new();
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..4 * Turns::limit() {
+                scope.spawn(|| {
+                    let _turn = turns.take();
+                    let now = running.fetch_add(1, Ordering::AcqRel) + 1;
+                    most.fetch_max(now, Ordering::AcqRel);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        });
+        let most = most.load(Ordering::Acquire);
+        assert!(most <= Turns::limit(), "{most} at once");
+        assert_eq!(*crate::lock::lock(&turns.taken), 0, "every turn given back");
     }
 
     #[test]
