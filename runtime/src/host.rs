@@ -104,7 +104,8 @@ impl Drop for ProcessHost {
 /// compile limits), letting the worker's other tasks go on elsewhere when it is called on a
 /// worker of a host's runtime. A script's spawn loads its entry's binary on first use, and
 /// before, the compile held that worker, so the processes waiting on it (a sleeper's wake-up)
-/// waited for the compile too. Nested calls run `work` directly.
+/// waited for the compile too. Called where the runtime loads a program for a spawn, the one
+/// path from a worker to the loader.
 pub(crate) fn off_the_worker<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

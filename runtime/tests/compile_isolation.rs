@@ -3,9 +3,12 @@
 //! binary's (`invalid_binary`, as it said before). A binary of its own: `isolate` is for the
 //! whole process.
 
+#[path = "all/common.rs"]
+mod common;
+
 use wasmproc_runtime::compile_isolation::{isolate, CompileLimits, Isolation};
 use wasmproc_runtime::manifest::Digest;
-use wasmproc_runtime::{ErrorKind, Runtime};
+use wasmproc_runtime::ErrorKind;
 
 #[test]
 fn a_compiler_process_that_cannot_start_is_a_host_failure_naming_it() {
@@ -14,19 +17,16 @@ fn a_compiler_process_that_cannot_start_is_a_host_failure_naming_it() {
         args: vec!["compile-worker".into()],
         limits: CompileLimits::default(),
     });
-    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/dist");
+    let dist = common::dist().canonicalize().unwrap();
     let hash = Digest::of(&std::fs::read(dist.join("compute.wasm")).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("wasmproc.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
+    let rt = common::load_written(
+        dir.path(),
+        &format!(
             "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: c, kind: process.wasm, fs: bins, path: compute.wasm, hash: \"{hash}\", method: compute }}\n",
-            dist.canonicalize().unwrap().display()
+            dist.display()
         ),
-    )
-    .unwrap();
-    let rt = Runtime::load(&manifest).unwrap();
+    );
     let error = rt
         .spawn("t:c", "t:host", &[6.into(), 7.into()])
         .expect_err("nothing can compile");

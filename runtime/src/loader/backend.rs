@@ -71,7 +71,7 @@ impl Backend {
     /// `bytes` compiled as a component for this engine: in a compiler process when this
     /// process isolates compiles (see `compile_isolation`), else here.
     pub(super) fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
-        crate::host::off_the_worker(|| match compile_isolation::isolation() {
+        match compile_isolation::isolation() {
             Some(isolation) => {
                 let code = isolation.compile(&self.recipe, ArtifactKind::Component, bytes)?;
                 // SAFETY: code this executable's compiler just wrote for an engine of this
@@ -80,19 +80,19 @@ impl Backend {
                 unsafe { Component::deserialize(&self.engine, &code) }
             }
             None => Component::new(&self.engine, bytes),
-        })
+        }
     }
 
     /// `bytes` compiled as a core module for this engine, as [`Backend::compile_component`].
     pub(super) fn compile_module(&self, bytes: &[u8]) -> wasmtime::Result<wasmtime::Module> {
-        crate::host::off_the_worker(|| match compile_isolation::isolation() {
+        match compile_isolation::isolation() {
             Some(isolation) => {
                 let code = isolation.compile(&self.recipe, ArtifactKind::Module, bytes)?;
                 // SAFETY: as in `compile_component`.
                 unsafe { wasmtime::Module::deserialize(&self.engine, &code) }
             }
             None => wasmtime::Module::new(&self.engine, bytes),
-        })
+        }
     }
 
     /// The concurrent engine for a loader whose main engine is `main` with `pool`, keeping
