@@ -130,12 +130,19 @@ impl fmt::Display for Capacity {
     }
 }
 
-/// The kernel's limit on this process's memory maps.
+/// The kernel's limit on this process's memory maps, read once: every decision a process makes
+/// from it (its engines' configurations, their places, the engine a compiler process
+/// rebuilds) agrees, even when an operator changes `vm.max_map_count` while it runs. Read
+/// afresh, a pool could be pooled in the engine and arena in a compile, whose code the engine
+/// then refused as incompatible.
 pub fn max_map_count() -> u64 {
-    std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_MAX_MAP_COUNT)
+    static READ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *READ.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_MAP_COUNT)
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 
+use crate::capacity::Capacity;
 use crate::code_cache::ArtifactKind;
 use crate::engine::{Fuel, Pool};
 
@@ -190,18 +191,44 @@ pub(crate) struct Recipe {
     pub fuel: Fuel,
     /// The engine with the component model's concurrency support.
     pub concurrent: bool,
+    /// The `vm.max_map_count` the engine's pool was sized by (which decides pooled or arena,
+    /// and so the code): the child uses the parent's figure, not its own reading, which an
+    /// operator may have changed since.
+    pub max_map_count: u64,
 }
 
 impl Recipe {
-    /// The child's one argument: `processes,memory,keep_resident,fuel,concurrent,kind`.
+    /// The recipe of an engine the parent configured for `pool` (with [`max_map_count`]'s
+    /// figure, as its engines were).
+    pub(crate) fn of(pool: Pool, fuel: Fuel, concurrent: bool) -> Recipe {
+        Recipe {
+            pool,
+            fuel,
+            concurrent,
+            max_map_count: crate::capacity::max_map_count(),
+        }
+    }
+
+    /// The configuration of the child's engine: the parent's, without an instance pool.
+    fn config(&self) -> wasmtime::Config {
+        let capacity = Capacity::within(self.pool.processes, self.max_map_count);
+        let mut config = crate::engine::configured(self.pool, self.fuel, self.concurrent, capacity);
+        // Compiling uses no instance: no pool (its reservations would count for nothing here).
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+        config
+    }
+
+    /// The child's one argument:
+    /// `processes,memory,keep_resident,fuel,concurrent,max_map_count,kind`.
     fn encode(&self, kind: ArtifactKind) -> String {
         format!(
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             self.pool.processes,
             self.pool.memory,
             self.pool.keep_resident,
             u8::from(self.fuel.counted()),
             u8::from(self.concurrent),
+            self.max_map_count,
             match kind {
                 ArtifactKind::Component => "component",
                 ArtifactKind::Module => "module",
@@ -211,7 +238,8 @@ impl Recipe {
 
     fn decode(text: &str) -> Option<(Recipe, ArtifactKind)> {
         let fields: Vec<&str> = text.split(',').collect();
-        let [processes, memory, keep_resident, fuel, concurrent, kind] = fields[..] else {
+        let [processes, memory, keep_resident, fuel, concurrent, max_map_count, kind] = fields[..]
+        else {
             return None;
         };
         let flag = |v: &str| match v {
@@ -231,6 +259,7 @@ impl Recipe {
                 Fuel::NotCounted
             },
             concurrent: flag(concurrent)?,
+            max_map_count: max_map_count.parse().ok()?,
         };
         let kind = match kind {
             "component" => ArtifactKind::Component,
@@ -390,10 +419,7 @@ fn work(recipe: &str) -> Result<Vec<u8>, String> {
         .lock()
         .read_to_end(&mut bytes)
         .map_err(|e| format!("could not read the binary: {e}"))?;
-    let mut config = crate::engine::configured(recipe.pool, recipe.fuel, recipe.concurrent);
-    // Compiling uses no instance: no pool (its reservations would count for nothing here).
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
-    let engine = wasmtime::Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+    let engine = wasmtime::Engine::new(&recipe.config()).map_err(|e| format!("{e:#}"))?;
     let compiled = match kind {
         ArtifactKind::Component => {
             wasmtime::component::Component::new(&engine, &bytes).and_then(|c| c.serialize())
@@ -452,14 +478,66 @@ mod tests {
             },
             fuel: Fuel::NotCounted,
             concurrent: true,
+            max_map_count: 262_144,
         };
         let (back, kind) = Recipe::decode(&recipe.encode(ArtifactKind::Module)).unwrap();
         assert_eq!(back.pool, recipe.pool);
         assert_eq!(back.fuel, recipe.fuel);
         assert!(back.concurrent);
+        assert_eq!(back.max_map_count, 262_144);
         assert_eq!(kind, ArtifactKind::Module);
-        assert!(Recipe::decode("1,2,3,1,0").is_none());
-        assert!(Recipe::decode("1,2,3,2,0,module").is_none());
+        assert!(Recipe::decode("1,2,3,1,0,9,").is_none());
+        assert!(Recipe::decode("1,2,3,1,0,module").is_none());
+        assert!(Recipe::decode("1,2,3,2,0,9,module").is_none());
+    }
+
+    /// An operator may change `vm.max_map_count` while a host runs; a compiler process started
+    /// after that reading the new figure could configure its engine for the arena where the
+    /// host's is pooled (or the reverse), and the host then refused every binary it compiled.
+    #[test]
+    fn the_compilers_engine_is_sized_by_the_parents_map_limit_not_its_own_reading() {
+        let pool = Pool {
+            processes: 1_000,
+            memory: 2 << 20,
+            keep_resident: 64 << 10,
+        };
+        // 1,000 slots are pooled under the kernel's default limit and take the arena under
+        // 10,000 maps: the figure decides the code.
+        let (arena, pooled) = (10_000, crate::capacity::DEFAULT_MAX_MAP_COUNT);
+        let capacity = |maps| Capacity::within(pool.processes, maps);
+        assert_eq!(
+            capacity(arena).allocation,
+            crate::capacity::Allocation::Arena
+        );
+        assert_eq!(
+            capacity(pooled).allocation,
+            crate::capacity::Allocation::Pooled
+        );
+        let recipe = Recipe {
+            pool,
+            fuel: Fuel::NotCounted,
+            concurrent: false,
+            max_map_count: arena,
+        };
+        let (recipe, _) = Recipe::decode(&recipe.encode(ArtifactKind::Module)).unwrap();
+        let compiler = wasmtime::Engine::new(&recipe.config()).unwrap();
+        let binary = wat::parse_str("(module (memory 1) (func (export \"f\")))").unwrap();
+        let code = wasmtime::Module::new(&compiler, &binary)
+            .and_then(|m| m.serialize())
+            .unwrap();
+        let host = |maps| {
+            let config = crate::engine::configured(pool, Fuel::NotCounted, false, capacity(maps));
+            wasmtime::Engine::new(&config).unwrap()
+        };
+        // SAFETY: code an engine of this crate's configuration just wrote.
+        let on =
+            |engine: &wasmtime::Engine| unsafe { wasmtime::Module::deserialize(engine, &code) };
+        on(&host(arena)).expect("the host whose figure the recipe carried runs its code");
+        let refused = on(&host(pooled)).expect_err("a host sized by another figure refuses it");
+        assert!(
+            format!("{refused:#}").contains("memory reservation"),
+            "{refused:#}"
+        );
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub fn new(pool: Pool, fuel: Fuel) -> Result<Engine, Error> {
 /// wasmtime under exactly this configuration). Without the component model's concurrency
 /// support: binaries that use its async ABI run on a second engine ([`concurrent_config`]).
 pub fn config(pool: Pool, fuel: Fuel) -> Config {
-    configured(pool, fuel, false)
+    configured(pool, fuel, false, Capacity::of(pool.processes))
 }
 
 /// The most processes of component-model-async binaries (WASI 0.3 guests) that run at once
@@ -216,10 +216,12 @@ fn concurrent_pool_within(pool: Pool, max_map_count: u64) -> Pool {
 /// The configuration of the engine for binaries that use the component model's async ABI:
 /// the main one's, with concurrency support on (every store then carries an event loop).
 pub fn concurrent_config(pool: Pool, fuel: Fuel) -> Config {
-    configured(pool, fuel, true)
+    configured(pool, fuel, true, Capacity::of(pool.processes))
 }
 
-pub(crate) fn configured(pool: Pool, fuel: Fuel, concurrent: bool) -> Config {
+/// An engine's configuration for `pool` on a kernel of `capacity` (which decides how
+/// instances get their memory, and so the code compiled for them).
+pub(crate) fn configured(pool: Pool, fuel: Fuel, concurrent: bool, capacity: Capacity) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Compiled in, wasmtime turns concurrency support on by default; it costs every store.
@@ -227,7 +229,6 @@ pub(crate) fn configured(pool: Pool, fuel: Fuel, concurrent: bool) -> Config {
     config.wasm_component_model_async(concurrent);
     config.epoch_interruption(true);
     config.consume_fuel(fuel.counted());
-    let capacity = Capacity::of(pool.processes);
     if capacity.allocation == Allocation::Arena {
         arena(&mut config, pool);
     } else if capacity.allocation == Allocation::Pooled {

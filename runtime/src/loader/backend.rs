@@ -114,11 +114,7 @@ impl Backend {
         // Without a pool, both engines' instances take from the one map limit the places
         // were counted from: separate places would admit twice what fits.
         let shared = Capacity::of(pool.processes).allocation != Allocation::Pooled;
-        let recipe = Recipe {
-            pool,
-            fuel,
-            concurrent: true,
-        };
+        let recipe = Recipe::of(pool, fuel, true);
         let engine = Engine::new(&crate::engine::concurrent_config(pool, fuel)).map_err(|e| {
             Error::EngineStart {
                 reason: format!("the engine for component-model-async binaries: {e:#}"),

@@ -62,11 +62,7 @@ impl Loader {
         Ok(Loader {
             main: Backend::new(
                 engine,
-                crate::compile_isolation::Recipe {
-                    pool,
-                    fuel,
-                    concurrent: false,
-                },
+                crate::compile_isolation::Recipe::of(pool, fuel, false),
             )?,
             concurrent: OnceLock::new(),
             pool,
