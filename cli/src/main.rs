@@ -249,7 +249,8 @@ fn after_help() -> String {
          Binaries are compiled in a child process limited to $WASMPROC_COMPILE_MEMORY of heap \
          (default 4GiB) and $WASMPROC_COMPILE_CPU_SECONDS of CPU time (default 120, or 5 s per \
          MiB of binary when that is more): a binary \
-         whose compile needs more is refused as invalid_binary, naming the limit.\n\n\
+         whose compile needs more is refused as invalid_binary, naming the limit (lower hard \
+         limits this process inherited, ulimit -H -d and -t, apply instead).\n\n\
          Capacity: this kernel allows {max_map_count} memory maps per process \
          (vm.max_map_count). A pool of up to {} processes (`pool.processes`, WASMPROC_POOL) \
          uses wasmtime's pooling allocator; a larger one takes fiber stacks and memories from a \

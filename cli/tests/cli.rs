@@ -1771,6 +1771,33 @@ fn compile_bomb(locals: usize, loops: usize) -> Vec<u8> {
     wat::parse_str(&text).unwrap()
 }
 
+/// A hard limit on data the CLI inherited (`ulimit -d`), lower than `WASMPROC_COMPILE_MEMORY`,
+/// is the one its compiler process gets (it cannot raise it): the refusal names that limit and
+/// its figure. It named the variable and its 4 GiB before, which raising changed nothing.
+#[test]
+fn a_lower_inherited_data_limit_is_the_one_a_refused_compile_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bomb.wasm");
+    std::fs::write(&file, compile_bomb(1000, 10_000)).unwrap();
+    // 300 MiB in KiB: enough for the CLI itself, not for this compile (555 MB in a release
+    // build).
+    let out = Command::new("bash")
+        .args(["-c", "ulimit -d 307200 && exec \"$0\" validate \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_wasmproc"))
+        .arg(&file)
+        .env("WASMPROC_CACHE_DIR", TEST_CACHE)
+        .env("WASMPROC_COMPILE_MEMORY", "8GiB")
+        .env_remove("WASMPROC_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("compiling needed more than 314572800 bytes of memory, the hard limit this process inherited (`ulimit -H -d`; WASMPROC_COMPILE_MEMORY is higher)"),
+        "{report}"
+    );
+}
+
 /// Attack: a 100 KB module (`compile_bomb(1000, 10_000)`) took 3.6 s and 555 MB to compile in
 /// a release build, and a 5 MB one (50,000 locals, 500,000 loops) took `wasmproc validate` to
 /// 24 GB, all of this machine's memory, until the kernel killed it after 221 s (2026-12-07).

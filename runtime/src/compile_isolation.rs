@@ -70,6 +70,16 @@ impl CompileLimits {
         }
     }
 
+    /// These limits as a child of this process gets them: a hard limit this process inherited
+    /// (`ulimit -H -d`, `ulimit -H -t`) that is lower applies instead, since no child can
+    /// raise it.
+    fn within_hard_limits(self) -> CompileLimits {
+        CompileLimits {
+            memory: self.memory.min(hard_limit(libc::RLIMIT_DATA)),
+            cpu_seconds: self.cpu_seconds.min(hard_limit(libc::RLIMIT_CPU)),
+        }
+    }
+
     /// The defaults, as `WASMPROC_COMPILE_MEMORY` (a size: `512MiB`) and
     /// `WASMPROC_COMPILE_CPU_SECONDS` override them.
     pub fn from_env() -> Result<CompileLimits, String> {
@@ -278,7 +288,8 @@ impl Isolation {
         kind: ArtifactKind,
         bytes: &[u8],
     ) -> wasmtime::Result<Vec<u8>> {
-        let limits = self.limits.for_binary(bytes.len());
+        let wanted = self.limits.for_binary(bytes.len());
+        let limits = wanted.within_hard_limits();
         let _turn = COMPILERS.take();
         let mut child = Command::new(&self.program)
             .args(&self.args)
@@ -325,6 +336,7 @@ impl Isolation {
         Err(failure(
             &output.status,
             &String::from_utf8_lossy(&output.stderr),
+            wanted,
             limits,
         ))
     }
@@ -343,36 +355,55 @@ pub struct CompileRefused(pub String);
 
 /// Why the child failed, as the host tells it: a [`CompileRefused`] when a limit stopped it,
 /// else what the compiler said.
+///
+/// `limits` are what the child got: `wanted`, or lower where this process's hard limits were
+/// (the refusal then names those, since raising the variable would change nothing).
 fn failure(
     status: &std::process::ExitStatus,
     stderr: &str,
+    wanted: CompileLimits,
     limits: CompileLimits,
 ) -> wasmtime::Error {
     use std::os::unix::process::ExitStatusExt;
     let stderr = stderr.trim();
     let signal = status.signal();
     let refused = |reason: String| wasmtime::Error::new(CompileRefused(reason));
+    let raise = |variable: &str, ulimit: &str, lowered: bool| {
+        if lowered {
+            format!("the hard limit this process inherited (`ulimit -H {ulimit}`; {variable} is higher)")
+        } else {
+            format!("the compile limit ({variable} raises it)")
+        }
+    };
+    let cpu = raise(
+        "WASMPROC_COMPILE_CPU_SECONDS",
+        "-t",
+        limits.cpu_seconds < wanted.cpu_seconds,
+    );
+    let memory = raise(
+        "WASMPROC_COMPILE_MEMORY",
+        "-d",
+        limits.memory < wanted.memory,
+    );
     // Past RLIMIT_CPU the kernel sends SIGXCPU (and SIGKILL at the hard limit, which the
     // system's out-of-memory killer sends too); past RLIMIT_DATA an allocation fails and Rust
     // aborts, saying so.
     if signal == Some(libc::SIGXCPU) {
         return refused(format!(
-            "compiling took more than {} s of CPU time, the compile limit \
-             (WASMPROC_COMPILE_CPU_SECONDS raises it)",
+            "compiling took more than {} s of CPU time, {cpu}",
             limits.cpu_seconds
         ));
     }
     if signal == Some(libc::SIGKILL) {
         return refused(format!(
-            "the compiler process was killed: past its CPU time limit ({} s, \
-             WASMPROC_COMPILE_CPU_SECONDS), or by the system (out of memory?)",
+            "the compiler process was killed, by the system (out of memory?) or past {} s \
+             of CPU time, {cpu}",
             limits.cpu_seconds
         ));
     }
     if stderr.contains("memory allocation of") || signal == Some(libc::SIGABRT) {
         return refused(format!(
-            "compiling needed more than {} bytes of memory, the compile limit \
-             (WASMPROC_COMPILE_MEMORY raises it)",
+            "compiling needed more than {} bytes of memory, {memory}",
             limits.memory
         ));
     }
@@ -439,17 +470,10 @@ fn limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), String> 
             std::io::Error::last_os_error()
         )
     };
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct passed.
-    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
-        return Err(failed("read"));
-    }
-    let soft = value.min(current.rlim_max);
+    let inherited = rlimit(resource).ok_or_else(|| failed("read"))?.rlim_max;
+    let soft = value.min(inherited);
     let hard = if resource == libc::RLIMIT_CPU {
-        value.saturating_add(5).min(current.rlim_max)
+        value.saturating_add(5).min(inherited)
     } else {
         soft
     };
@@ -462,6 +486,22 @@ fn limit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), String> 
         return Err(failed("set"));
     }
     Ok(())
+}
+
+/// This process's limits on `resource`.
+fn rlimit(resource: libc::__rlimit_resource_t) -> Option<libc::rlimit> {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct passed.
+    (unsafe { libc::getrlimit(resource, &mut current) } == 0).then_some(current)
+}
+
+/// This process's hard limit on `resource` (unlimited when it cannot be read: the child then
+/// fails to set its own, and says so).
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    rlimit(resource).map_or(u64::MAX, |limit| limit.rlim_max)
 }
 
 #[cfg(test)]
@@ -588,6 +628,7 @@ mod tests {
             &std::process::ExitStatus::from_raw(libc::SIGXCPU),
             "",
             limits,
+            limits,
         );
         assert!(cpu.downcast_ref::<CompileRefused>().is_some());
         let cpu = cpu.to_string();
@@ -599,12 +640,14 @@ mod tests {
             &std::process::ExitStatus::from_raw(libc::SIGABRT),
             "memory allocation of 1048576 bytes failed",
             limits,
+            limits,
         )
         .to_string();
         assert!(memory.contains("WASMPROC_COMPILE_MEMORY"), "{memory}");
         let killed = failure(
             &std::process::ExitStatus::from_raw(libc::SIGKILL),
             "",
+            limits,
             limits,
         )
         .to_string();
@@ -616,8 +659,39 @@ mod tests {
             &std::process::ExitStatus::from_raw(1 << 8),
             "failed to parse WebAssembly module\n",
             limits,
+            limits,
         );
         assert!(invalid.downcast_ref::<CompileRefused>().is_none());
         assert_eq!(invalid.to_string(), "failed to parse WebAssembly module");
+
+        // A hard limit this process inherited, lower than the configured one, is what the
+        // child got: the refusal names it (the variable would change nothing).
+        let lowered = CompileLimits {
+            memory: 256 << 20,
+            cpu_seconds: 7,
+        };
+        let memory = failure(
+            &std::process::ExitStatus::from_raw(libc::SIGABRT),
+            "",
+            limits,
+            lowered,
+        )
+        .to_string();
+        assert!(
+            memory.contains("more than 268435456 bytes")
+                && memory.contains("(`ulimit -H -d`; WASMPROC_COMPILE_MEMORY is higher)"),
+            "{memory}"
+        );
+        let cpu = failure(
+            &std::process::ExitStatus::from_raw(libc::SIGXCPU),
+            "",
+            limits,
+            lowered,
+        )
+        .to_string();
+        assert!(
+            cpu.contains("7 s") && cpu.contains("`ulimit -H -t`"),
+            "{cpu}"
+        );
     }
 }
