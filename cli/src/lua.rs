@@ -7,6 +7,7 @@ use std::sync::Arc;
 use wasmproc_runtime::code_cache::CacheConfig;
 
 use wasmproc_runtime::lua::ScriptError;
+use wasmproc_runtime::printable::{json_printable, printable_lines};
 use wasmproc_runtime::Runtime;
 
 use crate::{args, manifest_path, refused};
@@ -63,12 +64,13 @@ pub fn lua(args: LuaArgs, cache: &CacheConfig) -> ExitCode {
     match ran {
         Ok(serde_json::Value::Null) => ExitCode::SUCCESS,
         Ok(value) => {
-            println!("{value}");
+            println!("{}", json_printable(value.to_string()));
             ExitCode::SUCCESS
         }
         Err(ScriptError::Refused(e)) => refused(e.kinded()),
         Err(ScriptError::Failed(e)) => {
-            eprintln!("wasmproc: script failed: {e}");
+            // It may quote a guest (an EXIT's message).
+            eprintln!("wasmproc: script failed: {}", printable_lines(&e));
             ExitCode::FAILURE
         }
     }

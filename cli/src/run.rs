@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wasmproc_runtime::code_cache::CacheConfig;
 
+use wasmproc_runtime::printable::json_printable;
 use wasmproc_runtime::{Error, ErrorKind, Kinded, Mailbox, Runtime, SpawnOptions, Stdio};
 
 use crate::{args, manifest_path, refused, wait_for_exit};
@@ -162,7 +163,7 @@ fn start(
     Ok(match exit.outcome {
         Ok(value) => {
             if args.print_value && !value.is_null() {
-                println!("{value}");
+                println!("{}", json_printable(value.to_string()));
             }
             ExitCode::SUCCESS
         }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wasmproc_runtime::code_cache::CacheConfig;
 
+use wasmproc_runtime::printable::json_printable;
 use wasmproc_runtime::{Mailbox, Runtime};
 
 use crate::{args, refused, wait_for_exit};
@@ -35,7 +36,7 @@ pub fn spawn(
         Err(code) => code,
         Ok(Some(exit)) => {
             match serde_json::to_string(&exit) {
-                Ok(json) => println!("{json}"),
+                Ok(json) => println!("{}", json_printable(json)),
                 Err(e) => eprintln!("wasmproc: cannot print the EXIT of {pid}: {e}"),
             }
             if exit.outcome.is_ok() {

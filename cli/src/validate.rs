@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use wasmproc_runtime::manifest::{EntryKind, EntrySpec, Family, Manifest};
+use wasmproc_runtime::printable::{json_printable, printable};
 use wasmproc_runtime::source_file::read_bytes;
 use wasmproc_runtime::{inspect, BinaryKind, Inspection};
 use wasmproc_runtime::{EntryId, Error, ErrorKind, Kinded, Loader, MAX_BINARY_BYTES};
@@ -97,7 +98,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
     };
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => println!("{}", json_printable(json)),
             Err(e) => eprintln!("wasmproc: cannot print the report: {e}"),
         }
     } else {
@@ -176,6 +177,10 @@ fn check_entry(
     })
 }
 
+/// The report as a reader sees it. What the binary names (exports, imports, types, and the
+/// problems that quote them) may hold control characters: each is shown escaped, so that a
+/// third-party binary cannot write to the reader's terminal or forge the report's lines (an
+/// export named `run\nvalid:   yes`).
 fn print_human(report: &Report) {
     let i = &report.inspection;
     println!("file:    {}", report.file.display());
@@ -190,20 +195,20 @@ fn print_human(report: &Report) {
     println!("hash:    {}", i.hash);
     println!("exports:");
     for (name, signature) in &i.exports {
-        println!("  {name}: {signature}");
+        println!("  {}: {}", printable(name), printable(signature));
     }
     if i.exports.is_empty() {
         println!("  (none)");
     }
     println!("imports:");
     for (family, names) in &i.imports {
-        println!("  {family}: {}", names.join(", "));
+        println!("  {}: {}", printable(family), printable(&names.join(", ")));
     }
     if i.imports.is_empty() {
         println!("  (none)");
     }
     if !i.wasi_versions.is_empty() {
-        println!("wasi:    {}", i.wasi_versions.join(", "));
+        println!("wasi:    {}", printable(&i.wasi_versions.join(", ")));
     }
     if i.async_abi {
         // WASI 0.3 support in wasmtime-wasi is experimental (see the README).
@@ -218,7 +223,7 @@ fn print_human(report: &Report) {
             entry
                 .signature
                 .as_deref()
-                .map(|s| format!(": {s}"))
+                .map(|s| format!(": {}", printable(s)))
                 .unwrap_or_default()
         );
         if let Some(network) = &entry.network {
@@ -240,7 +245,7 @@ fn print_human(report: &Report) {
     } else {
         println!("valid:   no");
         for problem in &i.problems {
-            println!("  - {problem}");
+            println!("  - {}", printable(problem));
         }
     }
 }

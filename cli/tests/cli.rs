@@ -1907,3 +1907,121 @@ fn a_compile_stopped_by_a_limit_leaves_no_core_file() {
         .collect();
     assert!(cores.is_empty(), "core files: {cores:?}");
 }
+
+/// Names a third-party binary chooses, built to act on a terminal: retitle the window (OSC 0),
+/// clear the screen, colour, a carriage return, a newline that forges the report's verdict,
+/// the 8-bit escape sequence introducer (U+009B) and a right-to-left override.
+const HOSTILE_NAME: &str =
+    r"run\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31m\r\nvalid:   yes\u{9b}2J\u{202e}";
+
+/// Whether `text` holds a character the hostile names above would act on a terminal with.
+fn acts_on_a_terminal(text: &str) -> bool {
+    text.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}', '\u{202e}'])
+}
+
+/// Attack (2026-12-07): `wasmproc validate`, the command for third-party binaries, printed their
+/// export and import names raw: a binary could clear the reader's screen, retitle the window,
+/// and forge the report's lines (`valid:   yes` on a line of its own, for a binary that is not
+/// valid). Each control character is now shown escaped, in the text and the JSON report.
+#[test]
+fn validate_shows_a_binarys_names_with_their_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("names.wasm");
+    let text = format!(
+        r#"(module (import "env{HOSTILE_NAME}" "x" (func)) (func (export "{HOSTILE_NAME}") (result i32) i32.const 1))"#
+    );
+    std::fs::write(&file, wat::parse_str(text).unwrap()).unwrap();
+    let out = wasmproc(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(!acts_on_a_terminal(&report), "{report:?}");
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("valid:"))
+            .collect::<Vec<_>>(),
+        ["valid:   no"],
+        "{report}"
+    );
+    assert!(
+        report.contains(r"run\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31m\u{d}\u{a}valid:   yes\u{9b}2J\u{202e}: func (result i32)"),
+        "{report}"
+    );
+
+    let out = wasmproc(&["validate", "--json", file.to_str().unwrap()]);
+    let json = stdout(&out);
+    assert!(!acts_on_a_terminal(&json), "{json:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let name = HOSTILE_NAME
+        .replace(r"\u{1b}", "\u{1b}")
+        .replace(r"\u{7}", "\u{7}")
+        .replace(r"\r", "\r")
+        .replace(r"\n", "\n")
+        .replace(r"\u{9b}", "\u{9b}")
+        .replace(r"\u{202e}", "\u{202e}");
+    assert!(
+        parsed["exports"].get(&name).is_some(),
+        "the JSON report keeps the name itself: {json}"
+    );
+}
+
+/// Attack (2026-12-07): a trap's message quotes the binary's name section (its backtrace), and
+/// `wasmproc test` printed a failing scenario's message raw, `wasmproc spawn` its EXIT with the
+/// 8-bit controls and overrides JSON leaves unescaped: a guest under test wrote to the
+/// terminal of whoever ran the tests. Both now escape them.
+#[test]
+fn a_guests_trap_reaches_the_terminal_with_its_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = wat::parse_str(format!(
+        r#"(module (@name "m{HOSTILE_NAME}")
+             (func $inner (@name "f{HOSTILE_NAME}") (result i32) unreachable)
+             (func (export "run") (result i32) call $inner))"#
+    ))
+    .unwrap();
+    std::fs::write(dir.path().join("trap.wasm"), &binary).unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: trap, kind: process.wasm, fs: bins, path: trap.wasm, hash: \"{}\", method: run }}\n",
+            dir.path().display(),
+            wasmproc_runtime::manifest::Digest::of(&binary)
+        ),
+    )
+    .unwrap();
+    let manifest = dir.path().join("m.yaml");
+    let out = wasmproc(&["spawn", manifest.to_str().unwrap(), "t:trap"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let exit = stdout(&out);
+    assert!(!acts_on_a_terminal(&exit), "{exit:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&exit).unwrap();
+    assert!(
+        parsed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\u{1b}]0;pwned") && m.contains('\u{9b}')),
+        "the EXIT keeps the message itself: {exit}"
+    );
+
+    std::fs::write(
+        dir.path().join("trap_test.yaml"),
+        "scenario: a trap quoting hostile names\nmanifest: m.yaml\nsteps:\n  - spawn: { entry: t:trap, host: t:host, as: w }\n  - receive: { timeout: 10s, expect: { type: EXIT, from: w, value: 1 } }\n",
+    )
+    .unwrap();
+    // As on a terminal: libtest's output keeps escape sequences only when it colours.
+    let out = wasmproc_command(&["test", dir.path().join("trap_test.yaml").to_str().unwrap()])
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(101), "{report}");
+    assert!(report.contains("wasm trap"), "{report}");
+    for planted in [
+        "\u{1b}]0;",
+        "\u{1b}[2J",
+        "\u{7}",
+        "\r",
+        "\u{9b}",
+        "\u{202e}",
+    ] {
+        assert!(!report.contains(planted), "{planted:?} in {report:?}");
+    }
+}

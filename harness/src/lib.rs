@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Failed, Trial};
 use wasmproc_runtime::code_cache::CacheConfig;
+use wasmproc_runtime::printable::printable_lines;
 use wasmproc_runtime::Loader;
 
 pub use failure::{Failure, StepError};
@@ -143,7 +144,9 @@ fn make_trials(
                 );
                 match outcome {
                     Outcome::Failed | Outcome::Xpassed => {
-                        Err(Failed::from(text.unwrap_or_default()))
+                        // Shown on a terminal: it may quote a guest.
+                        let text = text.unwrap_or_default();
+                        Err(Failed::from(printable_lines(&text).to_string()))
                     }
                     _ => Ok(()),
                 }

@@ -276,7 +276,9 @@ impl<'a> Kinded<'a> {
 
 impl fmt::Display for Kinded<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error[{}]: {}", self.kind, self.message)
+        // The message may quote a binary or a guest (a trap's backtrace names its functions).
+        let message = crate::printable::printable_lines(&self.message);
+        write!(f, "error[{}]: {message}", self.kind)
     }
 }
 

@@ -66,7 +66,9 @@ pub struct Output {
 
 impl fmt::Display for ExitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
+        // The message may quote a binary or a guest (a trap's backtrace names its functions).
+        let message = crate::printable::printable_lines(&self.message);
+        write!(f, "{}: {message}", self.kind)
     }
 }
 

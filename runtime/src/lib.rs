@@ -34,6 +34,7 @@ mod mailbox;
 pub mod manifest;
 mod network;
 mod preemption;
+pub mod printable;
 mod process;
 mod registry;
 mod runtime;

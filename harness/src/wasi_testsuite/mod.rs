@@ -24,6 +24,7 @@ use service::HttpRequest;
 mod live;
 mod service;
 
+use wasmproc_runtime::printable::printable_lines;
 use wasmproc_runtime::{Event, Loader, Mailbox, Manifest, Runtime, SpawnOptions, Stdio, Value};
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,7 +342,8 @@ pub fn trials(
                     };
                     let failure = result.as_ref().err().cloned();
                     report.record(&suite, &stem, kind, started.elapsed(), failure);
-                    result.map_err(Failed::from)
+                    // Shown on a terminal: it may quote a guest's output.
+                    result.map_err(|e| Failed::from(printable_lines(&e).to_string()))
                 })
                 .with_ignored_flag(ignored),
             );
