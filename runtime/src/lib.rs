@@ -18,6 +18,7 @@ pub mod descriptors;
 pub mod engine;
 mod env;
 mod error;
+pub mod error_text;
 mod event;
 pub mod file_tree;
 mod host;

@@ -196,10 +196,8 @@ pub(crate) fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError 
         };
     }
     // Cause first ("wasm trap: wasm `unreachable` instruction executed"), then its context
-    // (the wasm backtrace).
-    let mut parts: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-    parts.reverse();
-    let message = parts.join("\n");
+    // (the wasm backtrace), bounded: the backtrace quotes the binary's names.
+    let message = crate::error_text::error_text(&error);
     if let Some(too_large) = error.downcast_ref::<TooLarge>() {
         return ExitError::new(ErrorKind::LimitExceeded, too_large.to_string());
     }

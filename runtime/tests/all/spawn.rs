@@ -116,6 +116,44 @@ fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
 }
 
 /// The EXIT of a process that recursed without bound: a trap at wasmtime's stack limit.
+/// Attack (2026-12-07): a trap's message quotes up to 20 backtrace frames by the module's and
+/// the function's names from the name section, each up to 100,000 bytes: this 180 KB module,
+/// recursing without end, ended with a 3.6 MB message, held by every monitor until read,
+/// outside `max_value`. The message is now cut at `MAX_ERROR_TEXT` as it is written.
+#[test]
+fn a_trap_quoting_huge_names_ends_with_a_bounded_message() {
+    use wasmproc_runtime::error_text::MAX_ERROR_TEXT;
+    let dir = tempfile::tempdir().unwrap();
+    let name = "n".repeat(90_000);
+    let digest = write_wat(
+        dir.path(),
+        "names.wasm",
+        &format!(
+            r#"(module (@name "{name}") (func $f (@name "{name}") (export "run") (result i32) call $f))"#
+        ),
+    );
+    let rt = runtime(dir.path(), &[("names", "names.wasm", digest, "run")]);
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:names", "t:host", &[], &mailbox)
+        .unwrap();
+    let error = receive(&mut mailbox)
+        .expect("an EXIT")
+        .outcome
+        .expect_err("a trap");
+    assert_eq!(error.kind, ErrorKind::Trap);
+    assert!(
+        error.message.starts_with("wasm trap: call stack exhausted"),
+        "{}",
+        &error.message[..100]
+    );
+    assert!(
+        error.message.len() <= MAX_ERROR_TEXT + 64 && error.message.ends_with(" bytes)"),
+        "{} bytes, ending {:?}",
+        error.message.len(),
+        &error.message[error.message.len().saturating_sub(60)..]
+    );
+}
+
 fn assert_stack_exhausted(exit: Exit) {
     let error = exit.outcome.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Trap, "{}", error.message);
