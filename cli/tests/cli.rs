@@ -2025,3 +2025,54 @@ fn a_guests_trap_reaches_the_terminal_with_its_control_characters_escaped() {
         assert!(!report.contains(planted), "{planted:?} in {report:?}");
     }
 }
+
+/// Attack (2026-12-07): `validate` spelled each export's type out whole, so a type used twice
+/// by the next, and so on, doubled at each level: a 1.4 KB component (one export, 2^17 copies
+/// of a record with a 1,000-byte field name) had a 134 MB report, and with longer names the
+/// report took all the memory. A signature is now spelled to 16 KiB, marked where it was cut,
+/// and a report spells 1 MiB of signatures in all (exports may share one type).
+#[test]
+fn validate_spells_a_type_that_doubles_at_each_level_within_a_bound() {
+    let mut text = format!(
+        r#"(component (type $r (record (field "{}" u8))) (export $t0 "r" (type $r))"#,
+        "a".repeat(1_000)
+    );
+    // 2^12 copies a signature, 80 exports: wasmparser bounds a component's types to 1,000,000
+    // nodes in all, but not the names they repeat.
+    for k in 1..=12 {
+        text.push_str(&format!(" (type $t{k} (tuple $t{} $t{}))", k - 1, k - 1));
+    }
+    text.push_str(
+        r#"(core module $m (memory (export "mem") 1)
+             (func (export "realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
+             (func (export "f") (param i32)))
+           (core instance $i (instantiate $m))
+           (type $f (func (param "x" $t12)))"#,
+    );
+    // As many exports of that type as bring the report's signatures past their bound.
+    for i in 0..80 {
+        text.push_str(&format!(
+            r#" (func (export "f{i:02}") (type $f)
+                 (canon lift (core func $i "f") (memory (core memory $i "mem"))
+                   (realloc (core func $i "realloc"))))"#
+        ));
+    }
+    text.push(')');
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doubling.wasm");
+    std::fs::write(&file, wat::parse_str(&text).unwrap()).unwrap();
+    let out = wasmproc(&["validate", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("  f00: func(x: tuple<tuple<") && report.contains("… (cut at 16384 bytes)"),
+        "{}",
+        &report[..300]
+    );
+    assert!(
+        report.contains("  f79: … (not shown: this report spelled 1048576 bytes of signatures)"),
+        "{}",
+        &report[report.len() - 300..]
+    );
+    assert!(report.len() < 1_100_000, "{} bytes", report.len());
+}

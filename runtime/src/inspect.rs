@@ -94,10 +94,10 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     report.kind = BinaryKind::Component;
     let engine = component.engine();
     report.async_abi = !Engine::same(engine, loader.engine());
+    let mut signatures = Signatures::default();
     for (name, func) in crate::loader::component_functions(&component, engine) {
-        report
-            .exports
-            .insert(name, Signature::of(&func).to_string());
+        let signature = signatures.spell(|| Signature::of(&func).to_string());
+        report.exports.insert(name, signature);
     }
     let imports = component
         .component_type()
@@ -105,6 +105,32 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
         .map(|(name, _)| name.to_string())
         .collect::<Vec<_>>();
     classify_imports(report, imports);
+}
+
+/// Bytes of signatures a report spells out; later exports are listed with `…` for theirs. A
+/// binary may have 100,000 exports (wasmparser's bound), and one function type of thousands of
+/// parameters or a large record, spelled for each export that has it, made the report (held
+/// whole in memory) many times the binary's size.
+pub const MAX_REPORTED_SIGNATURES: usize = 1 << 20;
+
+/// The signatures a report spelled so far.
+#[derive(Default)]
+struct Signatures {
+    bytes: usize,
+}
+
+impl Signatures {
+    /// `spell()`, unless the report spelled [`MAX_REPORTED_SIGNATURES`] bytes already.
+    fn spell(&mut self, spell: impl FnOnce() -> String) -> String {
+        if self.bytes >= MAX_REPORTED_SIGNATURES {
+            return format!(
+                "… (not shown: this report spelled {MAX_REPORTED_SIGNATURES} bytes of signatures)"
+            );
+        }
+        let signature = spell();
+        self.bytes += signature.len();
+        signature
+    }
 }
 
 /// Why a binary did not compile: invalid, or past the compile limits (then it may be valid).
@@ -123,10 +149,10 @@ fn inspect_module(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     match loader.compile_module(bytes) {
         Ok(module) => {
             report.kind = BinaryKind::CoreModule;
+            let mut signatures = Signatures::default();
             for export in module.exports() {
-                report
-                    .exports
-                    .insert(export.name().to_string(), core_signature(&export.ty()));
+                let signature = signatures.spell(|| core_signature(&export.ty()));
+                report.exports.insert(export.name().to_string(), signature);
             }
             let imports = module
                 .imports()

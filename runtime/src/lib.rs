@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod arena;
+pub mod bounded_text;
 pub mod capacity;
 pub mod code_cache;
 pub mod compile_isolation;
@@ -18,7 +19,6 @@ pub mod descriptors;
 pub mod engine;
 mod env;
 mod error;
-pub mod error_text;
 mod event;
 pub mod file_tree;
 mod host;

@@ -1,17 +1,25 @@
 //! WIT spellings of component types, for messages and `validate`.
+//!
+//! A type is spelled out whole (records inline), so a type defined once and used twice in the
+//! next, and so on, doubles at each level: written into a `BoundedText`, the spelling stops at
+//! [`MAX_TYPE_TEXT`] (see `bounded_text`).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write};
 
 use wasmtime::component::types::Type;
 
-/// The WIT spelling of a type, for messages and `validate`.
+use crate::bounded_text::BoundedText;
+
+/// Bytes of a type's spelling: real types are a few hundred.
+pub const MAX_TYPE_TEXT: usize = 4 << 10;
+
+/// The WIT spelling of a type, for messages and `validate`, at most `MAX_TYPE_TEXT` (4 KiB).
 pub fn type_name(ty: &Type) -> String {
-    let mut out = String::new();
-    write_type(&mut out, ty);
-    out
+    BoundedText::of(MAX_TYPE_TEXT, |out| write_type(out, ty))
 }
 
-fn write_type(out: &mut String, ty: &Type) {
+/// Writes `ty`'s spelling into `out`, stopping at the first write `out` refuses.
+pub(crate) fn write_type(out: &mut dyn Write, ty: &Type) -> fmt::Result {
     let simple = match ty {
         Type::Bool => "bool",
         Type::S8 => "s8",
@@ -34,109 +42,115 @@ fn write_type(out: &mut String, ty: &Type) {
         _ => "",
     };
     if !simple.is_empty() {
-        out.push_str(simple);
-        return;
+        return out.write_str(simple);
     }
-    let list = |out: &mut String, types: &mut dyn Iterator<Item = Type>| {
-        for (i, t) in types.enumerate() {
+    let list = |out: &mut dyn Write, items: &mut dyn Iterator<Item = Type>| -> fmt::Result {
+        for (i, t) in items.enumerate() {
             if i > 0 {
-                out.push_str(", ");
+                out.write_str(", ")?;
             }
-            write_type(out, &t);
+            write_type(out, &t)?;
         }
+        Ok(())
+    };
+    let names = |out: &mut dyn Write, items: &mut dyn Iterator<Item = &str>| -> fmt::Result {
+        for (i, name) in items.enumerate() {
+            if i > 0 {
+                out.write_str(", ")?;
+            }
+            out.write_str(name)?;
+        }
+        Ok(())
     };
     match ty {
         Type::List(l) => {
-            out.push_str("list<");
-            write_type(out, &l.ty());
-            out.push('>');
+            out.write_str("list<")?;
+            write_type(out, &l.ty())?;
+            out.write_char('>')?;
         }
         Type::FixedLengthList(l) => {
-            out.push_str("list<");
-            write_type(out, &l.ty());
-            let _ = write!(out, ", {}>", l.len());
+            out.write_str("list<")?;
+            write_type(out, &l.ty())?;
+            write!(out, ", {}>", l.len())?;
         }
         Type::Map(m) => {
-            out.push_str("map<");
-            write_type(out, &m.key());
-            out.push_str(", ");
-            write_type(out, &m.value());
-            out.push('>');
+            out.write_str("map<")?;
+            write_type(out, &m.key())?;
+            out.write_str(", ")?;
+            write_type(out, &m.value())?;
+            out.write_char('>')?;
         }
         Type::Tuple(t) => {
-            out.push_str("tuple<");
-            list(out, &mut t.types());
-            out.push('>');
+            out.write_str("tuple<")?;
+            list(out, &mut t.types())?;
+            out.write_char('>')?;
         }
         Type::Option(o) => {
-            out.push_str("option<");
-            write_type(out, &o.ty());
-            out.push('>');
+            out.write_str("option<")?;
+            write_type(out, &o.ty())?;
+            out.write_char('>')?;
         }
         Type::Result(r) => {
-            out.push_str("result");
+            out.write_str("result")?;
             match (r.ok(), r.err()) {
                 (None, None) => {}
                 (Some(ok), None) => {
-                    out.push('<');
-                    write_type(out, &ok);
-                    out.push('>');
+                    out.write_char('<')?;
+                    write_type(out, &ok)?;
+                    out.write_char('>')?;
                 }
                 (ok, Some(err)) => {
-                    out.push('<');
+                    out.write_char('<')?;
                     match ok {
-                        Some(ok) => write_type(out, &ok),
-                        None => out.push('_'),
+                        Some(ok) => write_type(out, &ok)?,
+                        None => out.write_char('_')?,
                     }
-                    out.push_str(", ");
-                    write_type(out, &err);
-                    out.push('>');
+                    out.write_str(", ")?;
+                    write_type(out, &err)?;
+                    out.write_char('>')?;
                 }
             }
         }
         Type::Record(r) => {
-            out.push_str("record { ");
+            out.write_str("record { ")?;
             for (i, f) in r.fields().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.write_str(", ")?;
                 }
-                let _ = write!(out, "{}: ", f.name);
-                write_type(out, &f.ty);
+                write!(out, "{}: ", f.name)?;
+                write_type(out, &f.ty)?;
             }
-            out.push_str(" }");
+            out.write_str(" }")?;
         }
         Type::Variant(v) => {
-            out.push_str("variant { ");
+            out.write_str("variant { ")?;
             for (i, c) in v.cases().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.write_str(", ")?;
                 }
-                out.push_str(c.name);
+                out.write_str(c.name)?;
                 if let Some(t) = c.ty {
-                    out.push('(');
-                    write_type(out, &t);
-                    out.push(')');
+                    out.write_char('(')?;
+                    write_type(out, &t)?;
+                    out.write_char(')')?;
                 }
             }
-            out.push_str(" }");
+            out.write_str(" }")?;
         }
         Type::Enum(e) => {
-            let _ = write!(
-                out,
-                "enum {{ {} }}",
-                e.names().collect::<Vec<_>>().join(", ")
-            );
+            out.write_str("enum { ")?;
+            names(out, &mut e.names())?;
+            out.write_str(" }")?;
         }
         Type::Flags(f) => {
-            let _ = write!(
-                out,
-                "flags {{ {} }}",
-                f.names().collect::<Vec<_>>().join(", ")
-            );
+            out.write_str("flags { ")?;
+            names(out, &mut f.names())?;
+            out.write_str(" }")?;
         }
         // Simple types returned above.
         _ => {}
     }
+    Ok(())
 }
 
 #[cfg(test)]

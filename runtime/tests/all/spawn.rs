@@ -122,7 +122,7 @@ fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
 /// outside `max_value`. The message is now cut at `MAX_ERROR_TEXT` as it is written.
 #[test]
 fn a_trap_quoting_huge_names_ends_with_a_bounded_message() {
-    use wasmproc_runtime::error_text::MAX_ERROR_TEXT;
+    use wasmproc_runtime::bounded_text::MAX_ERROR_TEXT;
     let dir = tempfile::tempdir().unwrap();
     let name = "n".repeat(90_000);
     let digest = write_wat(
