@@ -72,7 +72,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The binary imports interfaces the entry does not grant; nothing was linked.
-    #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", imports.join(", "), advice(imports), granted.join(", "))]
+    #[error("entry `{entry}`: the binary imports {} that the entry does not grant{} (imports: [{}])", listed(imports), advice(imports), granted.join(", "))]
     UngrantedImports {
         /// The entry loaded.
         entry: EntryId,
@@ -149,12 +149,18 @@ pub enum LoadError {
 
 /// What to add to `imports:` to grant these, when they are families wasmproc knows.
 fn advice(imports: &[String]) -> String {
-    let mut families: Vec<_> = imports
+    // Each family once, in the order imports name them (imports of different families may
+    // alternate, thousands of them).
+    let mut families: Vec<_> = Vec::new();
+    for family in imports
         .iter()
         .filter_map(|i| crate::manifest::Family::of_import(i))
         .map(|f| f.package())
-        .collect();
-    families.dedup();
+    {
+        if !families.contains(&family) {
+            families.push(family);
+        }
+    }
     if families.is_empty() {
         String::new()
     } else {
@@ -166,7 +172,20 @@ fn list_or_none(items: &[String]) -> String {
     if items.is_empty() {
         "none".into()
     } else {
-        items.join(", ")
+        listed(items)
+    }
+}
+
+/// Names a message lists at most: a binary may export or import 100,000 (wasmparser's bound),
+/// each name up to 100,000 bytes, which made one message up to the binary's size.
+const MAX_LISTED: usize = 32;
+
+/// `items`, comma-separated, the first [`MAX_LISTED`] and how many more.
+fn listed(items: &[String]) -> String {
+    let shown = items[..items.len().min(MAX_LISTED)].join(", ");
+    match items.len().checked_sub(MAX_LISTED) {
+        Some(more) if more > 0 => format!("{shown}, … and {more} more"),
+        _ => shown,
     }
 }
 
@@ -190,5 +209,43 @@ impl LoadError {
                 ErrorKind::HostFailure
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary may name 100,000 exports or imports: a message lists the first few.
+    #[test]
+    fn a_message_lists_a_binarys_names_up_to_a_bound() {
+        let names: Vec<String> = (0..100_000).map(|i| format!("f{i}")).collect();
+        let error = LoadError::MissingExport {
+            entry: EntryId::parse("t:e").unwrap(),
+            method: Method::parse("nope").unwrap(),
+            available: names.clone(),
+        }
+        .to_string();
+        assert!(error.ends_with("f30, f31, … and 99968 more)"), "{error}");
+        assert!(error.len() < 400, "{}", error.len());
+
+        let imports: Vec<String> = (0..10_000)
+            .map(|i| match i % 2 {
+                0 => format!("wasi:cli/environment@0.2.{i}"),
+                _ => format!("wasi:io/streams@0.2.{i}"),
+            })
+            .collect();
+        let error = LoadError::UngrantedImports {
+            entry: EntryId::parse("t:e").unwrap(),
+            imports,
+            granted: vec![],
+        }
+        .to_string();
+        assert!(error.len() < 2_000, "{}", error.len());
+        assert!(
+            error.contains(": add wasi:cli, wasi:io to its imports"),
+            "{error}"
+        );
+        assert_eq!(listed(&names[..2]), "f0, f1");
     }
 }
