@@ -11,6 +11,7 @@ use crate::arena;
 use crate::capacity::{Allocation, Capacity};
 use crate::code_cache::{CacheConfig, CodeCache};
 use crate::error::Error;
+use crate::limits::{CORE_INSTANCES_PER_PROCESS, MEMORIES_PER_PROCESS, TABLES_PER_PROCESS};
 use crate::loader::Loader;
 use crate::manifest::Manifest;
 
@@ -235,13 +236,18 @@ pub(crate) fn configured(pool: Pool, fuel: Fuel, concurrent: bool, capacity: Cap
         // Sized for many small processes: a component (with the preview1 adapter) has a few
         // core instances, memories and tables. Slots are reserved address space, touched only
         // when used. Memories are bounds-checked (small reservations) so that thousands fit.
+        // Each process's share (`limits::MEMORIES_PER_PROCESS`...) times the processes: one
+        // process cannot take another's.
         let n = pool.processes;
         let mut pooling = wasmtime::PoolingAllocationConfig::default();
         pooling
             .total_component_instances(n)
-            .total_core_instances(n.saturating_mul(8))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(4))
+            .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_PROCESS))
+            .total_memories(n.saturating_mul(MEMORIES_PER_PROCESS))
+            .total_tables(n.saturating_mul(TABLES_PER_PROCESS))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_PROCESS)
+            .max_memories_per_component(MEMORIES_PER_PROCESS)
+            .max_tables_per_component(TABLES_PER_PROCESS)
             // A concurrent store may hold a second fiber while its first waits on a subtask.
             .total_stacks(if concurrent { n.saturating_mul(2) } else { n })
             .max_memory_size(usize::try_from(pool.memory).unwrap_or(usize::MAX));

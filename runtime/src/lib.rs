@@ -52,7 +52,7 @@ pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pi
 pub use host::BLOCKING_THREADS;
 pub use id::EntryId;
 pub use inspect::{inspect, BinaryKind, Inspection};
-pub use limits::Limits;
+pub use limits::{Limits, CORE_INSTANCES_PER_PROCESS, MEMORIES_PER_PROCESS, TABLES_PER_PROCESS};
 pub use loader::{HandlerProgram, LoadError, Loader, Program, MAX_BINARY_BYTES, RECHECK};
 pub use mailbox::Mailbox;
 pub use manifest::Manifest;

@@ -15,6 +15,22 @@ use wasmtime::ResourceLimiter;
 /// process ends with `limit_exceeded`.
 pub const MAX_HANDLES: usize = 10_000;
 
+/// What one process may hold at once of what its engine's instance pool holds for all of them
+/// (the pool has its `processes` times these): linear memories, tables and core instances,
+/// whatever the allocation (pooled, arena, on demand). A component instantiating a module
+/// again and again took the pool's memories for every other process: with 15 memories, one
+/// spinning process of a 10-process pool (20 memories) made the next spawns end in
+/// `host_failure` ("maximum concurrent limit of 20 for memory stripe 0 reached") while it ran
+/// (found attacking, 2026-12-07). A binary that needs more is refused at load where the pool
+/// can tell (pooled), else ends with `limit_exceeded` as it is instantiated. This project's
+/// guests have 1 memory, 2 tables, at most 4 core instances; core instances cost the pool only
+/// a count, and toolchains that link many modules (one per library) have more.
+pub const MEMORIES_PER_PROCESS: u32 = 2;
+/// See [`MEMORIES_PER_PROCESS`].
+pub const TABLES_PER_PROCESS: u32 = 4;
+/// See [`MEMORIES_PER_PROCESS`].
+pub const CORE_INSTANCES_PER_PROCESS: u32 = 32;
+
 /// An entry's `limits:`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -99,6 +115,18 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let bytes = |elements: usize| (elements as u64).saturating_mul(TABLE_ELEMENT_BYTES);
         Ok(self.grow(bytes(current), bytes(desired)))
+    }
+
+    fn instances(&self) -> usize {
+        CORE_INSTANCES_PER_PROCESS as usize
+    }
+
+    fn memories(&self) -> usize {
+        MEMORIES_PER_PROCESS as usize
+    }
+
+    fn tables(&self) -> usize {
+        TABLES_PER_PROCESS as usize
     }
 }
 

@@ -543,6 +543,18 @@ impl Loader {
             };
         }
         if self.pool.processes > 0 && reason.contains("pooling allocator") {
+            // More memories, tables or core instances than one process's share: no setting
+            // changes that.
+            if reason.contains("transitively contains") {
+                return LoadError::PoolTooSmall {
+                    entry: entry.clone(),
+                    reason: format!(
+                        "{} is a valid WebAssembly {what}, but {}",
+                        path.display(),
+                        crate::process::per_process_share(&reason)
+                    ),
+                };
+            }
             return self.too_large_for_a_slot(path, what, entry, reason);
         }
         LoadError::InvalidBinary {

@@ -1368,3 +1368,64 @@ fn a_binary_is_checked_against_its_hash_before_it_is_compiled() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidBinary, "{err}");
 }
+
+/// A component of `memories` core instances of a module with a memory, whose `run` spins.
+fn memory_hog(memories: usize) -> String {
+    let instances: String = (0..memories)
+        .map(|i| format!("(core instance $m{i} (instantiate $memory)) "))
+        .collect();
+    format!(
+        r#"(component
+             (core module $memory (memory (export "m") 1))
+             (core module $spin (func (export "run") (result i32) (loop $l br $l) i32.const 0))
+             {instances}
+             (core instance $s (instantiate $spin))
+             (func (export "run") (result u32) (canon lift (core func $s "run"))))"#
+    )
+}
+
+/// Attack (2026-12-07): a process could take more than its share of the instance pool. A
+/// component instantiating a module with a memory 7 times, spinning, held 7 of a 4-process
+/// pool's 8 memories: of two spawns of a one-memory guest beside it, one ended in
+/// `host_failure` ("maximum concurrent limit of 8 for memory stripe 0 reached"). Each process
+/// now holds at most its share (`MEMORIES_PER_PROCESS`...): a pooled engine refuses such a
+/// binary at load (`limit_exceeded`), any other ends it with `limit_exceeded` as it is
+/// instantiated, and the others run.
+#[test]
+fn a_process_holds_at_most_its_share_of_the_instance_pool() {
+    use wasmproc_runtime::MEMORIES_PER_PROCESS;
+    let dir = tempfile::tempdir().unwrap();
+    let hog = write_wat(dir.path(), "hog.wasm", &memory_hog(7));
+    let compute = std::fs::read(crate::common::dist().join("compute.wasm")).unwrap();
+    std::fs::write(dir.path().join("compute.wasm"), &compute).unwrap();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: hog, kind: process.wasm, fs: bins, path: hog.wasm, hash: \"{hog}\", method: run, limits: {{ max_execution_ms: 2000 }} }}\n  - {{ name: c, kind: process.wasm, fs: bins, path: compute.wasm, hash: \"{}\", method: compute }}\n",
+        dir.path().display(),
+        Digest::of(&compute)
+    );
+    let share = format!("a process holds at most {MEMORIES_PER_PROCESS} linear memories");
+
+    // Pooled: refused at load, naming the share; the others run.
+    let rt = pooled(&text, small_pool(4));
+    let mut mailbox = Mailbox::new();
+    let refused = rt
+        .spawn_monitored("t:hog", "t:host", &[], &mailbox)
+        .expect_err("more memories than a process's share");
+    assert_eq!(refused.kind(), ErrorKind::LimitExceeded, "{refused}");
+    assert!(refused.to_string().contains(&share), "{refused}");
+    for _ in 0..2 {
+        rt.spawn_monitored("t:c", "t:host", &[json!(6), json!(7)], &mailbox)
+            .unwrap();
+    }
+    for _ in 0..2 {
+        assert_eq!(receive(&mut mailbox).unwrap().outcome, Ok(json!(42)));
+    }
+
+    // Without a pool (and in the arena): it ends as it is instantiated.
+    let rt = pooled(&text, small_pool(0));
+    rt.spawn_monitored("t:hog", "t:host", &[], &mailbox)
+        .unwrap();
+    let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
+    assert!(error.message.contains(&share), "{error}");
+}
