@@ -354,7 +354,7 @@ impl Record {
         Record {
             from: exit.from,
             started,
-            wall_time: nanos(a.ended - a.started) as u64,
+            wall_time: nanos(a.wall_time) as u64,
             steps: a.steps,
             yields: a.yields,
             fuel_used: a.fuel_used.unwrap_or(u64::MAX),
