@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wasmproc_runtime::code_cache::CacheConfig;
 
-use wasmproc_runtime::printable::json_printable;
+use wasmproc_runtime::printable::{json_printable, printable};
 use wasmproc_runtime::{Error, ErrorKind, Kinded, Mailbox, Runtime, SpawnOptions, Stdio};
 
 use crate::{args, manifest_path, refused, wait_for_exit};
@@ -95,9 +95,14 @@ fn list(runtime: &Runtime) {
         println!("no commands (register one with meta.command on a process.wasm entry)");
         return;
     }
+    // A manifest may come from someone else: what it says reaches the terminal escaped.
+    let commands: Vec<(String, String)> = commands
+        .into_iter()
+        .map(|(name, short)| (printable(name).to_string(), printable(short).to_string()))
+        .collect();
     let width = commands
         .iter()
-        .map(|(name, _)| name.len())
+        .map(|(name, _)| name.chars().count())
         .max()
         .unwrap_or(0);
     for (name, short) in commands {

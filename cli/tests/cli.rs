@@ -204,6 +204,27 @@ fn run_list_shows_commands_with_their_short_descriptions() {
     );
 }
 
+/// A manifest may come from someone else: `run list` printed its command descriptions raw, so
+/// one could write to the terminal of whoever listed them (found attacking, 2026-12-07).
+#[test]
+fn run_list_shows_a_manifests_words_with_their_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("wasmproc.yaml");
+    std::fs::write(
+        &manifest,
+        "namespace: t\nentries:\n  - { name: bins, kind: fs.directory, directory: . }\n  - { name: term, kind: terminal.host }\n  - { name: host, kind: process.host }\n  - name: c\n    kind: process.wasm\n    meta: { command: { name: \"go\\e[2J\", short: \"ti\\e]0;pwned\\atle\\r\" } }\n    fs: bins\n    path: c.wasm\n    hash: sha256:0000000000000000000000000000000000000000000000000000000000000000\n    method: run\n",
+    )
+    .unwrap();
+    let out = wasmproc(&["run", "--manifest", manifest.to_str().unwrap(), "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(!acts_on_a_terminal(&listing), "{listing:?}");
+    assert!(
+        listing.contains(r"go\u{1b}[2J  ti\u{1b}]0;pwned\u{7}tle\u{d}"),
+        "{listing}"
+    );
+}
+
 #[test]
 fn run_exec_runs_an_entry_without_a_command_and_can_print_its_value() {
     let out = wasmproc(&[
