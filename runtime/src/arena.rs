@@ -4,7 +4,8 @@
 //! Invariant: taking or giving back a stack or a memory never changes a mapping's protection,
 //! so the kernel counts one map per chunk (1 GiB, hundreds of processes), not several per
 //! process. The pool's own layout costs 2 maps per slot before anything runs (each fiber stack
-//! and its guard page) and 4 more per live instance; 65,530 maps held ~8,600 sleepers.
+//! and its guard page) and up to 7 more per live instance; 65,530 maps held ~8,600 sleepers of
+//! one memory each.
 //!
 //! What that gives up, and what stands in for it:
 //! - No guard page under a fiber stack. WebAssembly frames are bounded by wasmtime's own check

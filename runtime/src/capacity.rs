@@ -4,10 +4,12 @@
 //! Every live instance costs the process memory maps, and past the limit `mmap` and `mprotect`
 //! fail with ENOMEM: the next instantiation ends in a `host_failure`. wasmtime's pooling
 //! allocator is the fastest way to instantiate, but it costs 2 maps per slot before anything
-//! runs and 4 more per live instance (counted in `/proc/self/maps`, see `MAPS_PER_POOLED_*`).
-//! A pool that fits uses it; a larger one takes its stacks and memories from `arena`,
-//! a few maps for hundreds of processes; without a pool (0 processes), instances are allocated
-//! on demand, 7 maps each. Either way the admission semaphore holds the live processes to
+//! runs and up to 7 more per live instance (counted in `/proc/self/maps`, see
+//! `MAPS_PER_POOLED_*`). A pool that fits uses it; a larger one takes its stacks and memories
+//! from `arena`, a few maps for hundreds of processes; without a pool (0 processes), instances
+//! are allocated on demand, up to 10 maps each. The figures are for the most a process may hold
+//! (`limits::MEMORIES_PER_PROCESS`...), not for a typical guest: capacity must hold when every
+//! live process is built to cost the most. Either way the admission semaphore holds the live processes to
 //! [`Capacity::processes`], and spawns past it queue, then are refused with `queue_full`.
 
 use std::fmt;
@@ -15,13 +17,19 @@ use std::fmt;
 /// Maps a pool slot costs before it is used: its fiber stack and the stack's guard page.
 pub const MAPS_PER_POOLED_SLOT: u64 = 2;
 
-/// Maps a live pooled instance adds: its linear memory's accessible part splits the slot's
-/// reservation, its copy-on-write image is a mapping of its own, and its tables' slots too.
-pub const MAPS_PER_POOLED_INSTANCE: u64 = 4;
+/// Maps a live pooled instance adds, at most: each linear memory's accessible part splits its
+/// slot's reservation (2 maps) and its copy-on-write image is a mapping of its own (1), for
+/// each of a process's 2 memories, and 1 more (measured, 1,000 live: this project's sleeper
+/// 4 maps each, with one memory; a spinner with 2 memories with data 6; tables add none). It
+/// was 4, the sleeper's: 9,556 slots of processes with two such memories would have passed the
+/// default limit (`runtime/tests/capacity.rs`, 2026-12-07).
+pub const MAPS_PER_POOLED_INSTANCE: u64 = 7;
 
-/// Maps a live instance costs without a pool: its memory's reservation, accessible part and
-/// copy-on-write image, its fiber stack and guard page (measured: 6.99 per sleeper).
-pub const MAPS_PER_ON_DEMAND_INSTANCE: u64 = 7;
+/// Maps a live instance costs without a pool, at most: each memory's reservation, accessible
+/// part and copy-on-write image (3), for each of 2 memories, its fiber stack and guard page,
+/// and 2 more (measured, 1,000 live: the sleeper 6.99 each, with one memory; a spinner with 2
+/// memories with data 8.8 against 4.8 with one without). It was 7, the sleeper's.
+pub const MAPS_PER_ON_DEMAND_INSTANCE: u64 = 10;
 
 /// Maps a process in the arena costs, at most: one stack chunk and one memory chunk per this
 /// many processes (1 GiB chunks of 2 MiB stacks and of memories up to 2 MiB).
@@ -172,12 +180,12 @@ mod tests {
             "{million}"
         );
         // Raised as Elasticsearch documents, the pool goes further.
-        assert!(Capacity::largest_pool(262_144) > 40_000);
-        // Without a pool, as many as the maps leave room for: 8,191 by default (8,864
-        // sleepers ended in ENOMEM before).
+        assert!(Capacity::largest_pool(262_144) > 28_000);
+        // Without a pool, as many as the maps leave room for, each costing the most a process
+        // may: 5,733 by default (8,864 sleepers ended in ENOMEM before admission existed).
         let on_demand = Capacity::within(0, DEFAULT_MAX_MAP_COUNT);
         assert_eq!(on_demand.allocation, Allocation::OnDemand);
-        assert_eq!(on_demand.processes, 8_191);
+        assert_eq!(on_demand.processes, 5_733);
         assert!(on_demand.maps + RESERVED_MAPS <= DEFAULT_MAX_MAP_COUNT);
     }
 }

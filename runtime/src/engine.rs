@@ -490,7 +490,7 @@ mod tests {
             ..Pool::default()
         };
         assert_eq!(concurrent_pool_within(small, 200_000), small);
-        // In the arena (the default limit holds ~9,500 pooled slots): as many as the main one.
+        // In the arena (the default limit holds ~6,300 pooled slots): as many as the main one.
         assert_eq!(
             concurrent_pool_within(main, crate::capacity::DEFAULT_MAX_MAP_COUNT),
             main

@@ -31,7 +31,8 @@ fn a_pool_past_the_map_limit_runs_every_process_queues_the_next_and_refuses_with
         eprintln!("vm.max_map_count {max_map_count} holds {POOL} pooled processes; skipped");
         return;
     }
-    fill_then_refuse(POOL as u32, POOL);
+    fill_then_refuse(POOL as u32, POOL, &Sleeper::Guest);
+    fill_then_refuse(POOL as u32, POOL, &Sleeper::Heaviest);
 }
 
 #[test]
@@ -41,34 +42,107 @@ fn without_a_pool_as_many_run_as_the_map_limit_allows_and_the_rest_queue() {
         eprintln!("vm.max_map_count lets {live} processes run without a pool; skipped");
         return;
     }
-    fill_then_refuse(0, live);
+    fill_then_refuse(0, live, &Sleeper::Guest);
+    fill_then_refuse(0, live, &Sleeper::Heaviest);
 }
 
+/// The largest pool wasmtime's pooling allocator holds on this kernel, full of processes that
+/// each hold the most a process may: their memory maps fit. With the figures of a typical
+/// guest (4 maps per live instance, not 7), 9,556 slots were pooled, and such processes would
+/// have passed the default limit by ~11,000 maps, each instantiation past it a `host_failure`.
+#[test]
+fn the_largest_pool_holds_processes_that_each_cost_the_most_maps_they_may() {
+    let live = Capacity::largest_pool(capacity::max_map_count());
+    if live > 20_000 {
+        eprintln!("vm.max_map_count lets {live} processes run pooled; skipped");
+        return;
+    }
+    fill_then_refuse(live, live as usize, &Sleeper::Heaviest);
+}
+
+/// What fills the engine.
+enum Sleeper {
+    /// The `hostile` guest's `sleep`: a Rust WASI 0.2 guest, one memory.
+    Guest,
+    /// [`HEAVIEST_SLEEPER`]: as many memories (with data) and tables as a process may hold.
+    Heaviest,
+}
+
+/// `benches/minimal_sleeper.wat` with two more core instances, each with a linear memory with a
+/// data segment (a copy-on-write image) and a table: the most memory maps a process may cost
+/// (`MEMORIES_PER_PROCESS`, `TABLES_PER_PROCESS`).
+const HEAVIEST_SLEEPER: &str = r#"
+(component $C
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer $C $pollable (type $p))
+    (export "pollable" (type $p' (eq $p)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own $p'))))))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+  (core func $drop (canon resource.drop $pollable))
+  (core module $heavy
+    (memory 1)
+    (data (i32.const 0) "a page of its own")
+    (table 1 funcref))
+  (core instance $a (instantiate $heavy))
+  (core instance $b (instantiate $heavy))
+  (core module $m
+    (import "host" "block" (func $block (param i32)))
+    (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "drop" (func $drop (param i32)))
+    (func (export "sleep") (param $ms i32) (result i32)
+      (local $p i32)
+      (local.set $p
+        (call $subscribe (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000))))
+      (call $block (local.get $p))
+      (call $drop (local.get $p))
+      (local.get $ms)))
+  (core instance $host
+    (export "block" (func $block))
+    (export "subscribe" (func $subscribe))
+    (export "drop" (func $drop)))
+  (core instance $i (instantiate $m (with "host" (instance $host))))
+  (func (export "sleep") (param "ms" u32) (result u32) (canon lift (core func $i "sleep"))))
+"#;
+
+/// One engine fills this process's memory maps at a time: tests run on threads of one process.
+static FILLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// On an engine whose pool asks for `pool` processes (0: none) and holds `live` at once: fills
-/// it, fills the queue, is refused, then ends them all and receives every EXIT.
-fn fill_then_refuse(pool: u32, live: usize) {
+/// it with `sleeper`, fills the queue, is refused, then ends them all and receives every EXIT.
+fn fill_then_refuse(pool: u32, live: usize, sleeper: &Sleeper) {
+    let _one_at_a_time = FILLING.lock().unwrap_or_else(|e| e.into_inner());
     let max_map_count = capacity::max_map_count();
     let dir = tempfile::tempdir().unwrap();
     let bins = common::dist();
+    let entry = match sleeper {
+        Sleeper::Guest => format!(
+            "{{ name: bins, kind: fs.directory, directory: \"{}\" }}\n  - {{ name: sleeper, kind: process.wasm, fs: bins, path: /hostile.wasm, hash: \"sha256:b9e487e31f613f952a558faea747b13673515489059600f8a1c2e50a05f41d59\", method: sleep, imports: [wasi:clocks, wasi:cli] }}",
+            bins.display()
+        ),
+        Sleeper::Heaviest => {
+            let digest = common::write_wat(dir.path(), "heaviest.wasm", HEAVIEST_SLEEPER);
+            format!(
+                "{{ name: bins, kind: fs.directory, directory: \"{}\" }}\n  - {{ name: sleeper, kind: process.wasm, fs: bins, path: /heaviest.wasm, hash: \"{digest}\", method: sleep, imports: [wasi:clocks, wasi:io] }}",
+                dir.path().display()
+            )
+        }
+    };
     let manifest = dir.path().join("manifest.yaml");
     std::fs::write(
         &manifest,
         format!(
             r#"namespace: many
 entries:
-  - {{ name: bins, kind: fs.directory, directory: "{}" }}
-  - name: sleeper
-    kind: process.wasm
-    fs: bins
-    path: /hostile.wasm
-    hash: sha256:b9e487e31f613f952a558faea747b13673515489059600f8a1c2e50a05f41d59
-    method: sleep
-    imports: [wasi:clocks, wasi:cli]
+  - {entry}
   - name: host
     kind: process.host
     host: {{ workers: 2, queue_size: {QUEUE}, pool: {{ processes: {pool}, memory: 2MiB, keep_resident: 64KiB }} }}
-"#,
-            bins.display()
+"#
         ),
     )
     .unwrap();
