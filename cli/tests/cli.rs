@@ -148,7 +148,10 @@ fn help_explains_the_commands() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("spawn"), "{}", stdout(&out));
     // The capacity this kernel gives a pool, read when asked (words as clap wraps them).
-    let words = stdout(&out).split_whitespace().collect::<Vec<_>>().join(" ");
+    let words = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
         words.contains("vm.max_map_count")
             && words.contains("queue_full")

@@ -9,8 +9,9 @@
 //! from `arena`, a few maps for hundreds of processes; without a pool (0 processes), instances
 //! are allocated on demand, up to 10 maps each. The figures are for the most a process may hold
 //! (`limits::MEMORIES_PER_PROCESS`...), not for a typical guest: capacity must hold when every
-//! live process is built to cost the most. Either way the admission semaphore holds the live processes to
-//! [`Capacity::processes`], and spawns past it queue, then are refused with `queue_full`.
+//! live process is built to cost the most. Either way the admission semaphore holds the live
+//! processes to [`Capacity::processes`], and spawns past it queue, then are refused with
+//! `queue_full`.
 
 use std::fmt;
 

@@ -208,8 +208,8 @@ pub(crate) struct Recipe {
 }
 
 impl Recipe {
-    /// The recipe of an engine the parent configured for `pool` (with [`max_map_count`](crate::capacity::max_map_count)'s
-    /// figure, as its engines were).
+    /// The recipe of an engine the parent configured for `pool`, with the figure of
+    /// [`crate::capacity::max_map_count`], as its engines were.
     pub(crate) fn of(pool: Pool, fuel: Fuel, concurrent: bool) -> Recipe {
         Recipe {
             pool,
