@@ -59,18 +59,54 @@ impl Write for BoundedText {
 }
 
 /// `error`'s chain, cause first then each context (a trap, then its backtrace), one per line,
-/// at most [`MAX_ERROR_TEXT`] bytes.
+/// at most [`MAX_ERROR_TEXT`] bytes. A wasm backtrace is written here, not by wasmtime, so that
+/// the names it quotes stay on their lines: a function named `f\nvalid: yes` put a line of the
+/// binary's choosing into the message (each name has its control characters escaped).
 pub(crate) fn error_text(error: &wasmtime::Error) -> String {
     let parts: Vec<&dyn std::error::Error> = error.chain().collect();
+    let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
     BoundedText::of(MAX_ERROR_TEXT, |text| {
         for (i, part) in parts.iter().rev().enumerate() {
             if i > 0 {
                 text.write_char('\n')?;
             }
-            write!(text, "{part}")?;
+            match backtrace.filter(|_| is_backtrace(*part)) {
+                Some(backtrace) => write_backtrace(text, backtrace)?,
+                None => write!(text, "{part}")?,
+            }
         }
         Ok(())
     })
+}
+
+/// wasmtime's first line of a backtrace, which a chain's backtrace part begins with.
+const BACKTRACE_HEADER: &str = "error while executing at wasm backtrace:";
+
+/// Whether `part` of a chain is its wasm backtrace (read no further than its first line).
+fn is_backtrace(part: &dyn std::error::Error) -> bool {
+    BoundedText::of(BACKTRACE_HEADER.len(), |head| write!(head, "{part}"))
+        .starts_with(BACKTRACE_HEADER)
+}
+
+/// `backtrace` as wasmtime writes it, each module and function name escaped.
+fn write_backtrace(text: &mut BoundedText, backtrace: &wasmtime::WasmBacktrace) -> fmt::Result {
+    use crate::printable::printable;
+    text.write_str(BACKTRACE_HEADER)?;
+    for (i, frame) in backtrace.frames().iter().enumerate() {
+        write!(text, "\n  {i:>3}: ")?;
+        if let Some(offset) = frame.module_offset() {
+            write!(text, "{offset:#8x} - ")?;
+        }
+        let module = frame.module().name().unwrap_or("<unknown>");
+        let mut function = String::new();
+        wasmtime_environ::demangle_function_name_or_index(
+            &mut function,
+            frame.func_name(),
+            frame.func_index() as usize,
+        )?;
+        write!(text, "{}!{}", printable(module), printable(&function))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1429,3 +1429,41 @@ fn a_process_holds_at_most_its_share_of_the_instance_pool() {
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
     assert!(error.message.contains(&share), "{error}");
 }
+
+/// Attack (2026-12-07): a trap's backtrace quoted the name section as it is, so a function
+/// named with a newline put a line of the binary's choosing into the EXIT's message (and into
+/// every report that shows it). The names are now written escaped, each frame on its line.
+#[test]
+fn a_trap_backtrace_keeps_each_frame_on_its_line_whatever_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_wat(
+        dir.path(),
+        "names.wasm",
+        r#"(module (@name "m\0a")
+             (func $inner (@name "f\0avalid: yes\1b[2J") (result i32) unreachable)
+             (func (export "run") (result i32) call $inner))"#,
+    );
+    let rt = runtime(dir.path(), &[("names", "names.wasm", digest, "run")]);
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:names", "t:host", &[], &mailbox)
+        .unwrap();
+    let error = receive(&mut mailbox)
+        .expect("an EXIT")
+        .outcome
+        .expect_err("a trap");
+    assert_eq!(error.kind, ErrorKind::Trap);
+    let lines: Vec<&str> = error.message.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", error.message);
+    assert!(lines[0].contains("unreachable"), "{}", error.message);
+    assert_eq!(lines[1], "error while executing at wasm backtrace:");
+    assert!(
+        lines[2].ends_with(r" - m\u{a}!f\u{a}valid: yes\u{1b}[2J"),
+        "{}",
+        error.message
+    );
+    assert!(
+        lines[3].ends_with(r" - m\u{a}!<wasm function 1>"),
+        "{}",
+        error.message
+    );
+}
