@@ -2103,3 +2103,31 @@ fn validate_spells_a_type_that_doubles_at_each_level_within_a_bound() {
     );
     assert!(report.len() < 1_100_000, "{} bytes", report.len());
 }
+
+/// `validate` says a binary needing more memories or tables than a process may hold cannot
+/// run (it said `valid: yes` of one with 7 memories, which every spawn then refused).
+#[test]
+fn validate_refuses_a_binary_that_needs_more_than_a_process_may_hold() {
+    let instances: String = (0..7)
+        .map(|i| format!("(core instance $m{i} (instantiate $memory)) "))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("memories.wasm");
+    std::fs::write(
+        &file,
+        wat::parse_str(format!(
+            r#"(component (core module $memory (memory (export "m") 1)) {instances})"#
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = wasmproc(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("valid:   no")
+            && report.contains("a process holds at most 2 linear memories")
+            && report.contains("it needs 7 linear memories"),
+        "{report}"
+    );
+}

@@ -92,6 +92,13 @@ fn inspect_component(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
         }
     };
     report.kind = BinaryKind::Component;
+    if let Some(beyond) = component
+        .resources_required()
+        .as_ref()
+        .and_then(crate::loader::beyond_a_process)
+    {
+        report.problems.push(beyond);
+    }
     let engine = component.engine();
     report.async_abi = !Engine::same(engine, loader.engine());
     let mut signatures = Signatures::default();
@@ -149,6 +156,9 @@ fn inspect_module(loader: &Loader, bytes: &[u8], report: &mut Inspection) {
     match loader.compile_module(bytes) {
         Ok(module) => {
             report.kind = BinaryKind::CoreModule;
+            if let Some(beyond) = crate::loader::beyond_a_process(&module.resources_required()) {
+                report.problems.push(beyond);
+            }
             let mut signatures = Signatures::default();
             for export in module.exports() {
                 let signature = signatures.spell(|| core_signature(&export.ty()));

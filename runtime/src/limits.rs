@@ -21,8 +21,9 @@ pub const MAX_HANDLES: usize = 10_000;
 /// again and again took the pool's memories for every other process: with 15 memories, one
 /// spinning process of a 10-process pool (20 memories) made the next spawns end in
 /// `host_failure` ("maximum concurrent limit of 20 for memory stripe 0 reached") while it ran
-/// (found attacking, 2026-12-07). A binary that needs more is refused at load where the pool
-/// can tell (pooled), else ends with `limit_exceeded` as it is instantiated. This project's
+/// (found attacking, 2026-12-07). A binary that needs more memories or tables is refused at
+/// load (`Loader::fits_a_process`); more core instances, at load on a pooled engine, else as
+/// it is instantiated (this limiter), with `limit_exceeded`. This project's
 /// guests have 1 memory, 2 tables, at most 4 core instances; core instances cost the pool only
 /// a count, and toolchains that link many modules (one per library) have more.
 pub const MEMORIES_PER_PROCESS: u32 = 2;

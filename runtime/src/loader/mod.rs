@@ -45,7 +45,7 @@ pub struct Loader {
     /// Whether both engines count fuel: entries that set `limits.fuel` need it.
     fuel: crate::engine::Fuel,
     /// Memories come from the arena (`crate::arena`), not wasmtime's pool: wasmtime does not
-    /// check a binary against it, the loader does ([`Loader::fits_the_arena`]).
+    /// check a binary against it, the loader does ([`Loader::fits_a_process`]).
     arena: bool,
     compiled: Mutex<HashMap<Digest, Component>>,
 }
@@ -151,7 +151,7 @@ impl Loader {
                 Component::serialize,
             )
             .map_err(|e| self.not_compiled(entry, &path, BinaryKind::Component, e))?;
-        self.fits_the_arena(
+        self.fits_a_process(
             entry,
             &path,
             BinaryKind::Component,
@@ -333,7 +333,7 @@ impl Loader {
                 wasmtime::Module::serialize,
             )
             .map_err(|e| self.not_compiled(entry, path, BinaryKind::CoreModule, e))?;
-        self.fits_the_arena(
+        self.fits_a_process(
             entry,
             path,
             BinaryKind::CoreModule,
@@ -455,7 +455,7 @@ impl Loader {
                 reason,
             })?
             .map_err(not_compiled)?;
-        self.fits_the_arena(
+        self.fits_a_process(
             entry,
             path,
             BinaryKind::Component,
@@ -487,14 +487,26 @@ impl Loader {
     }
 
     /// Refuses, as wasmtime's pool does when it compiles, a binary whose memories start larger
-    /// than the arena's blocks (a pool slot's size): it would fail every spawn.
-    fn fits_the_arena(
+    /// than the arena's blocks (a pool slot's size), or that needs more memories or tables than
+    /// a process may hold (`limits::MEMORIES_PER_PROCESS`...): it would fail every spawn. Without
+    /// the second check, only a pooled engine refused such a binary at load; the others let
+    /// each spawn end with `limit_exceeded` as it was instantiated.
+    fn fits_a_process(
         &self,
         entry: &EntryId,
         path: &Path,
         what: BinaryKind,
         required: Option<wasmtime::ResourcesRequired>,
     ) -> Result<(), LoadError> {
+        if let Some(beyond) = required.as_ref().and_then(beyond_a_process) {
+            return Err(LoadError::PoolTooSmall {
+                entry: entry.clone(),
+                reason: format!(
+                    "{} is a valid WebAssembly {what}, but {beyond}",
+                    path.display()
+                ),
+            });
+        }
         const WASM_PAGE: u64 = 64 << 10;
         let initial = required
             .and_then(|r| r.max_initial_memory_size)
@@ -788,6 +800,20 @@ pub fn component_functions(
         }
     }
     functions
+}
+
+/// Why a binary needing `required` cannot run as one process, if it cannot: more linear
+/// memories or tables than a process may hold.
+pub(crate) fn beyond_a_process(required: &wasmtime::ResourcesRequired) -> Option<String> {
+    use crate::limits::{MEMORIES_PER_PROCESS, TABLES_PER_PROCESS};
+    (required.num_memories > MEMORIES_PER_PROCESS || required.num_tables > TABLES_PER_PROCESS).then(
+        || {
+            crate::process::per_process_share(&format!(
+                "it needs {} linear memories and {} tables",
+                required.num_memories, required.num_tables
+            ))
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1388,9 +1388,9 @@ fn memory_hog(memories: usize) -> String {
 /// component instantiating a module with a memory 7 times, spinning, held 7 of a 4-process
 /// pool's 8 memories: of two spawns of a one-memory guest beside it, one ended in
 /// `host_failure` ("maximum concurrent limit of 8 for memory stripe 0 reached"). Each process
-/// now holds at most its share (`MEMORIES_PER_PROCESS`...): a pooled engine refuses such a
-/// binary at load (`limit_exceeded`), any other ends it with `limit_exceeded` as it is
-/// instantiated, and the others run.
+/// now holds at most its share (`MEMORIES_PER_PROCESS`...): such a binary is refused at load
+/// (`limit_exceeded`) whatever the allocation, and the others run. (The store limiter still
+/// holds every instantiation to the share, for what a load cannot count.)
 #[test]
 fn a_process_holds_at_most_its_share_of_the_instance_pool() {
     use wasmproc_runtime::MEMORIES_PER_PROCESS;
@@ -1421,13 +1421,46 @@ fn a_process_holds_at_most_its_share_of_the_instance_pool() {
         assert_eq!(receive(&mut mailbox).unwrap().outcome, Ok(json!(42)));
     }
 
-    // Without a pool (and in the arena): it ends as it is instantiated.
+    // Without a pool (and in the arena) too: refused at load, not at each instantiation.
     let rt = pooled(&text, small_pool(0));
-    rt.spawn_monitored("t:hog", "t:host", &[], &mailbox)
+    let refused = rt
+        .spawn_monitored("t:hog", "t:host", &[], &mailbox)
+        .expect_err("more memories than a process's share");
+    assert_eq!(refused.kind(), ErrorKind::LimitExceeded, "{refused}");
+    assert!(
+        refused.to_string().contains(&share)
+            && refused.to_string().contains("it needs 7 linear memories"),
+        "{refused}"
+    );
+
+    // Core instances cost no memory a load can count: past the share, the process ends as it
+    // is instantiated (on a pooled engine, wasmtime refuses the binary at load).
+    let instances: String = (0..33)
+        .map(|i| format!("(core instance $e{i} (instantiate $empty)) "))
+        .collect();
+    let many = write_wat(
+        dir.path(),
+        "many.wasm",
+        &format!(
+            r#"(component (core module $empty) {instances}
+                 (core module $m (func (export "run") (result i32) i32.const 1))
+                 (core instance $i (instantiate $m))
+                 (func (export "run") (result u32) (canon lift (core func $i "run"))))"#
+        ),
+    );
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host }}\n  - {{ name: many, kind: process.wasm, fs: bins, path: many.wasm, hash: \"{many}\", method: run }}\n",
+        dir.path().display()
+    );
+    let rt = pooled(&text, small_pool(0));
+    rt.spawn_monitored("t:many", "t:host", &[], &mailbox)
         .unwrap();
     let error = receive(&mut mailbox).unwrap().outcome.unwrap_err();
     assert_eq!(error.kind, ErrorKind::LimitExceeded, "{error}");
-    assert!(error.message.contains(&share), "{error}");
+    assert!(
+        error.message.contains("32 core instances") && error.message.contains("instance count"),
+        "{error}"
+    );
 }
 
 /// Attack (2026-12-07): a trap's backtrace quoted the name section as it is, so a function
