@@ -123,24 +123,10 @@ fn a_trap_ends_the_process_with_a_trap_error_and_the_host_keeps_running() {
 #[test]
 fn a_trap_quoting_huge_names_ends_with_a_bounded_message() {
     use wasmproc_runtime::bounded_text::MAX_ERROR_TEXT;
-    let dir = tempfile::tempdir().unwrap();
     let name = "n".repeat(90_000);
-    let digest = write_wat(
-        dir.path(),
-        "names.wasm",
-        &format!(
-            r#"(module (@name "{name}") (func $f (@name "{name}") (export "run") (result i32) call $f))"#
-        ),
-    );
-    let rt = runtime(dir.path(), &[("names", "names.wasm", digest, "run")]);
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:names", "t:host", &[], &mailbox)
-        .unwrap();
-    let error = receive(&mut mailbox)
-        .expect("an EXIT")
-        .outcome
-        .expect_err("a trap");
-    assert_eq!(error.kind, ErrorKind::Trap);
+    let error = trap_of(&format!(
+        r#"(module (@name "{name}") (func $f (@name "{name}") (export "run") (result i32) call $f))"#
+    ));
     assert!(
         error.message.starts_with("wasm trap: call stack exhausted"),
         "{}",
@@ -152,6 +138,22 @@ fn a_trap_quoting_huge_names_ends_with_a_bounded_message() {
         error.message.len(),
         &error.message[error.message.len().saturating_sub(60)..]
     );
+}
+
+/// The trap `wat`'s `run` export ends with, spawned alone.
+fn trap_of(wat: &str) -> wasmproc_runtime::ExitError {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = write_wat(dir.path(), "trap.wasm", wat);
+    let rt = runtime(dir.path(), &[("trap", "trap.wasm", digest, "run")]);
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:trap", "t:host", &[], &mailbox)
+        .unwrap();
+    let error = receive(&mut mailbox)
+        .expect("an EXIT")
+        .outcome
+        .expect_err("a trap");
+    assert_eq!(error.kind, ErrorKind::Trap, "{error}");
+    error
 }
 
 fn assert_stack_exhausted(exit: Exit) {
@@ -1468,23 +1470,11 @@ fn a_process_holds_at_most_its_share_of_the_instance_pool() {
 /// every report that shows it). The names are now written escaped, each frame on its line.
 #[test]
 fn a_trap_backtrace_keeps_each_frame_on_its_line_whatever_the_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let digest = write_wat(
-        dir.path(),
-        "names.wasm",
+    let error = trap_of(
         r#"(module (@name "m\0a")
              (func $inner (@name "f\0avalid: yes\1b[2J") (result i32) unreachable)
              (func (export "run") (result i32) call $inner))"#,
     );
-    let rt = runtime(dir.path(), &[("names", "names.wasm", digest, "run")]);
-    let mut mailbox = Mailbox::new();
-    rt.spawn_monitored("t:names", "t:host", &[], &mailbox)
-        .unwrap();
-    let error = receive(&mut mailbox)
-        .expect("an EXIT")
-        .outcome
-        .expect_err("a trap");
-    assert_eq!(error.kind, ErrorKind::Trap);
     let lines: Vec<&str> = error.message.lines().collect();
     assert_eq!(lines.len(), 4, "{}", error.message);
     assert!(lines[0].contains("unreachable"), "{}", error.message);
