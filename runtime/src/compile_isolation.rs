@@ -624,43 +624,38 @@ mod tests {
     fn a_limit_is_named_with_how_to_raise_it() {
         use std::os::unix::process::ExitStatusExt;
         let limits = CompileLimits::default();
-        let cpu = failure(
-            &std::process::ExitStatus::from_raw(libc::SIGXCPU),
-            "",
-            limits,
-            limits,
-        );
+        // What the host says of a child that ended with `status` (a signal, or an exit code
+        // shifted as `wait` reports it) and `stderr`, having had `had` of the `limits` wanted.
+        let said = |status: i32, stderr: &str, had: CompileLimits| {
+            failure(
+                &std::process::ExitStatus::from_raw(status),
+                stderr,
+                limits,
+                had,
+            )
+        };
+        let cpu = said(libc::SIGXCPU, "", limits);
         assert!(cpu.downcast_ref::<CompileRefused>().is_some());
         let cpu = cpu.to_string();
         assert!(
             cpu.contains("120 s of CPU time") && cpu.contains("WASMPROC_COMPILE_CPU_SECONDS"),
             "{cpu}"
         );
-        let memory = failure(
-            &std::process::ExitStatus::from_raw(libc::SIGABRT),
+        let memory = said(
+            libc::SIGABRT,
             "memory allocation of 1048576 bytes failed",
             limits,
-            limits,
-        )
-        .to_string();
-        assert!(memory.contains("WASMPROC_COMPILE_MEMORY"), "{memory}");
-        let killed = failure(
-            &std::process::ExitStatus::from_raw(libc::SIGKILL),
-            "",
-            limits,
-            limits,
-        )
-        .to_string();
+        );
+        assert!(
+            memory.to_string().contains("WASMPROC_COMPILE_MEMORY"),
+            "{memory}"
+        );
+        let killed = said(libc::SIGKILL, "", limits).to_string();
         assert!(
             killed.contains("killed") && killed.contains("out of memory"),
             "{killed}"
         );
-        let invalid = failure(
-            &std::process::ExitStatus::from_raw(1 << 8),
-            "failed to parse WebAssembly module\n",
-            limits,
-            limits,
-        );
+        let invalid = said(1 << 8, "failed to parse WebAssembly module\n", limits);
         assert!(invalid.downcast_ref::<CompileRefused>().is_none());
         assert_eq!(invalid.to_string(), "failed to parse WebAssembly module");
 
@@ -670,25 +665,13 @@ mod tests {
             memory: 256 << 20,
             cpu_seconds: 7,
         };
-        let memory = failure(
-            &std::process::ExitStatus::from_raw(libc::SIGABRT),
-            "",
-            limits,
-            lowered,
-        )
-        .to_string();
+        let memory = said(libc::SIGABRT, "", lowered).to_string();
         assert!(
             memory.contains("more than 268435456 bytes")
                 && memory.contains("(`ulimit -H -d`; WASMPROC_COMPILE_MEMORY is higher)"),
             "{memory}"
         );
-        let cpu = failure(
-            &std::process::ExitStatus::from_raw(libc::SIGXCPU),
-            "",
-            limits,
-            lowered,
-        )
-        .to_string();
+        let cpu = said(libc::SIGXCPU, "", lowered).to_string();
         assert!(
             cpu.contains("7 s") && cpu.contains("`ulimit -H -t`"),
             "{cpu}"

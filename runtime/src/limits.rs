@@ -32,6 +32,13 @@ pub const TABLES_PER_PROCESS: u32 = 4;
 /// See [`MEMORIES_PER_PROCESS`].
 pub const CORE_INSTANCES_PER_PROCESS: u32 = 32;
 
+/// `refusal`, with the share of the instance pool one process may hold.
+pub(crate) fn per_process_share(refusal: &str) -> String {
+    format!(
+        "a process holds at most {MEMORIES_PER_PROCESS} linear memories, {TABLES_PER_PROCESS} tables and {CORE_INSTANCES_PER_PROCESS} core instances, its share of the instance pool: {refusal}"
+    )
+}
+
 /// An entry's `limits:`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -349,8 +349,9 @@ impl Runtime {
 
     /// The `process.wasm` entry `entry` (or the handler an `http.endpoint` entry names) ready
     /// to answer HTTP requests ([`crate::serve`]): its binary must export a `wasi:http`
-    /// handler. Its environment and mounts are resolved now, as a spawn's are. The handlers' stdout and stderr go where `stdio` says (captured
-    /// output is dropped with each request's instance).
+    /// handler. Its environment and mounts are resolved now, as a spawn's are. The handlers'
+    /// stdout and stderr go where `stdio` says (captured output is dropped with each
+    /// request's instance).
     pub fn http_service(
         &self,
         entry: &str,

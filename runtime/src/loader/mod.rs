@@ -563,7 +563,7 @@ impl Loader {
                     reason: format!(
                         "{} is a valid WebAssembly {what}, but {}",
                         path.display(),
-                        crate::process::per_process_share(&reason)
+                        crate::limits::per_process_share(&reason)
                     ),
                 };
             }
@@ -808,7 +808,7 @@ pub(crate) fn beyond_a_process(required: &wasmtime::ResourcesRequired) -> Option
     use crate::limits::{MEMORIES_PER_PROCESS, TABLES_PER_PROCESS};
     (required.num_memories > MEMORIES_PER_PROCESS || required.num_tables > TABLES_PER_PROCESS).then(
         || {
-            crate::process::per_process_share(&format!(
+            crate::limits::per_process_share(&format!(
                 "it needs {} linear memories and {} tables",
                 required.num_memories, required.num_tables
             ))

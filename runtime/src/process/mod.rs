@@ -10,7 +10,7 @@ mod release;
 mod store;
 
 pub(crate) use release::{all as release_finished_stores, worker_started};
-pub(crate) use store::{guest_error, meter, new_store, per_process_share, starting_fuel};
+pub(crate) use store::{guest_error, meter, new_store, starting_fuel};
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

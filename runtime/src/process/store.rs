@@ -221,7 +221,10 @@ pub(crate) fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError 
     // The store limiter's counts (`limits::MEMORIES_PER_PROCESS`...), as wasmtime words them
     // ("resource limit exceeded: memory count too high at 3").
     if message.contains("resource limit exceeded:") && message.contains("count too high") {
-        return ExitError::new(ErrorKind::LimitExceeded, per_process_share(&message));
+        return ExitError::new(
+            ErrorKind::LimitExceeded,
+            crate::limits::per_process_share(&message),
+        );
     }
     // wasmtime's bound on live handles, set from `MAX_HANDLES` (its error type is private).
     if message.contains("store handle limit exceeded") {
@@ -241,12 +244,4 @@ pub(crate) fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError 
         (Some(_), _) => ExitError::new(ErrorKind::Trap, message),
         (None, _) => ExitError::new(ErrorKind::HostFailure, message),
     }
-}
-
-/// `refusal`, with the share of the instance pool one process may hold.
-pub(crate) fn per_process_share(refusal: &str) -> String {
-    use crate::limits::{CORE_INSTANCES_PER_PROCESS, MEMORIES_PER_PROCESS, TABLES_PER_PROCESS};
-    format!(
-        "a process holds at most {MEMORIES_PER_PROCESS} linear memories, {TABLES_PER_PROCESS} tables and {CORE_INSTANCES_PER_PROCESS} core instances, its share of the instance pool: {refusal}"
-    )
 }
