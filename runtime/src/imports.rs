@@ -95,7 +95,8 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
         Family::Random => p3::random::add_to_linker(l),
         Family::Filesystem => {
             p3::filesystem::add_to_linker(l)?;
-            crate::special_files::guard_open_at_p3(l)
+            crate::special_files::guard_open_at_p3(l)?;
+            crate::write_quota::p3::charge_writes(l)
         }
         Family::Sockets => {
             use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
@@ -154,6 +155,7 @@ fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
             bindings::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
             bindings::filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
             crate::special_files::guard_open_at(l)?;
+            crate::write_quota::p2::charge_writes(l)?;
         }
         Family::Random => {
             use bindings::random;

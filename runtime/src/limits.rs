@@ -52,6 +52,10 @@ pub struct Limits {
     /// Bytes a converted result, or a spawn's arguments together, may count
     /// (`crate::value::DEFAULT_MAX_VALUE` when not set).
     pub max_value: Option<u64>,
+    /// Bytes the process may write to files in its mounts, each file, directory or link it
+    /// creates counting [`NEW_NAME_BYTES`](crate::NEW_NAME_BYTES); `None`: no limit. A call
+    /// past it writes nothing and fails as on a full disk.
+    pub max_written: Option<u64>,
 }
 
 impl Limits {

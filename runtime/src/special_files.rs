@@ -25,9 +25,10 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 
 use crate::store_data::{ComponentData, ModuleData};
+use crate::write_quota::Charge;
 
 /// The `wasi:filesystem/types` version wasmtime-wasi defines (guests' 0.2.x imports match it).
-const TYPES: &str = "wasi:filesystem/types@0.2.12";
+pub(crate) const TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// Regular files, directories and symbolic links can be opened; nothing else.
 fn special(ty: DescriptorType) -> bool {
@@ -37,7 +38,21 @@ fn special(ty: DescriptorType) -> bool {
     )
 }
 
-/// Replaces the linker's `[method]descriptor.open-at` with one that refuses special files.
+/// What an open that `creates` a file takes from the process's write quota
+/// ([`crate::write_quota`]): a new name's worth, given back if the open fails.
+fn charge_creation(
+    quota: Option<&std::sync::Arc<crate::write_quota::WriteQuota>>,
+    creates: bool,
+) -> Result<Charge, crate::write_quota::Exceeded> {
+    if creates {
+        Charge::take(quota, crate::write_quota::NEW_NAME_BYTES)
+    } else {
+        Ok(Charge::none())
+    }
+}
+
+/// Replaces the linker's `[method]descriptor.open-at` with one that refuses special files (and
+/// charges a file it creates to the process's write quota).
 pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(TYPES)?;
@@ -67,15 +82,21 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                 .await;
                 // A path that does not exist (yet) or cannot be looked at is left to the open
                 // to report, as before.
-                if looked.is_ok_and(|stat| special(stat.type_)) {
+                if looked.as_ref().is_ok_and(|stat| special(stat.type_)) {
                     return Ok((Err(ErrorCode::Unsupported),));
                 }
+                let creates = looked.is_err() && oflags.contains(OpenFlags::CREATE);
+                let Ok(charge) = charge_creation(store.data().written.as_ref(), creates) else {
+                    return Ok((Err(ErrorCode::InsufficientSpace),));
+                };
+                let mut view = store.data_mut().filesystem();
                 let opened =
                     HostDescriptor::open_at(&mut view, dir, path_flags, path, oflags, flags).await;
                 let opened = match opened {
                     Ok(file) => file,
                     Err(e) => return Ok((Err(Host::convert_error_code(&mut view, e)?),)),
                 };
+                charge.keep();
                 let data = store.data_mut();
                 let file = crate::descriptors::file_of(data.table.get(&opened)?).clone();
                 data.open_files.opened(&file);
@@ -88,7 +109,7 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
 }
 
 /// The WASI 0.3 `wasi:filesystem/types` wasmtime-wasi defines.
-const P3_TYPES: &str = "wasi:filesystem/types@0.3.0";
+pub(crate) const P3_TYPES: &str = "wasi:filesystem/types@0.3.0";
 
 /// Replaces the linker's WASI 0.3 `[method]descriptor.open-at` with one that refuses special
 /// files (an `async func`: wrapped as a concurrent host function).
@@ -124,7 +145,7 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
                 )
                 .await;
                 // As for WASI 0.2: what cannot be looked at is left to the open to report.
-                if looked.is_ok_and(|stat| {
+                if looked.as_ref().is_ok_and(|stat| {
                     !matches!(
                         stat.type_,
                         p3::DescriptorType::RegularFile
@@ -134,6 +155,11 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
                 }) {
                     return Ok((Err(p3::ErrorCode::Unsupported),));
                 }
+                let creates = looked.is_err() && oflags.contains(p3::OpenFlags::CREATE);
+                let quota = accessor.with(|mut access| access.get().written.clone());
+                let Ok(charge) = charge_creation(quota.as_ref(), creates) else {
+                    return Ok((Err(p3::ErrorCode::InsufficientSpace),));
+                };
                 let opened = match WasiFilesystem::open_at(
                     &fs, dir, path_flags, path, oflags, flags,
                 )
@@ -143,6 +169,7 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
                     // A trap stays a trap; an error code goes to the guest.
                     Err(e) => return Ok((Err(e.downcast()?),)),
                 };
+                charge.keep();
                 accessor.with(|mut access| {
                     let data = access.get();
                     let file = crate::descriptors::file_of(data.table.get(&opened)?).clone();
@@ -157,9 +184,10 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
     Ok(())
 }
 
-/// Replaces the core linker's preview 1 `path_open` with one that refuses special files.
+/// Replaces the core linker's preview 1 `path_open` with one that refuses special files (and
+/// charges a file it creates to the process's write quota, [`crate::write_quota`]).
 pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleData>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::p1::types::{Errno, Fd, Filetype, Lookupflags};
+    use wasmtime_wasi::p1::types::{Errno, Fd, Filetype, Lookupflags, Oflags};
     use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1 as _};
     linker.allow_shadowing(true);
     linker.func_wrap_async(
@@ -187,47 +215,42 @@ pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleData>) -> wasm
                 if !crate::descriptors::guest_may_open() {
                     return Ok(Errno::Nfile as i32);
                 }
-                let Some(wasmtime::Extern::Memory(memory)) = caller.get_export("memory") else {
-                    wasmtime::bail!("path_open: the module exports no memory");
-                };
-                // What wiggle's own wrapper does first: the call may copy this much.
-                let fuel = wasmtime::AsContextMut::as_context_mut(&mut caller).hostcall_fuel();
-                let (bytes, state) = memory.data_and_store_mut(&mut caller);
-                let mut memory = wiggle::GuestMemory::Unshared(bytes);
-                let ctx = &mut *state.p1;
-                ctx.set_hostcall_fuel(fuel);
+                let mut call = crate::p1_call::P1Call::of(&mut caller, "path_open")?;
+                let (memory, ctx) = call.parts();
                 let looked = ctx
                     .path_filestat_get(
-                        &mut memory,
+                        memory,
                         Fd::from(fd as u32),
                         Lookupflags::from_bits_truncate(dirflags as u32),
                         wiggle::GuestPtr::new((path as u32, path_len as u32)),
                     )
                     .await;
                 // Preview 1 calls a FIFO `unknown`.
-                if looked.is_ok_and(|stat| {
-                    !matches!(
-                        stat.filetype,
-                        Filetype::RegularFile | Filetype::Directory | Filetype::SymbolicLink
-                    )
-                }) {
-                    return Ok(Errno::Notsup as i32);
-                }
-                ctx.set_hostcall_fuel(fuel);
-                p1::path_open(
-                    ctx,
-                    &mut memory,
-                    fd,
-                    dirflags,
-                    path,
-                    path_len,
-                    oflags,
-                    base,
-                    inheriting,
-                    fdflags,
+                let creates = match looked {
+                    Ok(stat) => {
+                        if !matches!(
+                            stat.filetype,
+                            Filetype::RegularFile | Filetype::Directory | Filetype::SymbolicLink
+                        ) {
+                            return Ok(Errno::Notsup as i32);
+                        }
+                        false
+                    }
+                    Err(_) => Oflags::from_bits_truncate(oflags as u16).contains(Oflags::CREAT),
+                };
+                let Ok(charge) = charge_creation(call.quota.as_ref(), creates) else {
+                    return Ok(Errno::Nospc as i32);
+                };
+                let (memory, ctx) = call.parts();
+                let errno = p1::path_open(
+                    ctx, memory, fd, dirflags, path, path_len, oflags, base, inheriting, fdflags,
                     opened,
                 )
-                .await
+                .await?;
+                if errno == Errno::Success as i32 {
+                    charge.keep();
+                }
+                Ok(errno)
             })
         },
     )?;

@@ -12,6 +12,7 @@ use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
 use crate::network::lookup::Lookups;
 use crate::network::NetworkPolicy;
+use crate::write_quota::WriteQuota;
 
 /// What a component's store carries while it runs (the `T` of its `Store<T>`): its WASI and
 /// HTTP contexts, its resource table and its memory limiter.
@@ -31,6 +32,8 @@ pub struct ComponentData {
     pub(crate) open_files: OpenFiles,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    /// `limits.max_written`, when the entry sets it.
+    pub(crate) written: Option<Arc<WriteQuota>>,
     /// The process's name lookups (wasi:http's and wasi:sockets'), bounded together; `None`
     /// for a process that may make neither (most: no allocation for them).
     pub(crate) lookups: Option<Lookups>,
@@ -45,6 +48,7 @@ impl ComponentData {
     pub(crate) fn new(
         wasi: Option<Box<WasiCtx>>,
         limiter: MemoryLimiter,
+        written: Option<Arc<WriteQuota>>,
         http_policy: Option<Arc<NetworkPolicy>>,
         name_lookup: bool,
     ) -> Self {
@@ -58,6 +62,7 @@ impl ComponentData {
             open_files: OpenFiles::default(),
             table: ResourceTable::new(),
             limiter,
+            written,
             lookups,
             name_lookup,
         }
@@ -136,6 +141,8 @@ impl WasiView for ComponentData {
 pub struct ModuleData {
     pub(crate) p1: Box<wasmtime_wasi::p1::WasiP1Ctx>,
     pub(crate) limiter: MemoryLimiter,
+    /// `limits.max_written`, when the entry sets it.
+    pub(crate) written: Option<Arc<WriteQuota>>,
 }
 
 /// A store's data, which carries the process's memory limiter.

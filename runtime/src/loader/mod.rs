@@ -388,6 +388,7 @@ impl Loader {
         let mut linker = wasmtime::Linker::<ModuleData>::new(&self.main.engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleData| &mut *s.p1)
             .and_then(|_| crate::special_files::guard_path_open(&mut linker))
+            .and_then(|_| crate::write_quota::p1::charge_writes(&mut linker))
             .and_then(|_| linker.instantiate_pre(&module))
             .map(|pre| {
                 let signature = Signature {

@@ -299,12 +299,14 @@ fn parse_limits(raw: RawLimits) -> Result<Limits, FieldError> {
     };
     let max_memory = size_field(raw.max_memory, "limits.max_memory")?;
     let max_value = size_field(raw.max_value, "limits.max_value")?;
+    let max_written = size_field(raw.max_written, "limits.max_written")?;
     Ok(Limits {
         max_execution: positive(raw.max_execution_ms, "max_execution_ms")?
             .map(Duration::from_millis),
         max_memory: positive(max_memory, "max_memory")?,
         fuel: positive(raw.fuel, "fuel")?,
         max_value: positive(max_value, "max_value")?,
+        max_written: positive(max_written, "max_written")?,
     })
 }
 

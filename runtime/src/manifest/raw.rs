@@ -69,6 +69,9 @@ pub(super) struct RawLimits {
     /// Bytes, as `max_memory`.
     #[serde(default)]
     pub(super) max_value: Option<Value>,
+    /// Bytes, as `max_memory`.
+    #[serde(default)]
+    pub(super) max_written: Option<Value>,
 }
 
 #[derive(Deserialize)]

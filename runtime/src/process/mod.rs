@@ -30,6 +30,7 @@ use crate::registry::{Proc, Registry};
 use crate::store_data::SpawnContext;
 use crate::value::Params;
 use crate::wasi::Captured;
+use crate::write_quota::WriteQuota;
 
 /// Everything a process needs to run, captured at spawn.
 pub(crate) struct Launch {
@@ -67,6 +68,8 @@ pub(super) struct Usage {
     pub(super) fuel_used: Option<u64>,
     /// The store's memory record, from Init on (none for a Lua script).
     pub(super) memory: Option<Arc<MemoryUsage>>,
+    /// Its write quota, where `limits.max_written` sets one.
+    pub(super) written: Option<Arc<WriteQuota>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -266,6 +269,12 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
             }
             (other, _) => other,
         };
+        let outcome = match (outcome, &guard.usage.written) {
+            (Err(e), Some(quota)) if e.kind == ErrorKind::Trap => {
+                Err(blame_quota(e, &launch.limits, quota))
+            }
+            (other, _) => other,
+        };
         guard.finish(outcome);
     }
 }
@@ -329,6 +338,23 @@ fn blame_limit(failure: ExitError, limits: &Limits, memory: &MemoryUsage) -> Exi
             ErrorKind::LimitExceeded,
             format!(
                 "max_memory ({max} bytes) exceeded: growing memories and tables to {wanted} bytes was denied, {then}: {}",
+                failure.message
+            ),
+        ),
+        _ => failure,
+    }
+}
+
+/// A trap after the write quota refused a call is the quota's doing, as a trap after a denied
+/// `memory.grow` is the memory limit's (a guest that unwraps a failed write): say so, keep the
+/// original message.
+fn blame_quota(failure: ExitError, limits: &Limits, quota: &WriteQuota) -> ExitError {
+    match (limits.max_written, quota.refused()) {
+        (Some(max), Some(refused)) => ExitError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "max_written ({max} bytes) exceeded: a write of {refused} bytes was refused after {} bytes, then the guest trapped: {}",
+                quota.used(),
                 failure.message
             ),
         ),

@@ -177,7 +177,13 @@ mod tests {
     }
 
     fn finished(engine: &wasmtime::Engine) -> Store {
-        let data = ComponentData::new(None, crate::limits::MemoryLimiter::new(None), None, false);
+        let data = ComponentData::new(
+            None,
+            crate::limits::MemoryLimiter::new(None),
+            None,
+            None,
+            false,
+        );
         Store::Component(wasmtime::Store::new(engine, data))
     }
 

@@ -15,6 +15,7 @@ use crate::limits::{Limits, MemoryLimiter};
 use crate::loader::{Program, Target};
 use crate::store_data::{ComponentData, Limited, ModuleData, SpawnContext};
 use crate::value::{Signature, TooLarge};
+use crate::write_quota::WriteQuota;
 
 pub(super) async fn init_step_close(
     program: &Program,
@@ -30,6 +31,8 @@ pub(super) async fn init_step_close(
     let fuel = starting_fuel(program.counts_fuel, limits);
     let limiter = MemoryLimiter::new(limits.max_memory);
     usage.memory = Some(limiter.usage.clone());
+    let written = WriteQuota::of(limits.max_written);
+    usage.written = written.clone();
     let result = match (state, &program.target) {
         (SpawnContext::Component { wasi }, Target::Component { pre, export }) => {
             let mut store = new_store(
@@ -37,6 +40,7 @@ pub(super) async fn init_step_close(
                 ComponentData::new(
                     wasi,
                     limiter,
+                    written,
                     program.http_policy.clone(),
                     program.name_lookup,
                 ),
@@ -50,7 +54,14 @@ pub(super) async fn init_step_close(
             result
         }
         (SpawnContext::Module { p1 }, Target::Module { pre, func }) => {
-            let mut store = new_store(pre.module().engine(), ModuleData { p1, limiter });
+            let mut store = new_store(
+                pre.module().engine(),
+                ModuleData {
+                    p1,
+                    limiter,
+                    written,
+                },
+            );
             meter(&mut store, fuel)?;
             store.set_hostcall_fuel(program.lift_fuel);
             // Boxed: inline, this arm's state would double the size of every process's

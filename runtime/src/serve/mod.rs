@@ -206,6 +206,7 @@ impl HandlerState for Requests {
         let data = ComponentData::new(
             Some(Box::new(builder.build())),
             MemoryLimiter::new(limits.max_memory),
+            crate::write_quota::WriteQuota::of(limits.max_written),
             self.program.http_policy.clone(),
             self.program.name_lookup,
         );

@@ -25,3 +25,4 @@ mod special_files;
 mod value_conversion;
 mod wasi_p3;
 mod wasi_random;
+mod write_quota;
