@@ -470,3 +470,343 @@ fn a_wasi_p3_guests_stream_writes_stop_at_its_quota() {
     assert_eq!(write("t:free", 30_000, true), (30_000, 0));
     assert_eq!(size_of(&file), Some(46_484));
 }
+
+/// A WASI 0.2 component's `run(op, n)`, calling `wasi:filesystem` directly (no stream): `op` 0
+/// opens (creating) `f` in its first preopen and `descriptor.write`s `n` bytes at offset 0, 1
+/// opens it and `set-size`s it to `n`, 2 `link-at`s `h` to `f`. Returns 0 when the call (and
+/// the open) succeeded, else 100 + the error-code case.
+const P2_WRITER: &str = r#"
+(component $C
+  (import "wasi:filesystem/types@0.2.12" (instance $types
+    (export "descriptor" (type $d (sub resource)))
+    (type $error (enum "access" "would-block" "already" "bad-descriptor" "busy" "deadlock"
+      "quota" "exist" "file-too-large" "illegal-byte-sequence" "in-progress" "interrupted"
+      "invalid" "io" "is-directory" "loop" "too-many-links" "message-size" "name-too-long"
+      "no-device" "no-entry" "no-lock" "insufficient-memory" "insufficient-space"
+      "not-directory" "not-empty" "not-recoverable" "unsupported" "no-tty" "no-such-device"
+      "overflow" "not-permitted" "pipe" "read-only" "invalid-seek" "text-file-busy"
+      "cross-device"))
+    (export "error-code" (type $error' (eq $error)))
+    (type $path-flags (flags "symlink-follow"))
+    (export "path-flags" (type $path-flags' (eq $path-flags)))
+    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
+    (export "open-flags" (type $open-flags' (eq $open-flags)))
+    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
+      "requested-write-sync" "mutate-directory"))
+    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (export "[method]descriptor.open-at" (func
+      (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
+      (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
+      (result (result (own $d) (error $error')))))
+    (export "[method]descriptor.write" (func
+      (param "self" (borrow $d)) (param "buffer" (list u8)) (param "offset" u64)
+      (result (result u64 (error $error')))))
+    (export "[method]descriptor.set-size" (func
+      (param "self" (borrow $d)) (param "size" u64) (result (result (error $error')))))
+    (export "[method]descriptor.link-at" (func
+      (param "self" (borrow $d)) (param "old-path-flags" $path-flags') (param "old-path" string)
+      (param "new-descriptor" (borrow $d)) (param "new-path" string)
+      (result (result (error $error')))))))
+  (alias export $types "descriptor" (type $descriptor))
+  (import "wasi:filesystem/preopens@0.2.12" (instance $preopens
+    (alias outer $C $descriptor (type $d))
+    (export "get-directories" (func (result (list (tuple (own $d) string)))))))
+  (; libc ;)
+  (core func $get-dirs (canon lower (func $preopens "get-directories")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $open-at (canon lower (func $types "[method]descriptor.open-at")
+    (memory (core memory $libc "memory"))))
+  (core func $write (canon lower (func $types "[method]descriptor.write")
+    (memory (core memory $libc "memory"))))
+  (core func $set-size (canon lower (func $types "[method]descriptor.set-size")
+    (memory (core memory $libc "memory"))))
+  (core func $link-at (canon lower (func $types "[method]descriptor.link-at")
+    (memory (core memory $libc "memory"))))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-directories" (func $get-dirs (param i32)))
+    (import "" "open-at" (func $open-at (param i32 i32 i32 i32 i32 i32 i32)))
+    (import "" "write" (func $write (param i32 i32 i32 i64 i32)))
+    (import "" "set-size" (func $set-size (param i32 i64 i32)))
+    (import "" "link-at" (func $link-at (param i32 i32 i32 i32 i32 i32 i32 i32)))
+    (data (i32.const 2048) "f")
+    (data (i32.const 2056) "h")
+    (func (export "run") (param $op i32) (param $n i32) (result i32) (local $dir i32) (local $file i32)
+      (call $get-dirs (i32.const 1024))
+      (local.set $dir (i32.load (i32.load (i32.const 1024))))
+      (if (i32.eq (local.get $op) (i32.const 2))
+        (then
+          (call $link-at (local.get $dir) (i32.const 0) (i32.const 2048) (i32.const 1)
+            (local.get $dir) (i32.const 2056) (i32.const 1) (i32.const 1536))
+          ;; result<_, error-code>: its case at 0, the error's at 1.
+          (return (if (result i32) (i32.load8_u (i32.const 1536))
+            (then (i32.add (i32.const 100) (i32.load8_u (i32.const 1537))))
+            (else (i32.const 0))))))
+      ;; open-at: create, write
+      (call $open-at (local.get $dir) (i32.const 0) (i32.const 2048) (i32.const 1)
+        (i32.const 1) (i32.const 2) (i32.const 1536))
+      (if (i32.load8_u (i32.const 1536))
+        (then (return (i32.add (i32.const 100) (i32.load8_u (i32.const 1540))))))
+      (local.set $file (i32.load (i32.const 1540)))
+      (if (i32.eqz (local.get $op))
+        (then
+          (call $write (local.get $file) (i32.const 16384) (local.get $n) (i64.const 0)
+            (i32.const 1600))
+          ;; result<u64, error-code>: its case at 0, the value or the error at 8.
+          (return (if (result i32) (i32.load8_u (i32.const 1600))
+            (then (i32.add (i32.const 100) (i32.load8_u (i32.const 1608))))
+            (else (i32.const 0))))))
+      (call $set-size (local.get $file) (i64.extend_i32_u (local.get $n)) (i32.const 1600))
+      (if (result i32) (i32.load8_u (i32.const 1600))
+        (then (i32.add (i32.const 100) (i32.load8_u (i32.const 1601))))
+        (else (i32.const 0)))))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "get-directories" (func $get-dirs))
+    (export "open-at" (func $open-at))
+    (export "write" (func $write))
+    (export "set-size" (func $set-size))
+    (export "link-at" (func $link-at))))))
+  (func (export "run") (param "op" u32) (param "n" u32) (result u32)
+    (canon lift (core func $i "run"))))
+"#;
+
+/// `insufficient-space`'s case in WASI 0.2's `error-code`.
+const P2_FULL: i64 = 23;
+
+/// What a WASI 0.2 component writes without a stream (`descriptor.write`), the growth it asks of
+/// `set-size`, and a hard link it makes are charged as well.
+#[test]
+fn a_components_direct_writes_size_changes_and_links_are_charged() {
+    let (bins, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_wat(
+        bins.path(),
+        "p2.wasm",
+        &crate::wasi_p3::with_libc(P2_WRITER),
+    );
+    let name = NEW_NAME_BYTES;
+    let rt = runtime(bins.path(), out.path(), "p2.wasm", "run", &[name + 10, 10]);
+    let code = |max: u64, op: i64, n: i64| {
+        let exit = run(&rt, &format!("t:q{max}"), &[json!(op), json!(n)]);
+        exit.outcome.unwrap_or_else(|e| panic!("{op} {n}: {e:?}"))
+    };
+    let (file, full) = (out.path().join("f"), json!(100 + P2_FULL));
+    // The open that creates `f` pays a name; then `descriptor.write`'s bytes.
+    assert_eq!(code(10, 0, 1), full);
+    assert_eq!(size_of(&file), None);
+    assert_eq!(code(name + 10, 0, 10), json!(0));
+    assert_eq!(size_of(&file), Some(10));
+    assert_eq!(code(10, 0, 11), full);
+    assert_eq!(size_of(&file), Some(10));
+    // Growing it from 10 to 20 costs 10; to 31, 21.
+    assert_eq!(code(10, 1, 20), json!(0));
+    assert_eq!(size_of(&file), Some(20));
+    assert_eq!(code(10, 1, 31), full);
+    assert_eq!(size_of(&file), Some(20));
+    // Shrinking costs nothing.
+    assert_eq!(code(10, 1, 0), json!(0));
+    // A hard link is a name.
+    assert_eq!(code(10, 2, 0), full);
+    assert!(!out.path().join("h").exists());
+    assert_eq!(code(name + 10, 2, 0), json!(0));
+    assert!(out.path().join("h").is_file());
+}
+
+/// A WASI 0.3 guest's `op(kind, n)`, each an async call it waits for in its callback loop:
+/// `kind` 0 opens `w` in its first preopen (for writing, creating it) and `set-size`s it to
+/// `n`, 1 `create-directory-at`s `d`, 2 `symlink-at`s `s` to `w`, 3 `link-at`s `k` to `w`.
+/// Returns 0 when the calls succeeded, else 100 + the error-code case.
+const P3_NAMER: &str = r#"
+(component $C
+  (import "wasi:filesystem/types@0.3.0" (instance $types
+    (export "descriptor" (type $d (sub resource)))
+    (type $error (variant
+      (case "access") (case "already") (case "bad-descriptor") (case "busy") (case "deadlock")
+      (case "quota") (case "exist") (case "file-too-large") (case "illegal-byte-sequence")
+      (case "in-progress") (case "interrupted") (case "invalid") (case "io") (case "is-directory")
+      (case "loop") (case "too-many-links") (case "message-size") (case "name-too-long")
+      (case "no-device") (case "no-entry") (case "no-lock") (case "insufficient-memory")
+      (case "insufficient-space") (case "not-directory") (case "not-empty")
+      (case "not-recoverable") (case "unsupported") (case "no-tty") (case "no-such-device")
+      (case "overflow") (case "not-permitted") (case "pipe") (case "read-only")
+      (case "invalid-seek") (case "text-file-busy") (case "cross-device")
+      (case "other" (option string))))
+    (export "error-code" (type $error' (eq $error)))
+    (type $path-flags (flags "symlink-follow"))
+    (export "path-flags" (type $path-flags' (eq $path-flags)))
+    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
+    (export "open-flags" (type $open-flags' (eq $open-flags)))
+    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
+      "requested-write-sync" "mutate-directory"))
+    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (export "[method]descriptor.open-at" (func async
+      (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
+      (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
+      (result (result (own $d) (error $error')))))
+    (export "[method]descriptor.set-size" (func async
+      (param "self" (borrow $d)) (param "size" u64) (result (result (error $error')))))
+    (export "[method]descriptor.create-directory-at" (func async
+      (param "self" (borrow $d)) (param "path" string) (result (result (error $error')))))
+    (export "[method]descriptor.symlink-at" (func async
+      (param "self" (borrow $d)) (param "old-path" string) (param "new-path" string)
+      (result (result (error $error')))))
+    (export "[method]descriptor.link-at" (func async
+      (param "self" (borrow $d)) (param "old-path-flags" $path-flags') (param "old-path" string)
+      (param "new-descriptor" (borrow $d)) (param "new-path" string)
+      (result (result (error $error')))))))
+  (alias export $types "descriptor" (type $descriptor))
+  (import "wasi:filesystem/preopens@0.3.0" (instance $preopens
+    (alias outer $C $descriptor (type $d))
+    (export "get-directories" (func (result (list (tuple (own $d) string)))))))
+  (; libc ;)
+  (core func $get-dirs (canon lower (func $preopens "get-directories")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $open-at (canon lower (func $types "[method]descriptor.open-at") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $set-size (canon lower (func $types "[method]descriptor.set-size") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $create-dir (canon lower (func $types "[method]descriptor.create-directory-at") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $symlink (canon lower (func $types "[method]descriptor.symlink-at") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $link (canon lower (func $types "[method]descriptor.link-at") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $ws.new (canon waitable-set.new))
+  (core func $join (canon waitable.join))
+  (core func $subtask.drop (canon subtask.drop))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-directories" (func $get-dirs (param i32)))
+    (import "" "open-at" (func $open-at (param i32 i32) (result i32)))
+    (import "" "set-size" (func $set-size (param i32 i64 i32) (result i32)))
+    (import "" "create-dir" (func $create-dir (param i32 i32 i32 i32) (result i32)))
+    (import "" "symlink" (func $symlink (param i32 i32) (result i32)))
+    (import "" "link" (func $link (param i32 i32) (result i32)))
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (import "" "waitable.join" (func $join (param i32 i32)))
+    (import "" "subtask.drop" (func $subtask.drop (param i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (data (i32.const 2048) "w")
+    (data (i32.const 2056) "d")
+    (data (i32.const 2064) "s")
+    (data (i32.const 2072) "k")
+    (global $set (mut i32) (i32.const 0))
+    (global $n (mut i32) (i32.const 0))
+    ;; 0: opening `w` (its result at 1536); 1: the last call (its result at 1600).
+    (global $stage (mut i32) (i32.const 1))
+    ;; A call's status: wait for it, or go on.
+    (func $step (param $status i32) (result i32)
+      (if (i32.ne (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
+        (then
+          (call $join (i32.shr_u (local.get $status) (i32.const 4)) (global.get $set))
+          (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
+      (call $done))
+    (func $done (result i32)
+      (if (i32.eqz (global.get $stage))
+        (then
+          (if (i32.load8_u (i32.const 1536))
+            (then (return (call $finish (i32.const 1536)))))
+          (global.set $stage (i32.const 1))
+          (return (call $step (call $set-size (i32.load (i32.const 1540))
+            (i64.extend_i32_u (global.get $n)) (i32.const 1600))))))
+      (call $finish (i32.const 1600)))
+    ;; Returns the outcome of the result<_, error-code> at $at.
+    (func $finish (param $at i32) (result i32)
+      (call $ret (if (result i32) (i32.load8_u (local.get $at))
+        (then (i32.add (i32.const 100) (i32.load8_u (i32.add (local.get $at) (i32.const 4)))))
+        (else (i32.const 0))))
+      (i32.const 0))
+    (func (export "op") (param $kind i32) (param $n i32) (result i32) (local $dir i32)
+      (global.set $n (local.get $n))
+      (global.set $set (call $ws.new))
+      (call $get-dirs (i32.const 1024))
+      (local.set $dir (i32.load (i32.load (i32.const 1024))))
+      (if (i32.eqz (local.get $kind))
+        (then
+          ;; open-at's parameters at 1280: self, path-flags, path, open-flags (create),
+          ;; descriptor-flags (write).
+          (i32.store (i32.const 1280) (local.get $dir))
+          (i32.store8 (i32.const 1284) (i32.const 0))
+          (i32.store (i32.const 1288) (i32.const 2048))
+          (i32.store (i32.const 1292) (i32.const 1))
+          (i32.store8 (i32.const 1296) (i32.const 1))
+          (i32.store8 (i32.const 1297) (i32.const 2))
+          (global.set $stage (i32.const 0))
+          (return (call $step (call $open-at (i32.const 1280) (i32.const 1536))))))
+      (if (i32.eq (local.get $kind) (i32.const 1))
+        (then (return (call $step
+          (call $create-dir (local.get $dir) (i32.const 2056) (i32.const 1) (i32.const 1600))))))
+      (if (i32.eq (local.get $kind) (i32.const 2))
+        (then
+          ;; symlink-at's parameters at 1280: self, old path, new path.
+          (i32.store (i32.const 1280) (local.get $dir))
+          (i32.store (i32.const 1284) (i32.const 2048))
+          (i32.store (i32.const 1288) (i32.const 1))
+          (i32.store (i32.const 1292) (i32.const 2064))
+          (i32.store (i32.const 1296) (i32.const 1))
+          (return (call $step (call $symlink (i32.const 1280) (i32.const 1600))))))
+      ;; link-at's parameters at 1280: self, old-path-flags, old path, new descriptor, new path.
+      (i32.store (i32.const 1280) (local.get $dir))
+      (i32.store8 (i32.const 1284) (i32.const 0))
+      (i32.store (i32.const 1288) (i32.const 2048))
+      (i32.store (i32.const 1292) (i32.const 1))
+      (i32.store (i32.const 1296) (local.get $dir))
+      (i32.store (i32.const 1300) (i32.const 2072))
+      (i32.store (i32.const 1304) (i32.const 1))
+      (call $step (call $link (i32.const 1280) (i32.const 1600))))
+    (func (export "callback") (param $event i32) (param $handle i32) (param $state i32) (result i32)
+      ;; Only subtasks (1) are waited for: on until one returned (2).
+      (if (i32.ne (local.get $event) (i32.const 1)) (then unreachable))
+      (if (i32.ne (local.get $state) (i32.const 2))
+        (then (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
+      (call $subtask.drop (local.get $handle))
+      (call $done)))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "get-directories" (func $get-dirs))
+    (export "open-at" (func $open-at))
+    (export "set-size" (func $set-size))
+    (export "create-dir" (func $create-dir))
+    (export "symlink" (func $symlink))
+    (export "link" (func $link))
+    (export "waitable-set.new" (func $ws.new))
+    (export "waitable.join" (func $join))
+    (export "subtask.drop" (func $subtask.drop))
+    (export "task.return" (func $ret))))))
+  (func (export "op") async (param "kind" u32) (param "n" u32) (result u32)
+    (canon lift (core func $i "op") async (callback (core func $i "callback")))))
+"#;
+
+/// WASI 0.3's `set-size`, `create-directory-at`, `symlink-at` and `link-at` are charged as WASI
+/// 0.2's are.
+#[test]
+fn a_wasi_p3_guests_size_changes_directories_and_links_are_charged() {
+    let (bins, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_wat(bins.path(), "p3.wasm", &crate::wasi_p3::with_libc(P3_NAMER));
+    let name = NEW_NAME_BYTES;
+    let rt = runtime(
+        bins.path(),
+        out.path(),
+        "p3.wasm",
+        "op",
+        &[name - 1, name, 10],
+    );
+    let code = |max: u64, kind: i64, n: i64| {
+        let exit = run(&rt, &format!("t:q{max}"), &[json!(kind), json!(n)]);
+        exit.outcome.unwrap_or_else(|e| panic!("{kind} {n}: {e:?}"))
+    };
+    let full = json!(100 + P3_FULL);
+    let file = out.path().join("w");
+    std::fs::write(&file, [1; 10]).unwrap();
+    // Growing `w` from 10 to 20 costs 10; to 31, 21.
+    assert_eq!(code(10, 0, 20), json!(0));
+    assert_eq!(size_of(&file), Some(20));
+    assert_eq!(code(10, 0, 31), full);
+    assert_eq!(size_of(&file), Some(20));
+    // A directory, a symbolic link and a hard link are a name each.
+    for (kind, made) in [(1, "d"), (2, "s"), (3, "k")] {
+        assert_eq!(code(name - 1, kind, 0), full, "{made}");
+        assert_eq!(size_of(&out.path().join(made)), None);
+        assert_eq!(code(name, kind, 0), json!(0), "{made}");
+        assert!(size_of(&out.path().join(made)).is_some());
+    }
+}
