@@ -112,10 +112,10 @@ enum Command {
     /// binary exports `wasi:http/handler@0.3` (WASI 0.3's service world) or
     /// `wasi:http/incoming-handler@0.2` (WASI 0.2's proxy world); the entry's `method` is not
     /// used. Each request gets a fresh instance under the entry's limits: a place in the pool
-    /// (requests past it wait), `max_memory`, `fuel`, and `max_execution_ms` (default 30 s) to
-    /// answer and again to send the body; a handler that traps or runs out gets a 500. Its
-    /// stdout and stderr are the server's; its outgoing requests follow the entry's `network`
-    /// policy. Prints `Serving HTTP on http://ADDR/` on stderr, then serves until SIGINT or
+    /// (requests past it wait), `max_memory`, `fuel`, `max_written`, and `max_execution_ms`
+    /// (default 30 s) to answer and again to send the body; a handler that traps or runs out
+    /// gets a 500. Its stdout and stderr are the server's; its outgoing requests follow the
+    /// entry's `network` policy. Prints `Serving HTTP on http://ADDR/` on stderr, then serves until SIGINT or
     /// SIGTERM, finishes the requests in flight and exits 0. Exit status 2 when it cannot start.
     #[command(after_help = "Example:
           wasmproc serve myns:web\n  wasmproc serve myns:http_service --addr 127.0.0.1:0")]
