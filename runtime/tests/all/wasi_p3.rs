@@ -83,6 +83,34 @@ const COMMAND: &str = r#"
   (export "wasi:cli/run@0.3.0" (instance $r3)))
 "#;
 
+/// [`with_libc`], and the `(; filesystem types ;)` line of its `wasi:filesystem/types@0.3.0`
+/// import replaced by the types its functions use: `error-code` (`$error'`), `path-flags`,
+/// `open-flags` and `descriptor-flags` (each `$name'`).
+pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
+    with_libc(wat).replace(
+        "(; filesystem types ;)",
+        r#"(type $error (variant
+      (case "access") (case "already") (case "bad-descriptor") (case "busy") (case "deadlock")
+      (case "quota") (case "exist") (case "file-too-large") (case "illegal-byte-sequence")
+      (case "in-progress") (case "interrupted") (case "invalid") (case "io") (case "is-directory")
+      (case "loop") (case "too-many-links") (case "message-size") (case "name-too-long")
+      (case "no-device") (case "no-entry") (case "no-lock") (case "insufficient-memory")
+      (case "insufficient-space") (case "not-directory") (case "not-empty")
+      (case "not-recoverable") (case "unsupported") (case "no-tty") (case "no-such-device")
+      (case "overflow") (case "not-permitted") (case "pipe") (case "read-only")
+      (case "invalid-seek") (case "text-file-busy") (case "cross-device")
+      (case "other" (option string))))
+    (export "error-code" (type $error' (eq $error)))
+    (type $path-flags (flags "symlink-follow"))
+    (export "path-flags" (type $path-flags' (eq $path-flags)))
+    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
+    (export "open-flags" (type $open-flags' (eq $open-flags)))
+    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
+      "requested-write-sync" "mutate-directory"))
+    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))"#,
+    )
+}
+
 /// `wat` with its `(; libc ;)` line replaced by a core instance `$libc` exporting a memory and
 /// a bump `realloc` from 8 KiB up: what component text needs to lower strings and lists.
 pub(crate) fn with_libc(wat: &str) -> String {

@@ -259,25 +259,7 @@ const P3_WRITER: &str = r#"
 (component $C
   (import "wasi:filesystem/types@0.3.0" (instance $types
     (export "descriptor" (type $d (sub resource)))
-    (type $error (variant
-      (case "access") (case "already") (case "bad-descriptor") (case "busy") (case "deadlock")
-      (case "quota") (case "exist") (case "file-too-large") (case "illegal-byte-sequence")
-      (case "in-progress") (case "interrupted") (case "invalid") (case "io") (case "is-directory")
-      (case "loop") (case "too-many-links") (case "message-size") (case "name-too-long")
-      (case "no-device") (case "no-entry") (case "no-lock") (case "insufficient-memory")
-      (case "insufficient-space") (case "not-directory") (case "not-empty")
-      (case "not-recoverable") (case "unsupported") (case "no-tty") (case "no-such-device")
-      (case "overflow") (case "not-permitted") (case "pipe") (case "read-only")
-      (case "invalid-seek") (case "text-file-busy") (case "cross-device")
-      (case "other" (option string))))
-    (export "error-code" (type $error' (eq $error)))
-    (type $path-flags (flags "symlink-follow"))
-    (export "path-flags" (type $path-flags' (eq $path-flags)))
-    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
-    (export "open-flags" (type $open-flags' (eq $open-flags)))
-    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
-      "requested-write-sync" "mutate-directory"))
-    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (; filesystem types ;)
     (export "[method]descriptor.open-at" (func async
       (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
       (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
@@ -431,7 +413,7 @@ fn a_wasi_p3_guests_stream_writes_stop_at_its_quota() {
     write_wat(
         bins.path(),
         "p3.wasm",
-        &crate::wasi_p3::with_libc(P3_WRITER),
+        &crate::wasi_p3::with_libc_and_filesystem_types(P3_WRITER),
     );
     let name = NEW_NAME_BYTES;
     let quotas = [name - 1, name + 100, name + 20_000, 100];
@@ -619,25 +601,7 @@ const P3_NAMER: &str = r#"
 (component $C
   (import "wasi:filesystem/types@0.3.0" (instance $types
     (export "descriptor" (type $d (sub resource)))
-    (type $error (variant
-      (case "access") (case "already") (case "bad-descriptor") (case "busy") (case "deadlock")
-      (case "quota") (case "exist") (case "file-too-large") (case "illegal-byte-sequence")
-      (case "in-progress") (case "interrupted") (case "invalid") (case "io") (case "is-directory")
-      (case "loop") (case "too-many-links") (case "message-size") (case "name-too-long")
-      (case "no-device") (case "no-entry") (case "no-lock") (case "insufficient-memory")
-      (case "insufficient-space") (case "not-directory") (case "not-empty")
-      (case "not-recoverable") (case "unsupported") (case "no-tty") (case "no-such-device")
-      (case "overflow") (case "not-permitted") (case "pipe") (case "read-only")
-      (case "invalid-seek") (case "text-file-busy") (case "cross-device")
-      (case "other" (option string))))
-    (export "error-code" (type $error' (eq $error)))
-    (type $path-flags (flags "symlink-follow"))
-    (export "path-flags" (type $path-flags' (eq $path-flags)))
-    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
-    (export "open-flags" (type $open-flags' (eq $open-flags)))
-    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
-      "requested-write-sync" "mutate-directory"))
-    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (; filesystem types ;)
     (export "[method]descriptor.open-at" (func async
       (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
       (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
@@ -781,7 +745,11 @@ const P3_NAMER: &str = r#"
 #[test]
 fn a_wasi_p3_guests_size_changes_directories_and_links_are_charged() {
     let (bins, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write_wat(bins.path(), "p3.wasm", &crate::wasi_p3::with_libc(P3_NAMER));
+    write_wat(
+        bins.path(),
+        "p3.wasm",
+        &crate::wasi_p3::with_libc_and_filesystem_types(P3_NAMER),
+    );
     let name = NEW_NAME_BYTES;
     let rt = runtime(
         bins.path(),
