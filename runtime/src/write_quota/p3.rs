@@ -228,6 +228,10 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
         let mut src = src.as_direct(store);
         let me = &mut *self;
         if me.writing.is_none() {
+            // Cancelled, nothing in flight: take nothing more (a write takes a blocking thread).
+            if finish {
+                return Poll::Ready(Ok(StreamResult::Cancelled));
+            }
             let remaining = src.remaining();
             if remaining.is_empty() {
                 return Poll::Ready(Ok(StreamResult::Completed));

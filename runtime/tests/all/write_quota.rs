@@ -249,9 +249,10 @@ fn a_components_writes_stop_at_its_quota_through_wasi_0_2_and_its_streams() {
     assert!(out.path().join("l").is_symlink());
 }
 
-/// A WASI 0.3 guest's `write(n, append)`: opens (creating) `/out/w` through `open-at`, hands a
-/// stream to `write-via-stream` (at offset 0) or `append-via-stream`, writes `n` bytes into it
-/// until they are all taken or the stream is dropped, ends the stream and reads the call's
+/// A WASI 0.3 guest's `write(n, mode)`: opens (creating) `/out/w` through `open-at`, hands a
+/// stream to `write-via-stream` (at offset 0) or, when `mode` has bit 0, `append-via-stream`,
+/// writes `n` bytes into it until they are all taken or the stream is dropped (or, when `mode`
+/// has bit 1, cancels the first write that has to wait), ends the stream and reads the call's
 /// future: returns the bytes taken × 256 + 0 when the future says `ok`, 100 + the error-code
 /// case when not (and 100 + the case when the open failed). Its callback loop waits on each
 /// step in turn.
@@ -287,6 +288,7 @@ const P3_WRITER: &str = r#"
   (core func $stream.new (canon stream.new $bytes))
   (core func $stream.write (canon stream.write $bytes async (memory (core memory $libc "memory"))))
   (core func $stream.drop-writable (canon stream.drop-writable $bytes))
+  (core func $stream.cancel-write (canon stream.cancel-write $bytes))
   (core func $future.read (canon future.read $outcome async
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core func $ws.new (canon waitable-set.new))
@@ -302,6 +304,7 @@ const P3_WRITER: &str = r#"
     (import "" "stream.new" (func $stream.new (result i64)))
     (import "" "stream.write" (func $stream.write (param i32 i32 i32) (result i32)))
     (import "" "stream.drop-writable" (func $stream.drop-writable (param i32)))
+    (import "" "stream.cancel-write" (func $stream.cancel-write (param i32) (result i32)))
     (import "" "future.read" (func $future.read (param i32 i32) (result i32)))
     (import "" "waitable-set.new" (func $ws.new (result i32)))
     (import "" "waitable.join" (func $join (param i32 i32)))
@@ -314,6 +317,8 @@ const P3_WRITER: &str = r#"
     (global $writer (mut i32) (i32.const 0))
     (global $future (mut i32) (i32.const 0))
     (global $taken (mut i32) (i32.const 0))
+    (global $cancel (mut i32) (i32.const 0))
+    (global $cancelled (mut i32) (i32.const 0))
     (func $wait (param $waitable i32) (result i32)
       (call $join (local.get $waitable) (global.get $set))
       (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
@@ -338,11 +343,20 @@ const P3_WRITER: &str = r#"
     ;; A write's status: more to write, or the stream ends and its future is read.
     (func $written (param $status i32) (result i32)
       (if (i32.eq (local.get $status) (i32.const -1))
-        (then (return (call $wait (global.get $writer)))))
+        (then
+          (if (global.get $cancel)
+            (then
+              (global.set $cancel (i32.const 0))
+              (global.set $cancelled (i32.const 1))
+              (local.set $status (call $stream.cancel-write (global.get $writer)))
+              (if (i32.ne (local.get $status) (i32.const -1))
+                (then (return (call $written (local.get $status)))))))
+          (return (call $wait (global.get $writer)))))
       (global.set $taken (i32.add (global.get $taken) (i32.shr_u (local.get $status) (i32.const 4))))
-      ;; Not dropped (1) and bytes left: write them.
+      ;; Completed (not dropped: 1, nor cancelled: 2), not cancelled by the guest, and bytes
+      ;; left: write them.
       (if (i32.and
-            (i32.ne (i32.and (local.get $status) (i32.const 15)) (i32.const 1))
+            (i32.eqz (i32.or (global.get $cancelled) (i32.and (local.get $status) (i32.const 15))))
             (i32.lt_u (global.get $taken) (global.get $n)))
         (then (return (call $written (call $stream.write (global.get $writer)
           (i32.add (i32.const 16384) (global.get $taken))
@@ -355,9 +369,10 @@ const P3_WRITER: &str = r#"
     (func $finish (result i32)
       (call $ret (i32.add (i32.shl (global.get $taken) (i32.const 8)) (call $code (i32.const 1600))))
       (i32.const 0))
-    (func (export "write") (param $n i32) (param $append i32) (result i32) (local $status i32)
+    (func (export "write") (param $n i32) (param $mode i32) (result i32) (local $status i32)
       (global.set $n (local.get $n))
-      (global.set $append (local.get $append))
+      (global.set $append (i32.and (local.get $mode) (i32.const 1)))
+      (global.set $cancel (i32.and (local.get $mode) (i32.const 2)))
       (global.set $set (call $ws.new))
       (call $get-dirs (i32.const 1024))
       ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags
@@ -393,12 +408,13 @@ const P3_WRITER: &str = r#"
     (export "stream.new" (func $stream.new))
     (export "stream.write" (func $stream.write))
     (export "stream.drop-writable" (func $stream.drop-writable))
+    (export "stream.cancel-write" (func $stream.cancel-write))
     (export "future.read" (func $future.read))
     (export "waitable-set.new" (func $ws.new))
     (export "waitable.join" (func $join))
     (export "subtask.drop" (func $subtask.drop))
     (export "task.return" (func $ret))))))
-  (func (export "write") async (param "n" u32) (param "append" u32) (result u32)
+  (func (export "write") async (param "n" u32) (param "mode" u32) (result u32)
     (canon lift (core func $i "write") async (callback (core func $i "callback")))))
 "#;
 
@@ -416,10 +432,10 @@ fn a_wasi_p3_guests_stream_writes_stop_at_its_quota() {
         &crate::wasi_p3::with_libc_and_filesystem_types(P3_WRITER),
     );
     let name = NEW_NAME_BYTES;
-    let quotas = [name - 1, name + 100, name + 20_000, 100];
+    let quotas = [name - 1, name + 100, name + 20_000, name + 40_000, 100];
     let rt = runtime(bins.path(), out.path(), "p3.wasm", "write", &quotas);
-    let write = |entry: &str, n: u32, append: bool| {
-        let exit = run(&rt, entry, &[json!(n), json!(u32::from(append))]);
+    let write = |entry: &str, n: u32, mode: u32| {
+        let exit = run(&rt, entry, &[json!(n), json!(mode)]);
         let value = exit
             .outcome
             .unwrap_or_else(|e| panic!("{entry} {n}: {e:?}"));
@@ -429,28 +445,38 @@ fn a_wasi_p3_guests_stream_writes_stop_at_its_quota() {
     let q = |max: u64| format!("t:q{max}");
     let file = out.path().join("w");
     let full = 100 + P3_FULL;
+    let (at_0, append, cancel) = (0, 1, 2);
 
     // The open that creates `w` pays a name.
-    assert_eq!(write(&q(name - 1), 10, false), (0, full));
+    assert_eq!(write(&q(name - 1), 10, at_0), (0, full));
     assert_eq!(size_of(&file), None);
-    assert_eq!(write(&q(name + 100), 100, false), (100, 0));
+    assert_eq!(write(&q(name + 100), 100, at_0), (100, 0));
     assert_eq!(size_of(&file), Some(100));
     // 101 bytes: one chunk past the quota, none of it written.
     std::fs::remove_file(&file).unwrap();
-    assert_eq!(write(&q(name + 100), 101, false), (0, full));
+    assert_eq!(write(&q(name + 100), 101, at_0), (0, full));
     assert_eq!(size_of(&file), Some(0));
     // 30,000 bytes under 20,000 (and a name): two chunks of 8 KiB go, the third does not fit.
     std::fs::remove_file(&file).unwrap();
-    assert_eq!(write(&q(name + 20_000), 30_000, false), (16_384, full));
+    assert_eq!(write(&q(name + 20_000), 30_000, at_0), (16_384, full));
     assert_eq!(size_of(&file), Some(16_384));
     // Appending to the existing file: no name, 100 bytes.
-    assert_eq!(write(&q(100), 100, true), (100, 0));
+    assert_eq!(write(&q(100), 100, append), (100, 0));
     assert_eq!(size_of(&file), Some(16_484));
-    assert_eq!(write(&q(100), 101, true), (0, full));
+    assert_eq!(write(&q(100), 101, append), (0, full));
     assert_eq!(size_of(&file), Some(16_484));
     // Without a quota, all of it.
-    assert_eq!(write("t:free", 30_000, true), (30_000, 0));
+    assert_eq!(write("t:free", 30_000, append), (30_000, 0));
     assert_eq!(size_of(&file), Some(46_484));
+    // A write cancelled while a chunk is being written (when one has to wait: a chunk the
+    // blocking thread wrote before the consumer looked completes at once, 1 run in 10 here)
+    // takes no chunk after it: the stream and its future end with what was written, and so
+    // does the process.
+    std::fs::remove_file(&file).unwrap();
+    let (taken, code) = write(&q(name + 40_000), 40_000, at_0 | cancel);
+    assert_eq!(code, 0);
+    assert!(taken <= 40_000, "{taken}");
+    assert_eq!(size_of(&file), Some(u64::from(taken)));
 }
 
 /// A WASI 0.2 component's `run(op, n)`, calling `wasi:filesystem` directly (no stream): `op` 0
