@@ -96,7 +96,8 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
         Family::Filesystem => {
             p3::filesystem::add_to_linker(l)?;
             crate::special_files::guard_open_at_p3(l)?;
-            crate::write_quota::p3::charge_writes(l)
+            crate::write_quota::p3::charge_writes(l)?;
+            crate::directory_listing::list_in_batches(l)
         }
         Family::Sockets => {
             use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};

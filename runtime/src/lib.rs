@@ -16,6 +16,7 @@ pub mod capacity;
 pub mod code_cache;
 pub mod compile_isolation;
 pub mod descriptors;
+mod directory_listing;
 pub mod engine;
 mod env;
 mod error;

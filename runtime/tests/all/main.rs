@@ -3,6 +3,7 @@
 //! process's memory maps and fills the kernel's map limit, which other tests would disturb.
 
 mod common;
+mod directory_streams;
 mod loopback;
 mod warnings;
 
