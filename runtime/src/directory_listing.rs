@@ -1,11 +1,17 @@
-//! WASI 0.3's `read-directory`, listed a batch at a time. wasmtime-wasi's own lists a directory
-//! on a blocking thread that hands each entry over a channel of one and waits there for the
-//! guest to read it: a stream the guest never reads holds one of the host's blocking threads
-//! (shared by every process on it) until the guest ends. One guest starting 100 such streams
-//! took all 64, and every other guest's file operations waited behind them (found attacking,
-//! 2026-12-07). Here a blocking thread reads at most [`BATCH`] entries and returns them; the
-//! next batch is read when the guest has taken those, so an unread stream holds no thread and
-//! at most a batch of entries.
+//! Directory listings, bounded. WASI 0.3's `read-directory` is listed a batch at a time.
+//! wasmtime-wasi's own lists a directory on a blocking thread that hands each entry over a
+//! channel of one and waits there for the guest to read it: a stream the guest never reads
+//! holds one of the host's blocking threads (shared by every process on it) until the guest
+//! ends. One guest starting 100 such streams took all 64, and every other guest's file
+//! operations waited behind them (found attacking, 2026-12-07). Here a blocking thread reads at
+//! most [`BATCH`] entries and returns them; the next batch is read when the guest has taken
+//! those, so an unread stream holds no thread and at most a batch of entries.
+//!
+//! WASI 0.2's `read-directory` reads the whole directory into host memory, held until the
+//! guest drops the stream (its stream type is wasmtime-wasi's, which only wasmtime-wasi can
+//! make): a process holds at most [`MAX_DIRECTORY_LISTINGS`] at once, past which
+//! `read-directory` fails with `insufficient-memory`. Before, a guest could hold one per
+//! handle, 10,000 copies of a directory's listing outside `max_memory`.
 
 use std::collections::VecDeque;
 use std::future::Future as _;
@@ -27,6 +33,40 @@ use crate::store_data::ComponentData;
 
 /// Entries one blocking read takes from a directory at most.
 const BATCH: usize = 64;
+
+/// WASI 0.2 directory listings a process holds at once (each a whole directory's entries in
+/// host memory): a walk as deep as 64 directories holds one per level.
+pub const MAX_DIRECTORY_LISTINGS: usize = 64;
+
+/// Replaces the linker's WASI 0.2 `[method]descriptor.read-directory` with one that refuses a
+/// listing past [`MAX_DIRECTORY_LISTINGS`] held.
+pub(crate) fn bound_p2_listings(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::WasiFilesystemView as _;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{self as p2, Host, HostDescriptor};
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(crate::special_files::TYPES)?;
+    types.func_wrap_async(
+        "[method]descriptor.read-directory",
+        |mut store, (fd,): (Resource<p2::Descriptor>,)| {
+            Box::new(async move {
+                // A walk of the table: cheap beside the listing, which reads the whole directory.
+                let held = crate::store_data::held(&mut store.data_mut().table, |entry| {
+                    entry.is::<wasmtime_wasi::p2::ReaddirIterator>()
+                });
+                if held >= MAX_DIRECTORY_LISTINGS {
+                    return Ok((Err(p2::ErrorCode::InsufficientMemory),));
+                }
+                let mut view = store.data_mut().filesystem();
+                match HostDescriptor::read_directory(&mut view, fd).await {
+                    Ok(listing) => Ok((Ok(listing),)),
+                    Err(e) => Ok((Err(Host::convert_error_code(&mut view, e)?),)),
+                }
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
 
 /// Replaces the linker's WASI 0.3 `[method]descriptor.read-directory`.
 pub(crate) fn list_in_batches(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {

@@ -157,6 +157,7 @@ fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
             bindings::filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
             crate::special_files::guard_open_at(l)?;
             crate::write_quota::p2::charge_writes(l)?;
+            crate::directory_listing::bound_p2_listings(l)?;
         }
         Family::Random => {
             use bindings::random;

@@ -50,6 +50,7 @@ mod wasi;
 mod write_quota;
 pub mod yaml_bounds;
 
+pub use directory_listing::MAX_DIRECTORY_LISTINGS;
 pub use error::{Error, ErrorKind, Kinded};
 pub use event::{Accounting, Event, Exit, ExitError, Lifecycle, Output, Phase, Pid, TraceSink};
 pub use host::BLOCKING_THREADS;

@@ -270,3 +270,75 @@ fn a_wasi_p3_directory_listing_has_every_entry_across_batches() {
         "{exit:?}"
     );
 }
+
+/// A WASI 0.2 component's `hoard()`: calls `read-directory` on its first preopen until it
+/// fails, keeping every listing; returns the listings it got × 256 + the error-code case.
+const P2_LISTING_HOARDER: &str = r#"
+(component $C
+  (import "wasi:filesystem/types@0.2.12" (instance $types
+    (export "descriptor" (type $d (sub resource)))
+    (export "directory-entry-stream" (type $s (sub resource)))
+    (type $error (enum "access" "would-block" "already" "bad-descriptor" "busy" "deadlock"
+      "quota" "exist" "file-too-large" "illegal-byte-sequence" "in-progress" "interrupted"
+      "invalid" "io" "is-directory" "loop" "too-many-links" "message-size" "name-too-long"
+      "no-device" "no-entry" "no-lock" "insufficient-memory" "insufficient-space"
+      "not-directory" "not-empty" "not-recoverable" "unsupported" "no-tty" "no-such-device"
+      "overflow" "not-permitted" "pipe" "read-only" "invalid-seek" "text-file-busy"
+      "cross-device"))
+    (export "error-code" (type $error' (eq $error)))
+    (export "[method]descriptor.read-directory" (func (param "self" (borrow $d))
+      (result (result (own $s) (error $error')))))))
+  (alias export $types "descriptor" (type $descriptor))
+  (import "wasi:filesystem/preopens@0.2.12" (instance $preopens
+    (alias outer $C $descriptor (type $d))
+    (export "get-directories" (func (result (list (tuple (own $d) string)))))))
+  (; libc ;)
+  (core func $get-dirs (canon lower (func $preopens "get-directories")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $read-directory (canon lower (func $types "[method]descriptor.read-directory")
+    (memory (core memory $libc "memory"))))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-directories" (func $get-dirs (param i32)))
+    (import "" "read-directory" (func $read-directory (param i32 i32)))
+    (func (export "hoard") (result i32) (local $dir i32) (local $got i32)
+      (call $get-dirs (i32.const 1024))
+      (local.set $dir (i32.load (i32.load (i32.const 1024))))
+      (loop $more
+        ;; result<own<directory-entry-stream>, error-code> at 1536: its case at 0, the
+        ;; stream or the error at 4.
+        (call $read-directory (local.get $dir) (i32.const 1536))
+        (if (i32.eqz (i32.load8_u (i32.const 1536)))
+          (then (local.set $got (i32.add (local.get $got) (i32.const 1))) (br $more))))
+      (i32.add (i32.shl (local.get $got) (i32.const 8)) (i32.load8_u (i32.const 1540)))))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "get-directories" (func $get-dirs))
+    (export "read-directory" (func $read-directory))))))
+  (func (export "hoard") (result u32) (canon lift (core func $i "hoard"))))
+"#;
+
+/// A WASI 0.2 listing is the whole directory in host memory until the guest drops it: a
+/// process holds at most `MAX_DIRECTORY_LISTINGS`, then `read-directory` fails with
+/// `insufficient-memory` (case 22). It held one per handle before: 10,000 copies of the
+/// listing outside `max_memory`, and then the handle limit ended the process.
+#[test]
+fn a_wasi_p2_guest_holds_a_bounded_number_of_directory_listings() {
+    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(mount.path().join("file"), "x").unwrap();
+    let hoarder = write_wat(
+        bins.path(),
+        "hoarder.wasm",
+        &crate::wasi_p3::with_libc(P2_LISTING_HOARDER),
+    );
+    let rt = load_written(
+        bins.path(),
+        &format!(
+            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: hoarder, kind: process.wasm, fs: bins, path: hoarder.wasm, hash: \"{hoarder}\", method: hoard, imports: [wasi:filesystem], limits: {{ max_execution_ms: 10000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
+            bins.path().display(),
+            mount.path().display(),
+        ),
+    );
+    let exit = run(&rt, "t:hoarder", &[]);
+    let held = wasmproc_runtime::MAX_DIRECTORY_LISTINGS as u64;
+    assert_eq!(exit.outcome, Ok(json!((held << 8) + 22)), "{exit:?}");
+}
