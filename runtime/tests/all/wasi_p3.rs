@@ -85,7 +85,8 @@ const COMMAND: &str = r#"
 
 /// [`with_libc`], and the `(; filesystem types ;)` line of its `wasi:filesystem/types@0.3.0`
 /// import replaced by the types its functions use: `error-code` (`$error'`), `path-flags`,
-/// `open-flags` and `descriptor-flags` (each `$name'`).
+/// `open-flags`, `descriptor-flags`, `descriptor-type` (each `$name'`) and `directory-entry`
+/// (`$entry'`).
 pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
     with_libc(wat).replace(
         "(; filesystem types ;)",
@@ -107,7 +108,13 @@ pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
     (export "open-flags" (type $open-flags' (eq $open-flags)))
     (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
       "requested-write-sync" "mutate-directory"))
-    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))"#,
+    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (type $descriptor-type (variant (case "block-device") (case "character-device")
+      (case "directory") (case "fifo") (case "symbolic-link") (case "regular-file")
+      (case "socket") (case "other" (option string))))
+    (export "descriptor-type" (type $descriptor-type' (eq $descriptor-type)))
+    (type $entry (record (field "type" $descriptor-type') (field "name" string)))
+    (export "directory-entry" (type $entry' (eq $entry)))"#,
     )
 }
 
