@@ -38,19 +38,6 @@ fn special(ty: DescriptorType) -> bool {
     )
 }
 
-/// What an open that `creates` a file takes from the process's write quota
-/// ([`crate::write_quota`]): a new name's worth, given back if the open fails.
-fn charge_creation(
-    quota: Option<&std::sync::Arc<crate::write_quota::WriteQuota>>,
-    creates: bool,
-) -> Result<Charge, crate::write_quota::Exceeded> {
-    if creates {
-        Charge::take(quota, crate::write_quota::NEW_NAME_BYTES)
-    } else {
-        Ok(Charge::none())
-    }
-}
-
 /// Replaces the linker's `[method]descriptor.open-at` with one that refuses special files (and
 /// charges a file it creates to the process's write quota).
 pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Result<()> {
@@ -86,7 +73,8 @@ pub(crate) fn guard_open_at(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                     return Ok((Err(ErrorCode::Unsupported),));
                 }
                 let creates = looked.is_err() && oflags.contains(OpenFlags::CREATE);
-                let Ok(charge) = charge_creation(store.data().written.as_ref(), creates) else {
+                let Ok(charge) = Charge::for_creation(store.data().written.as_ref(), creates)
+                else {
                     return Ok((Err(ErrorCode::InsufficientSpace),));
                 };
                 let mut view = store.data_mut().filesystem();
@@ -157,7 +145,7 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
                 }
                 let creates = looked.is_err() && oflags.contains(p3::OpenFlags::CREATE);
                 let quota = accessor.with(|mut access| access.get().written.clone());
-                let Ok(charge) = charge_creation(quota.as_ref(), creates) else {
+                let Ok(charge) = Charge::for_creation(quota.as_ref(), creates) else {
                     return Ok((Err(p3::ErrorCode::InsufficientSpace),));
                 };
                 let opened = match WasiFilesystem::open_at(
@@ -238,7 +226,7 @@ pub(crate) fn guard_path_open(linker: &mut wasmtime::Linker<ModuleData>) -> wasm
                     }
                     Err(_) => Oflags::from_bits_truncate(oflags as u16).contains(Oflags::CREAT),
                 };
-                let Ok(charge) = charge_creation(call.quota.as_ref(), creates) else {
+                let Ok(charge) = Charge::for_creation(call.quota.as_ref(), creates) else {
                     return Ok(Errno::Nospc as i32);
                 };
                 let (memory, ctx) = call.parts();

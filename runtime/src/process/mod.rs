@@ -263,18 +263,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
             Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
         };
         // The store is gone by now: the guard emits Close when it goes.
-        let outcome = match (outcome, &guard.usage.memory) {
-            (Err(e), Some(memory)) if e.kind == ErrorKind::Trap || refused_at_instantiation(&e) => {
-                Err(blame_limit(e, &launch.limits, memory))
-            }
-            (other, _) => other,
-        };
-        let outcome = match (outcome, &guard.usage.written) {
-            (Err(e), Some(quota)) if e.kind == ErrorKind::Trap => {
-                Err(blame_quota(e, &launch.limits, quota))
-            }
-            (other, _) => other,
-        };
+        let outcome = outcome.map_err(|e| blame_limits(e, &launch.limits, &guard.usage));
         guard.finish(outcome);
     }
 }
@@ -323,43 +312,46 @@ fn refused_at_instantiation(e: &ExitError) -> bool {
             || e.message.contains("exceeds table limits"))
 }
 
-/// A trap after a denied `memory.grow` or `table.grow`, or an instantiation that failed
-/// because a memory or table the binary declares does not fit (wasmtime reports that as an
-/// error, not a trap: it was a `host_failure`), is the memory limit's doing: say so, keep the
-/// original message.
-fn blame_limit(failure: ExitError, limits: &Limits, memory: &MemoryUsage) -> ExitError {
-    let then = if failure.kind == ErrorKind::Trap {
+/// A failure a limit caused is reported as that limit, the original message kept: a trap
+/// after a denied `memory.grow` or `table.grow`, or an instantiation that failed because a
+/// memory or table the binary declares does not fit (wasmtime reports that as an error, not a
+/// trap: it was a `host_failure`), is `max_memory`'s; a trap after the write quota refused a
+/// call (a guest that unwraps a failed write) is `max_written`'s.
+fn blame_limits(failure: ExitError, limits: &Limits, usage: &Usage) -> ExitError {
+    let trapped = failure.kind == ErrorKind::Trap;
+    let then = if trapped {
         "then the guest trapped"
     } else {
         "so the process could not go on"
     };
-    match (limits.max_memory, memory.denied()) {
-        (Some(max), Some(wanted)) => ExitError::new(
+    let memory = usage.memory.as_ref().and_then(|memory| memory.denied());
+    if let (Some(max), Some(wanted), true) = (
+        limits.max_memory,
+        memory,
+        trapped || refused_at_instantiation(&failure),
+    ) {
+        return ExitError::new(
             ErrorKind::LimitExceeded,
             format!(
                 "max_memory ({max} bytes) exceeded: growing memories and tables to {wanted} bytes was denied, {then}: {}",
                 failure.message
             ),
-        ),
-        _ => failure,
+        );
     }
-}
-
-/// A trap after the write quota refused a call is the quota's doing, as a trap after a denied
-/// `memory.grow` is the memory limit's (a guest that unwraps a failed write): say so, keep the
-/// original message.
-fn blame_quota(failure: ExitError, limits: &Limits, quota: &WriteQuota) -> ExitError {
-    match (limits.max_written, quota.refused()) {
-        (Some(max), Some(refused)) => ExitError::new(
+    let quota = usage
+        .written
+        .as_ref()
+        .and_then(|quota| quota.refused().map(|n| (n, quota.used())));
+    if let (Some(max), Some((refused, used)), true) = (limits.max_written, quota, trapped) {
+        return ExitError::new(
             ErrorKind::LimitExceeded,
             format!(
-                "max_written ({max} bytes) exceeded: a write of {refused} bytes was refused after {} bytes, then the guest trapped: {}",
-                quota.used(),
+                "max_written ({max} bytes) exceeded: a write of {refused} bytes was refused after {used} bytes, {then}: {}",
                 failure.message
             ),
-        ),
-        _ => failure,
+        );
     }
+    failure
 }
 
 #[cfg(test)]

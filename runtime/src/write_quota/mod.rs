@@ -108,6 +108,19 @@ impl Charge {
         })
     }
 
+    /// What an open that `creates` a file takes: a new name's worth ([`NEW_NAME_BYTES`]), given
+    /// back if the open fails; nothing for an open of a file that exists.
+    pub(crate) fn for_creation(
+        quota: Option<&Arc<WriteQuota>>,
+        creates: bool,
+    ) -> Result<Charge, Exceeded> {
+        if creates {
+            Charge::take(quota, NEW_NAME_BYTES)
+        } else {
+            Ok(Charge::none())
+        }
+    }
+
     /// Nothing taken: a process without a quota, or a call that writes nothing.
     pub(crate) fn none() -> Charge {
         Charge {

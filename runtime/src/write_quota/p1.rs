@@ -165,9 +165,7 @@ async fn charge_write(
     let Some(quota) = call.quota.clone() else {
         return Ok(Charge::none());
     };
-    let Some(bytes) = first_buffer(&call.memory, iovs, iovs_len, call.fuel()) else {
-        return Ok(Charge::none());
-    };
+    // First what the descriptor is (stdio needs no system call), then the buffers.
     let (memory, ctx) = call.parts();
     let file = ctx
         .fd_fdstat_get(memory, Fd::from(fd as u32))
@@ -176,6 +174,9 @@ async fn charge_write(
     if !file {
         return Ok(Charge::none());
     }
+    let Some(bytes) = first_buffer(&call.memory, iovs, iovs_len, call.fuel()) else {
+        return Ok(Charge::none());
+    };
     Charge::take(Some(&quota), bytes)
 }
 
