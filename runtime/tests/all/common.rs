@@ -97,3 +97,43 @@ pub fn first_line(stdout: tokio::io::DuplexStream) -> String {
             line
         })
 }
+
+/// One `process.wasm` entry of [`load_mounted`]: its name, its binary (a file of the
+/// manifest's directory), its method, and the rest of its fields (`imports`, `limits`).
+#[allow(dead_code)] // As above.
+pub struct Mounted<'a> {
+    pub name: &'a str,
+    pub binary: &'a str,
+    pub method: &'a str,
+    pub fields: &'a str,
+}
+
+/// Writes and loads a manifest in `bins` with the host `t:host` (2 workers) and `entries`, each
+/// with `mount` at `guest` and its binary's hash taken from the file.
+#[allow(dead_code)] // As above.
+pub fn load_mounted(
+    bins: &std::path::Path,
+    mount: &std::path::Path,
+    guest: &str,
+    entries: &[Mounted],
+) -> Runtime {
+    let mut text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: mount, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n",
+        bins.display(),
+        mount.display()
+    );
+    for Mounted {
+        name,
+        binary,
+        method,
+        fields,
+    } in entries
+    {
+        let hash =
+            wasmproc_runtime::manifest::Digest::of(&std::fs::read(bins.join(binary)).unwrap());
+        text += &format!(
+            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {binary}, hash: \"{hash}\", method: {method}, {fields}, wasi: {{ mounts: [{{ fs: mount, guest: {guest} }}] }} }}\n"
+        );
+    }
+    load_written(bins, &text)
+}

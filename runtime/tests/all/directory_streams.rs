@@ -2,7 +2,7 @@
 //! blocking threads are shared by every process on a host, and what a listing holds lives
 //! outside `max_memory`.
 
-use crate::common::{load_written, receive, write_wat};
+use crate::common::{load_mounted, receive, write_wat, Mounted};
 use serde_json::json;
 use wasmproc_runtime::{Exit, Mailbox, Runtime};
 
@@ -89,21 +89,35 @@ fn unread_wasi_p3_directory_streams_hold_no_host_thread() {
     for i in 0..10 {
         std::fs::write(mount.path().join(format!("file{i}")), "x").unwrap();
     }
-    let holder = write_wat(
+    write_wat(
         bins.path(),
         "holder.wasm",
         &crate::wasi_p3::with_libc_and_filesystem_types(P3_DIRECTORY_HOLDER),
     );
-    let probe = std::fs::read(crate::common::dist().join("probe.wasm")).unwrap();
-    std::fs::write(bins.path().join("probe.wasm"), &probe).unwrap();
-    let probe = wasmproc_runtime::manifest::Digest::of(&probe);
-    let rt = load_written(
+    std::fs::copy(
+        crate::common::dist().join("probe.wasm"),
+        bins.path().join("probe.wasm"),
+    )
+    .unwrap();
+    let rt = load_mounted(
         bins.path(),
-        &format!(
-            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: holder, kind: process.wasm, fs: bins, path: holder.wasm, hash: \"{holder}\", method: hold, imports: [wasi:clocks, wasi:filesystem], limits: {{ max_execution_ms: 20000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n  - {{ name: probe, kind: process.wasm, fs: bins, path: probe.wasm, hash: \"{probe}\", method: try-fs, imports: [wasi:cli, wasi:filesystem], limits: {{ max_execution_ms: 3000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
-            bins.path().display(),
-            mount.path().display(),
-        ),
+        mount.path(),
+        "/data",
+        &[
+            Mounted {
+                name: "holder",
+                binary: "holder.wasm",
+                method: "hold",
+                fields:
+                    "imports: [wasi:clocks, wasi:filesystem], limits: { max_execution_ms: 20000 }",
+            },
+            Mounted {
+                name: "probe",
+                binary: "probe.wasm",
+                method: "try-fs",
+                fields: "imports: [wasi:cli, wasi:filesystem], limits: { max_execution_ms: 3000 }",
+            },
+        ],
     );
     let mut holding = Mailbox::new();
     rt.spawn_monitored("t:holder", "t:host", &[json!(100), json!(5000)], &holding)
@@ -237,18 +251,21 @@ fn a_wasi_p3_directory_listing_has_every_entry_across_batches() {
     }
     std::os::unix::fs::symlink("file0", mount.path().join("link")).unwrap();
     std::os::unix::fs::symlink("a", mount.path().join("dir-link")).unwrap();
-    let lister = write_wat(
+    write_wat(
         bins.path(),
         "lister.wasm",
         &crate::wasi_p3::with_libc_and_filesystem_types(P3_LISTER),
     );
-    let rt = load_written(
+    let rt = load_mounted(
         bins.path(),
-        &format!(
-            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: lister, kind: process.wasm, fs: bins, path: lister.wasm, hash: \"{lister}\", method: list, imports: [wasi:filesystem], limits: {{ max_execution_ms: 10000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
-            bins.path().display(),
-            mount.path().display(),
-        ),
+        mount.path(),
+        "/data",
+        &[Mounted {
+            name: "lister",
+            binary: "lister.wasm",
+            method: "list",
+            fields: "imports: [wasi:filesystem], limits: { max_execution_ms: 10000 }",
+        }],
     );
     let exit = run(&rt, "t:lister", &[]);
     // 150 files, 3 directories, 2 symbolic links.
@@ -266,14 +283,7 @@ const P2_LISTING_HOARDER: &str = r#"
   (import "wasi:filesystem/types@0.2.12" (instance $types
     (export "descriptor" (type $d (sub resource)))
     (export "directory-entry-stream" (type $s (sub resource)))
-    (type $error (enum "access" "would-block" "already" "bad-descriptor" "busy" "deadlock"
-      "quota" "exist" "file-too-large" "illegal-byte-sequence" "in-progress" "interrupted"
-      "invalid" "io" "is-directory" "loop" "too-many-links" "message-size" "name-too-long"
-      "no-device" "no-entry" "no-lock" "insufficient-memory" "insufficient-space"
-      "not-directory" "not-empty" "not-recoverable" "unsupported" "no-tty" "no-such-device"
-      "overflow" "not-permitted" "pipe" "read-only" "invalid-seek" "text-file-busy"
-      "cross-device"))
-    (export "error-code" (type $error' (eq $error)))
+    (; filesystem types 0.2 ;)
     (export "[method]descriptor.read-directory" (func (param "self" (borrow $d))
       (result (result (own $s) (error $error')))))))
   (alias export $types "descriptor" (type $descriptor))
@@ -313,18 +323,21 @@ const P2_LISTING_HOARDER: &str = r#"
 fn a_wasi_p2_guest_holds_a_bounded_number_of_directory_listings() {
     let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(mount.path().join("file"), "x").unwrap();
-    let hoarder = write_wat(
+    write_wat(
         bins.path(),
         "hoarder.wasm",
-        &crate::wasi_p3::with_libc(P2_LISTING_HOARDER),
+        &crate::wasi_p3::with_libc_and_filesystem_types(P2_LISTING_HOARDER),
     );
-    let rt = load_written(
+    let rt = load_mounted(
         bins.path(),
-        &format!(
-            "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: data, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: hoarder, kind: process.wasm, fs: bins, path: hoarder.wasm, hash: \"{hoarder}\", method: hoard, imports: [wasi:filesystem], limits: {{ max_execution_ms: 10000 }}, wasi: {{ mounts: [{{ fs: data, guest: /data }}] }} }}\n",
-            bins.path().display(),
-            mount.path().display(),
-        ),
+        mount.path(),
+        "/data",
+        &[Mounted {
+            name: "hoarder",
+            binary: "hoarder.wasm",
+            method: "hoard",
+            fields: "imports: [wasi:filesystem], limits: { max_execution_ms: 10000 }",
+        }],
     );
     let exit = run(&rt, "t:hoarder", &[]);
     let held = wasmproc_runtime::MAX_DIRECTORY_LISTINGS as u64;

@@ -86,11 +86,25 @@ const COMMAND: &str = r#"
 /// [`with_libc`], and the `(; filesystem types ;)` line of its `wasi:filesystem/types@0.3.0`
 /// import replaced by the types its functions use: `error-code` (`$error'`), `path-flags`,
 /// `open-flags`, `descriptor-flags`, `descriptor-type` (each `$name'`) and `directory-entry`
-/// (`$entry'`).
+/// (`$entry'`); a `(; filesystem types 0.2 ;)` line of a `@0.2.12` import, by WASI 0.2's
+/// `error-code` (an enum) and the same flags.
 pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
-    with_libc(wat).replace(
-        "(; filesystem types ;)",
-        r#"(type $error (variant
+    const FLAGS: &str = r#"(type $path-flags (flags "symlink-follow"))
+    (export "path-flags" (type $path-flags' (eq $path-flags)))
+    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
+    (export "open-flags" (type $open-flags' (eq $open-flags)))
+    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
+      "requested-write-sync" "mutate-directory"))
+    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))"#;
+    const P2_ERROR: &str = r#"(type $error (enum "access" "would-block" "already"
+      "bad-descriptor" "busy" "deadlock" "quota" "exist" "file-too-large"
+      "illegal-byte-sequence" "in-progress" "interrupted" "invalid" "io" "is-directory" "loop"
+      "too-many-links" "message-size" "name-too-long" "no-device" "no-entry" "no-lock"
+      "insufficient-memory" "insufficient-space" "not-directory" "not-empty" "not-recoverable"
+      "unsupported" "no-tty" "no-such-device" "overflow" "not-permitted" "pipe" "read-only"
+      "invalid-seek" "text-file-busy" "cross-device"))
+    (export "error-code" (type $error' (eq $error)))"#;
+    const P3_ERROR: &str = r#"(type $error (variant
       (case "access") (case "already") (case "bad-descriptor") (case "busy") (case "deadlock")
       (case "quota") (case "exist") (case "file-too-large") (case "illegal-byte-sequence")
       (case "in-progress") (case "interrupted") (case "invalid") (case "io") (case "is-directory")
@@ -101,21 +115,22 @@ pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
       (case "overflow") (case "not-permitted") (case "pipe") (case "read-only")
       (case "invalid-seek") (case "text-file-busy") (case "cross-device")
       (case "other" (option string))))
-    (export "error-code" (type $error' (eq $error)))
-    (type $path-flags (flags "symlink-follow"))
-    (export "path-flags" (type $path-flags' (eq $path-flags)))
-    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
-    (export "open-flags" (type $open-flags' (eq $open-flags)))
-    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
-      "requested-write-sync" "mutate-directory"))
-    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
-    (type $descriptor-type (variant (case "block-device") (case "character-device")
-      (case "directory") (case "fifo") (case "symbolic-link") (case "regular-file")
-      (case "socket") (case "other" (option string))))
+    (export "error-code" (type $error' (eq $error)))"#;
+    const P3_ENTRIES: &str = r#"(type $descriptor-type (variant (case "block-device")
+      (case "character-device") (case "directory") (case "fifo") (case "symbolic-link")
+      (case "regular-file") (case "socket") (case "other" (option string))))
     (export "descriptor-type" (type $descriptor-type' (eq $descriptor-type)))
     (type $entry (record (field "type" $descriptor-type') (field "name" string)))
-    (export "directory-entry" (type $entry' (eq $entry)))"#,
-    )
+    (export "directory-entry" (type $entry' (eq $entry)))"#;
+    with_libc(wat)
+        .replace(
+            "(; filesystem types 0.2 ;)",
+            &format!("{P2_ERROR}\n    {FLAGS}"),
+        )
+        .replace(
+            "(; filesystem types ;)",
+            &format!("{P3_ERROR}\n    {FLAGS}\n    {P3_ENTRIES}"),
+        )
 }
 
 /// `wat` with its `(; libc ;)` line replaced by a core instance `$libc` exporting a memory and

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{load_written, receive, write_wat};
+use crate::common::{load_mounted, receive, write_wat, Mounted};
 use serde_json::json;
 use wasmproc_runtime::{ErrorKind, Exit, Mailbox, Runtime, NEW_NAME_BYTES};
 
@@ -82,22 +82,29 @@ const P1_WRITER: &str = r#"
 /// A runtime whose entries run `binary` (from `bins`, method `method`) with `mount` at `/out`,
 /// one entry per quota: `q<max>` with `limits.max_written: <max>`, and `free` without.
 fn runtime(bins: &Path, mount: &Path, binary: &str, method: &str, quotas: &[u64]) -> Runtime {
-    let hash = wasmproc_runtime::manifest::Digest::of(&std::fs::read(bins.join(binary)).unwrap());
-    let entry = |name: String, limit: String| {
-        format!(
-            "  - {{ name: {name}, kind: process.wasm, fs: bins, path: {binary}, hash: \"{hash}\", method: {method}, imports: [wasi:cli, wasi:filesystem], limits: {{ max_execution_ms: 5000{limit} }}, wasi: {{ mounts: [{{ fs: out, guest: /out }}] }} }}\n"
+    let names: Vec<(String, String)> = std::iter::once(("free".to_string(), String::new()))
+        .chain(
+            quotas
+                .iter()
+                .map(|max| (format!("q{max}"), format!(", max_written: {max}"))),
         )
-    };
-    let mut text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: out, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n",
-        bins.display(),
-        mount.display()
-    );
-    text += &entry("free".into(), String::new());
-    for max in quotas {
-        text += &entry(format!("q{max}"), format!(", max_written: {max}"));
-    }
-    load_written(bins, &text)
+        .map(|(name, limit)| {
+            let fields = format!(
+                "imports: [wasi:cli, wasi:filesystem], limits: {{ max_execution_ms: 5000{limit} }}"
+            );
+            (name, fields)
+        })
+        .collect();
+    let entries: Vec<Mounted> = names
+        .iter()
+        .map(|(name, fields)| Mounted {
+            name,
+            binary,
+            method,
+            fields,
+        })
+        .collect();
+    load_mounted(bins, mount, "/out", &entries)
 }
 
 fn run(rt: &Runtime, entry: &str, args: &[serde_json::Value]) -> Exit {
@@ -487,21 +494,7 @@ const P2_WRITER: &str = r#"
 (component $C
   (import "wasi:filesystem/types@0.2.12" (instance $types
     (export "descriptor" (type $d (sub resource)))
-    (type $error (enum "access" "would-block" "already" "bad-descriptor" "busy" "deadlock"
-      "quota" "exist" "file-too-large" "illegal-byte-sequence" "in-progress" "interrupted"
-      "invalid" "io" "is-directory" "loop" "too-many-links" "message-size" "name-too-long"
-      "no-device" "no-entry" "no-lock" "insufficient-memory" "insufficient-space"
-      "not-directory" "not-empty" "not-recoverable" "unsupported" "no-tty" "no-such-device"
-      "overflow" "not-permitted" "pipe" "read-only" "invalid-seek" "text-file-busy"
-      "cross-device"))
-    (export "error-code" (type $error' (eq $error)))
-    (type $path-flags (flags "symlink-follow"))
-    (export "path-flags" (type $path-flags' (eq $path-flags)))
-    (type $open-flags (flags "create" "directory" "exclusive" "truncate"))
-    (export "open-flags" (type $open-flags' (eq $open-flags)))
-    (type $descriptor-flags (flags "read" "write" "file-integrity-sync" "data-integrity-sync"
-      "requested-write-sync" "mutate-directory"))
-    (export "descriptor-flags" (type $descriptor-flags' (eq $descriptor-flags)))
+    (; filesystem types 0.2 ;)
     (export "[method]descriptor.open-at" (func
       (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
       (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
@@ -589,7 +582,7 @@ fn a_components_direct_writes_size_changes_and_links_are_charged() {
     write_wat(
         bins.path(),
         "p2.wasm",
-        &crate::wasi_p3::with_libc(P2_WRITER),
+        &crate::wasi_p3::with_libc_and_filesystem_types(P2_WRITER),
     );
     let name = NEW_NAME_BYTES;
     let rt = runtime(bins.path(), out.path(), "p2.wasm", "run", &[name + 10, 10]);
