@@ -21,6 +21,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::PollSemaphore;
 use wasmtime::component::{
     Destination, FutureReader, Linker, Resource, StreamProducer, StreamReader, StreamResult,
 };
@@ -28,6 +29,7 @@ use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::p3::bindings::filesystem::types::{DescriptorType, DirectoryEntry, ErrorCode};
 
+use crate::file_operations::Turn;
 use crate::special_files::P3_TYPES;
 use crate::store_data::ComponentData;
 
@@ -78,7 +80,9 @@ pub(crate) fn list_in_batches(linker: &mut Linker<ComponentData>) -> wasmtime::R
             let (result, outcome) = oneshot::channel();
             let stream = match store.data().table.get(&fd)? {
                 Descriptor::Dir(dir) => {
-                    let listing = Listing::new(dir.dir.clone(), result);
+                    let dir = dir.dir.clone();
+                    let turns = store.data_mut().file_operations().poller();
+                    let listing = Listing::new(dir, turns, result);
                     StreamReader::new(&mut store, listing)?
                 }
                 Descriptor::File(_) => {
@@ -102,6 +106,8 @@ struct Listing {
     dir: Option<Arc<std::fs::File>>,
     /// Read and not yet taken by the guest.
     ready: VecDeque<DirectoryEntry>,
+    /// The process's turns at the blocking threads: a batch is read in one.
+    turns: PollSemaphore,
     reading: Option<JoinHandle<Batch>>,
     /// How the listing ended, once it did.
     ended: Option<Result<(), ErrorCode>>,
@@ -116,11 +122,16 @@ struct Batch {
 }
 
 impl Listing {
-    fn new(dir: Arc<std::fs::File>, result: oneshot::Sender<Result<(), ErrorCode>>) -> Listing {
+    fn new(
+        dir: Arc<std::fs::File>,
+        turns: PollSemaphore,
+        result: oneshot::Sender<Result<(), ErrorCode>>,
+    ) -> Listing {
         Listing {
             entries: None,
             dir: Some(dir),
             ready: VecDeque::new(),
+            turns,
             reading: None,
             ended: None,
             result: Some(result),
@@ -134,10 +145,11 @@ impl Listing {
         StreamResult::Dropped
     }
 
-    /// Starts reading the next batch on a blocking thread.
-    fn read_next(&mut self) {
+    /// Starts reading the next batch on a blocking thread, in `turn`.
+    fn read_next(&mut self, turn: Turn) {
         let (dir, entries) = (self.dir.take(), self.entries.take());
         self.reading = Some(tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let entries = match (entries, dir) {
                 (Some(entries), _) => Ok(entries),
                 (None, Some(dir)) => cap_primitives::fs::read_base_dir(&dir),
@@ -244,7 +256,8 @@ impl StreamProducer<ComponentData> for Listing {
                 if finish {
                     return Poll::Ready(Ok(StreamResult::Cancelled));
                 }
-                me.read_next();
+                let turn = ready!(me.turns.poll_acquire(cx));
+                me.read_next(turn);
             }
             let reading = me.reading.as_mut().expect("a batch is being read");
             // A read that started ends (a batch is short); a cancelled read waits for it.

@@ -97,7 +97,8 @@ fn add_p3(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()>
             p3::filesystem::add_to_linker(l)?;
             crate::special_files::guard_open_at_p3(l)?;
             crate::write_quota::p3::charge_writes(l)?;
-            crate::directory_listing::list_in_batches(l)
+            crate::directory_listing::list_in_batches(l)?;
+            crate::file_operations::p3::take_turns(l)
         }
         Family::Sockets => {
             use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
@@ -158,6 +159,7 @@ fn add(l: &mut Linker<ComponentData>, family: Family) -> wasmtime::Result<()> {
             crate::special_files::guard_open_at(l)?;
             crate::write_quota::p2::charge_writes(l)?;
             crate::directory_listing::bound_p2_listings(l)?;
+            crate::file_operations::p2::take_turns(l)?;
         }
         Family::Random => {
             use bindings::random;

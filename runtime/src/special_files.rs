@@ -124,6 +124,8 @@ pub(crate) fn guard_open_at_p3(linker: &mut Linker<ComponentData>) -> wasmtime::
                 if !may || !crate::descriptors::guest_may_open() {
                     return Ok((Err(p3::ErrorCode::Io),));
                 }
+                // One turn for the look and the open.
+                let _turn = crate::file_operations::p3::turn(accessor).await;
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
                 let looked = WasiFilesystem::stat_at(
                     &fs,

@@ -8,6 +8,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use std::sync::Arc;
 
 use crate::descriptors::OpenFiles;
+use crate::file_operations::FileOperations;
 use crate::limits::MemoryLimiter;
 use crate::network::http::PolicyHooks;
 use crate::network::lookup::Lookups;
@@ -39,6 +40,8 @@ pub struct ComponentData {
     pub(crate) lookups: Option<Lookups>,
     /// Whether `wasi:sockets` may look names up (see `Program::name_lookup`).
     pub(crate) name_lookup: bool,
+    /// Its turns at the host's blocking threads, made at its first file operation.
+    file_operations: Option<FileOperations>,
 }
 
 impl ComponentData {
@@ -65,7 +68,15 @@ impl ComponentData {
             written,
             lookups,
             name_lookup,
+            file_operations: None,
         }
+    }
+
+    /// The process's turns at the host's blocking threads for its file operations.
+    pub(crate) fn file_operations(&mut self) -> FileOperations {
+        self.file_operations
+            .get_or_insert_with(FileOperations::new)
+            .clone()
     }
 }
 

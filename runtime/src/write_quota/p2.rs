@@ -1,7 +1,8 @@
 //! Components' writes through WASI 0.2 (and preview 1 guests' through their adapter), charged:
 //! `descriptor.write`, `set-size`'s growth, every write to the streams `write-via-stream` and
-//! `append-via-stream` hand out (wrapped as they are made), and the names `create-directory-at`,
-//! `symlink-at` and `link-at` create (`open-at`'s, in [`crate::special_files`]).
+//! `append-via-stream` hand out (wrapped as they are made, in [`crate::file_operations`]), and
+//! the names `create-directory-at`, `symlink-at` and `link-at` create (`open-at`'s, in
+//! [`crate::special_files`]).
 
 use std::sync::Arc;
 
@@ -77,22 +78,6 @@ pub(crate) fn charge_writes(linker: &mut Linker<ComponentData>) -> wasmtime::Res
             })
         },
     )?;
-    types.func_wrap(
-        "[method]descriptor.write-via-stream",
-        |mut store, (fd, offset): (Resource<Descriptor>, u64)| {
-            let mut view = store.data_mut().filesystem();
-            let opened = HostDescriptor::write_via_stream(&mut view, fd, offset);
-            charged_stream(store.data_mut(), opened)
-        },
-    )?;
-    types.func_wrap(
-        "[method]descriptor.append-via-stream",
-        |mut store, (fd,): (Resource<Descriptor>,)| {
-            let mut view = store.data_mut().filesystem();
-            let opened = HostDescriptor::append_via_stream(&mut view, fd);
-            charged_stream(store.data_mut(), opened)
-        },
-    )?;
     types.func_wrap_async(
         "[method]descriptor.create-directory-at",
         |mut store, (fd, path): (Resource<Descriptor>, String)| {
@@ -158,25 +143,16 @@ fn kept_if_done(
     }
 }
 
-/// The stream a `write-via-stream` or `append-via-stream` made, wrapped so that each write to
-/// it is charged, when the process has a quota.
-fn charged_stream(
-    data: &mut ComponentData,
-    opened: wasmtime_wasi::p2::FsResult<Resource<DynOutputStream>>,
-) -> wasmtime::Result<(Result<Resource<DynOutputStream>, ErrorCode>,)> {
-    let stream = match opened {
-        Ok(stream) => stream,
-        Err(e) => {
-            let mut view = data.filesystem();
-            return Ok((Err(Host::convert_error_code(&mut view, e)?),));
-        }
-    };
-    let Some(quota) = data.written.clone() else {
-        return Ok((Ok(stream),));
-    };
-    let inner = data.table.delete(stream)?;
-    let charged: DynOutputStream = Box::new(ChargedStream { inner, quota });
-    Ok((Ok(data.table.push(charged)?),))
+/// `stream`, a file's output stream (`write-via-stream`'s or `append-via-stream`'s), wrapped
+/// so that each write to it is charged, when the process has a quota.
+pub(crate) fn charged(quota: Option<Arc<WriteQuota>>, stream: DynOutputStream) -> DynOutputStream {
+    match quota {
+        Some(quota) => Box::new(ChargedStream {
+            inner: stream,
+            quota,
+        }),
+        None => stream,
+    }
 }
 
 /// A file's output stream whose writes are charged to the process's quota first.

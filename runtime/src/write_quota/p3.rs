@@ -14,6 +14,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::PollSemaphore;
 use wasmtime::component::{
     Accessor, FutureReader, Linker, Resource, Source, StreamConsumer, StreamReader, StreamResult,
 };
@@ -24,6 +25,7 @@ use wasmtime_wasi::p3::bindings::filesystem::types::{
 };
 
 use super::{Charge, WriteQuota, NEW_NAME_BYTES};
+use crate::file_operations::p3::turn;
 use crate::store_data::ComponentData;
 
 use crate::special_files::P3_TYPES as TYPES;
@@ -56,6 +58,8 @@ pub(crate) fn charge_writes(linker: &mut Linker<ComponentData>) -> wasmtime::Res
         "[method]descriptor.set-size",
         |accessor: &Accessor<ComponentData>, (fd, size): (Resource<Descriptor>, u64)| {
             Box::pin(async move {
+                // One turn for the look at its size and the change.
+                let _turn = turn(accessor).await;
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
                 let quota = accessor.with(|mut access| access.get().written.clone());
                 let charge = match &quota {
@@ -85,6 +89,7 @@ pub(crate) fn charge_writes(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                 let Ok(charge) = charge_a_name(accessor) else {
                     return Ok((Err(ErrorCode::InsufficientSpace),));
                 };
+                let _turn = turn(accessor).await;
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
                 kept_if_done(
                     charge,
@@ -101,6 +106,7 @@ pub(crate) fn charge_writes(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                 let Ok(charge) = charge_a_name(accessor) else {
                     return Ok((Err(ErrorCode::InsufficientSpace),));
                 };
+                let _turn = turn(accessor).await;
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
                 kept_if_done(charge, WasiFilesystem::symlink_at(&fs, fd, old, new).await)
             })
@@ -120,6 +126,7 @@ pub(crate) fn charge_writes(linker: &mut Linker<ComponentData>) -> wasmtime::Res
                 let Ok(charge) = charge_a_name(accessor) else {
                     return Ok((Err(ErrorCode::InsufficientSpace),));
                 };
+                let _turn = turn(accessor).await;
                 let fs = accessor.with_getter::<WasiFilesystem>(ComponentData::filesystem);
                 let made = WasiFilesystem::link_at(&fs, fd, flags, old, new_fd, new).await;
                 kept_if_done(charge, made)
@@ -168,7 +175,11 @@ fn write_via_stream(
     match file {
         Ok(file) => {
             let quota = store.data().written.clone();
-            data.pipe(&mut store, ChargedWrites::new(file, at, quota, result))?;
+            let turns = store.data_mut().file_operations().poller();
+            data.pipe(
+                &mut store,
+                ChargedWrites::new(file, at, quota, turns, result),
+            )?;
         }
         Err(code) => {
             data.close(&mut store)?;
@@ -179,13 +190,14 @@ fn write_via_stream(
 }
 
 /// Consumes a guest's stream into a file, each chunk charged to the process's quota before it
-/// is written (on a blocking thread: files block). The first failure, the quota's included,
-/// ends the stream and is what its future reports.
+/// is written (on a blocking thread, in a turn of the process: files block). The first
+/// failure, the quota's included, ends the stream and is what its future reports.
 struct ChargedWrites {
     file: Arc<std::fs::File>,
     /// Where the next chunk goes; `None`: at the end of the file.
     at: Option<u64>,
     quota: Option<Arc<WriteQuota>>,
+    turns: PollSemaphore,
     result: Option<oneshot::Sender<Result<(), ErrorCode>>>,
     /// The chunk being written, and its charge.
     writing: Option<(JoinHandle<std::io::Result<usize>>, Charge)>,
@@ -196,12 +208,14 @@ impl ChargedWrites {
         file: Arc<std::fs::File>,
         at: Option<u64>,
         quota: Option<Arc<WriteQuota>>,
+        turns: PollSemaphore,
         result: oneshot::Sender<Result<(), ErrorCode>>,
     ) -> Self {
         ChargedWrites {
             file,
             at,
             quota,
+            turns,
             result: Some(result),
             writing: None,
         }
@@ -236,12 +250,18 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
             if remaining.is_empty() {
                 return Poll::Ready(Ok(StreamResult::Completed));
             }
+            // Nothing is copied from the guest until the write can go to a thread.
+            let turn = ready!(me.turns.poll_acquire(cx));
             let chunk = remaining[..remaining.len().min(CHUNK)].to_vec();
             let Ok(charge) = Charge::take(me.quota.as_ref(), chunk.len() as u64) else {
                 return Poll::Ready(Ok(me.close(Err(ErrorCode::InsufficientSpace))));
             };
             let (file, at) = (me.file.clone(), me.at);
-            let task = tokio::task::spawn_blocking(move || write(&file, &chunk, at));
+            let task = tokio::task::spawn_blocking(move || {
+                // Held until the write ends, also if the stream is dropped meanwhile.
+                let _turn = turn;
+                write(&file, &chunk, at)
+            });
             me.writing = Some((task, charge));
         }
         let (task, _) = me.writing.as_mut().expect("a chunk is being written");
@@ -296,7 +316,7 @@ fn write(file: &std::fs::File, bytes: &[u8], at: Option<u64>) -> std::io::Result
 
 /// Writes `bytes` at the end of `file`, whatever its cursor, as wasmtime-wasi does: `pwritev2`
 /// with `RWF_APPEND` (Linux 4.16), else the file switched to append mode for the write.
-fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
+pub(crate) fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
     use std::io::Write as _;
     use std::os::fd::AsRawFd as _;
     let fd = file.as_raw_fd();

@@ -4,6 +4,7 @@
 
 mod common;
 mod directory_streams;
+mod file_operations;
 mod loopback;
 mod warnings;
 
