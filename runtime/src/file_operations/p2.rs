@@ -7,11 +7,14 @@
 //! writes went to the background likewise. A process may open as many streams on one file as
 //! it has handles, so it could put thousands of reads or writes on the host's blocking threads
 //! at once and keep 64 KiB for each: 3,000 streams of one guest took the host 206 MB more
-//! resident memory, outside `max_memory` (19 MB with the bound; found attacking, 2026-12-08). Here each stream holds a buffer ([`MAX_STREAM_BUFFERS`] a process) from the
-//! moment it reads or may write until the guest has taken what it read or the write has ended,
-//! and an operation goes to a blocking thread only in a turn. A guest that keeps every buffer
-//! (16 streams with data it does not take, or writes it may make and does not) and then waits
-//! on a seventeenth stream waits for itself.
+//! resident memory, outside `max_memory` (19 MB with the bound; found attacking, 2026-12-08).
+//! Here each stream holds a buffer ([`MAX_STREAM_BUFFERS`] a process) from the moment it
+//! reads ahead or may write until the guest has taken what it read or the write has ended, and
+//! an operation goes to a blocking thread only in a turn. `blocking-read` and
+//! `blocking-write-and-flush` (what toolchains' file I/O uses) hold no buffer: the bytes go
+//! straight to or from the guest. A guest that keeps every buffer (16 streams with bytes it
+//! does not take, or writes it may make and does not) and then polls a seventeenth stream
+//! waits for itself.
 
 use std::io;
 use std::sync::Arc;
@@ -204,7 +207,7 @@ impl InputStream for FileReads {
                 if bytes.is_empty() {
                     self.state = ReadState::Idle;
                 }
-                self.position += chunk.len() as u64;
+                self.position = self.position.saturating_add(chunk.len() as u64);
                 Ok(chunk)
             }
             // A failure is reported once; the stream is closed after it.
@@ -230,7 +233,7 @@ impl InputStream for FileReads {
                     Err(StreamError::Closed)
                 }
                 Ok(bytes) => {
-                    self.position += bytes.len() as u64;
+                    self.position = self.position.saturating_add(bytes.len() as u64);
                     Ok(bytes)
                 }
                 Err(e) => {
