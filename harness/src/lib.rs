@@ -18,6 +18,7 @@ mod http_server;
 pub mod requirements;
 mod run;
 mod scenario;
+mod scratch;
 pub mod suite_report;
 pub mod wasi_testsuite;
 

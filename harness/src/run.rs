@@ -19,6 +19,7 @@ use crate::scenario::{
     ReceiveExpectation, ReceiveStep, RequestStep, Scenario, SetEnvStep, SpawnStep, Step,
     LUA_TIMEOUT,
 };
+use crate::scratch::ScratchDir;
 
 impl Scenario {
     /// Runs the scenario with `loader` (shared between scenarios, so each binary compiles once).
@@ -82,7 +83,7 @@ struct ScenarioRun<'a> {
     clock: tokio::runtime::Runtime,
     server: Option<HttpServer>,
     runtime: Arc<Runtime>,
-    directories: HashMap<String, tempfile::TempDir>,
+    directories: HashMap<String, ScratchDir>,
     /// What `serve` serves, until the scenario ends.
     served: Option<Served>,
 }
@@ -194,11 +195,11 @@ fn loader_for(
 fn bind_directories(
     directories: &BTreeMap<String, DirectorySetup>,
     manifest: &mut Manifest,
-) -> Result<HashMap<String, tempfile::TempDir>, String> {
+) -> Result<HashMap<String, ScratchDir>, String> {
     let mut bound = HashMap::new();
     for (id, setup) in directories {
         let entry = wasmproc_runtime::EntryId::parse(id)?;
-        let dir = tempfile::tempdir().map_err(|e| format!("cannot create a directory: {e}"))?;
+        let dir = ScratchDir::new().map_err(|e| format!("cannot create a directory: {e}"))?;
         // Paths were checked to be plain and relative when the scenario loaded; writing
         // inside the directory also keeps a symlink made here from leading a later path
         // out of it.

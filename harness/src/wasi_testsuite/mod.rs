@@ -394,7 +394,7 @@ fn run(wasm: &Path, loader: &Arc<Loader>) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", wasm.display()))?;
     let test_dir = wasm.parent().unwrap_or(Path::new("."));
     // Tests may write into their directories: each run gets copies.
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let scratch = crate::scratch::ScratchDir::new().map_err(|e| e.to_string())?;
     let mut mounts = Vec::new();
     for dir in &spec.dirs {
         mounts.push((
