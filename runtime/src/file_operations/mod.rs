@@ -27,14 +27,17 @@ use tokio_util::sync::PollSemaphore;
 pub(crate) mod p2;
 pub(crate) mod p3;
 
-pub use p2::MAX_STREAM_BUFFERS;
-
 /// File operations one process may have on the host's blocking threads (running or queued for
 /// one) at once. One process's operations then delay another's by at most this many ahead of
 /// it in the queue.
 pub const MAX_FILE_OPERATIONS: usize = 4;
 
-/// A process's turns at the host's blocking threads, and its WASI 0.2 streams' buffers.
+/// Buffers one process's file streams hold at once: a WASI 0.2 stream's (up to 64 KiB) from a
+/// read until the guest has taken its bytes, and from `check-write` until the write ends; a
+/// WASI 0.3 read stream's (8 KiB) while it holds bytes read ahead of the guest.
+pub const MAX_STREAM_BUFFERS: usize = 16;
+
+/// A process's turns at the host's blocking threads, and its file streams' buffers.
 #[derive(Clone, Debug)]
 pub(crate) struct FileOperations {
     turns: Arc<Semaphore>,
@@ -45,7 +48,7 @@ pub(crate) struct FileOperations {
 /// never are (the operation then goes ahead rather than fail).
 pub(crate) type Turn = Option<OwnedSemaphorePermit>;
 
-/// One of a process's WASI 0.2 stream buffers, held while the stream holds bytes (or may).
+/// One of a process's stream buffers, held while a stream holds bytes (or may).
 pub(crate) struct Buffer {
     _held: Option<OwnedSemaphorePermit>,
 }

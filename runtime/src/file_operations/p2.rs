@@ -8,7 +8,7 @@
 //! it has handles, so it could put thousands of reads or writes on the host's blocking threads
 //! at once and keep 64 KiB for each: 3,000 streams of one guest took the host 206 MB more
 //! resident memory, outside `max_memory` (19 MB with the bound; found attacking, 2026-12-08).
-//! Here each stream holds a buffer ([`MAX_STREAM_BUFFERS`] a process) from the moment it
+//! Here each stream holds a buffer ([`super::MAX_STREAM_BUFFERS`] a process) from the moment it
 //! reads ahead or may write until the guest has taken what it read or the write has ended, and
 //! an operation goes to a blocking thread only in a turn. `blocking-read` and
 //! `blocking-write-and-flush` (what toolchains' file I/O uses) hold no buffer: the bytes go
@@ -44,10 +44,6 @@ const POLLED_READ: usize = 4096;
 
 /// Bytes `check-write` permits: wasmtime-wasi's.
 const WRITE_CAPACITY: usize = 64 * 1024;
-
-/// Buffers one process's WASI 0.2 file streams hold at once, each at most 64 KiB: a read's
-/// bytes until the guest takes them, a write's from `check-write` until it is written.
-pub const MAX_STREAM_BUFFERS: usize = 16;
 
 /// Replaces the linker's WASI 0.2 `read-via-stream`, `write-via-stream` and
 /// `append-via-stream` with ones that hand out wasmproc's streams (writes charged to the

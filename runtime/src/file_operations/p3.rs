@@ -4,9 +4,11 @@
 //! each chunk. The replaced ones take their turns where they are (`special_files`'s `open-at`,
 //! `write_quota::p3`'s writes, `directory_listing`'s batches).
 //!
-//! [`Reads`] also reads no more than the guest's read has room for, so nothing read waits in
-//! the host for the guest: wasmtime-wasi's producer read 8 KiB whatever the guest asked, and
-//! kept what did not fit.
+//! [`Reads`] reads 8 KiB ahead of a smaller read (wasmtime-wasi's producer always did, and kept
+//! what did not fit until the guest read it) only in one of the process's stream buffers
+//! ([`super::MAX_STREAM_BUFFERS`]); without one, it reads what the guest's read has room for.
+//! So a guest with thousands of streams keeps at most that many chunks in the host, and one
+//! reading a byte at a time still reads a chunk per blocking operation.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -27,7 +29,7 @@ use wasmtime_wasi::p3::bindings::filesystem::types::{
 };
 use wasmtime_wasi::p3::filesystem::FilesystemResult;
 
-use super::Turn;
+use super::{Buffer, FileOperations, Turn};
 use crate::special_files::P3_TYPES;
 use crate::store_data::ComponentData;
 
@@ -126,11 +128,15 @@ fn read_via_stream(
     let (result, outcome) = oneshot::channel();
     let stream = match store.data().table.get(&fd)? {
         Descriptor::File(file) => {
+            let file = file.file.clone();
+            let operations = store.data_mut().file_operations();
             let reads = Reads {
-                file: file.file.clone(),
+                file,
                 offset,
-                turns: store.data_mut().file_operations().poller(),
+                turns: operations.poller(),
+                operations,
                 reading: None,
+                ahead: None,
                 result: Some(result),
             };
             StreamReader::new(&mut store, reads)?
@@ -143,16 +149,31 @@ fn read_via_stream(
     Ok(((stream, FutureReader::new(&mut store, outcome)?),))
 }
 
-/// A file read from an offset, a chunk at a time, each chunk in a turn of the process and no
-/// larger than the guest's read has room for.
+/// A file read from an offset, a chunk at a time, each chunk in a turn of the process. A chunk
+/// larger than the guest's read has room for is read only with one of the process's stream
+/// buffers to keep the rest in until the guest takes it; without one, the chunk is what the
+/// read has room for.
 struct Reads {
     file: Arc<std::fs::File>,
-    /// Where the next chunk is read from.
+    /// Where the next chunk is read from (past what was read ahead).
     offset: u64,
+    operations: FileOperations,
     turns: PollSemaphore,
-    /// The chunk being read.
-    reading: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
+    /// The chunk being read, and the buffer for what of it will not fit.
+    reading: Option<(Chunk, Option<Buffer>)>,
+    /// Read and not taken yet.
+    ahead: Option<Ahead>,
     result: Option<oneshot::Sender<Result<(), ErrorCode>>>,
+}
+
+/// A chunk being read from the file.
+type Chunk = JoinHandle<std::io::Result<Vec<u8>>>;
+
+/// Bytes read ahead of the guest: those from `taken` on, kept in a buffer of the process.
+struct Ahead {
+    bytes: Vec<u8>,
+    taken: usize,
+    _buffer: Buffer,
 }
 
 impl Reads {
@@ -177,6 +198,14 @@ impl StreamProducer<ComponentData> for Reads {
     ) -> Poll<wasmtime::Result<StreamResult>> {
         let me = &mut *self;
         if me.reading.is_none() {
+            if let Some(ahead) = &mut me.ahead {
+                let rest = &ahead.bytes[ahead.taken..];
+                ahead.taken += deliver(dst, store, rest);
+                if ahead.taken == ahead.bytes.len() {
+                    me.ahead = None;
+                }
+                return Poll::Ready(Ok(StreamResult::Completed));
+            }
             // Cancelled, nothing in flight: read nothing more.
             if finish {
                 return Poll::Ready(Ok(StreamResult::Cancelled));
@@ -184,19 +213,27 @@ impl StreamProducer<ComponentData> for Reads {
             let room = match dst.remaining(&mut store) {
                 // A read of nothing: ready for one (as wasmtime-wasi answers it).
                 Some(0) => return Poll::Ready(Ok(StreamResult::Completed)),
-                Some(room) => room.min(CHUNK),
+                Some(room) => room,
                 // The host reads (wasmproc does not, so far): a chunk.
                 None => CHUNK,
             };
             let turn = ready!(me.turns.poll_acquire(cx));
+            let (len, buffer) = match room {
+                room if room >= CHUNK => (CHUNK, None),
+                room => match me.operations.try_buffer() {
+                    Some(buffer) => (CHUNK, Some(buffer)),
+                    None => (room, None),
+                },
+            };
             let (file, offset) = (me.file.clone(), me.offset);
-            me.reading = Some(tokio::task::spawn_blocking(move || {
+            let task = tokio::task::spawn_blocking(move || {
                 // Held until the read ends, also if the stream is dropped meanwhile.
                 let _turn = turn;
-                super::read_at(&file, offset, room)
-            }));
+                super::read_at(&file, offset, len)
+            });
+            me.reading = Some((task, buffer));
         }
-        let reading = me.reading.as_mut().expect("a chunk is being read");
+        let (reading, _) = me.reading.as_mut().expect("a chunk is being read");
         let read = match Pin::new(&mut *reading).poll(cx) {
             // Cancelled: a read that started still ends before the stream does.
             Poll::Pending if finish => {
@@ -205,17 +242,25 @@ impl StreamProducer<ComponentData> for Reads {
             }
             other => ready!(other),
         };
-        me.reading = None;
+        let buffer = me.reading.take().and_then(|(_, buffer)| buffer);
         Poll::Ready(Ok(match read {
             Ok(Ok(bytes)) if bytes.is_empty() => me.close(Ok(())),
             Ok(Ok(bytes)) => {
-                let mut dst = dst.as_direct(store, bytes.len());
-                let room = dst.remaining();
-                // The guest's read is the one the chunk was sized for: it all fits.
-                let n = room.len().min(bytes.len());
-                room[..n].copy_from_slice(&bytes[..n]);
-                dst.mark_written(n);
-                match me.offset.checked_add(n as u64) {
+                let n = deliver(dst, store, &bytes);
+                // What did not fit is kept if a buffer was taken for it, else read again.
+                let kept = match buffer {
+                    Some(buffer) if n < bytes.len() => {
+                        let read = bytes.len();
+                        me.ahead = Some(Ahead {
+                            bytes,
+                            taken: n,
+                            _buffer: buffer,
+                        });
+                        read
+                    }
+                    _ => n,
+                };
+                match me.offset.checked_add(kept as u64) {
                     Some(next) => {
                         me.offset = next;
                         StreamResult::Completed
@@ -230,6 +275,20 @@ impl StreamProducer<ComponentData> for Reads {
             ))))),
         }))
     }
+}
+
+/// Copies what of `bytes` fits into the read `dst`; returns how many bytes that was.
+fn deliver(
+    dst: Destination<'_, u8, Option<u8>>,
+    store: StoreContextMut<'_, ComponentData>,
+    bytes: &[u8],
+) -> usize {
+    let mut dst = dst.as_direct(store, bytes.len());
+    let room = dst.remaining();
+    let n = room.len().min(bytes.len());
+    room[..n].copy_from_slice(&bytes[..n]);
+    dst.mark_written(n);
+    n
 }
 
 impl Drop for Reads {

@@ -474,3 +474,177 @@ fn a_wasi_p2_guests_streams_hold_a_bounded_number_of_buffers() {
         assert_eq!(exit.outcome, Ok(json!(buffers)), "streams that {what}");
     }
 }
+
+/// A WASI 0.3 guest's `checksum(size)`: opens `big.bin` in its first preopen, reads it whole
+/// through `read-via-stream`, `size` bytes a read, then reads the stream's future; returns the
+/// bytes' hash (h = h × 31 + byte, from 0, wrapping), or 0xffffffff when the future says the
+/// reading failed.
+const P3_READER: &str = r#"
+(component $C
+  (import "wasi:filesystem/types@0.3.0" (instance $types
+    (export "descriptor" (type $d (sub resource)))
+    (; filesystem types ;)
+    (export "[method]descriptor.open-at" (func async
+      (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
+      (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
+      (result (result (own $d) (error $error')))))
+    (export "[method]descriptor.read-via-stream" (func
+      (param "self" (borrow $d)) (param "offset" u64)
+      (result (tuple (stream u8) (future (result (error $error')))))))))
+  (alias export $types "descriptor" (type $descriptor))
+  (alias export $types "error-code" (type $error-code))
+  (import "wasi:filesystem/preopens@0.3.0" (instance $preopens
+    (alias outer $C $descriptor (type $d))
+    (export "get-directories" (func (result (list (tuple (own $d) string)))))))
+  (; libc ;)
+  (type $bytes (stream u8))
+  (type $outcome (future (result (error $error-code))))
+  (core func $get-dirs (canon lower (func $preopens "get-directories")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $open-at (canon lower (func $types "[method]descriptor.open-at") async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $read-via-stream (canon lower (func $types "[method]descriptor.read-via-stream")
+    (memory (core memory $libc "memory"))))
+  (core func $stream.read (canon stream.read $bytes async (memory (core memory $libc "memory"))))
+  (core func $future.read (canon future.read $outcome async
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $ws.new (canon waitable-set.new))
+  (core func $join (canon waitable.join))
+  (core func $subtask.drop (canon subtask.drop))
+  (core func $ret (canon task.return (result u32)))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-directories" (func $get-dirs (param i32)))
+    (import "" "open-at" (func $open-at (param i32 i32) (result i32)))
+    (import "" "read-via-stream" (func $read-via-stream (param i32 i64 i32)))
+    (import "" "stream.read" (func $stream.read (param i32 i32 i32) (result i32)))
+    (import "" "future.read" (func $future.read (param i32 i32) (result i32)))
+    (import "" "waitable-set.new" (func $ws.new (result i32)))
+    (import "" "waitable.join" (func $join (param i32 i32)))
+    (import "" "subtask.drop" (func $subtask.drop (param i32)))
+    (import "" "task.return" (func $ret (param i32)))
+    (data (i32.const 2048) "big.bin")
+    (global $set (mut i32) (i32.const 0))
+    (global $size (mut i32) (i32.const 0))
+    (global $reader (mut i32) (i32.const 0))
+    (global $future (mut i32) (i32.const 0))
+    (global $hash (mut i32) (i32.const 0))
+    (func $wait (param $waitable i32) (result i32)
+      (call $join (local.get $waitable) (global.get $set))
+      (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
+    ;; A read's status: hash what it read (at 16384), read on, or read the future once the
+    ;; stream ended.
+    (func $read (param $status i32) (result i32) (local $j i32) (local $n i32)
+      (loop $more
+        (if (i32.eq (local.get $status) (i32.const -1))
+          (then (return (call $wait (global.get $reader)))))
+        (local.set $n (i32.shr_u (local.get $status) (i32.const 4)))
+        (local.set $j (i32.const 0))
+        (block $hashed
+          (loop $byte
+            (br_if $hashed (i32.ge_u (local.get $j) (local.get $n)))
+            (global.set $hash (i32.add (i32.mul (global.get $hash) (i32.const 31))
+              (i32.load8_u (i32.add (i32.const 16384) (local.get $j)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $byte)))
+        ;; Dropped (1): the file ended.
+        (if (i32.ne (i32.and (local.get $status) (i32.const 15)) (i32.const 1))
+          (then
+            (local.set $status
+              (call $stream.read (global.get $reader) (i32.const 16384) (global.get $size)))
+            (br $more))))
+      (local.set $status (call $future.read (global.get $future) (i32.const 1600)))
+      (if (i32.eq (local.get $status) (i32.const -1))
+        (then (return (call $wait (global.get $future)))))
+      (call $finish))
+    (func $finish (result i32)
+      (call $ret (if (result i32) (i32.load8_u (i32.const 1600))
+        (then (i32.const -1))
+        (else (global.get $hash))))
+      (i32.const 0))
+    ;; The open's result at 1536: the file's stream and future at 1700.
+    (func $after-open (result i32)
+      (if (i32.load8_u (i32.const 1536)) (then unreachable))
+      (call $read-via-stream (i32.load (i32.const 1540)) (i64.const 0) (i32.const 1700))
+      (global.set $reader (i32.load (i32.const 1700)))
+      (global.set $future (i32.load (i32.const 1704)))
+      (call $read (call $stream.read (global.get $reader) (i32.const 16384) (global.get $size))))
+    (func (export "checksum") (param $size i32) (result i32) (local $status i32)
+      (global.set $size (local.get $size))
+      (global.set $set (call $ws.new))
+      (call $get-dirs (i32.const 1024))
+      ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags,
+      ;; descriptor-flags (read).
+      (i32.store (i32.const 1280) (i32.load (i32.load (i32.const 1024))))
+      (i32.store8 (i32.const 1284) (i32.const 0))
+      (i32.store (i32.const 1288) (i32.const 2048))
+      (i32.store (i32.const 1292) (i32.const 7))
+      (i32.store8 (i32.const 1296) (i32.const 0))
+      (i32.store8 (i32.const 1297) (i32.const 1))
+      (local.set $status (call $open-at (i32.const 1280) (i32.const 1536)))
+      (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
+        (then (return (call $after-open))))
+      (call $wait (i32.shr_u (local.get $status) (i32.const 4))))
+    (func (export "callback") (param $event i32) (param $handle i32) (param $state i32) (result i32)
+      ;; The open (a subtask: 1) returned (2), or not yet.
+      (if (i32.eq (local.get $event) (i32.const 1))
+        (then
+          (if (i32.ne (local.get $state) (i32.const 2))
+            (then (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
+          (call $subtask.drop (local.get $handle))
+          (return (call $after-open))))
+      ;; A stream read (2) ended, or the future's (4).
+      (if (i32.eq (local.get $event) (i32.const 2)) (then (return (call $read (local.get $state)))))
+      (if (i32.eq (local.get $event) (i32.const 4)) (then (return (call $finish))))
+      unreachable))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "get-directories" (func $get-dirs))
+    (export "open-at" (func $open-at))
+    (export "read-via-stream" (func $read-via-stream))
+    (export "stream.read" (func $stream.read))
+    (export "future.read" (func $future.read))
+    (export "waitable-set.new" (func $ws.new))
+    (export "waitable.join" (func $join))
+    (export "subtask.drop" (func $subtask.drop))
+    (export "task.return" (func $ret))))))
+  (func (export "checksum") async (param "size" u32) (result u32)
+    (canon lift (core func $i "checksum") async (callback (core func $i "callback")))))
+"#;
+
+/// wasmproc reads WASI 0.3 `read-via-stream` streams itself: a file read whole, whatever the
+/// size of the guest's reads (one byte, less than a chunk, a chunk, more), comes byte for byte,
+/// across chunks and what was read ahead.
+#[test]
+fn a_wasi_p3_file_read_through_its_stream_comes_whole_whatever_the_read_size() {
+    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let content: Vec<u8> = (0..100_003u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(mount.path().join("big.bin"), &content).unwrap();
+    write_wat(
+        bins.path(),
+        "reader.wasm",
+        &crate::wasi_p3::with_libc_and_filesystem_types(P3_READER),
+    );
+    let rt = load_mounted(
+        bins.path(),
+        mount.path(),
+        "/data",
+        &[Mounted {
+            name: "reader",
+            binary: "reader.wasm",
+            method: "checksum",
+            fields: "imports: [wasi:filesystem], limits: { max_execution_ms: 60000 }",
+        }],
+    );
+    let hash = content
+        .iter()
+        .fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(b as u32));
+    for size in [1, 3000, 8192, 20_000] {
+        let mut mailbox = Mailbox::new();
+        rt.spawn_monitored("t:reader", "t:host", &[json!(size)], &mailbox)
+            .unwrap();
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        assert_eq!(exit.outcome, Ok(json!(hash)), "reads of {size} bytes");
+    }
+}
