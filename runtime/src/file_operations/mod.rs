@@ -105,19 +105,29 @@ impl FileOperations {
         work: impl FnOnce() -> io::Result<R> + Send + 'static,
     ) -> Operation<R> {
         let operations = self.clone();
-        Operation(tokio::spawn(async move { operations.run(work).await }))
+        Operation(Some(tokio::spawn(
+            async move { operations.run(work).await },
+        )))
     }
 }
 
 /// A file operation started by [`FileOperations::on_a_thread`]. Dropped, it is stopped if it
-/// has not reached a thread yet (one that has runs to its end: a thread cannot be stopped).
-pub(crate) struct Operation<R>(JoinHandle<io::Result<R>>);
+/// has not reached a thread yet (one that has runs to its end: a thread cannot be stopped),
+/// unless it was detached.
+pub(crate) struct Operation<R>(Option<JoinHandle<io::Result<R>>>);
 
 impl<R> Operation<R> {
     /// Stops the operation if it has not reached a thread, else waits for it to end.
     pub(crate) async fn cancel(mut self) {
-        self.0.abort();
-        let _ = (&mut self.0).await;
+        if let Some(task) = &mut self.0 {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Lets the operation run to its end with no one waiting for it.
+    pub(crate) fn detach(mut self) {
+        self.0.take();
     }
 }
 
@@ -125,15 +135,20 @@ impl<R> Future for Operation<R> {
     type Output = io::Result<R>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|done| done.unwrap_or_else(|e| Err(stopped(e))))
+        match &mut self.0 {
+            Some(task) => Pin::new(task)
+                .poll(cx)
+                .map(|done| done.unwrap_or_else(|e| Err(stopped(e)))),
+            None => Poll::Ready(Err(io::Error::other("the file operation was detached"))),
+        }
     }
 }
 
 impl<R> Drop for Operation<R> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -279,10 +279,9 @@ enum WriteState {
     Idle,
     /// `check-write` (or a poll) permitted a write: its buffer is held until it comes.
     Permitted(Buffer),
-    Writing {
-        task: Operation<usize>,
-        _buffer: Buffer,
-    },
+    /// The write's buffer goes with it, given back when the bytes are written (not when the
+    /// guest next looks): a guest writing once to each of many streams never waits for itself.
+    Writing(Operation<usize>),
     Failed(io::Error),
     Closed,
 }
@@ -299,7 +298,7 @@ impl FileWrites {
 
     /// Waits for the write under way to end. Cancel-safe, as [`FileReads::wait`].
     async fn finish_writing(&mut self) {
-        let WriteState::Writing { task, .. } = &mut self.state else {
+        let WriteState::Writing(task) = &mut self.state else {
             return;
         };
         let written = task.await;
@@ -347,13 +346,11 @@ impl OutputStream for FileWrites {
             }
         };
         let (file, at) = (self.file.clone(), self.at);
-        let task = self
-            .operations
-            .on_a_thread(move || write_all(&file, bytes, at));
-        self.state = WriteState::Writing {
-            task,
-            _buffer: buffer,
-        };
+        let task = self.operations.on_a_thread(move || {
+            let _buffer = buffer;
+            write_all(&file, bytes, at)
+        });
+        self.state = WriteState::Writing(task);
         Ok(())
     }
 
@@ -375,7 +372,7 @@ impl OutputStream for FileWrites {
                 None => Ok(0),
             },
             WriteState::Permitted(_) => Ok(WRITE_CAPACITY),
-            WriteState::Writing { .. } => Ok(0),
+            WriteState::Writing(_) => Ok(0),
             WriteState::Failed(_) | WriteState::Closed => Err(self.failure()),
         }
     }
@@ -406,10 +403,19 @@ impl OutputStream for FileWrites {
     }
 
     async fn cancel(&mut self) {
-        if let WriteState::Writing { task, .. } =
-            std::mem::replace(&mut self.state, WriteState::Closed)
-        {
-            task.cancel().await;
+        // Dropped with a write under way: the guest handed its bytes over, so the write is
+        // made (also one still waiting for a turn), and the drop waits for it, as a flush would.
+        if let WriteState::Writing(task) = std::mem::replace(&mut self.state, WriteState::Closed) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FileWrites {
+    fn drop(&mut self) {
+        // Dropped with its process (no `cancel`): a write under way is still made.
+        if let WriteState::Writing(task) = std::mem::replace(&mut self.state, WriteState::Closed) {
+            task.detach();
         }
     }
 }

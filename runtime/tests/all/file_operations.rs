@@ -648,3 +648,161 @@ fn a_wasi_p3_file_read_through_its_stream_comes_whole_whatever_the_read_size() {
         assert_eq!(exit.outcome, Ok(json!(hash)), "reads of {size} bytes");
     }
 }
+
+/// A WASI 0.2 component's `write_and_drop(n, keep)`: opens (creating) `out` in its first
+/// preopen, and `n` times makes a stream at offset 4 × i, writes `abcd` to it (`check-write`,
+/// waiting on the stream until it permits, then `write`) and drops it at once (unless `keep`:
+/// then the streams end with the process);
+/// returns `n` (or 1000 + i where stream i refused the write).
+const P2_WRITE_AND_DROP: &str = r#"
+(component $C
+  (import "wasi:io/error@0.2.0" (instance $error
+    (export "error" (type (sub resource)))))
+  (alias export $error "error" (type $error-type))
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:io/streams@0.2.0" (instance $streams
+    (alias outer $C $error-type (type $e))
+    (export "error" (type $e' (eq $e)))
+    (export "output-stream" (type $o (sub resource)))
+    (alias outer $C $pollable (type $p))
+    (export "pollable" (type $p' (eq $p)))
+    (export "[method]output-stream.subscribe" (func (param "self" (borrow $o)) (result (own $p'))))
+    (type $se (variant (case "last-operation-failed" (own $e')) (case "closed")))
+    (export "stream-error" (type $se' (eq $se)))
+    (export "[method]output-stream.check-write"
+      (func (param "self" (borrow $o)) (result (result u64 (error $se')))))
+    (export "[method]output-stream.write"
+      (func (param "self" (borrow $o)) (param "contents" (list u8)) (result (result (error $se')))))))
+  (alias export $streams "output-stream" (type $output-stream))
+  (import "wasi:filesystem/types@0.2.12" (instance $types
+    (export "descriptor" (type $d (sub resource)))
+    (alias outer $C $output-stream (type $o))
+    (export "output-stream" (type $o' (eq $o)))
+    (; filesystem types 0.2 ;)
+    (export "[method]descriptor.open-at" (func
+      (param "self" (borrow $d)) (param "path-flags" $path-flags') (param "path" string)
+      (param "open-flags" $open-flags') (param "flags" $descriptor-flags')
+      (result (result (own $d) (error $error')))))
+    (export "[method]descriptor.write-via-stream" (func
+      (param "self" (borrow $d)) (param "offset" u64) (result (result (own $o') (error $error')))))))
+  (alias export $types "descriptor" (type $descriptor))
+  (import "wasi:filesystem/preopens@0.2.12" (instance $preopens
+    (alias outer $C $descriptor (type $d))
+    (export "get-directories" (func (result (list (tuple (own $d) string)))))))
+  (; libc ;)
+  (core func $get-dirs (canon lower (func $preopens "get-directories")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $open-at (canon lower (func $types "[method]descriptor.open-at")
+    (memory (core memory $libc "memory"))))
+  (core func $write-via-stream (canon lower (func $types "[method]descriptor.write-via-stream")
+    (memory (core memory $libc "memory"))))
+  (core func $check-write (canon lower (func $streams "[method]output-stream.check-write")
+    (memory (core memory $libc "memory"))))
+  (core func $write (canon lower (func $streams "[method]output-stream.write")
+    (memory (core memory $libc "memory"))))
+  (core func $drop (canon resource.drop $output-stream))
+  (core func $subscribe (canon lower (func $streams "[method]output-stream.subscribe")))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core func $drop-pollable (canon resource.drop $pollable))
+  (core module $m
+    (import "libc" "memory" (memory 1))
+    (import "" "get-directories" (func $get-dirs (param i32)))
+    (import "" "open-at" (func $open-at (param i32 i32 i32 i32 i32 i32 i32)))
+    (import "" "write-via-stream" (func $write-via-stream (param i32 i64 i32)))
+    (import "" "check-write" (func $check-write (param i32 i32)))
+    (import "" "write" (func $write (param i32 i32 i32 i32)))
+    (import "" "drop" (func $drop (param i32)))
+    (import "" "subscribe" (func $subscribe (param i32) (result i32)))
+    (import "" "block" (func $block (param i32)))
+    (import "" "drop-pollable" (func $drop-pollable (param i32)))
+    (data (i32.const 1400) "out")
+    (data (i32.const 1408) "abcd")
+    (func (export "write-and-drop") (param $n i32) (param $keep i32) (result i32)
+      (local $file i32) (local $i i32) (local $stream i32) (local $pollable i32)
+      (call $get-dirs (i32.const 1024))
+      ;; open-at `out`: create, write.
+      (call $open-at (i32.load (i32.load (i32.const 1024))) (i32.const 0) (i32.const 1400)
+        (i32.const 3) (i32.const 1) (i32.const 2) (i32.const 1536))
+      (if (i32.load8_u (i32.const 1536)) (then unreachable))
+      (local.set $file (i32.load (i32.const 1540)))
+      (block $done
+        (loop $more
+          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+          (call $write-via-stream (local.get $file)
+            (i64.extend_i32_u (i32.mul (local.get $i) (i32.const 4))) (i32.const 1600))
+          (if (i32.load8_u (i32.const 1600)) (then unreachable))
+          (local.set $stream (i32.load (i32.const 1604)))
+          ;; `check-write` until it permits 4 bytes, waiting on the stream between.
+          (loop $permitted
+            (call $check-write (local.get $stream) (i32.const 1600))
+            (if (i32.load8_u (i32.const 1600)) (then (return (i32.add (i32.const 1000) (local.get $i)))))
+            (if (i64.lt_u (i64.load (i32.const 1608)) (i64.const 4))
+              (then
+                (local.set $pollable (call $subscribe (local.get $stream)))
+                (call $block (local.get $pollable))
+                (call $drop-pollable (local.get $pollable))
+                (br $permitted))))
+          (call $write (local.get $stream) (i32.const 1408) (i32.const 4) (i32.const 1600))
+          (if (i32.load8_u (i32.const 1600)) (then (return (i32.add (i32.const 1000) (local.get $i)))))
+          (if (i32.eqz (local.get $keep)) (then (call $drop (local.get $stream))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $more)))
+      (local.get $n)))
+  (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "" (instance
+    (export "get-directories" (func $get-dirs))
+    (export "open-at" (func $open-at))
+    (export "write-via-stream" (func $write-via-stream))
+    (export "check-write" (func $check-write))
+    (export "write" (func $write))
+    (export "drop" (func $drop))
+    (export "subscribe" (func $subscribe))
+    (export "block" (func $block))
+    (export "drop-pollable" (func $drop-pollable))))))
+  (func (export "write-and-drop") (param "n" u32) (param "keep" u32) (result u32)
+    (canon lift (core func $i "write-and-drop"))))
+"#;
+
+/// A write a WASI 0.2 guest handed to a stream is made even when it drops the stream at once,
+/// while the write still waits for one of the process's turns (the drop waits for it), or
+/// when the process ends with the stream (the write is made after). Before, each was stopped
+/// while it waited for its turn: none of 200 was made. And a guest writing once to each of
+/// 200 streams never waits for itself: a write's buffer is given back once it is written.
+#[test]
+fn a_wasi_p2_write_is_made_when_its_stream_is_dropped_at_once() {
+    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_wat(
+        bins.path(),
+        "writer.wasm",
+        &crate::wasi_p3::with_libc_and_filesystem_types(P2_WRITE_AND_DROP),
+    );
+    let rt = load_mounted(
+        bins.path(),
+        mount.path(),
+        "/data",
+        &[Mounted {
+            name: "writer",
+            binary: "writer.wasm",
+            method: "write-and-drop",
+            fields: "imports: [wasi:io, wasi:filesystem]",
+        }],
+    );
+    let out = mount.path().join("out");
+    for keep in [0, 1] {
+        let _ = std::fs::remove_file(&out);
+        let mut mailbox = Mailbox::new();
+        rt.spawn_monitored("t:writer", "t:host", &[json!(200), json!(keep)], &mailbox)
+            .unwrap();
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        assert_eq!(exit.outcome, Ok(json!(200)));
+        // Kept streams' writes end after the EXIT.
+        let start = std::time::Instant::now();
+        while std::fs::read(&out).unwrap().len() < 800 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let written = std::fs::read(&out).unwrap();
+        assert_eq!(written, b"abcd".repeat(200), "streams kept: {keep}");
+    }
+}
