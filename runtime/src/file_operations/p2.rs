@@ -12,9 +12,10 @@
 //! reads ahead or may write until the guest has taken what it read or the write has ended, and
 //! an operation goes to a blocking thread only in a turn. `blocking-read` and
 //! `blocking-write-and-flush` (what toolchains' file I/O uses) hold no buffer: the bytes go
-//! straight to or from the guest. A guest that keeps every buffer (16 streams with bytes it
-//! does not take, or writes it may make and does not) and then polls a seventeenth stream
-//! waits for itself.
+//! straight to or from the guest. A write's buffer is given back once its bytes are written,
+//! and neither a poll nor a `blocking-flush` takes one. A guest that keeps every buffer (16
+//! streams with bytes it does not take, or writes `check-write` permitted and it does not
+//! make) and then polls a seventeenth stream waits for itself.
 
 use std::io;
 use std::sync::Arc;
@@ -273,11 +274,14 @@ struct FileWrites {
     at: At,
     operations: FileOperations,
     state: WriteState,
+    /// `flush` was the last call: the `write-ready` of a `blocking-flush` waits for the write
+    /// under way and takes no buffer for a write that may never come.
+    flushed: bool,
 }
 
 enum WriteState {
     Idle,
-    /// `check-write` (or a poll) permitted a write: its buffer is held until it comes.
+    /// `check-write` permitted a write: its buffer is held until it comes.
     Permitted(Buffer),
     /// The write's buffer goes with it, given back when the bytes are written (not when the
     /// guest next looks): a guest writing once to each of many streams never waits for itself.
@@ -293,6 +297,7 @@ impl FileWrites {
             at,
             operations,
             state: WriteState::Idle,
+            flushed: false,
         }
     }
 
@@ -325,6 +330,7 @@ impl FileWrites {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for FileWrites {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.flushed = false;
         let buffer = match std::mem::replace(&mut self.state, WriteState::Closed) {
             WriteState::Permitted(buffer) => buffer,
             // Not asked with `check-write` first: it may still have a buffer.
@@ -358,11 +364,15 @@ impl OutputStream for FileWrites {
         // Nothing is buffered but the write under way.
         match self.state {
             WriteState::Failed(_) | WriteState::Closed => Err(self.failure()),
-            _ => Ok(()),
+            _ => {
+                self.flushed = true;
+                Ok(())
+            }
         }
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
+        self.flushed = false;
         match self.state {
             WriteState::Idle => match self.operations.try_buffer() {
                 Some(buffer) => {
@@ -379,6 +389,7 @@ impl OutputStream for FileWrites {
 
     // Written in a turn, waited for here: no buffer is held but the guest's.
     async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.flushed = false;
         self.finish_writing().await;
         if let WriteState::Failed(_) | WriteState::Closed = self.state {
             return Err(self.failure());
@@ -398,6 +409,26 @@ impl OutputStream for FileWrites {
             Err(e) => {
                 self.state = WriteState::Closed;
                 Err(StreamError::LastOperationFailed(e.into()))
+            }
+        }
+    }
+
+    async fn write_ready(&mut self) -> StreamResult<usize> {
+        if std::mem::take(&mut self.flushed) {
+            self.finish_writing().await;
+            return match self.state {
+                WriteState::Failed(_) | WriteState::Closed => Err(self.failure()),
+                WriteState::Permitted(_) => Ok(WRITE_CAPACITY),
+                _ => Ok(0),
+            };
+        }
+        // Ready means a buffer is free, and `check-write` takes it: nothing else of the
+        // process runs in between, and work in the background only gives buffers back.
+        loop {
+            self.ready().await;
+            let permitted = self.check_write()?;
+            if permitted > 0 {
+                return Ok(permitted);
             }
         }
     }
@@ -424,10 +455,10 @@ impl Drop for FileWrites {
 impl Pollable for FileWrites {
     async fn ready(&mut self) {
         self.finish_writing().await;
-        // Ready to write: a buffer for it.
+        // Ready to write once a buffer is free; `check-write` takes it. A poll takes none, so
+        // a stream polled and never written holds nothing.
         if let WriteState::Idle = self.state {
-            let buffer = self.operations.buffer().await;
-            self.state = WriteState::Permitted(buffer);
+            drop(self.operations.buffer().await);
         }
     }
 }

@@ -651,9 +651,9 @@ fn a_wasi_p3_file_read_through_its_stream_comes_whole_whatever_the_read_size() {
 
 /// A WASI 0.2 component's `write_and_drop(n, keep)`: opens (creating) `out` in its first
 /// preopen, and `n` times makes a stream at offset 4 × i, writes `abcd` to it (`check-write`,
-/// waiting on the stream until it permits, then `write`) and drops it at once (unless `keep`:
-/// then the streams end with the process);
-/// returns `n` (or 1000 + i where stream i refused the write).
+/// waiting on the stream until it permits, then `write`) and drops it at once (`keep` 0),
+/// keeps it to the end of the process (1), or `blocking-flush`es it and keeps it (2); returns
+/// `n` (or 1000 + i where stream i refused the write, 2000 + i where its flush failed).
 const P2_WRITE_AND_DROP: &str = r#"
 (component $C
   (import "wasi:io/error@0.2.0" (instance $error
@@ -675,7 +675,9 @@ const P2_WRITE_AND_DROP: &str = r#"
     (export "[method]output-stream.check-write"
       (func (param "self" (borrow $o)) (result (result u64 (error $se')))))
     (export "[method]output-stream.write"
-      (func (param "self" (borrow $o)) (param "contents" (list u8)) (result (result (error $se')))))))
+      (func (param "self" (borrow $o)) (param "contents" (list u8)) (result (result (error $se')))))
+    (export "[method]output-stream.blocking-flush"
+      (func (param "self" (borrow $o)) (result (result (error $se')))))))
   (alias export $streams "output-stream" (type $output-stream))
   (import "wasi:filesystem/types@0.2.12" (instance $types
     (export "descriptor" (type $d (sub resource)))
@@ -704,6 +706,8 @@ const P2_WRITE_AND_DROP: &str = r#"
   (core func $write (canon lower (func $streams "[method]output-stream.write")
     (memory (core memory $libc "memory"))))
   (core func $drop (canon resource.drop $output-stream))
+  (core func $blocking-flush (canon lower (func $streams "[method]output-stream.blocking-flush")
+    (memory (core memory $libc "memory"))))
   (core func $subscribe (canon lower (func $streams "[method]output-stream.subscribe")))
   (core func $block (canon lower (func $poll "[method]pollable.block")))
   (core func $drop-pollable (canon resource.drop $pollable))
@@ -715,6 +719,7 @@ const P2_WRITE_AND_DROP: &str = r#"
     (import "" "check-write" (func $check-write (param i32 i32)))
     (import "" "write" (func $write (param i32 i32 i32 i32)))
     (import "" "drop" (func $drop (param i32)))
+    (import "" "blocking-flush" (func $blocking-flush (param i32 i32)))
     (import "" "subscribe" (func $subscribe (param i32) (result i32)))
     (import "" "block" (func $block (param i32)))
     (import "" "drop-pollable" (func $drop-pollable (param i32)))
@@ -747,6 +752,10 @@ const P2_WRITE_AND_DROP: &str = r#"
                 (br $permitted))))
           (call $write (local.get $stream) (i32.const 1408) (i32.const 4) (i32.const 1600))
           (if (i32.load8_u (i32.const 1600)) (then (return (i32.add (i32.const 1000) (local.get $i)))))
+          (if (i32.eq (local.get $keep) (i32.const 2))
+            (then
+              (call $blocking-flush (local.get $stream) (i32.const 1600))
+              (if (i32.load8_u (i32.const 1600)) (then (return (i32.add (i32.const 2000) (local.get $i)))))))
           (if (i32.eqz (local.get $keep)) (then (call $drop (local.get $stream))))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $more)))
@@ -758,6 +767,7 @@ const P2_WRITE_AND_DROP: &str = r#"
     (export "check-write" (func $check-write))
     (export "write" (func $write))
     (export "drop" (func $drop))
+    (export "blocking-flush" (func $blocking-flush))
     (export "subscribe" (func $subscribe))
     (export "block" (func $block))
     (export "drop-pollable" (func $drop-pollable))))))
@@ -769,9 +779,11 @@ const P2_WRITE_AND_DROP: &str = r#"
 /// while the write still waits for one of the process's turns (the drop waits for it), or
 /// when the process ends with the stream (the write is made after). Before, each was stopped
 /// while it waited for its turn: none of 200 was made. And a guest writing once to each of
-/// 200 streams never waits for itself: a write's buffer is given back once it is written.
+/// 200 streams never waits for itself: a write's buffer is given back once it is written, and
+/// a `blocking-flush` takes none (it held one for a write that never came: the seventeenth
+/// stream waited for a buffer until `max_execution_ms`).
 #[test]
-fn a_wasi_p2_write_is_made_when_its_stream_is_dropped_at_once() {
+fn a_wasi_p2_guests_stream_writes_are_all_made_and_never_wait_for_their_own_buffers() {
     let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_wat(
         bins.path(),
@@ -786,11 +798,11 @@ fn a_wasi_p2_write_is_made_when_its_stream_is_dropped_at_once() {
             name: "writer",
             binary: "writer.wasm",
             method: "write-and-drop",
-            fields: "imports: [wasi:io, wasi:filesystem]",
+            fields: "imports: [wasi:io, wasi:filesystem], limits: { max_execution_ms: 10000 }",
         }],
     );
     let out = mount.path().join("out");
-    for keep in [0, 1] {
+    for keep in [0, 1, 2] {
         let _ = std::fs::remove_file(&out);
         let mut mailbox = Mailbox::new();
         rt.spawn_monitored("t:writer", "t:host", &[json!(200), json!(keep)], &mailbox)
