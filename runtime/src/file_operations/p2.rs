@@ -221,8 +221,9 @@ impl InputStream for FileReads {
         if size == 0 {
             return self.read(0);
         }
-        if let ReadState::Idle = self.state {
-            // Read and handed over at once: no buffer is held.
+        // Nothing read yet (or asked for and waiting for a buffer): read and handed over at
+        // once, so no buffer is needed.
+        if let ReadState::Idle | ReadState::Asked(_) = self.state {
             let (file, at, len) = (self.file.clone(), self.position, size.min(MAX_READ));
             return match self.operations.run(move || read(&file, at, len)).await {
                 Ok(bytes) if bytes.is_empty() => {
@@ -231,6 +232,7 @@ impl InputStream for FileReads {
                 }
                 Ok(bytes) => {
                     self.position = self.position.saturating_add(bytes.len() as u64);
+                    self.state = ReadState::Idle;
                     Ok(bytes)
                 }
                 Err(e) => {

@@ -289,11 +289,12 @@ fn a_guests_file_operations_do_not_wait_behind_anothers_flood() {
     assert_eq!(read.outcome, Ok(json!(2000)));
 }
 
-/// A WASI 0.2 component's `hoard(n, writes)`: opens `big.bin` in its first preopen and makes
-/// `n` streams on it. Reads (`writes` 0): asks each for 64 KiB (a non-blocking `read`, which
+/// A WASI 0.2 component's `hoard(n, mode)`: opens `big.bin` in its first preopen and makes
+/// `n` streams on it. Reads (`mode` 0): asks each for 64 KiB (a non-blocking `read`, which
 /// starts reading in the background), waits 100 ms, then polls them all; returns how many
-/// were ready. Writes (`writes` 1): returns how many of the `n`
-/// `write-via-stream` streams `check-write` lets it write to.
+/// were ready. Writes (`mode` 1): returns how many of the `n` `write-via-stream` streams
+/// `check-write` lets it write to. Mode 2: asks as mode 0, then makes a `blocking-read` of 16
+/// bytes of the last stream and returns how many it got.
 const P2_HOARDER: &str = r#"
 (component $C
   (import "wasi:io/error@0.2.0" (instance $error
@@ -312,6 +313,8 @@ const P2_HOARDER: &str = r#"
     (type $se (variant (case "last-operation-failed" (own $e')) (case "closed")))
     (export "stream-error" (type $se' (eq $se)))
     (export "[method]input-stream.read"
+      (func (param "self" (borrow $i)) (param "len" u64) (result (result (list u8) (error $se')))))
+    (export "[method]input-stream.blocking-read"
       (func (param "self" (borrow $i)) (param "len" u64) (result (result (list u8) (error $se')))))
     (alias outer $C $pollable (type $p))
     (export "pollable" (type $p' (eq $p)))
@@ -354,6 +357,8 @@ const P2_HOARDER: &str = r#"
     (memory (core memory $libc "memory"))))
   (core func $read (canon lower (func $streams "[method]input-stream.read")
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $blocking-read (canon lower (func $streams "[method]input-stream.blocking-read")
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core func $check-write (canon lower (func $streams "[method]output-stream.check-write")
     (memory (core memory $libc "memory"))))
   (core func $subscribe (canon lower (func $clock "subscribe-duration")))
@@ -368,6 +373,7 @@ const P2_HOARDER: &str = r#"
     (import "" "read-via-stream" (func $read-via-stream (param i32 i64 i32)))
     (import "" "write-via-stream" (func $write-via-stream (param i32 i64 i32)))
     (import "" "read" (func $read (param i32 i64 i32)))
+    (import "" "blocking-read" (func $blocking-read (param i32 i64 i32)))
     (import "" "check-write" (func $check-write (param i32 i32)))
     (import "" "subscribe" (func $subscribe (param i64) (result i32)))
     (import "" "block" (func $block (param i32)))
@@ -379,8 +385,9 @@ const P2_HOARDER: &str = r#"
       (i32.add (i32.const 2048) (i32.shl (local.get $i) (i32.const 2))))
     ;; Whether the result<_, _> at 1600 is ok.
     (func $ok (result i32) (i32.eqz (i32.load8_u (i32.const 1600))))
-    (func (export "hoard") (param $n i32) (param $writes i32) (result i32)
-      (local $file i32) (local $i i32) (local $got i32)
+    (func (export "hoard") (param $n i32) (param $mode i32) (result i32)
+      (local $file i32) (local $i i32) (local $got i32) (local $writes i32)
+      (local.set $writes (i32.eq (local.get $mode) (i32.const 1)))
       (call $get-dirs (i32.const 1024))
       ;; open-at big.bin: create and write for writes, read for reads.
       (call $open-at (i32.load (i32.load (i32.const 1024))) (i32.const 0) (i32.const 1400)
@@ -406,6 +413,13 @@ const P2_HOARDER: &str = r#"
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $more)))
       (if (local.get $writes) (then (return (local.get $got))))
+      ;; Mode 2: a blocking read of 16 bytes of the last stream (past the buffers), its length.
+      (if (i32.eq (local.get $mode) (i32.const 2))
+        (then
+          (call $blocking-read (i32.load (call $stream (i32.sub (local.get $n) (i32.const 1))))
+            (i64.const 16) (i32.const 1600))
+          (if (i32.eqz (call $ok)) (then unreachable))
+          (return (i32.load (i32.const 1608)))))
       ;; Each stream's pollable at 4096 + 4i.
       (local.set $i (i32.const 0))
       (block $done
@@ -425,12 +439,13 @@ const P2_HOARDER: &str = r#"
     (export "read-via-stream" (func $read-via-stream))
     (export "write-via-stream" (func $write-via-stream))
     (export "read" (func $read))
+    (export "blocking-read" (func $blocking-read))
     (export "check-write" (func $check-write))
     (export "subscribe" (func $subscribe))
     (export "block" (func $block))
     (export "poll" (func $poll))
     (export "subscribe-stream" (func $subscribe-stream))))))
-  (func (export "hoard") (param "n" u32) (param "writes" u32) (result u32)
+  (func (export "hoard") (param "n" u32) (param "mode" u32) (result u32)
     (canon lift (core func $i "hoard"))))
 "#;
 
@@ -457,21 +472,21 @@ fn a_wasi_p2_guests_streams_hold_a_bounded_number_of_buffers() {
             name: "hoarder",
             binary: "hoarder.wasm",
             method: "hoard",
-            fields: "imports: [wasi:clocks, wasi:io, wasi:filesystem]",
+            fields: "imports: [wasi:clocks, wasi:io, wasi:filesystem], limits: { max_execution_ms: 5000 }",
         }],
     );
     let buffers = wasmproc_runtime::MAX_STREAM_BUFFERS;
-    for (writes, what) in [(0, "read"), (1, "may write")] {
+    // A blocking read needs no buffer: past them all, it reads at once.
+    for (mode, what, expected) in [
+        (0, "read", buffers),
+        (1, "may write", buffers),
+        (2, "read past the buffers", 16),
+    ] {
         let mut mailbox = Mailbox::new();
-        rt.spawn_monitored(
-            "t:hoarder",
-            "t:host",
-            &[json!(100), json!(writes)],
-            &mailbox,
-        )
-        .unwrap();
+        rt.spawn_monitored("t:hoarder", "t:host", &[json!(100), json!(mode)], &mailbox)
+            .unwrap();
         let exit = receive(&mut mailbox).expect("an EXIT");
-        assert_eq!(exit.outcome, Ok(json!(buffers)), "streams that {what}");
+        assert_eq!(exit.outcome, Ok(json!(expected)), "streams that {what}");
     }
 }
 
