@@ -72,6 +72,7 @@ const P3_FLOOD: &str = r#"
     (global $phase (mut i32) (i32.const 0))
     (global $dir (mut i32) (i32.const 0))
     (global $i (mut i32) (i32.const 0))
+    (; open-at parameters ;)
     (func $wait (param $status i32) (result i32)
       (call $join (i32.shr_u (local.get $status) (i32.const 4)) (global.get $set))
       (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
@@ -146,14 +147,9 @@ const P3_FLOOD: &str = r#"
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br $more)))
           (return (call $then-wait))))
-      ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags,
-      ;; descriptor-flags (read).
-      (i32.store (i32.const 1280) (local.get $dir))
-      (i32.store8 (i32.const 1284) (i32.const 0))
-      (i32.store (i32.const 1288) (i32.const 2048))
-      (i32.store (i32.const 1292) (i32.const 7))
-      (i32.store8 (i32.const 1296) (i32.const 0))
-      (i32.store8 (i32.const 1297) (i32.const 1))
+      ;; `big.bin`, to read.
+      (call $open-at-parameters (local.get $dir) (i32.const 0) (i32.const 2048) (i32.const 7)
+        (i32.const 0) (i32.const 1))
       (global.set $phase (i32.const 1))
       (local.set $status (call $open-at (i32.const 1280) (i32.const 1536)))
       (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
@@ -544,6 +540,7 @@ const P3_READER: &str = r#"
     (global $reader (mut i32) (i32.const 0))
     (global $future (mut i32) (i32.const 0))
     (global $hash (mut i32) (i32.const 0))
+    (; open-at parameters ;)
     (func $wait (param $waitable i32) (result i32)
       (call $join (local.get $waitable) (global.get $set))
       (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
@@ -588,14 +585,9 @@ const P3_READER: &str = r#"
       (global.set $size (local.get $size))
       (global.set $set (call $ws.new))
       (call $get-dirs (i32.const 1024))
-      ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags,
-      ;; descriptor-flags (read).
-      (i32.store (i32.const 1280) (i32.load (i32.load (i32.const 1024))))
-      (i32.store8 (i32.const 1284) (i32.const 0))
-      (i32.store (i32.const 1288) (i32.const 2048))
-      (i32.store (i32.const 1292) (i32.const 7))
-      (i32.store8 (i32.const 1296) (i32.const 0))
-      (i32.store8 (i32.const 1297) (i32.const 1))
+      ;; `big.bin`, to read.
+      (call $open-at-parameters (i32.load (i32.load (i32.const 1024))) (i32.const 0)
+        (i32.const 2048) (i32.const 7) (i32.const 0) (i32.const 1))
       (local.set $status (call $open-at (i32.const 1280) (i32.const 1536)))
       (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
         (then (return (call $after-open))))

@@ -174,6 +174,7 @@ const P3_OPENER: &str = r#"
     (data (i32.const 2048) "fifo")
     (data (i32.const 2064) "plain.txt")
     (global $set (mut i32) (i32.const 0))
+    (; open-at parameters ;)
     ;; The result<own<descriptor>, error-code> at 1536: its case at 0, the error's case at 4.
     (func $outcome (result i32)
       (if (result i32) (i32.eqz (i32.load8_u (i32.const 1536)))
@@ -182,14 +183,10 @@ const P3_OPENER: &str = r#"
     (func (export "open") (param $plain i32) (result i32)
       (local $status i32)
       (call $get-dirs (i32.const 1024))
-      ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags,
-      ;; descriptor-flags (read).
-      (i32.store (i32.const 1280) (i32.load (i32.load (i32.const 1024))))
-      (i32.store8 (i32.const 1284) (i32.const 1))
-      (i32.store (i32.const 1288) (select (i32.const 2064) (i32.const 2048) (local.get $plain)))
-      (i32.store (i32.const 1292) (select (i32.const 9) (i32.const 4) (local.get $plain)))
-      (i32.store8 (i32.const 1296) (i32.const 0))
-      (i32.store8 (i32.const 1297) (i32.const 1))
+      ;; The path, followed if a link, to read.
+      (call $open-at-parameters (i32.load (i32.load (i32.const 1024))) (i32.const 1)
+        (select (i32.const 2064) (i32.const 2048) (local.get $plain))
+        (select (i32.const 9) (i32.const 4) (local.get $plain)) (i32.const 0) (i32.const 1))
       (local.set $status (call $open-at (i32.const 1280) (i32.const 1536)))
       (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
         (then (call $ret (call $outcome)) (return (i32.const 0))))

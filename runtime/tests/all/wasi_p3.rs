@@ -87,7 +87,8 @@ const COMMAND: &str = r#"
 /// import replaced by the types its functions use: `error-code` (`$error'`), `path-flags`,
 /// `open-flags`, `descriptor-flags`, `descriptor-type` (each `$name'`) and `directory-entry`
 /// (`$entry'`); a `(; filesystem types 0.2 ;)` line of a `@0.2.12` import, by WASI 0.2's
-/// `error-code` (an enum) and the same flags.
+/// `error-code` (an enum) and the same flags; and a `(; open-at parameters ;)` line in a core
+/// module by `$open-at-parameters`, which lays out WASI 0.3 `open-at`'s parameters at 1280.
 pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
     const FLAGS: &str = r#"(type $path-flags (flags "symlink-follow"))
     (export "path-flags" (type $path-flags' (eq $path-flags)))
@@ -122,7 +123,19 @@ pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
     (export "descriptor-type" (type $descriptor-type' (eq $descriptor-type)))
     (type $entry (record (field "type" $descriptor-type') (field "name" string)))
     (export "directory-entry" (type $entry' (eq $entry)))"#;
+    // Inside a core module with the libc memory: lays out WASI 0.3 `open-at`'s parameters
+    // (more than an async call takes flat) at 1280.
+    const OPEN_AT_PARAMETERS: &str = r#"(func $open-at-parameters (param $self i32)
+      (param $path-flags i32) (param $path i32) (param $length i32) (param $open-flags i32)
+      (param $flags i32)
+      (i32.store (i32.const 1280) (local.get $self))
+      (i32.store8 (i32.const 1284) (local.get $path-flags))
+      (i32.store (i32.const 1288) (local.get $path))
+      (i32.store (i32.const 1292) (local.get $length))
+      (i32.store8 (i32.const 1296) (local.get $open-flags))
+      (i32.store8 (i32.const 1297) (local.get $flags)))"#;
     with_libc(wat)
+        .replace("(; open-at parameters ;)", OPEN_AT_PARAMETERS)
         .replace(
             "(; filesystem types 0.2 ;)",
             &format!("{P2_ERROR}\n    {FLAGS}"),

@@ -326,6 +326,7 @@ const P3_WRITER: &str = r#"
     (global $taken (mut i32) (i32.const 0))
     (global $cancel (mut i32) (i32.const 0))
     (global $cancelled (mut i32) (i32.const 0))
+    (; open-at parameters ;)
     (func $wait (param $waitable i32) (result i32)
       (call $join (local.get $waitable) (global.get $set))
       (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
@@ -382,14 +383,9 @@ const P3_WRITER: &str = r#"
       (global.set $cancel (i32.and (local.get $mode) (i32.const 2)))
       (global.set $set (call $ws.new))
       (call $get-dirs (i32.const 1024))
-      ;; open-at's parameters at 1280: self, path-flags, path (pointer, length), open-flags
-      ;; (create), descriptor-flags (write).
-      (i32.store (i32.const 1280) (i32.load (i32.load (i32.const 1024))))
-      (i32.store8 (i32.const 1284) (i32.const 0))
-      (i32.store (i32.const 1288) (i32.const 2048))
-      (i32.store (i32.const 1292) (i32.const 1))
-      (i32.store8 (i32.const 1296) (i32.const 1))
-      (i32.store8 (i32.const 1297) (i32.const 2))
+      ;; `w`, created, to write.
+      (call $open-at-parameters (i32.load (i32.load (i32.const 1024))) (i32.const 0)
+        (i32.const 2048) (i32.const 1) (i32.const 1) (i32.const 2))
       (local.set $status (call $open-at (i32.const 1280) (i32.const 1536)))
       (if (i32.eq (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
         (then (return (call $after-open))))
@@ -677,6 +673,7 @@ const P3_NAMER: &str = r#"
     (global $n (mut i32) (i32.const 0))
     ;; 0: opening `w` (its result at 1536); 1: the last call (its result at 1600).
     (global $stage (mut i32) (i32.const 1))
+    (; open-at parameters ;)
     ;; A call's status: wait for it, or go on.
     (func $step (param $status i32) (result i32)
       (if (i32.ne (i32.and (local.get $status) (i32.const 15)) (i32.const 2))
@@ -706,14 +703,9 @@ const P3_NAMER: &str = r#"
       (local.set $dir (i32.load (i32.load (i32.const 1024))))
       (if (i32.eqz (local.get $kind))
         (then
-          ;; open-at's parameters at 1280: self, path-flags, path, open-flags (create),
-          ;; descriptor-flags (write).
-          (i32.store (i32.const 1280) (local.get $dir))
-          (i32.store8 (i32.const 1284) (i32.const 0))
-          (i32.store (i32.const 1288) (i32.const 2048))
-          (i32.store (i32.const 1292) (i32.const 1))
-          (i32.store8 (i32.const 1296) (i32.const 1))
-          (i32.store8 (i32.const 1297) (i32.const 2))
+          ;; `w`, created, to write.
+          (call $open-at-parameters (local.get $dir) (i32.const 0) (i32.const 2048) (i32.const 1)
+            (i32.const 1) (i32.const 2))
           (global.set $stage (i32.const 0))
           (return (call $step (call $open-at (i32.const 1280) (i32.const 1536))))))
       (if (i32.eq (local.get $kind) (i32.const 1))
