@@ -121,6 +121,13 @@ impl FromStr for ErrorKind {
     }
 }
 
+/// A host function's refusal of a call that breaks its interface's rules (a write past what
+/// `check-write` permitted): the guest's fault, so its process ends with `trap`, not
+/// `host_failure`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct GuestBrokeARule(pub String);
+
 /// Why the runtime refused a request (load a manifest, spawn a process).
 ///
 /// Errors that happen *inside* a running process are not this type: they arrive in its EXIT

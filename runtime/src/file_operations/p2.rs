@@ -333,6 +333,13 @@ impl FileWrites {
 impl OutputStream for FileWrites {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.flushed = false;
+        // What a buffer holds; wasmtime-wasi took any length, up to `max_value` a call.
+        if bytes.len() > WRITE_CAPACITY {
+            return Err(broken_rule(format!(
+                "a write of {} bytes is more than the {WRITE_CAPACITY} check-write permits",
+                bytes.len()
+            )));
+        }
         let buffer = match std::mem::replace(&mut self.state, WriteState::Closed) {
             WriteState::Permitted(buffer) => buffer,
             // Not asked with `check-write` first: it may still have a buffer.
@@ -340,17 +347,17 @@ impl OutputStream for FileWrites {
                 Some(buffer) => buffer,
                 None => {
                     self.state = WriteState::Idle;
-                    return Err(StreamError::Trap(wasmtime::format_err!(
-                        "write not permitted: check-write not called first"
-                    )));
+                    return Err(broken_rule(
+                        "write not permitted: check-write not called first",
+                    ));
                 }
             },
             WriteState::Closed => return Err(StreamError::Closed),
             state => {
                 self.state = state;
-                return Err(StreamError::Trap(wasmtime::format_err!(
-                    "write not permitted: check-write not called first"
-                )));
+                return Err(broken_rule(
+                    "write not permitted: check-write not called first",
+                ));
             }
         };
         let (file, at) = (self.file.clone(), self.at);
@@ -463,6 +470,13 @@ impl Pollable for FileWrites {
             drop(self.operations.buffer().await);
         }
     }
+}
+
+/// The guest broke the stream's rules: its process ends with a trap.
+fn broken_rule(rule: impl Into<String>) -> StreamError {
+    StreamError::Trap(wasmtime::Error::new(crate::error::GuestBrokeARule(
+        rule.into(),
+    )))
 }
 
 /// Writes all of `bytes` to `file` `at` its offset or end; returns how many were written.

@@ -209,6 +209,12 @@ pub(crate) fn guest_error(error: wasmtime::Error, limits: &Limits) -> ExitError 
     // Cause first ("wasm trap: wasm `unreachable` instruction executed"), then its context
     // (the wasm backtrace), bounded: the backtrace quotes the binary's names.
     let message = crate::bounded_text::error_text(&error);
+    if error
+        .downcast_ref::<crate::error::GuestBrokeARule>()
+        .is_some()
+    {
+        return ExitError::new(ErrorKind::Trap, message);
+    }
     if let Some(too_large) = error.downcast_ref::<TooLarge>() {
         return ExitError::new(ErrorKind::LimitExceeded, too_large.to_string());
     }

@@ -659,7 +659,8 @@ fn a_wasi_p3_file_read_through_its_stream_comes_whole_whatever_the_read_size() {
 /// A WASI 0.2 component's `write_and_drop(n, keep)`: opens (creating) `out` in its first
 /// preopen, and `n` times makes a stream at offset 4 × i, writes `abcd` to it (`check-write`,
 /// waiting on the stream until it permits, then `write`) and drops it at once (`keep` 0),
-/// keeps it to the end of the process (1), or `blocking-flush`es it and keeps it (2); returns
+/// keeps it to the end of the process (1), or `blocking-flush`es it and keeps it (2); with
+/// `keep` 3, each write is of 1 MiB instead (more than `check-write` permits); returns
 /// `n` (or 1000 + i where stream i refused the write, 2000 + i where its flush failed).
 const P2_WRITE_AND_DROP: &str = r#"
 (component $C
@@ -757,7 +758,13 @@ const P2_WRITE_AND_DROP: &str = r#"
                 (call $block (local.get $pollable))
                 (call $drop-pollable (local.get $pollable))
                 (br $permitted))))
-          (call $write (local.get $stream) (i32.const 1408) (i32.const 4) (i32.const 1600))
+          (if (i32.eq (local.get $keep) (i32.const 3))
+            (then
+              ;; 1 MiB at 64 KiB, past the 64 KiB `check-write` permits.
+              (drop (memory.grow (i32.const 17)))
+              (call $write (local.get $stream) (i32.const 65536) (i32.const 1048576) (i32.const 1600)))
+            (else
+              (call $write (local.get $stream) (i32.const 1408) (i32.const 4) (i32.const 1600))))
           (if (i32.load8_u (i32.const 1600)) (then (return (i32.add (i32.const 1000) (local.get $i)))))
           (if (i32.eq (local.get $keep) (i32.const 2))
             (then
@@ -823,5 +830,13 @@ fn a_wasi_p2_guests_stream_writes_are_all_made_and_never_wait_for_their_own_buff
         }
         let written = std::fs::read(&out).unwrap();
         assert_eq!(written, b"abcd".repeat(200), "streams kept: {keep}");
-    }
+    } // A write past what `check-write` permits traps: it went through before, so each of the
+      // 16 buffers could carry a write of up to `max_value` (64 MiB).
+    let mut mailbox = Mailbox::new();
+    rt.spawn_monitored("t:writer", "t:host", &[json!(1), json!(3)], &mailbox)
+        .unwrap();
+    let exit = receive(&mut mailbox).expect("an EXIT");
+    let error = exit.outcome.expect_err("the write past check-write");
+    assert_eq!(error.kind, wasmproc_runtime::ErrorKind::Trap, "{error:?}");
+    assert!(error.message.contains("check-write"), "{error:?}");
 }
