@@ -148,8 +148,7 @@ impl Listing {
     /// Starts reading the next batch on a blocking thread, in `turn`.
     fn read_next(&mut self, turn: Turn) {
         let (dir, entries) = (self.dir.take(), self.entries.take());
-        self.reading = Some(tokio::task::spawn_blocking(move || {
-            let _turn = turn;
+        self.reading = Some(crate::file_operations::in_turn(turn, move || {
             let entries = match (entries, dir) {
                 (Some(entries), _) => Ok(entries),
                 (None, Some(dir)) => cap_primitives::fs::read_base_dir(&dir),

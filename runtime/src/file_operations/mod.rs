@@ -90,12 +90,9 @@ impl FileOperations {
         work: impl FnOnce() -> io::Result<R> + Send + 'static,
     ) -> io::Result<R> {
         let turn = self.turn().await;
-        let done = tokio::task::spawn_blocking(move || {
-            // Held until the work ends, also if the caller stopped waiting meanwhile.
-            let _turn = turn;
-            work()
-        });
-        done.await.unwrap_or_else(|e| Err(stopped(e)))
+        in_turn(turn, work)
+            .await
+            .unwrap_or_else(|e| Err(stopped(e)))
     }
 
     /// Runs `work` on a blocking thread once the process has a turn, in the background (waiting
@@ -109,6 +106,18 @@ impl FileOperations {
             async move { operations.run(work).await },
         )))
     }
+}
+
+/// Runs `work` on a blocking thread in `turn`, held until the work ends (also if whoever
+/// started it stopped waiting: a thread cannot be stopped).
+pub(crate) fn in_turn<R: Send + 'static>(
+    turn: Turn,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> JoinHandle<R> {
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        work()
+    })
 }
 
 /// A file operation started by [`FileOperations::on_a_thread`]. Dropped, it is stopped if it
@@ -166,6 +175,49 @@ fn read_at(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Vec<u8>>
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Writes `bytes` (or what of them it can, once) to `file` at `at`, or at its end (`None`).
+pub(crate) fn write_once(
+    file: &std::fs::File,
+    bytes: &[u8],
+    at: Option<u64>,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt as _;
+    match at {
+        Some(at) => file.write_at(bytes, at),
+        None => append(file, bytes),
+    }
+}
+
+/// Writes `bytes` at the end of `file`, whatever its cursor, as wasmtime-wasi does: `pwritev2`
+/// with `RWF_APPEND` (Linux 4.16), else the file switched to append mode for the write.
+fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let fd = file.as_raw_fd();
+    let iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: one iovec over `bytes`, which outlives the call, on `file`'s open descriptor.
+    let n = unsafe { libc::pwritev2(fd, &iov, 1, -1, libc::RWF_APPEND) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let error = std::io::Error::last_os_error();
+    if !matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EOPNOTSUPP)) {
+        return Err(error);
+    }
+    // SAFETY: fcntl's flag calls on `file`'s open descriptor.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_APPEND) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let written = (&*file).write(bytes);
+    // SAFETY: as above; the flags as they were.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    written
 }
 
 /// An operation's task that ended without a result (the host is shutting down).

@@ -68,13 +68,13 @@ pub(crate) fn take_turns(linker: &mut Linker<ComponentData>) -> wasmtime::Result
     types.func_wrap(
         "[method]descriptor.write-via-stream",
         |mut store, (fd, offset): (Resource<p2::Descriptor>, u64)| {
-            write_via_stream(store.data_mut(), fd, At::Offset(offset))
+            write_via_stream(store.data_mut(), fd, Some(offset))
         },
     )?;
     types.func_wrap(
         "[method]descriptor.append-via-stream",
         |mut store, (fd,): (Resource<p2::Descriptor>,)| {
-            write_via_stream(store.data_mut(), fd, At::End)
+            write_via_stream(store.data_mut(), fd, None)
         },
     )?;
     linker.allow_shadowing(false);
@@ -86,7 +86,7 @@ pub(crate) fn take_turns(linker: &mut Linker<ComponentData>) -> wasmtime::Result
 fn write_via_stream(
     data: &mut ComponentData,
     fd: Resource<p2::Descriptor>,
-    at: At,
+    at: Option<u64>,
 ) -> wasmtime::Result<(Result<Resource<DynOutputStream>, p2::ErrorCode>,)> {
     let file = match data.table.get(&fd)? {
         Descriptor::File(file) if file.perms.write_not_permitted() => {
@@ -263,17 +263,11 @@ impl Pollable for FileReads {
     }
 }
 
-/// Where a stream writes.
-#[derive(Clone, Copy)]
-enum At {
-    Offset(u64),
-    End,
-}
-
 /// Writes to a file, as the guest makes them.
 struct FileWrites {
     file: Arc<std::fs::File>,
-    at: At,
+    /// Where the next write goes; `None`: at the end of the file.
+    at: Option<u64>,
     operations: FileOperations,
     state: WriteState,
     /// `flush` was the last call: the `write-ready` of a `blocking-flush` waits for the write
@@ -293,7 +287,7 @@ enum WriteState {
 }
 
 impl FileWrites {
-    fn new(file: Arc<std::fs::File>, at: At, operations: FileOperations) -> Self {
+    fn new(file: Arc<std::fs::File>, at: Option<u64>, operations: FileOperations) -> Self {
         FileWrites {
             file,
             at,
@@ -311,7 +305,7 @@ impl FileWrites {
         let written = task.await;
         self.state = match written {
             Ok(n) => {
-                if let At::Offset(at) = &mut self.at {
+                if let Some(at) = &mut self.at {
                     *at = at.saturating_add(n as u64);
                 }
                 WriteState::Idle
@@ -410,7 +404,7 @@ impl OutputStream for FileWrites {
             .await
         {
             Ok(n) => {
-                if let At::Offset(at) = &mut self.at {
+                if let Some(at) = &mut self.at {
                     *at = at.saturating_add(n as u64);
                 }
                 Ok(())
@@ -479,19 +473,18 @@ fn broken_rule(rule: impl Into<String>) -> StreamError {
     )))
 }
 
-/// Writes all of `bytes` to `file` `at` its offset or end; returns how many were written.
-fn write_all(file: &std::fs::File, mut bytes: Bytes, at: At) -> io::Result<usize> {
-    use std::os::unix::fs::FileExt as _;
+/// Writes all of `bytes` to `file` at `at`, or at its end (`None`); returns how many.
+fn write_all(file: &std::fs::File, mut bytes: Bytes, at: Option<u64>) -> io::Result<usize> {
     let mut total = 0;
     while !bytes.is_empty() {
-        let n = match at {
-            At::Offset(at) => {
-                let at = at.checked_add(total as u64);
-                file.write_at(&bytes, at.ok_or(io::ErrorKind::InvalidInput)?)
-            }
-            At::End => crate::write_quota::p3::append(file, &bytes),
+        let next = match at {
+            Some(at) => Some(
+                at.checked_add(total as u64)
+                    .ok_or(io::ErrorKind::InvalidInput)?,
+            ),
+            None => None,
         };
-        let n = match n {
+        let n = match super::write_once(file, &bytes, next) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             n => n?,
         };

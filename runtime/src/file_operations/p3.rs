@@ -226,11 +226,7 @@ impl StreamProducer<ComponentData> for Reads {
                 },
             };
             let (file, offset) = (me.file.clone(), me.offset);
-            let task = tokio::task::spawn_blocking(move || {
-                // Held until the read ends, also if the stream is dropped meanwhile.
-                let _turn = turn;
-                super::read_at(&file, offset, len)
-            });
+            let task = super::in_turn(turn, move || super::read_at(&file, offset, len));
             me.reading = Some((task, buffer));
         }
         let (reading, _) = me.reading.as_mut().expect("a chunk is being read");

@@ -257,10 +257,8 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
                 return Poll::Ready(Ok(me.close(Err(ErrorCode::InsufficientSpace))));
             };
             let (file, at) = (me.file.clone(), me.at);
-            let task = tokio::task::spawn_blocking(move || {
-                // Held until the write ends, also if the stream is dropped meanwhile.
-                let _turn = turn;
-                write(&file, &chunk, at)
+            let task = crate::file_operations::in_turn(turn, move || {
+                crate::file_operations::write_once(&file, &chunk, at)
             });
             me.writing = Some((task, charge));
         }
@@ -303,43 +301,4 @@ impl Drop for ChargedWrites {
             let _ = result.send(Ok(()));
         }
     }
-}
-
-/// Writes `bytes` to `file` at `at`, or at its end.
-fn write(file: &std::fs::File, bytes: &[u8], at: Option<u64>) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt as _;
-    match at {
-        Some(at) => file.write_at(bytes, at),
-        None => append(file, bytes),
-    }
-}
-
-/// Writes `bytes` at the end of `file`, whatever its cursor, as wasmtime-wasi does: `pwritev2`
-/// with `RWF_APPEND` (Linux 4.16), else the file switched to append mode for the write.
-pub(crate) fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
-    use std::io::Write as _;
-    use std::os::fd::AsRawFd as _;
-    let fd = file.as_raw_fd();
-    let iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: one iovec over `bytes`, which outlives the call, on `file`'s open descriptor.
-    let n = unsafe { libc::pwritev2(fd, &iov, 1, -1, libc::RWF_APPEND) };
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let error = std::io::Error::last_os_error();
-    if !matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EOPNOTSUPP)) {
-        return Err(error);
-    }
-    // SAFETY: fcntl's flag calls on `file`'s open descriptor.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_APPEND) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let written = (&*file).write(bytes);
-    // SAFETY: as above; the flags as they were.
-    unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
-    written
 }
