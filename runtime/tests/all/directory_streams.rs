@@ -3,6 +3,7 @@
 //! outside `max_memory`.
 
 use crate::common::{load_mounted, receive, write_wat, Mounted};
+use crate::wasi_p3::mounted_guest;
 use serde_json::json;
 use wasmproc_runtime::{Exit, Mailbox, Runtime};
 
@@ -242,7 +243,12 @@ const P3_LISTER: &str = r#"
 /// with its own type (a symbolic link is one), without `.` and `..`, and its future says ok.
 #[test]
 fn a_wasi_p3_directory_listing_has_every_entry_across_batches() {
-    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (rt, mount, _bins) = mounted_guest(
+        "lister",
+        P3_LISTER,
+        "list",
+        "imports: [wasi:filesystem], limits: { max_execution_ms: 10000 }",
+    );
     for i in 0..150 {
         std::fs::write(mount.path().join(format!("file{i}")), "x").unwrap();
     }
@@ -251,22 +257,6 @@ fn a_wasi_p3_directory_listing_has_every_entry_across_batches() {
     }
     std::os::unix::fs::symlink("file0", mount.path().join("link")).unwrap();
     std::os::unix::fs::symlink("a", mount.path().join("dir-link")).unwrap();
-    write_wat(
-        bins.path(),
-        "lister.wasm",
-        &crate::wasi_p3::with_libc_and_filesystem_types(P3_LISTER),
-    );
-    let rt = load_mounted(
-        bins.path(),
-        mount.path(),
-        "/data",
-        &[Mounted {
-            name: "lister",
-            binary: "lister.wasm",
-            method: "list",
-            fields: "imports: [wasi:filesystem], limits: { max_execution_ms: 10000 }",
-        }],
-    );
     let exit = run(&rt, "t:lister", &[]);
     // 150 files, 3 directories, 2 symbolic links.
     assert_eq!(
@@ -321,24 +311,13 @@ const P2_LISTING_HOARDER: &str = r#"
 /// listing outside `max_memory`, and then the handle limit ended the process.
 #[test]
 fn a_wasi_p2_guest_holds_a_bounded_number_of_directory_listings() {
-    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (rt, mount, _bins) = mounted_guest(
+        "hoarder",
+        P2_LISTING_HOARDER,
+        "hoard",
+        "imports: [wasi:filesystem], limits: { max_execution_ms: 10000 }",
+    );
     std::fs::write(mount.path().join("file"), "x").unwrap();
-    write_wat(
-        bins.path(),
-        "hoarder.wasm",
-        &crate::wasi_p3::with_libc_and_filesystem_types(P2_LISTING_HOARDER),
-    );
-    let rt = load_mounted(
-        bins.path(),
-        mount.path(),
-        "/data",
-        &[Mounted {
-            name: "hoarder",
-            binary: "hoarder.wasm",
-            method: "hoard",
-            fields: "imports: [wasi:filesystem], limits: { max_execution_ms: 10000 }",
-        }],
-    );
     let exit = run(&rt, "t:hoarder", &[]);
     let held = wasmproc_runtime::MAX_DIRECTORY_LISTINGS as u64;
     assert_eq!(exit.outcome, Ok(json!((held << 8) + 22)), "{exit:?}");

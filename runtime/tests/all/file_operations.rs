@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::{load_mounted, receive, write_wat, Mounted};
+use crate::common::receive;
+use crate::wasi_p3::mounted_guest;
 use serde_json::json;
 use wasmproc_runtime::Mailbox;
 
@@ -194,24 +195,13 @@ fn entries(dir: &std::path::Path) -> usize {
 /// waited behind them all).
 #[test]
 fn a_guests_file_operations_do_not_wait_behind_anothers_flood() {
-    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (rt, mount, _bins) = mounted_guest(
+        "flood",
+        P3_FLOOD,
+        "flood",
+        "imports: [wasi:clocks, wasi:filesystem], limits: { max_execution_ms: 60000 }",
+    );
     std::fs::write(mount.path().join("big.bin"), vec![7u8; 1 << 20]).unwrap();
-    write_wat(
-        bins.path(),
-        "flood.wasm",
-        &crate::wasi_p3::with_libc_and_filesystem_types(P3_FLOOD),
-    );
-    let rt = load_mounted(
-        bins.path(),
-        mount.path(),
-        "/data",
-        &[Mounted {
-            name: "flood",
-            binary: "flood.wasm",
-            method: "flood",
-            fields: "imports: [wasi:clocks, wasi:filesystem], limits: { max_execution_ms: 60000 }",
-        }],
-    );
     const FLOOD: usize = 3000;
     const DEEP: usize = 1000;
     let deep = (0..DEEP).fold(mount.path().to_path_buf(), |path, _| path.join("a"));
@@ -453,24 +443,13 @@ const P2_HOARDER: &str = r#"
 /// to 16 streams at once (100 of 100 before).
 #[test]
 fn a_wasi_p2_guests_streams_hold_a_bounded_number_of_buffers() {
-    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (rt, mount, _bins) = mounted_guest(
+        "hoarder",
+        P2_HOARDER,
+        "hoard",
+        "imports: [wasi:clocks, wasi:io, wasi:filesystem], limits: { max_execution_ms: 5000 }",
+    );
     std::fs::write(mount.path().join("big.bin"), vec![7u8; 1 << 20]).unwrap();
-    write_wat(
-        bins.path(),
-        "hoarder.wasm",
-        &crate::wasi_p3::with_libc_and_filesystem_types(P2_HOARDER),
-    );
-    let rt = load_mounted(
-        bins.path(),
-        mount.path(),
-        "/data",
-        &[Mounted {
-            name: "hoarder",
-            binary: "hoarder.wasm",
-            method: "hoard",
-            fields: "imports: [wasi:clocks, wasi:io, wasi:filesystem], limits: { max_execution_ms: 5000 }",
-        }],
-    );
     let buffers = wasmproc_runtime::MAX_STREAM_BUFFERS;
     // A blocking read needs no buffer: past them all, it reads at once.
     for (mode, what, expected) in [
@@ -623,27 +602,16 @@ const P3_READER: &str = r#"
 /// across chunks and what was read ahead.
 #[test]
 fn a_wasi_p3_file_read_through_its_stream_comes_whole_whatever_the_read_size() {
-    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (rt, mount, _bins) = mounted_guest(
+        "reader",
+        P3_READER,
+        "checksum",
+        "imports: [wasi:filesystem], limits: { max_execution_ms: 60000 }",
+    );
     let content: Vec<u8> = (0..100_003u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(mount.path().join("big.bin"), &content).unwrap();
-    write_wat(
-        bins.path(),
-        "reader.wasm",
-        &crate::wasi_p3::with_libc_and_filesystem_types(P3_READER),
-    );
-    let rt = load_mounted(
-        bins.path(),
-        mount.path(),
-        "/data",
-        &[Mounted {
-            name: "reader",
-            binary: "reader.wasm",
-            method: "checksum",
-            fields: "imports: [wasi:filesystem], limits: { max_execution_ms: 60000 }",
-        }],
-    );
     let hash = content
         .iter()
         .fold(0u32, |h, &b| h.wrapping_mul(31).wrapping_add(b as u32));
@@ -798,22 +766,11 @@ const P2_WRITE_AND_DROP: &str = r#"
 /// stream waited for a buffer until `max_execution_ms`).
 #[test]
 fn a_wasi_p2_guests_stream_writes_are_all_made_and_never_wait_for_their_own_buffers() {
-    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write_wat(
-        bins.path(),
-        "writer.wasm",
-        &crate::wasi_p3::with_libc_and_filesystem_types(P2_WRITE_AND_DROP),
-    );
-    let rt = load_mounted(
-        bins.path(),
-        mount.path(),
-        "/data",
-        &[Mounted {
-            name: "writer",
-            binary: "writer.wasm",
-            method: "write-and-drop",
-            fields: "imports: [wasi:io, wasi:filesystem], limits: { max_execution_ms: 10000 }",
-        }],
+    let (rt, mount, _bins) = mounted_guest(
+        "writer",
+        P2_WRITE_AND_DROP,
+        "write-and-drop",
+        "imports: [wasi:io, wasi:filesystem], limits: { max_execution_ms: 10000 }",
     );
     let out = mount.path().join("out");
     for keep in [0, 1, 2] {

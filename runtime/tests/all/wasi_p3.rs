@@ -146,6 +146,36 @@ pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
         )
 }
 
+/// `wat` (its libc and filesystem types filled in by [`with_libc_and_filesystem_types`]) loaded as the only entry `t:{name}`,
+/// with `method`, `fields` and a fresh directory mounted at `/data`: the runtime, the mounted
+/// directory and the binary's (keep both as long as the runtime).
+pub(crate) fn mounted_guest(
+    name: &str,
+    wat: &str,
+    method: &str,
+    fields: &str,
+) -> (
+    wasmproc_runtime::Runtime,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    let (mount, bins) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let binary = format!("{name}.wasm");
+    crate::common::write_wat(bins.path(), &binary, &with_libc_and_filesystem_types(wat));
+    let rt = crate::common::load_mounted(
+        bins.path(),
+        mount.path(),
+        "/data",
+        &[crate::common::Mounted {
+            name,
+            binary: &binary,
+            method,
+            fields,
+        }],
+    );
+    (rt, mount, bins)
+}
+
 /// `wat` with its `(; libc ;)` line replaced by a core instance `$libc` exporting a memory and
 /// a bump `realloc` from 8 KiB up: what component text needs to lower strings and lists.
 pub(crate) fn with_libc(wat: &str) -> String {
