@@ -186,13 +186,18 @@ struct Stack {
 }
 
 /// A handle wasmtime can hold: the engine's configuration owns it.
-pub struct StackSource(pub Arc<Stacks>);
+pub struct StackSource {
+    pub stacks: Arc<Stacks>,
+    /// Its stores use one fiber each, so a waiting process's stack may be hibernated (see
+    /// [`crate::hibernation`]): the main engine's, not the concurrent one's.
+    pub hibernates: bool,
+}
 
 // SAFETY: every stack is a distinct, page-aligned block of a readable and writable mapping,
 // zero when first handed out (fresh anonymous pages), owned by its `Stack` until dropped.
 unsafe impl StackCreator for StackSource {
     fn new_stack(&self, size: usize, zeroed: bool) -> wasmtime::Result<Box<dyn StackMemory>> {
-        let stacks = &self.0;
+        let stacks = &self.stacks;
         if size > stacks.size {
             wasmtime::bail!(
                 "a fiber stack of {size} bytes was asked of an arena of {}",
@@ -201,6 +206,9 @@ unsafe impl StackCreator for StackSource {
         }
         let base = lock(&stacks.slab).take()?;
         let _ = zeroed; // Given back zeroed when the engine asks for zeroing (see `Drop`).
+        if self.hibernates {
+            crate::hibernation::stack_made(base..base + stacks.size);
+        }
         Ok(Box::new(Stack {
             stacks: stacks.clone(),
             base,
@@ -418,7 +426,10 @@ mod tests {
     #[test]
     fn thousands_of_stacks_and_memories_take_a_few_maps() {
         let before = maps();
-        let stacks = StackSource(Stacks::new(256 << 10, false));
+        let stacks = StackSource {
+            stacks: Stacks::new(256 << 10, false),
+            hibernates: false,
+        };
         let memories = MemorySource(Memories::new(1 << 20));
         let held: Vec<_> = (0..5_000)
             .map(|_| {
@@ -434,7 +445,7 @@ mod tests {
                 (stack, memory)
             })
             .collect();
-        let chunks = stacks.0.chunks() + memories.0.chunks();
+        let chunks = stacks.stacks.chunks() + memories.0.chunks();
         assert!(chunks <= 4, "{chunks} chunks");
         // Other tests run beside this one and map too: a margin, far below 2 per process.
         assert!(maps() < before + 200, "{} maps for 5,000", maps() - before);

@@ -231,7 +231,7 @@ pub(crate) fn configured(pool: Pool, fuel: Fuel, concurrent: bool, capacity: Cap
     config.epoch_interruption(true);
     config.consume_fuel(fuel.counted());
     if capacity.allocation == Allocation::Arena {
-        arena(&mut config, pool);
+        arena(&mut config, pool, concurrent);
     } else if capacity.allocation == Allocation::Pooled {
         // Sized for many small processes: a component (with the preview1 adapter) has a few
         // core instances, memories and tables. Slots are reserved address space, touched only
@@ -273,8 +273,9 @@ const ASYNC_STACK_SIZE: usize = 2 << 20;
 
 /// Stacks and memories from [`crate::arena`]: on demand, a memory at most a pool slot's size,
 /// every access bounds-checked (no guard region), data segments copied in (a copy-on-write
-/// image would be a mapping per memory).
-fn arena(config: &mut Config, pool: Pool) {
+/// image would be a mapping per memory). The main engine's stacks may be hibernated, the
+/// concurrent one's not (see [`crate::hibernation`]).
+fn arena(config: &mut Config, pool: Pool, concurrent: bool) {
     let max = usize::try_from(pool.memory).unwrap_or(usize::MAX);
     config
         .allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand)
@@ -286,10 +287,10 @@ fn arena(config: &mut Config, pool: Pool) {
         .memory_init_cow(false)
         .memory_may_move(true)
         .with_host_memory(Arc::new(arena::MemorySource(arena::Memories::new(max))))
-        .with_host_stack(Arc::new(arena::StackSource(arena::Stacks::new(
-            ASYNC_STACK_SIZE,
-            false,
-        ))));
+        .with_host_stack(Arc::new(arena::StackSource {
+            stacks: arena::Stacks::new(ASYNC_STACK_SIZE, false),
+            hibernates: !concurrent && crate::hibernation::wanted(),
+        }));
 }
 
 /// A loader (compile cache) over a fresh engine, pooled as the environment says.

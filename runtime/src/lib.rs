@@ -23,6 +23,7 @@ mod error;
 mod event;
 mod file_operations;
 pub mod file_tree;
+pub mod hibernation;
 mod host;
 mod id;
 mod imports;

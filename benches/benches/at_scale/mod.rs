@@ -10,7 +10,8 @@
 //! 100,000 processes would take minutes): the time to spawn them and to collect every EXIT,
 //! and, sampled as they start, resident memory and memory maps (`/proc/self/maps` lines, what
 //! `vm.max_map_count` limits) against live processes. The figures per process are the growth
-//! from before the first spawn to the peak, divided by the processes live at the peak. A plot
+//! from before the first spawn to the peak (the last sample with the most live, taken once
+//! every process has waited long enough to be hibernated), divided by the processes live then. A plot
 //! of every run is written beside criterion's reports.
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wasmproc_runtime::engine::{self, Pool};
+use wasmproc_runtime::hibernation::IDLE_BEFORE_HIBERNATION;
 use wasmproc_runtime::manifest::Digest;
 use wasmproc_runtime::{Phase, Runtime, SpawnOptions};
 use wasmtime::component::{Component, Linker, ResourceTable, Val};
@@ -365,6 +367,7 @@ fn wasmproc(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
             break;
         }
     }
+    samples.push(settled(|| count(&mut events)));
     clock.block_on(async {
         while exits < spawned {
             match mailbox.receive(Duration::from_secs(120)).await {
@@ -385,6 +388,14 @@ fn wasmproc(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
         collected_in: start.elapsed(),
         outcomes,
     })
+}
+
+/// A sample taken once every process has started and then waited long enough to be
+/// hibernated (`wasmproc_runtime::hibernation`): what a sleeping process holds from then on.
+/// Taken on both sides, so that they are compared at the same point.
+fn settled(live: impl FnOnce() -> usize) -> Sample {
+    std::thread::sleep(3 * IDLE_BEFORE_HIBERNATION);
+    Sample::now(live())
 }
 
 fn tally(outcomes: &mut BTreeMap<String, usize>, event: wasmproc_runtime::Event) {
@@ -490,6 +501,7 @@ fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
         }
         finished = done;
     }
+    samples.push(settled(|| live.load(Ordering::Relaxed)));
     let mut outcomes = BTreeMap::new();
     scheduler.block_on(async {
         for task in tasks {

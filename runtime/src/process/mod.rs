@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::error::ErrorKind;
 use crate::event::{Accounting, Exit, ExitError, Lifecycle, Phase, Pid, TraceSink};
+use crate::hibernation::Hibernating;
 use crate::host::QueuePlace;
 use crate::limits::{Limits, MemoryUsage};
 use crate::loader::Program;
@@ -251,14 +252,14 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         // A block, so that the run (its store, and its borrow of the guard's usage) ends before
         // the outcome is recorded.
         let outcome = {
-            let run = std::pin::pin!(store::init_step_close(
+            let run = std::pin::pin!(Hibernating::new(store::init_step_close(
                 &launch.program,
                 &launch.params,
                 launch.state,
                 &launch.limits,
                 &mut guard.usage,
                 slot,
-            ));
+            )));
             let limit = launch.limits.max_execution;
             Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
         };

@@ -11,6 +11,7 @@ mod warnings;
 mod blocking_threads;
 mod code_cache;
 mod fuel;
+mod hibernation;
 mod http_parts;
 #[cfg(feature = "lua")]
 mod lua;

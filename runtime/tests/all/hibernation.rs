@@ -1,0 +1,216 @@
+//! A process that waits gives its fiber stack's pages back and gets its bytes back whole
+//! (`runtime/src/hibernation.rs`), in an engine whose pool takes the arena.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wasmproc_runtime::capacity::{Allocation, Capacity};
+use wasmproc_runtime::hibernation::{hibernated, IDLE_BEFORE_HIBERNATION};
+use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
+
+use crate::common::{receive, write_wat};
+
+/// `nest(depth, ms)`: recurses `depth` levels, each keeping eight values live across the call
+/// below it (Cranelift keeps them in the level's native frame, on the fiber stack), sleeps `ms`
+/// at the bottom (WASI 0.2: subscribe to the monotonic clock, block), and returns a checksum of
+/// every level's values. A stack that came back different changes the checksum or crashes.
+const NESTED_SLEEPER: &str = r#"
+(component $C
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer $C $pollable (type $p))
+    (export "pollable" (type $p' (eq $p)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own $p'))))))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+  (core func $drop (canon resource.drop $pollable))
+  (core module $m
+    (import "host" "block" (func $block (param i32)))
+    (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "drop" (func $drop (param i32)))
+    (func $sleep (param $ms i32)
+      (local $p i32)
+      (local.set $p
+        (call $subscribe (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000))))
+      (call $block (local.get $p))
+      (call $drop (local.get $p)))
+    (func $nest (param $depth i32) (param $ms i32) (result i64)
+      (local $a i64) (local $b i64) (local $c i64) (local $d i64)
+      (local $e i64) (local $f i64) (local $g i64) (local $h i64)
+      (if (i32.eqz (local.get $depth))
+        (then (call $sleep (local.get $ms)) (return (i64.const 0))))
+      (local.set $a (i64.add (i64.mul (i64.extend_i32_u (local.get $depth))
+                                      (i64.const 0x9E3779B97F4A7C15))
+                             (i64.const 1)))
+      (local.set $b (i64.rotl (local.get $a) (i64.const 7)))
+      (local.set $c (i64.xor (local.get $b) (i64.const 0x5555)))
+      (local.set $d (i64.mul (local.get $c) (i64.const 31)))
+      (local.set $e (i64.rotl (local.get $d) (i64.const 13)))
+      (local.set $f (i64.add (local.get $e) (local.get $a)))
+      (local.set $g (i64.xor (local.get $f) (local.get $b)))
+      (local.set $h (i64.mul (local.get $g) (i64.const 3)))
+      (i64.add
+        (i64.rotl
+          (call $nest (i32.sub (local.get $depth) (i32.const 1)) (local.get $ms))
+          (i64.const 1))
+        (i64.xor
+          (i64.add (i64.add (local.get $a) (local.get $b)) (i64.add (local.get $c) (local.get $d)))
+          (i64.add (i64.add (local.get $e) (local.get $f)) (i64.add (local.get $g) (local.get $h))))))
+    (func (export "nest") (param $depth i32) (param $ms i32) (result i64)
+      (call $nest (local.get $depth) (local.get $ms))))
+  (core instance $host
+    (export "block" (func $block))
+    (export "subscribe" (func $subscribe))
+    (export "drop" (func $drop)))
+  (core instance $i (instantiate $m (with "host" (instance $host))))
+  (func (export "nest") (param "depth" u32) (param "ms" u32) (result u64)
+    (canon lift (core func $i "nest"))))
+"#;
+
+/// What `nest(depth, _)` returns, computed here.
+fn checksum(depth: u32) -> u64 {
+    let mut sum = 0u64;
+    for level in 1..=u64::from(depth) {
+        let a = level.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
+        let b = a.rotate_left(7);
+        let c = b ^ 0x5555;
+        let d = c.wrapping_mul(31);
+        let e = d.rotate_left(13);
+        let f = e.wrapping_add(a);
+        let g = f ^ b;
+        let h = g.wrapping_mul(3);
+        let own = (a.wrapping_add(b).wrapping_add(c.wrapping_add(d)))
+            ^ (e.wrapping_add(f).wrapping_add(g.wrapping_add(h)));
+        sum = sum.rotate_left(1).wrapping_add(own);
+    }
+    sum
+}
+
+/// The nested sleeper on a host of 2 workers, its entry limited to `max_execution_ms` where
+/// given, over a pool that takes the arena; `None` where this kernel's map limit holds the
+/// pool pooled (then no stack is the arena's to hibernate).
+fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
+    let pool = wasmproc_runtime::engine::Pool {
+        processes: 20_000,
+        memory: 1 << 20,
+        ..Default::default()
+    };
+    let max_map_count = wasmproc_runtime::capacity::max_map_count();
+    if Capacity::within(pool.processes, max_map_count).allocation != Allocation::Arena {
+        eprintln!("vm.max_map_count {max_map_count} holds this pool pooled; skipped");
+        return None;
+    }
+    let digest = write_wat(dir, "nest.wasm", NESTED_SLEEPER);
+    let limits = max_execution_ms
+        .map(|ms| format!(", limits: {{ max_execution_ms: {ms} }}"))
+        .unwrap_or_default();
+    let text = format!(
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: nest, kind: process.wasm, fs: bins, path: nest.wasm, hash: \"{digest}\", method: nest, imports: [wasi:clocks]{limits} }}\n",
+        dir.display()
+    );
+    let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
+    let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
+    Some(Runtime::new(manifest, std::sync::Arc::new(loader)))
+}
+
+/// Waits (up to 10 s) until at least `n` stacks are hibernated.
+fn until_hibernated(n: usize) {
+    let start = Instant::now();
+    while hibernated() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} of {n} stacks hibernated after 10 s",
+            hibernated()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sleeping_processes_give_their_stacks_back_and_wake_with_every_frame_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rt) = arena_runtime(dir.path(), None) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    // Depths from a few frames to several pages of live stack; each sleeps long past the idle
+    // time, so that all of them are hibernated at once before any wakes.
+    let depths: Vec<u32> = (0..60).map(|i| [1, 7, 40, 150][i % 4]).collect();
+    let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    let mut expected = std::collections::HashMap::new();
+    for &depth in &depths {
+        let pid = rt
+            .spawn_monitored(
+                "t:nest",
+                "t:host",
+                &[json!(depth), json!(sleep_ms)],
+                &mailbox,
+            )
+            .unwrap();
+        expected.insert(pid, checksum(depth));
+    }
+    until_hibernated(depths.len());
+    for _ in &depths {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let want = expected.remove(&exit.from).expect("one EXIT per process");
+        assert_eq!(exit.outcome, Ok(json!(want)), "process {:?}", exit.from);
+    }
+}
+
+#[test]
+fn a_hibernated_process_that_is_cancelled_or_runs_out_of_time_still_exits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rt) = arena_runtime(dir.path(), None) else {
+        return;
+    };
+    let limited_dir = tempfile::tempdir().unwrap();
+    let limit_ms = 6 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    let Some(limited) = arena_runtime(limited_dir.path(), Some(limit_ms)) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    let mut limited_mailbox = Mailbox::new();
+    // Asleep for a minute: only the cancel or the limit ends them, each dropping a store whose
+    // fiber (hibernated by then) must unwind on its own stack.
+    let cancelled: Vec<_> = (0..8)
+        .map(|_| {
+            rt.spawn_monitored("t:nest", "t:host", &[json!(20), json!(60_000)], &mailbox)
+                .unwrap()
+        })
+        .collect();
+    let timed_out: Vec<_> = (0..8)
+        .map(|_| {
+            limited
+                .spawn_monitored(
+                    "t:nest",
+                    "t:host",
+                    &[json!(20), json!(60_000)],
+                    &limited_mailbox,
+                )
+                .unwrap()
+        })
+        .collect();
+    until_hibernated(16);
+    // Others' stacks count too: time enough for these to have been hibernated themselves.
+    std::thread::sleep(3 * IDLE_BEFORE_HIBERNATION);
+    for &pid in &cancelled {
+        rt.cancel(pid, "enough").unwrap();
+    }
+    for _ in &cancelled {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        assert!(cancelled.contains(&exit.from));
+        assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::Cancelled);
+    }
+    for _ in &timed_out {
+        let exit = receive(&mut limited_mailbox).expect("an EXIT");
+        assert!(timed_out.contains(&exit.from));
+        assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::LimitExceeded);
+    }
+    std::thread::sleep(2 * IDLE_BEFORE_HIBERNATION);
+    assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
+    assert_eq!(limited_mailbox.try_receive(), None, "exactly one EXIT each");
+}
