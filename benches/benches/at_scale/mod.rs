@@ -467,7 +467,9 @@ fn bare(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
                 table: ResourceTable::new(),
             };
             let mut store = Store::new(&engine, state);
-            store.set_fuel(u64::MAX).unwrap();
+            if fuel.counted() {
+                store.set_fuel(u64::MAX).unwrap();
+            }
             store.set_epoch_deadline(2);
             store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(2)));
             let instance = pre.instantiate_async(&mut store).await?;

@@ -1,9 +1,10 @@
 //! A process that has waited a while gives its fiber stack's pages back: the live part of the
-//! suspended stack (its saved stack pointer to its top, a couple of KiB for a process asleep
-//! in a WASI call) is copied to the heap, the stack's pages are returned to the system, and
-//! the bytes are copied back to the same addresses before the process runs again. A sleeping
-//! process then holds that copy instead of a page (4 KiB) or more: the difference between
-//! 100,000 sleepers fitting in memory or not, and below what bare wasmtime needs.
+//! suspended stack (its saved stack pointer to its top, ~2.3 KiB for a process asleep in a
+//! WASI call) is kept on the heap, as what differs from the first stack of its length asleep
+//! (`image`, ~0.5 KiB), the stack's pages are returned to the system, and the words are
+//! written back to the same addresses before the process runs again. A sleeping process then
+//! holds that instead of a page (4 KiB) or more, and no page table for its stack: below what
+//! bare wasmtime needs.
 //!
 //! Invariants that make moving a suspended stack's bytes sound:
 //! - A suspended fiber's stack is touched only by that fiber, which runs only while its
@@ -24,9 +25,10 @@
 //!   below the stack's top (its documented layout); a value outside the stack or misaligned
 //!   means no hibernation, never a guess.
 
+mod image;
+
 use std::cell::Cell;
 use std::future::Future;
-use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,11 +104,8 @@ struct Idle {
     saved: Option<Saved>,
 }
 
-/// A hibernated stack's live bytes, from the fiber's stack pointer to the stack's top.
-struct Saved {
-    from: usize,
-    bytes: Box<[MaybeUninit<u8>]>,
-}
+/// A hibernated stack's live words, from the fiber's stack pointer to the stack's top.
+struct Saved(image::Image);
 
 impl<F> Hibernating<F> {
     pub(crate) fn new(inner: F) -> Self {
@@ -119,9 +118,12 @@ impl<F> Hibernating<F> {
 
     /// The stack's bytes back where they were, before anything may resume its fiber.
     fn wake(&mut self) -> bool {
-        match self.idle.as_mut().and_then(|idle| idle.saved.take()) {
+        let Some(idle) = self.idle.as_mut() else {
+            return false;
+        };
+        match idle.saved.take() {
             Some(saved) => {
-                saved.restore();
+                saved.restore(&idle.stack);
                 true
             }
             None => false,
@@ -137,11 +139,8 @@ impl<F: Future> Future for Hibernating<F> {
         // the drop below only restores bytes), and the other fields are not pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let woke = this.wake();
-        let now = Instant::now();
-        let idle_since_timer = this
-            .idle
-            .as_ref()
-            .is_some_and(|idle| idle.timer.deadline() <= now);
+        // Its timer fired (the driver saw its deadline pass) and nothing woke the store since.
+        let idle_for_long = !woke && this.idle.as_ref().is_some_and(|i| i.timer.is_elapsed());
         MADE.with(|made| made.set(None));
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
@@ -150,6 +149,9 @@ impl<F: Future> Future for Hibernating<F> {
         if outcome.is_ready() || this.off {
             return outcome;
         }
+        // Read only by processes that wait with a stack to hibernate: a clock read is a good
+        // share of the cost of a spawn.
+        let now = Instant::now();
         match (&mut this.idle, made) {
             (None, None) => return Poll::Pending,
             (None, Some(stack)) => {
@@ -166,7 +168,7 @@ impl<F: Future> Future for Hibernating<F> {
             (Some(_), _) => {}
         }
         let idle = this.idle.as_mut().expect("made above");
-        if idle_since_timer && !woke {
+        if idle_for_long {
             // The timer fired and this poll found the store still waiting.
             idle.saved = hibernate(&idle.stack);
             if idle.saved.is_some() {
@@ -207,13 +209,7 @@ fn hibernate(stack: &Range<usize>) -> Option<Saved> {
     {
         return None;
     }
-    let len = top - from;
-    let mut bytes = Box::<[u8]>::new_uninit_slice(len);
-    // SAFETY: `from..top` lies in the stack (checked above), which nothing else touches while
-    // its fiber is suspended; the copy is of bytes, initialized or not.
-    unsafe {
-        std::ptr::copy_nonoverlapping(from as *const MaybeUninit<u8>, bytes.as_mut_ptr(), len)
-    };
+    let image = image::Image::take(stack, from);
     // SAFETY: the stack is a page-aligned block of a private anonymous mapping (the arena's);
     // its pages read as zero afterwards, and the live ones are written back before the fiber
     // runs again.
@@ -228,19 +224,13 @@ fn hibernate(stack: &Range<usize>) -> Option<Saved> {
         return None;
     }
     HIBERNATED.fetch_add(1, Ordering::Relaxed);
-    Some(Saved { from, bytes })
+    Some(Saved(image))
 }
 
 impl Saved {
-    fn restore(self) {
-        // SAFETY: the same range of the same stack, whose fiber has not run since the copy.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.bytes.as_ptr(),
-                self.from as *mut MaybeUninit<u8>,
-                self.bytes.len(),
-            )
-        };
+    /// The words back in `stack`, the one they were taken from.
+    fn restore(self, stack: &Range<usize>) {
+        self.0.put_back(stack);
         HIBERNATED.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -337,9 +327,9 @@ mod tests {
         let expected: Vec<u8> = (from..stack.range.end).map(|at| stack.byte(at)).collect();
         assert_eq!(stack.resident_pages(), 4);
         let saved = hibernate(&stack.range).expect("hibernated");
-        assert_eq!(saved.bytes.len(), live, "the live part only");
+        assert!(saved.0.held() < live / 2, "the live part only, packed");
         assert_eq!(stack.resident_pages(), 0, "every page given back");
-        saved.restore();
+        saved.restore(&stack.range);
         let back: Vec<u8> = (from..stack.range.end).map(|at| stack.byte(at)).collect();
         assert!(back == expected, "the live bytes, where they were");
         assert_eq!(stack.byte(from - 1), 0, "the dead part is not copied back");
@@ -366,6 +356,6 @@ mod tests {
         // SAFETY: as above.
         unsafe { slot.write(top - MAX_LIVE) };
         let saved = hibernate(&stack.range).expect("the most that is copied");
-        saved.restore();
+        saved.restore(&stack.range);
     }
 }

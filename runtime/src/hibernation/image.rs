@@ -1,0 +1,227 @@
+//! A hibernated stack's live words, kept as what differs from a template: processes asleep at
+//! the same place hold mostly the same words (return addresses, frame offsets from the
+//! stack's start, constants, zeros), so each keeps a bit per word and the words that differ.
+//! Measured on 100,000 sleepers asleep in a WASI call: 54-82 of 293 words differ.
+//!
+//! A word that points into its own stack is compared and kept as its offset from the stack's
+//! start (each stack is at its own address), and written back against the stack it returns
+//! to, which is the same one. The template of a live length is the first image of that
+//! length; at most [`MAX_TEMPLATES`] are kept (an image of another length keeps every word).
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use crate::lock::lock;
+
+/// Templates kept: bounded, as a guest chooses how deep it sleeps (each is at most the
+/// largest live part copied, 64 KiB).
+const MAX_TEMPLATES: usize = 64;
+
+const WORD: usize = std::mem::size_of::<u64>();
+
+/// The first image of each live length, its words as [`Normal`] values.
+static TEMPLATES: Mutex<Vec<Arc<Template>>> = Mutex::new(Vec::new());
+
+struct Template {
+    words: Box<[u64]>,
+    /// A bit per word: it is an offset into the stack, not a value.
+    in_stack: Box<[u64]>,
+}
+
+/// A word as compared: an offset from the stack's start if it points into the stack, else
+/// its value.
+#[derive(Clone, Copy, PartialEq)]
+struct Normal {
+    in_stack: bool,
+    word: u64,
+}
+
+impl Normal {
+    fn of(word: u64, stack: &Range<usize>) -> Normal {
+        match usize::try_from(word) {
+            Ok(at) if stack.contains(&at) => Normal {
+                in_stack: true,
+                word: (at - stack.start) as u64,
+            },
+            _ => Normal {
+                in_stack: false,
+                word,
+            },
+        }
+    }
+
+    fn word(self, stack: &Range<usize>) -> u64 {
+        if self.in_stack {
+            stack.start as u64 + self.word
+        } else {
+            self.word
+        }
+    }
+}
+
+impl Template {
+    fn of(words: &[u64], stack: &Range<usize>) -> Template {
+        let mut in_stack = vec![0u64; words.len().div_ceil(64)].into_boxed_slice();
+        let words = words
+            .iter()
+            .enumerate()
+            .map(|(i, &word)| {
+                let normal = Normal::of(word, stack);
+                in_stack[i / 64] |= u64::from(normal.in_stack) << (i % 64);
+                normal.word
+            })
+            .collect();
+        Template { words, in_stack }
+    }
+
+    fn normal(&self, i: usize) -> Normal {
+        Normal {
+            in_stack: self.in_stack[i / 64] >> (i % 64) & 1 == 1,
+            word: self.words[i],
+        }
+    }
+
+    /// The template for images of `len` words, made from `words` if there is none yet and
+    /// room for one.
+    fn for_words(words: &[u64], stack: &Range<usize>) -> Option<Arc<Template>> {
+        let mut templates = lock(&TEMPLATES);
+        if let Some(template) = templates.iter().find(|t| t.words.len() == words.len()) {
+            return Some(template.clone());
+        }
+        if templates.len() == MAX_TEMPLATES {
+            return None;
+        }
+        let template = Arc::new(Template::of(words, stack));
+        templates.push(template.clone());
+        Some(template)
+    }
+}
+
+/// The live words of a suspended stack, from `from` to the stack's top.
+pub(super) struct Image {
+    from: usize,
+    len: usize,
+    template: Option<Arc<Template>>,
+    /// A bit per word, set where it differs from the template (every bit without one), then
+    /// the words that differ, in order.
+    packed: Box<[u64]>,
+}
+
+impl Image {
+    /// The words of `stack` from `from` (8-aligned, inside it) to its top.
+    pub(super) fn take(stack: &Range<usize>, from: usize) -> Image {
+        let len = (stack.end - from) / WORD;
+        let words: Vec<u64> = (0..len)
+            // SAFETY: inside the stack, aligned (checked by the caller), and nothing else
+            // touches it while its fiber is suspended. Read as integers: bytes some frame
+            // never wrote are whatever the memory holds, as a copy of them would be.
+            .map(|i| unsafe { ((from + i * WORD) as *const u64).read_volatile() })
+            .collect();
+        let template = Template::for_words(&words, stack);
+        let differs = |i: usize| {
+            template
+                .as_ref()
+                .is_none_or(|t| t.normal(i) != Normal::of(words[i], stack))
+        };
+        let bits = len.div_ceil(64);
+        let mut packed = vec![0u64; bits];
+        for (i, &word) in words.iter().enumerate() {
+            if differs(i) {
+                packed[i / 64] |= 1 << (i % 64);
+                packed.push(word);
+            }
+        }
+        Image {
+            from,
+            len,
+            template,
+            packed: packed.into_boxed_slice(),
+        }
+    }
+
+    /// The words back where they were in `stack`, the one they were taken from.
+    pub(super) fn put_back(self, stack: &Range<usize>) {
+        let bits = self.len.div_ceil(64);
+        let mut kept = self.packed[bits..].iter();
+        for i in 0..self.len {
+            let word = match &self.template {
+                Some(template) if self.packed[i / 64] >> (i % 64) & 1 == 0 => {
+                    template.normal(i).word(stack)
+                }
+                _ => *kept.next().expect("a word kept for every bit set"),
+            };
+            // SAFETY: the same words of the same stack, whose fiber has not run since.
+            unsafe { ((self.from + i * WORD) as *mut u64).write(word) };
+        }
+    }
+
+    /// The bytes it holds on the heap (besides the shared template).
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.packed.len() * WORD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `memory` as the range of a stack.
+    fn stack_of(memory: &mut [u64]) -> Range<usize> {
+        let start = memory.as_mut_ptr() as usize;
+        start..start + memory.len() * WORD
+    }
+
+    #[test]
+    fn an_image_like_the_template_keeps_only_what_differs_and_comes_back_whole() {
+        // Two stacks asleep at the same place: the same constants and offsets into their own
+        // stacks, two values that differ. 200 words, a length no other test uses.
+        let fill = |memory: &mut [u64], seed: u64| {
+            let stack = stack_of(memory);
+            for (i, word) in memory.iter_mut().enumerate() {
+                *word = match i % 4 {
+                    0 => 0,
+                    1 => 0x5555_0000 + i as u64,
+                    2 => (stack.start + 8 * ((i + 5) % 200)) as u64,
+                    _ => 0x7f00_dead_0000 + i as u64,
+                };
+            }
+            memory[10] = seed;
+            memory[150] = seed.rotate_left(17);
+        };
+        let mut first = vec![0u64; 200];
+        let mut second = vec![0u64; 200];
+        fill(&mut first, 1);
+        fill(&mut second, 2);
+        let (a, b) = (stack_of(&mut first), stack_of(&mut second));
+        let want = (first.clone(), second.clone());
+        let taken_a = Image::take(&a, a.start);
+        let taken_b = Image::take(&b, b.start);
+        assert!(taken_a.held() <= 4 * WORD + 2 * WORD, "{}", taken_a.held());
+        assert_eq!(
+            taken_b.held(),
+            4 * WORD + 2 * WORD,
+            "the bits, and the two that differ"
+        );
+        first.iter_mut().for_each(|w| *w = 0);
+        second.iter_mut().for_each(|w| *w = 0);
+        taken_a.put_back(&a);
+        taken_b.put_back(&b);
+        assert!(first == want.0 && second == want.1);
+    }
+
+    #[test]
+    fn an_image_unlike_its_template_keeps_every_word_and_comes_back_whole() {
+        // 130 words, a length no other test uses.
+        let mut first = vec![7u64; 130];
+        let mut second: Vec<u64> = (0..130u64).map(|i| i * 0x1_0000_0001 + 1).collect();
+        let (a, b) = (stack_of(&mut first), stack_of(&mut second));
+        let _template = Image::take(&a, a.start);
+        let want = second.clone();
+        let taken = Image::take(&b, b.start);
+        assert_eq!(taken.held(), (3 + 130) * WORD, "the bits, and every word");
+        second.iter_mut().for_each(|w| *w = 0);
+        taken.put_back(&b);
+        assert_eq!(second, want);
+    }
+}
