@@ -172,6 +172,7 @@ pub fn new(pool: Pool, fuel: Fuel) -> Result<Engine, Error> {
         maps = capacity.maps,
         max_map_count = capacity.max_map_count,
         %fuel,
+        hibernation = capacity.allocation == Allocation::Arena && crate::hibernation::wanted(),
         "instance capacity: {capacity}"
     );
     Engine::new(&config(pool, fuel)).map_err(|e| Error::EngineStart {
