@@ -124,13 +124,20 @@ impl Image {
                 .is_none_or(|t| t.normal(i) != Normal::of(words[i], stack))
         };
         let bits = len.div_ceil(64);
-        let mut packed = vec![0u64; bits];
-        for (i, &word) in words.iter().enumerate() {
-            if differs(i) {
-                packed[i / 64] |= 1 << (i % 64);
-                packed.push(word);
-            }
+        let mut differing = vec![0u64; bits];
+        for i in (0..len).filter(|&i| differs(i)) {
+            differing[i / 64] |= 1 << (i % 64);
         }
+        let kept = differing.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        // Sized exactly: grown by pushes, a deep stack's would pass glibc's threshold for a
+        // mapping of its own (128 KiB) on its way.
+        let mut packed = Vec::with_capacity(bits + kept);
+        packed.extend_from_slice(&differing);
+        packed.extend(
+            (0..len)
+                .filter(|&i| differing[i / 64] >> (i % 64) & 1 == 1)
+                .map(|i| words[i]),
+        );
         Image {
             from,
             len,

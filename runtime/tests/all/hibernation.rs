@@ -11,6 +11,32 @@ use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
 
 use crate::common::{receive, write_wat};
 
+/// The guests' `$nest(depth, ms)`: it calls their `$sleep(ms)` at the bottom.
+const NEST: &str = r#"
+    (func $nest (param $depth i32) (param $ms i32) (result i64)
+      (local $a i64) (local $b i64) (local $c i64) (local $d i64)
+      (local $e i64) (local $f i64) (local $g i64) (local $h i64)
+      (if (i32.eqz (local.get $depth))
+        (then (call $sleep (local.get $ms)) (return (i64.const 0))))
+      (local.set $a (i64.add (i64.mul (i64.extend_i32_u (local.get $depth))
+                                      (i64.const 0x9E3779B97F4A7C15))
+                             (i64.const 1)))
+      (local.set $b (i64.rotl (local.get $a) (i64.const 7)))
+      (local.set $c (i64.xor (local.get $b) (i64.const 0x5555)))
+      (local.set $d (i64.mul (local.get $c) (i64.const 31)))
+      (local.set $e (i64.rotl (local.get $d) (i64.const 13)))
+      (local.set $f (i64.add (local.get $e) (local.get $a)))
+      (local.set $g (i64.xor (local.get $f) (local.get $b)))
+      (local.set $h (i64.mul (local.get $g) (i64.const 3)))
+      (i64.add
+        (i64.rotl
+          (call $nest (i32.sub (local.get $depth) (i32.const 1)) (local.get $ms))
+          (i64.const 1))
+        (i64.xor
+          (i64.add (i64.add (local.get $a) (local.get $b)) (i64.add (local.get $c) (local.get $d)))
+          (i64.add (i64.add (local.get $e) (local.get $f)) (i64.add (local.get $g) (local.get $h))))))
+"#;
+
 /// `nest(depth, ms)`: recurses `depth` levels, each keeping eight values live across the call
 /// below it (Cranelift keeps them in the level's native frame, on the fiber stack), sleeps `ms`
 /// at the bottom (WASI 0.2: subscribe to the monotonic clock, block), and returns a checksum of
@@ -38,28 +64,7 @@ const NESTED_SLEEPER: &str = r#"
         (call $subscribe (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000))))
       (call $block (local.get $p))
       (call $drop (local.get $p)))
-    (func $nest (param $depth i32) (param $ms i32) (result i64)
-      (local $a i64) (local $b i64) (local $c i64) (local $d i64)
-      (local $e i64) (local $f i64) (local $g i64) (local $h i64)
-      (if (i32.eqz (local.get $depth))
-        (then (call $sleep (local.get $ms)) (return (i64.const 0))))
-      (local.set $a (i64.add (i64.mul (i64.extend_i32_u (local.get $depth))
-                                      (i64.const 0x9E3779B97F4A7C15))
-                             (i64.const 1)))
-      (local.set $b (i64.rotl (local.get $a) (i64.const 7)))
-      (local.set $c (i64.xor (local.get $b) (i64.const 0x5555)))
-      (local.set $d (i64.mul (local.get $c) (i64.const 31)))
-      (local.set $e (i64.rotl (local.get $d) (i64.const 13)))
-      (local.set $f (i64.add (local.get $e) (local.get $a)))
-      (local.set $g (i64.xor (local.get $f) (local.get $b)))
-      (local.set $h (i64.mul (local.get $g) (i64.const 3)))
-      (i64.add
-        (i64.rotl
-          (call $nest (i32.sub (local.get $depth) (i32.const 1)) (local.get $ms))
-          (i64.const 1))
-        (i64.xor
-          (i64.add (i64.add (local.get $a) (local.get $b)) (i64.add (local.get $c) (local.get $d)))
-          (i64.add (i64.add (local.get $e) (local.get $f)) (i64.add (local.get $g) (local.get $h))))))
+    (; nest ;)
     (func (export "nest") (param $depth i32) (param $ms i32) (result i64)
       (call $nest (local.get $depth) (local.get $ms))))
   (core instance $host
@@ -69,6 +74,24 @@ const NESTED_SLEEPER: &str = r#"
   (core instance $i (instantiate $m (with "host" (instance $host))))
   (func (export "nest") (param "depth" u32) (param "ms" u32) (result u64)
     (canon lift (core func $i "nest"))))
+"#;
+
+/// [`NESTED_SLEEPER`] as a core module: WASI preview 1, sleeping in `poll_oneoff`.
+const NESTED_SLEEPER_P1: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; One clock subscription at 128: userdata 0, tag 0 (clock), monotonic (id 1), the timeout in
+  ;; nanoseconds, relative (flags 0); the event goes to 256, the count to 320.
+  (func $sleep (param $ms i32)
+    (i32.store (i32.const 144) (i32.const 1))
+    (i64.store (i32.const 152)
+      (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
+    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 320))))
+  (; nest ;)
+  (func (export "nest") (param $depth i32) (param $ms i32) (result i64)
+    (call $nest (local.get $depth) (local.get $ms))))
 "#;
 
 /// What `nest(depth, _)` returns, computed here.
@@ -90,7 +113,7 @@ fn checksum(depth: u32) -> u64 {
     sum
 }
 
-/// The nested sleeper on a host of 2 workers, its entry limited to `max_execution_ms` where
+/// The nested sleepers (`t:nest`, a component; `t:nest_p1`, a core module) on a host of 2 workers, its entry limited to `max_execution_ms` where
 /// given, over a pool that takes the arena; `None` where this kernel's map limit holds the
 /// pool pooled (then no stack is the arena's to hibernate).
 fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
@@ -104,13 +127,22 @@ fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
         eprintln!("vm.max_map_count {max_map_count} holds this pool pooled; skipped");
         return None;
     }
-    let digest = write_wat(dir, "nest.wasm", NESTED_SLEEPER);
     let limits = max_execution_ms
         .map(|ms| format!(", limits: {{ max_execution_ms: {ms} }}"))
         .unwrap_or_default();
+    let entry = |name: &str, wat: &str| {
+        let digest = write_wat(
+            dir,
+            &format!("{name}.wasm"),
+            &wat.replace("(; nest ;)", NEST),
+        );
+        format!("  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{digest}\", method: nest, imports: [wasi:clocks]{limits} }}\n")
+    };
     let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n  - {{ name: nest, kind: process.wasm, fs: bins, path: nest.wasm, hash: \"{digest}\", method: nest, imports: [wasi:clocks]{limits} }}\n",
-        dir.display()
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n{}{}",
+        dir.display(),
+        entry("nest", NESTED_SLEEPER),
+        entry("nest_p1", NESTED_SLEEPER_P1),
     );
     let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
     let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
@@ -213,4 +245,60 @@ fn a_hibernated_process_that_is_cancelled_or_runs_out_of_time_still_exits_once()
     std::thread::sleep(2 * IDLE_BEFORE_HIBERNATION);
     assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
     assert_eq!(limited_mailbox.try_receive(), None, "exactly one EXIT each");
+}
+
+#[test]
+fn a_core_modules_stack_is_hibernated_and_comes_back_whole_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rt) = arena_runtime(dir.path(), None) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    let mut expected = std::collections::HashMap::new();
+    for depth in [3u32, 60] {
+        for _ in 0..10 {
+            let pid = rt
+                .spawn_monitored(
+                    "t:nest_p1",
+                    "t:host",
+                    &[json!(depth), json!(sleep_ms)],
+                    &mailbox,
+                )
+                .unwrap();
+            // A core module's i64 result, as the EXIT carries it.
+            expected.insert(pid, checksum(depth) as i64);
+        }
+    }
+    until_hibernated(expected.len());
+    for _ in 0..expected.len() {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let want = expected.remove(&exit.from).expect("one EXIT per process");
+        assert_eq!(exit.outcome, Ok(json!(want)), "process {:?}", exit.from);
+    }
+}
+
+#[test]
+fn a_runtime_dropped_while_its_processes_are_hibernated_ends_each_with_one_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rt) = arena_runtime(dir.path(), None) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    let pids: Vec<_> = (0..6)
+        .map(|i| {
+            let entry = if i % 2 == 0 { "t:nest" } else { "t:nest_p1" };
+            rt.spawn_monitored(entry, "t:host", &[json!(25), json!(60_000)], &mailbox)
+                .unwrap()
+        })
+        .collect();
+    until_hibernated(pids.len());
+    std::thread::sleep(3 * IDLE_BEFORE_HIBERNATION);
+    drop(rt);
+    for _ in &pids {
+        let exit = receive(&mut mailbox).expect("an EXIT for every process");
+        assert!(pids.contains(&exit.from));
+        assert_eq!(exit.outcome.unwrap_err().kind, ErrorKind::HostFailure);
+    }
+    assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
 }
