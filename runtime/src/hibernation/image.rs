@@ -6,21 +6,26 @@
 //! A word that points into its own stack is compared and kept as its offset from the stack's
 //! start (each stack is at its own address), and written back against the stack it returns
 //! to, which is the same one. The template of a live length is the first image of that
-//! length; at most [`MAX_TEMPLATES`] are kept (an image of another length keeps every word).
+//! length among one program's processes; a program keeps at most [`MAX_TEMPLATES`], of at
+//! most [`MAX_TEMPLATE_WORDS`] (an image of another length keeps every word). Per program, so that a guest choosing how deep it
+//! sleeps can only make its own program's images larger.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::lock::lock;
 
-/// Templates kept: bounded, as a guest chooses how deep it sleeps (each is at most the
-/// largest live part copied, 64 KiB).
-const MAX_TEMPLATES: usize = 64;
+/// Templates a program keeps, and the longest: bounded (at most 128 KiB a program), as a
+/// guest chooses how deep it sleeps. A process asleep in a WASI call has ~300 live words.
+const MAX_TEMPLATES: usize = 16;
+const MAX_TEMPLATE_WORDS: usize = 1024;
 
 const WORD: usize = std::mem::size_of::<u64>();
 
-/// The first image of each live length, its words as [`Normal`] values.
-static TEMPLATES: Mutex<Vec<Arc<Template>>> = Mutex::new(Vec::new());
+/// A program's templates: the first image of each live length among its processes, its
+/// words as [`Normal`] values.
+#[derive(Default)]
+pub(crate) struct Templates(Mutex<Vec<Arc<Template>>>);
 
 struct Template {
     words: Box<[u64]>,
@@ -81,14 +86,18 @@ impl Template {
         }
     }
 
-    /// The template for images of `len` words, made from `words` if there is none yet and
-    /// room for one.
-    fn for_words(words: &[u64], stack: &Range<usize>) -> Option<Arc<Template>> {
-        let mut templates = lock(&TEMPLATES);
+    /// The template among `templates` for images as long as `words`, made from them if there
+    /// is none yet and room for one.
+    fn for_words(
+        templates: &Templates,
+        words: &[u64],
+        stack: &Range<usize>,
+    ) -> Option<Arc<Template>> {
+        let mut templates = lock(&templates.0);
         if let Some(template) = templates.iter().find(|t| t.words.len() == words.len()) {
             return Some(template.clone());
         }
-        if templates.len() == MAX_TEMPLATES {
+        if templates.len() == MAX_TEMPLATES || words.len() > MAX_TEMPLATE_WORDS {
             return None;
         }
         let template = Arc::new(Template::of(words, stack));
@@ -108,8 +117,9 @@ pub(super) struct Image {
 }
 
 impl Image {
-    /// The words of `stack` from `from` (8-aligned, inside it) to its top.
-    pub(super) fn take(stack: &Range<usize>, from: usize) -> Image {
+    /// The words of `stack` from `from` (8-aligned, inside it) to its top, against the
+    /// program's `templates`.
+    pub(super) fn take(templates: &Templates, stack: &Range<usize>, from: usize) -> Image {
         let len = (stack.end - from) / WORD;
         let words: Vec<u64> = (0..len)
             // SAFETY: inside the stack, aligned (checked by the caller), and nothing else
@@ -117,7 +127,7 @@ impl Image {
             // never wrote are whatever the memory holds, as a copy of them would be.
             .map(|i| unsafe { ((from + i * WORD) as *const u64).read_volatile() })
             .collect();
-        let template = Template::for_words(&words, stack);
+        let template = Template::for_words(templates, &words, stack);
         let differs = |i: usize| {
             template
                 .as_ref()
@@ -128,7 +138,10 @@ impl Image {
         for i in (0..len).filter(|&i| differs(i)) {
             differing[i / 64] |= 1 << (i % 64);
         }
-        let kept = differing.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        let kept = differing
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum::<usize>();
         // Sized exactly: grown by pushes, a deep stack's would pass glibc's threshold for a
         // mapping of its own (128 KiB) on its way.
         let mut packed = Vec::with_capacity(bits + kept);
@@ -182,7 +195,7 @@ mod tests {
     #[test]
     fn an_image_like_the_template_keeps_only_what_differs_and_comes_back_whole() {
         // Two stacks asleep at the same place: the same constants and offsets into their own
-        // stacks, two values that differ. 200 words, a length no other test uses.
+        // stacks, two values that differ.
         let fill = |memory: &mut [u64], seed: u64| {
             let stack = stack_of(memory);
             for (i, word) in memory.iter_mut().enumerate() {
@@ -202,9 +215,14 @@ mod tests {
         fill(&mut second, 2);
         let (a, b) = (stack_of(&mut first), stack_of(&mut second));
         let want = (first.clone(), second.clone());
-        let taken_a = Image::take(&a, a.start);
-        let taken_b = Image::take(&b, b.start);
-        assert!(taken_a.held() <= 4 * WORD + 2 * WORD, "{}", taken_a.held());
+        let templates = Templates::default();
+        let taken_a = Image::take(&templates, &a, a.start);
+        let taken_b = Image::take(&templates, &b, b.start);
+        assert_eq!(
+            taken_a.held(),
+            4 * WORD,
+            "the template's own image: the bits only"
+        );
         assert_eq!(
             taken_b.held(),
             4 * WORD + 2 * WORD,
@@ -219,16 +237,40 @@ mod tests {
 
     #[test]
     fn an_image_unlike_its_template_keeps_every_word_and_comes_back_whole() {
-        // 130 words, a length no other test uses.
         let mut first = vec![7u64; 130];
         let mut second: Vec<u64> = (0..130u64).map(|i| i * 0x1_0000_0001 + 1).collect();
         let (a, b) = (stack_of(&mut first), stack_of(&mut second));
-        let _template = Image::take(&a, a.start);
+        let templates = Templates::default();
+        let _template = Image::take(&templates, &a, a.start);
         let want = second.clone();
-        let taken = Image::take(&b, b.start);
+        let taken = Image::take(&templates, &b, b.start);
         assert_eq!(taken.held(), (3 + 130) * WORD, "the bits, and every word");
         second.iter_mut().for_each(|w| *w = 0);
         taken.put_back(&b);
         assert_eq!(second, want);
+    }
+
+    #[test]
+    fn a_program_that_filled_its_templates_does_not_change_anothers_images() {
+        let mut words: Vec<u64> = (0..100u64).map(|i| i << 40).collect();
+        let stack = stack_of(&mut words);
+        let filled = Templates::default();
+        for i in 0..MAX_TEMPLATES {
+            let _ = Image::take(&filled, &stack, stack.start + i * WORD);
+        }
+        let other = Templates::default();
+        let _ = Image::take(&other, &stack, stack.start + 90 * WORD);
+        let from = stack.start + 90 * WORD;
+        let bits = WORD;
+        assert_eq!(
+            Image::take(&filled, &stack, from).held(),
+            bits + 10 * WORD,
+            "no room left"
+        );
+        assert_eq!(
+            Image::take(&other, &stack, from).held(),
+            bits,
+            "its own template"
+        );
     }
 }

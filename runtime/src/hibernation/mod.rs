@@ -27,6 +27,8 @@
 
 mod image;
 
+pub(crate) use image::Templates;
+
 use std::cell::Cell;
 use std::future::Future;
 use std::ops::Range;
@@ -88,8 +90,10 @@ pub(crate) fn stack_made(stack: Range<usize>) {
 
 /// A store's future whose fiber stack is hibernated after [`IDLE_BEFORE_HIBERNATION`]
 /// without a poll (see the module's documentation).
-pub(crate) struct Hibernating<F> {
+pub(crate) struct Hibernating<'a, F> {
     inner: F,
+    /// Its program's templates (see `image`).
+    templates: &'a Templates,
     /// Made at the first wait of a store that made a stack: most processes never wait, and
     /// those pay nothing but this pointer.
     idle: Option<Box<Idle>>,
@@ -107,10 +111,12 @@ struct Idle {
 /// A hibernated stack's live words, from the fiber's stack pointer to the stack's top.
 struct Saved(image::Image);
 
-impl<F> Hibernating<F> {
-    pub(crate) fn new(inner: F) -> Self {
+impl<'a, F> Hibernating<'a, F> {
+    /// `inner`, the future of a store of the program whose `templates` these are.
+    pub(crate) fn new(inner: F, templates: &'a Templates) -> Self {
         Hibernating {
             inner,
+            templates,
             idle: None,
             off: false,
         }
@@ -131,7 +137,7 @@ impl<F> Hibernating<F> {
     }
 }
 
-impl<F: Future> Future for Hibernating<F> {
+impl<F: Future> Future for Hibernating<'_, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -170,7 +176,7 @@ impl<F: Future> Future for Hibernating<F> {
         let idle = this.idle.as_mut().expect("made above");
         if idle_for_long {
             // The timer fired and this poll found the store still waiting.
-            idle.saved = hibernate(&idle.stack);
+            idle.saved = hibernate(this.templates, &idle.stack);
             if idle.saved.is_some() {
                 return Poll::Pending;
             }
@@ -186,7 +192,7 @@ impl<F: Future> Future for Hibernating<F> {
     }
 }
 
-impl<F> Drop for Hibernating<F> {
+impl<F> Drop for Hibernating<'_, F> {
     fn drop(&mut self) {
         // Dropping the store's future resumes its fiber to unwind: its stack must be whole.
         self.wake();
@@ -195,7 +201,7 @@ impl<F> Drop for Hibernating<F> {
 
 /// Copies the live part of the suspended fiber's `stack` to the heap and gives the stack's
 /// pages back; `None` (and the stack untouched) where that cannot be done or would not pay.
-fn hibernate(stack: &Range<usize>) -> Option<Saved> {
+fn hibernate(templates: &Templates, stack: &Range<usize>) -> Option<Saved> {
     let top = stack.end;
     // SAFETY: the stack is the store's, its fiber suspended (the store's future returned
     // `Pending`) and not running anywhere; the slot is inside the stack.
@@ -209,7 +215,7 @@ fn hibernate(stack: &Range<usize>) -> Option<Saved> {
     {
         return None;
     }
-    let image = image::Image::take(stack, from);
+    let image = image::Image::take(templates, stack, from);
     // SAFETY: the stack is a page-aligned block of a private anonymous mapping (the arena's);
     // its pages read as zero afterwards, and the live ones are written back before the fiber
     // runs again.
@@ -326,7 +332,7 @@ mod tests {
         let from = stack.suspend(live);
         let expected: Vec<u8> = (from..stack.range.end).map(|at| stack.byte(at)).collect();
         assert_eq!(stack.resident_pages(), 4);
-        let saved = hibernate(&stack.range).expect("hibernated");
+        let saved = hibernate(&Templates::default(), &stack.range).expect("hibernated");
         assert!(saved.0.held() < live / 2, "the live part only, packed");
         assert_eq!(stack.resident_pages(), 0, "every page given back");
         saved.restore(&stack.range);
@@ -350,12 +356,17 @@ mod tests {
         ] {
             // SAFETY: inside the mapping, aligned.
             unsafe { slot.write(sp) };
-            assert!(hibernate(&stack.range).is_none(), "{:#x}", top - sp);
+            assert!(
+                hibernate(&Templates::default(), &stack.range).is_none(),
+                "{:#x}",
+                top - sp
+            );
             assert_eq!(stack.resident_pages(), 2 + MAX_LIVE / 4096, "untouched");
         }
         // SAFETY: as above.
         unsafe { slot.write(top - MAX_LIVE) };
-        let saved = hibernate(&stack.range).expect("the most that is copied");
+        let saved =
+            hibernate(&Templates::default(), &stack.range).expect("the most that is copied");
         saved.restore(&stack.range);
     }
 }

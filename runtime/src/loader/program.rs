@@ -41,6 +41,8 @@ pub struct Program {
     /// Its engine counts fuel: its stores get their `limits.fuel` (or all there is), and its
     /// EXITs report what they used.
     pub(crate) counts_fuel: bool,
+    /// What its processes' hibernated stacks are kept against (see `hibernation`).
+    pub(crate) stack_templates: crate::hibernation::Templates,
 }
 
 /// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is

@@ -252,14 +252,17 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
         // A block, so that the run (its store, and its borrow of the guard's usage) ends before
         // the outcome is recorded.
         let outcome = {
-            let run = std::pin::pin!(Hibernating::new(store::init_step_close(
-                &launch.program,
-                &launch.params,
-                launch.state,
-                &launch.limits,
-                &mut guard.usage,
-                slot,
-            )));
+            let run = std::pin::pin!(Hibernating::new(
+                store::init_step_close(
+                    &launch.program,
+                    &launch.params,
+                    launch.state,
+                    &launch.limits,
+                    &mut guard.usage,
+                    slot,
+                ),
+                &launch.program.stack_templates,
+            ));
             let limit = launch.limits.max_execution;
             Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
         };
