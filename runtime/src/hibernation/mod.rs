@@ -199,8 +199,9 @@ impl<F> Drop for Hibernating<'_, F> {
     }
 }
 
-/// Copies the live part of the suspended fiber's `stack` to the heap and gives the stack's
-/// pages back; `None` (and the stack untouched) where that cannot be done or would not pay.
+/// Keeps the live part of the suspended fiber's `stack` on the heap (against its program's
+/// `templates`) and gives the stack's pages back; `None` (and the stack untouched) where that
+/// cannot be done.
 fn hibernate(templates: &Templates, stack: &Range<usize>) -> Option<Saved> {
     let top = stack.end;
     // SAFETY: the stack is the store's, its fiber suspended (the store's future returned
