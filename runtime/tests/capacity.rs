@@ -73,17 +73,7 @@ enum Sleeper {
 /// (`MEMORIES_PER_PROCESS`, `TABLES_PER_PROCESS`).
 const HEAVIEST_SLEEPER: &str = r#"
 (component $C
-  (import "wasi:io/poll@0.2.0" (instance $poll
-    (export "pollable" (type $p (sub resource)))
-    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
-  (alias export $poll "pollable" (type $pollable))
-  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
-    (alias outer $C $pollable (type $p))
-    (export "pollable" (type $p' (eq $p)))
-    (export "subscribe-duration" (func (param "when" u64) (result (own $p'))))))
-  (core func $block (canon lower (func $poll "[method]pollable.block")))
-  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
-  (core func $drop (canon resource.drop $pollable))
+  (; sleep imports ;)
   (core module $heavy
     (memory 1)
     (data (i32.const 0) "a page of its own")
@@ -125,7 +115,11 @@ fn fill_then_refuse(pool: u32, live: usize, sleeper: &Sleeper) {
             bins.display()
         ),
         Sleeper::Heaviest => {
-            let digest = common::write_wat(dir.path(), "heaviest.wasm", HEAVIEST_SLEEPER);
+            let digest = common::write_wat(
+                dir.path(),
+                "heaviest.wasm",
+                &common::with_sleep_imports(HEAVIEST_SLEEPER),
+            );
             format!(
                 "{{ name: bins, kind: fs.directory, directory: \"{}\" }}\n  - {{ name: sleeper, kind: process.wasm, fs: bins, path: /heaviest.wasm, hash: \"{digest}\", method: sleep, imports: [wasi:clocks, wasi:io] }}",
                 dir.path().display()

@@ -29,6 +29,27 @@ pub fn write_wat(
     wasmproc_runtime::manifest::Digest::of(&bytes)
 }
 
+/// `wat`, a component named `$C`, with `(; sleep imports ;)` replaced by what a WASI 0.2
+/// sleeper imports: `$block` (`pollable.block`), `$subscribe` (`subscribe-duration`) and
+/// `$drop` (the pollable's drop), as core functions.
+#[allow(dead_code)] // As below.
+pub fn with_sleep_imports(wat: &str) -> String {
+    wat.replace(
+        "(; sleep imports ;)",
+        r#"(import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type $p (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer $C $pollable (type $p))
+    (export "pollable" (type $p' (eq $p)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own $p'))))))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+  (core func $drop (canon resource.drop $pollable))"#,
+    )
+}
+
 /// Writes `text` as `dir/wasmproc.yaml` and loads it.
 #[allow(dead_code)] // `capacity`, a test binary of its own, includes this file too.
 pub fn load_written(dir: &std::path::Path, text: &str) -> Runtime {

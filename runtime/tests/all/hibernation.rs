@@ -9,7 +9,7 @@ use wasmproc_runtime::capacity::{Allocation, Capacity};
 use wasmproc_runtime::hibernation::{hibernated, IDLE_BEFORE_HIBERNATION};
 use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
 
-use crate::common::{receive, write_wat};
+use crate::common::{receive, with_sleep_imports, write_wat};
 
 /// The guests' `$nest(depth, ms)`: it calls their `$sleep(ms)` at the bottom.
 const NEST: &str = r#"
@@ -43,17 +43,7 @@ const NEST: &str = r#"
 /// every level's values. A stack that came back different changes the checksum or crashes.
 const NESTED_SLEEPER: &str = r#"
 (component $C
-  (import "wasi:io/poll@0.2.0" (instance $poll
-    (export "pollable" (type $p (sub resource)))
-    (export "[method]pollable.block" (func (param "self" (borrow $p))))))
-  (alias export $poll "pollable" (type $pollable))
-  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
-    (alias outer $C $pollable (type $p))
-    (export "pollable" (type $p' (eq $p)))
-    (export "subscribe-duration" (func (param "when" u64) (result (own $p'))))))
-  (core func $block (canon lower (func $poll "[method]pollable.block")))
-  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
-  (core func $drop (canon resource.drop $pollable))
+  (; sleep imports ;)
   (core module $m
     (import "host" "block" (func $block (param i32)))
     (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
@@ -131,11 +121,8 @@ fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
         .map(|ms| format!(", limits: {{ max_execution_ms: {ms} }}"))
         .unwrap_or_default();
     let entry = |name: &str, wat: &str| {
-        let digest = write_wat(
-            dir,
-            &format!("{name}.wasm"),
-            &wat.replace("(; nest ;)", NEST),
-        );
+        let wat = with_sleep_imports(&wat.replace("(; nest ;)", NEST));
+        let digest = write_wat(dir, &format!("{name}.wasm"), &wat);
         format!("  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{digest}\", method: nest, imports: [wasi:clocks]{limits} }}\n")
     };
     let text = format!(
