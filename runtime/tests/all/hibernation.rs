@@ -289,3 +289,45 @@ fn a_runtime_dropped_while_its_processes_are_hibernated_ends_each_with_one_exit(
     }
     assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
 }
+
+#[test]
+fn processes_waking_around_the_idle_time_some_cancelled_each_exit_once_with_their_frames_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rt) = arena_runtime(dir.path(), None) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    let idle = IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    // Sleeps spread across the idle time (some hibernate, some wake just before, or while their
+    // timer fires), depths 0-119; every seventh cancelled while others wake.
+    let mut expected = std::collections::HashMap::new();
+    let mut cancelled = Vec::new();
+    for i in 0..400u64 {
+        let depth = (i * 37 % 120) as u32;
+        let ms = idle / 2 + (i * 53 % (3 * idle));
+        let pid = rt
+            .spawn_monitored("t:nest", "t:host", &[json!(depth), json!(ms)], &mailbox)
+            .unwrap();
+        if i % 7 == 3 {
+            cancelled.push(pid);
+        }
+        expected.insert(pid, checksum(depth));
+    }
+    std::thread::sleep(Duration::from_millis(idle + idle / 3));
+    until_hibernated(1);
+    for &pid in &cancelled {
+        // A process that already ended cannot be cancelled: its EXIT carries its value.
+        let _ = rt.cancel(pid, "enough");
+    }
+    for _ in 0..expected.len() {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let want = expected.remove(&exit.from).expect("one EXIT per process");
+        match exit.outcome {
+            Err(error) if cancelled.contains(&exit.from) => {
+                assert_eq!(error.kind, ErrorKind::Cancelled, "{error:?}")
+            }
+            outcome => assert_eq!(outcome, Ok(json!(want)), "process {:?}", exit.from),
+        }
+    }
+    assert_eq!(mailbox.try_receive(), None, "exactly one EXIT each");
+}
