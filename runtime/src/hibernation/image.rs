@@ -7,8 +7,8 @@
 //! start (each stack is at its own address), and written back against the stack it returns
 //! to, which is the same one. The template of a live length is the first image of that
 //! length among one program's processes; a program keeps at most [`MAX_TEMPLATES`], of at
-//! most [`MAX_TEMPLATE_WORDS`] (an image of another length keeps every word). Per program, so that a guest choosing how deep it
-//! sleeps can only make its own program's images larger.
+//! most [`MAX_TEMPLATE_WORDS`] (an image of another length keeps every word). Per program, so
+//! that a guest choosing how deep it sleeps can only make its own program's images larger.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
