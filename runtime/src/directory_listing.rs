@@ -29,6 +29,7 @@ use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::p3::bindings::filesystem::types::{DescriptorType, DirectoryEntry, ErrorCode};
 
+use crate::file_operations::p3::StreamEnd;
 use crate::file_operations::Turn;
 use crate::special_files::P3_TYPES;
 use crate::store_data::ComponentData;
@@ -111,7 +112,7 @@ struct Listing {
     reading: Option<JoinHandle<Batch>>,
     /// How the listing ended, once it did.
     ended: Option<Result<(), ErrorCode>>,
-    result: Option<oneshot::Sender<Result<(), ErrorCode>>>,
+    result: StreamEnd,
 }
 
 /// What one blocking read returns: the entries, and where to go on from (`None`: the listing
@@ -134,15 +135,8 @@ impl Listing {
             turns,
             reading: None,
             ended: None,
-            result: Some(result),
+            result: StreamEnd::new(result),
         }
-    }
-
-    fn close(&mut self, outcome: Result<(), ErrorCode>) -> StreamResult {
-        if let Some(result) = self.result.take() {
-            let _ = result.send(outcome);
-        }
-        StreamResult::Dropped
     }
 
     /// Starts reading the next batch on a blocking thread, in `turn`.
@@ -249,7 +243,7 @@ impl StreamProducer<ComponentData> for Listing {
                 return Poll::Ready(Ok(StreamResult::Completed));
             }
             if let Some(outcome) = me.ended.take() {
-                return Poll::Ready(Ok(me.close(outcome)));
+                return Poll::Ready(Ok(me.result.close(outcome)));
             }
             if me.reading.is_none() {
                 if finish {
@@ -269,14 +263,6 @@ impl StreamProducer<ComponentData> for Listing {
                 Ok(None) => me.ended = Some(Ok(())),
                 Err(code) => me.ended = Some(Err(code)),
             }
-        }
-    }
-}
-
-impl Drop for Listing {
-    fn drop(&mut self) {
-        if self.result.is_some() {
-            self.close(Ok(()));
         }
     }
 }

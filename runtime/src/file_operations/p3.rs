@@ -137,7 +137,7 @@ fn read_via_stream(
                 operations,
                 reading: None,
                 ahead: None,
-                result: Some(result),
+                result: StreamEnd::new(result),
             };
             StreamReader::new(&mut store, reads)?
         }
@@ -163,7 +163,7 @@ struct Reads {
     reading: Option<(Chunk, Option<Buffer>)>,
     /// Read and not taken yet.
     ahead: Option<Ahead>,
-    result: Option<oneshot::Sender<Result<(), ErrorCode>>>,
+    result: StreamEnd,
 }
 
 /// A chunk being read from the file.
@@ -174,15 +174,6 @@ struct Ahead {
     bytes: Vec<u8>,
     taken: usize,
     _buffer: Buffer,
-}
-
-impl Reads {
-    fn close(&mut self, outcome: Result<(), ErrorCode>) -> StreamResult {
-        if let Some(result) = self.result.take() {
-            let _ = result.send(outcome);
-        }
-        StreamResult::Dropped
-    }
 }
 
 impl StreamProducer<ComponentData> for Reads {
@@ -240,7 +231,7 @@ impl StreamProducer<ComponentData> for Reads {
         };
         let buffer = me.reading.take().and_then(|(_, buffer)| buffer);
         Poll::Ready(Ok(match read {
-            Ok(Ok(bytes)) if bytes.is_empty() => me.close(Ok(())),
+            Ok(Ok(bytes)) if bytes.is_empty() => me.result.close(Ok(())),
             Ok(Ok(bytes)) => {
                 let n = deliver(dst, store, &bytes);
                 // What did not fit is kept if a buffer was taken for it, else read again.
@@ -261,12 +252,12 @@ impl StreamProducer<ComponentData> for Reads {
                         me.offset = next;
                         StreamResult::Completed
                     }
-                    None => me.close(Err(ErrorCode::Overflow)),
+                    None => me.result.close(Err(ErrorCode::Overflow)),
                 }
             }
-            Ok(Err(e)) => me.close(Err(e.into())),
+            Ok(Err(e)) => me.result.close(Err(e.into())),
             Err(e) if e.is_cancelled() => StreamResult::Cancelled,
-            Err(e) => me.close(Err(ErrorCode::Other(Some(format!(
+            Err(e) => me.result.close(Err(ErrorCode::Other(Some(format!(
                 "the read stopped: {e}"
             ))))),
         }))
@@ -287,11 +278,26 @@ fn deliver(
     n
 }
 
-impl Drop for Reads {
-    fn drop(&mut self) {
-        // The guest dropped the stream: the reading ended as it asked.
-        if self.result.is_some() {
-            self.close(Ok(()));
+/// How a WASI 0.3 stream ended, told once to the future the guest got beside it: the error
+/// that ended it, else success (the guest dropped the stream, or ended it).
+pub(crate) struct StreamEnd(Option<oneshot::Sender<Result<(), ErrorCode>>>);
+
+impl StreamEnd {
+    pub(crate) fn new(result: oneshot::Sender<Result<(), ErrorCode>>) -> StreamEnd {
+        StreamEnd(Some(result))
+    }
+
+    /// Tells the guest `outcome` (unless it was told already) and ends the stream.
+    pub(crate) fn close(&mut self, outcome: Result<(), ErrorCode>) -> StreamResult {
+        if let Some(result) = self.0.take() {
+            let _ = result.send(outcome);
         }
+        StreamResult::Dropped
+    }
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        self.close(Ok(()));
     }
 }

@@ -25,7 +25,7 @@ use wasmtime_wasi::p3::bindings::filesystem::types::{
 };
 
 use super::{Charge, WriteQuota, NEW_NAME_BYTES};
-use crate::file_operations::p3::turn;
+use crate::file_operations::p3::{turn, StreamEnd};
 use crate::store_data::ComponentData;
 
 use crate::special_files::P3_TYPES as TYPES;
@@ -198,7 +198,7 @@ struct ChargedWrites {
     at: Option<u64>,
     quota: Option<Arc<WriteQuota>>,
     turns: PollSemaphore,
-    result: Option<oneshot::Sender<Result<(), ErrorCode>>>,
+    result: StreamEnd,
     /// The chunk being written, and its charge.
     writing: Option<(JoinHandle<std::io::Result<usize>>, Charge)>,
 }
@@ -216,16 +216,9 @@ impl ChargedWrites {
             at,
             quota,
             turns,
-            result: Some(result),
+            result: StreamEnd::new(result),
             writing: None,
         }
-    }
-
-    fn close(&mut self, outcome: Result<(), ErrorCode>) -> StreamResult {
-        if let Some(result) = self.result.take() {
-            let _ = result.send(outcome);
-        }
-        StreamResult::Dropped
     }
 }
 
@@ -254,7 +247,7 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
             let turn = ready!(me.turns.poll_acquire(cx));
             let chunk = remaining[..remaining.len().min(CHUNK)].to_vec();
             let Ok(charge) = Charge::take(me.quota.as_ref(), chunk.len() as u64) else {
-                return Poll::Ready(Ok(me.close(Err(ErrorCode::InsufficientSpace))));
+                return Poll::Ready(Ok(me.result.close(Err(ErrorCode::InsufficientSpace))));
             };
             let (file, at) = (me.file.clone(), me.at);
             let task = crate::file_operations::in_turn(turn, move || {
@@ -277,7 +270,7 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
                 src.mark_read(n);
                 charge.keep_only(n as u64);
                 match me.at.map(|at| at.checked_add(n as u64)) {
-                    Some(None) => me.close(Err(ErrorCode::Overflow)),
+                    Some(None) => me.result.close(Err(ErrorCode::Overflow)),
                     Some(Some(next)) => {
                         me.at = Some(next);
                         StreamResult::Completed
@@ -285,20 +278,11 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
                     None => StreamResult::Completed,
                 }
             }
-            Ok(Err(e)) => me.close(Err(e.into())),
+            Ok(Err(e)) => me.result.close(Err(e.into())),
             Err(e) if e.is_cancelled() => StreamResult::Cancelled,
-            Err(e) => me.close(Err(ErrorCode::Other(Some(format!(
+            Err(e) => me.result.close(Err(ErrorCode::Other(Some(format!(
                 "the write stopped: {e}"
             ))))),
         }))
-    }
-}
-
-impl Drop for ChargedWrites {
-    fn drop(&mut self) {
-        // The guest ended the stream: everything it sent was written.
-        if let Some(result) = self.result.take() {
-            let _ = result.send(Ok(()));
-        }
     }
 }
