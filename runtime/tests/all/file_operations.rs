@@ -520,9 +520,7 @@ const P3_READER: &str = r#"
     (global $future (mut i32) (i32.const 0))
     (global $hash (mut i32) (i32.const 0))
     (; open-at parameters ;)
-    (func $wait (param $waitable i32) (result i32)
-      (call $join (local.get $waitable) (global.get $set))
-      (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
+    (; wait ;)
     ;; A read's status: hash what it read (at 16384), read on, or read the future once the
     ;; stream ended.
     (func $read (param $status i32) (result i32) (local $j i32) (local $n i32)

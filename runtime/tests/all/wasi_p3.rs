@@ -87,8 +87,10 @@ const COMMAND: &str = r#"
 /// import replaced by the types its functions use: `error-code` (`$error'`), `path-flags`,
 /// `open-flags`, `descriptor-flags`, `descriptor-type` (each `$name'`) and `directory-entry`
 /// (`$entry'`); a `(; filesystem types 0.2 ;)` line of a `@0.2.12` import, by WASI 0.2's
-/// `error-code` (an enum) and the same flags; and a `(; open-at parameters ;)` line in a core
-/// module by `$open-at-parameters`, which lays out WASI 0.3 `open-at`'s parameters at 1280.
+/// `error-code` (an enum) and the same flags; a `(; open-at parameters ;)` line in a core
+/// module by `$open-at-parameters`, which lays out WASI 0.3 `open-at`'s parameters at 1280;
+/// and a `(; wait ;)` line by `$wait`, which joins a waitable to the waitable set in global
+/// `$set` (joined with `$join`) and returns the callback's WAIT code for that set.
 pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
     const FLAGS: &str = r#"(type $path-flags (flags "symlink-follow"))
     (export "path-flags" (type $path-flags' (eq $path-flags)))
@@ -134,8 +136,12 @@ pub(crate) fn with_libc_and_filesystem_types(wat: &str) -> String {
       (i32.store (i32.const 1292) (local.get $length))
       (i32.store8 (i32.const 1296) (local.get $open-flags))
       (i32.store8 (i32.const 1297) (local.get $flags)))"#;
+    const WAIT: &str = r#"(func $wait (param $waitable i32) (result i32)
+      (call $join (local.get $waitable) (global.get $set))
+      (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))"#;
     with_libc(wat)
         .replace("(; open-at parameters ;)", OPEN_AT_PARAMETERS)
+        .replace("(; wait ;)", WAIT)
         .replace(
             "(; filesystem types 0.2 ;)",
             &format!("{P2_ERROR}\n    {FLAGS}"),

@@ -327,9 +327,7 @@ const P3_WRITER: &str = r#"
     (global $cancel (mut i32) (i32.const 0))
     (global $cancelled (mut i32) (i32.const 0))
     (; open-at parameters ;)
-    (func $wait (param $waitable i32) (result i32)
-      (call $join (local.get $waitable) (global.get $set))
-      (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))
+    (; wait ;)
     ;; The result<_, error-code> (or result<own<descriptor>, error-code>) at $at: 0 when ok,
     ;; else 100 + the error's case.
     (func $code (param $at i32) (result i32)
