@@ -221,14 +221,7 @@ impl StreamProducer<ComponentData> for Reads {
             me.reading = Some((task, buffer));
         }
         let (reading, _) = me.reading.as_mut().expect("a chunk is being read");
-        let read = match Pin::new(&mut *reading).poll(cx) {
-            // Cancelled: a read that started still ends before the stream does.
-            Poll::Pending if finish => {
-                reading.abort();
-                ready!(Pin::new(reading).poll(cx))
-            }
-            other => ready!(other),
-        };
+        let read = ready!(until_done(reading, cx, finish));
         let buffer = me.reading.take().and_then(|(_, buffer)| buffer);
         Poll::Ready(Ok(match read {
             Ok(Ok(bytes)) if bytes.is_empty() => me.result.close(Ok(())),
@@ -276,6 +269,23 @@ fn deliver(
     room[..n].copy_from_slice(&bytes[..n]);
     dst.mark_written(n);
     n
+}
+
+/// The outcome of a stream's blocking `task`, polled with the stream's `finish`: when the guest
+/// cancelled, a task that has not started is aborted, and one that started still ends before
+/// the stream does (its bytes were read or written).
+pub(crate) fn until_done<T>(
+    task: &mut JoinHandle<T>,
+    cx: &mut Context<'_>,
+    finish: bool,
+) -> Poll<Result<T, tokio::task::JoinError>> {
+    match Pin::new(&mut *task).poll(cx) {
+        Poll::Pending if finish => {
+            task.abort();
+            Pin::new(task).poll(cx)
+        }
+        other => other,
+    }
 }
 
 /// How a WASI 0.3 stream ended, told once to the future the guest got beside it: the error

@@ -7,7 +7,6 @@
 //! wasmproc's own ([`ChargedWrites`], written after it) consumes such streams, charging each
 //! chunk before it is written.
 
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -25,7 +24,7 @@ use wasmtime_wasi::p3::bindings::filesystem::types::{
 };
 
 use super::{Charge, WriteQuota, NEW_NAME_BYTES};
-use crate::file_operations::p3::{turn, StreamEnd};
+use crate::file_operations::p3::{turn, until_done, StreamEnd};
 use crate::store_data::ComponentData;
 
 use crate::special_files::P3_TYPES as TYPES;
@@ -256,14 +255,7 @@ impl StreamConsumer<ComponentData> for ChargedWrites {
             me.writing = Some((task, charge));
         }
         let (task, _) = me.writing.as_mut().expect("a chunk is being written");
-        let written = match Pin::new(&mut *task).poll(cx) {
-            // Cancelled: the write, once it started, still ends before the stream does.
-            Poll::Pending if finish => {
-                task.abort();
-                ready!(Pin::new(task).poll(cx))
-            }
-            other => ready!(other),
-        };
+        let written = ready!(until_done(task, cx, finish));
         let (_, charge) = me.writing.take().expect("a chunk was being written");
         Poll::Ready(Ok(match written {
             Ok(Ok(n)) => {
