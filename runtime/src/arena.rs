@@ -247,13 +247,17 @@ impl Drop for Stack {
 pub struct Memories {
     classes: Mutex<Vec<Slab>>,
     max: usize,
+    /// Its stores' memories may be hibernated (see [`crate::hibernation`]): the main engine's,
+    /// as for [`StackSource::hibernates`].
+    hibernates: bool,
 }
 
 impl Memories {
-    pub fn new(max: usize) -> Arc<Memories> {
+    pub fn new(max: usize, hibernates: bool) -> Arc<Memories> {
         Arc::new(Memories {
             classes: Mutex::new(Vec::new()),
             max,
+            hibernates,
         })
     }
 
@@ -316,13 +320,46 @@ unsafe impl MemoryCreator for MemorySource {
         }
         let class = Memories::class(minimum.max(reserved));
         let base = memories.take(class).map_err(|e| e.to_string())?;
-        Ok(Box::new(Memory {
+        let memory = Box::new(Memory {
             memories: memories.clone(),
             base,
             class,
             size: minimum,
             max,
-        }))
+        });
+        if memories.hibernates {
+            crate::hibernation::memory_made(MemoryPlace(&*memory as *const Memory as usize));
+        }
+        Ok(memory)
+    }
+}
+
+/// Where an arena memory's description lives (its box, which wasmtime holds and never moves),
+/// for hibernation to find the block it occupies now: a memory that grows past its block moves
+/// to another.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) struct MemoryPlace(usize);
+
+impl MemoryPlace {
+    /// A place that is never read, for tests.
+    #[cfg(test)]
+    pub(crate) fn at(n: usize) -> MemoryPlace {
+        MemoryPlace(n)
+    }
+
+    /// The bytes the guest may have written (the block's accessible part), and the whole
+    /// block (the rest of it reads as zero and is not resident).
+    ///
+    /// # Safety
+    /// The memory is alive (its store is), and nothing grows it meanwhile (its store is not
+    /// in use).
+    pub(crate) unsafe fn extent(self) -> (Range<usize>, Range<usize>) {
+        // SAFETY: the caller's promise; `Memory` is boxed at creation and dropped whole.
+        let memory = unsafe { &*(self.0 as *const Memory) };
+        (
+            memory.base..memory.base + memory.size,
+            memory.base..memory.base + memory.byte_capacity(),
+        )
     }
 }
 
@@ -375,6 +412,9 @@ unsafe impl LinearMemory for Memory {
 
 impl Drop for Memory {
     fn drop(&mut self) {
+        if self.memories.hibernates {
+            crate::hibernation::memory_gone();
+        }
         self.memories.give(self.class, self.base, self.size);
     }
 }
@@ -400,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_memory_given_back_reads_as_zero_when_taken_again() {
-        let source = MemorySource(Memories::new(4 << 20));
+        let source = MemorySource(Memories::new(4 << 20, false));
         let ty = MemoryType::new(1, None);
         let mut memory = source
             .new_memory(ty.clone(), 64 << 10, None, Some(0), 0)
@@ -430,7 +470,7 @@ mod tests {
             stacks: Stacks::new(256 << 10, false),
             hibernates: false,
         };
-        let memories = MemorySource(Memories::new(1 << 20));
+        let memories = MemorySource(Memories::new(1 << 20, false));
         let held: Vec<_> = (0..5_000)
             .map(|_| {
                 let stack = stacks.new_stack(256 << 10, false).unwrap();

@@ -278,6 +278,7 @@ const ASYNC_STACK_SIZE: usize = 2 << 20;
 /// concurrent one's not (see [`crate::hibernation`]).
 fn arena(config: &mut Config, pool: Pool, concurrent: bool) {
     let max = usize::try_from(pool.memory).unwrap_or(usize::MAX);
+    let hibernates = !concurrent && crate::hibernation::wanted();
     config
         .allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand)
         .async_stack_size(ASYNC_STACK_SIZE)
@@ -287,10 +288,12 @@ fn arena(config: &mut Config, pool: Pool, concurrent: bool) {
         .guard_before_linear_memory(false)
         .memory_init_cow(false)
         .memory_may_move(true)
-        .with_host_memory(Arc::new(arena::MemorySource(arena::Memories::new(max))))
+        .with_host_memory(Arc::new(arena::MemorySource(arena::Memories::new(
+            max, hibernates,
+        ))))
         .with_host_stack(Arc::new(arena::StackSource {
             stacks: arena::Stacks::new(ASYNC_STACK_SIZE, false),
-            hibernates: !concurrent && crate::hibernation::wanted(),
+            hibernates,
         }));
 }
 

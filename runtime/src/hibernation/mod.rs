@@ -1,10 +1,12 @@
-//! A process that has waited a while gives its fiber stack's pages back: the live part of the
-//! suspended stack (its saved stack pointer to its top, ~2.3 KiB for a process asleep in a
-//! WASI call) is kept on the heap, as what differs from the first stack of its length asleep
-//! (`image`, ~0.5 KiB), the stack's pages are returned to the system, and the words are
-//! written back to the same addresses before the process runs again. A sleeping process then
-//! holds that instead of a page (4 KiB) or more, and no page table for its stack: below what
-//! bare wasmtime needs.
+//! A process that has waited a while gives its fiber stack's pages back, and its linear
+//! memories' pages: the live part of the suspended stack (its saved stack pointer to its top,
+//! ~2.3 KiB for a process asleep in a WASI call) is kept on the heap, as what differs from the
+//! first stack of its length asleep (`image`, ~0.5 KiB); so are the memories' pages that hold
+//! data, as what differs from the same pages of the first process of its program that held
+//! them (`memory`: a Rust guest's data segment page, ~0.1 KiB). The pages are returned to the
+//! system, and the words are written back to the same addresses before the process runs
+//! again. A sleeping process then holds that instead of a page (4 KiB) or more for each, and
+//! no page table for its stack or a memory of 2 MiB or more: below what bare wasmtime needs.
 //!
 //! Invariants that make moving a suspended stack's bytes sound:
 //! - A suspended fiber's stack is touched only by that fiber, which runs only while its
@@ -24,10 +26,24 @@
 //! - The suspended fiber's stack pointer is where wasmtime-fiber keeps it on Unix, 16 bytes
 //!   below the stack's top (its documented layout); a value outside the stack or misaligned
 //!   means no hibernation, never a guess.
+//!
+//! And a memory's:
+//! - Linear memory is read and written only by its store's guest and by host calls on its
+//!   behalf, inside a poll of the store's future: host futures that wait (WASI preview 1's
+//!   hold the memory across their waits) run only when polled, and work handed to other
+//!   threads (file operations, name lookups) reads and writes buffers of its own, copied in
+//!   and out in a poll. Shared memories, which other threads could touch, are not compiled
+//!   in (no `threads` feature).
+//! - The arena tells which memories the polled store made (each is the store's until it
+//!   drops), and where each is now: a memory that grows past its block moves, so its place
+//!   is read when it is hibernated. A memory dropped while a store lives (never seen: a
+//!   store's memories drop with it) makes that store's memories unknown: not hibernated.
+//! - Pages that hold data are those `/proc/self/pagemap` says are in memory or in swap (a
+//!   page not resident could be swapped out, not zero); without it, memories stay as they
+//!   are.
 
 mod image;
-
-pub(crate) use image::Templates;
+mod memory;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -38,6 +54,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
+
+use crate::arena::MemoryPlace;
 
 /// How long a process waits, with no poll of its store, before its stack is hibernated: long
 /// enough that copying and faulting its page back in (a few µs) is noise against the wait.
@@ -69,6 +87,9 @@ fn wanted_by(setting: Option<&str>) -> bool {
 /// Stacks hibernated now, in every engine of this host process.
 static HIBERNATED: AtomicUsize = AtomicUsize::new(0);
 
+/// Bytes of linear memory that held data and are given back now.
+static HIBERNATED_MEMORY: AtomicUsize = AtomicUsize::new(0);
+
 /// How many processes' fiber stacks are hibernated now, in every engine of this host process:
 /// processes that have waited at least [`IDLE_BEFORE_HIBERNATION`] in an engine whose pool
 /// takes the arena (see `README.md`, "Instances come from").
@@ -76,16 +97,104 @@ pub fn hibernated() -> usize {
     HIBERNATED.load(Ordering::Relaxed)
 }
 
+/// Bytes of linear memory that held data (pages resident or swapped out) and are given back
+/// now, in every engine of this host process: the memories of the processes [`hibernated`].
+pub fn hibernated_memory() -> usize {
+    HIBERNATED_MEMORY.load(Ordering::Relaxed)
+}
+
+/// What a program's processes' hibernated stacks and memories are kept against (see `image`
+/// and `memory`).
+#[derive(Default)]
+pub(crate) struct Templates {
+    stacks: image::Templates,
+    pages: memory::Templates,
+}
+
+/// The memories a process has at most (the store's limiter refuses more).
+const MEMORIES: usize = crate::limits::MEMORIES_PER_PROCESS as usize;
+
+/// What the arena handed out, or took back, on this thread while a [`Hibernating`] future
+/// polled its store.
+#[derive(Default)]
+struct Made {
+    /// The last stack.
+    stack: Option<Range<usize>>,
+    /// Memories: the store's, in the order it made them.
+    memories: Memories,
+}
+
+/// A store's memories, as far as hibernation knows them.
+#[derive(Default, Clone, Copy)]
+struct Memories {
+    places: [Option<MemoryPlace>; MEMORIES],
+    /// More than fit, or one was dropped while the store lived on: the memories are not
+    /// hibernated, so that a place never outlives its memory.
+    lost: bool,
+}
+
+impl Memories {
+    fn made(&mut self, place: MemoryPlace) {
+        match self.places.iter_mut().find(|p| p.is_none()) {
+            Some(free) => *free = Some(place),
+            None => self.lose(),
+        }
+    }
+
+    fn lose(&mut self) {
+        *self = Memories {
+            places: [None; MEMORIES],
+            lost: true,
+        };
+    }
+
+    /// Those made in a poll added to these.
+    fn add(&mut self, made: Memories) {
+        if made.lost {
+            self.lose();
+        }
+        for place in made.places.into_iter().flatten() {
+            if !self.lost {
+                self.made(place);
+            }
+        }
+    }
+}
+
 thread_local! {
-    /// The stack the arena last handed out on this thread, while a [`Hibernating`] future
-    /// polls its store (cleared before each poll).
-    static MADE: Cell<Option<Range<usize>>> = const { Cell::new(None) };
+    /// Cleared before each poll of a [`Hibernating`] future, read after it.
+    static MADE: Cell<Made> = Cell::new(Made::default());
 }
 
 /// Called by the arena when a stack that may be hibernated is handed out: the store being
 /// polled on this thread made it.
 pub(crate) fn stack_made(stack: Range<usize>) {
-    MADE.with(|made| made.set(Some(stack)));
+    MADE.with(|made| {
+        let mut now = made.take();
+        now.stack = Some(stack);
+        made.set(now);
+    });
+}
+
+/// Called by the arena when a memory that may be hibernated is made: the store being polled
+/// on this thread made it, and holds it until it drops.
+pub(crate) fn memory_made(place: MemoryPlace) {
+    MADE.with(|made| {
+        let mut now = made.take();
+        now.memories.made(place);
+        made.set(now);
+    });
+}
+
+/// Called by the arena when such a memory is dropped: were it the polled store's (a store
+/// drops its memories only when it drops, so this is never expected), its place must not be
+/// used again.
+pub(crate) fn memory_gone() {
+    MADE.with(|made| {
+        let mut now = made.take();
+        now.memories.lose();
+        made.set(now);
+    });
 }
 
 /// A store's future whose fiber stack is hibernated after [`IDLE_BEFORE_HIBERNATION`]
@@ -103,13 +212,18 @@ pub(crate) struct Hibernating<'a, F> {
 
 struct Idle {
     stack: Range<usize>,
+    memories: Memories,
     /// Fires when the process has had no poll for [`IDLE_BEFORE_HIBERNATION`].
     timer: Sleep,
     saved: Option<Saved>,
 }
 
-/// A hibernated stack's live words, from the fiber's stack pointer to the stack's top.
-struct Saved(image::Image);
+/// A hibernated stack's live words, from the fiber's stack pointer to the stack's top, and
+/// its memories' pages that held data (unless they could not be taken).
+struct Saved {
+    stack: image::Image,
+    memory: Option<memory::Image>,
+}
 
 impl<'a, F> Hibernating<'a, F> {
     /// `inner`, the future of a store of the program whose `templates` these are.
@@ -129,7 +243,7 @@ impl<'a, F> Hibernating<'a, F> {
         };
         match idle.saved.take() {
             Some(saved) => {
-                saved.restore(&idle.stack);
+                saved.restore(self.templates, &idle.stack);
                 true
             }
             None => false,
@@ -147,7 +261,7 @@ impl<F: Future> Future for Hibernating<'_, F> {
         let woke = this.wake();
         // Its timer fired (the driver saw its deadline pass) and nothing woke the store since.
         let idle_for_long = !woke && this.idle.as_ref().is_some_and(|i| i.timer.is_elapsed());
-        MADE.with(|made| made.set(None));
+        MADE.with(|made| made.set(Made::default()));
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
         let outcome = inner.poll(cx);
@@ -158,11 +272,14 @@ impl<F: Future> Future for Hibernating<'_, F> {
         // Read only by processes that wait with a stack to hibernate: a clock read is a good
         // share of the cost of a spawn.
         let now = Instant::now();
-        match (&mut this.idle, made) {
+        match (&mut this.idle, made.stack) {
+            // Memories made without a stack (never seen: instances are made on the fiber) are
+            // forgotten: they are only not hibernated.
             (None, None) => return Poll::Pending,
             (None, Some(stack)) => {
                 this.idle = Some(Box::new(Idle {
                     stack,
+                    memories: Memories::default(),
                     timer: tokio::time::sleep_until(now + IDLE_BEFORE_HIBERNATION),
                     saved: None,
                 }));
@@ -174,9 +291,10 @@ impl<F: Future> Future for Hibernating<'_, F> {
             (Some(_), _) => {}
         }
         let idle = this.idle.as_mut().expect("made above");
+        idle.memories.add(made.memories);
         if idle_for_long {
             // The timer fired and this poll found the store still waiting.
-            idle.saved = hibernate(this.templates, &idle.stack);
+            idle.saved = hibernate(this.templates, &idle.stack, &mut idle.memories);
             if idle.saved.is_some() {
                 return Poll::Pending;
             }
@@ -200,9 +318,14 @@ impl<F> Drop for Hibernating<'_, F> {
 }
 
 /// Keeps the live part of the suspended fiber's `stack` on the heap (against its program's
-/// `templates`) and gives the stack's pages back; `None` (and the stack untouched) where that
-/// cannot be done.
-fn hibernate(templates: &Templates, stack: &Range<usize>) -> Option<Saved> {
+/// `templates`) and gives the stack's pages back, and the same for its store's `memories`'
+/// pages that hold data; `None` (and the stack and memories untouched) where the stack cannot
+/// be. Memories that cannot be (too much data) are left as they are, and never tried again.
+fn hibernate(
+    templates: &Templates,
+    stack: &Range<usize>,
+    memories: &mut Memories,
+) -> Option<Saved> {
     let top = stack.end;
     // SAFETY: the stack is the store's, its fiber suspended (the store's future returned
     // `Pending`) and not running anywhere; the slot is inside the stack.
@@ -216,28 +339,84 @@ fn hibernate(templates: &Templates, stack: &Range<usize>) -> Option<Saved> {
     {
         return None;
     }
-    let image = image::Image::take(templates, stack, from);
+    let image = image::Image::take(&templates.stacks, stack, from);
     // SAFETY: the stack is a page-aligned block of a private anonymous mapping (the arena's);
     // its pages read as zero afterwards, and the live ones are written back before the fiber
     // runs again.
+    if unsafe { give_back(stack) }.is_err() {
+        return None;
+    }
+    let memory = hibernate_memories(templates, memories);
+    if memory.is_none() {
+        memories.lose();
+    }
+    HIBERNATED.fetch_add(1, Ordering::Relaxed);
+    Some(Saved {
+        stack: image,
+        memory,
+    })
+}
+
+/// The pages of the store's `memories` that hold data, kept on the heap, and the memories'
+/// pages given back; `None` (and the memories as they were) where they cannot be.
+fn hibernate_memories(templates: &Templates, memories: &Memories) -> Option<memory::Image> {
+    if memories.lost {
+        return None;
+    }
+    // SAFETY: each place is of a memory its store made and holds until it drops (a memory
+    // dropped earlier made them `lost`); the store is not in use (its future is pending).
+    let extents: [(Range<usize>, Range<usize>); MEMORIES] =
+        std::array::from_fn(|i| memories.places[i].map_or((0..0, 0..0), |p| unsafe { p.extent() }));
+    let written = extents.clone().map(|(written, _)| written);
+    let image = memory::Image::take(&templates.pages, &written)?;
+    // Whole blocks, not only what may have been written: a page table is given back only
+    // with all of the 2 MiB it maps (a block of 2 MiB or more covers its own).
+    for (_, block) in &extents {
+        // SAFETY: a page-aligned block of the arena's (a private anonymous mapping): its
+        // pages read as zero afterwards, and those that held data are written back before
+        // the store is used again.
+        if unsafe { give_back(block) }.is_err() {
+            // Pages given back so far read as zero: write them back now.
+            image.put_back(&templates.pages);
+            return None;
+        }
+    }
+    HIBERNATED_MEMORY.fetch_add(image.given(), Ordering::Relaxed);
+    Some(image)
+}
+
+/// `range`'s pages back to the system: they read as zero afterwards.
+///
+/// # Safety
+/// `range` is page-aligned, in a private anonymous mapping, and nothing needs its bytes.
+unsafe fn give_back(range: &Range<usize>) -> Result<(), ()> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the caller's promise.
     let given = unsafe {
         libc::madvise(
-            stack.start as *mut libc::c_void,
-            stack.end - stack.start,
+            range.start as *mut libc::c_void,
+            range.len(),
             libc::MADV_DONTNEED,
         )
     };
-    if given != 0 {
-        return None;
+    if given == 0 {
+        Ok(())
+    } else {
+        Err(())
     }
-    HIBERNATED.fetch_add(1, Ordering::Relaxed);
-    Some(Saved(image))
 }
 
 impl Saved {
-    /// The words back in `stack`, the one they were taken from.
-    fn restore(self, stack: &Range<usize>) {
-        self.0.put_back(stack);
+    /// The words back in `stack`, the one they were taken from, and the memories' pages in
+    /// theirs, against the program's `templates`.
+    fn restore(self, templates: &Templates, stack: &Range<usize>) {
+        self.stack.put_back(stack);
+        if let Some(memory) = self.memory {
+            HIBERNATED_MEMORY.fetch_sub(memory.given(), Ordering::Relaxed);
+            memory.put_back(&templates.pages);
+        }
         HIBERNATED.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -319,6 +498,31 @@ mod tests {
     }
 
     #[test]
+    fn a_store_with_a_memory_dropped_or_more_memories_than_known_hibernates_none() {
+        let place = |n: usize| crate::arena::MemoryPlace::at(n);
+        let mut known = Memories::default();
+        let mut made = Memories::default();
+        made.made(place(1));
+        known.add(made);
+        assert_eq!(known.places, [Some(place(1)), None]);
+        let mut gone = Memories::default();
+        gone.made(place(2));
+        gone.lose();
+        known.add(gone);
+        assert!(known.lost && known.places == [None, None]);
+        let mut more = Memories::default();
+        more.made(place(3));
+        known.add(more);
+        assert!(known.lost && known.places == [None, None], "lost for good");
+
+        let mut three = Memories::default();
+        for n in 1..=3 {
+            three.made(place(n));
+        }
+        assert!(three.lost && three.places == [None, None]);
+    }
+
+    #[test]
     fn only_a_zero_turns_hibernation_off() {
         assert!(wanted_by(None));
         assert!(wanted_by(Some("1")));
@@ -333,10 +537,15 @@ mod tests {
         let from = stack.suspend(live);
         let expected: Vec<u8> = (from..stack.range.end).map(|at| stack.byte(at)).collect();
         assert_eq!(stack.resident_pages(), 4);
-        let saved = hibernate(&Templates::default(), &stack.range).expect("hibernated");
-        assert!(saved.0.held() < live / 2, "the live part only, packed");
+        let saved = hibernate(
+            &Templates::default(),
+            &stack.range,
+            &mut Memories::default(),
+        )
+        .expect("hibernated");
+        assert!(saved.stack.held() < live / 2, "the live part only, packed");
         assert_eq!(stack.resident_pages(), 0, "every page given back");
-        saved.restore(&stack.range);
+        saved.restore(&Templates::default(), &stack.range);
         let back: Vec<u8> = (from..stack.range.end).map(|at| stack.byte(at)).collect();
         assert!(back == expected, "the live bytes, where they were");
         assert_eq!(stack.byte(from - 1), 0, "the dead part is not copied back");
@@ -358,7 +567,12 @@ mod tests {
             // SAFETY: inside the mapping, aligned.
             unsafe { slot.write(sp) };
             assert!(
-                hibernate(&Templates::default(), &stack.range).is_none(),
+                hibernate(
+                    &Templates::default(),
+                    &stack.range,
+                    &mut Memories::default()
+                )
+                .is_none(),
                 "{:#x}",
                 top - sp
             );
@@ -366,8 +580,12 @@ mod tests {
         }
         // SAFETY: as above.
         unsafe { slot.write(top - MAX_LIVE) };
-        let saved =
-            hibernate(&Templates::default(), &stack.range).expect("the most that is copied");
-        saved.restore(&stack.range);
+        let saved = hibernate(
+            &Templates::default(),
+            &stack.range,
+            &mut Memories::default(),
+        )
+        .expect("the most that is copied");
+        saved.restore(&Templates::default(), &stack.range);
     }
 }

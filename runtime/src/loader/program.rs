@@ -41,8 +41,9 @@ pub struct Program {
     /// Its engine counts fuel: its stores get their `limits.fuel` (or all there is), and its
     /// EXITs report what they used.
     pub(crate) counts_fuel: bool,
-    /// What its processes' hibernated stacks are kept against (see `hibernation`).
-    pub(crate) stack_templates: crate::hibernation::Templates,
+    /// What its processes' hibernated stacks and memories are kept against (see
+    /// `hibernation`).
+    pub(crate) hibernation_templates: crate::hibernation::Templates,
 }
 
 /// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is

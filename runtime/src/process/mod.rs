@@ -261,7 +261,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
                     &mut guard.usage,
                     slot,
                 ),
-                &launch.program.stack_templates,
+                &launch.program.hibernation_templates,
             ));
             let limit = launch.limits.max_execution;
             Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wasmproc_runtime::capacity::{Allocation, Capacity};
-use wasmproc_runtime::hibernation::{hibernated, IDLE_BEFORE_HIBERNATION};
+use wasmproc_runtime::hibernation::{hibernated, hibernated_memory, IDLE_BEFORE_HIBERNATION};
 use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
 
 use crate::common::{receive, with_sleep_imports, write_wat};
@@ -84,6 +84,74 @@ const NESTED_SLEEPER_P1: &str = r#"
     (call $nest (local.get $depth) (local.get $ms))))
 "#;
 
+/// `fill(seed, ms)`: grows its first memory (which moves it to a larger block of the arena),
+/// writes 6 pages of it (every other one the same in every process, the rest from `seed`) and
+/// a page of its second memory, sleeps `ms` in `poll_oneoff`, and returns a checksum of those
+/// pages and of its data segment's first 16 bytes. Memory that came back different changes
+/// the checksum.
+const MEMORY_SLEEPER_P1: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory $main (export "memory") 1)
+  (memory $second 1)
+  (data (memory $main) (i32.const 4096) "wasmproc hibernates memory pages")
+  (func $sleep (param $ms i32)
+    (i32.store $main (i32.const 144) (i32.const 1))
+    (i64.store $main (i32.const 152)
+      (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
+    (drop (call $poll (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 320))))
+  (func $word (param $seed i64) (param $i i64) (result i64)
+    (if (result i64) (i64.eqz (i64.and (i64.shr_u (local.get $i) (i64.const 9)) (i64.const 1)))
+      (then (i64.mul (local.get $i) (i64.const 0x9E3779B97F4A7C15)))
+      (else (i64.add (i64.mul (local.get $seed) (i64.const 0x100000001)) (local.get $i)))))
+  (func (export "fill") (param $seed i32) (param $ms i32) (result i64)
+    (local $i i32) (local $s i64) (local $sum i64)
+    (local.set $s (i64.extend_i32_u (local.get $seed)))
+    (drop (memory.grow $main (i32.const 8)))
+    (block $done (loop $fill
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 3072)))
+      (i64.store $main (i32.add (i32.const 0x10000) (i32.shl (local.get $i) (i32.const 3)))
+        (call $word (local.get $s) (i64.extend_i32_u (local.get $i))))
+      (if (i32.lt_u (local.get $i) (i32.const 512))
+        (then (i64.store $second (i32.add (i32.const 0x8000) (i32.shl (local.get $i) (i32.const 3)))
+          (i64.xor (local.get $s) (i64.shl (i64.extend_i32_u (local.get $i)) (i64.const 20))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $fill)))
+    (call $sleep (local.get $ms))
+    (local.set $sum (i64.xor (i64.load $main (i32.const 4096)) (i64.load $main (i32.const 4104))))
+    (local.set $i (i32.const 0))
+    (block $done (loop $add
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 3072)))
+      (local.set $sum (i64.xor (i64.rotl (local.get $sum) (i64.const 5))
+        (i64.load $main (i32.add (i32.const 0x10000) (i32.shl (local.get $i) (i32.const 3))))))
+      (if (i32.lt_u (local.get $i) (i32.const 512))
+        (then (local.set $sum (i64.xor (i64.rotl (local.get $sum) (i64.const 5))
+          (i64.load $second (i32.add (i32.const 0x8000) (i32.shl (local.get $i) (i32.const 3))))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $add)))
+    (local.get $sum)))
+"#;
+
+/// What `fill(seed, _)` returns, computed here.
+fn memory_checksum(seed: u64) -> i64 {
+    let data = b"wasmproc hibernates memory pages";
+    let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap());
+    let mut sum = word(0) ^ word(8);
+    for i in 0..3072u64 {
+        let first = if (i >> 9) & 1 == 0 {
+            i.wrapping_mul(0x9E3779B97F4A7C15)
+        } else {
+            seed.wrapping_mul(0x1_0000_0001).wrapping_add(i)
+        };
+        sum = sum.rotate_left(5) ^ first;
+        if i < 512 {
+            sum = sum.rotate_left(5) ^ (seed ^ (i << 20));
+        }
+    }
+    sum as i64
+}
+
 /// What `nest(depth, _)` returns, computed here.
 fn checksum(depth: u32) -> u64 {
     let mut sum = 0u64;
@@ -103,8 +171,8 @@ fn checksum(depth: u32) -> u64 {
     sum
 }
 
-/// The nested sleepers (`t:nest`, a component; `t:nest_p1`, a core module) on a host of 2 workers, its entry limited to `max_execution_ms` where
-/// given, over a pool that takes the arena; `None` where this kernel's map limit holds the
+/// The nested sleepers (`t:nest`, a component; `t:nest_p1`, a core module) and the memory
+/// sleeper (`t:fill`) on a host of 2 workers, limited to `max_execution_ms` where given, over a pool that takes the arena; `None` where this kernel's map limit holds the
 /// pool pooled (then no stack is the arena's to hibernate).
 fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
     let pool = wasmproc_runtime::engine::Pool {
@@ -120,16 +188,17 @@ fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
     let limits = max_execution_ms
         .map(|ms| format!(", limits: {{ max_execution_ms: {ms} }}"))
         .unwrap_or_default();
-    let entry = |name: &str, wat: &str| {
+    let entry = |name: &str, wat: &str, method: &str| {
         let wat = with_sleep_imports(&wat.replace("(; nest ;)", NEST));
         let digest = write_wat(dir, &format!("{name}.wasm"), &wat);
-        format!("  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{digest}\", method: nest, imports: [wasi:clocks]{limits} }}\n")
+        format!("  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{digest}\", method: {method}, imports: [wasi:clocks]{limits} }}\n")
     };
     let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n{}{}",
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n{}{}{}",
         dir.display(),
-        entry("nest", NESTED_SLEEPER),
-        entry("nest_p1", NESTED_SLEEPER_P1),
+        entry("nest", NESTED_SLEEPER, "nest"),
+        entry("nest_p1", NESTED_SLEEPER_P1, "nest"),
+        entry("fill", MEMORY_SLEEPER_P1, "fill"),
     );
     let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
     let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
@@ -258,6 +327,45 @@ fn a_core_modules_stack_is_hibernated_and_comes_back_whole_too() {
         }
     }
     until_hibernated(expected.len());
+    for _ in 0..expected.len() {
+        let exit = receive(&mut mailbox).expect("an EXIT");
+        let want = expected.remove(&exit.from).expect("one EXIT per process");
+        assert_eq!(exit.outcome, Ok(json!(want)), "process {:?}", exit.from);
+    }
+}
+
+#[test]
+fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(rt) = arena_runtime(dir.path(), None) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    let mut expected = std::collections::HashMap::new();
+    for seed in 1..=50u64 {
+        let pid = rt
+            .spawn_monitored(
+                "t:fill",
+                "t:host",
+                &[json!(seed), json!(sleep_ms)],
+                &mailbox,
+            )
+            .unwrap();
+        expected.insert(pid, memory_checksum(seed));
+    }
+    until_hibernated(expected.len());
+    // Each holds at least 9 pages of data (the subscription, the data segment, the 6 written
+    // pages, the second memory's): far more than the other tests' sleepers hold.
+    let start = Instant::now();
+    while hibernated_memory() < expected.len() * 9 * 4096 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} bytes of memory hibernated",
+            hibernated_memory()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for _ in 0..expected.len() {
         let exit = receive(&mut mailbox).expect("an EXIT");
         let want = expected.remove(&exit.from).expect("one EXIT per process");
