@@ -328,7 +328,8 @@ unsafe impl MemoryCreator for MemorySource {
             max,
         });
         if memories.hibernates {
-            crate::hibernation::memory_made(MemoryPlace(&*memory as *const Memory as usize));
+            let at = std::ptr::NonNull::from(&*memory).addr();
+            crate::hibernation::memory_made(MemoryPlace(at));
         }
         Ok(memory)
     }
@@ -338,12 +339,12 @@ unsafe impl MemoryCreator for MemorySource {
 /// for hibernation to find the block it occupies now: a memory that grows past its block moves
 /// to another.
 #[derive(Clone, Copy, PartialEq, Debug)]
-pub(crate) struct MemoryPlace(usize);
+pub(crate) struct MemoryPlace(std::num::NonZeroUsize);
 
 impl MemoryPlace {
     /// A place that is never read, for tests.
     #[cfg(test)]
-    pub(crate) fn at(n: usize) -> MemoryPlace {
+    pub(crate) fn at(n: std::num::NonZeroUsize) -> MemoryPlace {
         MemoryPlace(n)
     }
 
@@ -355,7 +356,7 @@ impl MemoryPlace {
     /// in use).
     pub(crate) unsafe fn extent(self) -> (Range<usize>, Range<usize>) {
         // SAFETY: the caller's promise; `Memory` is boxed at creation and dropped whole.
-        let memory = unsafe { &*(self.0 as *const Memory) };
+        let memory = unsafe { &*(self.0.get() as *const Memory) };
         (
             memory.base..memory.base + memory.size,
             memory.base..memory.base + memory.byte_capacity(),

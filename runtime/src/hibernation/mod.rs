@@ -116,10 +116,10 @@ const MEMORIES: usize = crate::limits::MEMORIES_PER_PROCESS as usize;
 
 /// What the arena handed out, or took back, on this thread while a [`Hibernating`] future
 /// polled its store.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Made {
-    /// The last stack.
-    stack: Option<Range<usize>>,
+    /// The last stack: its start and end.
+    stack: Option<(usize, usize)>,
     /// Memories: the store's, in the order it made them.
     memories: Memories,
 }
@@ -170,9 +170,10 @@ thread_local! {
 /// polled on this thread made it.
 pub(crate) fn stack_made(stack: Range<usize>) {
     MADE.with(|made| {
-        let mut now = made.take();
-        now.stack = Some(stack);
-        made.set(now);
+        made.set(Made {
+            stack: Some((stack.start, stack.end)),
+            ..made.get()
+        })
     });
 }
 
@@ -180,7 +181,7 @@ pub(crate) fn stack_made(stack: Range<usize>) {
 /// on this thread made it, and holds it until it drops.
 pub(crate) fn memory_made(place: MemoryPlace) {
     MADE.with(|made| {
-        let mut now = made.take();
+        let mut now = made.get();
         now.memories.made(place);
         made.set(now);
     });
@@ -191,7 +192,7 @@ pub(crate) fn memory_made(place: MemoryPlace) {
 /// used again.
 pub(crate) fn memory_gone() {
     MADE.with(|made| {
-        let mut now = made.take();
+        let mut now = made.get();
         now.memories.lose();
         made.set(now);
     });
@@ -265,16 +266,20 @@ impl<F: Future> Future for Hibernating<'_, F> {
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
         let outcome = inner.poll(cx);
-        let made = MADE.with(|made| made.take());
+        let made = MADE.with(|made| made.get());
         if outcome.is_ready() || this.off {
             return outcome;
+        }
+        let stack = made.stack.map(|(start, end)| start..end);
+        if this.idle.is_none() && stack.is_none() {
+            // Memories made without a stack (never seen: instances are made on the fiber) are
+            // forgotten: they are only not hibernated.
+            return Poll::Pending;
         }
         // Read only by processes that wait with a stack to hibernate: a clock read is a good
         // share of the cost of a spawn.
         let now = Instant::now();
-        match (&mut this.idle, made.stack) {
-            // Memories made without a stack (never seen: instances are made on the fiber) are
-            // forgotten: they are only not hibernated.
+        match (&mut this.idle, stack) {
             (None, None) => return Poll::Pending,
             (None, Some(stack)) => {
                 this.idle = Some(Box::new(Idle {
@@ -499,7 +504,7 @@ mod tests {
 
     #[test]
     fn a_store_with_a_memory_dropped_or_more_memories_than_known_hibernates_none() {
-        let place = |n: usize| crate::arena::MemoryPlace::at(n);
+        let place = |n: usize| crate::arena::MemoryPlace::at(n.try_into().unwrap());
         let mut known = Memories::default();
         let mut made = Memories::default();
         made.made(place(1));
