@@ -395,10 +395,8 @@ unsafe impl LinearMemory for Memory {
         if new_size > self.byte_capacity() {
             let class = Memories::class(new_size);
             let base = self.memories.take(class)?;
-            // SAFETY: two distinct blocks, the new one at least `size` long.
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.base as *const u8, base as *mut u8, self.size)
-            };
+            // SAFETY: two distinct blocks, the new one at least `size` long and all zero.
+            unsafe { copy_held(self.base, base, self.size) };
             self.memories.give(self.class, self.base, self.size);
             (self.base, self.class) = (base, class);
         }
@@ -408,6 +406,38 @@ unsafe impl LinearMemory for Memory {
 
     fn as_ptr(&self) -> *mut u8 {
         self.base as *mut u8
+    }
+}
+
+/// The first `len` bytes of the block at `from` to the block at `to`, which reads as zero: only
+/// the pages that hold data, as the rest are zero too. Copied whole, a memory that grows past
+/// its block would make every page of its old size resident in the new one (a Rust guest's
+/// first move copies its 1.1 MiB, most of it never touched).
+///
+/// # Safety
+/// Two distinct page-aligned blocks of the arena's, `len` bytes long at least, the second all
+/// zero.
+unsafe fn copy_held(from: usize, to: usize, len: usize) {
+    let copy = |at: usize, n: usize| {
+        // SAFETY: the caller's promise; `at..at + n` lies in the first `len` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(at as *const u8, (to + (at - from)) as *mut u8, n) }
+    };
+    let page = crate::pagemap::page_size();
+    let copied = page.and_then(|page| {
+        crate::pagemap::held_pages(&(from..from + len), &mut |at| {
+            let n = page.min(from + len - at);
+            // SAFETY: as for `copy`; a page the guest only read is all zero, and copying it
+            // would make its copy resident.
+            let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, n) };
+            if bytes.iter().any(|&b| b != 0) {
+                copy(at, n);
+            }
+            true
+        })
+    });
+    if copied.is_none() {
+        // The pages cannot be told (or the read failed midway): all of them.
+        copy(from, len);
     }
 }
 
@@ -462,6 +492,32 @@ mod tests {
         assert!(source
             .new_memory(MemoryType::new(1, None), 1, None, None, 4096)
             .is_err());
+    }
+
+    #[test]
+    fn a_memory_that_moves_as_it_grows_takes_only_its_pages_that_hold_data_along() {
+        let source = MemorySource(Memories::new(4 << 20, false));
+        let mut memory = source
+            .new_memory(MemoryType::new(1, None), 64 << 10, None, Some(0), 0)
+            .unwrap();
+        // SAFETY: within the memory's size.
+        unsafe {
+            memory.as_ptr().add(100).write(7);
+            memory.as_ptr().add(40 << 10).write(9);
+            let _ = memory.as_ptr().add(20 << 10).read_volatile();
+        }
+        memory.grow_to(3 << 20).unwrap();
+        let moved = memory.as_ptr() as usize;
+        // SAFETY: within the memory's size.
+        unsafe {
+            assert_eq!(memory.as_ptr().add(100).read(), 7);
+            assert_eq!(memory.as_ptr().add(40 << 10).read(), 9);
+        }
+        if crate::pagemap::page_size() == Some(4096) {
+            let resident = crate::pagemap::tests::resident_pages(&(moved..moved + (64 << 10)));
+            // The two written; not the one read (zero), nor the 13 never touched.
+            assert_eq!(resident, 2, "pages resident after the move");
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ mod mailbox;
 pub mod manifest;
 mod network;
 mod p1_call;
+mod pagemap;
 mod preemption;
 pub mod printable;
 mod process;

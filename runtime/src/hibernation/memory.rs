@@ -1,5 +1,5 @@
 //! A hibernated process's linear memories: the pages that hold data (resident or swapped out,
-//! as `/proc/self/pagemap` says), kept as what differs from a template, then given back.
+//! as [`crate::pagemap`] reads them), kept as what differs from a template, then given back.
 //! Processes of one program asleep at the same place hold mostly the same bytes in the same
 //! pages (the data segments copied in at instantiation, the same allocations made in the same
 //! order), so each keeps a bit per word and the words that differ. An all-zero page is not
@@ -12,12 +12,11 @@
 //! What one process keeps is bounded by [`MAX_KEPT`], and the pages looked at by
 //! [`MAX_PAGES`]: a process holding more stays as it is.
 
-use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::lock::lock;
+use crate::pagemap::{held_pages, page_size};
 
 /// Page templates a program keeps: bounded (at most 64 KiB a program with 4 KiB pages), as a
 /// guest chooses what its memory holds.
@@ -37,30 +36,9 @@ const WORD: usize = std::mem::size_of::<u64>();
 /// Words of bits a page's image has at most: pages of up to 64 KiB.
 const MAX_BITS: usize = (64 << 10) / WORD / 64;
 
-/// Pagemap entries read at once.
-const BATCH: usize = 512;
-
-/// A pagemap entry's bits: the page is in memory, or in swap.
-const PRESENT: u64 = 1 << 63;
-const SWAPPED: u64 = 1 << 62;
-
 /// A kept page's header's flags (its address is page-aligned: the low bits are free).
 const AGAINST_TEMPLATE: u64 = 1;
 const SAME: u64 = 2;
-
-/// The page size, when the runtime can read which of its pages hold data; `None` turns memory
-/// hibernation off (no `/proc/self/pagemap`, as in some sandboxes).
-fn pagemap() -> Option<&'static (File, usize)> {
-    static PAGEMAP: OnceLock<Option<(File, usize)>> = OnceLock::new();
-    PAGEMAP
-        .get_or_init(|| {
-            // SAFETY: sysconf has no preconditions.
-            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-            let file = File::open("/proc/self/pagemap").ok()?;
-            (page % (64 * WORD) == 0 && page / WORD / 64 <= MAX_BITS).then_some((file, page))
-        })
-        .as_ref()
-}
 
 /// A program's page templates (see the module's documentation).
 #[derive(Default)]
@@ -125,7 +103,7 @@ impl Image {
     /// page-aligned block of a private anonymous mapping, not in use) that hold data, against
     /// the program's `templates`; `None` where they cannot be read or hold too much.
     pub(super) fn take(templates: &Templates, memories: &[Range<usize>]) -> Option<Image> {
-        let (_, page) = pagemap()?;
+        let page = page_size()?;
         let words_per_page = page / WORD;
         let mut packed: Vec<u64> = Vec::new();
         let mut pages = 0;
@@ -161,7 +139,7 @@ impl Image {
     /// The pages back where they were (in memories given back since, which read as zero), the
     /// same `templates` as they were taken against.
     pub(super) fn put_back(self, templates: &Templates) {
-        let Some((_, page)) = pagemap() else {
+        let Some(page) = page_size() else {
             debug_assert!(self.packed.is_empty());
             return;
         };
@@ -170,7 +148,7 @@ impl Image {
         let mut packed = self.packed.iter().copied();
         let mut read = move || packed.next();
         while let Some(header) = read() {
-            let page_at = (header & !(*page as u64 - 1)) as usize;
+            let page_at = (header & !(page as u64 - 1)) as usize;
             let template = (header & AGAINST_TEMPLATE != 0)
                 .then(|| templates.of(Key::unpacked(read().expect("a key"))));
             let baseline = |i: usize| template.as_ref().map_or(0, |t| t[i]);
@@ -207,7 +185,7 @@ impl Image {
 
     /// The bytes of memory that held data when it was taken.
     pub(super) fn given(&self) -> usize {
-        pagemap().map_or(0, |(_, page)| self.pages * page)
+        page_size().map_or(0, |page| self.pages * page)
     }
 }
 
@@ -242,98 +220,18 @@ fn keep(packed: &mut Vec<u64>, at: usize, key: Key, words: &[u64], template: Opt
     }
 }
 
-/// Calls `each` with the address of every page of `range` that is resident or swapped out,
-/// in order, while it returns `true`; `Some(false)` if it stopped, `None` if the pages could
-/// not be read.
-fn held_pages(range: &Range<usize>, each: &mut dyn FnMut(usize) -> bool) -> Option<bool> {
-    let (file, page) = pagemap()?;
-    let mut entries = [0u64; BATCH];
-    let mut at = range.start;
-    while at < range.end {
-        let n = ((range.end - at).div_ceil(*page)).min(BATCH);
-        // SAFETY: the entries as the bytes the kernel fills.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), n * WORD) };
-        file.read_exact_at(bytes, (at / page * WORD) as u64).ok()?;
-        for (i, entry) in entries[..n].iter().enumerate() {
-            if entry & (PRESENT | SWAPPED) != 0 && !each(at + i * page) {
-                return Some(false);
-            }
-        }
-        at += n * page;
-    }
-    Some(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pagemap::tests::Pages;
 
     /// These tests' pages are of 4 KiB, and read through `/proc/self/pagemap`.
     fn testable() -> bool {
-        let page = pagemap().map(|(_, page)| *page);
+        let page = page_size();
         if page != Some(4096) {
             eprintln!("pages of {page:?} bytes (none: no /proc/self/pagemap); skipped");
         }
         page == Some(4096)
-    }
-
-    /// Private anonymous pages, as the arena's.
-    struct Pages {
-        range: Range<usize>,
-    }
-
-    impl Pages {
-        fn new(pages: usize) -> Pages {
-            let len = pages * 4096;
-            // SAFETY: a fresh anonymous mapping at an address of the kernel's choice.
-            let base = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(base, libc::MAP_FAILED);
-            Pages {
-                range: base as usize..base as usize + len,
-            }
-        }
-
-        fn write(&self, offset: usize, word: u64) {
-            assert!(offset + WORD <= self.range.len());
-            // SAFETY: inside the mapping, aligned by the callers.
-            unsafe { ((self.range.start + offset) as *mut u64).write(word) };
-        }
-
-        fn words(&self) -> Vec<u64> {
-            // SAFETY: the mapping.
-            unsafe {
-                std::slice::from_raw_parts(self.range.start as *const u64, self.range.len() / 8)
-            }
-            .to_vec()
-        }
-
-        fn give_back(&self) {
-            // SAFETY: the mapping, which reads as zero afterwards.
-            unsafe {
-                libc::madvise(
-                    self.range.start as *mut libc::c_void,
-                    self.range.len(),
-                    libc::MADV_DONTNEED,
-                )
-            };
-        }
-    }
-
-    impl Drop for Pages {
-        fn drop(&mut self) {
-            // SAFETY: the mapping made in `new`.
-            unsafe { libc::munmap(self.range.start as *mut libc::c_void, self.range.len()) };
-        }
     }
 
     #[test]
@@ -412,26 +310,5 @@ mod tests {
         }
         let image = Image::take(&templates, std::slice::from_ref(&fewer.range)).expect("taken");
         assert_eq!(image.held(), 0, "zero pages are not kept");
-    }
-
-    #[test]
-    fn only_pages_that_hold_data_are_visited() {
-        if !testable() {
-            return;
-        }
-        let pages = Pages::new(BATCH + 8);
-        let written = [0, 7, BATCH - 1, BATCH, BATCH + 7];
-        for page in written {
-            pages.write(page * 4096, 1);
-        }
-        let mut seen = Vec::new();
-        let held = held_pages(&pages.range, &mut |at| {
-            seen.push((at - pages.range.start) / 4096);
-            true
-        });
-        assert_eq!(held, Some(true));
-        assert_eq!(seen, written);
-        let stopped = held_pages(&pages.range, &mut |_| false);
-        assert_eq!(stopped, Some(false));
     }
 }

@@ -475,18 +475,7 @@ mod tests {
         }
 
         fn resident_pages(&self) -> usize {
-            let pages = (self.range.end - self.range.start) / 4096;
-            let mut residency = vec![0u8; pages];
-            // SAFETY: the mapping, and a vector of one byte per page.
-            let done = unsafe {
-                libc::mincore(
-                    self.range.start as *mut libc::c_void,
-                    self.range.end - self.range.start,
-                    residency.as_mut_ptr(),
-                )
-            };
-            assert_eq!(done, 0);
-            residency.iter().filter(|&&r| r & 1 == 1).count()
+            crate::pagemap::tests::resident_pages(&self.range)
         }
     }
 
