@@ -367,7 +367,12 @@ fn wasmproc(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
             break;
         }
     }
+    until_hibernation_settles();
     samples.push(settled(|| count(&mut events)));
+    eprintln!(
+        "sleepers/100k: {} processes hibernated at the sample",
+        wasmproc_runtime::hibernation::hibernated()
+    );
     clock.block_on(async {
         while exits < spawned {
             match mailbox.receive(Duration::from_secs(120)).await {
@@ -396,6 +401,23 @@ fn wasmproc(guest: &Guest, n: usize, ms: u32) -> Option<Run> {
 fn settled(live: impl FnOnce() -> usize) -> Sample {
     std::thread::sleep(3 * IDLE_BEFORE_HIBERNATION);
     Sample::now(live())
+}
+
+/// Until the count of hibernated processes has stopped rising (at most 10 s): with 100,000
+/// processes, the workers hibernate the last ones some hundreds of milliseconds after they
+/// started (each takes a few microseconds), and a sample taken before would count some still
+/// awake, a different number each run.
+fn until_hibernation_settles() {
+    let start = Instant::now();
+    let mut last = usize::MAX;
+    while start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(2 * IDLE_BEFORE_HIBERNATION);
+        let now = wasmproc_runtime::hibernation::hibernated();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 fn tally(outcomes: &mut BTreeMap<String, usize>, event: wasmproc_runtime::Event) {
