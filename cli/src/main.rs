@@ -256,7 +256,7 @@ fn after_help() -> String {
          uses wasmtime's pooling allocator; a larger one takes fiber stacks and memories from a \
          few large mappings (no guard pages; memories bounds-checked), a few maps per hundreds \
          of processes, so memory is its limit; there a process that has waited 100 ms gives its \
-         stack's pages back until it wakes (WASMPROC_HIBERNATE=0 turns that off). Without a \
+         stack's and memories' pages back until it wakes (WASMPROC_HIBERNATE=0 turns that off). Without a \
          pool (WASMPROC_POOL=0) {} processes \
          run at once (up to 10 maps each). Processes of binaries using the component model's async ABI \
          (WASI 0.3) count toward these, except that a pool using the pooling allocator lets {} \
