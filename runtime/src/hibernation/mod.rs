@@ -429,30 +429,20 @@ impl Saved {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pagemap::tests::Pages;
 
     /// A fake fiber stack of `pages` pages: a private anonymous mapping, as the arena's.
     struct FakeStack {
         range: Range<usize>,
+        _pages: Pages,
     }
 
     impl FakeStack {
         fn new(pages: usize) -> FakeStack {
-            let len = pages * 4096;
-            // SAFETY: a fresh anonymous mapping at an address of the kernel's choice.
-            let base = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(base, libc::MAP_FAILED);
-            let base = base as usize;
+            let pages = Pages::new(pages);
             FakeStack {
-                range: base..base + len,
+                range: pages.range.clone(),
+                _pages: pages,
             }
         }
 
@@ -476,18 +466,6 @@ mod tests {
 
         fn resident_pages(&self) -> usize {
             crate::pagemap::tests::resident_pages(&self.range)
-        }
-    }
-
-    impl Drop for FakeStack {
-        fn drop(&mut self) {
-            // SAFETY: the mapping made in `new`.
-            unsafe {
-                libc::munmap(
-                    self.range.start as *mut libc::c_void,
-                    self.range.end - self.range.start,
-                )
-            };
         }
     }
 

@@ -1,13 +1,14 @@
 //! A process that waits gives its fiber stack's pages back and gets its bytes back whole
 //! (`runtime/src/hibernation.rs`), in an engine whose pool takes the arena.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wasmproc_runtime::capacity::{Allocation, Capacity};
 use wasmproc_runtime::hibernation::{hibernated, hibernated_memory, IDLE_BEFORE_HIBERNATION};
-use wasmproc_runtime::{ErrorKind, Mailbox, Runtime};
+use wasmproc_runtime::{ErrorKind, Mailbox, Pid, Runtime};
 
 use crate::common::{receive, with_sleep_imports, write_wat};
 
@@ -218,6 +219,31 @@ fn until_hibernated(n: usize) {
     }
 }
 
+/// Spawns `entry` once for each of `runs` (its arguments, and the value its EXIT must carry),
+/// monitored by `mailbox`: each process's PID with that value.
+fn spawn_each(
+    rt: &Runtime,
+    entry: &str,
+    runs: impl IntoIterator<Item = ([serde_json::Value; 2], serde_json::Value)>,
+    mailbox: &Mailbox,
+) -> HashMap<Pid, serde_json::Value> {
+    runs.into_iter()
+        .map(|(args, want)| {
+            let pid = rt.spawn_monitored(entry, "t:host", &args, mailbox).unwrap();
+            (pid, want)
+        })
+        .collect()
+}
+
+/// One EXIT from each process of `expected`, carrying its value.
+fn each_exits_with(mailbox: &mut Mailbox, mut expected: HashMap<Pid, serde_json::Value>) {
+    for _ in 0..expected.len() {
+        let exit = receive(mailbox).expect("an EXIT");
+        let want = expected.remove(&exit.from).expect("one EXIT per process");
+        assert_eq!(exit.outcome, Ok(want), "process {:?}", exit.from);
+    }
+}
+
 #[test]
 fn sleeping_processes_give_their_stacks_back_and_wake_with_every_frame_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,24 +255,12 @@ fn sleeping_processes_give_their_stacks_back_and_wake_with_every_frame_whole() {
     // time, so that all of them are hibernated at once before any wakes.
     let depths: Vec<u32> = (0..60).map(|i| [1, 7, 40, 150][i % 4]).collect();
     let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
-    let mut expected = std::collections::HashMap::new();
-    for &depth in &depths {
-        let pid = rt
-            .spawn_monitored(
-                "t:nest",
-                "t:host",
-                &[json!(depth), json!(sleep_ms)],
-                &mailbox,
-            )
-            .unwrap();
-        expected.insert(pid, checksum(depth));
-    }
+    let runs = depths
+        .iter()
+        .map(|&depth| ([json!(depth), json!(sleep_ms)], json!(checksum(depth))));
+    let expected = spawn_each(&rt, "t:nest", runs, &mailbox);
     until_hibernated(depths.len());
-    for _ in &depths {
-        let exit = receive(&mut mailbox).expect("an EXIT");
-        let want = expected.remove(&exit.from).expect("one EXIT per process");
-        assert_eq!(exit.outcome, Ok(json!(want)), "process {:?}", exit.from);
-    }
+    each_exits_with(&mut mailbox, expected);
 }
 
 #[test]
@@ -311,27 +325,18 @@ fn a_core_modules_stack_is_hibernated_and_comes_back_whole_too() {
     };
     let mut mailbox = Mailbox::new();
     let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
-    let mut expected = std::collections::HashMap::new();
-    for depth in [3u32, 60] {
-        for _ in 0..10 {
-            let pid = rt
-                .spawn_monitored(
-                    "t:nest_p1",
-                    "t:host",
-                    &[json!(depth), json!(sleep_ms)],
-                    &mailbox,
-                )
-                .unwrap();
-            // A core module's i64 result, as the EXIT carries it.
-            expected.insert(pid, checksum(depth) as i64);
-        }
-    }
+    // A core module's i64 result, as the EXIT carries it.
+    let runs = [3u32, 60].into_iter().flat_map(|depth| {
+        (0..10).map(move |_| {
+            (
+                [json!(depth), json!(sleep_ms)],
+                json!(checksum(depth) as i64),
+            )
+        })
+    });
+    let expected = spawn_each(&rt, "t:nest_p1", runs, &mailbox);
     until_hibernated(expected.len());
-    for _ in 0..expected.len() {
-        let exit = receive(&mut mailbox).expect("an EXIT");
-        let want = expected.remove(&exit.from).expect("one EXIT per process");
-        assert_eq!(exit.outcome, Ok(json!(want)), "process {:?}", exit.from);
-    }
+    each_exits_with(&mut mailbox, expected);
 }
 
 #[test]
@@ -342,18 +347,9 @@ fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_wh
     };
     let mut mailbox = Mailbox::new();
     let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
-    let mut expected = std::collections::HashMap::new();
-    for seed in 1..=50u64 {
-        let pid = rt
-            .spawn_monitored(
-                "t:fill",
-                "t:host",
-                &[json!(seed), json!(sleep_ms)],
-                &mailbox,
-            )
-            .unwrap();
-        expected.insert(pid, memory_checksum(seed));
-    }
+    let runs =
+        (1..=50u64).map(|seed| ([json!(seed), json!(sleep_ms)], json!(memory_checksum(seed))));
+    let expected = spawn_each(&rt, "t:fill", runs, &mailbox);
     until_hibernated(expected.len());
     // Each holds at least 9 pages of data (the subscription, the data segment, the 6 written
     // pages, the second memory's): far more than the other tests' sleepers hold.
@@ -366,11 +362,7 @@ fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_wh
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    for _ in 0..expected.len() {
-        let exit = receive(&mut mailbox).expect("an EXIT");
-        let want = expected.remove(&exit.from).expect("one EXIT per process");
-        assert_eq!(exit.outcome, Ok(json!(want)), "process {:?}", exit.from);
-    }
+    each_exits_with(&mut mailbox, expected);
 }
 
 #[test]
