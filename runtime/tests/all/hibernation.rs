@@ -85,11 +85,12 @@ const NESTED_SLEEPER_P1: &str = r#"
     (call $nest (local.get $depth) (local.get $ms))))
 "#;
 
-/// `fill(seed, ms)`: grows its first memory (which moves it to a larger block of the arena),
-/// writes 6 pages of it (every other one the same in every process, the rest from `seed`) and
-/// a page of its second memory, sleeps `ms` in `poll_oneoff`, and returns a checksum of those
-/// pages and of its data segment's first 16 bytes. Memory that came back different changes
-/// the checksum.
+/// `fill(seed, ms)`: writes a page of its first memory from `seed` and sleeps `ms` in
+/// `poll_oneoff`; then grows that memory (which moves it to a larger block of the arena, so
+/// that its next hibernation must find it there), writes 6 pages of it (every other one the
+/// same in every process, the rest from `seed`) and a page of its second memory, and sleeps
+/// again; then returns a checksum of those pages and of its data segment's first 16 bytes.
+/// Memory that came back different changes the checksum.
 const MEMORY_SLEEPER_P1: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "poll_oneoff"
@@ -109,6 +110,14 @@ const MEMORY_SLEEPER_P1: &str = r#"
   (func (export "fill") (param $seed i32) (param $ms i32) (result i64)
     (local $i i32) (local $s i64) (local $sum i64)
     (local.set $s (i64.extend_i32_u (local.get $seed)))
+    (block $done (loop $first
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 512)))
+      (i64.store $main (i32.add (i32.const 0x2000) (i32.shl (local.get $i) (i32.const 3)))
+        (i64.add (i64.mul (local.get $s) (i64.const 0x1234567)) (i64.extend_i32_u (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $first)))
+    (call $sleep (local.get $ms))
+    (local.set $i (i32.const 0))
     (drop (memory.grow $main (i32.const 8)))
     (block $done (loop $fill
       (br_if $done (i32.ge_u (local.get $i) (i32.const 3072)))
@@ -121,6 +130,13 @@ const MEMORY_SLEEPER_P1: &str = r#"
       (br $fill)))
     (call $sleep (local.get $ms))
     (local.set $sum (i64.xor (i64.load $main (i32.const 4096)) (i64.load $main (i32.const 4104))))
+    (local.set $i (i32.const 0))
+    (block $done (loop $again
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 512)))
+      (local.set $sum (i64.xor (i64.rotl (local.get $sum) (i64.const 5))
+        (i64.load $main (i32.add (i32.const 0x2000) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again)))
     (local.set $i (i32.const 0))
     (block $done (loop $add
       (br_if $done (i32.ge_u (local.get $i) (i32.const 3072)))
@@ -139,6 +155,9 @@ fn memory_checksum(seed: u64) -> i64 {
     let data = b"wasmproc hibernates memory pages";
     let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap());
     let mut sum = word(0) ^ word(8);
+    for i in 0..512u64 {
+        sum = sum.rotate_left(5) ^ seed.wrapping_mul(0x1234567).wrapping_add(i);
+    }
     for i in 0..3072u64 {
         let first = if (i >> 9) & 1 == 0 {
             i.wrapping_mul(0x9E3779B97F4A7C15)
@@ -346,13 +365,15 @@ fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_wh
         return;
     };
     let mut mailbox = Mailbox::new();
-    let sleep_ms = 1_500 + 10 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    // Twice: before and after the memory moves.
+    let sleep_ms = 1_000 + 5 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
     let runs =
         (1..=50u64).map(|seed| ([json!(seed), json!(sleep_ms)], json!(memory_checksum(seed))));
     let expected = spawn_each(&rt, "t:fill", runs, &mailbox);
     until_hibernated(expected.len());
-    // Each holds at least 9 pages of data (the subscription, the data segment, the 6 written
-    // pages, the second memory's): far more than the other tests' sleepers hold.
+    // Asleep the second time, each holds at least 9 pages of data (the subscription, the data
+    // segment, the 6 written pages, the second memory's): far more than the other tests'
+    // sleepers hold, and more than the 3 of the first time.
     let start = Instant::now();
     while hibernated_memory() < expected.len() * 9 * 4096 {
         assert!(
