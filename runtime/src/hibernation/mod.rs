@@ -202,8 +202,9 @@ pub(crate) fn memory_gone() {
 /// without a poll (see the module's documentation).
 pub(crate) struct Hibernating<'a, F> {
     inner: F,
-    /// Its program's templates (see `image`).
-    templates: &'a Templates,
+    /// Its program's templates (see `image` and `memory`); `None` where its engine does not
+    /// hibernate: the future is then only polled.
+    templates: Option<&'a Templates>,
     /// Made at the first wait of a store that made a stack: most processes never wait, and
     /// those pay nothing but this pointer.
     idle: Option<Box<Idle>>,
@@ -227,8 +228,9 @@ struct Saved {
 }
 
 impl<'a, F> Hibernating<'a, F> {
-    /// `inner`, the future of a store of the program whose `templates` these are.
-    pub(crate) fn new(inner: F, templates: &'a Templates) -> Self {
+    /// `inner`, the future of a store of the program whose `templates` these are (`None`
+    /// where its engine does not hibernate).
+    pub(crate) fn new(inner: F, templates: Option<&'a Templates>) -> Self {
         Hibernating {
             inner,
             templates,
@@ -239,12 +241,13 @@ impl<'a, F> Hibernating<'a, F> {
 
     /// The stack's bytes back where they were, before anything may resume its fiber.
     fn wake(&mut self) -> bool {
-        let Some(idle) = self.idle.as_mut() else {
+        // Without templates there is never an `Idle`: `poll` only polls.
+        let (Some(templates), Some(idle)) = (self.templates, self.idle.as_mut()) else {
             return false;
         };
         match idle.saved.take() {
             Some(saved) => {
-                saved.restore(self.templates, &idle.stack);
+                saved.restore(templates, &idle.stack);
                 true
             }
             None => false,
@@ -259,6 +262,10 @@ impl<F: Future> Future for Hibernating<'_, F> {
         // SAFETY: `inner` is never moved out of a pinned `Hibernating` (structural pinning:
         // the drop below only restores bytes), and the other fields are not pinned.
         let this = unsafe { self.get_unchecked_mut() };
+        let Some(templates) = this.templates else {
+            // SAFETY: see above.
+            return unsafe { Pin::new_unchecked(&mut this.inner) }.poll(cx);
+        };
         let woke = this.wake();
         // Its timer fired (the driver saw its deadline pass) and nothing woke the store since.
         let idle_for_long = !woke && this.idle.as_ref().is_some_and(|i| i.timer.is_elapsed());
@@ -299,7 +306,7 @@ impl<F: Future> Future for Hibernating<'_, F> {
         idle.memories.add(made.memories);
         if idle_for_long {
             // The timer fired and this poll found the store still waiting.
-            idle.saved = hibernate(this.templates, &idle.stack, &mut idle.memories);
+            idle.saved = hibernate(templates, &idle.stack, &mut idle.memories);
             if idle.saved.is_some() {
                 return Poll::Pending;
             }

@@ -36,6 +36,9 @@ pub(super) struct Backend {
     /// What the engine was configured from: a compiler process rebuilds it. With concurrency
     /// support (`recipe.concurrent`), its linkers get WASI 0.3 too.
     pub(super) recipe: Recipe,
+    /// Its processes may be hibernated (see [`crate::hibernation`]): the main engine's, when
+    /// its pool takes the arena.
+    pub(super) hibernates: bool,
 }
 
 impl Backend {
@@ -58,6 +61,11 @@ impl Backend {
         admission: Arc<tokio::sync::Semaphore>,
         recipe: Recipe,
     ) -> Result<Self, Error> {
+        // As `engine::configured` decided, from the same figures.
+        let hibernates = !recipe.concurrent
+            && Capacity::within(recipe.pool.processes, recipe.max_map_count).allocation
+                == crate::capacity::Allocation::Arena
+            && crate::hibernation::wanted();
         Ok(Backend {
             admission,
             ticker: EpochTicker::start(&engine)?,
@@ -65,6 +73,7 @@ impl Backend {
             linkers: Mutex::new(HashMap::new()),
             disk: None,
             recipe,
+            hibernates,
         })
     }
 

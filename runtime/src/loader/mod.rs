@@ -275,7 +275,7 @@ impl Loader {
                 lift_fuel: usize::try_from(wasm.limits.max_value()).unwrap_or(usize::MAX),
                 admission: self.main.admission.clone(),
                 counts_fuel: self.fuel.counted(),
-                hibernation_templates: Default::default(),
+                hibernation: self.main.hibernates.then(Default::default),
             }));
         }
         let component = self.compile(entry, &path, actual, bytes)?;
@@ -305,7 +305,7 @@ impl Loader {
             max_value,
             admission: backend.admission.clone(),
             counts_fuel: self.fuel.counted(),
-            hibernation_templates: Default::default(),
+            hibernation: backend.hibernates.then(Default::default),
         }))
     }
 

@@ -42,8 +42,9 @@ pub struct Program {
     /// EXITs report what they used.
     pub(crate) counts_fuel: bool,
     /// What its processes' hibernated stacks and memories are kept against (see
-    /// `hibernation`).
-    pub(crate) hibernation_templates: crate::hibernation::Templates,
+    /// `hibernation`); `None` where its engine does not hibernate processes, which then pay
+    /// nothing for it.
+    pub(crate) hibernation: Option<crate::hibernation::Templates>,
 }
 
 /// How often a spawn looks at a loaded binary's file (one `stat`): a file changed on disk is

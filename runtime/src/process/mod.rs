@@ -261,7 +261,7 @@ pub(crate) fn run(launch: Launch, mut guard: ExitGuard) -> impl Future<Output = 
                     &mut guard.usage,
                     slot,
                 ),
-                &launch.program.hibernation_templates,
+                launch.program.hibernation.as_ref(),
             ));
             let limit = launch.limits.max_execution;
             Supervised::new(run, limit, &mut guard.counters, pid, guard.trace.as_ref()).await
