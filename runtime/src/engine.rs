@@ -172,7 +172,7 @@ pub fn new(pool: Pool, fuel: Fuel) -> Result<Engine, Error> {
         maps = capacity.maps,
         max_map_count = capacity.max_map_count,
         %fuel,
-        hibernation = capacity.allocation == Allocation::Arena && crate::hibernation::wanted(),
+        hibernation = crate::hibernation::in_engine(capacity.allocation, false),
         "instance capacity: {capacity}"
     );
     Engine::new(&config(pool, fuel)).map_err(|e| Error::EngineStart {
@@ -278,7 +278,7 @@ const ASYNC_STACK_SIZE: usize = 2 << 20;
 /// concurrent one's not (see [`crate::hibernation`]).
 fn arena(config: &mut Config, pool: Pool, concurrent: bool) {
     let max = usize::try_from(pool.memory).unwrap_or(usize::MAX);
-    let hibernates = !concurrent && crate::hibernation::wanted();
+    let hibernates = crate::hibernation::in_engine(Allocation::Arena, concurrent);
     config
         .allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand)
         .async_stack_size(ASYNC_STACK_SIZE)

@@ -73,10 +73,18 @@ const MAX_LIVE: usize = 64 << 10;
 /// stack's top.
 const SAVED_SP_BELOW_TOP: usize = 0x10;
 
-/// Whether engines made from now on hibernate their processes' stacks: yes unless the
+/// Whether an engine made now with `allocation` hibernates its processes: the main engine
+/// (not `concurrent`: its stores may hold several fibers) whose pool takes the arena, unless
+/// the environment says otherwise ([`wanted`]). The one rule the engine's configuration, its
+/// capacity log and the loader's programs follow.
+pub(crate) fn in_engine(allocation: crate::capacity::Allocation, concurrent: bool) -> bool {
+    !concurrent && allocation == crate::capacity::Allocation::Arena && wanted()
+}
+
+/// Whether engines made from now on may hibernate their processes: yes unless the
 /// environment's `WASMPROC_HIBERNATE` is `0` (an operator's way out, should a wasmtime
 /// upgrade ever move what this module relies on before its tests catch it).
-pub(crate) fn wanted() -> bool {
+fn wanted() -> bool {
     wanted_by(std::env::var("WASMPROC_HIBERNATE").ok().as_deref())
 }
 

@@ -62,10 +62,8 @@ impl Backend {
         recipe: Recipe,
     ) -> Result<Self, Error> {
         // As `engine::configured` decided, from the same figures.
-        let hibernates = !recipe.concurrent
-            && Capacity::within(recipe.pool.processes, recipe.max_map_count).allocation
-                == crate::capacity::Allocation::Arena
-            && crate::hibernation::wanted();
+        let allocation = Capacity::within(recipe.pool.processes, recipe.max_map_count).allocation;
+        let hibernates = crate::hibernation::in_engine(allocation, recipe.concurrent);
         Ok(Backend {
             admission,
             ticker: EpochTicker::start(&engine)?,
