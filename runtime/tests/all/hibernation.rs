@@ -192,9 +192,12 @@ fn checksum(depth: u32) -> u64 {
 }
 
 /// The nested sleepers (`t:nest`, a component; `t:nest_p1`, a core module) and the memory
-/// sleeper (`t:fill`) on a host of 2 workers, limited to `max_execution_ms` where given, over a pool that takes the arena; `None` where this kernel's map limit holds the
-/// pool pooled (then no stack is the arena's to hibernate).
-fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
+/// sleeper (`t:fill`) on a host of 2 workers, limited to `max_execution_ms` where given, over
+/// a pool that takes the arena, with the directory their binaries are in; `None` where this
+/// kernel's map limit holds the pool pooled (then nothing is the arena's to hibernate).
+fn arena_runtime(max_execution_ms: Option<u64>) -> Option<(tempfile::TempDir, Runtime)> {
+    let binaries = tempfile::tempdir().unwrap();
+    let dir = binaries.path();
     let pool = wasmproc_runtime::engine::Pool {
         processes: 20_000,
         memory: 1 << 20,
@@ -222,7 +225,10 @@ fn arena_runtime(dir: &Path, max_execution_ms: Option<u64>) -> Option<Runtime> {
     );
     let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
     let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
-    Some(Runtime::new(manifest, std::sync::Arc::new(loader)))
+    Some((
+        binaries,
+        Runtime::new(manifest, std::sync::Arc::new(loader)),
+    ))
 }
 
 /// Waits (up to 10 s) until at least `n` stacks are hibernated.
@@ -265,8 +271,7 @@ fn each_exits_with(mailbox: &mut Mailbox, mut expected: HashMap<Pid, serde_json:
 
 #[test]
 fn sleeping_processes_give_their_stacks_back_and_wake_with_every_frame_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(rt) = arena_runtime(dir.path(), None) else {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
         return;
     };
     let mut mailbox = Mailbox::new();
@@ -284,13 +289,11 @@ fn sleeping_processes_give_their_stacks_back_and_wake_with_every_frame_whole() {
 
 #[test]
 fn a_hibernated_process_that_is_cancelled_or_runs_out_of_time_still_exits_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(rt) = arena_runtime(dir.path(), None) else {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
         return;
     };
-    let limited_dir = tempfile::tempdir().unwrap();
     let limit_ms = 6 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
-    let Some(limited) = arena_runtime(limited_dir.path(), Some(limit_ms)) else {
+    let Some((_limited_binaries, limited)) = arena_runtime(Some(limit_ms)) else {
         return;
     };
     let mut mailbox = Mailbox::new();
@@ -338,8 +341,7 @@ fn a_hibernated_process_that_is_cancelled_or_runs_out_of_time_still_exits_once()
 
 #[test]
 fn a_core_modules_stack_is_hibernated_and_comes_back_whole_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(rt) = arena_runtime(dir.path(), None) else {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
         return;
     };
     let mut mailbox = Mailbox::new();
@@ -360,8 +362,7 @@ fn a_core_modules_stack_is_hibernated_and_comes_back_whole_too() {
 
 #[test]
 fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(rt) = arena_runtime(dir.path(), None) else {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
         return;
     };
     let mut mailbox = Mailbox::new();
@@ -388,8 +389,7 @@ fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_wh
 
 #[test]
 fn a_runtime_dropped_while_its_processes_are_hibernated_ends_each_with_one_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(rt) = arena_runtime(dir.path(), None) else {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
         return;
     };
     let mut mailbox = Mailbox::new();
@@ -413,8 +413,7 @@ fn a_runtime_dropped_while_its_processes_are_hibernated_ends_each_with_one_exit(
 
 #[test]
 fn processes_waking_around_the_idle_time_some_cancelled_each_exit_once_with_their_frames_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(rt) = arena_runtime(dir.path(), None) else {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
         return;
     };
     let mut mailbox = Mailbox::new();
