@@ -147,6 +147,26 @@ const MEMORY_SLEEPER_P1: &str = r#"
           (i64.load $second (i32.add (i32.const 0x8000) (i32.shl (local.get $i) (i32.const 3))))))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $add)))
+    (local.get $sum))
+  (func (export "big") (param $seed i32) (param $ms i32) (result i64)
+    (local $i i32) (local $s i64) (local $sum i64)
+    (local.set $s (i64.extend_i32_u (local.get $seed)))
+    (drop (memory.grow $main (i32.const 14)))
+    (block $done (loop $fill
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 114688)))
+      (i64.store $main (i32.add (i32.const 0x10000) (i32.shl (local.get $i) (i32.const 3)))
+        (i64.add (i64.mul (local.get $s) (i64.const 0x9E3779B97F4A7C15))
+                 (i64.extend_i32_u (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $fill)))
+    (call $sleep (local.get $ms))
+    (local.set $i (i32.const 0))
+    (block $done (loop $add
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 114688)))
+      (local.set $sum (i64.xor (i64.rotl (local.get $sum) (i64.const 5))
+        (i64.load $main (i32.add (i32.const 0x10000) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $add)))
     (local.get $sum)))
 "#;
 
@@ -170,6 +190,14 @@ fn memory_checksum(seed: u64) -> i64 {
         }
     }
     sum as i64
+}
+
+/// What `big(seed, _)` returns, computed here: 14 wasm pages of words that differ in every
+/// process, far past what a process's memories may keep when hibernated.
+fn big_checksum(seed: u64) -> i64 {
+    (0..114_688u64).fold(0u64, |sum, i| {
+        sum.rotate_left(5) ^ seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(i)
+    }) as i64
 }
 
 /// What `nest(depth, _)` returns, computed here.
@@ -217,11 +245,12 @@ fn arena_runtime(max_execution_ms: Option<u64>) -> Option<(tempfile::TempDir, Ru
         format!("  - {{ name: {name}, kind: process.wasm, fs: bins, path: {name}.wasm, hash: \"{digest}\", method: {method}, imports: [wasi:clocks]{limits} }}\n")
     };
     let text = format!(
-        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n{}{}{}",
+        "namespace: t\nentries:\n  - {{ name: bins, kind: fs.directory, directory: {} }}\n  - {{ name: host, kind: process.host, host: {{ workers: 2 }} }}\n{}{}{}{}",
         dir.display(),
         entry("nest", NESTED_SLEEPER, "nest"),
         entry("nest_p1", NESTED_SLEEPER_P1, "nest"),
         entry("fill", MEMORY_SLEEPER_P1, "fill"),
+        entry("big", MEMORY_SLEEPER_P1, "big"),
     );
     let manifest = wasmproc_runtime::Manifest::parse(&text, Path::new("inline.yaml")).unwrap();
     let loader = wasmproc_runtime::engine::loader_with(pool).unwrap();
@@ -384,6 +413,19 @@ fn sleeping_processes_give_their_memories_pages_back_and_wake_with_every_byte_wh
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    each_exits_with(&mut mailbox, expected);
+}
+
+#[test]
+fn a_process_whose_memories_hold_more_than_is_kept_hibernates_its_stack_and_keeps_its_memory() {
+    let Some((_binaries, rt)) = arena_runtime(None) else {
+        return;
+    };
+    let mut mailbox = Mailbox::new();
+    let sleep_ms = 1_000 + 5 * IDLE_BEFORE_HIBERNATION.as_millis() as u64;
+    let runs = (1..=8u64).map(|seed| ([json!(seed), json!(sleep_ms)], json!(big_checksum(seed))));
+    let expected = spawn_each(&rt, "t:big", runs, &mailbox);
+    until_hibernated(expected.len());
     each_exits_with(&mut mailbox, expected);
 }
 
